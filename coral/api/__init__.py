@@ -1,0 +1,1 @@
+"""Adapters: gRPC, HTTP/JSON, A2A, MCP, dashboard. They translate, nothing more."""

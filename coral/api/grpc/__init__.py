@@ -1,0 +1,1 @@
+"""The grpc.aio adapter for the coral.v1 services."""

@@ -1,0 +1,1 @@
+"""The aiohttp HTTP/JSON adapter."""

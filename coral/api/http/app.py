@@ -1,0 +1,125 @@
+"""aiohttp application factory: middleware, node routes, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from coral.api.errors import http_status, problem
+from coral.context import NodeContext
+from coral.protocol.codec import message_from_json, message_from_protobuf_bytes
+from coral.protocol.errors import CoralError, TooLarge
+from coral.protocol.message import Message
+
+log = logging.getLogger("coral.http")
+
+CTX: web.AppKey[NodeContext] = web.AppKey("coral_ctx", NodeContext)
+PROBLEM_JSON = "application/problem+json"
+PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf", "application/octet-stream"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(error: CoralError) -> web.Response:
+    """A problem+json response for a typed error."""
+    return web.json_response(problem(error), status=http_status(error), content_type=PROBLEM_JSON)
+
+
+@web.middleware
+async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map typed errors to problem+json once, count requests and rejections.
+
+    Unexpected exceptions become a bare 500 problem with no stack trace.
+    """
+    ctx = request.app[CTX]
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except CoralError as exc:
+        ctx.metrics.rejections.labels("http", exc.reason).inc()
+        response = error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        ctx.metrics.rejections.labels("http", "too_large").inc()
+        response = error_response(TooLarge("request body exceeds the size limit"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        body = {"type": "about:blank", "title": exc.reason, "status": exc.status,
+                "reason": exc.reason.lower().replace(" ", "_"), "detail": exc.text or exc.reason}
+        response = web.json_response(body, status=exc.status, content_type=PROBLEM_JSON)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        body = {"type": "about:blank", "title": "internal error", "status": 500,
+                "reason": "internal", "detail": "internal error"}
+        response = web.json_response(body, status=500, content_type=PROBLEM_JSON)
+    ctx.metrics.requests.labels("http", f"{request.method} {name}", str(response.status)).inc()
+    ctx.metrics.request_seconds.labels("http").observe(time.perf_counter() - started)
+    return response
+
+
+async def read_message(request: web.Request, *, field: str | None = None) -> Message:
+    """Decode a message body sent as JSON or protobuf (by Content-Type)."""
+    limits = request.app[CTX].verifier.limits
+    raw = await request.read()
+    if request.content_type in PROTOBUF_TYPES:
+        return message_from_protobuf_bytes(raw, limits)
+    return message_from_json(raw, limits)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def node_info(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CTX].node_info())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[CTX].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def verify_message(request: web.Request) -> web.Response:
+    """Check a message (JSON or protobuf body): well formed, signed, fresh, new.
+
+    ``?check_replay=false`` skips recording the id so a message can be checked
+    repeatedly. Refusals are problem+json with the precise ``reason``.
+    """
+    ctx = request.app[CTX]
+    message = await read_message(request)
+    check_replay = request.query.get("check_replay", "true").lower() != "false"
+    ctx.verifier.verify(message, check_replay=check_replay)
+    return web.json_response({"valid": True, "message_id": message.id, "sender": message.sender})
+
+
+def json_body_limit(ctx: NodeContext) -> int:
+    # Leave room for an envelope around a maximal message.
+    return ctx.verifier.limits.max_message_bytes * 2 + 4096
+
+
+RouteInstaller = Callable[[web.Application, NodeContext], None]
+
+
+def build_http_app(ctx: NodeContext, installers: list[RouteInstaller] | None = None) -> web.Application:
+    """Build the node's aiohttp app; subsystems add routes through ``installers``."""
+    app = web.Application(middlewares=[errors_and_metrics], client_max_size=json_body_limit(ctx))
+    app[CTX] = ctx
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/node", node_info)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/messages/verify", verify_message)
+    for install in installers or []:
+        install(app, ctx)
+    return app
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,211 @@
+"""coral-node: run and inspect a Coral node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from coral import __version__
+from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
+from coral.keys import load_or_create_identity, load_or_create_token
+
+app = typer.Typer(
+    name="coral-node",
+    help="Run and inspect a Coral Protocol node.\n\nQuick start: coral-node start",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+keys_app = typer.Typer(help="Show the node's keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+out = Console(emoji=False, highlight=False)
+err = Console(stderr=True, emoji=False, highlight=False)
+
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", "-d", help="Data directory (default: platform data dir).")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to a TOML config file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"coral-node {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Run and inspect a Coral Protocol node."""
+
+
+def _config(config: Path | None, **flags: Any) -> Config:
+    try:
+        return load_config(config, overrides=flags)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def init(
+    data_dir: DataDirOpt = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing config file.")] = False,
+) -> None:
+    """Write a commented config file and generate the node key and admin token.
+
+    Example: coral-node init --data-dir ./node-a
+    """
+    cfg = _config(None, data_dir=data_dir)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    path = cfg.data_dir / "config.toml"
+    if path.exists() and not force:
+        err.print(f"[yellow]{path} exists; keeping it (use --force to overwrite)[/yellow]")
+    else:
+        path.write_text(CONFIG_TEMPLATE.format(data_dir=str(cfg.data_dir).replace("\\", "/")))
+        out.print(f"wrote {path}")
+    identity, created = load_or_create_identity(cfg.keys_dir / "node.key")
+    load_or_create_token(cfg.keys_dir / "admin.token")
+    out.print(f"node id: {identity.did}" + (" (new)" if created else ""))
+    out.print(f"admin token: {cfg.keys_dir / 'admin.token'}")
+
+
+@app.command()
+def start(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="gRPC port (0 = any free port).")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port (0 = any free port).")] = None,
+    bootstrap: Annotated[
+        list[str] | None, typer.Option("--bootstrap", "-b", help="Bootstrap peer host:grpc_port.")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json")] = None,
+) -> None:
+    """Start the node and run until Ctrl-C or SIGTERM.
+
+    Example: coral-node start --data-dir ./node-a --grpc-port 7420 --http-port 7421
+    """
+    from coral.logs import configure_logging
+    from coral.node import Node
+
+    cfg = _config(
+        config, data_dir=data_dir, host=host, grpc_port=grpc_port, http_port=http_port,
+        bootstrap_peers=bootstrap or None, log_level=log_level, log_json=log_json,
+    )
+    configure_logging(cfg.log_level, cfg.log_json)
+
+    async def run() -> None:
+        node = Node(cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        ctx = await node.start()
+        try:
+            out.print(f"[bold]Coral node[/bold] {__version__}")
+            out.print(f"node id    {ctx.identity.did}" + ("  (new identity)" if node.created_identity else ""))
+            out.print(f"data dir   {cfg.data_dir}")
+            out.print(f"gRPC       {ctx.grpc_address}")
+            out.print(f"HTTP       {ctx.http_address}")
+            out.print(f"dashboard  {ctx.http_address}/")
+            out.print("ready; press Ctrl-C to stop", style="green")
+            sys.stdout.flush()
+            await stop.wait()
+            out.print("stopping...")
+        finally:
+            await node.stop()
+        out.print("stopped cleanly")
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot start: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _runtime(cfg: Config) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(cfg.runtime_file.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def http_get(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@app.command()
+def status(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    url: Annotated[str | None, typer.Option(help="Node HTTP URL (default: from the data dir).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask a running node for its identity and health. Exit 1 if it is not reachable.
+
+    Example: coral-node status --data-dir ./node-a --json
+    """
+    cfg = _config(config, data_dir=data_dir)
+    if url is None:
+        runtime = _runtime(cfg)
+        if runtime is None:
+            err.print(f"no running node found in {cfg.data_dir} (is it started?)")
+            raise typer.Exit(1)
+        url = runtime["http_address"]
+    try:
+        health = http_get(f"{url}/healthz")
+        info = http_get(f"{url}/v1/node")
+    except (urllib.error.URLError, OSError) as exc:
+        err.print(f"node at {url} is not reachable: {exc}")
+        raise typer.Exit(1) from None
+    result = {"url": url, "health": health.get("status"), **info}
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    for key in ("node_id", "health", "version", "protocol_version", "grpc_address", "http_address"):
+        out.print(f"{key:17} {result.get(key)}")
+
+
+@keys_app.command("show")
+def keys_show(data_dir: DataDirOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the node's did:key and public key (never the private key).
+
+    Example: coral-node keys show --data-dir ./node-a
+    """
+    cfg = _config(config, data_dir=data_dir)
+    path = cfg.keys_dir / "node.key"
+    if not path.exists():
+        err.print(f"no node key at {path}; run `coral-node init` or `coral-node start` first")
+        raise typer.Exit(1)
+    identity, _ = load_or_create_identity(path)
+    info = {"node_id": identity.did, "public_key_hex": identity.public_key.hex(), "key_file": str(path)}
+    if as_json:
+        out.print_json(json.dumps(info))
+    else:
+        for key, value in info.items():
+            out.print(f"{key:15} {value}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

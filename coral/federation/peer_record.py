@@ -1,0 +1,79 @@
+"""Signed peer records: how a node announces its id and where to reach it.
+
+A record is signed by the node key it names, so a node cannot publish an
+address for another node's id. ``seq`` grows with every new record from the
+same node (nodes use their issue time in ms, which survives restarts); the
+highest ``seq`` wins and anything else is stale.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from coral.federation.errors import RecordFromFuture, UnsignedRecord
+from coral.protocol.errors import InvalidMessage, SignatureError
+from coral.protocol.identity import Identity
+from coral.protocol.message import Did, Millis
+from coral.protocol.signing import sign_object, verify_object
+
+PEER_RECORD_DOMAIN = b"coral/v1/peer-record\x00"
+PROTOCOL_VERSION = "coral/v1"
+#: How far into the future a record's timestamp may lie (clock skew allowance).
+DEFAULT_MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+Address = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class PeerAddresses(BaseModel):
+    """Where a node listens: its gRPC endpoint (node-to-node) and HTTP endpoint."""
+
+    model_config = _STRICT
+    grpc: Address | None = None
+    http: Address | None = None
+
+
+class PeerRecord(BaseModel):
+    """A node's self-description, signed by the node key named in ``node``."""
+
+    model_config = _STRICT
+    node: Did
+    addresses: PeerAddresses
+    protocol_version: Annotated[str, Field(pattern=r"^coral/v[0-9]+$")] = PROTOCOL_VERSION
+    seq: Annotated[int, Field(ge=1, le=2**53 - 1)]
+    issued_at: Millis
+    signature: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The fields the node signs (everything except the signature)."""
+        return self.model_dump(mode="json", exclude={"signature"})
+
+
+def sign_peer_record(record: PeerRecord, node: Identity) -> PeerRecord:
+    """Return the record signed by ``node``, which must be the node it describes."""
+    if node.did != record.node:
+        raise SignatureError("a node signs only its own peer record", reason="wrong_signer")
+    return record.model_copy(update={"signature": sign_object(PEER_RECORD_DOMAIN, record.body(), node)})
+
+
+def verify_peer_record(
+    record: PeerRecord, now_ms: int, *, max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
+) -> None:
+    """Raise a typed error unless the record is signed by its own node and not from the future."""
+    if not record.signature:
+        raise UnsignedRecord("peer record is not signed")
+    if record.issued_at > now_ms + max_future_skew_ms:
+        raise RecordFromFuture(f"peer record issued {record.issued_at - now_ms} ms in the future")
+    verify_object(PEER_RECORD_DOMAIN, record.body(), record.signature, record.node)
+
+
+def parse_peer_record(obj: Any) -> PeerRecord:
+    """Validate a JSON object as a PeerRecord, raising InvalidMessage on bad input."""
+    try:
+        return PeerRecord.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        raise InvalidMessage(f"{where}: {first['msg']}", reason="invalid_peer_record") from None

@@ -1,0 +1,241 @@
+"""Ledger value objects: accounts, transfers, pending resolutions, results.
+
+All amounts are integers in minor units. Accounts and transfers are
+immutable records (an account's four balance fields change by replacing the
+record); corrections are new transfers, never edits.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from coral.ledger.errors import LedgerError
+
+#: Largest amount or balance: balances live in signed 64-bit database columns.
+AMOUNT_MAX = 2**63 - 1
+
+
+class AccountFlags(enum.IntFlag):
+    """Balance limits, numbered as in TigerBeetle."""
+
+    NONE = 0
+    DEBITS_MUST_NOT_EXCEED_CREDITS = 1 << 1
+    CREDITS_MUST_NOT_EXCEED_DEBITS = 1 << 2
+
+
+class TransferFlags(enum.IntFlag):
+    """Transfer behaviour, numbered as in TigerBeetle."""
+
+    NONE = 0
+    LINKED = 1 << 0
+    PENDING = 1 << 1
+    POST_PENDING = 1 << 2
+    VOID_PENDING = 1 << 3
+
+
+class AccountKind(enum.StrEnum):
+    """Who an account belongs to, which decides its default limits."""
+
+    AGENT = "agent"
+    NODE_SETTLEMENT = "node_settlement"
+    TEAM_ESCROW = "team_escrow"
+    OPERATOR = "operator"
+
+
+class PendingStatus(enum.StrEnum):
+    """How a pending transfer ended; a pending ends at most once."""
+
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A double-entry account on one ledger (currency) with its four balances."""
+
+    id: str
+    ledger: str
+    owner: str = ""
+    kind: AccountKind = AccountKind.AGENT
+    flags: AccountFlags = AccountFlags.NONE
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+    created_at: int = 0
+
+    @property
+    def balance(self) -> int:
+        """Posted credits minus posted debits: what an agent account holds."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        """Balance less what is reserved by pending debits."""
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+    def definition(self) -> tuple[str, str, str, str, int]:
+        """The client-chosen fields, compared when an account id is reused."""
+        return (self.id, self.ledger, self.owner, str(self.kind), int(self.flags))
+
+    def with_changes(self, **balances: int) -> Account:
+        """Return a copy with some balance fields replaced."""
+        return replace(self, **balances)
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A request to move ``amount`` from ``debit_account`` to ``credit_account``.
+
+    For post/void, the accounts, ledger and (for post) amount may be left empty
+    or zero and are then taken from the pending transfer. ``created_at``,
+    ``expires_at`` and ``request_digest`` are set by the ledger when it stores
+    the transfer.
+    """
+
+    id: str
+    debit_account: str = ""
+    credit_account: str = ""
+    amount: int = 0
+    ledger: str = ""
+    flags: TransferFlags = TransferFlags.NONE
+    pending_id: str = ""
+    timeout_ms: int = 0
+    condition: str = ""
+    fulfillment: str = ""
+    memo: str = ""
+    created_at: int = 0
+    expires_at: int = 0
+    request_digest: str = ""
+
+    @property
+    def is_pending(self) -> bool:
+        return bool(self.flags & TransferFlags.PENDING)
+
+    @property
+    def is_post(self) -> bool:
+        return bool(self.flags & TransferFlags.POST_PENDING)
+
+    @property
+    def is_void(self) -> bool:
+        return bool(self.flags & TransferFlags.VOID_PENDING)
+
+    @property
+    def is_posted(self) -> bool:
+        """True when this transfer moved posted balances (simple or post_pending)."""
+        return not (self.flags & (TransferFlags.PENDING | TransferFlags.VOID_PENDING))
+
+    def digest(self) -> str:
+        """SHA-256 over the client-supplied fields: equal digests mean a true retry."""
+        fields = (
+            self.id,
+            self.debit_account,
+            self.credit_account,
+            str(self.amount),
+            self.ledger,
+            str(int(self.flags)),
+            self.pending_id,
+            str(self.timeout_ms),
+            self.condition,
+            self.fulfillment,
+            self.memo,
+        )
+        return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of every field."""
+        return {
+            "id": self.id,
+            "debit_account": self.debit_account,
+            "credit_account": self.credit_account,
+            "amount": self.amount,
+            "ledger": self.ledger,
+            "flags": int(self.flags),
+            "pending_id": self.pending_id,
+            "timeout_ms": self.timeout_ms,
+            "condition": self.condition,
+            "fulfillment": self.fulfillment,
+            "memo": self.memo,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The single event that ends a pending transfer."""
+
+    pending_id: str
+    status: PendingStatus
+    resolved_at: int
+    #: The post/void transfer's id; empty when the pending expired.
+    by_transfer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """The outcome of one event of a create_transfers batch.
+
+    Exactly one of ``transfer`` (the stored transfer, also for a retried id)
+    and ``error`` is set.
+    """
+
+    id: str
+    transfer: Transfer | None = None
+    error: LedgerError | None = None
+    #: True when the id already existed with the same fields (a safe retry).
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> Transfer:
+        """Return the transfer or raise the typed error."""
+        if self.error is not None:
+            raise self.error
+        assert self.transfer is not None
+        return self.transfer
+
+
+@dataclass(frozen=True, slots=True)
+class AccountResult:
+    """The outcome of creating one account."""
+
+    id: str
+    account: Account | None = None
+    error: LedgerError | None = None
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> Account:
+        """Return the account or raise the typed error."""
+        if self.error is not None:
+            raise self.error
+        assert self.account is not None
+        return self.account
+
+
+@dataclass(slots=True)
+class LedgerChanges:
+    """What one run of the state machine created or touched, for a store to persist."""
+
+    accounts_created: list[Account] = field(default_factory=list)
+    accounts_updated: dict[str, Account] = field(default_factory=dict)
+    transfers_created: list[Transfer] = field(default_factory=list)
+    resolutions_created: list[Resolution] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.accounts_created
+            or self.accounts_updated
+            or self.transfers_created
+            or self.resolutions_created
+        )

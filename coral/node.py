@@ -1,0 +1,134 @@
+"""The composition root: builds every part from a Config and owns start/stop order.
+
+Start: data dir and keys -> database -> domain services -> gRPC -> HTTP ->
+health SERVING. Stop runs the reverse: health NOT_SERVING, stop accepting,
+drain in-flight requests (bounded by ``shutdown_grace_s``), close services,
+close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from coral.api.grpc.server import build_grpc_server, set_serving
+from coral.api.http.app import build_http_app
+from coral.config import Config
+from coral.context import NodeContext
+from coral.keys import load_or_create_identity, load_or_create_token
+from coral.metrics import NodeMetrics
+from coral.protocol.message import now_ms
+from coral.protocol.verify import MessageVerifier
+from coral.store.sqlite import SqliteDatabase
+from coral.subsystems import build_subsystems
+
+log = logging.getLogger("coral.node")
+
+
+class Node:
+    """A running Coral node. ``await start()``, then ``await stop()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db = SqliteDatabase(config.db_path)
+        self.ctx: NodeContext | None = None
+        self.created_identity = False
+        self._grpc: grpc.aio.Server | None = None
+        self._grpc_names: list[str] = []
+        self._health: Any = None
+        self._http: web.AppRunner | None = None
+        self.subsystems = build_subsystems(config)
+
+    async def start(self) -> NodeContext:
+        """Start everything; returns the context with the bound addresses filled in."""
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        identity, self.created_identity = load_or_create_identity(cfg.keys_dir / "node.key")
+        admin_token = load_or_create_token(cfg.keys_dir / "admin.token")
+        await self.db.open()
+        ctx = NodeContext(
+            config=cfg,
+            identity=identity,
+            metrics=NodeMetrics(),
+            verifier=MessageVerifier(cfg.limits.to_limits()),
+            admin_token=admin_token,
+            started_at=now_ms(),
+        )
+        self.ctx = ctx
+        grpc_installers: list[Any] = []
+        http_installers: list[Any] = []
+        for subsystem in self.subsystems:
+            await subsystem.setup(self, ctx)
+            grpc_installers.extend(subsystem.grpc_installers)
+            http_installers.extend(subsystem.http_installers)
+
+        self._grpc, self._health, self._grpc_names = build_grpc_server(ctx, grpc_installers)
+        grpc_port = self._grpc.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+        if grpc_port == 0:
+            raise OSError(f"cannot bind gRPC to {cfg.host}:{cfg.grpc_port}")
+        await self._grpc.start()
+        advertise = cfg.advertise_host or cfg.host
+        ctx.grpc_address = f"{advertise}:{grpc_port}"
+
+        app = build_http_app(ctx, http_installers)
+        self._http = web.AppRunner(app, handle_signals=False, access_log=None,
+                                   shutdown_timeout=cfg.shutdown_grace_s)
+        await self._http.setup()
+        site = web.TCPSite(self._http, cfg.host, cfg.http_port)
+        await site.start()
+        http_port = self._http.addresses[0][1]
+        ctx.http_address = f"http://{advertise}:{http_port}"
+
+        for subsystem in self.subsystems:
+            await subsystem.started(self, ctx)
+        set_serving(self._health, self._grpc_names, True)
+        self._write_runtime_file(ctx)
+        return ctx
+
+    def _write_runtime_file(self, ctx: NodeContext) -> None:
+        info = {"pid": os.getpid(), "node_id": ctx.identity.did,
+                "grpc_address": ctx.grpc_address, "http_address": ctx.http_address}
+        path: Path = self.config.runtime_file
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(path)
+
+    async def stop(self) -> None:
+        """Stop in reverse order, draining in-flight calls within the grace period."""
+        grace = self.config.shutdown_grace_s
+        if self._health is not None:
+            set_serving(self._health, self._grpc_names, False)
+        ctx = self.ctx
+        if ctx is not None:
+            for subsystem in reversed(self.subsystems):
+                await subsystem.stopping(self, ctx)
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
+        if ctx is not None:
+            for subsystem in reversed(self.subsystems):
+                await subsystem.close(self, ctx)
+        await self.db.close()
+        try:
+            self.config.runtime_file.unlink()
+        except FileNotFoundError:
+            pass
+
+    async def run_until_signalled(self, stop_event: asyncio.Event) -> None:
+        """Start, wait for ``stop_event``, stop."""
+        await self.start()
+        try:
+            await stop_event.wait()
+        finally:
+            await self.stop()
+

@@ -1,0 +1,1 @@
+"""The protocol core: messages, identities, signatures, codecs. No I/O here."""

@@ -1,0 +1,126 @@
+"""RFC 8785 (JCS) canonical JSON, with the input checks a signature needs.
+
+Canonicalization is delegated to the maintained ``rfc8785`` package; this
+module adds strict parsing of untrusted text (duplicate keys, nesting depth,
+UTF-8) so that what we sign is exactly what we parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+
+from coral.protocol.errors import (
+    InvalidUtf8,
+    MalformedJson,
+    NonCanonicalNumber,
+    TooDeep,
+)
+from coral.protocol.limits import DEFAULT_LIMITS
+
+JsonValue = Any
+
+
+def canonical_json(value: JsonValue) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 bytes of a JSON value.
+
+    Raises NonCanonicalNumber for integers outside the IEEE-754 exact range
+    and for NaN/Infinity, which JSON cannot carry.
+    """
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.IntegerDomainError, rfc8785.FloatDomainError) as exc:
+        raise NonCanonicalNumber(str(exc)) from None
+    except rfc8785.CanonicalizationError as exc:
+        raise MalformedJson(str(exc)) from None
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise MalformedJson(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise NonCanonicalNumber(f"{name} is not a JSON number")
+
+
+def check_depth(value: JsonValue, max_depth: int) -> None:
+    """Raise TooDeep when arrays/objects nest deeper than ``max_depth``."""
+    stack: list[tuple[JsonValue, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > max_depth:
+                raise TooDeep(f"nesting deeper than {max_depth}")
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            if depth > max_depth:
+                raise TooDeep(f"nesting deeper than {max_depth}")
+            stack.extend((v, depth + 1) for v in item)
+
+
+def _scan_depth(text: str, max_depth: int) -> None:
+    # Cheap bracket scan before json.loads so hostile nesting never reaches the
+    # recursive parser (which would raise RecursionError deep inside).
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise TooDeep(f"nesting deeper than {max_depth}")
+        elif ch in "]}":
+            depth -= 1
+
+
+def parse_json(raw: bytes | str, *, max_depth: int = DEFAULT_LIMITS.max_depth) -> JsonValue:
+    """Parse untrusted JSON strictly: valid UTF-8, no duplicate keys, bounded depth."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidUtf8(f"not valid UTF-8 at byte {exc.start}") from None
+    else:
+        text = raw
+    _scan_depth(text, max_depth)
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise MalformedJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    check_strings(value)
+    return value
+
+
+def check_strings(value: JsonValue) -> None:
+    """Raise InvalidUtf8 when a string holds a lone surrogate (not encodable as UTF-8)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidUtf8("string contains a lone surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

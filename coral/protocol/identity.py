@@ -1,0 +1,133 @@
+"""Ed25519 identities written as ``did:key`` identifiers.
+
+A did:key for Ed25519 is ``did:key:z`` followed by the base58btc encoding of
+the multicodec prefix ``0xed 0x01`` and the 32-byte public key (W3C did:key
+method). Agents and nodes are both identified this way.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.signing
+
+from coral.protocol.errors import InvalidIdentity, SignatureError
+
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+_ED25519_MULTICODEC = b"\xed\x01"
+DID_KEY_PREFIX = "did:key:z"
+
+
+def b58encode(data: bytes) -> str:
+    """Encode bytes as base58btc (Bitcoin alphabet), keeping leading zeros."""
+    n = int.from_bytes(data, "big")
+    out = []
+    while n:
+        n, rem = divmod(n, 58)
+        out.append(_B58_ALPHABET[rem])
+    pad = len(data) - len(data.lstrip(b"\x00"))
+    return "1" * pad + "".join(reversed(out))
+
+
+def b58decode(text: str) -> bytes:
+    """Decode base58btc text; raises InvalidIdentity on a foreign character."""
+    n = 0
+    for ch in text:
+        try:
+            n = n * 58 + _B58_INDEX[ch]
+        except KeyError:
+            raise InvalidIdentity(f"invalid base58 character {ch!r}") from None
+    pad = len(text) - len(text.lstrip("1"))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    return b"\x00" * pad + body
+
+
+def b64u_encode(data: bytes) -> str:
+    """Unpadded URL-safe base64, the encoding of every signature on the wire."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: str) -> bytes:
+    """Decode unpadded URL-safe base64; raises SignatureError when malformed."""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise SignatureError(f"signature is not base64url: {exc}") from None
+
+
+def did_from_public_key(public_key: bytes) -> str:
+    """Return the did:key identifier of a 32-byte Ed25519 public key."""
+    if len(public_key) != 32:
+        raise InvalidIdentity("an Ed25519 public key is 32 bytes")
+    return DID_KEY_PREFIX + b58encode(_ED25519_MULTICODEC + public_key)
+
+
+def public_key_from_did(did: str) -> bytes:
+    """Return the Ed25519 public key inside a did:key; InvalidIdentity otherwise."""
+    if not isinstance(did, str) or not did.startswith(DID_KEY_PREFIX):
+        raise InvalidIdentity(f"not a did:key identifier: {did!r}"[:200])
+    raw = b58decode(did[len(DID_KEY_PREFIX) :])
+    if raw[:2] != _ED25519_MULTICODEC:
+        raise InvalidIdentity("did:key is not an Ed25519 key (multicodec 0xed01)")
+    if len(raw) != 34:
+        raise InvalidIdentity("did:key has the wrong key length")
+    return raw[2:]
+
+
+@dataclass(frozen=True, slots=True)
+class PublicIdentity:
+    """A verifier for one did:key."""
+
+    did: str
+    verify_key: nacl.signing.VerifyKey
+
+    @classmethod
+    def from_did(cls, did: str) -> PublicIdentity:
+        return cls(did, nacl.signing.VerifyKey(public_key_from_did(did)))
+
+    def verify(self, payload: bytes, signature: bytes) -> None:
+        """Raise SignatureError unless ``signature`` signs ``payload`` under this key."""
+        try:
+            self.verify_key.verify(payload, signature)
+        except (nacl.exceptions.BadSignatureError, ValueError):
+            raise SignatureError(f"signature does not verify for {self.did}") from None
+
+
+class Identity:
+    """An Ed25519 signing identity (an agent's or a node's private key)."""
+
+    __slots__ = ("_signing_key", "did", "public")
+
+    def __init__(self, signing_key: nacl.signing.SigningKey) -> None:
+        self._signing_key = signing_key
+        self.did = did_from_public_key(bytes(signing_key.verify_key))
+        self.public = PublicIdentity(self.did, signing_key.verify_key)
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(nacl.signing.SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Identity:
+        """Rebuild an identity from its 32-byte private seed."""
+        if len(seed) != 32:
+            raise InvalidIdentity("an Ed25519 seed is 32 bytes")
+        return cls(nacl.signing.SigningKey(seed))
+
+    @property
+    def seed(self) -> bytes:
+        return bytes(self._signing_key)
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self._signing_key.verify_key)
+
+    def sign(self, payload: bytes) -> bytes:
+        """Return the 64-byte detached Ed25519 signature of ``payload``."""
+        return self._signing_key.sign(payload).signature
+
+    def __repr__(self) -> str:  # never print the seed
+        return f"Identity({self.did})"

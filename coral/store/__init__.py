@@ -1,0 +1,1 @@
+"""Persistence adapters. Domain packages never import a database driver."""

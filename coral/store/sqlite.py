@@ -1,0 +1,128 @@
+"""The embedded SQLite database: one file, WAL, versioned migrations.
+
+Each component (core, coordination, ledger, teams, federation, ...) owns an
+ordered list of migrations and records how far it got in
+``schema_migrations``; components migrate independently, so adding a table
+in one never renumbers another's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One forward step of a component's schema."""
+
+    version: int
+    sql: str
+
+
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    component TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    PRIMARY KEY (component, version)
+);
+"""
+
+
+class SqliteDatabase:
+    """An aiosqlite connection with a write lock and per-component migrations.
+
+    All writes go through ``transaction()``, which serializes writers (SQLite
+    has one writer anyway) and commits or rolls back as a whole, so a failed
+    operation never leaves half its rows behind.
+    """
+
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._conn: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    async def open(self) -> None:
+        """Open the file (creating it), enable WAL and foreign keys."""
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._conn.row_factory = aiosqlite.Row
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        await self._conn.execute("PRAGMA foreign_keys=ON")
+        await self._conn.execute("PRAGMA busy_timeout=5000")
+        await self._conn.executescript(_BOOTSTRAP)
+
+    async def close(self) -> None:
+        """Checkpoint the WAL and close; safe to call twice."""
+        if self._conn is not None:
+            async with self._write_lock:
+                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                await self._conn.close()
+            self._conn = None
+
+    async def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        """Apply the component's pending migrations in order; return its version."""
+        async with self._write_lock:
+            cur = await self.conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?",
+                (component,),
+            )
+            row = await cur.fetchone()
+            current = int(row[0]) if row else 0
+            for migration in sorted(migrations, key=lambda m: m.version):
+                if migration.version <= current:
+                    continue
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(migration.sql):
+                        await self.conn.execute(statement)
+                    await self.conn.execute(
+                        "INSERT INTO schema_migrations(component, version) VALUES (?, ?)",
+                        (component, migration.version),
+                    )
+                    await self.conn.execute("COMMIT")
+                except BaseException:
+                    await self.conn.execute("ROLLBACK")
+                    raise
+                current = migration.version
+            return current
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Serialize a write transaction; commit on success, roll back on any error."""
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            else:
+                await self.conn.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
+        cur = await self.conn.execute(sql, params)
+        return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Row | None:
+        cur = await self.conn.execute(sql, params)
+        return await cur.fetchone()
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,1 @@
+"""coral_sdk: write Coral agents, and host models as agents."""

@@ -1,0 +1,1 @@
+"""Model agents: TRM, OpenTSLM, AgentFlow. Need the optional extra `models`."""
