@@ -32,9 +32,12 @@ out = Console(emoji=False, highlight=False)
 err = Console(stderr=True, emoji=False, highlight=False)
 
 DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", "-d", help="Data directory (default: platform data dir).")
+    Path | None,
+    typer.Option("--data-dir", "-d", help="Data directory (default: platform data dir)."),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to a TOML config file.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Path to a TOML config file.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
@@ -105,8 +108,14 @@ def start(
     from coral.node import Node
 
     cfg = _config(
-        config, data_dir=data_dir, host=host, grpc_port=grpc_port, http_port=http_port,
-        bootstrap_peers=bootstrap or None, log_level=log_level, log_json=log_json,
+        config,
+        data_dir=data_dir,
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        bootstrap_peers=bootstrap or None,
+        log_level=log_level,
+        log_json=log_json,
     )
     configure_logging(cfg.log_level, cfg.log_json)
 
@@ -119,7 +128,10 @@ def start(
         ctx = await node.start()
         try:
             out.print(f"[bold]Coral node[/bold] {__version__}")
-            out.print(f"node id    {ctx.identity.did}" + ("  (new identity)" if node.created_identity else ""))
+            out.print(
+                f"node id    {ctx.identity.did}"
+                + ("  (new identity)" if node.created_identity else "")
+            )
             out.print(f"data dir   {cfg.data_dir}")
             out.print(f"gRPC       {ctx.grpc_address}")
             out.print(f"HTTP       {ctx.http_address}")
@@ -155,7 +167,9 @@ def http_get(url: str, timeout: float = 5.0) -> Any:
 def status(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
-    url: Annotated[str | None, typer.Option(help="Node HTTP URL (default: from the data dir).")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Node HTTP URL (default: from the data dir).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask a running node for its identity and health. Exit 1 if it is not reachable.
@@ -184,7 +198,9 @@ def status(
 
 
 @keys_app.command("show")
-def keys_show(data_dir: DataDirOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def keys_show(
+    data_dir: DataDirOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False
+) -> None:
     """Print the node's did:key and public key (never the private key).
 
     Example: coral-node keys show --data-dir ./node-a
@@ -195,7 +211,11 @@ def keys_show(data_dir: DataDirOpt = None, config: ConfigOpt = None, as_json: Js
         err.print(f"no node key at {path}; run `coral-node init` or `coral-node start` first")
         raise typer.Exit(1)
     identity, _ = load_or_create_identity(path)
-    info = {"node_id": identity.did, "public_key_hex": identity.public_key.hex(), "key_file": str(path)}
+    info = {
+        "node_id": identity.did,
+        "public_key_hex": identity.public_key.hex(),
+        "key_file": str(path),
+    }
     if as_json:
         out.print_json(json.dumps(info))
     else:

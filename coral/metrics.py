@@ -15,11 +15,16 @@ class NodeMetrics:
             "coral_requests", "API requests handled", ["api", "method", "status"], registry=r
         )
         self.rejections = Counter(
-            "coral_rejections", "Inputs refused, by machine-readable reason", ["api", "reason"],
+            "coral_rejections",
+            "Inputs refused, by machine-readable reason",
+            ["api", "reason"],
             registry=r,
         )
         self.request_seconds = Histogram(
-            "coral_request_seconds", "API request latency", ["api"], registry=r,
+            "coral_request_seconds",
+            "API request latency",
+            ["api"],
+            registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
         )
         self.messages_routed = Counter(

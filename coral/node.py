@@ -78,8 +78,9 @@ class Node:
         ctx.grpc_address = f"{advertise}:{grpc_port}"
 
         app = build_http_app(ctx, http_installers)
-        self._http = web.AppRunner(app, handle_signals=False, access_log=None,
-                                   shutdown_timeout=cfg.shutdown_grace_s)
+        self._http = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=cfg.shutdown_grace_s
+        )
         await self._http.setup()
         site = web.TCPSite(self._http, cfg.host, cfg.http_port)
         await site.start()
@@ -93,8 +94,12 @@ class Node:
         return ctx
 
     def _write_runtime_file(self, ctx: NodeContext) -> None:
-        info = {"pid": os.getpid(), "node_id": ctx.identity.did,
-                "grpc_address": ctx.grpc_address, "http_address": ctx.http_address}
+        info = {
+            "pid": os.getpid(),
+            "node_id": ctx.identity.did,
+            "grpc_address": ctx.grpc_address,
+            "http_address": ctx.http_address,
+        }
         path: Path = self.config.runtime_file
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")
@@ -131,4 +136,3 @@ class Node:
             await stop_event.wait()
         finally:
             await self.stop()
-

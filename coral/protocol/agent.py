@@ -100,9 +100,14 @@ def verify_record(record: AgentRecord) -> None:
     """Verify both signatures; raise SignatureError on the first that fails."""
     verify_agent_signature(record)
     if not record.node_signature:
-        raise SignatureError("agent record lacks its node countersignature", reason="missing_signature")
+        raise SignatureError(
+            "agent record lacks its node countersignature", reason="missing_signature"
+        )
     verify_object(
-        NODE_COUNTERSIGN_DOMAIN, record.countersigned_body(), record.node_signature, record.home_node
+        NODE_COUNTERSIGN_DOMAIN,
+        record.countersigned_body(),
+        record.node_signature,
+        record.home_node,
     )
 
 

@@ -20,7 +20,6 @@ from coral.protocol.identity import b64u_decode, b64u_encode
 from coral.protocol.limits import DEFAULT_LIMITS, Limits
 from coral.protocol.message import (
     DataPart,
-    EncryptedPart,
     FilePart,
     Message,
     Part,
@@ -107,7 +106,9 @@ def message_to_proto(message: Message) -> pb.Message:
         out.expires_at = message.expires_at
     if message.payment is not None:
         p = message.payment
-        out.payment.CopyFrom(pb.PaymentRef(ledger=p.ledger, transfer_id=p.transfer_id, amount=p.amount))
+        out.payment.CopyFrom(
+            pb.PaymentRef(ledger=p.ledger, transfer_id=p.transfer_id, amount=p.amount)
+        )
     if message.signature is not None:
         out.signature = message.signature
     return out

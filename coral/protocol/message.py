@@ -21,7 +21,9 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _STRICT = ConfigDict(extra="forbid", frozen=True, str_max_length=1 << 20)
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:~-]+$")]
-Did = Annotated[str, Field(min_length=9, max_length=128, pattern=r"^did:key:z[1-9A-HJ-NP-Za-km-z]+$")]
+Did = Annotated[
+    str, Field(min_length=9, max_length=128, pattern=r"^did:key:z[1-9A-HJ-NP-Za-km-z]+$")
+]
 Kind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
 B64u = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]*$", max_length=1 << 20)]
 Millis = Annotated[int, Field(ge=0, le=2**53 - 1)]
@@ -91,7 +93,7 @@ class PaymentRef(BaseModel):
     model_config = _STRICT
     ledger: Annotated[str, Field(min_length=1, max_length=64)]
     transfer_id: Id
-    amount: Annotated[int, Field(gt=0, le=2**63 - 1)]
+    amount: Annotated[int, Field(gt=0, le=2**53 - 1)]  # exact in every JSON reader
 
 
 class Message(BaseModel):
@@ -119,9 +121,26 @@ class Message(BaseModel):
         return [p.data for p in self.parts if isinstance(p, DataPart)]
 
 
+_OPTIONAL_TOP = ("thread", "expires_at", "payment", "signature")
+_OPTIONAL_FILE = ("name", "sha256", "size")
+
+
 def to_wire(message: Message) -> dict[str, Any]:
-    """The message as its wire JSON object (optional fields omitted when unset)."""
-    return message.model_dump(mode="json", exclude_none=True)
+    """The message as its wire JSON object (unset optional fields omitted).
+
+    Only optional *fields* are dropped when None; a JSON ``null`` inside a
+    data part is content and stays.
+    """
+    wire = message.model_dump(mode="json")
+    for key in _OPTIONAL_TOP:
+        if wire[key] is None:
+            del wire[key]
+    for part in wire["parts"]:
+        if part["type"] == "file":
+            for key in _OPTIONAL_FILE:
+                if part[key] is None:
+                    del part[key]
+    return wire
 
 
 def unsigned_wire(message: Message) -> dict[str, Any]:

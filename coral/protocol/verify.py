@@ -16,9 +16,7 @@ class MessageVerifier:
     The clock is injected so tests (and simulations) control time.
     """
 
-    def __init__(
-        self, limits: Limits = DEFAULT_LIMITS, clock: Callable[[], int] = now_ms
-    ) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, clock: Callable[[], int] = now_ms) -> None:
         self.limits = limits
         self.guard = ReplayGuard(limits)
         self._clock = clock

@@ -19,11 +19,14 @@ log = logging.getLogger("coral.grpc")
 T = TypeVar("T")
 
 
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], ctx: NodeContext, error: CoralError) -> NoReturn:
+async def abort_with(
+    context: grpc.aio.ServicerContext[Any, Any], ctx: NodeContext, error: CoralError
+) -> NoReturn:
     """Abort the call with the mapped status; the reason travels in trailing metadata."""
     ctx.metrics.rejections.labels("grpc", error.reason).inc()
     context.set_trailing_metadata(((GRPC_REASON_KEY, error.reason),))
     await context.abort(grpc_status(error), f"{error.reason}: {error.detail}")
+    raise AssertionError("context.abort returned")
 
 
 def rpc(method: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
@@ -31,7 +34,9 @@ def rpc(method: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
 
     def wrap(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         @functools.wraps(fn)
-        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
+        async def handler(
+            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> T:
             ctx: NodeContext = self.ctx
             started = time.perf_counter()
             status = "OK"
@@ -47,6 +52,7 @@ def rpc(method: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
                 status = "INTERNAL"
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                raise AssertionError("context.abort returned") from None
             finally:
                 ctx.metrics.requests.labels("grpc", method, status).inc()
                 ctx.metrics.request_seconds.labels("grpc").observe(time.perf_counter() - started)

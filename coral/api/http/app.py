@@ -52,13 +52,23 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        body = {"type": "about:blank", "title": exc.reason, "status": exc.status,
-                "reason": exc.reason.lower().replace(" ", "_"), "detail": exc.text or exc.reason}
+        body = {
+            "type": "about:blank",
+            "title": exc.reason,
+            "status": exc.status,
+            "reason": exc.reason.lower().replace(" ", "_"),
+            "detail": exc.text or exc.reason,
+        }
         response = web.json_response(body, status=exc.status, content_type=PROBLEM_JSON)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        body = {"type": "about:blank", "title": "internal error", "status": 500,
-                "reason": "internal", "detail": "internal error"}
+        body = {
+            "type": "about:blank",
+            "title": "internal error",
+            "status": 500,
+            "reason": "internal",
+            "detail": "internal error",
+        }
         response = web.json_response(body, status=500, content_type=PROBLEM_JSON)
     ctx.metrics.requests.labels("http", f"{request.method} {name}", str(response.status)).inc()
     ctx.metrics.request_seconds.labels("http").observe(time.perf_counter() - started)
@@ -108,7 +118,9 @@ def json_body_limit(ctx: NodeContext) -> int:
 RouteInstaller = Callable[[web.Application, NodeContext], None]
 
 
-def build_http_app(ctx: NodeContext, installers: list[RouteInstaller] | None = None) -> web.Application:
+def build_http_app(
+    ctx: NodeContext, installers: list[RouteInstaller] | None = None
+) -> web.Application:
     """Build the node's aiohttp app; subsystems add routes through ``installers``."""
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=json_body_limit(ctx))
     app[CTX] = ctx

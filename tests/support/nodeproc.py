@@ -1,0 +1,98 @@
+"""Start real ``coral-node`` processes on 127.0.0.1 for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class NodeProcess:
+    """A node subprocess with its data dir; addresses come from its runtime file."""
+
+    data_dir: Path
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 30.0) -> NodeProcess:
+        runtime = self.data_dir / "node.json"
+        if runtime.exists():
+            runtime.unlink()
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        log = open(self.log_path, "a")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coral",
+                "start",
+                "--data-dir",
+                str(self.data_dir),
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited early:\n{self.output()}")
+            try:
+                info = json.loads(runtime.read_text())
+                if info.get("pid") == self.proc.pid:
+                    self.info = info
+                    return self
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"node did not start:\n{self.output()}")
+
+    @property
+    def http(self) -> str:
+        return str(self.info["http_address"])
+
+    @property
+    def grpc(self) -> str:
+        return str(self.info["grpc_address"])
+
+    @property
+    def node_id(self) -> str:
+        return str(self.info["node_id"])
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.http + path, timeout=10) as resp:
+            return json.loads(resp.read())
