@@ -23,12 +23,50 @@ from coral.protocol.limits import DEFAULT_LIMITS
 JsonValue = Any
 
 
+_MAX_SAFE = 2**53 - 1
+
+
+def _is_plain(value: JsonValue) -> bool:
+    # True when the stdlib encoder already produces the JCS form: no floats
+    # (ECMAScript number formatting differs from repr), integers within the
+    # exact range, and object keys inside the BMP (so code-point order equals
+    # JCS's UTF-16 order). Strings escape identically in both.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None or item is True or item is False or isinstance(item, str):
+            continue
+        if type(item) is int:
+            if -_MAX_SAFE <= item <= _MAX_SAFE:
+                continue
+            return False
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str) or (not key.isascii() and max(map(ord, key)) > 0xFFFF):
+                    return False
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
 def canonical_json(value: JsonValue) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of a JSON value.
 
-    Raises NonCanonicalNumber for integers outside the IEEE-754 exact range
-    and for NaN/Infinity, which JSON cannot carry.
+    Values the stdlib encoder already writes canonically take a fast path;
+    everything else goes through the ``rfc8785`` package. Raises
+    NonCanonicalNumber for integers outside the IEEE-754 exact range and for
+    NaN/Infinity, which JSON cannot carry.
     """
+    if _is_plain(value):
+        try:
+            return json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidUtf8("string contains a lone surrogate") from None
     try:
         return rfc8785.dumps(value)
     except (rfc8785.IntegerDomainError, rfc8785.FloatDomainError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import lru_cache
 
 import nacl.exceptions
 import nacl.signing
@@ -86,7 +87,8 @@ class PublicIdentity:
 
     @classmethod
     def from_did(cls, did: str) -> PublicIdentity:
-        return cls(did, nacl.signing.VerifyKey(public_key_from_did(did)))
+        """Decode a did:key (cached: agents sign many messages with one key)."""
+        return _public_identity(did)
 
     def verify(self, payload: bytes, signature: bytes) -> None:
         """Raise SignatureError unless ``signature`` signs ``payload`` under this key."""
@@ -94,6 +96,11 @@ class PublicIdentity:
             self.verify_key.verify(payload, signature)
         except (nacl.exceptions.BadSignatureError, ValueError):
             raise SignatureError(f"signature does not verify for {self.did}") from None
+
+
+@lru_cache(maxsize=4096)
+def _public_identity(did: str) -> PublicIdentity:
+    return PublicIdentity(did, nacl.signing.VerifyKey(public_key_from_did(did)))
 
 
 class Identity:

@@ -117,3 +117,21 @@ def test_canonical_form_ignores_key_order(value):
         assert canonical_json(reordered) == canonical_json(value)
     else:
         assert canonical_json([value]) == b"[" + canonical_json(value) + b"]"
+
+
+@given(json_values)
+def test_fast_path_agrees_with_the_reference_implementation(value):
+    import rfc8785
+
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        return
+    assert canonical_json(value) == expected
+
+
+@given(st.dictionaries(st.text(max_size=3), st.integers(-(2**53) + 1, 2**53 - 1), max_size=6))
+def test_fast_path_key_order_matches_utf16_order(value):
+    import rfc8785
+
+    assert canonical_json(value) == rfc8785.dumps(value)
