@@ -7,7 +7,7 @@ for optional subsystems stay ``None`` until the node enables them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral import PROTOCOL_VERSION, __version__
 from coral.config import Config
@@ -15,6 +15,11 @@ from coral.metrics import NodeMetrics
 from coral.protocol.identity import Identity
 from coral.protocol.signing import sign_object
 from coral.protocol.verify import MessageVerifier
+
+if TYPE_CHECKING:
+    from coral.agents.directory import AgentDirectory
+    from coral.coordination.service import CoordinationService
+    from coral.gateway import MessageGateway
 
 NODE_INFO_DOMAIN = b"coral/v1/node-info\x00"
 
@@ -31,7 +36,19 @@ class NodeContext:
     started_at: int
     grpc_address: str = ""
     http_address: str = ""
+    directory: AgentDirectory | None = None
+    coordination: CoordinationService | None = None
+    gateway: MessageGateway | None = None
     services: dict[str, Any] = field(default_factory=dict)
+
+    def require(self, name: str) -> Any:
+        """A subsystem service that must exist for this call (RuntimeError otherwise)."""
+        value = getattr(self, name, None)
+        if value is None:
+            value = self.services.get(name)
+        if value is None:
+            raise RuntimeError(f"the {name} subsystem is not enabled")
+        return value
 
     def node_info(self) -> dict[str, Any]:
         """The node's self-description, signed by its key."""

@@ -1,15 +1,22 @@
-"""The node's optional subsystems, in start order.
+"""The node's subsystems, in start order.
 
 A subsystem builds its services during ``setup`` (before servers start),
-contributes gRPC/HTTP route installers, and closes in reverse order. The
-list is the single place that decides what a node runs.
+contributes gRPC/HTTP route installers, starts background work once the
+servers listen, and closes in reverse order. ``build_subsystems`` is the
+single place that decides what a node runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from coral.context import NodeContext
+
+log = logging.getLogger("coral.node")
 
 
 class Subsystem:
@@ -20,6 +27,7 @@ class Subsystem:
     def __init__(self) -> None:
         self.grpc_installers: list[Any] = []
         self.http_installers: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         """Build services and register route installers."""
@@ -28,12 +36,81 @@ class Subsystem:
         """Servers are listening; start background tasks."""
 
     async def stopping(self, node: Any, ctx: NodeContext) -> None:
-        """Servers are about to stop; wake waiters, stop background tasks."""
+        """Servers are about to stop: cancel background tasks."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
 
     async def close(self, node: Any, ctx: NodeContext) -> None:
         """Servers are stopped; release resources."""
 
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` every ``seconds`` until stopping; failures are logged, not fatal."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await job()
+                except Exception:
+                    log.exception("%s: periodic job failed", self.name)
+
+        self._tasks.append(asyncio.create_task(loop(), name=f"{self.name}-periodic"))
+
+
+class CoordinationSubsystem(Subsystem):
+    """Agent directory, coordination engine and the message gateway."""
+
+    name = "coordination"
+
+    async def setup(self, node: Any, ctx: NodeContext) -> None:
+        from coral.agents.directory import AgentDirectory
+        from coral.api.grpc import coordination as grpc_coordination
+        from coral.api.http import agents as http_agents
+        from coral.api.http import coordination as http_coordination
+        from coral.coordination.service import CoordinationService
+        from coral.gateway import MessageGateway
+        from coral.protocol.message import now_ms
+        from coral.protocol.signing import sign_message
+        from coral.store.agents_sqlite import SqliteAgentStore
+        from coral.store.coordination_sqlite import SqliteCoordinationStore
+        from coral.store.seen_sqlite import SqliteSeenStore
+
+        agents = SqliteAgentStore(node.db)
+        await agents.open()
+        seen = SqliteSeenStore(node.db)
+        await seen.open()
+        self.seen = seen
+        store = SqliteCoordinationStore(node.db)
+        await store.migrate()
+        identity = ctx.identity
+        ctx.directory = AgentDirectory(
+            agents, identity, now_ms, ctx.verifier.limits.max_future_skew_ms
+        )
+        ctx.coordination = CoordinationService(
+            store,
+            node_id=identity.did,
+            clock=now_ms,
+            sign_event=lambda message: sign_message(message, identity),
+        )
+        ctx.gateway = MessageGateway(ctx.verifier, seen, ctx.coordination, ctx.directory, ctx.metrics)
+        local = await ctx.directory.search(local_only=True)
+        ctx.metrics.agents_registered.set(len(local))
+        self.grpc_installers.append(grpc_coordination.install)
+        self.http_installers += [http_agents.install, http_coordination.install]
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        from coral.protocol.message import now_ms
+
+        engine = ctx.coordination
+        assert engine is not None
+        self.every(0.25, engine.tick_due)
+        self.every(60.0, lambda: self.seen.prune(now_ms()))
+
 
 def build_subsystems(config: Any) -> list[Subsystem]:
     """Fresh subsystem instances for one node, in start order."""
-    return []
+    return [CoordinationSubsystem()]

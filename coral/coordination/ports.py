@@ -43,6 +43,8 @@ class ThreadWrite:
     expected_last_seq: int | None
     entries: tuple[PendingEntry, ...] = ()
     grants: tuple[HistoryGrant, ...] = ()
+    #: False when the participants are unchanged, so the store may skip rewriting them.
+    membership_changed: bool = True
 
 
 class CoordinationStore(Protocol):
@@ -86,4 +88,8 @@ class CoordinationStore(Protocol):
 
     async def due_threads(self, now_ms: int) -> list[str]:
         """Ids of open threads whose strategy asked to be woken at or before now."""
+        ...
+
+    async def next_wake_at(self) -> int | None:
+        """The earliest wake time any open thread asked for, or None."""
         ...

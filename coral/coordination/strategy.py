@@ -8,7 +8,7 @@ decision, so the service can persist it as JSON and a restarted node carries on.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -83,6 +83,11 @@ class Decision:
     def refuse(cls, error: CoralError) -> Decision:
         """A decision refusing the message with ``error``."""
         return cls(refusal=error)
+
+
+#: Runs before a node event named in ``CoordinationService(event_hooks=...)`` is written;
+#: a CoralError refuses the whole operation, a returned mapping joins the event's data.
+EventHook = Callable[[Thread, SystemEvent], Awaitable[Mapping[str, Any] | None]]
 
 
 @runtime_checkable

@@ -55,7 +55,19 @@ def sign_peer_record(record: PeerRecord, node: Identity) -> PeerRecord:
     """Return the record signed by ``node``, which must be the node it describes."""
     if node.did != record.node:
         raise SignatureError("a node signs only its own peer record", reason="wrong_signer")
-    return record.model_copy(update={"signature": sign_object(PEER_RECORD_DOMAIN, record.body(), node)})
+    return record.model_copy(
+        update={"signature": sign_object(PEER_RECORD_DOMAIN, record.body(), node)}
+    )
+
+
+def issue_peer_record(
+    node: Identity, addresses: PeerAddresses, now_ms: int, *, seq: int | None = None
+) -> PeerRecord:
+    """Create and sign this node's record; ``seq`` defaults to ``now_ms`` (rises on restart)."""
+    record = PeerRecord(
+        node=node.did, addresses=addresses, seq=seq if seq is not None else now_ms, issued_at=now_ms
+    )
+    return sign_peer_record(record, node)
 
 
 def verify_peer_record(

@@ -82,9 +82,22 @@ class Account:
         """The client-chosen fields, compared when an account id is reused."""
         return (self.id, self.ledger, self.owner, str(self.kind), int(self.flags))
 
-    def with_changes(self, **balances: int) -> Account:
-        """Return a copy with some balance fields replaced."""
-        return replace(self, **balances)
+    def with_changes(
+        self,
+        *,
+        debits_pending: int | None = None,
+        debits_posted: int | None = None,
+        credits_pending: int | None = None,
+        credits_posted: int | None = None,
+    ) -> Account:
+        """Return a copy with the given balance fields replaced."""
+        return replace(
+            self,
+            debits_pending=self.debits_pending if debits_pending is None else debits_pending,
+            debits_posted=self.debits_posted if debits_posted is None else debits_posted,
+            credits_pending=self.credits_pending if credits_pending is None else credits_pending,
+            credits_posted=self.credits_posted if credits_posted is None else credits_posted,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +252,11 @@ class LedgerChanges:
             or self.transfers_created
             or self.resolutions_created
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A transfer as it appears in an account's history, with its store sequence number."""
+
+    seq: int
+    transfer: Transfer

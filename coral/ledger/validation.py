@@ -14,7 +14,15 @@ from coral.ledger.model import AMOUNT_MAX, Account, AccountFlags, Transfer, Tran
 MAX_ID_LENGTH = 128
 MAX_MEMO_LENGTH = 512
 _PHASE_FLAGS = TransferFlags.PENDING | TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING
-_BOTH_LIMITS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+_BOTH_LIMITS = (
+    AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+)
+_ALLOWED_PHASES = (
+    TransferFlags.NONE,
+    TransferFlags.PENDING,
+    TransferFlags.POST_PENDING,
+    TransferFlags.VOID_PENDING,
+)
 
 
 def check_id(value: str, what: str) -> None:
@@ -59,8 +67,10 @@ def check_transfer_shape(transfer: Transfer) -> None:
     """Raise the first structural error of a transfer request (no state consulted)."""
     check_id(transfer.id, "transfer")
     phases = transfer.flags & _PHASE_FLAGS
-    if phases not in (TransferFlags.NONE, *(_single_flags())):
-        raise errors.FlagsAreMutuallyExclusive("pending, post_pending and void_pending exclude each other")
+    if phases not in _ALLOWED_PHASES:
+        raise errors.FlagsAreMutuallyExclusive(
+            "pending, post_pending and void_pending exclude each other"
+        )
     if len(transfer.memo) > MAX_MEMO_LENGTH:
         raise errors.MemoTooLong(f"memo is longer than {MAX_MEMO_LENGTH} characters")
     if transfer.amount < 0 or (transfer.amount == 0 and not (transfer.is_post or transfer.is_void)):
@@ -73,10 +83,6 @@ def check_transfer_shape(transfer: Transfer) -> None:
         _check_resolving_shape(transfer)
     else:
         _check_new_shape(transfer)
-
-
-def _single_flags() -> tuple[TransferFlags, ...]:
-    return (TransferFlags.PENDING, TransferFlags.POST_PENDING, TransferFlags.VOID_PENDING)
 
 
 def _check_new_shape(transfer: Transfer) -> None:

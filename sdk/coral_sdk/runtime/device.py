@@ -25,7 +25,7 @@ def pick_device(prefer: str | None = None) -> torch.device:
             raise DeviceUnavailable(f"device {prefer!r} requested but CUDA is not available")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceUnavailable(
-                f"device {prefer!r} requested but only {torch.cuda.device_count()} CUDA devices exist"
+                f"device {prefer!r} requested; only {torch.cuda.device_count()} CUDA devices"
             )
     return device
 

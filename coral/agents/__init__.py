@@ -1,0 +1,1 @@
+"""The agent directory: registration, lookup and search of signed agent records."""

@@ -1,0 +1,153 @@
+"""Registration and lookup of agents, local and replicated from peers.
+
+Local registration checks the agent's own signature, that the record names
+this node as home, that it is fresh and newer than what is stored, then
+countersigns it. Records from peers must carry both signatures already.
+A higher ``version`` always wins; a tombstone (``deleted``) wins the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from coral.protocol.agent import (
+    AgentRecord,
+    countersign_record,
+    verify_agent_signature,
+    verify_record,
+)
+from coral.protocol.errors import Conflict, FromFuture, InvalidMessage, NotFound
+from coral.protocol.identity import Identity
+
+
+class AgentNotRegistered(NotFound):
+    """No live record for the agent (never registered, or deregistered)."""
+
+    reason = "agent_not_registered"
+
+
+class StaleRecord(Conflict):
+    """A record whose version is not newer than the stored one."""
+
+    reason = "stale_record"
+
+
+class AgentStore(Protocol):
+    """Persistence of agent records (one row per agent did)."""
+
+    async def get(self, did: str) -> AgentRecord | None:
+        """The stored record for ``did`` (tombstones included), or None."""
+        ...
+
+    async def put(self, record: AgentRecord) -> bool:
+        """Store the record if its version is newer; True when stored."""
+        ...
+
+    async def search(
+        self,
+        *,
+        name: str | None = None,
+        capability: str | None = None,
+        home_node: str | None = None,
+        include_deleted: bool = False,
+    ) -> list[AgentRecord]:
+        """Records matching every given filter, by name then did."""
+        ...
+
+
+class AgentDirectory:
+    """The node's view of every agent it knows, local and remote."""
+
+    def __init__(
+        self,
+        store: AgentStore,
+        node: Identity,
+        clock: Callable[[], int],
+        max_skew_ms: int = 300_000,
+        on_change: Callable[[AgentRecord], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.node = node
+        self.clock = clock
+        self.max_skew_ms = max_skew_ms
+        self.on_change = on_change
+
+    async def register(self, record: AgentRecord) -> AgentRecord:
+        """Accept a record signed by its agent, countersign it, and store it."""
+        verify_agent_signature(record)
+        if record.home_node != self.node.did:
+            raise InvalidMessage(
+                "record names another home node; register with that node",
+                reason="wrong_home_node",
+            )
+        if record.updated_at > self.clock() + self.max_skew_ms:
+            raise FromFuture("record updated_at is in the future")
+        current = await self.store.get(record.agent)
+        if current is not None and record.version <= current.version:
+            if record.model_copy(update={"node_signature": None}) == current.model_copy(
+                update={"node_signature": None}
+            ):
+                return current  # an idempotent retry of the same registration
+            raise StaleRecord(
+                f"version {record.version} is not newer than the stored {current.version}"
+            )
+        if current is None and record.deleted:
+            raise AgentNotRegistered("cannot deregister an agent that is not registered")
+        signed = countersign_record(record, self.node)
+        await self.store.put(signed)
+        if self.on_change is not None:
+            self.on_change(signed)
+        return signed
+
+    async def merge_remote(self, record: AgentRecord) -> bool:
+        """Accept a fully signed record from a peer if newer; True when stored."""
+        verify_record(record)
+        if record.home_node == self.node.did:
+            return False  # we are the authority for our own agents
+        stored = await self.store.put(record)
+        if stored and self.on_change is not None:
+            self.on_change(record)
+        return stored
+
+    async def get(self, did: str) -> AgentRecord:
+        """The live record of ``did``; AgentNotRegistered otherwise."""
+        record = await self.store.get(did)
+        if record is None or record.deleted:
+            raise AgentNotRegistered(f"agent {did} is not registered")
+        return record
+
+    async def resolve(self, ref: str) -> AgentRecord:
+        """Find an agent by did or by name (local agents win a name clash)."""
+        if ref.startswith("did:"):
+            return await self.get(ref)
+        matches = await self.store.search(name=ref)
+        if not matches:
+            raise AgentNotRegistered(f"no agent named {ref!r}")
+        local = [r for r in matches if r.home_node == self.node.did]
+        return (local or matches)[0]
+
+    async def resolve_did(self, ref: str) -> str:
+        """The did of the agent named or identified by ``ref``."""
+        return (await self.resolve(ref)).agent
+
+    async def is_registered(self, did: str) -> bool:
+        """True when ``did`` has a live record here."""
+        record = await self.store.get(did)
+        return record is not None and not record.deleted
+
+    async def search(
+        self,
+        *,
+        name: str | None = None,
+        capability: str | None = None,
+        local_only: bool = False,
+        include_deleted: bool = False,
+    ) -> list[AgentRecord]:
+        """Agents matching the filters; ``local_only`` keeps those homed here."""
+        return await self.store.search(
+            name=name,
+            capability=capability,
+            home_node=self.node.did if local_only else None,
+            include_deleted=include_deleted,
+        )

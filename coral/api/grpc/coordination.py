@@ -1,0 +1,158 @@
+"""coral.v1.AgentService and coral.v1.CoordinationService over grpc.aio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from coral.api.auth import authenticate_agent
+from coral.api.grpc import convert
+from coral.api.grpc.common import abort_with, rpc
+from coral.context import NodeContext
+from coral.coordination.model import Thread
+from coral.protocol.codec import message_from_proto
+from coral.protocol.errors import CoralError, InvalidMessage
+from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+AUTH_METADATA = "coral-auth"
+
+
+def _caller(ctx: NodeContext, context: Context, method: str, request: Any) -> str:
+    metadata = dict(context.invocation_metadata() or ())
+    header = metadata.get(AUTH_METADATA)
+    target = f"/coral.v1.CoordinationService/{method}"
+    return authenticate_agent(
+        ctx, str(header) if header else None, "RPC", target, request.SerializeToString()
+    )
+
+
+class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
+    """Registration and lookup of agents."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    @rpc("RegisterAgent")
+    async def RegisterAgent(
+        self, request: agents_pb2.RegisterAgentRequest, context: Context
+    ) -> agents_pb2.AgentRecord:
+        record = convert.record_from_proto(request.record)
+        return convert.record_to_proto(await self.ctx.require("directory").register(record))
+
+    @rpc("GetAgent")
+    async def GetAgent(self, request: agents_pb2.GetAgentRequest, context: Context) -> agents_pb2.AgentRecord:
+        return convert.record_to_proto(await self.ctx.require("directory").resolve(request.agent))
+
+    @rpc("ListAgents")
+    async def ListAgents(
+        self, request: agents_pb2.ListAgentsRequest, context: Context
+    ) -> agents_pb2.ListAgentsResponse:
+        records = await self.ctx.require("directory").search(
+            name=request.name or None,
+            capability=request.capability or None,
+            local_only=not request.all,
+            include_deleted=request.include_deleted,
+        )
+        return agents_pb2.ListAgentsResponse(agents=[convert.record_to_proto(r) for r in records])
+
+
+class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
+    """Threads, messages and waiting."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    @rpc("Submit")
+    async def Submit(
+        self, request: coordination_pb2.SubmitRequest, context: Context
+    ) -> coordination_pb2.SubmitResponse:
+        if not request.HasField("message"):
+            raise InvalidMessage("no message given")
+        message = message_from_proto(request.message, self.ctx.verifier.limits)
+        result = await self.ctx.require("gateway").submit(message)
+        if isinstance(result, Thread):
+            return coordination_pb2.SubmitResponse(thread=convert.thread_to_proto(result))
+        return coordination_pb2.SubmitResponse(entry=convert.entry_to_proto(result))
+
+    @rpc("GetThread")
+    async def GetThread(
+        self, request: coordination_pb2.GetThreadRequest, context: Context
+    ) -> coordination_pb2.Thread:
+        agent = _caller(self.ctx, context, "GetThread", request)
+        thread = await self.ctx.require("coordination").get_thread(agent, request.thread_id)
+        return convert.thread_to_proto(thread)
+
+    @rpc("ListThreads")
+    async def ListThreads(
+        self, request: coordination_pb2.ListThreadsRequest, context: Context
+    ) -> coordination_pb2.ListThreadsResponse:
+        agent = _caller(self.ctx, context, "ListThreads", request)
+        session = request.session_id if request.HasField("session_id") else None
+        threads = await self.ctx.require("coordination").list_threads(agent, session)
+        return coordination_pb2.ListThreadsResponse(threads=[convert.thread_to_proto(t) for t in threads])
+
+    @rpc("History")
+    async def History(
+        self, request: coordination_pb2.HistoryRequest, context: Context
+    ) -> coordination_pb2.HistoryResponse:
+        agent = _caller(self.ctx, context, "History", request)
+        page = await self.ctx.require("coordination").history(
+            agent, request.thread_id, request.after_seq, request.limit or 100
+        )
+        return convert.history_to_proto(page)
+
+    @rpc("Wait")
+    async def Wait(
+        self, request: coordination_pb2.WaitRequest, context: Context
+    ) -> coordination_pb2.WaitResponse:
+        agent = _caller(self.ctx, context, "Wait", request)
+        self.ctx.metrics.waits_open.inc()
+        try:
+            result = await self.ctx.require("coordination").wait(
+                agent,
+                request.kind or "message",
+                from_agent=request.from_agent if request.HasField("from_agent") else None,
+                after=request.after,
+                timeout_ms=request.timeout_ms or 30_000,
+                limit=request.limit or 100,
+            )
+        finally:
+            self.ctx.metrics.waits_open.dec()
+        return convert.wait_to_proto(result)
+
+    async def Subscribe(
+        self, request: coordination_pb2.WaitRequest, context: Context
+    ) -> AsyncIterator[coordination_pb2.InboxEntry]:
+        """Stream matching inbox entries past the cursor until the client cancels."""
+        engine = self.ctx.require("coordination")
+        try:
+            agent = _caller(self.ctx, context, "Subscribe", request)
+            after = request.after
+            kind = request.kind or "message"
+            from_agent = request.from_agent if request.HasField("from_agent") else None
+            self.ctx.metrics.waits_open.inc()
+            try:
+                while True:
+                    result = await engine.wait(
+                        agent, kind, from_agent=from_agent, after=after, timeout_ms=30_000,
+                        limit=request.limit or 100,
+                    )
+                    for item in result.entries:
+                        yield convert.inbox_to_proto(item)
+                    after = result.cursor
+            finally:
+                self.ctx.metrics.waits_open.dec()
+        except CoralError as exc:
+            await abort_with(context, self.ctx, exc)
+
+
+def install(server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
+    agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(ctx), server)
+    coordination_pb2_grpc.add_CoordinationServiceServicer_to_server(CoordinationServicer(ctx), server)
+    return [
+        agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+        coordination_pb2.DESCRIPTOR.services_by_name["CoordinationService"].full_name,
+    ]

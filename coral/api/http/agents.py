@@ -1,0 +1,49 @@
+"""HTTP routes of the agent directory."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from coral.agents.directory import AgentDirectory
+from coral.api.http.app import CTX
+from coral.context import NodeContext
+from coral.protocol.agent import parse_record
+from coral.protocol.canonical import parse_json
+
+
+def _directory(request: web.Request) -> AgentDirectory:
+    directory: AgentDirectory = request.app[CTX].require("directory")
+    return directory
+
+
+async def register_agent(request: web.Request) -> web.Response:
+    """POST /v1/agents: a record signed by the agent; answers it countersigned."""
+    ctx = request.app[CTX]
+    raw = await request.read()
+    record = parse_record(parse_json(raw, max_depth=ctx.verifier.limits.max_depth))
+    signed = await _directory(request).register(record)
+    return web.json_response(signed.model_dump(mode="json"), status=201)
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    """GET /v1/agents/{ref}: by did or name."""
+    record = await _directory(request).resolve(request.match_info["ref"])
+    return web.json_response(record.model_dump(mode="json"))
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    """GET /v1/agents?name=&capability=&all=true: the directory, filtered."""
+    q = request.query
+    records = await _directory(request).search(
+        name=q.get("name") or None,
+        capability=q.get("capability") or None,
+        local_only=q.get("all", "false").lower() != "true",
+        include_deleted=q.get("include_deleted", "false").lower() == "true",
+    )
+    return web.json_response({"agents": [r.model_dump(mode="json") for r in records]})
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    app.router.add_post("/v1/agents", register_agent)
+    app.router.add_get("/v1/agents", list_agents)
+    app.router.add_get("/v1/agents/{ref}", get_agent)

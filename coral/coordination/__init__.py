@@ -1,0 +1,38 @@
+"""The coordination engine: sessions of threads, pluggable strategies, and waiting.
+
+Adapters call ``CoordinationService``; storage plugs in through
+``CoordinationStore`` (``coral.store.coordination_sqlite`` by default);
+strategies plug in through ``StrategyRegistry`` and the entry point group
+``coral.strategies``.
+"""
+
+from coral.coordination.model import (
+    HistoryPage,
+    InboxEntry,
+    Thread,
+    ThreadEntry,
+    WaitKind,
+    WaitResult,
+)
+from coral.coordination.ports import CoordinationStore, ThreadWrite
+from coral.coordination.registry import StrategyRegistry
+from coral.coordination.service import CoordinationService
+from coral.coordination.strategy import BaseStrategy, Decision, Strategy, SystemEvent, ThreadView
+
+__all__ = [
+    "BaseStrategy",
+    "CoordinationService",
+    "CoordinationStore",
+    "Decision",
+    "HistoryPage",
+    "InboxEntry",
+    "Strategy",
+    "StrategyRegistry",
+    "SystemEvent",
+    "Thread",
+    "ThreadEntry",
+    "ThreadView",
+    "ThreadWrite",
+    "WaitKind",
+    "WaitResult",
+]

@@ -1,0 +1,360 @@
+"""The coordination service: thread operations, strategies, and waiting.
+
+It is async but holds no I/O of its own: storage is a ``CoordinationStore``,
+time is an injected ``clock`` (Unix ms), and strategies come from a
+``StrategyRegistry``. Every operation reads a thread, decides everything in
+memory (rules, strategy, sequence numbers, inbox recipients) and hands the
+store one ``ThreadWrite`` to apply atomically; waiters are woken after it lands.
+Messages given to ``send_message`` must already be signature-verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from coral.coordination import events as ev
+from coral.coordination import rules
+from coral.coordination.errors import (
+    DuplicateMessage,
+    InvalidStrategyOptions,
+    InvalidWait,
+    ThreadNotFound,
+    ThreadRequired,
+)
+from coral.coordination.model import (
+    WAIT_KINDS,
+    HistoryPage,
+    Thread,
+    ThreadEntry,
+    WaitKind,
+    WaitResult,
+)
+from coral.coordination.ports import CoordinationStore, HistoryGrant, PendingEntry, ThreadWrite
+from coral.coordination.registry import DEFAULT_STRATEGY, StrategyRegistry
+from coral.coordination.strategy import Decision, EventHook, SystemEvent, ThreadView
+from coral.coordination.waiting import InboxSignals, KeyedLocks
+from coral.protocol.canonical import canonical_json
+from coral.protocol.errors import CoralError, Expired, InvalidMessage
+from coral.protocol.message import Message, new_message_id
+
+#: coral-server caps a wait at one minute; so do we.
+MAX_WAIT_MS = 60_000
+MAX_PAGE = 1000
+
+log = logging.getLogger(__name__)
+
+
+class CoordinationService:
+    """Sessions of threads where agents post, take turns, and wait for each other."""
+
+    def __init__(
+        self,
+        store: CoordinationStore,
+        *,
+        node_id: str,
+        clock: Callable[[], int],
+        strategies: StrategyRegistry | None = None,
+        max_waits_per_agent: int = 8,
+        sign_event: ev.EventSigner | None = None,
+        event_hooks: Mapping[str, EventHook] | None = None,
+    ) -> None:
+        rules.check_agent_id(node_id)
+        self.store = store
+        self.node_id = node_id
+        self.clock = clock
+        self.strategies = strategies if strategies is not None else StrategyRegistry.default()
+        self.signals = InboxSignals(max_waits_per_agent)
+        self._sign_event = sign_event
+        self._event_hooks = dict(event_hooks or {})
+        self._locks = KeyedLocks()
+        # Set whenever some thread's wake time changes, so run_timers re-plans its sleep.
+        self._wakes_changed = asyncio.Event()
+
+    # -- thread lifecycle -------------------------------------------------
+
+    async def create_thread(
+        self,
+        creator: str,
+        name: str,
+        participants: Iterable[str],
+        strategy: str = DEFAULT_STRATEGY,
+        strategy_options: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> Thread:
+        """Create an open thread (the creator joins first) run by ``strategy``."""
+        now = self.clock()
+        chosen = self.strategies.get(strategy)
+        options = chosen.validate_options(dict(strategy_options or {}))
+        try:
+            canonical_json(options)
+        except CoralError as exc:
+            raise InvalidStrategyOptions(f"options must be JSON: {exc.detail}") from None
+        thread = rules.new_thread(
+            thread_id=thread_id or new_message_id(now),
+            name=name,
+            creator=creator,
+            participants=participants,
+            strategy=strategy,
+            strategy_options=options,
+            created_at=now,
+            session_id=session_id,
+        )
+        decision = _accepted(chosen.on_thread_created(ThreadView.of(thread, now)))
+        created = SystemEvent(
+            ev.THREAD_CREATED,
+            {
+                "name": name,
+                "creator": creator,
+                "participants": list(thread.participants),
+                "strategy": strategy,
+                "strategy_options": options,
+                "session_id": session_id,
+            },
+        )
+        async with self._locks.hold(thread.id):
+            return await self._commit(thread, None, now, [created], decision)
+
+    async def add_participant(self, requester: str, thread_id: str, agent: str) -> Thread:
+        """Add ``agent``; it receives the whole history so far in its inbox."""
+        async with self._locks.hold(thread_id):
+            thread = await self._load(thread_id)
+            joined = rules.with_participant_added(thread, requester, agent)
+            added = SystemEvent(ev.PARTICIPANT_ADDED, {"agent": agent, "by": requester})
+            grant = HistoryGrant(agent, thread.last_seq)
+            return await self._commit(joined, thread, self.clock(), [added], grants=(grant,))
+
+    async def remove_participant(self, requester: str, thread_id: str, agent: str) -> Thread:
+        """Remove ``agent`` (the requester must be a participant); it is told it left."""
+        async with self._locks.hold(thread_id):
+            thread = await self._load(thread_id)
+            left = rules.with_participant_removed(thread, requester, agent)
+            removed = SystemEvent(ev.PARTICIPANT_REMOVED, {"agent": agent, "by": requester})
+            return await self._commit(
+                left, thread, self.clock(), [removed], audience=thread.participants
+            )
+
+    async def close_thread(self, requester: str, thread_id: str, summary: str) -> Thread:
+        """Close the thread with a summary (its conclusion); nothing more may be posted."""
+        async with self._locks.hold(thread_id):
+            thread = await self._load(thread_id)
+            now = self.clock()
+            done = dataclasses.replace(rules.closed(thread, requester, summary, now), wake_at=None)
+            closed = SystemEvent(ev.THREAD_CLOSED, {"summary": summary, "by": requester})
+            return await self._commit(done, thread, now, [closed])
+
+    # -- messages -----------------------------------------------------------
+
+    async def send_message(self, message: Message) -> ThreadEntry:
+        """Append a verified agent message to its thread; return the stored entry.
+
+        Raises (and writes nothing) when the rules or the thread's strategy refuse it.
+        """
+        if message.kind.startswith(ev.EVENT_KIND_PREFIX):
+            raise InvalidMessage(
+                "kinds starting with 'coral.' are node events", reason="reserved_kind"
+            )
+        if message.thread is None:
+            raise ThreadRequired("a thread message must name its thread")
+        async with self._locks.hold(message.thread):
+            thread = await self._load(message.thread)
+            rules.check_post(thread, message)
+            now = self.clock()
+            if message.expires_at is not None and message.expires_at <= now:
+                raise Expired("the message expired before it was posted")
+            if await self.store.has_message(message.id):
+                raise DuplicateMessage(f"message {message.id} is already stored")
+            strategy = self.strategies.get(thread.strategy)
+            decision = _accepted(strategy.on_message(ThreadView.of(thread, now), message))
+            entry = ThreadEntry(thread.id, thread.last_seq + 1, message, now)
+            recipients = tuple(p for p in thread.participants if p != message.sender)
+            await self._commit(
+                thread, thread, now, [], decision, first=PendingEntry(entry, recipients)
+            )
+            return entry
+
+    async def tick(self, thread_id: str) -> tuple[ThreadEntry, ...]:
+        """Let the thread's strategy react to time passing (e.g. an auction deadline)."""
+        async with self._locks.hold(thread_id):
+            thread = await self._load(thread_id)
+            if not thread.is_open:
+                return ()
+            now = self.clock()
+            decision = self.strategies.get(thread.strategy).on_tick(ThreadView.of(thread, now))
+            unchanged = not decision.events and not decision.next_agents and decision.state is None
+            if not decision.allowed or (unchanged and decision.wake_at_ms == thread.wake_at):
+                return ()
+            before = thread.last_seq
+            await self._commit(thread, thread, now, [], decision)
+            page = await self.store.history(thread_id, before, MAX_PAGE)
+            return tuple(page)
+
+    async def tick_due(self) -> int:
+        """Tick every thread whose strategy asked to be woken by now; return how many."""
+        due = await self.store.due_threads(self.clock())
+        for thread_id in due:
+            await self.tick(thread_id)
+        return len(due)
+
+    async def run_timers(self, retry_after_ms: int = 1000) -> None:
+        """Tick threads as their wake times come due, until cancelled (run it as a task).
+
+        Sleeps until the earliest wake time and is re-planned by any change to
+        one, so nothing polls. A tick that fails is logged and retried later.
+        """
+        while True:
+            self._wakes_changed.clear()
+            delay_ms: int | None = None
+            for thread_id in await self.store.due_threads(self.clock()):
+                try:
+                    await self.tick(thread_id)
+                except CoralError as exc:
+                    log.warning("tick of thread %s failed: %s", thread_id, exc.detail)
+                    delay_ms = retry_after_ms
+            next_wake = await self.store.next_wake_at()
+            if delay_ms is None and next_wake is not None:
+                delay_ms = max(0, next_wake - self.clock())
+            try:
+                timeout = None if delay_ms is None else delay_ms / 1000
+                await asyncio.wait_for(self._wakes_changed.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    # -- reading ------------------------------------------------------------
+
+    async def get_thread(self, requester: str, thread_id: str) -> Thread:
+        """The thread, if ``requester`` is one of its participants."""
+        thread = await self._load(thread_id)
+        rules.require_participant(thread, requester)
+        return thread
+
+    async def list_threads(self, agent: str, session_id: str | None = None) -> list[Thread]:
+        """Threads ``agent`` participates in (optionally within one session), oldest first."""
+        return await self.store.list_threads(agent, session_id)
+
+    async def history(
+        self, requester: str, thread_id: str, after_seq: int = 0, limit: int = 100
+    ) -> HistoryPage:
+        """One page of the thread's log after ``after_seq``; participants only."""
+        if not 0 < limit <= MAX_PAGE or after_seq < 0:
+            raise InvalidMessage(f"limit is 1..{MAX_PAGE}, after_seq >= 0", reason="invalid_page")
+        await self.get_thread(requester, thread_id)
+        entries = await self.store.history(thread_id, after_seq, limit + 1)
+        more = len(entries) > limit
+        page = tuple(entries[:limit])
+        return HistoryPage(page, page[-1].seq if more else None)
+
+    # -- waiting ------------------------------------------------------------
+
+    async def wait(
+        self,
+        agent: str,
+        kind: WaitKind = "message",
+        *,
+        from_agent: str | None = None,
+        after: int = 0,
+        timeout_ms: int = 30_000,
+        limit: int = 100,
+    ) -> WaitResult:
+        """Inbox entries for ``agent`` past cursor ``after`` that match ``kind``.
+
+        Returns at once when some exist, otherwise blocks until one arrives or
+        ``timeout_ms`` passes (then returns none and the same cursor). Resuming
+        with the returned cursor never skips or repeats a matching entry, also
+        across restarts. Cancelling the wait releases its slot.
+        """
+        if kind not in WAIT_KINDS:
+            raise InvalidWait(f"kind is one of {', '.join(WAIT_KINDS)}")
+        if (kind == "agent") != (from_agent is not None):
+            raise InvalidWait("from_agent is required for, and only for, kind 'agent'")
+        if not 0 < timeout_ms <= MAX_WAIT_MS:
+            raise InvalidWait(f"timeout_ms must be in (0, {MAX_WAIT_MS}]")
+        if after < 0 or not 0 < limit <= MAX_PAGE:
+            raise InvalidWait(f"after >= 0 and limit in 1..{MAX_PAGE}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        with self.signals.listen(agent) as woken:
+            while True:
+                woken.clear()
+                found = await self.store.inbox(agent, after, limit, kind, from_agent)
+                if found:
+                    return WaitResult(tuple(found), found[-1].cursor)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return WaitResult((), after)
+                try:
+                    await asyncio.wait_for(woken.wait(), remaining)
+                except TimeoutError:
+                    pass  # look once more, then report the timeout
+
+    async def inbox_cursor(self, agent: str) -> int:
+        """The newest cursor of ``agent``'s inbox: wait ``after`` it for new entries only."""
+        return await self.store.inbox_cursor(agent)
+
+    # -- internals ----------------------------------------------------------
+
+    async def _load(self, thread_id: str) -> Thread:
+        thread = await self.store.get_thread(thread_id)
+        if thread is None:
+            raise ThreadNotFound(f"no thread {thread_id}")
+        return thread
+
+    async def _commit(
+        self,
+        thread: Thread,
+        stored: Thread | None,
+        now: int,
+        leading: list[SystemEvent],
+        decision: Decision | None = None,
+        *,
+        first: PendingEntry | None = None,
+        grants: tuple[HistoryGrant, ...] = (),
+        audience: tuple[str, ...] | None = None,
+    ) -> Thread:
+        """Turn events and a decision into log entries and write them in one go."""
+        decision = decision or Decision()
+        events = [*leading, *decision.events]
+        if decision.next_agents:
+            events.append(
+                SystemEvent(ev.TURN, {"agents": list(decision.next_agents)}, decision.next_agents)
+            )
+        events = [await self._run_hook(thread, event) for event in events]
+        audience = audience if audience is not None else thread.participants
+        pending: list[PendingEntry] = [first] if first is not None else []
+        seq = (stored.last_seq if stored is not None else 0) + len(pending)
+        for event in events:
+            seq += 1
+            message = ev.event_message(self.node_id, thread.id, event, now, self._sign_event)
+            pending.append(PendingEntry(ThreadEntry(thread.id, seq, message, now, True), audience))
+        new_thread = dataclasses.replace(
+            thread,
+            last_seq=seq,
+            strategy_state=decision.state if decision.state is not None else thread.strategy_state,
+            wake_at=decision.wake_at_ms if thread.is_open else None,
+        )
+        expected = stored.last_seq if stored is not None else None
+        membership_changed = stored is None or stored.participants != thread.participants
+        await self.store.apply(
+            ThreadWrite(new_thread, expected, tuple(pending), grants, membership_changed)
+        )
+        self.signals.notify([*audience, *(g.agent for g in grants)])
+        if new_thread.wake_at != (stored.wake_at if stored is not None else None):
+            self._wakes_changed.set()
+        return new_thread
+
+    async def _run_hook(self, thread: Thread, event: SystemEvent) -> SystemEvent:
+        hook = self._event_hooks.get(event.name)
+        if hook is None:
+            return event
+        extra = await hook(thread, event)
+        return dataclasses.replace(event, data={**event.data, **extra}) if extra else event
+
+
+def _accepted(decision: Decision) -> Decision:
+    if decision.refusal is not None:
+        raise decision.refusal
+    return decision

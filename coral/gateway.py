@@ -1,0 +1,45 @@
+"""The one path every inbound agent message takes, whichever API it came by.
+
+Order: freshness -> signature -> in-memory replay window -> persistent seen
+ids -> command. Each refusal is a typed error counted by reason; nothing is
+written before every check has passed.
+"""
+
+from __future__ import annotations
+
+from coral.agents.directory import AgentDirectory
+from coral.coordination.commands import apply_command
+from coral.coordination.model import Thread, ThreadEntry
+from coral.coordination.service import CoordinationService
+from coral.metrics import NodeMetrics
+from coral.protocol.message import Message
+from coral.protocol.verify import MessageVerifier
+from coral.store.seen_sqlite import SqliteSeenStore
+
+
+class MessageGateway:
+    """Verifies and applies agent messages for every front door."""
+
+    def __init__(
+        self,
+        verifier: MessageVerifier,
+        seen: SqliteSeenStore,
+        engine: CoordinationService,
+        directory: AgentDirectory,
+        metrics: NodeMetrics,
+    ) -> None:
+        self.verifier = verifier
+        self.seen = seen
+        self.engine = engine
+        self.directory = directory
+        self.metrics = metrics
+
+    async def submit(self, message: Message) -> Thread | ThreadEntry:
+        """Verify ``message`` and apply it; returns the thread or the stored entry."""
+        self.verifier.verify(message)
+        forget_at = message.created_at + self.verifier.limits.max_age_ms + 1
+        await self.seen.remember(message.id, forget_at)
+        result = await apply_command(message, self.engine, self.directory)
+        if isinstance(result, ThreadEntry):
+            self.metrics.messages_routed.inc()
+        return result

@@ -1,0 +1,96 @@
+"""The storage port: what the ledger service needs from a database adapter.
+
+Adapters (``coral.store.ledger_sqlite``, ``coral.store.ledger_postgres``)
+implement ``LedgerStore``; the service depends on nothing else. Writes go
+through the store's single writer, which applies ``LedgerState`` semantics
+and commits each group of concurrent submissions in one durable transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from coral.ledger.model import (
+    Account,
+    AccountResult,
+    HistoryEntry,
+    LedgerChanges,
+    Resolution,
+    Transfer,
+    TransferResult,
+)
+from coral.ledger.state import LedgerState
+
+
+class LedgerStore(Protocol):
+    """Durable ledger storage with the exact semantics of ``LedgerState``."""
+
+    async def create_accounts(self, batch: Sequence[Account], now_ms: int) -> list[AccountResult]:
+        """Create accounts; per-account results; committed durably before returning."""
+        ...
+
+    async def create_transfers(
+        self, batch: Sequence[Transfer], now_ms: int
+    ) -> list[TransferResult]:
+        """Apply a transfer batch; per-event results; committed durably before returning."""
+        ...
+
+    async def expire_due(self, now_ms: int) -> list[Resolution]:
+        """Expire pending transfers whose deadline has passed; return what expired."""
+        ...
+
+    async def get_account(self, account_id: str) -> Account | None:
+        """One account with its current balances, or None."""
+        ...
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        """One stored transfer, or None."""
+        ...
+
+    async def get_resolution(self, pending_id: str) -> Resolution | None:
+        """How a pending transfer ended, or None while it is open (or unknown)."""
+        ...
+
+    async def history(self, account_id: str, after: int, limit: int) -> list[HistoryEntry]:
+        """Transfers touching the account with sequence number > ``after``, oldest first."""
+        ...
+
+    async def load_snapshot(self) -> LedgerState:
+        """Everything, as a LedgerState (audits and tests; not for hot paths)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish queued writes and release the database."""
+        ...
+
+
+class LedgerTransaction(Protocol):
+    """One open write transaction, as the shared group-commit writer uses it."""
+
+    async def load_accounts(self, ids: Collection[str]) -> list[Account]:
+        """Accounts by id (locked for update where the database needs it)."""
+        ...
+
+    async def load_transfers(self, ids: Collection[str]) -> list[Transfer]:
+        """Transfers by id; unknown ids are skipped."""
+        ...
+
+    async def load_resolutions(self, pending_ids: Collection[str]) -> list[Resolution]:
+        """Resolutions of the given pending transfers."""
+        ...
+
+    async def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
+        """Open pending transfers with a deadline at or before ``now_ms``."""
+        ...
+
+    async def persist(self, changes: LedgerChanges) -> None:
+        """Write new accounts, balance changes, new transfers and resolutions."""
+        ...
+
+
+class TransactionFactory(Protocol):
+    """Opens a write transaction that commits on clean exit and rolls back on error."""
+
+    def __call__(self) -> AbstractAsyncContextManager[LedgerTransaction]: ...

@@ -1,0 +1,341 @@
+"""SQLite persistence for the coordination engine (``CoordinationStore``).
+
+Threads, their ordered logs and per-agent inboxes live in four tables. Every
+``ThreadWrite`` is applied inside one ``SqliteDatabase.transaction()``, so an
+operation that fails (duplicate message, concurrent update) leaves no rows.
+Messages are stored as their full signed wire JSON, re-servable and
+re-verifiable byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import aiosqlite
+
+from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
+from coral.coordination.model import InboxEntry, Thread, ThreadEntry, WaitKind
+from coral.coordination.ports import HistoryGrant, ThreadWrite
+from coral.protocol.canonical import canonical_json
+from coral.protocol.message import from_wire, to_wire
+from coral.store.sqlite import Migration, SqliteDatabase
+
+COMPONENT = "coordination"
+
+MIGRATIONS = [
+    Migration(
+        1,
+        """
+        CREATE TABLE coordination_threads (
+            id TEXT PRIMARY KEY,
+            session_id TEXT,
+            name TEXT NOT NULL,
+            creator TEXT NOT NULL,
+            participants TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+            summary TEXT,
+            strategy TEXT NOT NULL,
+            strategy_options TEXT NOT NULL,
+            strategy_state TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            closed_at INTEGER,
+            last_seq INTEGER NOT NULL,
+            wake_at INTEGER
+        );
+        CREATE INDEX coordination_threads_wake ON coordination_threads (wake_at)
+            WHERE wake_at IS NOT NULL;
+        CREATE TABLE coordination_participants (
+            thread_id TEXT NOT NULL REFERENCES coordination_threads (id),
+            agent TEXT NOT NULL,
+            PRIMARY KEY (thread_id, agent)
+        );
+        CREATE INDEX coordination_participants_agent ON coordination_participants (agent);
+        CREATE TABLE coordination_entries (
+            thread_id TEXT NOT NULL REFERENCES coordination_threads (id),
+            seq INTEGER NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,
+            sender TEXT NOT NULL,
+            mentions TEXT NOT NULL,
+            system INTEGER NOT NULL,
+            recorded_at INTEGER NOT NULL,
+            wire TEXT NOT NULL,
+            PRIMARY KEY (thread_id, seq)
+        );
+        CREATE TABLE coordination_inbox (
+            agent TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            thread_id TEXT NOT NULL,
+            entry_seq INTEGER NOT NULL,
+            sender TEXT NOT NULL,
+            mentioned INTEGER NOT NULL,
+            PRIMARY KEY (agent, seq),
+            FOREIGN KEY (thread_id, entry_seq) REFERENCES coordination_entries (thread_id, seq)
+        )
+        """,
+    )
+]
+
+_ENTRY_COLUMNS = "e.thread_id, e.seq, e.system, e.recorded_at, e.wire"
+
+
+class SqliteCoordinationStore:
+    """The default ``CoordinationStore``: one SQLite file shared with the other components."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    async def migrate(self) -> int:
+        """Create or upgrade the coordination tables; return the schema version."""
+        return await self.db.migrate(COMPONENT, MIGRATIONS)
+
+    async def apply(self, write: ThreadWrite) -> None:
+        """Write the thread, its new entries, history grants and inbox rows atomically."""
+        # Few statements per write: each one is a round trip to aiosqlite's thread.
+        entry_rows = [_entry_row(pending.entry) for pending in write.entries]
+        async with self.db.transaction() as conn:
+            await _write_thread(conn, write)
+            recipients = {a for pending in write.entries for a in pending.recipients}
+            heads = await _inbox_heads(conn, recipients | {g.agent for g in write.grants})
+            inbox_rows: list[tuple[object, ...]] = []
+            for grant in write.grants:
+                inbox_rows += await _history_rows(conn, write.thread.id, grant, heads)
+            try:
+                await conn.executemany(
+                    "INSERT INTO coordination_entries (thread_id, seq, message_id, sender,"
+                    " mentions, system, recorded_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    entry_rows,
+                )
+            except sqlite3.IntegrityError as exc:
+                if "message_id" in str(exc):
+                    raise DuplicateMessage("a message with this id is already stored") from None
+                raise ConcurrentUpdate(f"thread {write.thread.id} changed; retry") from None
+            for pending in write.entries:
+                entry, mentions = pending.entry, pending.entry.message.mentions
+                for agent in pending.recipients:
+                    heads[agent] += 1
+                    inbox_rows.append(
+                        (
+                            agent,
+                            heads[agent],
+                            entry.thread_id,
+                            entry.seq,
+                            entry.sender,
+                            agent in mentions,
+                        )
+                    )
+            await conn.executemany(
+                "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
+                " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
+                inbox_rows,
+            )
+
+    async def get_thread(self, thread_id: str) -> Thread | None:
+        """The thread, or None when no thread has that id."""
+        row = await self.db.fetchone(
+            "SELECT * FROM coordination_threads WHERE id = ?", (thread_id,)
+        )
+        return _thread(row) if row is not None else None
+
+    async def list_threads(self, agent: str, session_id: str | None = None) -> list[Thread]:
+        """Threads ``agent`` currently participates in, oldest first."""
+        sql = (
+            "SELECT t.* FROM coordination_threads t JOIN coordination_participants p"
+            " ON p.thread_id = t.id WHERE p.agent = ?"
+        )
+        params: list[object] = [agent]
+        if session_id is not None:
+            sql += " AND t.session_id = ?"
+            params.append(session_id)
+        rows = await self.db.fetchall(sql + " ORDER BY t.created_at, t.id", params)
+        return [_thread(row) for row in rows]
+
+    async def has_message(self, message_id: str) -> bool:
+        """True when an entry with this message id is stored."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM coordination_entries WHERE message_id = ?", (message_id,)
+        )
+        return row is not None
+
+    async def history(self, thread_id: str, after_seq: int, limit: int) -> list[ThreadEntry]:
+        """Entries with seq > ``after_seq``, in order, at most ``limit``."""
+        rows = await self.db.fetchall(
+            f"SELECT {_ENTRY_COLUMNS} FROM coordination_entries e"
+            " WHERE e.thread_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+            (thread_id, after_seq, limit),
+        )
+        return [_entry(row) for row in rows]
+
+    async def inbox(
+        self,
+        agent: str,
+        after: int,
+        limit: int,
+        kind: WaitKind = "message",
+        from_agent: str | None = None,
+    ) -> list[InboxEntry]:
+        """Inbox entries past cursor ``after`` that match the filter, in order."""
+        sql = (
+            f"SELECT i.seq AS cursor, {_ENTRY_COLUMNS} FROM coordination_inbox i"
+            " JOIN coordination_entries e ON e.thread_id = i.thread_id AND e.seq = i.entry_seq"
+            " WHERE i.agent = ? AND i.seq > ?"
+        )
+        params: list[object] = [agent, after]
+        if kind == "mention":
+            sql += " AND i.mentioned = 1"
+        elif kind == "agent":
+            sql += " AND i.sender = ?"
+            params.append(from_agent)
+        rows = await self.db.fetchall(sql + " ORDER BY i.seq LIMIT ?", [*params, limit])
+        return [InboxEntry(agent, int(row["cursor"]), _entry(row)) for row in rows]
+
+    async def inbox_cursor(self, agent: str) -> int:
+        """The newest cursor in ``agent``'s inbox (0 when empty)."""
+        row = await self.db.fetchone(
+            "SELECT COALESCE(MAX(seq), 0) FROM coordination_inbox WHERE agent = ?", (agent,)
+        )
+        return int(row[0]) if row is not None else 0
+
+    async def due_threads(self, now_ms: int) -> list[str]:
+        """Ids of open threads whose strategy asked to be woken at or before now."""
+        rows = await self.db.fetchall(
+            "SELECT id FROM coordination_threads WHERE wake_at IS NOT NULL AND wake_at <= ?"
+            " AND state = 'open' ORDER BY wake_at, id",
+            (now_ms,),
+        )
+        return [str(row["id"]) for row in rows]
+
+    async def next_wake_at(self) -> int | None:
+        """The earliest wake time any open thread asked for, or None."""
+        row = await self.db.fetchone(
+            "SELECT MIN(wake_at) FROM coordination_threads"
+            " WHERE wake_at IS NOT NULL AND state = 'open'"
+        )
+        return int(row[0]) if row is not None and row[0] is not None else None
+
+
+async def _write_thread(conn: aiosqlite.Connection, write: ThreadWrite) -> None:
+    thread = write.thread
+    values = (
+        thread.session_id,
+        thread.name,
+        thread.creator,
+        _json(list(thread.participants)),
+        thread.state,
+        thread.summary,
+        thread.strategy,
+        _json(thread.strategy_options),
+        _json(thread.strategy_state),
+        thread.created_at,
+        thread.closed_at,
+        thread.last_seq,
+        thread.wake_at,
+    )
+    if write.expected_last_seq is None:
+        try:
+            await conn.execute(
+                "INSERT INTO coordination_threads (session_id, name, creator, participants,"
+                " state, summary, strategy, strategy_options, strategy_state, created_at,"
+                " closed_at, last_seq, wake_at, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, thread.id),
+            )
+        except sqlite3.IntegrityError:
+            raise ThreadExists(f"thread {thread.id} already exists") from None
+    else:
+        cur = await conn.execute(
+            "UPDATE coordination_threads SET session_id = ?, name = ?, creator = ?,"
+            " participants = ?, state = ?, summary = ?, strategy = ?, strategy_options = ?,"
+            " strategy_state = ?, created_at = ?, closed_at = ?, last_seq = ?, wake_at = ?"
+            " WHERE id = ? AND last_seq = ?",
+            (*values, thread.id, write.expected_last_seq),
+        )
+        if cur.rowcount != 1:
+            raise ConcurrentUpdate(f"thread {thread.id} changed; retry")
+        if not write.membership_changed:
+            return
+        await conn.execute(
+            "DELETE FROM coordination_participants WHERE thread_id = ?", (thread.id,)
+        )
+    await conn.executemany(
+        "INSERT INTO coordination_participants (thread_id, agent) VALUES (?, ?)",
+        [(thread.id, agent) for agent in thread.participants],
+    )
+
+
+async def _inbox_heads(conn: aiosqlite.Connection, agents: set[str]) -> dict[str, int]:
+    """The newest inbox cursor of each agent, in one statement (each MAX is an index seek)."""
+    if not agents:
+        return {}
+    cur = await conn.execute(
+        "SELECT value, (SELECT COALESCE(MAX(seq), 0) FROM coordination_inbox WHERE agent = value)"
+        " FROM json_each(?)",
+        (_json(sorted(agents)),),
+    )
+    return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+
+
+async def _history_rows(
+    conn: aiosqlite.Connection, thread_id: str, grant: HistoryGrant, heads: dict[str, int]
+) -> list[tuple[object, ...]]:
+    """Inbox rows delivering entries 1..through_seq to a joining agent."""
+    cur = await conn.execute(
+        "SELECT seq, sender, mentions FROM coordination_entries"
+        " WHERE thread_id = ? AND seq <= ? ORDER BY seq",
+        (thread_id, grant.through_seq),
+    )
+    rows: list[tuple[object, ...]] = []
+    for row in await cur.fetchall():
+        heads[grant.agent] += 1
+        mentioned = grant.agent in json.loads(row["mentions"])
+        rows.append(
+            (grant.agent, heads[grant.agent], thread_id, row["seq"], row["sender"], mentioned)
+        )
+    return rows
+
+
+def _entry_row(entry: ThreadEntry) -> tuple[object, ...]:
+    message = entry.message
+    return (
+        entry.thread_id,
+        entry.seq,
+        message.id,
+        message.sender,
+        _json(list(message.mentions)),
+        entry.system,
+        entry.recorded_at,
+        canonical_json(to_wire(message)).decode(),
+    )
+
+
+def _thread(row: aiosqlite.Row) -> Thread:
+    return Thread(
+        id=row["id"],
+        session_id=row["session_id"],
+        name=row["name"],
+        creator=row["creator"],
+        participants=tuple(json.loads(row["participants"])),
+        state=row["state"],
+        summary=row["summary"],
+        strategy=row["strategy"],
+        strategy_options=json.loads(row["strategy_options"]),
+        strategy_state=json.loads(row["strategy_state"]),
+        created_at=row["created_at"],
+        closed_at=row["closed_at"],
+        last_seq=row["last_seq"],
+        wake_at=row["wake_at"],
+    )
+
+
+def _entry(row: aiosqlite.Row) -> ThreadEntry:
+    return ThreadEntry(
+        thread_id=row["thread_id"],
+        seq=int(row["seq"]),
+        message=from_wire(json.loads(row["wire"])),
+        recorded_at=int(row["recorded_at"]),
+        system=bool(row["system"]),
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)

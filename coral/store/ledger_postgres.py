@@ -1,0 +1,312 @@
+"""PostgreSQL adapter for the ledger (asyncpg), with the same semantics as SQLite.
+
+The shared ``GroupCommitWriter`` runs each group in one transaction on one
+pooled connection; account rows are locked ``FOR UPDATE`` (in id order, so
+two writers cannot deadlock), which keeps balances right even if several
+node processes share the database. Commits use the server's durable
+defaults (``synchronous_commit=on``). Transfer rows are insert-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from coral.ledger.group_commit import GroupCommitWriter
+from coral.ledger.model import (
+    Account,
+    AccountResult,
+    HistoryEntry,
+    LedgerChanges,
+    Resolution,
+    Transfer,
+    TransferResult,
+)
+from coral.ledger.ports import LedgerTransaction
+from coral.ledger.state import LedgerState
+from coral.store.ledger_sqlite import (
+    ACCOUNT_COLUMNS,
+    TRANSFER_COLUMNS,
+    account_from_row,
+    account_values,
+    balance_values,
+    resolution_from_row,
+    transfer_from_row,
+    transfer_values,
+)
+
+COMPONENT = "ledger"
+
+#: (version, sql) steps; each runs in its own transaction under an advisory lock.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE ledger_accounts (
+            id TEXT PRIMARY KEY,
+            ledger TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            flags INTEGER NOT NULL,
+            debits_pending BIGINT NOT NULL CHECK (debits_pending >= 0),
+            debits_posted BIGINT NOT NULL CHECK (debits_posted >= 0),
+            credits_pending BIGINT NOT NULL CHECK (credits_pending >= 0),
+            credits_posted BIGINT NOT NULL CHECK (credits_posted >= 0),
+            created_at BIGINT NOT NULL
+        );
+        CREATE TABLE ledger_transfers (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            debit_account TEXT NOT NULL REFERENCES ledger_accounts(id),
+            credit_account TEXT NOT NULL REFERENCES ledger_accounts(id),
+            amount BIGINT NOT NULL CHECK (amount > 0),
+            ledger TEXT NOT NULL,
+            flags INTEGER NOT NULL,
+            pending_id TEXT NOT NULL,
+            timeout_ms BIGINT NOT NULL,
+            condition TEXT NOT NULL,
+            fulfillment TEXT NOT NULL,
+            memo TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            request_digest TEXT NOT NULL
+        );
+        CREATE INDEX ledger_transfers_by_debit ON ledger_transfers(debit_account, seq);
+        CREATE INDEX ledger_transfers_by_credit ON ledger_transfers(credit_account, seq);
+        CREATE TABLE ledger_resolutions (
+            pending_id TEXT PRIMARY KEY REFERENCES ledger_transfers(id),
+            status TEXT NOT NULL,
+            resolved_at BIGINT NOT NULL,
+            by_transfer TEXT NOT NULL
+        );
+        CREATE TABLE ledger_open_deadlines (
+            pending_id TEXT PRIMARY KEY REFERENCES ledger_transfers(id),
+            expires_at BIGINT NOT NULL
+        );
+        CREATE INDEX ledger_open_deadlines_by_time ON ledger_open_deadlines(expires_at);
+        CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'ledger % rows are immutable', TG_TABLE_NAME;
+        END $$;
+        CREATE TRIGGER ledger_transfers_immutable BEFORE UPDATE OR DELETE ON ledger_transfers
+            FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+        CREATE TRIGGER ledger_resolutions_immutable BEFORE UPDATE OR DELETE
+            ON ledger_resolutions FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+        """,
+    )
+]
+
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    component TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (component, version)
+)
+"""
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join(f"${i}" for i in range(1, count + 1))
+
+
+class _PostgresLedgerTransaction:
+    """LedgerTransaction over an open transaction on one asyncpg connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def load_accounts(self, ids: Collection[str]) -> list[Account]:
+        rows = await self._conn.fetch(
+            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::text[])"
+            " ORDER BY id FOR UPDATE",
+            list(ids),
+        )
+        return [account_from_row(r) for r in rows]
+
+    async def load_transfers(self, ids: Collection[str]) -> list[Transfer]:
+        rows = await self._conn.fetch(
+            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::text[])",
+            list(ids),
+        )
+        return [transfer_from_row(r) for r in rows]
+
+    async def load_resolutions(self, pending_ids: Collection[str]) -> list[Resolution]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM ledger_resolutions WHERE pending_id = ANY($1::text[])",
+            list(pending_ids),
+        )
+        return [resolution_from_row(r) for r in rows]
+
+    async def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
+        rows = await self._conn.fetch(
+            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ("
+            " SELECT pending_id FROM ledger_open_deadlines WHERE expires_at <= $1"
+            " ORDER BY expires_at LIMIT $2)",
+            now_ms,
+            limit,
+        )
+        return [transfer_from_row(r) for r in rows]
+
+    async def persist(self, changes: LedgerChanges) -> None:
+        conn = self._conn
+        if changes.accounts_created:
+            await conn.executemany(
+                f"INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES ({_placeholders(10)})",
+                [account_values(a) for a in changes.accounts_created],
+            )
+        if changes.transfers_created:
+            await conn.executemany(
+                f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES ({_placeholders(14)})",
+                [transfer_values(t) for t in changes.transfers_created],
+            )
+            deadlines = [(t.id, t.expires_at) for t in changes.transfers_created if t.expires_at]
+            if deadlines:
+                await conn.executemany(
+                    "INSERT INTO ledger_open_deadlines (pending_id, expires_at) VALUES ($1, $2)",
+                    deadlines,
+                )
+        if changes.resolutions_created:
+            await conn.executemany(
+                "INSERT INTO ledger_resolutions (pending_id, status, resolved_at, by_transfer)"
+                " VALUES ($1, $2, $3, $4)",
+                [
+                    (r.pending_id, str(r.status), r.resolved_at, r.by_transfer)
+                    for r in changes.resolutions_created
+                ],
+            )
+            await conn.execute(
+                "DELETE FROM ledger_open_deadlines WHERE pending_id = ANY($1::text[])",
+                [r.pending_id for r in changes.resolutions_created],
+            )
+        if changes.accounts_updated:
+            await conn.executemany(
+                "UPDATE ledger_accounts SET debits_pending = $1, debits_posted = $2,"
+                " credits_pending = $3, credits_posted = $4 WHERE id = $5",
+                [balance_values(a) for a in changes.accounts_updated.values()],
+            )
+
+
+class PostgresLedgerStore:
+    """LedgerStore on PostgreSQL with group commit; reads see committed state only."""
+
+    def __init__(self, pool: asyncpg.Pool, *, max_group: int = 512) -> None:
+        self._pool = pool
+        self._writer = GroupCommitWriter(self._begin, max_group=max_group)
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, max_group: int = 512, pool_size: int = 4
+    ) -> PostgresLedgerStore:
+        """Connect a pool to ``dsn``, migrate the ledger schema, return a started store."""
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
+        store = cls(pool, max_group=max_group)
+        try:
+            await store.start()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def start(self) -> None:
+        """Apply pending ledger migrations (serialized by an advisory lock)."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(_BOOTSTRAP)
+            for version, sql in MIGRATIONS:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('coral.ledger'))")
+                    done = await conn.fetchval(
+                        "SELECT 1 FROM schema_migrations WHERE component = $1 AND version = $2",
+                        COMPONENT,
+                        version,
+                    )
+                    if done:
+                        continue
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)",
+                        COMPONENT,
+                        version,
+                    )
+
+    async def close(self) -> None:
+        """Commit queued writes, then close the pool."""
+        await self._writer.close()
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[LedgerTransaction]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PostgresLedgerTransaction(conn)
+
+    # --- writes (group-committed) -------------------------------------------------------
+
+    async def create_accounts(self, batch: Sequence[Account], now_ms: int) -> list[AccountResult]:
+        """See LedgerStore.create_accounts."""
+        return await self._writer.create_accounts(batch, now_ms)
+
+    async def create_transfers(
+        self, batch: Sequence[Transfer], now_ms: int
+    ) -> list[TransferResult]:
+        """See LedgerStore.create_transfers."""
+        return await self._writer.create_transfers(batch, now_ms)
+
+    async def expire_due(self, now_ms: int) -> list[Resolution]:
+        """See LedgerStore.expire_due."""
+        return await self._writer.expire_due(now_ms)
+
+    # --- reads ------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._pool.acquire() as conn:
+            return list(await conn.fetch(sql, *args))
+
+    async def get_account(self, account_id: str) -> Account | None:
+        """See LedgerStore.get_account."""
+        rows = await self._fetch(
+            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = $1", account_id
+        )
+        return account_from_row(rows[0]) if rows else None
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        """See LedgerStore.get_transfer."""
+        rows = await self._fetch(
+            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = $1", transfer_id
+        )
+        return transfer_from_row(rows[0]) if rows else None
+
+    async def get_resolution(self, pending_id: str) -> Resolution | None:
+        """See LedgerStore.get_resolution."""
+        rows = await self._fetch(
+            "SELECT * FROM ledger_resolutions WHERE pending_id = $1", pending_id
+        )
+        return resolution_from_row(rows[0]) if rows else None
+
+    async def history(self, account_id: str, after: int, limit: int) -> list[HistoryEntry]:
+        """See LedgerStore.history."""
+        rows = await self._fetch(
+            f"SELECT seq, {TRANSFER_COLUMNS} FROM ledger_transfers"
+            " WHERE seq > $1 AND (debit_account = $2 OR credit_account = $2)"
+            " ORDER BY seq LIMIT $3",
+            after,
+            account_id,
+            limit,
+        )
+        return [HistoryEntry(row["seq"], transfer_from_row(row)) for row in rows]
+
+    async def load_snapshot(self) -> LedgerState:
+        """See LedgerStore.load_snapshot (one repeatable-read snapshot)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            accounts = await conn.fetch(f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts")
+            transfers = await conn.fetch(
+                f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers ORDER BY seq"
+            )
+            resolutions = await conn.fetch("SELECT * FROM ledger_resolutions")
+        return LedgerState(
+            [account_from_row(r) for r in accounts],
+            [transfer_from_row(r) for r in transfers],
+            [resolution_from_row(r) for r in resolutions],
+        )

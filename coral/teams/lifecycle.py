@@ -1,0 +1,163 @@
+"""The team lifecycle service: validate, persist, and move the budget through escrow.
+
+``TeamLifecycle`` is the one async service a node (API or SDK) calls. It
+replays the stored record, applies the new document with the live checks,
+appends it with optimistic concurrency (a racing writer gets Conflict and
+retries on the new state), and drives the escrow seam:
+
+- the first accepted invitation reserves the whole budget from the initiator;
+- a ``goal_met`` dissolution pays the signed payouts from that hold;
+- a cancellation, or a deadline passing undissolved, releases it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from coral.teams.documents import (
+    Acceptance,
+    Dissolution,
+    SignedTeamDocument,
+    TeamCharter,
+    TeamRecord,
+)
+from coral.teams.record import verify_team
+from coral.teams.state import TeamState
+
+EscrowOutcome = Literal["held", "paid", "released"]
+
+
+class TeamEscrow(Protocol):
+    """The ledger seam: a two-phase hold on the team budget (implemented by coral.ledger).
+
+    Implementations must make each call idempotent per ``hold_id``: the
+    service may repeat a settle after a crash between ledger and store.
+    """
+
+    async def reserve_budget(
+        self, team_id: str, payer_did: str, amount: int, currency: str, timeout_ms: int
+    ) -> str:
+        """Reserve ``amount`` from ``payer_did``; return the hold id. Voids itself at timeout."""
+        ...
+
+    async def pay_members(self, team_id: str, hold_id: str, shares: dict[str, int]) -> None:
+        """Post the hold: pay each did its share, return the remainder to the payer."""
+        ...
+
+    async def release(self, team_id: str, hold_id: str) -> None:
+        """Void the hold; the payer gets the whole amount back."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EscrowHold:
+    """The team's budget hold as the store remembers it."""
+
+    hold_id: str
+    outcome: EscrowOutcome
+
+
+class TeamStore(Protocol):
+    """Persistence of team records (implemented by coral.store.teams_sqlite)."""
+
+    async def create_team(self, charter: TeamCharter) -> None:
+        """Store a new team's charter; Conflict if the team id exists."""
+        ...
+
+    async def load_record(self, team_id: str) -> TeamRecord:
+        """The team's charter and documents in order; NotFound if unknown."""
+        ...
+
+    async def append_document(
+        self,
+        team_id: str,
+        expected_count: int,
+        document: SignedTeamDocument,
+        *,
+        escrow_hold: str | None = None,
+    ) -> None:
+        """Append as document number ``expected_count`` (and record a new hold), atomically.
+
+        Raises Conflict when another writer appended first.
+        """
+        ...
+
+    async def load_escrow(self, team_id: str) -> EscrowHold | None:
+        """The team's budget hold, if one was reserved."""
+        ...
+
+    async def settle_escrow(self, team_id: str, outcome: EscrowOutcome) -> None:
+        """Record that the hold was paid out or released."""
+        ...
+
+
+class TeamLifecycle:
+    """Validates and persists team documents and keeps the escrow in step with them."""
+
+    def __init__(self, store: TeamStore, escrow: TeamEscrow | None = None) -> None:
+        self._store = store
+        self._escrow = escrow
+
+    async def propose(self, charter: TeamCharter, now_ms: int) -> TeamState:
+        """Verify and store a new charter; returns the empty team's state."""
+        state = TeamState(charter, now_ms)
+        await self._store.create_team(charter)
+        return state
+
+    async def state(self, team_id: str, now_ms: int) -> TeamState:
+        """The team's current state, re-verified from the stored record."""
+        return verify_team(await self._store.load_record(team_id), now_ms)
+
+    async def submit(self, team_id: str, document: SignedTeamDocument, now_ms: int) -> TeamState:
+        """Apply ``document`` to the team and persist it; raise (storing nothing) if refused."""
+        record = await self._store.load_record(team_id)
+        state = verify_team(record, now_ms)
+        state.apply(document, now_ms, live=True)
+        hold_id = None
+        if isinstance(document, Acceptance) and self._escrow is not None:
+            if await self._store.load_escrow(team_id) is None:
+                charter = state.charter
+                hold_id = await self._escrow.reserve_budget(
+                    team_id,
+                    charter.initiator,
+                    charter.budget.amount,
+                    charter.budget.currency,
+                    timeout_ms=charter.deadline_ms - now_ms,
+                )
+        try:
+            await self._store.append_document(
+                team_id, len(record.documents), document, escrow_hold=hold_id
+            )
+        except BaseException:
+            # The acceptance did not stick, so neither may its hold.
+            if hold_id is not None and self._escrow is not None:
+                await self._escrow.release(team_id, hold_id)
+            raise
+        if isinstance(document, Dissolution):
+            await self.settle(team_id, now_ms)
+        return state
+
+    async def settle(self, team_id: str, now_ms: int) -> EscrowOutcome | None:
+        """Pay or release the hold of a dissolved or expired team; safe to repeat.
+
+        Returns the hold's outcome, or None when there is no hold. A team that
+        is still open keeps its hold ("held").
+        """
+        hold = await self._store.load_escrow(team_id)
+        if hold is None or hold.outcome != "held" or self._escrow is None:
+            return None if hold is None else hold.outcome
+        state = await self.state(team_id, now_ms)
+        dissolution = state.dissolution
+        if dissolution is None and state.is_open(now_ms):
+            return "held"
+        outcome: EscrowOutcome
+        if dissolution is not None and dissolution.outcome == "goal_met" and dissolution.payouts:
+            shares = {payout.member: payout.amount for payout in dissolution.payouts}
+            await self._escrow.pay_members(team_id, hold.hold_id, shares)
+            outcome = "paid"
+        else:
+            await self._escrow.release(team_id, hold.hold_id)
+            outcome = "released"
+        await self._store.settle_escrow(team_id, outcome)
+        return outcome

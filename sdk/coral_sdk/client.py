@@ -1,0 +1,277 @@
+"""CoralClient: an agent's signed connection to a node over HTTP/JSON.
+
+Every write is a message signed with the agent's key; every read carries a
+signed ``Authorization: Coral ...`` value. Errors from the node arrive as
+``CoralApiError`` with the node's machine-readable ``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
+from coral.protocol.identity import Identity
+from coral.protocol.message import (
+    DataPart,
+    Message,
+    Part,
+    PaymentRef,
+    TextPart,
+    new_message_id,
+    now_ms,
+)
+from coral.protocol.codec import message_to_json
+from coral.protocol.request_auth import sign_request
+from coral.protocol.signing import sign_message
+
+
+class CoralApiError(Exception):
+    """The node refused a call; ``reason`` is its machine-readable code."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(f"{status} {reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+class CoralClient:
+    """Talks to one node on behalf of one agent identity."""
+
+    def __init__(
+        self,
+        base_url: str,
+        identity: Identity,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout_s: float = 90.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.identity = identity
+        self._own_session = session is None
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.node_id: str | None = None
+
+    @property
+    def did(self) -> str:
+        return self.identity.did
+
+    async def __aenter__(self) -> CoralClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _request(
+        self, method: str, path: str, *, query: dict[str, Any] | None = None,
+        body: bytes = b"", signed: bool = True, content_type: str = "application/json",
+    ) -> Any:
+        clean = {k: str(v) for k, v in (query or {}).items() if v is not None}
+        target = path + ("?" + urlencode(clean) if clean else "")
+        headers = {"Content-Type": content_type} if body else {}
+        if signed:
+            headers["Authorization"] = sign_request(self.identity, method, target, body, now_ms())
+        async with self._http().request(
+            method, self.base_url + target, data=body or None, headers=headers
+        ) as resp:
+            payload = await resp.read()
+            data = json.loads(payload) if payload else None
+            if resp.status >= 400:
+                reason = data.get("reason", "error") if isinstance(data, dict) else "error"
+                detail = data.get("detail", "") if isinstance(data, dict) else payload.decode()
+                raise CoralApiError(resp.status, reason, detail)
+            return data
+
+    # -- node and directory -------------------------------------------------
+
+    async def node_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = await self._request("GET", "/v1/node", signed=False)
+        self.node_id = info["node_id"]
+        return info
+
+    async def register(self, manifest: AgentManifest, *, deleted: bool = False) -> AgentRecord:
+        """Register (or update) this agent with its manifest; returns the countersigned record."""
+        node_id = self.node_id or (await self.node_info())["node_id"]
+        now = now_ms()
+        version = now
+        try:
+            current = await self.get_agent(self.did)
+            version = max(now, current.version + 1)
+        except CoralApiError as exc:
+            if exc.status != 404:
+                raise
+        record = AgentRecord(
+            agent=self.did, home_node=node_id, manifest=manifest, version=version,
+            updated_at=now, deleted=deleted,
+        )
+        signed = sign_record_as_agent(record, self.identity)
+        body = json.dumps(signed.model_dump(mode="json")).encode()
+        data = await self._request("POST", "/v1/agents", body=body, signed=False)
+        return AgentRecord.model_validate(data)
+
+    async def deregister(self, manifest: AgentManifest) -> AgentRecord:
+        """Publish a tombstone: the agent leaves the directory everywhere."""
+        return await self.register(manifest, deleted=True)
+
+    async def get_agent(self, ref: str) -> AgentRecord:
+        return AgentRecord.model_validate(await self._request("GET", f"/v1/agents/{ref}", signed=False))
+
+    async def list_agents(
+        self, *, name: str | None = None, capability: str | None = None, all_nodes: bool = False
+    ) -> list[AgentRecord]:
+        query = {"name": name, "capability": capability, "all": "true" if all_nodes else None}
+        data = await self._request("GET", "/v1/agents", query=query, signed=False)
+        return [AgentRecord.model_validate(r) for r in data["agents"]]
+
+    # -- writes: signed messages -------------------------------------------
+
+    def build_message(
+        self,
+        *,
+        kind: str = "message",
+        thread: str | None = None,
+        parts: Sequence[Part] = (),
+        mentions: Iterable[str] = (),
+        payment: PaymentRef | None = None,
+        expires_in_ms: int | None = None,
+    ) -> Message:
+        """A message from this agent, signed and ready to submit."""
+        now = now_ms()
+        message = Message(
+            id=new_message_id(now), kind=kind, sender=self.did, thread=thread,
+            mentions=tuple(mentions), created_at=now, parts=tuple(parts), payment=payment,
+            expires_at=now + expires_in_ms if expires_in_ms else None,
+        )
+        return sign_message(message, self.identity)
+
+    async def submit(self, message: Message) -> dict[str, Any]:
+        """Submit a signed message; returns ``{"thread": ...}`` or ``{"entry": ...}``."""
+        result: dict[str, Any] = await self._request(
+            "POST", "/v1/messages", body=message_to_json(message), signed=False
+        )
+        return result
+
+    async def create_thread(
+        self,
+        name: str,
+        participants: Iterable[str],
+        *,
+        strategy: str = "broadcast",
+        strategy_options: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a thread with these participants (dids or names); returns the thread."""
+        args: dict[str, Any] = {"name": name, "participants": list(participants), "strategy": strategy}
+        if strategy_options:
+            args["strategy_options"] = strategy_options
+        if session_id:
+            args["session_id"] = session_id
+        result = await self.submit(self.build_message(kind="thread.create", parts=[DataPart(data=args)]))
+        thread: dict[str, Any] = result["thread"]
+        return thread
+
+    async def _thread_op(self, kind: str, thread_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        result = await self.submit(
+            self.build_message(kind=kind, thread=thread_id, parts=[DataPart(data=args)])
+        )
+        thread: dict[str, Any] = result["thread"]
+        return thread
+
+    async def add_participant(self, thread_id: str, agent: str) -> dict[str, Any]:
+        return await self._thread_op("thread.add_participant", thread_id, {"agent": agent})
+
+    async def remove_participant(self, thread_id: str, agent: str) -> dict[str, Any]:
+        return await self._thread_op("thread.remove_participant", thread_id, {"agent": agent})
+
+    async def close_thread(self, thread_id: str, summary: str = "") -> dict[str, Any]:
+        return await self._thread_op("thread.close", thread_id, {"summary": summary})
+
+    async def send(
+        self,
+        thread_id: str,
+        text: str | None = None,
+        *,
+        data: Any = None,
+        mentions: Iterable[str] = (),
+        kind: str = "message",
+        parts: Sequence[Part] = (),
+        payment: PaymentRef | None = None,
+    ) -> dict[str, Any]:
+        """Post to a thread; returns the stored entry (with its sequence number)."""
+        all_parts: list[Part] = list(parts)
+        if text is not None:
+            all_parts.insert(0, TextPart(text=text))
+        if data is not None:
+            all_parts.append(DataPart(data=data))
+        message = self.build_message(
+            kind=kind, thread=thread_id, parts=all_parts, mentions=mentions, payment=payment
+        )
+        result = await self.submit(message)
+        entry: dict[str, Any] = result["entry"]
+        return entry
+
+    # -- reads: signed requests --------------------------------------------
+
+    async def threads(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        data = await self._request("GET", "/v1/threads", query={"session_id": session_id})
+        threads: list[dict[str, Any]] = data["threads"]
+        return threads
+
+    async def thread(self, thread_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self._request("GET", f"/v1/threads/{thread_id}")
+        return data
+
+    async def history(self, thread_id: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        data: dict[str, Any] = await self._request(
+            "GET", f"/v1/threads/{thread_id}/messages", query={"after": after, "limit": limit}
+        )
+        return data
+
+    async def wait(
+        self,
+        kind: str = "mention",
+        *,
+        from_agent: str | None = None,
+        after: int = 0,
+        timeout_ms: int = 30_000,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """Long-poll the inbox past cursor ``after``; returns entries and the new cursor."""
+        query = {"kind": kind, "from": from_agent, "after": after, "timeout_ms": timeout_ms,
+                 "limit": limit}
+        data: dict[str, Any] = await self._request("GET", "/v1/inbox", query=query)
+        return data
+
+    async def events(
+        self, kind: str = "mention", *, from_agent: str | None = None, after: int = 0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Server-Sent Events of inbox entries past ``after`` (runs until cancelled)."""
+        query = {k: str(v) for k, v in {"kind": kind, "from": from_agent, "after": after}.items()
+                 if v is not None}
+        target = "/v1/inbox/events?" + urlencode(query)
+        headers = {"Authorization": sign_request(self.identity, "GET", target, b"", now_ms())}
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self._http().get(self.base_url + target, headers=headers, timeout=timeout) as resp:
+            if resp.status >= 400:
+                data = await resp.json(content_type=None)
+                raise CoralApiError(resp.status, data.get("reason", "error"), data.get("detail", ""))
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])

@@ -1,0 +1,220 @@
+"""Samples in the OpenTSLM prompt layout, and synthetic HAR-CoT-like accelerometer data.
+
+A sample is a pre-prompt, one text line per series (with the series' mean and std,
+because each series is z-normalised before the encoder sees it), the normalised series,
+a post-prompt ("Rationale:") and, for training, a rationale ending in "Answer: <label>".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+HAR_LABELS: tuple[str, ...] = (
+    "biking",
+    "lying",
+    "running",
+    "sitting",
+    "standing",
+    "walking",
+    "walking_down",
+    "walking_up",
+)
+HAR_PRE_PROMPT = (
+    "You are given accelerometer data in all three dimensions. Classify the activity. "
+    "Possible activity labels are: " + ", ".join(HAR_LABELS) + ". "
+    "Think step by step and end your response with Answer: <label>."
+)
+HAR_POST_PROMPT = "Rationale:"
+AXIS_NAMES: tuple[str, ...] = ("x", "y", "z")
+SAMPLE_RATE_HZ = 50.0
+# Below this the std is treated as zero, as in the reference loaders (avoids inf after scaling).
+MIN_STD = 1e-6
+ANSWER_PATTERN = re.compile(r"Answer\s*:\s*([A-Za-z0-9_\-]+)")
+
+
+@dataclass(frozen=True)
+class SeriesSample:
+    """One prompt: text around z-normalised series, plus the answer when known."""
+
+    pre_prompt: str
+    series_texts: tuple[str, ...]
+    series: tuple[np.ndarray, ...]
+    post_prompt: str
+    answer: str | None = None
+    label: str | None = None
+
+
+def zscore(series: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Return (normalised series, mean, std) of a 1-D series; a flat series becomes zeros."""
+    values = np.asarray(series, dtype=np.float64)
+    mean = float(values.mean())
+    std = float(values.std())
+    normalised = (values - mean) / max(std, MIN_STD)
+    return normalised.astype(np.float32), mean, std
+
+
+def series_text(name: str, mean: float, std: float) -> str:
+    """The text line that introduces one series; it carries the stats removed by z-scoring."""
+    return f"The following is the accelerometer data on the {name} axis, it has mean {mean:.4f} and std {std:.4f}:"
+
+
+def build_sample(
+    raw_series: Sequence[np.ndarray],
+    names: Sequence[str] = AXIS_NAMES,
+    question: str = HAR_PRE_PROMPT,
+    answer: str | None = None,
+    label: str | None = None,
+) -> SeriesSample:
+    """Z-normalise each channel and lay out the prompt the way OpenTSLM's QA datasets do."""
+    normalised: list[np.ndarray] = []
+    texts: list[str] = []
+    for name, channel in zip(names, raw_series, strict=True):
+        values, mean, std = zscore(channel)
+        normalised.append(values)
+        texts.append(series_text(name, mean, std))
+    return SeriesSample(question, tuple(texts), tuple(normalised), HAR_POST_PROMPT, answer, label)
+
+
+def render_series_as_text(values: np.ndarray, decimals: int = 1) -> str:
+    """Print a normalised series as numbers: the text-only baseline's view of the data."""
+    return " ".join(f"{v:.{decimals}f}" for v in np.asarray(values, dtype=np.float64))
+
+
+def parse_answer(text: str, labels: Sequence[str] = HAR_LABELS) -> str | None:
+    """Return the label after the last "Answer:" in ``text``, or None when there is none."""
+    found = ANSWER_PATTERN.findall(text)
+    if not found:
+        return None
+    word = found[-1].strip().lower()
+    return word if word in labels or not labels else None
+
+
+# --- synthetic accelerometer data ---------------------------------------------------------
+# Gravity direction (g) per activity, in device axes; intensity and rhythm per activity.
+# walking / walking_up / walking_down share posture and intensity ranges on purpose, so
+# only the waveform (rhythm and impact shape), not the mean/std text, separates them.
+_POSTURE: dict[str, tuple[float, float, float]] = {
+    "biking": (0.55, 0.75, 0.3),
+    "lying": (0.05, 0.1, 0.98),
+    "running": (0.2, 0.95, 0.15),
+    "sitting": (0.45, 0.8, 0.35),
+    "standing": (0.1, 0.98, 0.1),
+    "walking": (0.15, 0.97, 0.15),
+    "walking_down": (0.15, 0.97, 0.15),
+    "walking_up": (0.15, 0.97, 0.15),
+}
+# (step frequency Hz, vertical amplitude g, impact sharpness 0..1, noise g)
+_MOTION: dict[str, tuple[float, float, float, float]] = {
+    "biking": (1.2, 0.25, 0.0, 0.03),
+    "lying": (0.0, 0.0, 0.0, 0.01),
+    "running": (2.8, 0.9, 0.5, 0.08),
+    "sitting": (0.0, 0.0, 0.0, 0.015),
+    "standing": (0.0, 0.0, 0.0, 0.02),
+    "walking": (1.9, 0.35, 0.2, 0.04),
+    "walking_down": (2.1, 0.35, 0.9, 0.04),
+    "walking_up": (1.5, 0.35, 0.0, 0.04),
+}
+
+_RATIONALES: dict[str, tuple[str, ...]] = {
+    "biking": (
+        "The signal shows smooth periodic motion of moderate size with a tilted posture. "
+        "The rhythm is slow and round like pedaling, without foot impacts.",
+        "There is a steady circular rhythm on the tilted axes and no sharp impacts. "
+        "This suggests a seated cyclic leg movement.",
+    ),
+    "lying": (
+        "The signal is almost flat and gravity lies along the z axis. "
+        "The body is horizontal and at rest.",
+        "Very little movement is visible and the mean of the z axis is close to one. "
+        "This points to a horizontal resting body.",
+    ),
+    "running": (
+        "The signal shows large and fast periodic swings with strong impacts. "
+        "The intensity is the highest of all, which suggests fast locomotion.",
+        "There are strong impacts at a high step rate and a large spread. "
+        "This is vigorous upright locomotion.",
+    ),
+    "sitting": (
+        "The signal is almost flat and gravity is split between the x and y axes. "
+        "The body is still with a tilted upper posture.",
+        "Very little movement is visible and the posture is tilted rather than upright. "
+        "This points to a still seated body.",
+    ),
+    "standing": (
+        "The signal is almost flat and gravity lies along the y axis. "
+        "The body is upright and still.",
+        "Very little movement is visible and the posture is fully upright. "
+        "This points to an upright body at rest.",
+    ),
+    "walking": (
+        "The signal shows regular periodic steps of moderate size on an upright posture. "
+        "The step rhythm is even with mild impacts.",
+        "There is an even step rhythm with moderate swings and soft impacts. "
+        "This is relaxed upright locomotion on level ground.",
+    ),
+    "walking_down": (
+        "The signal shows periodic steps of moderate size with sharp impact spikes. "
+        "The steps are quick and land hard, as when stepping downward.",
+        "There are quick steps with sharp landing spikes on an upright posture. "
+        "This suggests locomotion going downward.",
+    ),
+    "walking_up": (
+        "The signal shows slow periodic steps of moderate size with smooth pushes. "
+        "The steps are slow and effortful, as when stepping upward.",
+        "There is a slow step rhythm with smooth pushes and no sharp spikes. "
+        "This suggests locomotion going upward.",
+    ),
+}
+
+
+def rationale_for(label: str, rng: np.random.Generator) -> str:
+    """A short chain-of-thought paragraph for ``label`` that ends with "Answer: <label>"."""
+    options = _RATIONALES[label]
+    return f"{options[int(rng.integers(len(options)))]} Answer: {label}"
+
+
+def synthesize_accelerometer(label: str, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Generate a [3, length] accelerometer window (in g) for one activity, with jitter and noise."""
+    if label not in _POSTURE:
+        raise ValueError(f"unknown activity {label!r}")
+    t = np.arange(length, dtype=np.float64) / SAMPLE_RATE_HZ
+    posture = np.asarray(_POSTURE[label]) + rng.normal(0.0, 0.06, size=3)
+    posture = posture / np.linalg.norm(posture)
+    freq, amplitude, sharpness, noise = _MOTION[label]
+    freq *= rng.uniform(0.85, 1.15)
+    amplitude *= rng.uniform(0.7, 1.3)
+    phase = rng.uniform(0, 2 * np.pi)
+    window = np.tile(posture[:, None], (1, length))
+    if freq > 0:
+        cycle = np.sin(2 * np.pi * freq * t + phase)
+        # Impacts: a narrow spike at each step; sharpness blends a smooth sine into spikes.
+        spikes = np.maximum(cycle, 0.0) ** 12 * 2.5
+        vertical = (1 - sharpness) * cycle + sharpness * spikes
+        sway = np.sin(np.pi * freq * t + phase / 2)
+        window[1] += amplitude * vertical
+        window[0] += 0.35 * amplitude * sway
+        window[2] += 0.25 * amplitude * np.cos(2 * np.pi * freq * t + phase)
+    else:
+        # Still postures: slow drift (breathing, fidgeting) so the series is not perfectly flat.
+        drift = rng.uniform(0.2, 0.5)
+        window += 0.01 * np.sin(2 * np.pi * drift * t + phase)[None, :]
+    window += rng.normal(0.0, noise * rng.uniform(0.8, 1.2), size=window.shape)
+    return window.astype(np.float32)
+
+
+def make_har_samples(count: int, length: int = 128, seed: int = 0) -> list[SeriesSample]:
+    """``count`` labelled synthetic HAR samples, classes balanced in round-robin order."""
+    rng = np.random.default_rng(seed)
+    samples: list[SeriesSample] = []
+    for index in range(count):
+        label = HAR_LABELS[index % len(HAR_LABELS)]
+        window = synthesize_accelerometer(label, length, rng)
+        samples.append(
+            build_sample(list(window), answer=rationale_for(label, rng), label=label)
+        )
+    order = rng.permutation(count)
+    return [samples[i] for i in order]
