@@ -7,6 +7,8 @@ written before every check has passed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from coral.agents.directory import AgentDirectory
 from coral.coordination.commands import apply_command
 from coral.coordination.model import Thread, ThreadEntry
@@ -15,6 +17,11 @@ from coral.metrics import NodeMetrics
 from coral.protocol.message import Message
 from coral.protocol.verify import MessageVerifier
 from coral.store.seen_sqlite import SqliteSeenStore
+
+
+#: An extra admission check a subsystem adds (e.g. team certificates); it
+#: raises a CoralError to refuse the message before anything is written.
+AdmissionCheck = Callable[[Message], Awaitable[None]]
 
 
 class MessageGateway:
@@ -33,11 +40,14 @@ class MessageGateway:
         self.engine = engine
         self.directory = directory
         self.metrics = metrics
+        self.checks: list[AdmissionCheck] = []
 
     async def submit(self, message: Message) -> Thread | ThreadEntry:
         """Verify ``message`` and apply it; returns the thread or the stored entry."""
         self.verifier.verify(message)
         forget_at = message.created_at + self.verifier.limits.max_age_ms + 1
+        for check in self.checks:
+            await check(message)
         await self.seen.remember(message.id, forget_at)
         result = await apply_command(message, self.engine, self.directory)
         if isinstance(result, ThreadEntry):

@@ -170,7 +170,10 @@ class TeamState:
         ``live=True`` adds the checks only the moment of arrival can make
         (an acceptance must arrive before its invitation expires); offline
         re-verification of an old record leaves it False.
+        Live, nothing is accepted once the deadline has passed.
         """
+        if live:
+            self._check_open(now_ms)
         self._check_common(document, now_ms)
         if isinstance(document, Invitation):
             self._apply_invitation(document)

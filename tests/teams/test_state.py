@@ -427,3 +427,18 @@ def test_errors_keep_their_adapter_categories() -> None:
     assert issubclass(InvitationExpired, Expired)
     assert NotAuthorized().category == "forbidden"
     assert StaleKeyEpoch().category == "conflict"
+
+
+def test_live_documents_after_the_deadline_are_refused_even_when_backdated(team: Team) -> None:
+    backdated = invite(
+        team.state,
+        team.initiator,
+        invitee=identity(540).did,
+        role="worker",
+        now_ms=team.now,
+        ttl_ms=MINUTE,
+    )
+    team.now = DEADLINE + 1
+    refused(team, backdated, TeamExpired)
+    # Offline, the same document dated before the deadline still verifies as history.
+    team.state.apply(backdated, team.now, live=False)

@@ -27,6 +27,8 @@ def save_weights(
     cpu_tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
     tmp = target.with_name(target.name + ".tmp")
     save_file(cpu_tensors, str(tmp), metadata=dict(metadata) if metadata else None)
+    # safetensors creates owner-only files; weights are meant to be shared.
+    os.chmod(tmp, 0o644)
     os.replace(tmp, target)
 
 

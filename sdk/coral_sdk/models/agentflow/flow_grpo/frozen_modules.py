@@ -29,7 +29,9 @@ GENERATOR = "base_generator"
 
 _ARITHMETIC = re.compile(r"^What is ([\d\s+\-*]+)\?$")
 _LOOKUP = re.compile(r"^What is the (capital|population|founding year) of (\w+)\?$")
-_COMPOSE = re.compile(r"^What is the (population|founding year) of (\w+) (plus|minus|times) (\d+)\?$")
+_COMPOSE = re.compile(
+    r"^What is the (population|founding year) of (\w+) (plus|minus|times) (\d+)\?$"
+)
 
 
 @dataclass(frozen=True)
@@ -178,9 +180,10 @@ def _computed_after_lookup(actions: tuple[ActionRecord, ...], needs: QuestionNee
     seen_fact = False
     for record in actions:
         if record.tool_name == SEARCH and needs.entity and needs.attribute:
-            seen_fact = seen_fact or fact_from_results(
-                record.result, needs.entity, needs.attribute
-            ) is not None
+            seen_fact = (
+                seen_fact
+                or fact_from_results(record.result, needs.entity, needs.attribute) is not None
+            )
         elif seen_fact and numeric_result(record) is not None:
             return True
     return False

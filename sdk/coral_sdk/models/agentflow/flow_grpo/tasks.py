@@ -100,9 +100,7 @@ def compose_task(rng: random.Random, facts: list[CountryFacts]) -> Task:
     return Task(question, str(eval_integer_expression(expression)), "compose")
 
 
-def generate_tasks(
-    count: int, *, seed: int = 0, corpus_dir: Path | None = None
-) -> list[Task]:
+def generate_tasks(count: int, *, seed: int = 0, corpus_dir: Path | None = None) -> list[Task]:
     """``count`` tasks, cycling arithmetic, lookup and compose, reproducible from ``seed``."""
     rng = random.Random(seed)
     facts = load_country_facts(corpus_dir)

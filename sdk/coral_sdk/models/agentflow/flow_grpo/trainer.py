@@ -36,7 +36,7 @@ from coral_sdk.models.agentflow.flow_grpo.policy import (
 )
 from coral_sdk.models.agentflow.flow_grpo.tasks import Task, exact_match_reward, generate_tasks
 from coral_sdk.models.agentflow.solver import FlowConfig, Solver
-from coral_sdk.models.agentflow.tools.base import Tool, ToolMetadata, Toolbox
+from coral_sdk.models.agentflow.tools.base import Tool, Toolbox, ToolMetadata
 from coral_sdk.models.agentflow.tools.base_generator import BaseGeneratorTool
 from coral_sdk.models.agentflow.tools.calculator import PythonCalculatorTool
 from coral_sdk.models.agentflow.tools.search import DocumentSearchTool
@@ -124,7 +124,8 @@ class FlowGRPOTrainer:
         self.config = config or FlowGRPOConfig()
         torch.manual_seed(self.config.seed)
         self.toolbox = toolbox or demo_toolbox()
-        self.tasks = list(tasks or generate_tasks(self.config.task_pool_size, seed=self.config.seed))
+        pool = tasks or generate_tasks(self.config.task_pool_size, seed=self.config.seed)
+        self.tasks = list(pool)
         self.featurizer = StateFeaturizer(self.toolbox.names, self.config.max_steps)
         self.policy = ToolChoicePolicy(
             self.featurizer.size, len(self.toolbox.names), self.config.hidden_size
@@ -208,7 +209,7 @@ class FlowGRPOTrainer:
                 kl_coef=self.config.kl_coef,
             )
             self.optimizer.zero_grad()
-            terms.loss.backward()
+            terms.loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
         assert terms is not None
         return float(terms.loss.detach()), terms.kl, terms.clip_fraction
