@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
@@ -195,6 +196,55 @@ def status(
         return
     for key in ("node_id", "health", "version", "protocol_version", "grpc_address", "http_address"):
         out.print(f"{key:17} {result.get(key)}")
+
+
+def _node_url(cfg: Config, url: str | None) -> str:
+    if url is not None:
+        return url.rstrip("/")
+    runtime = _runtime(cfg)
+    if runtime is None:
+        err.print(f"no running node found in {cfg.data_dir}; start one or pass --url")
+        raise typer.Exit(1)
+    return str(runtime["http_address"])
+
+
+@app.command()
+def agents(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    url: Annotated[str | None, typer.Option(help="Node HTTP URL (default: from the data dir).")] = None,
+    all_nodes: Annotated[bool, typer.Option("--all", help="Include agents homed on other nodes.")] = False,
+    capability: Annotated[str | None, typer.Option(help="Only agents with this capability.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only agents with this name.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List agents in the node's directory.
+
+    Examples: coral-node agents --all ; coral-node agents --capability sudoku --json
+    """
+    cfg = _config(config, data_dir=data_dir)
+    base = _node_url(cfg, url)
+    query = urllib.parse.urlencode(
+        {k: v for k, v in {"all": "true" if all_nodes else None, "capability": capability,
+                           "name": name}.items() if v}
+    )
+    try:
+        records = http_get(f"{base}/v1/agents" + (f"?{query}" if query else ""))["agents"]
+    except (urllib.error.URLError, OSError) as exc:
+        err.print(f"node at {base} is not reachable: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(json.dumps(records))
+        return
+    from rich.table import Table
+
+    table = Table("name", "did", "home node", "capabilities", "version")
+    for r in records:
+        m = r["manifest"]
+        table.add_row(m["name"], r["agent"], r["home_node"][-12:], ", ".join(m["capabilities"]),
+                      m["version"])
+    out.print(table)
+    out.print(f"{len(records)} agent(s)")
 
 
 @keys_app.command("show")

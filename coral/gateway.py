@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from coral.agents.directory import AgentDirectory
-from coral.coordination.commands import apply_command
+from coral.coordination.commands import COMMAND_KINDS, apply_command
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.service import CoordinationService
 from coral.metrics import NodeMetrics
@@ -48,7 +48,11 @@ class MessageGateway:
         forget_at = message.created_at + self.verifier.limits.max_age_ms + 1
         for check in self.checks:
             await check(message)
-        await self.seen.remember(message.id, forget_at)
+        if message.kind in COMMAND_KINDS:
+            # Posts need no extra row: the thread log's unique message id already
+            # refuses a replay, forever. Commands leave no such trace, so their
+            # ids are remembered for the replay window.
+            await self.seen.remember(message.id, forget_at)
         result = await apply_command(message, self.engine, self.directory)
         if isinstance(result, ThreadEntry):
             self.metrics.messages_routed.inc()

@@ -113,4 +113,6 @@ class CoordinationSubsystem(Subsystem):
 
 def build_subsystems(config: Any) -> list[Subsystem]:
     """Fresh subsystem instances for one node, in start order."""
-    return [CoordinationSubsystem()]
+    from coral.teams_subsystem import TeamsSubsystem
+
+    return [CoordinationSubsystem(), TeamsSubsystem()]

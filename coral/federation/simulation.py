@@ -81,6 +81,7 @@ class SimulatedNetwork:
         ]
         self.by_did = {state.self_did: state for state in self.states}
         self.expected_agents = nodes * agents_per_node
+        self.agent_keys: dict[str, Identity] = {}
         for index, (identity, state) in enumerate(zip(self.identities, self.states, strict=True)):
             addresses = PeerAddresses(grpc=f"10.{index // 256}.{index % 256}.1:7443")
             own: list[GossipRecord] = [issue_peer_record(identity, addresses, self.now_ms)]
@@ -91,15 +92,31 @@ class SimulatedNetwork:
             boot = [s.peers[s.self_did] for s in others if s is not state][:bootstrap_peers]
             state.merge(boot, self.now_ms)
 
-    def make_agent(self, node: Identity, number: int, version: int = 1) -> AgentRecord:
-        """A fresh agent homed at ``node``, signed by itself and countersigned by the node."""
-        agent = Identity.from_seed(self.rng.randbytes(32))
+    def make_agent(
+        self,
+        node: Identity,
+        number: int,
+        *,
+        version: int = 1,
+        agent_did: str | None = None,
+        deleted: bool = False,
+    ) -> AgentRecord:
+        """An agent record homed at ``node``, signed by the agent and countersigned by the node.
+
+        Without ``agent_did`` a new agent key is made; with it, that agent's record is reissued.
+        """
+        if agent_did is None:
+            agent = Identity.from_seed(self.rng.randbytes(32))
+            self.agent_keys[agent.did] = agent
+        else:
+            agent = self.agent_keys[agent_did]
         record = AgentRecord(
             agent=agent.did,
             home_node=node.did,
             manifest=AgentManifest(name=f"agent-{number}", capabilities=("chat",)),
             version=version,
             updated_at=self.now_ms,
+            deleted=deleted,
         )
         return countersign_record(sign_record_as_agent(record, agent), node)
 

@@ -326,7 +326,7 @@ def _check_room(balance: int, amount: int) -> None:
 def _check_limits(debit: Account, credit: Account, amount: int) -> None:
     # Pending amounts count against the limit, so a reservation can never be overdrawn.
     if debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS:
-        if debit.debits_posted + amount > debit.credits_posted:
+        if debit.debits_posted + debit.debits_pending + amount > debit.credits_posted:
             raise errors.ExceedsCredits(f"account {debit.id} has insufficient funds")
     if credit.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS:
         if credit.credits_posted + credit.credits_pending + amount > credit.debits_posted:

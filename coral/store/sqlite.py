@@ -9,12 +9,19 @@ in one never renumbers another's history.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiosqlite
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], Any]
+#: Most write functions folded into one transaction by group commit.
+MAX_GROUP = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,8 @@ class SqliteDatabase:
         self._synchronous = synchronous
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -115,6 +124,45 @@ class SqliteDatabase:
             else:
                 await self.conn.execute("COMMIT")
 
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a synchronous read function on the connection's thread in one hop."""
+        result: T = await self.conn._execute(fn, self.conn._conn)  # noqa: SLF001
+        return result
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside a write transaction, with group commit.
+
+        Writers that arrive while a transaction is in flight are folded into
+        the next one: each runs under its own SAVEPOINT, so one failing writer
+        is rolled back alone and gets its exception, while the others commit
+        together in one hop to the database thread. Returns ``fn``'s result
+        once its transaction has committed.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        return await future
+
+    async def _flush_loop(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            async with self._write_lock:
+                try:
+                    outcomes = await self.conn._execute(_run_group, self.conn._conn, batch)  # noqa: SLF001
+                except BaseException as exc:  # the commit itself failed: every writer failed
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
         cur = await self.conn.execute(sql, params)
         return list(await cur.fetchall())
@@ -122,6 +170,31 @@ class SqliteDatabase:
     async def fetchone(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Row | None:
         cur = await self.conn.execute(sql, params)
         return await cur.fetchone()
+
+
+def _run_group(
+    raw: sqlite3.Connection, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
+) -> list[tuple[bool, Any]]:
+    # Runs on the database thread: one transaction, a savepoint per writer.
+    outcomes: list[tuple[bool, Any]] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for fn, _ in batch:
+            raw.execute("SAVEPOINT w")
+            try:
+                value = fn(raw)
+            except Exception as exc:
+                raw.execute("ROLLBACK TO w")
+                raw.execute("RELEASE w")
+                outcomes.append((False, exc))
+            else:
+                raw.execute("RELEASE w")
+                outcomes.append((True, value))
+        raw.execute("COMMIT")
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 def _split_sql(script: str) -> list[str]:

@@ -56,11 +56,11 @@ def now_ms() -> int:
     return NOW_MS
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_agent() -> AgentFactory:
     return build_agent_record
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_peer() -> PeerFactory:
     return build_peer_record

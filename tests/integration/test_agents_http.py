@@ -160,3 +160,26 @@ async def test_unsigned_reads_are_refused(node):
     async with aiohttp.ClientSession() as http, http.get(node.http + "/v1/threads") as resp:
         assert resp.status == 401
         assert (await resp.json())["reason"] == "auth_required"
+
+
+async def test_cli_agents_lists_the_directory(node):
+    import json
+    import subprocess
+    import sys
+
+    alice = await registered(node, "alice", "math")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "coral", "agents", "--data-dir", str(node.data_dir), "--json",
+             "--capability", "math"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert [r["agent"] for r in json.loads(result.stdout)] == [alice.did]
+        human = subprocess.run(
+            [sys.executable, "-m", "coral", "agents", "--url", node.http],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert "alice" in human.stdout and "1 agent(s)" in human.stdout
+    finally:
+        await alice.close()

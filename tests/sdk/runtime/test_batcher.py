@@ -7,9 +7,8 @@ import threading
 import time
 
 import pytest
+from coral_sdk.runtime.batcher import BatcherClosed, BatchSizeMismatch, DynamicBatcher
 from prometheus_client import CollectorRegistry
-
-from coral_sdk.runtime.batcher import BatchSizeMismatch, BatcherClosed, DynamicBatcher
 
 
 def square_all(items: list[int]) -> list[int]:

@@ -39,8 +39,10 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="e.g. http://127.0.0.1:8000/v1 (default: $AGENTFLOW_BASE_URL or $OPENAI_BASE_URL)",
     )
+    # dest differs from "model": coral-agent already stores the model family ("agentflow") there.
     parser.add_argument(
         "--model",
+        dest="llm_model",
         default=None,
         help="model name, or model directory for --engine transformers (default: $AGENTFLOW_MODEL)",
     )
@@ -52,6 +54,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory of .txt/.md files for document_search (default: shipped)",
     )
+    parser.add_argument("--retries", type=int, default=4, help="retries per LLM call (default 4)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache LLM responses")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
 
@@ -99,16 +102,18 @@ def _make_engine(args: argparse.Namespace) -> Any:
     if args.engine == "transformers":
         from coral_sdk.models.agentflow.engines.local_transformers import TransformersEngine
 
-        if not args.model:
+        if not args.llm_model:
             raise SystemExit("--engine transformers needs --model <model directory>")
-        return TransformersEngine(args.model)
+        return TransformersEngine(args.llm_model)
     from coral_sdk.models.agentflow.engines.openai_http import (
         OpenAICompatibleEngine,
         OpenAIEngineConfig,
     )
 
     return OpenAICompatibleEngine(
-        OpenAIEngineConfig.from_env(base_url=args.base_url, model=args.model)
+        OpenAIEngineConfig.from_env(
+            base_url=args.base_url, model=args.llm_model, max_retries=args.retries
+        )
     )
 
 
@@ -155,6 +160,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-low", type=float, default=0.2)
     parser.add_argument("--clip-high", type=float, default=0.3)
     parser.add_argument("--max-steps", type=int, default=3, help="tool turns per rollout")
+    parser.add_argument("--tasks", type=int, default=60, help="training task pool size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", type=Path, default=None, help="directory to write policy.pt and reward_curve.json"
@@ -182,10 +188,11 @@ async def _train(args: argparse.Namespace) -> int:
         clip_low=args.clip_low,
         clip_high=args.clip_high,
         max_steps=args.max_steps,
+        task_pool_size=args.tasks,
         seed=args.seed,
     )
     trainer = FlowGRPOTrainer(config)
-    held_out = generate_tasks(30, seed=args.seed + 10_000)
+    held_out = generate_tasks(max(9, args.tasks // 2), seed=args.seed + 10_000)
     before = (await trainer.evaluate(), await trainer.evaluate(held_out))
 
     def report(stats: IterationStats) -> None:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, Field
+
 from coral_sdk.models.trm.config import TrainConfig, TrmConfig
 from coral_sdk.models.trm.model import TinyRecursiveModel
 from coral_sdk.runtime.weights import load_weights, save_weights
-from pydantic import BaseModel, Field
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"

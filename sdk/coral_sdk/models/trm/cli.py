@@ -135,6 +135,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _setup_torch(args: argparse.Namespace) -> Any:
     import torch
+
     from coral_sdk.runtime.device import pick_device
 
     torch.set_num_threads(max(1, args.threads))

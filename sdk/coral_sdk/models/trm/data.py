@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from coral_sdk.models.trm.config import TrainConfig
 from coral_sdk.models.trm.tasks import Difficulty, Grids, PuzzleTask
 

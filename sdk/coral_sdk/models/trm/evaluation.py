@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from coral_sdk.models.trm.model import TinyRecursiveModel
 from coral_sdk.models.trm.tasks import Grids, PuzzleTask
 from coral_sdk.runtime.device import autocast_for

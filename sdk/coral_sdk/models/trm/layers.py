@@ -6,8 +6,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from coral_sdk.models.trm.config import TrmConfig
 from torch import nn
+
+from coral_sdk.models.trm.config import TrmConfig
 
 RotaryTables = tuple[torch.Tensor, torch.Tensor]
 

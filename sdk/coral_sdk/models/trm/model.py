@@ -11,9 +11,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from coral_sdk.models.trm.config import TrmConfig
 from coral_sdk.models.trm.layers import RotaryTables, TinyNetwork, lecun_linear, rotary_tables
-from torch import nn
 
 
 @dataclass

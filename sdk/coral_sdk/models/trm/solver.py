@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from coral.protocol.errors import InvalidMessage
 from coral_sdk.models.trm.checkpoint import load_model
 from coral_sdk.models.trm.evaluation import predict_grids
 from coral_sdk.models.trm.model import TinyRecursiveModel
 from coral_sdk.models.trm.tasks import Grids, PuzzleTask, get_task, maze, sudoku
 from coral_sdk.runtime.device import pick_device
-
-from coral.protocol.errors import InvalidMessage
 
 
 class MalformedPuzzle(InvalidMessage, ValueError):

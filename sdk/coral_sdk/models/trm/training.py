@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
 from coral_sdk.models.trm import checkpoint as ckpt
 from coral_sdk.models.trm.config import TrainConfig, TrmConfig
 from coral_sdk.models.trm.data import difficulty_of, heldout_set, training_set
@@ -26,7 +28,6 @@ from coral_sdk.models.trm.losses import act_loss
 from coral_sdk.models.trm.model import Carry, TinyRecursiveModel
 from coral_sdk.models.trm.tasks import Grids, PuzzleTask, get_task
 from coral_sdk.runtime.device import autocast_for
-from tqdm.auto import tqdm
 
 
 @dataclass

@@ -103,8 +103,11 @@ class ScriptedLLM:
             "object": "chat.completion",
             "model": body.get("model", "scripted"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": reply.text},
-                 "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text},
+                    "finish_reason": "stop",
+                }
             ],
         }
         if reply.usage is not None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from conftest import Reply, ScriptedLLM
-
 from coral_sdk.models.agentflow import (
     CachedEngine,
     EngineError,
@@ -135,7 +134,9 @@ async def test_concurrent_identical_requests_share_one_call(scripted_llm: Script
 
 
 async def test_disk_cache_survives_a_new_engine(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
-    scripted_llm.script = {"other": [Reply("kept", usage={"prompt_tokens": 2, "completion_tokens": 1})]}
+    scripted_llm.script = {
+        "other": [Reply("kept", usage={"prompt_tokens": 2, "completion_tokens": 1})]
+    }
     async with OpenAICompatibleEngine(config_for(scripted_llm)) as inner:
         await CachedEngine(inner, cache_dir=tmp_path).generate("persist me")
         again = CachedEngine(inner, cache_dir=tmp_path)
@@ -157,10 +158,15 @@ async def test_failed_calls_are_not_cached(scripted_llm: ScriptedLLM) -> None:
 def test_cache_key_depends_on_model_prompt_system_and_params() -> None:
     base = cache_key("m", "p", None, {"temperature": 0.0})
     assert base == cache_key("m", "p", None, {"temperature": 0.0})
-    assert len({
-        base,
-        cache_key("m2", "p", None, {"temperature": 0.0}),
-        cache_key("m", "p2", None, {"temperature": 0.0}),
-        cache_key("m", "p", "s", {"temperature": 0.0}),
-        cache_key("m", "p", None, {"temperature": 0.5}),
-    }) == 5
+    assert (
+        len(
+            {
+                base,
+                cache_key("m2", "p", None, {"temperature": 0.0}),
+                cache_key("m", "p2", None, {"temperature": 0.0}),
+                cache_key("m", "p", "s", {"temperature": 0.0}),
+                cache_key("m", "p", None, {"temperature": 0.5}),
+            }
+        )
+        == 5
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from coral_sdk.models.agentflow.errors import EngineError
 
 transformers = pytest.importorskip("transformers")
@@ -22,8 +21,13 @@ def build_tiny_model(directory: Path) -> None:
         tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="[EOS]", pad_token="[EOS]"
     )
     config = transformers.GPT2Config(
-        vocab_size=len(vocab), n_positions=64, n_embd=16, n_layer=1, n_head=2,
-        bos_token_id=1, eos_token_id=1,
+        vocab_size=len(vocab),
+        n_positions=64,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=1,
+        eos_token_id=1,
     )
     model = transformers.GPT2LMHeadModel(config)
     model.save_pretrained(directory)
@@ -40,7 +44,9 @@ async def test_local_model_generates_and_counts_tokens(tmp_path: Path) -> None:
     assert completion.prompt_tokens == 7  # system + prompt words, no chat template
     assert 1 <= completion.completion_tokens <= 4
     assert isinstance(completion.text, str)
-    assert engine.stats.calls == 1 and engine.stats.completion_tokens == completion.completion_tokens
+    assert (
+        engine.stats.calls == 1 and engine.stats.completion_tokens == completion.completion_tokens
+    )
 
 
 def test_missing_model_directory_is_a_clear_engine_error(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from conftest import Reply, ScriptedLLM
-
 from coral_sdk.models.agentflow import (
     FlowConfig,
     OpenAICompatibleEngine,

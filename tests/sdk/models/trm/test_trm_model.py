@@ -6,13 +6,12 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
-
 from coral_sdk.models.trm.config import TrmConfig
 from coral_sdk.models.trm.ema import WeightEma
 from coral_sdk.models.trm.losses import IGNORE_LABEL, act_loss, stablemax_cross_entropy
 from coral_sdk.models.trm.model import TinyRecursiveModel
 from coral_sdk.models.trm.training import _halting
+from torch import nn
 
 
 def tiny_config(**overrides: Any) -> TrmConfig:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from coral_sdk.models.trm.data import heldout_set, training_set
 from coral_sdk.models.trm.tasks import Difficulty, get_task, maze, sudoku
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @settings(max_examples=25, deadline=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,18 @@ from coral_sdk.models.agentflow.tools.base import ToolDemo, ToolMetadata
 SHIPPED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 _WORD = re.compile(r"[a-z0-9]+")
 _TEXT_SUFFIXES = (".txt", ".md")
+
+
+class LuceneIdfBM25(BM25Okapi):  # type: ignore[misc]
+    """Okapi BM25 with Lucene's IDF, ``log(1 + (N - n + 0.5) / (n + 0.5))``.
+
+    rank-bm25's default IDF is zero or negative for terms in half the documents
+    or more, which makes small corpora (a user's handful of notes) unsearchable.
+    """
+
+    def _calc_idf(self, nd: dict[str, int]) -> None:
+        for word, freq in nd.items():
+            self.idf[word] = math.log(1.0 + (self.corpus_size - freq + 0.5) / (freq + 0.5))
 
 
 def tokenize(text: str) -> list[str]:
@@ -55,7 +68,7 @@ class DocumentSearchTool:
         if not self.documents:
             raise ValueError(f"no .txt or .md documents under {directory}")
         self.default_top_k = default_top_k
-        self._index = BM25Okapi([tokenize(f"{d.title} {d.text}") for d in self.documents])
+        self._index = LuceneIdfBM25([tokenize(f"{d.title} {d.text}") for d in self.documents])
         self.metadata = ToolMetadata(
             name="document_search",
             description=(

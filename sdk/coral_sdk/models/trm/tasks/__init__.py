@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from coral_sdk.models.trm.tasks import maze, sudoku
 from numpy.typing import NDArray
+
+from coral_sdk.models.trm.tasks import maze, sudoku
 
 Grids = NDArray[np.int64]
 

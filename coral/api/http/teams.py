@@ -1,0 +1,117 @@
+"""HTTP routes of team formation.
+
+Writes are signed team documents (the signature is in the document, so any
+relay may post them); reads are signed requests from a party of the team.
+
+- ``POST /v1/teams``: a signed charter; proposes the team.
+- ``POST /v1/teams/{team_id}/documents``: one signed document (invitation,
+  acceptance, refusal, certificate, removal, dissolution, key epoch).
+- ``GET /v1/teams/{team_id}``: ``{"record", "thread_ids"}``; the record
+  verifies offline with ``coral.teams.verify_team``.
+- ``GET /v1/teams/{team_id}/candidates``: directory matches per role.
+- ``GET /v1/teams?member=did``: summaries of the caller's teams.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from coral.api.http.app import CTX
+from coral.api.http.coordination import caller
+from coral.context import NodeContext
+from coral.protocol.canonical import parse_json
+from coral.protocol.errors import Forbidden
+from coral.teams import TeamState, parse_charter, parse_team_document
+from coral.teams_subsystem import TeamsService
+
+
+def _service(request: web.Request) -> TeamsService:
+    service: TeamsService = request.app[CTX].require("teams")
+    return service
+
+
+async def _json_body(request: web.Request) -> Any:
+    limits = request.app[CTX].verifier.limits
+    return parse_json(await request.read(), max_depth=limits.max_depth)
+
+
+def state_view(state: TeamState, now: int, thread_ids: list[str]) -> dict[str, Any]:
+    """A summary of a team's current state (the record is the proof, this is the digest)."""
+    return {
+        "team_id": state.team_id,
+        "initiator": state.initiator,
+        "goal": state.charter.goal,
+        "open": state.is_open(now),
+        "members": {did: m.role for did, m in sorted(state.current_members(now).items())},
+        "key_epoch": state.key_epoch,
+        "rekey_required": state.rekey_required,
+        "documents": state.applied_count,
+        "thread_ids": thread_ids,
+    }
+
+
+async def propose(request: web.Request) -> web.Response:
+    """POST /v1/teams: a charter signed by its initiator."""
+    charter = parse_charter(await _json_body(request))
+    state = await _service(request).propose(charter)
+    body = {"team_id": state.team_id, "charter_hash": state.charter_hash}
+    return web.json_response(body, status=201)
+
+
+async def submit_document(request: web.Request) -> web.Response:
+    """POST /v1/teams/{team_id}/documents: one signed team document."""
+    service = _service(request)
+    team_id = request.match_info["team_id"]
+    document = parse_team_document(await _json_body(request))
+    state = await service.submit(team_id, document)
+    now = service.now()
+    view = state_view(state, now, await service.index.threads_of_team(team_id))
+    return web.json_response({"document_hash": document.content_hash(), "team": view}, status=201)
+
+
+async def get_team(request: web.Request) -> web.Response:
+    """GET /v1/teams/{team_id}: the whole signed record, for parties of the team."""
+    reader = await caller(request)
+    service = _service(request)
+    team_id = request.match_info["team_id"]
+    record = await service.record(team_id, reader)
+    threads = await service.index.threads_of_team(team_id)
+    return web.json_response({"record": json.loads(record.to_json()), "thread_ids": threads})
+
+
+async def candidates(request: web.Request) -> web.Response:
+    """GET /v1/teams/{team_id}/candidates: who could fill each role, for team recruiters."""
+    reader = await caller(request)
+    matches = await _service(request).candidates(request.match_info["team_id"], reader)
+    roles = {
+        role: [record.model_dump(mode="json") for record in records]
+        for role, records in matches.items()
+    }
+    return web.json_response({"roles": roles})
+
+
+async def list_teams(request: web.Request) -> web.Response:
+    """GET /v1/teams?member=did: the teams the caller takes part in."""
+    reader = await caller(request)
+    member = request.query.get("member") or reader
+    if member != reader:
+        raise Forbidden("an agent may list only its own teams", reason="not_your_teams")
+    service = _service(request)
+    now = service.now()
+    teams = []
+    for team_id in await service.index.teams_of(member):
+        state = await service.state(team_id)
+        teams.append(state_view(state, now, await service.index.threads_of_team(team_id)))
+    return web.json_response({"teams": teams})
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    """Add the team routes."""
+    app.router.add_post("/v1/teams", propose)
+    app.router.add_get("/v1/teams", list_teams)
+    app.router.add_get("/v1/teams/{team_id}", get_team)
+    app.router.add_post("/v1/teams/{team_id}/documents", submit_document)
+    app.router.add_get("/v1/teams/{team_id}/candidates", candidates)

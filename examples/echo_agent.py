@@ -1,0 +1,43 @@
+"""An echo agent: answers every mention with the same text.
+
+Run (with a node running): python examples/echo_agent.py --node http://127.0.0.1:7421
+The key is kept in ./echo.key (created on first run); Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from coral_sdk import Agent, AgentManifest, Incoming
+
+
+class EchoAgent(Agent):
+    manifest = AgentManifest(
+        name="echo", description="Repeats what it is told.", capabilities=("chat", "echo")
+    )
+
+    async def on_mention(self, message: Incoming) -> str:
+        return f"echo: {message.text}"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--node", default="http://127.0.0.1:7421", help="node HTTP URL")
+    parser.add_argument("--key-file", default="echo.key", help="where the agent key is kept")
+    args = parser.parse_args()
+    agent = EchoAgent(args.node, key_file=args.key_file)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, agent.stop)
+    runner = asyncio.create_task(agent.run())
+    while agent.record is None and not runner.done():
+        await asyncio.sleep(0.05)
+    if agent.record is not None:
+        print(f"echo agent {agent.did} registered; waiting for mentions", flush=True)
+    await runner
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,53 @@
+"""TRM, the Tiny Recursive Model ("Less is More: Recursive Reasoning with Tiny Networks").
+
+One tiny network improves a latent ``z`` and an answer ``y`` by recursion, under
+deep supervision with a learned halting head. ``TrmSolver`` is the request
+handler the agent wrapper calls; ``SHIPPED_CHECKPOINT`` is the small 4x4
+Sudoku model trained on CPU that ships in the repository (see README.md).
+Imports are lazy so that ``import coral_sdk.models.trm`` does not load torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coral_sdk.models.trm.config import TrainConfig, TrmConfig
+    from coral_sdk.models.trm.model import TinyRecursiveModel
+    from coral_sdk.models.trm.solver import MalformedPuzzle, ParsedPuzzle, TrmSolver
+
+#: Directory of the shipped 4x4 Sudoku checkpoint (and its no-recursion ablation).
+CHECKPOINTS_DIR = Path(__file__).parent / "checkpoints"
+SHIPPED_CHECKPOINT = CHECKPOINTS_DIR / "sudoku4"
+SHIPPED_ABLATION = CHECKPOINTS_DIR / "sudoku4-norec"
+
+_LAZY = {
+    "TrainConfig": "coral_sdk.models.trm.config",
+    "TrmConfig": "coral_sdk.models.trm.config",
+    "TinyRecursiveModel": "coral_sdk.models.trm.model",
+    "MalformedPuzzle": "coral_sdk.models.trm.solver",
+    "ParsedPuzzle": "coral_sdk.models.trm.solver",
+    "TrmSolver": "coral_sdk.models.trm.solver",
+}
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "SHIPPED_ABLATION",
+    "SHIPPED_CHECKPOINT",
+    "MalformedPuzzle",
+    "ParsedPuzzle",
+    "TinyRecursiveModel",
+    "TrainConfig",
+    "TrmConfig",
+    "TrmSolver",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'coral_sdk.models.trm' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)

@@ -1,0 +1,119 @@
+"""Training: loss goes down, checkpoints round-trip, resume continues, CLI trains and evaluates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from coral_sdk.cli import main as coral_agent
+from coral_sdk.models.trm import checkpoint as ckpt
+from coral_sdk.models.trm.config import TrainConfig, TrmConfig
+from coral_sdk.models.trm.training import train_trm, warmup_cosine
+
+
+def small_configs(steps: int, **train: object) -> tuple[TrmConfig, TrainConfig]:
+    model = TrmConfig(
+        vocab_size=6,
+        seq_len=16,
+        hidden_size=32,
+        num_heads=4,
+        T=2,
+        n=2,
+        n_sup=3,
+        mixer="mlp",
+        pos_encodings="none",
+        puzzle_emb_len=1,
+    )
+    values: dict[str, object] = {
+        "task": "sudoku4",
+        "steps": steps,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "lr_warmup_steps": 5,
+        "weight_decay": 0.1,
+        "ema_decay": 0.9,
+        "train_size": 200,
+        "eval_size": 32,
+        "checkpoint_every": 20,
+    }
+    values.update(train)
+    return model, TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_short_training_run_reduces_loss(tmp_path: Path) -> None:
+    model_config, train_config = small_configs(120)
+    result = train_trm(
+        model_config, train_config, tmp_path / "run", device=torch.device("cpu"), progress=False
+    )
+    history = ckpt.read_state(result.checkpoint).history
+    assert [h["step"] for h in history] == [20, 40, 60, 80, 100, 120]
+    assert history[-1]["loss"] < 0.8 * history[0]["loss"]
+    assert history[-1]["train_exact"] >= history[0]["train_exact"]
+
+
+def test_checkpoint_round_trips_and_training_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    model_config, first = small_configs(20)
+    train_trm(model_config, first, out, device=torch.device("cpu"), progress=False)
+    for name in (ckpt.MODEL_FILE, ckpt.EMA_FILE, ckpt.OPTIMIZER_FILE, ckpt.CONFIG_FILE):
+        assert (out / name).is_file()
+    loaded, config = ckpt.load_model(out)
+    assert config.model == model_config and config.train == first
+    raw, _ = ckpt.load_model(out, use_ema=False)
+    ema = ckpt.read_ema(out)
+    assert ema is not None
+    assert torch.equal(loaded.lm_head.weight, ema["lm_head.weight"])
+    assert not torch.equal(loaded.lm_head.weight, raw.lm_head.weight)
+
+    _, second = small_configs(40)
+    result = train_trm(
+        model_config, second, out, device=torch.device("cpu"), resume=True, progress=False
+    )
+    state = ckpt.read_state(out)
+    assert result.step == 40 and state.step == 40
+    assert [h["step"] for h in state.history] == [20, 40]
+    assert state.optimizer_groups[0]["lr"] == pytest.approx(3e-3)
+
+
+def test_resume_without_optimizer_state_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    model_config, config = small_configs(20)
+    train_trm(model_config, config, out, device=torch.device("cpu"), progress=False)
+    (out / ckpt.OPTIMIZER_FILE).unlink()
+    _, longer = small_configs(40)
+    with pytest.raises(ckpt.CheckpointError):
+        train_trm(
+            model_config, longer, out, device=torch.device("cpu"), resume=True, progress=False
+        )
+
+
+def test_loading_a_directory_that_is_not_a_checkpoint_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ckpt.CheckpointError, match="not a TRM checkpoint"):
+        ckpt.load_model(tmp_path)
+
+
+def test_learning_rate_schedule_warms_up_then_decays() -> None:
+    assert warmup_cosine(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(50, 10, 100, 1.0) == pytest.approx(1.0)
+
+
+def test_cli_trains_with_ablation_and_evaluates_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    args = ["train", "trm", "--task", "sudoku4", "--steps", "6", "--batch-size", "8"]
+    args += ["--hidden", "16", "--heads", "2", "--n-sup", "2", "--train-size", "20"]
+    args += ["--eval-size", "8", "--checkpoint-every", "3", "--threads", "1", "--quiet"]
+    assert coral_agent([*args, "--out", str(out), "--ablation"]) == 0
+    flat = ckpt.read_config(tmp_path / "cli-norec").model
+    assert (flat.T, flat.n) == (1, 1)
+    assert ckpt.read_config(out).model.hidden_size == 16
+    capsys.readouterr()
+    assert coral_agent(["eval", "trm", "--checkpoint", str(out), "--threads", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "exact accuracy on 8 held-out puzzles" in report
+    assert "same weights without recursion" in report
+    assert "trained without recursion (T=1, n=1)" in report
