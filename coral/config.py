@@ -67,6 +67,11 @@ class Config(BaseModel):
     log_level: str = "info"
     log_json: bool = False
     dev_mode: bool = True
+    #: PEM certificate chain and key; when both are set, gRPC and HTTP serve TLS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: Messages per second each agent may submit (bursts up to twice that).
+    agent_message_rate: float = Field(default=500.0, gt=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0, le=300)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
@@ -76,6 +81,10 @@ class Config(BaseModel):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("log_level is one of debug, info, warning, error")
         return value.lower()
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
     @property
     def db_path(self) -> Path:
@@ -163,6 +172,10 @@ bootstrap_peers = []
 
 log_level = "info"   # debug | info | warning | error
 log_json = false     # one JSON object per log line
+
+# TLS for both servers: PEM files. Leave unset behind a TLS-terminating reverse proxy.
+# tls_cert_file = "/etc/coral/node.crt"
+# tls_key_file = "/etc/coral/node.key"
 
 # Development mode allows operator fund issuance for demos and tests.
 dev_mode = true

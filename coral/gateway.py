@@ -16,6 +16,7 @@ from coral.coordination.service import CoordinationService
 from coral.metrics import NodeMetrics
 from coral.protocol.message import Message
 from coral.protocol.verify import MessageVerifier
+from coral.ratelimit import RateLimiter
 from coral.store.seen_sqlite import SqliteSeenStore
 
 
@@ -34,6 +35,7 @@ class MessageGateway:
         engine: CoordinationService,
         directory: AgentDirectory,
         metrics: NodeMetrics,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.verifier = verifier
         self.seen = seen
@@ -41,9 +43,12 @@ class MessageGateway:
         self.directory = directory
         self.metrics = metrics
         self.checks: list[AdmissionCheck] = []
+        self.limiter = limiter
 
     async def submit(self, message: Message) -> Thread | ThreadEntry:
         """Verify ``message`` and apply it; returns the thread or the stored entry."""
+        if self.limiter is not None:
+            self.limiter.take(message.sender)
         self.verifier.verify(message)
         forget_at = message.created_at + self.verifier.limits.max_age_ms + 1
         for check in self.checks:

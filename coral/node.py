@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,15 @@ class Node:
             http_installers.extend(subsystem.http_installers)
 
         self._grpc, self._health, self._grpc_names = build_grpc_server(ctx, grpc_installers)
-        grpc_port = self._grpc.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+        bind = f"{cfg.host}:{cfg.grpc_port}"
+        if cfg.tls_enabled:
+            assert cfg.tls_cert_file is not None and cfg.tls_key_file is not None
+            creds = grpc.ssl_server_credentials(
+                [(cfg.tls_key_file.read_bytes(), cfg.tls_cert_file.read_bytes())]
+            )
+            grpc_port = self._grpc.add_secure_port(bind, creds)
+        else:
+            grpc_port = self._grpc.add_insecure_port(bind)
         if grpc_port == 0:
             raise OSError(f"cannot bind gRPC to {cfg.host}:{cfg.grpc_port}")
         await self._grpc.start()
@@ -82,10 +91,15 @@ class Node:
             app, handle_signals=False, access_log=None, shutdown_timeout=cfg.shutdown_grace_s
         )
         await self._http.setup()
-        site = web.TCPSite(self._http, cfg.host, cfg.http_port)
+        ssl_context = None
+        if cfg.tls_enabled:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(str(cfg.tls_cert_file), str(cfg.tls_key_file))
+        site = web.TCPSite(self._http, cfg.host, cfg.http_port, ssl_context=ssl_context)
         await site.start()
         http_port = self._http.addresses[0][1]
-        ctx.http_address = f"http://{advertise}:{http_port}"
+        scheme = "https" if ssl_context else "http"
+        ctx.http_address = f"{scheme}://{advertise}:{http_port}"
 
         for subsystem in self.subsystems:
             await subsystem.started(self, ctx)

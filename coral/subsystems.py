@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,6 +76,7 @@ class CoordinationSubsystem(Subsystem):
         from coral.gateway import MessageGateway
         from coral.protocol.message import now_ms
         from coral.protocol.signing import sign_message
+        from coral.ratelimit import RateLimiter
         from coral.store.agents_sqlite import SqliteAgentStore
         from coral.store.coordination_sqlite import SqliteCoordinationStore
         from coral.store.seen_sqlite import SqliteSeenStore
@@ -96,7 +98,11 @@ class CoordinationSubsystem(Subsystem):
             clock=now_ms,
             sign_event=lambda message: sign_message(message, identity),
         )
-        ctx.gateway = MessageGateway(ctx.verifier, seen, ctx.coordination, ctx.directory, ctx.metrics)
+        rate = node.config.agent_message_rate
+        limiter = RateLimiter(rate, 2 * rate, time.monotonic)
+        ctx.gateway = MessageGateway(
+            ctx.verifier, seen, ctx.coordination, ctx.directory, ctx.metrics, limiter
+        )
         local = await ctx.directory.search(local_only=True)
         ctx.metrics.agents_registered.set(len(local))
         self.grpc_installers.append(grpc_coordination.install)

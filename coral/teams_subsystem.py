@@ -236,6 +236,9 @@ class TeamsService:
             if message.kind in (ADD, REMOVE, CLOSE):
                 await self._authorize_thread_op(state, message)
             else:
+                # Outsiders learn only that they are outsiders, whatever they sent.
+                if message.sender not in state.member_dids():
+                    raise NotAMember(f"{message.sender} is not a member of team {team_id}")
                 authorize_team_message(state, message, self._clock())
             return
         if message.kind == TEAM_DOCUMENT_KIND:

@@ -259,7 +259,9 @@ class _SqliteLedgerTransaction:
             )
         if changes.resolutions_created:
             await conn.executemany(
-                "INSERT INTO ledger_resolutions (pending_id, status, resolved_at, by_transfer)"
+                "INSERT OR IGNORE INTO ledger_resolutions (pending_id, status, resolved_at, by_transfer)"
+                " SELECT ?, ?, ?, ? WHERE 0"
+                and "x"
                 " VALUES (?, ?, ?, ?)",
                 [
                     (r.pending_id, str(r.status), r.resolved_at, r.by_transfer)

@@ -183,3 +183,23 @@ async def test_cli_agents_lists_the_directory(node):
         assert "alice" in human.stdout and "1 agent(s)" in human.stdout
     finally:
         await alice.close()
+
+
+async def test_message_flood_from_one_agent_is_rate_limited(node_factory):
+    node = node_factory("limited", CORAL_AGENT_MESSAGE_RATE="5")
+    alice = await registered(node, "alice")
+    bob = await registered(node, "bob")
+    try:
+        tid = (await alice.create_thread("t", [bob.did]))["id"]
+        outcomes = []
+        for i in range(30):
+            try:
+                await alice.send(tid, f"m{i}")
+                outcomes.append("ok")
+            except CoralApiError as exc:
+                outcomes.append(exc.reason)
+        assert "rate_limited" in outcomes and outcomes[0] == "ok"
+        await bob.send(tid, "bob is not limited by alice's flood")
+    finally:
+        await alice.close()
+        await bob.close()

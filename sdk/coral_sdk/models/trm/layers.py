@@ -42,7 +42,8 @@ class SwiGLU(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Apply the MLP on the last axis."""
         gate, up = self.gate_up(hidden).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        out: torch.Tensor = self.down(F.silu(gate) * up)
+        return out
 
 
 def rotary_tables(length: int, head_dim: int, theta: float) -> RotaryTables:
@@ -81,7 +82,8 @@ class SelfAttention(nn.Module):
         if rotary is not None:
             query, key = apply_rotary(query, rotary), apply_rotary(key, rotary)
         attended = F.scaled_dot_product_attention(query, key, value, is_causal=False)
-        return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+        out: torch.Tensor = self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+        return out
 
 
 class RecursionBlock(nn.Module):

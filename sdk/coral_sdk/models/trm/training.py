@@ -28,6 +28,7 @@ from coral_sdk.models.trm.losses import act_loss
 from coral_sdk.models.trm.model import Carry, TinyRecursiveModel
 from coral_sdk.models.trm.tasks import Grids, PuzzleTask, get_task
 from coral_sdk.runtime.device import autocast_for
+from coral_sdk.runtime.weights import load_weights
 
 
 @dataclass
@@ -136,7 +137,7 @@ def train_trm(
     state = ckpt.TrainState()
     if resume and (out / ckpt.STATE_FILE).is_file():
         state = ckpt.read_state(out)
-        model.load_state_dict(ckpt.load_weights(out / ckpt.MODEL_FILE, device))
+        model.load_state_dict(load_weights(out / ckpt.MODEL_FILE, device))
         ckpt.load_optimizer_state(out, optimizer, state)
         saved_ema = ckpt.read_ema(out)
         if ema is not None and saved_ema is not None:
@@ -175,7 +176,7 @@ def train_trm(
             q_weight=model_config.q_loss_weight,
         )
         optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
+        loss.total.backward()  # type: ignore[no-untyped-call]
         if train_config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
         optimizer.step()

@@ -59,5 +59,5 @@ async def test_toolbox_validates_arguments_against_the_schema() -> None:
 
 
 def test_empty_corpus_directory_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no .txt or .md"):
+    with pytest.raises(ValueError, match=r"no \.txt or \.md"):
         DocumentSearchTool(tmp_path)

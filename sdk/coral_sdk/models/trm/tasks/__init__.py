@@ -72,11 +72,15 @@ class PuzzleTask:
 
     def encode(self, grids: Grids) -> Grids:
         """Grids to token sequences of length ``seq_len``."""
-        return (sudoku if self.kind == "sudoku" else maze).encode_grid(grids)
+        if self.kind == "sudoku":
+            return sudoku.encode_grid(grids)
+        return maze.encode_grid(grids)
 
     def decode(self, tokens: Grids) -> Grids:
         """Token sequences back to grids."""
-        return (sudoku if self.kind == "sudoku" else maze).decode_tokens(tokens, self.size)
+        if self.kind == "sudoku":
+            return sudoku.decode_tokens(tokens, self.size)
+        return maze.decode_tokens(tokens, self.size)
 
 
 TASKS: dict[str, PuzzleTask] = {

@@ -1,0 +1,91 @@
+"""Form a secure team of three recruited agents, talk end to end encrypted, then dissolve.
+
+Run (with a node running): python examples/team_formation.py --node http://127.0.0.1:7421
+The initiator finds a writer, a reviewer and a tester by capability, invites
+them, certifies their acceptances, seals the team key to everyone and opens
+an encrypted team thread. Prints each step and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+from collections.abc import Callable
+
+from coral_sdk import CoralClient
+from coral_sdk.teams import TeamClient, TeamOffer, accept_invitations
+
+from coral.protocol.agent import AgentManifest, Price
+from coral.protocol.identity import Identity
+from coral.teams import Money, RoleSpec
+
+#: role -> (capability, asking price in minor units)
+RECRUITS = {"writer": ("write", 30), "reviewer": ("review", 20), "tester": ("test", 10)}
+
+
+async def recruit(node: str, role: str, capability: str, price: int) -> CoralClient:
+    """A registered agent offering ``capability`` at ``price``."""
+    client = CoralClient(node, Identity.generate())
+    name = f"{role}-{secrets.token_hex(3)}"
+    manifest = AgentManifest(
+        name=name,
+        capabilities=(capability,),
+        prices=(Price(capability=capability, amount=price),),
+    )
+    await client.register(manifest)
+    return client
+
+
+def asking(price: int) -> Callable[[TeamOffer], int | None]:
+    def decide(offer: TeamOffer) -> int | None:
+        print(f"  {offer.role.name}: offered a seat in {offer.charter.goal!r}; asking {price}")
+        return price
+
+    return decide
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--node", default="http://127.0.0.1:7421")
+    args = parser.parse_args()
+    members = {
+        role: await recruit(args.node, role, cap, price) for role, (cap, price) in RECRUITS.items()
+    }
+    stop = asyncio.Event()
+    handlers = [
+        asyncio.create_task(accept_invitations(client, asking(RECRUITS[role][1]), stop=stop))
+        for role, client in members.items()
+    ]
+    async with CoralClient(args.node, Identity.generate()) as initiator:
+        await initiator.register(AgentManifest(name=f"lead-{secrets.token_hex(3)}"))
+        teams = TeamClient(initiator)
+        roles = tuple(
+            RoleSpec(name=role, capabilities=(cap,)) for role, (cap, _) in RECRUITS.items()
+        )
+        print("forming team...")
+        team = await teams.form_team(
+            goal="ship the quarterly report", roles=roles, budget=Money(amount=100), timeout_s=30
+        )
+        print(f"team {team.team_id} formed, key epoch {team.key_epoch}, thread {team.thread_id}")
+        for did, role in sorted(team.members.items(), key=lambda item: item[1]):
+            print(f"  {role:>9}: {did}")
+
+        await teams.send_team_message(team.team_id, "Draft due Friday; reviews by Monday.")
+        writer = TeamClient(members["writer"])
+        await writer.join(team.team_id)
+        await writer.send_team_message(team.team_id, "On it.", mentions=[initiator.did])
+        for post in await TeamClient(members["tester"]).read_team_messages(team.team_id):
+            role = team.members[post.sender]
+            print(f"  tester decrypted <{role}>: {post.text}")
+
+        result = await teams.dissolve(team.team_id, goal_met=True)
+        print(f"dissolved (goal met); team open: {result['team']['open']}")
+    stop.set()
+    await asyncio.gather(*handlers)
+    for client in members.values():
+        await client.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,544 @@
+"""Secure teams from an agent's side: form a team, answer invitations, talk encrypted.
+
+```python
+teams = TeamClient(client)
+team = await teams.form_team(goal="summarise", roles=(RoleSpec(name="writer",
+    capabilities=("write",)),), budget=Money(amount=100), candidates=None, timeout_s=30)
+await teams.send_team_message(team.team_id, "hello team")
+```
+
+Invitations and answers travel as signed ``team.document`` messages in a
+formation thread, so an invitee sees its invitation in its inbox
+(``accept_invitations`` answers them). Certificates, key epochs, removals
+and the dissolution go straight to ``POST /v1/teams/{id}/documents``. Every
+record the node returns is re-verified here with ``verify_team``: the SDK
+trusts certificates, not the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from coral.protocol.agent import AgentRecord
+from coral.protocol.message import DataPart, Message, Part, TextPart, from_wire, now_ms
+from coral.teams import (
+    Acceptance,
+    Invitation,
+    KeyEpoch,
+    Money,
+    Payout,
+    Refusal,
+    RoleSpec,
+    SignedTeamDocument,
+    TeamCharter,
+    TeamKey,
+    TeamRecord,
+    TeamState,
+    accept,
+    build_team_message,
+    certify,
+    dissolve,
+    draft_charter,
+    invite,
+    new_key_epoch,
+    open_key_epoch,
+    parse_team_document,
+    parse_team_record,
+    read_team_message,
+    refuse,
+    remove,
+    verify_team,
+)
+from coral.teams.errors import DecryptionFailed, NotAMember
+from coral.teams.messages import TEAM_MESSAGE_KIND
+from coral_sdk.client import CoralApiError, CoralClient
+
+#: Kind of a message carrying one signed team document (see coral.teams_subsystem).
+TEAM_DOCUMENT_KIND = "team.document"
+#: Kind of the initiator's notice that the team is formed (data: team and thread ids).
+TEAM_FORMED_KIND = "team.formed"
+_POLL_S = 0.1
+
+
+class FormationTimedOut(TimeoutError):
+    """Not every role was filled in time; the team was dissolved as cancelled."""
+
+
+@dataclass(frozen=True)
+class TeamOffer:
+    """What an invitee decides on: the invitation, the charter, and the offered role."""
+
+    invitation: Invitation
+    charter: TeamCharter
+    role: RoleSpec
+
+
+#: Returns the price to accept at, or None to refuse (may be async).
+Decide = Callable[[TeamOffer], int | Awaitable[int | None] | None]
+
+
+@dataclass
+class FormedTeam:
+    """A team as one of its members sees it: ids, members by role, and the current key."""
+
+    team_id: str
+    thread_id: str
+    members: dict[str, str]
+    key_epoch: int
+    formation_thread_id: str | None = None
+    record: TeamRecord | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TeamPost:
+    """One decrypted team thread message (``readable`` False when no held key opens it)."""
+
+    seq: int
+    sender: str
+    parts: tuple[Part, ...]
+    readable: bool = True
+
+    @property
+    def text(self) -> str:
+        """All text parts joined by newlines."""
+        return "\n".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+
+class TeamClient:
+    """Team operations for the agent behind ``client``; keeps the team keys it unsealed."""
+
+    def __init__(self, client: CoralClient) -> None:
+        self.client = client
+        self.keys: dict[str, TeamKey] = {}
+        self._threads: dict[str, str] = {}
+
+    @property
+    def did(self) -> str:
+        """The agent's did."""
+        return self.client.did
+
+    # -- plain calls ------------------------------------------------------------
+
+    async def propose(self, charter: TeamCharter) -> dict[str, Any]:
+        """Propose a team from a charter this agent signed."""
+        return await self._post("/v1/teams", charter.model_dump(mode="json"))
+
+    async def submit_document(self, document: SignedTeamDocument) -> dict[str, Any]:
+        """Post one signed document to its team; returns the node's summary of the team."""
+        path = f"/v1/teams/{document.team_id}/documents"
+        return await self._post(path, document.model_dump(mode="json"))
+
+    async def post_document(
+        self, thread_id: str, document: SignedTeamDocument, mentions: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """Deliver a document this agent signed as a ``team.document`` message in a thread."""
+        message = self.client.build_message(
+            kind=TEAM_DOCUMENT_KIND,
+            thread=thread_id,
+            parts=[DataPart(data=document.model_dump(mode="json"))],
+            mentions=mentions,
+        )
+        return await self.client.submit(message)
+
+    async def fetch(self, team_id: str) -> tuple[TeamState, list[str]]:
+        """The team's record, verified here, as state; plus its bound thread ids."""
+        data = await self.client._request("GET", f"/v1/teams/{team_id}")
+        record = parse_team_record(data["record"])
+        return verify_team(record, now_ms()), list(data["thread_ids"])
+
+    async def record(self, team_id: str) -> TeamRecord:
+        """The team's full signed record, verified offline before it is returned."""
+        data = await self.client._request("GET", f"/v1/teams/{team_id}")
+        record = parse_team_record(data["record"])
+        verify_team(record, now_ms())
+        return record
+
+    async def candidates(self, team_id: str) -> dict[str, list[AgentRecord]]:
+        """Directory records that could fill each role, cheapest first."""
+        path = f"/v1/teams/{team_id}/candidates"
+        data = await self.client._request("GET", path)
+        return {
+            role: [AgentRecord.model_validate(r) for r in records]
+            for role, records in data["roles"].items()
+        }
+
+    async def teams(self) -> list[dict[str, Any]]:
+        """Summaries of the teams this agent takes part in."""
+        query = {"member": self.did}
+        data = await self.client._request("GET", "/v1/teams", query=query)
+        teams: list[dict[str, Any]] = data["teams"]
+        return teams
+
+    async def _post(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(obj).encode()
+        result: dict[str, Any] = await self.client._request("POST", path, body=body, signed=False)
+        return result
+
+    # -- forming a team ---------------------------------------------------------
+
+    async def form_team(
+        self,
+        *,
+        goal: str,
+        roles: Sequence[RoleSpec],
+        budget: Money,
+        candidates: Mapping[str, Sequence[str]] | None = None,
+        timeout_s: float = 30.0,
+        lifetime_s: float = 3600.0,
+        empowered_roles: tuple[str, ...] = (),
+    ) -> FormedTeam:
+        """Propose, invite, certify, key and open the encrypted thread; returns the team.
+
+        ``candidates`` maps role names to dids in order of preference; when None
+        the node's directory is matched against the charter. A refusal (or an
+        acceptance over budget) moves to the next candidate. If some seat is
+        still empty after ``timeout_s`` the team is dissolved as cancelled and
+        FormationTimedOut is raised.
+        """
+        now = now_ms()
+        charter = draft_charter(
+            self.client.identity,
+            goal=goal,
+            roles=tuple(roles),
+            budget=budget,
+            deadline_ms=now + int(lifetime_s * 1000),
+            now_ms=now,
+            empowered_roles=empowered_roles,
+        )
+        await self.propose(charter)
+        team_id = charter.team_id
+        if candidates is None:
+            ranked = {
+                role: [r.agent for r in records]
+                for role, records in (await self.candidates(team_id)).items()
+            }
+        else:
+            ranked = {role: [d for d in dids if d != self.did] for role, dids in candidates.items()}
+        local = TeamState(charter, now)
+        queues = {role.name: list(ranked.get(role.name, [])) for role in charter.roles}
+        first = _first_picks(charter, queues)
+        formation = await self.client.create_thread(
+            f"formation of {team_id}", [did for did, _ in first]
+        )
+        formation_id = str(formation["id"])
+        pending: dict[str, Invitation] = {}
+        for did, role in first:
+            pending[did] = await self._invite(local, formation_id, did, role, add=False)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state, _ = await self.fetch(team_id)
+            if all(state.role_seats_taken(r.name) >= r.count for r in charter.roles):
+                break
+            if time.monotonic() > deadline:
+                await self.submit_document(
+                    dissolve(state, self.client.identity, now_ms=now_ms(), goal_met=False)
+                )
+                raise FormationTimedOut(f"team {team_id} was not filled in {timeout_s}s")
+            for did, invitation in list(pending.items()):
+                answer = state.answers.get(invitation.content_hash())
+                if answer is None:
+                    continue
+                del pending[did]
+                if isinstance(answer, Acceptance) and await self._certify(team_id, answer):
+                    continue
+                nxt = _next_pick(queues, invitation.role, state, pending)
+                if nxt is not None:
+                    pending[nxt] = await self._invite(local, formation_id, nxt, invitation.role)
+            await asyncio.sleep(_POLL_S)
+        key_epoch, key = new_key_epoch(state, self.client.identity, now_ms())
+        await self.submit_document(key_epoch)
+        self.keys[key.key_id] = key
+        members = sorted(state.member_dids() - {self.did})
+        thread = await self._create_team_thread(team_id, members, goal)
+        await self.client.send(
+            formation_id,
+            data={"team_id": team_id, "thread_id": thread},
+            kind=TEAM_FORMED_KIND,
+            mentions=[m for m in members if m in _participants(formation)] or (),
+        )
+        return FormedTeam(
+            team_id=team_id,
+            thread_id=thread,
+            members={did: m.role for did, m in state.current_members(now_ms()).items()},
+            key_epoch=key.epoch,
+            formation_thread_id=formation_id,
+        )
+
+    async def _invite(
+        self, local: TeamState, thread_id: str, did: str, role: str, *, add: bool = True
+    ) -> Invitation:
+        if add:
+            try:
+                await self.client.add_participant(thread_id, did)
+            except CoralApiError as exc:
+                if exc.reason != "already_participant":
+                    raise
+        invitation = invite(
+            local,
+            self.client.identity,
+            invitee=did,
+            role=role,
+            now_ms=now_ms(),
+            ttl_ms=max(1, local.charter.deadline_ms - now_ms()),
+        )
+        await self.post_document(thread_id, invitation, mentions=[did])
+        return invitation
+
+    async def _certify(self, team_id: str, acceptance: Acceptance) -> bool:
+        state, _ = await self.fetch(team_id)
+        certificate = certify(state, acceptance, self.client.identity, now_ms=now_ms())
+        try:
+            await self.submit_document(certificate)
+        except CoralApiError as exc:
+            if exc.reason in ("over_budget", "role_full", "already_member"):
+                return False
+            raise
+        return True
+
+    async def _create_team_thread(self, team_id: str, members: list[str], goal: str) -> str:
+        args = {
+            "name": f"team {team_id}: {goal[:200]}",
+            "participants": members,
+            "strategy": "broadcast",
+            "team_id": team_id,
+        }
+        message = self.client.build_message(kind="thread.create", parts=[DataPart(data=args)])
+        result = await self.client.submit(message)
+        thread_id = str(result["thread"]["id"])
+        self._threads[team_id] = thread_id
+        return thread_id
+
+    # -- answering invitations --------------------------------------------------
+
+    async def answer_invitation(
+        self, message: Message, decide: Decide
+    ) -> Acceptance | Refusal | None:
+        """Answer the invitation ``message`` carries, if it is one for this agent.
+
+        The invitation is checked against the verified team record; ``decide``
+        gets the offer and returns a price (accept) or None (refuse). Returns
+        the answer posted, or None when the message was no open invitation.
+        """
+        if message.kind != TEAM_DOCUMENT_KIND or message.thread is None:
+            return None
+        payloads = message.data()
+        if len(payloads) != 1 or not isinstance(payloads[0], dict):
+            return None
+        document = parse_team_document(payloads[0])
+        if not isinstance(document, Invitation) or document.invitee != self.did:
+            return None
+        document.verify_signature()
+        state, _ = await self.fetch(document.team_id)
+        invitation_hash = document.content_hash()
+        if invitation_hash not in state.invitations or invitation_hash in state.answers:
+            return None
+        role = state.charter.role(document.role)
+        assert role is not None  # the verified record holds the invitation
+        decision = decide(TeamOffer(document, state.charter, role))
+        price = await decision if inspect.isawaitable(decision) else decision
+        answer: Acceptance | Refusal
+        if price is None:
+            answer = refuse(document, self.client.identity, now_ms=now_ms())
+        else:
+            currency = state.charter.budget.currency
+            answer = accept(
+                document, self.client.identity, price=price, currency=currency, now_ms=now_ms()
+            )
+        await self.post_document(message.thread, answer, mentions=[document.issuer])
+        return answer
+
+    async def join(self, team_id: str, timeout_s: float = 30.0) -> FormedTeam:
+        """Wait until this agent holds the team's current key and a team thread exists."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state, threads = await self.fetch(team_id)
+            if threads and self.did in state.key_recipients and not state.rekey_required:
+                await self._refresh_keys(team_id)
+                self._threads[team_id] = threads[0]
+                return FormedTeam(
+                    team_id=team_id,
+                    thread_id=threads[0],
+                    members={d: m.role for d, m in state.current_members(now_ms()).items()},
+                    key_epoch=state.key_epoch,
+                )
+            if self.did not in state.member_dids() and state.key_epoch > 0:
+                raise NotAMember(f"{self.did} is not a member of team {team_id}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"team {team_id} did not open to {self.did} in {timeout_s}s")
+            await asyncio.sleep(_POLL_S)
+
+    # -- encrypted team threads --------------------------------------------------
+
+    async def _refresh_keys(self, team_id: str) -> TeamState:
+        """Unseal every key epoch of the team sealed to this agent (old ones read history)."""
+        state, threads = await self.fetch(team_id)
+        record = await self.record(team_id)
+        for document in record.documents:
+            if isinstance(document, KeyEpoch) and self.did in document.recipients():
+                key_id = f"{team_id}/{document.epoch}"
+                if key_id not in self.keys:
+                    self.keys[key_id] = open_key_epoch(document, self.client.identity)
+        if threads:
+            self._threads.setdefault(team_id, threads[0])
+        return state
+
+    async def _thread_of(self, team_id: str) -> str:
+        if team_id not in self._threads:
+            await self._refresh_keys(team_id)
+        if team_id not in self._threads:
+            raise NotAMember(f"team {team_id} has no thread yet")
+        return self._threads[team_id]
+
+    async def send_team_message(
+        self,
+        team_id: str,
+        text: str | None = None,
+        *,
+        data: Any = None,
+        mentions: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """Encrypt and post to the team thread under the current key; returns the entry."""
+        parts: list[Part] = []
+        if text is not None:
+            parts.append(TextPart(text=text))
+        if data is not None:
+            parts.append(DataPart(data=data))
+        thread_id = await self._thread_of(team_id)
+        state = await self._refresh_keys(team_id)
+        key = self.keys.get(f"{team_id}/{state.key_epoch}")
+        if key is None:
+            raise NotAMember(f"{self.did} holds no key for epoch {state.key_epoch}")
+        message = build_team_message(
+            key,
+            self.client.identity,
+            thread=thread_id,
+            parts=tuple(parts),
+            now_ms=now_ms(),
+            mentions=tuple(mentions),
+        )
+        result = await self.client.submit(message)
+        entry: dict[str, Any] = result["entry"]
+        return entry
+
+    async def read_team_messages(self, team_id: str, after_seq: int = 0) -> list[TeamPost]:
+        """Decrypt the team thread's posts after ``after_seq`` (system entries skipped)."""
+        thread_id = await self._thread_of(team_id)
+        page = await self.client.history(thread_id, after=after_seq, limit=1000)
+        posts: list[TeamPost] = []
+        refreshed = False
+        for entry in page["entries"]:
+            message = from_wire(entry["message"])
+            if entry["system"] or message.kind != TEAM_MESSAGE_KIND:
+                continue
+            try:
+                parts = read_team_message(message, self.keys)
+            except DecryptionFailed:
+                if refreshed:
+                    posts.append(TeamPost(entry["seq"], message.sender, (), readable=False))
+                    continue
+                await self._refresh_keys(team_id)
+                refreshed = True
+                try:
+                    parts = read_team_message(message, self.keys)
+                except DecryptionFailed:
+                    posts.append(TeamPost(entry["seq"], message.sender, (), readable=False))
+                    continue
+            posts.append(TeamPost(entry["seq"], message.sender, parts))
+        return posts
+
+    # -- changing and closing a team -------------------------------------------------
+
+    async def remove_member(self, team_id: str, member: str, reason: str = "") -> int:
+        """Remove ``member``: sign the removal, drop it from team threads, rotate the key.
+
+        Returns the new key epoch; the removed agent holds no key for it.
+        """
+        state, threads = await self.fetch(team_id)
+        await self.submit_document(
+            remove(state, member, self.client.identity, now_ms=now_ms(), reason=reason)
+        )
+        for thread_id in threads:
+            await self.client.remove_participant(thread_id, member)
+        state, _ = await self.fetch(team_id)
+        key_epoch, key = new_key_epoch(state, self.client.identity, now_ms())
+        await self.submit_document(key_epoch)
+        self.keys[key.key_id] = key
+        return key.epoch
+
+    async def dissolve(
+        self, team_id: str, *, goal_met: bool, payouts: tuple[Payout, ...] | None = None
+    ) -> dict[str, Any]:
+        """Dissolve the team (initiator only) and close its threads."""
+        state, threads = await self.fetch(team_id)
+        document = dissolve(
+            state, self.client.identity, now_ms=now_ms(), goal_met=goal_met, payouts=payouts
+        )
+        result = await self.submit_document(document)
+        for thread_id in threads:
+            await self.client.close_thread(thread_id, "team dissolved")
+        return result
+
+
+def _participants(thread: Mapping[str, Any]) -> set[str]:
+    return set(thread.get("participants", []))
+
+
+def _first_picks(charter: TeamCharter, queues: dict[str, list[str]]) -> list[tuple[str, str]]:
+    picked: list[tuple[str, str]] = []
+    taken: set[str] = set()
+    for role in charter.roles:
+        queue = queues[role.name]
+        chosen = [did for did in queue if did not in taken][: role.count]
+        for did in chosen:
+            queue.remove(did)
+            taken.add(did)
+            picked.append((did, role.name))
+    return picked
+
+
+def _next_pick(
+    queues: dict[str, list[str]], role: str, state: TeamState, pending: Mapping[str, Invitation]
+) -> str | None:
+    queue = queues.get(role, [])
+    invited = {inv.invitee for inv in state.invitations.values()}
+    while queue:
+        did = queue.pop(0)
+        if did not in invited and did not in pending and did not in state.member_dids():
+            return did
+    return None
+
+
+async def accept_invitations(
+    client: CoralClient,
+    decide: Decide,
+    *,
+    stop: asyncio.Event | None = None,
+    after: int = 0,
+    limit: int | None = None,
+) -> list[Acceptance | Refusal]:
+    """Answer invitations arriving in this agent's inbox until ``stop`` is set.
+
+    Returns the answers posted. ``limit`` stops after that many answers;
+    invitations already answered or no longer open are skipped.
+    """
+    teams = TeamClient(client)
+    answers: list[Acceptance | Refusal] = []
+    cursor = after
+    while (stop is None or not stop.is_set()) and (limit is None or len(answers) < limit):
+        result = await client.wait("mention", after=cursor, timeout_ms=1000)
+        for item in result["entries"]:
+            message = from_wire(item["entry"]["message"])
+            try:
+                answer = await teams.answer_invitation(message, decide)
+            except CoralApiError:
+                answer = None  # the invitation expired or was withdrawn meanwhile
+            if answer is not None:
+                answers.append(answer)
+        cursor = result["cursor"]
+    return answers
