@@ -1,7 +1,7 @@
 """SQLite persistence for the coordination engine (``CoordinationStore``).
 
 Threads, their ordered logs and per-agent inboxes live in four tables. Every
-``ThreadWrite`` is applied inside one ``SqliteDatabase.transaction()``, so an
+``ThreadWrite`` is applied in one transaction (group commit, a savepoint per write), so an
 operation that fails (duplicate message, concurrent update) leaves no rows.
 Messages are stored as their full signed wire JSON, re-servable and
 re-verifiable byte for byte.
@@ -91,45 +91,15 @@ class SqliteCoordinationStore:
         return await self.db.migrate(COMPONENT, MIGRATIONS)
 
     async def apply(self, write: ThreadWrite) -> None:
-        """Write the thread, its new entries, history grants and inbox rows atomically."""
-        # Few statements per write: each one is a round trip to aiosqlite's thread.
+        """Write the thread, its new entries, history grants and inbox rows atomically.
+
+        Runs as one synchronous function on the database thread, folded by
+        group commit into a shared transaction with concurrent writers (each
+        under its own savepoint), so a busy node pays one round trip and one
+        commit for many messages.
+        """
         entry_rows = [_entry_row(pending.entry) for pending in write.entries]
-        async with self.db.transaction() as conn:
-            await _write_thread(conn, write)
-            recipients = {a for pending in write.entries for a in pending.recipients}
-            heads = await _inbox_heads(conn, recipients | {g.agent for g in write.grants})
-            inbox_rows: list[tuple[object, ...]] = []
-            for grant in write.grants:
-                inbox_rows += await _history_rows(conn, write.thread.id, grant, heads)
-            try:
-                await conn.executemany(
-                    "INSERT INTO coordination_entries (thread_id, seq, message_id, sender,"
-                    " mentions, system, recorded_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    entry_rows,
-                )
-            except sqlite3.IntegrityError as exc:
-                if "message_id" in str(exc):
-                    raise DuplicateMessage("a message with this id is already stored") from None
-                raise ConcurrentUpdate(f"thread {write.thread.id} changed; retry") from None
-            for pending in write.entries:
-                entry, mentions = pending.entry, pending.entry.message.mentions
-                for agent in pending.recipients:
-                    heads[agent] += 1
-                    inbox_rows.append(
-                        (
-                            agent,
-                            heads[agent],
-                            entry.thread_id,
-                            entry.seq,
-                            entry.sender,
-                            agent in mentions,
-                        )
-                    )
-            await conn.executemany(
-                "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
-                " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
-                inbox_rows,
-            )
+        await self.db.write(lambda conn: _apply(conn, write, entry_rows))
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         """The thread, or None when no thread has that id."""
@@ -148,7 +118,7 @@ class SqliteCoordinationStore:
         if session_id is not None:
             sql += " AND t.session_id = ?"
             params.append(session_id)
-        rows = await self.db.fetchall(sql + " ORDER BY t.created_at, t.id", params)
+        rows = await self.db.fetchall(sql + " ORDER BY t.created_at, t.rowid", params)
         return [_thread(row) for row in rows]
 
     async def has_message(self, message_id: str) -> bool:
@@ -215,7 +185,7 @@ class SqliteCoordinationStore:
         return int(row[0]) if row is not None and row[0] is not None else None
 
 
-async def _write_thread(conn: aiosqlite.Connection, write: ThreadWrite) -> None:
+def _write_thread(conn: sqlite3.Connection, write: ThreadWrite) -> None:
     thread = write.thread
     values = (
         thread.session_id,
@@ -234,7 +204,7 @@ async def _write_thread(conn: aiosqlite.Connection, write: ThreadWrite) -> None:
     )
     if write.expected_last_seq is None:
         try:
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO coordination_threads (session_id, name, creator, participants,"
                 " state, summary, strategy, strategy_options, strategy_state, created_at,"
                 " closed_at, last_seq, wake_at, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -243,7 +213,7 @@ async def _write_thread(conn: aiosqlite.Connection, write: ThreadWrite) -> None:
         except sqlite3.IntegrityError:
             raise ThreadExists(f"thread {thread.id} already exists") from None
     else:
-        cur = await conn.execute(
+        cur = conn.execute(
             "UPDATE coordination_threads SET session_id = ?, name = ?, creator = ?,"
             " participants = ?, state = ?, summary = ?, strategy = ?, strategy_options = ?,"
             " strategy_state = ?, created_at = ?, closed_at = ?, last_seq = ?, wake_at = ?"
@@ -254,38 +224,36 @@ async def _write_thread(conn: aiosqlite.Connection, write: ThreadWrite) -> None:
             raise ConcurrentUpdate(f"thread {thread.id} changed; retry")
         if not write.membership_changed:
             return
-        await conn.execute(
-            "DELETE FROM coordination_participants WHERE thread_id = ?", (thread.id,)
-        )
-    await conn.executemany(
+        conn.execute("DELETE FROM coordination_participants WHERE thread_id = ?", (thread.id,))
+    conn.executemany(
         "INSERT INTO coordination_participants (thread_id, agent) VALUES (?, ?)",
         [(thread.id, agent) for agent in thread.participants],
     )
 
 
-async def _inbox_heads(conn: aiosqlite.Connection, agents: set[str]) -> dict[str, int]:
+def _inbox_heads(conn: sqlite3.Connection, agents: set[str]) -> dict[str, int]:
     """The newest inbox cursor of each agent, in one statement (each MAX is an index seek)."""
     if not agents:
         return {}
-    cur = await conn.execute(
+    cur = conn.execute(
         "SELECT value, (SELECT COALESCE(MAX(seq), 0) FROM coordination_inbox WHERE agent = value)"
         " FROM json_each(?)",
         (_json(sorted(agents)),),
     )
-    return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+    return {str(row[0]): int(row[1]) for row in cur.fetchall()}
 
 
-async def _history_rows(
-    conn: aiosqlite.Connection, thread_id: str, grant: HistoryGrant, heads: dict[str, int]
+def _history_rows(
+    conn: sqlite3.Connection, thread_id: str, grant: HistoryGrant, heads: dict[str, int]
 ) -> list[tuple[object, ...]]:
     """Inbox rows delivering entries 1..through_seq to a joining agent."""
-    cur = await conn.execute(
+    cur = conn.execute(
         "SELECT seq, sender, mentions FROM coordination_entries"
         " WHERE thread_id = ? AND seq <= ? ORDER BY seq",
         (thread_id, grant.through_seq),
     )
     rows: list[tuple[object, ...]] = []
-    for row in await cur.fetchall():
+    for row in cur.fetchall():
         heads[grant.agent] += 1
         mentioned = grant.agent in json.loads(row["mentions"])
         rows.append(
@@ -339,3 +307,44 @@ def _entry(row: aiosqlite.Row) -> ThreadEntry:
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _apply(
+    conn: sqlite3.Connection, write: ThreadWrite, entry_rows: list[tuple[object, ...]]
+) -> None:
+    # Runs on the database thread inside a transaction opened by group commit.
+    _write_thread(conn, write)
+    recipients = {a for pending in write.entries for a in pending.recipients}
+    heads = _inbox_heads(conn, recipients | {g.agent for g in write.grants})
+    inbox_rows: list[tuple[object, ...]] = []
+    for grant in write.grants:
+        inbox_rows += _history_rows(conn, write.thread.id, grant, heads)
+    try:
+        conn.executemany(
+            "INSERT INTO coordination_entries (thread_id, seq, message_id, sender,"
+            " mentions, system, recorded_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            entry_rows,
+        )
+    except sqlite3.IntegrityError as exc:
+        if "message_id" in str(exc):
+            raise DuplicateMessage("a message with this id is already stored") from None
+        raise ConcurrentUpdate(f"thread {write.thread.id} changed; retry") from None
+    for pending in write.entries:
+        entry, mentions = pending.entry, pending.entry.message.mentions
+        for agent in pending.recipients:
+            heads[agent] += 1
+            inbox_rows.append(
+                (
+                    agent,
+                    heads[agent],
+                    entry.thread_id,
+                    entry.seq,
+                    entry.sender,
+                    agent in mentions,
+                )
+            )
+    conn.executemany(
+        "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
+        " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
+        inbox_rows,
+    )

@@ -164,12 +164,13 @@ class SqliteDatabase:
                     future.set_exception(value)
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
-        cur = await self.conn.execute(sql, params)
-        return list(await cur.fetchall())
+        """All rows of one query, in a single hop to the database thread."""
+        return await self.run(lambda c: c.execute(sql, params).fetchall())
 
     async def fetchone(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Row | None:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchone()
+        """The first row of one query, in a single hop to the database thread."""
+        row: aiosqlite.Row | None = await self.run(lambda c: c.execute(sql, params).fetchone())
+        return row
 
 
 def _run_group(
