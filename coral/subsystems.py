@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from coral.context import NodeContext
@@ -47,6 +47,10 @@ class Subsystem:
 
     async def close(self, node: Any, ctx: NodeContext) -> None:
         """Servers are stopped; release resources."""
+
+    def background(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run a long-lived coroutine until stopping."""
+        self._tasks.append(asyncio.create_task(job, name=f"{self.name}-background"))
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         """Run ``job`` every ``seconds`` until stopping; failures are logged, not fatal."""
@@ -113,12 +117,14 @@ class CoordinationSubsystem(Subsystem):
 
         engine = ctx.coordination
         assert engine is not None
-        self.every(0.25, engine.tick_due)
+        self.background(engine.run_timers())
         self.every(60.0, lambda: self.seen.prune(now_ms()))
 
 
 def build_subsystems(config: Any) -> list[Subsystem]:
     """Fresh subsystem instances for one node, in start order."""
+    from coral.api.dashboard import DashboardSubsystem
+    from coral.interop_subsystem import InteropSubsystem
     from coral.teams_subsystem import TeamsSubsystem
 
-    return [CoordinationSubsystem(), TeamsSubsystem()]
+    return [CoordinationSubsystem(), TeamsSubsystem(), InteropSubsystem(), DashboardSubsystem()]

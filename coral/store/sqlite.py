@@ -126,7 +126,7 @@ class SqliteDatabase:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a synchronous read function on the connection's thread in one hop."""
-        result: T = await self.conn._execute(fn, self.conn._conn)  # noqa: SLF001
+        result: T = await self.conn._execute(fn, self.conn._conn)  # type: ignore[no-untyped-call]
         return result
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -149,7 +149,9 @@ class SqliteDatabase:
             batch, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
             async with self._write_lock:
                 try:
-                    outcomes = await self.conn._execute(_run_group, self.conn._conn, batch)  # noqa: SLF001
+                    outcomes = await self.conn._execute(  # type: ignore[no-untyped-call]
+                        _run_group, self.conn._conn, batch
+                    )
                 except BaseException as exc:  # the commit itself failed: every writer failed
                     for _, future in batch:
                         if not future.done():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -16,7 +16,7 @@ from coral.protocol.codec import message_from_proto
 from coral.protocol.errors import CoralError, InvalidMessage
 from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 AUTH_METADATA = "coral-auth"
 
 
@@ -43,7 +43,9 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         return convert.record_to_proto(await self.ctx.require("directory").register(record))
 
     @rpc("GetAgent")
-    async def GetAgent(self, request: agents_pb2.GetAgentRequest, context: Context) -> agents_pb2.AgentRecord:
+    async def GetAgent(
+        self, request: agents_pb2.GetAgentRequest, context: Context
+    ) -> agents_pb2.AgentRecord:
         return convert.record_to_proto(await self.ctx.require("directory").resolve(request.agent))
 
     @rpc("ListAgents")
@@ -92,7 +94,9 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         agent = _caller(self.ctx, context, "ListThreads", request)
         session = request.session_id if request.HasField("session_id") else None
         threads = await self.ctx.require("coordination").list_threads(agent, session)
-        return coordination_pb2.ListThreadsResponse(threads=[convert.thread_to_proto(t) for t in threads])
+        return coordination_pb2.ListThreadsResponse(
+            threads=[convert.thread_to_proto(t) for t in threads]
+        )
 
     @rpc("History")
     async def History(
@@ -137,7 +141,11 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
             try:
                 while True:
                     result = await engine.wait(
-                        agent, kind, from_agent=from_agent, after=after, timeout_ms=30_000,
+                        agent,
+                        kind,
+                        from_agent=from_agent,
+                        after=after,
+                        timeout_ms=30_000,
                         limit=request.limit or 100,
                     )
                     for item in result.entries:
@@ -151,7 +159,9 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
 
 def install(server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
     agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(ctx), server)
-    coordination_pb2_grpc.add_CoordinationServiceServicer_to_server(CoordinationServicer(ctx), server)
+    coordination_pb2_grpc.add_CoordinationServiceServicer_to_server(
+        CoordinationServicer(ctx), server
+    )
     return [
         agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
         coordination_pb2.DESCRIPTOR.services_by_name["CoordinationService"].full_name,
