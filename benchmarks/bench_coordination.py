@@ -100,7 +100,7 @@ async def main(n: int) -> None:
         bare = engine = robin = 0.0
         quiet: list[float] = []
         woken: list[float] = []
-        block = 50
+        block = 48  # a multiple of the 4 round-robin speakers
         for _ in range(max(1, n // block)):
             bare += await bare_append(db, signed_messages(agents, broadcast.id, block))
             engine += await engine_sends(service, signed_messages(agents, broadcast.id, block))

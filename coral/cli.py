@@ -17,17 +17,24 @@ from rich.console import Console
 
 from coral import __version__
 from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
+from coral.interop_cli import a2a_app, mcp_app
 from coral.keys import load_or_create_identity, load_or_create_token
 
 app = typer.Typer(
     name="coral-node",
-    help="Run and inspect a Coral Protocol node.\n\nQuick start: coral-node start",
+    help=(
+        "Run and inspect a Coral Protocol node.\n\n"
+        "Quick start: coral-node start   (then open the dashboard URL it prints)\n\n"
+        "Exit codes: 0 ok, 1 runtime failure or node unreachable, 2 usage or config error."
+    ),
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
 )
 keys_app = typer.Typer(help="Show the node's keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(mcp_app, name="mcp")
+app.add_typer(a2a_app, name="a2a")
 
 out = Console(emoji=False, highlight=False)
 err = Console(stderr=True, emoji=False, highlight=False)
@@ -69,21 +76,35 @@ def _config(config: Path | None, **flags: Any) -> Config:
 def init(
     data_dir: DataDirOpt = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing config file.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a commented config file and generate the node key and admin token.
 
-    Example: coral-node init --data-dir ./node-a
+    Examples: coral-node init --data-dir ./node-a ; coral-node init --json
     """
     cfg = _config(None, data_dir=data_dir)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.data_dir / "config.toml"
+    wrote = False
     if path.exists() and not force:
         err.print(f"[yellow]{path} exists; keeping it (use --force to overwrite)[/yellow]")
     else:
         path.write_text(CONFIG_TEMPLATE.format(data_dir=str(cfg.data_dir).replace("\\", "/")))
-        out.print(f"wrote {path}")
+        wrote = True
     identity, created = load_or_create_identity(cfg.keys_dir / "node.key")
     load_or_create_token(cfg.keys_dir / "admin.token")
+    if as_json:
+        info = {
+            "node_id": identity.did,
+            "new_identity": created,
+            "config_file": str(path),
+            "config_written": wrote,
+            "admin_token_file": str(cfg.keys_dir / "admin.token"),
+        }
+        out.print_json(json.dumps(info))
+        return
+    if wrote:
+        out.print(f"wrote {path}")
     out.print(f"node id: {identity.did}" + (" (new)" if created else ""))
     out.print(f"admin token: {cfg.keys_dir / 'admin.token'}")
 
@@ -194,8 +215,21 @@ def status(
     if as_json:
         out.print_json(json.dumps(result))
         return
-    for key in ("node_id", "health", "version", "protocol_version", "grpc_address", "http_address"):
-        out.print(f"{key:17} {result.get(key)}")
+    _print_fields(
+        result, ("node_id", "health", "version", "protocol_version", "grpc_address", "http_address")
+    )
+    out.print(f"dashboard         {url}/")
+
+
+def _print_fields(values: dict[str, Any], keys: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key in keys:
+        table.add_row(key, str(values.get(key)))
+    out.print(table)
 
 
 def _node_url(cfg: Config, url: str | None) -> str:
@@ -212,9 +246,15 @@ def _node_url(cfg: Config, url: str | None) -> str:
 def agents(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
-    url: Annotated[str | None, typer.Option(help="Node HTTP URL (default: from the data dir).")] = None,
-    all_nodes: Annotated[bool, typer.Option("--all", help="Include agents homed on other nodes.")] = False,
-    capability: Annotated[str | None, typer.Option(help="Only agents with this capability.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Node HTTP URL (default: from the data dir).")
+    ] = None,
+    all_nodes: Annotated[
+        bool, typer.Option("--all", help="Include agents homed on other nodes.")
+    ] = False,
+    capability: Annotated[
+        str | None, typer.Option(help="Only agents with this capability.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Only agents with this name.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -225,8 +265,15 @@ def agents(
     cfg = _config(config, data_dir=data_dir)
     base = _node_url(cfg, url)
     query = urllib.parse.urlencode(
-        {k: v for k, v in {"all": "true" if all_nodes else None, "capability": capability,
-                           "name": name}.items() if v}
+        {
+            k: v
+            for k, v in {
+                "all": "true" if all_nodes else None,
+                "capability": capability,
+                "name": name,
+            }.items()
+            if v
+        }
     )
     try:
         records = http_get(f"{base}/v1/agents" + (f"?{query}" if query else ""))["agents"]
@@ -241,8 +288,9 @@ def agents(
     table = Table("name", "did", "home node", "capabilities", "version")
     for r in records:
         m = r["manifest"]
-        table.add_row(m["name"], r["agent"], r["home_node"][-12:], ", ".join(m["capabilities"]),
-                      m["version"])
+        table.add_row(
+            m["name"], r["agent"], r["home_node"][-12:], ", ".join(m["capabilities"]), m["version"]
+        )
     out.print(table)
     out.print(f"{len(records)} agent(s)")
 
@@ -269,8 +317,44 @@ def keys_show(
     if as_json:
         out.print_json(json.dumps(info))
     else:
-        for key, value in info.items():
-            out.print(f"{key:15} {value}")
+        _print_fields(info, tuple(info))
+
+
+@app.command()
+def doctor(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check this machine and configuration; say what is wrong and how to fix it.
+
+    Checks Python, the data dir, key file permissions, the config, ports (or the
+    running node's health), SQLite WAL, optional dependencies and PostgreSQL.
+    Exit 1 when a check fails (warnings alone exit 0).
+
+    Examples: coral-node doctor --data-dir ./node-a ; coral-node doctor --json
+    """
+    from rich.table import Table
+
+    from coral.doctor import run_checks
+
+    checks = run_checks(config, {"data_dir": data_dir})
+    failed = [c for c in checks if c.status == "fail"]
+    if as_json:
+        out.print_json(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}))
+    else:
+        styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        table = Table("check", "status", "detail", "how to fix", title="coral-node doctor")
+        for check in checks:
+            table.add_row(
+                check.name, f"[{styles[check.status]}]{check.status}[/]", check.detail, check.fix
+            )
+        out.print(table)
+        warned = sum(c.status == "warn" for c in checks)
+        summary = f"{len(failed)} failed, {warned} warning(s), {len(checks)} checks"
+        out.print(summary, style="bold red" if failed else "green")
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

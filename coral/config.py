@@ -64,6 +64,8 @@ class Config(BaseModel):
     #: "sqlite" (file in data_dir) or a postgresql:// URL for the ledger.
     database_url: str = "sqlite"
     bootstrap_peers: list[str] = Field(default_factory=list)
+    #: Seconds between gossip rounds with peers.
+    gossip_interval_s: float = Field(default=1.0, gt=0, le=3600)
     log_level: str = "info"
     log_json: bool = False
     dev_mode: bool = True

@@ -8,6 +8,7 @@ written before every check has passed.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from coral.agents.directory import AgentDirectory
 from coral.coordination.commands import COMMAND_KINDS, apply_command
@@ -23,6 +24,18 @@ from coral.store.seen_sqlite import SqliteSeenStore
 #: An extra admission check a subsystem adds (e.g. team certificates); it
 #: raises a CoralError to refuse the message before anything is written.
 AdmissionCheck = Callable[[Message], Awaitable[None]]
+
+
+class Forwarder(Protocol):
+    """What the gateway needs from federation."""
+
+    def owner_of(self, message: Message) -> str | None:
+        """The remote node that owns the message's thread, or None."""
+        ...
+
+    async def forward(self, message: Message, owner: str) -> dict[str, Any]:
+        """Queue the verified message for its owner; a receipt for the sender."""
+        ...
 
 
 class MessageGateway:
@@ -44,13 +57,22 @@ class MessageGateway:
         self.metrics = metrics
         self.checks: list[AdmissionCheck] = []
         self.limiter = limiter
+        #: Set by federation: forwards messages for threads another node owns.
+        self.forwarder: Forwarder | None = None
 
-    async def submit(self, message: Message) -> Thread | ThreadEntry:
-        """Verify ``message`` and apply it; returns the thread or the stored entry."""
+    async def submit(self, message: Message) -> Thread | ThreadEntry | dict[str, Any]:
+        """Verify ``message`` and apply it; returns the thread or the stored entry.
+
+        For a thread another node owns, the verified message is queued for
+        that node and a receipt ``{"message_id", "owner", "queued"}`` returned.
+        """
         if self.limiter is not None:
             self.limiter.take(message.sender)
         self.verifier.verify(message)
         forget_at = message.created_at + self.verifier.limits.max_age_ms + 1
+        owner = self.forwarder.owner_of(message) if self.forwarder is not None else None
+        if owner is not None:
+            return await self.forwarder.forward(message, owner)  # type: ignore[union-attr]
         for check in self.checks:
             await check(message)
         if message.kind in COMMAND_KINDS:

@@ -1,11 +1,32 @@
-"""Logging set-up: human lines by default, one JSON object per line on request."""
+"""Logging set-up: human lines by default, one JSON object per line on request.
+
+The id of the request being handled (``X-Request-Id``) lives in a contextvar
+set by the HTTP adapter; a filter copies it onto every record logged while
+that request runs, so a log line can be traced back to the request.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
+
+#: The id of the request the current task is serving, or None outside a request.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "coral_request_id", default=None
+)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to records logged while a request is being served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = current_request_id.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,7 +40,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("request_id", "peer", "agent", "thread"):
+        # ``thread`` would collide with LogRecord's own thread id: callers pass ``thread_id``.
+        for key in ("request_id", "peer", "agent", "thread_id"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
@@ -27,13 +49,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class HumanFormatter(logging.Formatter):
+    """``time level logger: message``, with ``[req=<id>]`` when a request id is known."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        return f"{line} [req={request_id}]" if request_id else line
+
+
 def configure_logging(level: str = "info", as_json: bool = False) -> None:
     """Send logs to stderr at ``level``."""
     handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if as_json else HumanFormatter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

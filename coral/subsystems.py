@@ -92,6 +92,7 @@ class CoordinationSubsystem(Subsystem):
         self.seen = seen
         store = SqliteCoordinationStore(node.db)
         await store.migrate()
+        ctx.services["coordination_store"] = store
         identity = ctx.identity
         ctx.directory = AgentDirectory(
             agents, identity, now_ms, ctx.verifier.limits.max_future_skew_ms
@@ -124,7 +125,9 @@ class CoordinationSubsystem(Subsystem):
 def build_subsystems(config: Any) -> list[Subsystem]:
     """Fresh subsystem instances for one node, in start order."""
     from coral.api.dashboard import DashboardSubsystem
+    from coral.federation_subsystem import FederationSubsystem
     from coral.interop_subsystem import InteropSubsystem
+    from coral.ledger_subsystem import LedgerSubsystem
     from coral.teams_subsystem import TeamsSubsystem
 
-    return [CoordinationSubsystem(), TeamsSubsystem(), InteropSubsystem(), DashboardSubsystem()]
+    return [CoordinationSubsystem(), LedgerSubsystem(), FederationSubsystem(), TeamsSubsystem(), InteropSubsystem(), DashboardSubsystem()]

@@ -8,16 +8,21 @@ only verifies, stores and delivers):
   signed message of kind ``team.document`` (one data part: the document,
   sender = the document's signer). The node's admission check applies such a
   document to the team record *before* the message enters its thread, so a
-  refused document refuses the message with the same typed reason. That is
-  how invitations reach invitees: the initiator creates a formation thread
-  with the candidates and posts each invitation there mentioning its invitee;
-  the invitee answers in the same thread, mentioning the issuer.
+  refused document refuses the message with the same typed reason (should
+  the thread refuse the message after that, the valid document stays applied:
+  the record, not the thread, is authoritative). That is how invitations
+  reach invitees: the initiator creates a formation thread with the
+  candidates and posts each invitation there mentioning its invitee; the
+  invitee answers in the same thread, mentioning the issuer.
 - A team thread is an ordinary thread created by a ``thread.create`` whose
   arguments carry ``"team_id"``. The check binds the new thread to the team
   (creator must hold team authority, participants must be exactly the current
   members) and from then on admits only encrypted ``team.message`` posts from
   members under the current key epoch, so the node stores ciphertext only.
   Adding, removing and closing in a bound thread also follow the certificates.
+  The binding is written just before the thread is created; if creation then
+  fails, the id stays reserved for the team, which harms nobody else because
+  binding refuses ids of threads that already exist.
 """
 
 from __future__ import annotations
@@ -82,14 +87,22 @@ INDEX_MIGRATIONS = (
 
 
 class SqliteTeamIndex:
-    """Lookups the team record cannot answer fast: thread bindings and who is in which team."""
+    """Lookups the team record cannot answer fast: thread bindings and who is in which team.
+
+    Bindings are also held in memory (this process is their only writer), because
+    every message the node admits asks whether its thread is a team thread.
+    """
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._bound: dict[str, str] = {}
 
     async def migrate(self) -> int:
-        """Create or upgrade the index tables; returns the schema version."""
-        return await self._db.migrate(INDEX_COMPONENT, INDEX_MIGRATIONS)
+        """Create or upgrade the index tables and load the bindings; returns the version."""
+        version = await self._db.migrate(INDEX_COMPONENT, INDEX_MIGRATIONS)
+        rows = await self._db.fetchall("SELECT thread_id, team_id FROM team_threads")
+        self._bound = {str(r["thread_id"]): str(r["team_id"]) for r in rows}
+        return version
 
     async def bind_thread(self, thread_id: str, team_id: str) -> None:
         """Bind ``thread_id`` to ``team_id``; Conflict if the thread is bound already."""
@@ -102,13 +115,11 @@ class SqliteTeamIndex:
             await conn.execute(
                 "INSERT INTO team_threads(thread_id, team_id) VALUES (?, ?)", (thread_id, team_id)
             )
+        self._bound[thread_id] = team_id
 
     async def team_of_thread(self, thread_id: str) -> str | None:
         """The team a thread is bound to, or None for an ordinary thread."""
-        row = await self._db.fetchone(
-            "SELECT team_id FROM team_threads WHERE thread_id = ?", (thread_id,)
-        )
-        return None if row is None else str(row["team_id"])
+        return self._bound.get(thread_id)
 
     async def threads_of_team(self, team_id: str) -> list[str]:
         """Every thread bound to the team, in id order."""
@@ -130,6 +141,19 @@ class SqliteTeamIndex:
             "SELECT 1 FROM team_parties WHERE did = ? AND team_id = ?", (did, team_id)
         )
         return row is not None
+
+    async def teams_with_due_holds(self, now_ms: int) -> list[str]:
+        """Teams past their deadline whose budget hold is still open.
+
+        Reads the team store's charter table (same database): the store has no
+        such query and only this periodic sweep needs it.
+        """
+        rows = await self._db.fetchall(
+            "SELECT team_id FROM team_charters WHERE escrow_outcome = 'held' AND deadline_ms <= ?"
+            " ORDER BY deadline_ms",
+            (now_ms,),
+        )
+        return [str(r["team_id"]) for r in rows]
 
     async def teams_of(self, did: str) -> list[str]:
         """Ids of the teams ``did`` takes part in."""
@@ -169,6 +193,18 @@ class TeamsService:
     def now(self) -> int:
         """The service clock, in milliseconds."""
         return self._clock()
+
+    def attach_escrow(self, escrow: TeamEscrow) -> None:
+        """Move team budgets through ``escrow`` from now on (the ledger may start later)."""
+        self.lifecycle = TeamLifecycle(self._store, escrow)
+
+    async def settle_due(self) -> int:
+        """Release (or pay) the holds of teams whose deadline passed; returns how many."""
+        settled = 0
+        for team_id in await self.index.teams_with_due_holds(self._clock()):
+            if await self.lifecycle.settle(team_id, self._clock()) not in (None, "held"):
+                settled += 1
+        return settled
 
     async def propose(self, charter: TeamCharter) -> TeamState:
         """Store a new team; its initiator must be a registered agent."""
@@ -364,8 +400,12 @@ class LedgerTeamEscrow:
             return
         try:
             await self._ledger.void(hold_id, transfer_id=f"{hold_id}.void")
-        except (PendingExpired, PendingAlreadyResolved):
+        except PendingAlreadyResolved:
             pass
+        except PendingExpired:
+            # Past its timeout the hold can no longer be voided, only expired; do it
+            # now rather than wait for the ledger's own sweep, so funds return at once.
+            await self._ledger.expire_due()
 
 
 class TeamsSubsystem(Subsystem):
@@ -380,11 +420,15 @@ class TeamsSubsystem(Subsystem):
         await store.migrate()
         index = SqliteTeamIndex(node.db)
         await index.migrate()
-        ledger = ctx.services.get("ledger")
-        escrow = LedgerTeamEscrow(ledger) if isinstance(ledger, LedgerService) else None
-        service = TeamsService(
-            store, index, ctx.require("directory"), ctx.require("coordination"), escrow=escrow
-        )
+        service = TeamsService(store, index, ctx.require("directory"), ctx.require("coordination"))
+        self.service = service
         ctx.services["teams"] = service
         ctx.require("gateway").checks.append(service.admit)
         self.http_installers.append(http_teams.install)
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        # Looked up now, not in setup, so the ledger subsystem may come in any order.
+        ledger = ctx.services.get("ledger")
+        if isinstance(ledger, LedgerService):
+            self.service.attach_escrow(LedgerTeamEscrow(ledger))
+            self.every(30.0, self.service.settle_due)

@@ -64,8 +64,14 @@ async def main() -> None:
             RoleSpec(name=role, capabilities=(cap,)) for role, (cap, _) in RECRUITS.items()
         )
         print("forming team...")
+        # Without ``candidates`` the node's directory is matched by capability; this demo
+        # names its own recruits so agents left over from earlier runs are not invited.
         team = await teams.form_team(
-            goal="ship the quarterly report", roles=roles, budget=Money(amount=100), timeout_s=30
+            goal="ship the quarterly report",
+            roles=roles,
+            budget=Money(amount=100),
+            candidates={role: [client.did] for role, client in members.items()},
+            timeout_s=30,
         )
         print(f"team {team.team_id} formed, key epoch {team.key_epoch}, thread {team.thread_id}")
         for did, role in sorted(team.members.items(), key=lambda item: item[1]):
@@ -84,6 +90,7 @@ async def main() -> None:
     stop.set()
     await asyncio.gather(*handlers)
     for client in members.values():
+        await client.deregister((await client.get_agent(client.did)).manifest)
         await client.close()
 
 

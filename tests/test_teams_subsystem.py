@@ -5,31 +5,43 @@ Real SQLite files, real ledger service, real signatures throughout.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from coral.agents.directory import AgentDirectory
+from coral.coordination.service import CoordinationService
 from coral.ledger.errors import ExceedsCredits
 from coral.ledger.service import LedgerService
+from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
+from coral.protocol.errors import CoralError
 from coral.protocol.identity import Identity
-from coral.protocol.message import now_ms
+from coral.protocol.message import DataPart, Message, Part, TextPart, new_message_id, now_ms
+from coral.protocol.signing import sign_message
+from coral.store.agents_sqlite import SqliteAgentStore
+from coral.store.coordination_sqlite import SqliteCoordinationStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from coral.store.sqlite import SqliteDatabase
 from coral.store.teams_sqlite import SqliteTeamStore
 from coral.teams import (
     Money,
     RoleSpec,
+    TeamKey,
     TeamLifecycle,
     TeamState,
     accept,
+    build_team_message,
     certify,
     dissolve,
     draft_charter,
     invite,
+    new_key_epoch,
+    remove,
 )
-from coral.teams_subsystem import LedgerTeamEscrow, SqliteTeamIndex
+from coral.teams_subsystem import LedgerTeamEscrow, SqliteTeamIndex, TeamsService
 
 
 @dataclass
@@ -163,5 +175,224 @@ async def test_index_binds_each_thread_once_and_lists_parties(tmp_path: Path):
         assert await index.teams_of("did:x") == ["team-a", "team-b"]
         assert await index.is_party("team-a", "did:x")
         assert not await index.is_party("team-a", "did:y")
+    finally:
+        await db.close()
+
+
+@dataclass
+class Parts:
+    service: TeamsService
+    team_id: str
+    thread_id: str
+    keys: dict[int, TeamKey]
+    people: dict[str, Identity]
+
+
+async def _register(directory: AgentDirectory, node: Identity, who: Identity, name: str) -> None:
+    record = AgentRecord(
+        agent=who.did,
+        home_node=node.did,
+        manifest=AgentManifest(name=name),
+        version=1,
+        updated_at=now_ms(),
+    )
+    await directory.register(sign_record_as_agent(record, who))
+
+
+@pytest.fixture
+async def bound_team(tmp_path: Path) -> AsyncIterator[Parts]:
+    """alice leads bob and carol (dave was removed) at key epoch 2, with a bound thread."""
+    db = SqliteDatabase(tmp_path / "node.db")
+    await db.open()
+    agents = SqliteAgentStore(db)
+    await agents.open()
+    node = Identity.generate()
+    directory = AgentDirectory(agents, node, now_ms)
+    coordination_store = SqliteCoordinationStore(db)
+    await coordination_store.migrate()
+    coordination = CoordinationService(coordination_store, node_id=node.did, clock=now_ms)
+    store = SqliteTeamStore(db)
+    await store.migrate()
+    index = SqliteTeamIndex(db)
+    await index.migrate()
+    service = TeamsService(store, index, directory, coordination)
+    people = {n: Identity.generate() for n in ("alice", "bob", "carol", "dave", "eve")}
+    for name, who in people.items():
+        await _register(directory, node, who, name)
+    alice = people["alice"]
+    now = now_ms()
+    charter = draft_charter(
+        alice,
+        goal="g",
+        roles=(RoleSpec(name="worker", count=3),),
+        budget=Money(amount=9),
+        deadline_ms=now + 600_000,
+        now_ms=now,
+    )
+    state = await service.propose(charter)
+    team_id = charter.team_id
+    for name in ("bob", "carol", "dave"):
+        invitation = invite(
+            state, alice, invitee=people[name].did, role="worker", now_ms=now_ms(), ttl_ms=60_000
+        )
+        state = await service.submit(team_id, invitation)
+        acceptance = accept(invitation, people[name], price=1, currency="CRL", now_ms=now_ms())
+        state = await service.submit(team_id, acceptance)
+        state = await service.submit(team_id, certify(state, acceptance, alice, now_ms=now_ms()))
+    keys: dict[int, TeamKey] = {}
+    epoch_doc, keys[1] = new_key_epoch(state, alice, now_ms())
+    state = await service.submit(team_id, epoch_doc)
+    state = await service.submit(team_id, remove(state, people["dave"].did, alice, now_ms=now_ms()))
+    epoch_doc, keys[2] = new_key_epoch(state, alice, now_ms())
+    state = await service.submit(team_id, epoch_doc)
+    create = _signed(
+        alice,
+        kind="thread.create",
+        thread=None,
+        parts=(
+            DataPart(
+                data={
+                    "name": "t",
+                    "participants": [people["bob"].did, people["carol"].did],
+                    "team_id": team_id,
+                }
+            ),
+        ),
+    )
+    await service.admit(create)
+    yield Parts(service, team_id, create.id, keys, people)
+    await db.close()
+
+
+def _signed(who: Identity, *, kind: str, thread: str | None, parts: tuple[Part, ...]) -> Message:
+    now = now_ms()
+    message = Message(
+        id=new_message_id(now),
+        kind=kind,
+        sender=who.did,
+        thread=thread,
+        created_at=now,
+        parts=parts,
+    )
+    return sign_message(message, who)
+
+
+async def _reason(service: TeamsService, message: Message) -> str:
+    try:
+        await service.admit(message)
+    except CoralError as exc:
+        return exc.reason
+    return "admitted"
+
+
+async def test_team_thread_admits_only_members_posting_ciphertext_under_the_current_epoch(
+    bound_team: Parts,
+):
+    t = bound_team
+    text = (TextPart(text="secret"),)
+    expected = {
+        # (sender, epoch of the key used) -> outcome; epoch 0 means a plaintext post
+        ("alice", 2): "admitted",
+        ("bob", 2): "admitted",
+        ("carol", 1): "stale_key_epoch",
+        ("bob", 0): "invalid_team_document",
+        ("dave", 1): "not_a_member",
+        ("dave", 0): "not_a_member",
+        ("eve", 0): "not_a_member",
+    }
+    for (name, epoch), outcome in expected.items():
+        who = t.people[name]
+        if epoch == 0:
+            message = _signed(who, kind="message", thread=t.thread_id, parts=text)
+        else:
+            message = build_team_message(
+                t.keys[epoch], who, thread=t.thread_id, parts=text, now_ms=now_ms()
+            )
+        assert await _reason(t.service, message) == outcome, (name, epoch)
+    # Ciphertext plus a clear part next to it is refused too.
+    sealed = build_team_message(
+        t.keys[2], t.people["bob"], thread=t.thread_id, parts=text, now_ms=now_ms()
+    )
+    mixed = _signed(
+        t.people["bob"],
+        kind="team.message",
+        thread=t.thread_id,
+        parts=(*sealed.parts, TextPart(text="leak")),
+    )
+    assert await _reason(t.service, mixed) == "invalid_team_document"
+
+
+async def test_thread_operations_in_a_team_thread_follow_team_authority(bound_team: Parts):
+    t = bound_team
+    p = t.people
+
+    def op(who: str, kind: str, agent: str | None = None) -> Message:
+        data = {"agent": p[agent].did} if agent else {"summary": ""}
+        return _signed(p[who], kind=kind, thread=t.thread_id, parts=(DataPart(data=data),))
+
+    assert await _reason(t.service, op("bob", "thread.add_participant", "eve")) == "not_authorized"
+    assert await _reason(t.service, op("alice", "thread.add_participant", "eve")) == "not_a_member"
+    assert await _reason(t.service, op("bob", "thread.remove_participant", "carol")) == (
+        "not_authorized"
+    )
+    assert await _reason(t.service, op("bob", "thread.remove_participant", "bob")) == "admitted"
+    assert await _reason(t.service, op("alice", "thread.remove_participant", "bob")) == "admitted"
+    assert await _reason(t.service, op("bob", "thread.close")) == "not_authorized"
+    assert await _reason(t.service, op("alice", "thread.close")) == "admitted"
+
+    def create(who: str, members: list[str]) -> Message:
+        args = {"name": "x", "participants": [p[m].did for m in members], "team_id": t.team_id}
+        return _signed(p[who], kind="thread.create", thread=None, parts=(DataPart(data=args),))
+
+    assert await _reason(t.service, create("bob", ["alice", "carol"])) == "not_authorized"
+    assert await _reason(t.service, create("alice", ["bob", "carol", "dave"])) == "not_a_member"
+    assert await _reason(t.service, create("alice", ["bob", "carol"])) == "admitted"
+    assert len(await t.service.index.threads_of_team(t.team_id)) == 2
+
+
+async def test_sweep_releases_the_hold_of_a_team_that_passed_its_deadline(env: Env, tmp_path: Path):
+    db = SqliteDatabase(tmp_path / "services.db")
+    await db.open()
+    try:
+        agents = SqliteAgentStore(db)
+        await agents.open()
+        node = Identity.generate()
+        directory = AgentDirectory(agents, node, now_ms)
+        coordination_store = SqliteCoordinationStore(db)
+        await coordination_store.migrate()
+        coordination = CoordinationService(coordination_store, node_id=node.did, clock=now_ms)
+        store = SqliteTeamStore(db)
+        await store.migrate()
+        index = SqliteTeamIndex(db)
+        await index.migrate()
+        service = TeamsService(store, index, directory, coordination)
+        service.attach_escrow(LedgerTeamEscrow(env.ledger))
+        await _register(directory, node, env.alice, "alice")
+        now = now_ms()
+        charter = draft_charter(
+            env.alice,
+            goal="quick",
+            roles=(RoleSpec(name="worker"),),
+            budget=Money(amount=30),
+            deadline_ms=now + 1_000,
+            now_ms=now,
+        )
+        state = await service.propose(charter)
+        invitation = invite(
+            state, env.alice, invitee=env.bob.did, role="worker", now_ms=now, ttl_ms=500
+        )
+        await service.submit(charter.team_id, invitation)
+        await service.submit(
+            charter.team_id,
+            accept(invitation, env.bob, price=3, currency="CRL", now_ms=now_ms()),
+        )
+        assert (await env.ledger.balance(env.alice.did)).available == 70
+        assert await service.settle_due() == 0  # still open: the hold stays
+        await asyncio.sleep(max(0, charter.deadline_ms - now_ms()) / 1000 + 0.05)
+        assert await service.settle_due() == 1
+        assert (await env.ledger.balance(env.alice.did)).available == 100
+        hold = await store.load_escrow(charter.team_id)
+        assert hold is not None and hold.outcome == "released"
+        assert await service.settle_due() == 0
     finally:
         await db.close()

@@ -17,7 +17,14 @@ from coral.coordination.model import (
 from coral.coordination.ports import CoordinationStore, ThreadWrite
 from coral.coordination.registry import StrategyRegistry
 from coral.coordination.service import CoordinationService
-from coral.coordination.strategy import BaseStrategy, Decision, Strategy, SystemEvent, ThreadView
+from coral.coordination.strategy import (
+    BaseStrategy,
+    Decision,
+    Strategy,
+    SystemEvent,
+    ThreadView,
+    TimedStrategy,
+)
 
 __all__ = [
     "BaseStrategy",
@@ -33,6 +40,7 @@ __all__ = [
     "ThreadEntry",
     "ThreadView",
     "ThreadWrite",
+    "TimedStrategy",
     "WaitKind",
     "WaitResult",
 ]

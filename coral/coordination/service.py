@@ -35,7 +35,13 @@ from coral.coordination.model import (
 )
 from coral.coordination.ports import CoordinationStore, HistoryGrant, PendingEntry, ThreadWrite
 from coral.coordination.registry import DEFAULT_STRATEGY, StrategyRegistry
-from coral.coordination.strategy import Decision, EventHook, SystemEvent, ThreadView
+from coral.coordination.strategy import (
+    Decision,
+    EventHook,
+    SystemEvent,
+    ThreadView,
+    TimedStrategy,
+)
 from coral.coordination.waiting import InboxSignals, KeyedLocks
 from coral.protocol.canonical import canonical_json
 from coral.protocol.errors import CoralError, Expired, InvalidMessage
@@ -73,6 +79,11 @@ class CoordinationService:
         self._locks = KeyedLocks()
         # Set whenever some thread's wake time changes, so run_timers re-plans its sleep.
         self._wakes_changed = asyncio.Event()
+
+    def add_event_hook(self, name: str, hook: EventHook) -> None:
+        """Run ``hook`` on every ``name`` event from now on (replaces an earlier one)."""
+        # Subsystems built after this service (the ledger) attach their hooks here.
+        self._event_hooks[name] = hook
 
     # -- thread lifecycle -------------------------------------------------
 
@@ -184,7 +195,10 @@ class CoordinationService:
             if not thread.is_open:
                 return ()
             now = self.clock()
-            decision = self.strategies.get(thread.strategy).on_tick(ThreadView.of(thread, now))
+            strategy = self.strategies.get(thread.strategy)
+            if not isinstance(strategy, TimedStrategy):
+                return ()
+            decision = strategy.on_tick(ThreadView.of(thread, now))
             unchanged = not decision.events and not decision.next_agents and decision.state is None
             if not decision.allowed or (unchanged and decision.wake_at_ms == thread.wake_at):
                 return ()
@@ -315,7 +329,12 @@ class CoordinationService:
         grants: tuple[HistoryGrant, ...] = (),
         audience: tuple[str, ...] | None = None,
     ) -> Thread:
-        """Turn events and a decision into log entries and write them in one go."""
+        """Turn events and a decision into log entries and write them in one go.
+
+        Without a ``decision`` (membership changes, closing) the strategy's state
+        and wake time are kept as they were.
+        """
+        wake_at = thread.wake_at if decision is None else decision.wake_at_ms
         decision = decision or Decision()
         events = [*leading, *decision.events]
         if decision.next_agents:
@@ -334,7 +353,7 @@ class CoordinationService:
             thread,
             last_seq=seq,
             strategy_state=decision.state if decision.state is not None else thread.strategy_state,
-            wake_at=decision.wake_at_ms if thread.is_open else None,
+            wake_at=wake_at if thread.is_open else None,
         )
         expected = stored.last_seq if stored is not None else None
         membership_changed = stored is None or stored.participants != thread.participants

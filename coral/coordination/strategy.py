@@ -108,8 +108,13 @@ class Strategy(Protocol):
         """Decide whether ``message`` is allowed and what follows it."""
         ...
 
+
+@runtime_checkable
+class TimedStrategy(Strategy, Protocol):
+    """A strategy that also reacts to time passing (deadlines, timeouts)."""
+
     def on_tick(self, view: ThreadView) -> Decision:
-        """React to time passing (deadlines); called when ``wake_at_ms`` is due."""
+        """Called once the ``wake_at_ms`` of an earlier decision is due."""
         ...
 
 

@@ -6,7 +6,14 @@ transport carries the values these functions return. Persistence lives in
 """
 
 from coral.federation.digest import Digest, DigestDiff, GossipRequest, OriginSummary
-from coral.federation.errors import PeerBanned, PeerFlooding, RecordFromFuture, UnsignedRecord
+from coral.federation.errors import (
+    ExpiredTombstone,
+    PeerBanned,
+    PeerFlooding,
+    PeerTableFull,
+    RecordFromFuture,
+    UnsignedRecord,
+)
 from coral.federation.exchange import ExchangeStats, WireSizer, run_exchange
 from coral.federation.gossip import GossipConfig, GossipState, MergeResult
 from coral.federation.peer_record import (
@@ -35,6 +42,7 @@ __all__ = [
     "Digest",
     "DigestDiff",
     "ExchangeStats",
+    "ExpiredTombstone",
     "GossipConfig",
     "GossipRecord",
     "GossipRequest",
@@ -47,6 +55,7 @@ __all__ = [
     "PeerRecord",
     "PeerScores",
     "PeerSet",
+    "PeerTableFull",
     "RecordFromFuture",
     "RecordVerifier",
     "Route",

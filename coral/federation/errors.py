@@ -6,7 +6,13 @@ remote node unchanged, so a peer learns why its gossip was refused.
 
 from __future__ import annotations
 
-from coral.protocol.errors import Forbidden, FromFuture, MissingSignature, ResourceExhausted
+from coral.protocol.errors import (
+    Expired,
+    Forbidden,
+    FromFuture,
+    MissingSignature,
+    ResourceExhausted,
+)
 
 
 class UnsignedRecord(MissingSignature):
@@ -31,3 +37,15 @@ class PeerFlooding(ResourceExhausted):
     """The sending peer exceeded its record allowance for the current window."""
 
     reason = "peer_flood"
+
+
+class PeerTableFull(ResourceExhausted):
+    """The known-peer table is at ``max_known_peers``; a new node's record is refused."""
+
+    reason = "peer_table_full"
+
+
+class ExpiredTombstone(Expired):
+    """A tombstone older than its time to live: it still deletes, but is not kept."""
+
+    reason = "expired_tombstone"

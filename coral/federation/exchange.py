@@ -103,6 +103,8 @@ def run_exchange(
     if not deliver():
         return stats
     apply(responder, diff.to_send, a_did)
+    if responder.scores.is_banned(a_did, now_ms):
+        return stats  # the records just sent got the initiator banned: no answer
     if diff.request.is_empty():
         stats.completed = True
         return stats

@@ -28,6 +28,7 @@ from coral.federation.digest import (
     GossipRequest,
     OriginIndex,
 )
+from coral.federation.errors import ExpiredTombstone, PeerBanned, PeerFlooding, PeerTableFull
 from coral.federation.peer_record import DEFAULT_MAX_FUTURE_SKEW_MS, PeerRecord
 from coral.federation.peers import PeerScores, PeerSet, ScoringPolicy
 from coral.federation.records import (
@@ -113,7 +114,7 @@ class GossipState:
             allowed = self.scores.admit(source, len(batch), now_ms)
         for position, record in enumerate(batch):
             if position >= allowed:
-                result.rejected.append((record, "peer_flood"))
+                result.rejected.append((record, PeerFlooding.reason))
                 continue
             try:
                 accepted = self._merge_one(record, now_ms, result)
@@ -123,7 +124,9 @@ class GossipState:
                     penalty = self.config.scoring.bad_record_penalty
                     if self.scores.penalize(source, penalty, now_ms):
                         self.peer_set.drop(source)
-                        result.rejected.extend((r, "peer_banned") for r in batch[position + 1 :])
+                        result.rejected.extend(
+                            (r, PeerBanned.reason) for r in batch[position + 1 :]
+                        )
                         break
                 continue
             if accepted:
@@ -141,13 +144,10 @@ class GossipState:
             if old_peer is not None and not peer_record_newer(record, old_peer):
                 return False
             if old_peer is None and len(self._index.peers) >= self.config.max_known_peers:
-                raise CoralError("peer table is full", reason="peer_table_full")
+                raise PeerTableFull("peer table is full")
             self.verifier.check(record, now_ms)
             self._index.put_peer(record)
-            if (
-                record.node != self.self_did
-                and len(self.peer_set.active) < self.peer_set.max_active
-            ):
+            if record.node != self.self_did and not self.scores.is_banned(record.node, now_ms):
                 self.peer_set.add(record.node)
             return True
         old = self._index.agents.get(record.agent)
@@ -160,7 +160,7 @@ class GossipState:
             if old is not None:
                 self._index.remove_agent(record.agent)
                 result.purged.append(record.agent)
-            raise CoralError("tombstone is past its time to live", reason="expired_tombstone")
+            raise ExpiredTombstone("tombstone is past its time to live")
         self._index.put_agent(record)
         if record.deleted:
             heapq.heappush(self._tombstones, (expires_at, record.agent, record.version))

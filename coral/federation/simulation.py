@@ -88,7 +88,7 @@ class SimulatedNetwork:
             own.extend(self.make_agent(identity, n) for n in range(agents_per_node))
             state.merge(own, self.now_ms)
         for state in self.states:
-            others = [s for s in self.rng.sample(self.states, min(nodes, bootstrap_peers + 1))]
+            others = self.rng.sample(self.states, min(nodes, bootstrap_peers + 1))
             boot = [s.peers[s.self_did] for s in others if s is not state][:bootstrap_peers]
             state.merge(boot, self.now_ms)
 

@@ -16,7 +16,7 @@ from coral.federation.records import GossipRecord
 from coral.protocol.agent import parse_record
 from coral.protocol.errors import InvalidMessage
 
-#: Most origins one digest may carry; bounds the work a peer can make us do.
+#: Most origins one digest (or request) may name; bounds the work a peer can make us do.
 MAX_DIGEST_ORIGINS = 100_000
 
 
@@ -88,6 +88,8 @@ def request_from_wire(obj: Any) -> GossipRequest:
         origins = obj["origins"]
         if not all(isinstance(x, str) for x in [*peers, *origins]):
             raise TypeError("dids are strings")
+        if len(peers) + len(origins) > MAX_DIGEST_ORIGINS:
+            raise TypeError("request is too large")
     except (KeyError, TypeError) as exc:
         raise InvalidMessage(f"malformed gossip request: {exc}", reason="invalid_request") from None
     return GossipRequest(frozenset(peers), frozenset(origins))

@@ -18,14 +18,20 @@ class LedgerError(CoralError):
 
 
 class IdMustNotBeEmpty(LedgerError, InvalidMessage):
+    """An account or transfer id is empty."""
+
     reason = "id_must_not_be_empty"
 
 
 class IdTooLong(LedgerError, InvalidMessage):
+    """An id is longer than the ledger stores (128 characters)."""
+
     reason = "id_too_long"
 
 
 class AmountMustBePositive(LedgerError, InvalidMessage):
+    """A new transfer moves a positive amount; post/void amounts are never negative."""
+
     reason = "amount_must_be_positive"
 
 
@@ -36,6 +42,8 @@ class AmountOverflow(LedgerError, InvalidMessage):
 
 
 class AccountsMustDiffer(LedgerError, InvalidMessage):
+    """A transfer cannot debit and credit the same account."""
+
     reason = "accounts_must_differ"
 
 
@@ -46,22 +54,32 @@ class LedgerMismatch(LedgerError, InvalidMessage):
 
 
 class FlagsAreMutuallyExclusive(LedgerError, InvalidMessage):
+    """Flags that cannot be combined (pending/post/void, or both account limits)."""
+
     reason = "flags_are_mutually_exclusive"
 
 
 class PendingIdRequired(LedgerError, InvalidMessage):
+    """A post or void transfer must name the pending transfer it resolves."""
+
     reason = "pending_id_required"
 
 
 class PendingIdMustBeEmpty(LedgerError, InvalidMessage):
+    """Only post and void transfers may name a pending_id."""
+
     reason = "pending_id_must_be_empty"
 
 
 class TimeoutRequiresPending(LedgerError, InvalidMessage):
+    """Only a pending transfer can carry a timeout."""
+
     reason = "timeout_requires_pending"
 
 
 class InvalidTimeout(LedgerError, InvalidMessage):
+    """A timeout is a non-negative number of milliseconds."""
+
     reason = "invalid_timeout"
 
 
@@ -78,10 +96,14 @@ class InvalidCondition(LedgerError, InvalidMessage):
 
 
 class FulfillmentRequired(LedgerError, InvalidMessage):
+    """Posting a hash-locked pending transfer needs the preimage."""
+
     reason = "fulfillment_required"
 
 
 class MemoTooLong(LedgerError, InvalidMessage):
+    """The memo is longer than 512 characters."""
+
     reason = "memo_too_long"
 
 
@@ -101,27 +123,29 @@ class LinkedEventChainOpen(LedgerError, InvalidMessage):
 
 
 class UnknownAccount(LedgerError, NotFound):
+    """A transfer names an account that does not exist (or names none)."""
+
     reason = "unknown_account"
 
 
 class PendingNotFound(LedgerError, NotFound):
+    """post/void names a pending transfer that does not exist."""
+
     reason = "pending_not_found"
 
 
 class TransferNotFound(LedgerError, NotFound):
+    """No transfer has this id."""
+
     reason = "transfer_not_found"
 
 
 # --- conflicts with the ledger's state ---------------------------------------------------
 
 
-class Exists(LedgerError, Conflict):
-    """Informational: the id exists with identical fields (never raised to callers)."""
-
-    reason = "exists"
-
-
 class ExistsWithDifferentFields(LedgerError, Conflict):
+    """The id is taken by a transfer or account with different fields."""
+
     reason = "exists_with_different_fields"
 
 
@@ -132,6 +156,8 @@ class ExceedsCredits(LedgerError, Conflict):
 
 
 class ExceedsDebits(LedgerError, Conflict):
+    """The credit account's credits would exceed its debits."""
+
     reason = "exceeds_debits"
 
 
@@ -142,6 +168,8 @@ class NotPending(LedgerError, Conflict):
 
 
 class ExceedsPendingAmount(LedgerError, Conflict):
+    """A post may not move more than the pending transfer reserved."""
+
     reason = "exceeds_pending_amount"
 
 
@@ -152,6 +180,8 @@ class PendingAmountMismatch(LedgerError, Conflict):
 
 
 class PendingAccountsMismatch(LedgerError, Conflict):
+    """post/void names accounts that differ from the pending transfer's."""
+
     reason = "pending_accounts_mismatch"
 
 
@@ -162,6 +192,8 @@ class PendingAlreadyResolved(LedgerError, Conflict):
 
 
 class PendingExpired(LedgerError, Conflict):
+    """The pending transfer's deadline passed; it can no longer be posted or voided."""
+
     reason = "pending_expired"
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from coral.ledger.model import Account, AccountResult, Resolution, Transfer, TransferResult
 from coral.ledger.ports import LedgerTransaction, TransactionFactory
 from coral.ledger.state import LedgerState
-from coral.protocol.errors import StorageUnavailable
+from coral.protocol.errors import CoralError, StorageUnavailable
 
 #: Most open pendings expired by one sweep; the next sweep continues.
 EXPIRY_SWEEP_LIMIT = 1000
@@ -31,6 +32,16 @@ class _Submission:
 
 
 _Result = list[AccountResult] | list[TransferResult] | list[Resolution]
+
+
+@dataclass(slots=True)
+class GroupCommitStats:
+    """Counters for metrics: how many submissions shared how many commits."""
+
+    submissions: int = 0
+    groups: int = 0
+    failed_groups: int = 0
+    largest_group: int = 0
 
 
 class GroupCommitWriter:
@@ -49,22 +60,24 @@ class GroupCommitWriter:
         )
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.stats = GroupCommitStats()
 
     async def create_accounts(self, batch: Sequence[Account], now_ms: int) -> list[AccountResult]:
         """Create accounts in the next group commit."""
         result = await self._submit(_Submission("accounts", now_ms, accounts=tuple(batch)))
-        return result  # type: ignore[return-value]
+        return cast(list[AccountResult], result)
 
     async def create_transfers(
         self, batch: Sequence[Transfer], now_ms: int
     ) -> list[TransferResult]:
         """Apply transfers in the next group commit."""
         result = await self._submit(_Submission("transfers", now_ms, transfers=tuple(batch)))
-        return result  # type: ignore[return-value]
+        return cast(list[TransferResult], result)
 
     async def expire_due(self, now_ms: int) -> list[Resolution]:
         """Expire overdue pendings in the next group commit."""
-        return await self._submit(_Submission("expire", now_ms))  # type: ignore[return-value]
+        result = await self._submit(_Submission("expire", now_ms))
+        return cast(list[Resolution], result)
 
     async def close(self) -> None:
         """Commit everything already queued, then stop the writer task."""
@@ -77,7 +90,7 @@ class GroupCommitWriter:
     async def _submit(self, submission: _Submission) -> _Result:
         if self._closed:
             raise StorageUnavailable("the ledger store is closed")
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ledger-group-commit")
         future: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
         await self._queue.put((submission, future))
@@ -101,17 +114,36 @@ class GroupCommitWriter:
                 return
 
     async def _commit_group(self, group: list[tuple[_Submission, asyncio.Future[_Result]]]) -> None:
+        self.stats.groups += 1
+        self.stats.submissions += len(group)
+        self.stats.largest_group = max(self.stats.largest_group, len(group))
         try:
             async with self._begin() as tx:
                 results = await _apply_group(tx, [s for s, _ in group])
         except Exception as exc:  # every submitter of a failed commit learns why
+            self.stats.failed_groups += 1
+            error = _as_typed_error(exc)
             for _, future in group:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(error)
             return
+        except BaseException:
+            # Cancelled mid-commit: the outcome is unknown, so callers retry with the same ids.
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(StorageUnavailable("ledger writer stopped; retry"))
+            raise
         for (_, future), result in zip(group, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+def _as_typed_error(exc: Exception) -> CoralError:
+    if isinstance(exc, CoralError):
+        return exc
+    error = StorageUnavailable(f"ledger commit failed, nothing was stored: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 async def _apply_group(tx: LedgerTransaction, group: list[_Submission]) -> list[_Result]:

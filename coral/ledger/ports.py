@@ -93,4 +93,6 @@ class LedgerTransaction(Protocol):
 class TransactionFactory(Protocol):
     """Opens a write transaction that commits on clean exit and rolls back on error."""
 
-    def __call__(self) -> AbstractAsyncContextManager[LedgerTransaction]: ...
+    def __call__(self) -> AbstractAsyncContextManager[LedgerTransaction]:
+        """Begin a write transaction."""
+        ...

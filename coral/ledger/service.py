@@ -26,10 +26,13 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerStore
 from coral.ledger.receipts import Receipt, issue_receipt
+from coral.protocol.errors import TooLarge
 from coral.protocol.identity import Identity
 
 DEFAULT_LEDGER = "coral"
 MAX_HISTORY_PAGE = 1000
+#: Most events in one batch call (TigerBeetle's request holds about 8k transfers).
+MAX_BATCH_EVENTS = 8190
 
 _DEFAULT_FLAGS = {
     AccountKind.AGENT: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -141,7 +144,12 @@ class LedgerService:
         return self._outcome(await self._submit_one(request))
 
     async def batch(self, transfers: Sequence[Transfer]) -> list[TransferResult]:
-        """Apply a batch (linked chains all-or-nothing); per-event results, never raises."""
+        """Apply a batch (linked chains all-or-nothing); per-event results.
+
+        Raises TooLarge for more than MAX_BATCH_EVENTS events; never for a bad event.
+        """
+        if len(transfers) > MAX_BATCH_EVENTS:
+            raise TooLarge(f"a batch holds at most {MAX_BATCH_EVENTS} transfers")
         return await self._store.create_transfers(transfers, self._clock())
 
     async def reserve(

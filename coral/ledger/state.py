@@ -24,6 +24,7 @@ from coral.ledger.model import (
     Transfer,
     TransferFlags,
     TransferResult,
+    has_flag,
 )
 from coral.ledger.validation import check_account, check_transfer_shape, condition_met
 
@@ -89,10 +90,10 @@ class LedgerState:
         start = 0
         while start < len(batch):
             end = start
-            while end < len(batch) - 1 and batch[end].flags & TransferFlags.LINKED:
+            while end < len(batch) - 1 and has_flag(batch[end].flags, TransferFlags.LINKED):
                 end += 1
             chain = batch[start : end + 1]
-            if chain[-1].flags & TransferFlags.LINKED:
+            if has_flag(chain[-1].flags, TransferFlags.LINKED):
                 results.extend(self._reject_open_chain(chain))
             elif len(chain) == 1:
                 results.append(self._apply_single(chain[0], now_ms))
@@ -220,12 +221,22 @@ class LedgerState:
             self._put(debit.with_changes(debits_posted=debit.debits_posted + amount))
             self._put(credit.with_changes(credits_posted=credit.credits_posted + amount))
         expires_at = now_ms + request.timeout_ms if request.timeout_ms else 0
-        stored = replace(
-            request,
-            ledger=ledger,
-            created_at=now_ms,
-            expires_at=expires_at,
-            request_digest=digest,
+        # Direct construction: dataclasses.replace is slow on the hot path.
+        stored = Transfer(
+            request.id,
+            request.debit_account,
+            request.credit_account,
+            amount,
+            ledger,
+            request.flags,
+            request.pending_id,
+            request.timeout_ms,
+            request.condition,
+            request.fulfillment,
+            request.memo,
+            now_ms,
+            expires_at,
+            digest,
         )
         if expires_at:
             self._deadlines[stored.id] = expires_at
@@ -325,9 +336,9 @@ def _check_room(balance: int, amount: int) -> None:
 
 def _check_limits(debit: Account, credit: Account, amount: int) -> None:
     # Pending amounts count against the limit, so a reservation can never be overdrawn.
-    if debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS:
+    if has_flag(debit.flags, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS):
         if debit.debits_posted + debit.debits_pending + amount > debit.credits_posted:
             raise errors.ExceedsCredits(f"account {debit.id} has insufficient funds")
-    if credit.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS:
+    if has_flag(credit.flags, AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS):
         if credit.credits_posted + credit.credits_pending + amount > credit.debits_posted:
             raise errors.ExceedsDebits(f"account {credit.id} would exceed its debits")

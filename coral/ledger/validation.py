@@ -66,7 +66,7 @@ def condition_met(condition: str, fulfillment: str) -> bool:
 def check_transfer_shape(transfer: Transfer) -> None:
     """Raise the first structural error of a transfer request (no state consulted)."""
     check_id(transfer.id, "transfer")
-    phases = transfer.flags & _PHASE_FLAGS
+    phases = int.__and__(transfer.flags, _PHASE_FLAGS)
     if phases not in _ALLOWED_PHASES:
         raise errors.FlagsAreMutuallyExclusive(
             "pending, post_pending and void_pending exclude each other"

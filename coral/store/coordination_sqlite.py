@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -18,6 +19,9 @@ import aiosqlite
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
 from coral.coordination.model import InboxEntry, Thread, ThreadEntry, WaitKind
 from coral.coordination.ports import HistoryGrant, ThreadWrite
+
+#: A synchronous function run inside a write's transaction (see write_hooks).
+WriteHook = Callable[[sqlite3.Connection, ThreadWrite], None]
 from coral.protocol.canonical import canonical_json
 from coral.protocol.message import from_wire, to_wire
 from coral.store.sqlite import Migration, SqliteDatabase
@@ -85,6 +89,9 @@ class SqliteCoordinationStore:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
+        #: Called inside every write's transaction, after its rows: federation
+        #: queues cross-node deliveries here so they commit with the entry or not at all.
+        self.write_hooks: list[WriteHook] = []
 
     async def migrate(self) -> int:
         """Create or upgrade the coordination tables; return the schema version."""
@@ -99,7 +106,39 @@ class SqliteCoordinationStore:
         commit for many messages.
         """
         entry_rows = [_entry_row(pending.entry) for pending in write.entries]
-        await self.db.write(lambda conn: _apply(conn, write, entry_rows))
+        hooks = tuple(self.write_hooks)
+
+        def run(conn: sqlite3.Connection) -> None:
+            _apply(conn, write, entry_rows)
+            for hook in hooks:
+                hook(conn, write)
+
+        await self.db.write(run)
+
+    async def mirror(
+        self,
+        thread: Thread,
+        entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
+        grants: Sequence[HistoryGrant] = (),
+        first_time: Callable[[sqlite3.Connection], bool] | None = None,
+    ) -> list[str]:
+        """Store entries of a thread another node owns, for this node's participants.
+
+        Each entry comes with the local agents whose inbox receives it; grants
+        deliver the history to a local agent who just joined. The owner's
+        sequence numbers are kept, and an entry already stored (by message id)
+        is skipped. ``first_time`` runs in the same transaction and returns
+        False for a delivery seen before, which then changes nothing. Returns
+        the agents whose inbox grew.
+        """
+        rows = [(_entry_row(e), e, tuple(r)) for e, r in entries]
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            if first_time is not None and not first_time(conn):
+                return []
+            return _mirror(conn, thread, rows, grants)
+
+        return await self.db.write(run)
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         """The thread, or None when no thread has that id."""
@@ -348,3 +387,51 @@ def _apply(
         " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
         inbox_rows,
     )
+
+
+def _mirror(
+    conn: sqlite3.Connection,
+    thread: Thread,
+    rows: list[tuple[tuple[object, ...], ThreadEntry, tuple[str, ...]]],
+    grants: Sequence[HistoryGrant],
+) -> list[str]:
+    # The mirrored thread row follows the owner's snapshot whenever it is newer.
+    current = conn.execute(
+        "SELECT last_seq FROM coordination_threads WHERE id = ?", (thread.id,)
+    ).fetchone()
+    if current is None:
+        _write_thread(conn, ThreadWrite(thread, None))
+    elif int(current[0]) <= thread.last_seq:
+        _write_thread(conn, ThreadWrite(thread, int(current[0]), membership_changed=True))
+    grew: set[str] = set()
+    for row, entry, recipients in rows:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO coordination_entries (thread_id, seq, message_id, sender,"
+            " mentions, system, recorded_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        if cur.rowcount != 1:
+            continue  # already mirrored, and so already delivered
+        targets = [a for a in recipients if a != entry.sender]
+        heads = _inbox_heads(conn, set(targets))
+        mentions = entry.message.mentions
+        conn.executemany(
+            "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
+            " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (a, heads[a] + 1, entry.thread_id, entry.seq, entry.sender, a in mentions)
+                for a in targets
+            ],
+        )
+        grew.update(targets)
+    for grant in grants:
+        heads = _inbox_heads(conn, {grant.agent})
+        history = _history_rows(conn, thread.id, grant, heads)
+        conn.executemany(
+            "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
+            " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
+            history,
+        )
+        if history:
+            grew.add(grant.agent)
+    return sorted(grew)

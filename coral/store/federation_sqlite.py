@@ -211,6 +211,23 @@ class FederationStore:
         )
         return [_item(r) for r in rows]
 
+    async def queues(self, per_destination: int = 100) -> dict[str, list[OutboxItem]]:
+        """Live items per destination in the order they were queued (oldest first).
+
+        A sender that delivers each destination's queue in this order, stopping
+        at the first failure, keeps every destination's deliveries in order.
+        """
+        rows = await self.db.fetchall(
+            f"SELECT {_OUTBOX_COLUMNS} FROM federation_outbox WHERE dead = 0 "
+            "ORDER BY destination, rowid"
+        )
+        queues: dict[str, list[OutboxItem]] = {}
+        for row in rows:
+            queue = queues.setdefault(row["destination"], [])
+            if len(queue) < per_destination:
+                queue.append(_item(row))
+        return queues
+
     async def dead_letters(self) -> list[OutboxItem]:
         """Items that ran out of attempts."""
         rows = await self.db.fetchall(

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from coral.ledger.group_commit import GroupCommitWriter
+from coral.ledger.group_commit import GroupCommitStats, GroupCommitWriter
 from coral.ledger.model import (
     Account,
     AccountResult,
@@ -241,6 +241,11 @@ class PostgresLedgerStore:
     async def _begin(self) -> AsyncIterator[LedgerTransaction]:
         async with self._pool.acquire() as conn, conn.transaction():
             yield _PostgresLedgerTransaction(conn)
+
+    @property
+    def group_commit_stats(self) -> GroupCommitStats:
+        """How many submissions shared how many commits (for metrics)."""
+        return self._writer.stats
 
     # --- writes (group-committed) -------------------------------------------------------
 

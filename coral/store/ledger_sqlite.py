@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from coral.ledger.group_commit import GroupCommitWriter
+from coral.ledger.group_commit import GroupCommitStats, GroupCommitWriter
 from coral.ledger.model import (
     Account,
     AccountFlags,
@@ -259,9 +259,7 @@ class _SqliteLedgerTransaction:
             )
         if changes.resolutions_created:
             await conn.executemany(
-                "INSERT OR IGNORE INTO ledger_resolutions (pending_id, status, resolved_at, by_transfer)"
-                " SELECT ?, ?, ?, ? WHERE 0"
-                and "x"
+                "INSERT INTO ledger_resolutions (pending_id, status, resolved_at, by_transfer)"
                 " VALUES (?, ?, ?, ?)",
                 [
                     (r.pending_id, str(r.status), r.resolved_at, r.by_transfer)
@@ -325,6 +323,11 @@ class SqliteLedgerStore:
     async def _begin(self) -> AsyncIterator[LedgerTransaction]:
         async with self._db.transaction() as conn:
             yield _SqliteLedgerTransaction(conn)
+
+    @property
+    def group_commit_stats(self) -> GroupCommitStats:
+        """How many submissions shared how many commits (for metrics)."""
+        return self._writer.stats
 
     # --- writes (group-committed) -------------------------------------------------------
 

@@ -169,6 +169,9 @@ class SubmitResponse(_message.Message):
 
     THREAD_FIELD_NUMBER: _builtins.int
     ENTRY_FIELD_NUMBER: _builtins.int
+    FORWARDED_TO_FIELD_NUMBER: _builtins.int
+    forwarded_to: _builtins.str
+    """The thread is owned by another node: the message was queued for it."""
     @_builtins.property
     def thread(self) -> Global___Thread: ...
     @_builtins.property
@@ -178,12 +181,13 @@ class SubmitResponse(_message.Message):
         *,
         thread: Global___Thread | None = ...,
         entry: Global___ThreadEntry | None = ...,
+        forwarded_to: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "result", b"result", "thread", b"thread"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "forwarded_to", b"forwarded_to", "result", b"result", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "result", b"result", "thread", b"thread"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "forwarded_to", b"forwarded_to", "result", b"result", "thread", b"thread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["thread", "entry"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["thread", "entry", "forwarded_to"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 

@@ -190,7 +190,7 @@ class CoralClient:
         result = await self.submit(
             self.build_message(kind=kind, thread=thread_id, parts=[DataPart(data=args)])
         )
-        thread: dict[str, Any] = result["thread"]
+        thread: dict[str, Any] = result.get("thread") or result["forwarded"]
         return thread
 
     async def add_participant(self, thread_id: str, agent: str) -> dict[str, Any]:
@@ -213,7 +213,11 @@ class CoralClient:
         parts: Sequence[Part] = (),
         payment: PaymentRef | None = None,
     ) -> dict[str, Any]:
-        """Post to a thread; returns the stored entry (with its sequence number)."""
+        """Post to a thread; returns the stored entry (with its sequence number).
+
+        For a thread owned by another node the node queues the message for the
+        owner and the result is ``{"message_id", "owner", "queued": True}``.
+        """
         all_parts: list[Part] = list(parts)
         if text is not None:
             all_parts.insert(0, TextPart(text=text))
@@ -223,6 +227,9 @@ class CoralClient:
             kind=kind, thread=thread_id, parts=all_parts, mentions=mentions, payment=payment
         )
         result = await self.submit(message)
+        if "forwarded" in result:  # the thread lives on another node; delivery is queued
+            forwarded: dict[str, Any] = result["forwarded"]
+            return forwarded
         entry: dict[str, Any] = result["entry"]
         return entry
 

@@ -22,10 +22,11 @@ import inspect
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from coral.protocol.agent import AgentRecord
+from coral.protocol.errors import CoralError
 from coral.protocol.message import DataPart, Message, Part, TextPart, from_wire, now_ms
 from coral.teams import (
     Acceptance,
@@ -85,14 +86,13 @@ Decide = Callable[[TeamOffer], int | Awaitable[int | None] | None]
 
 @dataclass
 class FormedTeam:
-    """A team as one of its members sees it: ids, members by role, and the current key."""
+    """A team as one of its members sees it: ids, members by role, the current key epoch."""
 
     team_id: str
     thread_id: str
     members: dict[str, str]
     key_epoch: int
     formation_thread_id: str | None = None
-    record: TeamRecord | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,7 @@ class TeamClient:
         self.client = client
         self.keys: dict[str, TeamKey] = {}
         self._threads: dict[str, str] = {}
+        self._epochs: dict[str, int] = {}
 
     @property
     def did(self) -> str:
@@ -146,17 +147,20 @@ class TeamClient:
         )
         return await self.client.submit(message)
 
-    async def fetch(self, team_id: str) -> tuple[TeamState, list[str]]:
-        """The team's record, verified here, as state; plus its bound thread ids."""
+    async def load(self, team_id: str) -> tuple[TeamRecord, TeamState, list[str]]:
+        """The team's signed record, its state as verified here, and its bound thread ids."""
         data = await self.client._request("GET", f"/v1/teams/{team_id}")
         record = parse_team_record(data["record"])
-        return verify_team(record, now_ms()), list(data["thread_ids"])
+        return record, verify_team(record, now_ms()), list(data["thread_ids"])
+
+    async def fetch(self, team_id: str) -> tuple[TeamState, list[str]]:
+        """The team's verified state and its bound thread ids."""
+        _, state, threads = await self.load(team_id)
+        return state, threads
 
     async def record(self, team_id: str) -> TeamRecord:
         """The team's full signed record, verified offline before it is returned."""
-        data = await self.client._request("GET", f"/v1/teams/{team_id}")
-        record = parse_team_record(data["record"])
-        verify_team(record, now_ms())
+        record, _, _ = await self.load(team_id)
         return record
 
     async def candidates(self, team_id: str) -> dict[str, list[AgentRecord]]:
@@ -213,11 +217,12 @@ class TeamClient:
         )
         await self.propose(charter)
         team_id = charter.team_id
+        # Directory records ride along in certificates, so the record proves capabilities.
+        records: dict[str, AgentRecord] = {}
         if candidates is None:
-            ranked = {
-                role: [r.agent for r in records]
-                for role, records in (await self.candidates(team_id)).items()
-            }
+            matches = await self.candidates(team_id)
+            records = {r.agent: r for found in matches.values() for r in found}
+            ranked = {role: [r.agent for r in found] for role, found in matches.items()}
         else:
             ranked = {role: [d for d in dids if d != self.did] for role, dids in candidates.items()}
         local = TeamState(charter, now)
@@ -227,9 +232,10 @@ class TeamClient:
             f"formation of {team_id}", [did for did, _ in first]
         )
         formation_id = str(formation["id"])
+        ttl_ms = max(1, int(timeout_s * 1000))
         pending: dict[str, Invitation] = {}
         for did, role in first:
-            pending[did] = await self._invite(local, formation_id, did, role, add=False)
+            pending[did] = await self._invite(local, formation_id, did, role, ttl_ms, add=False)
         deadline = time.monotonic() + timeout_s
         while True:
             state, _ = await self.fetch(team_id)
@@ -239,29 +245,35 @@ class TeamClient:
                 await self.submit_document(
                     dissolve(state, self.client.identity, now_ms=now_ms(), goal_met=False)
                 )
+                await self.client.close_thread(formation_id, "team not filled in time")
                 raise FormationTimedOut(f"team {team_id} was not filled in {timeout_s}s")
             for did, invitation in list(pending.items()):
                 answer = state.answers.get(invitation.content_hash())
                 if answer is None:
                     continue
                 del pending[did]
-                if isinstance(answer, Acceptance) and await self._certify(team_id, answer):
+                if isinstance(answer, Acceptance) and await self._certify(
+                    state, answer, records.get(did)
+                ):
                     continue
                 nxt = _next_pick(queues, invitation.role, state, pending)
                 if nxt is not None:
-                    pending[nxt] = await self._invite(local, formation_id, nxt, invitation.role)
+                    role = invitation.role
+                    pending[nxt] = await self._invite(local, formation_id, nxt, role, ttl_ms)
             await asyncio.sleep(_POLL_S)
         key_epoch, key = new_key_epoch(state, self.client.identity, now_ms())
         await self.submit_document(key_epoch)
         self.keys[key.key_id] = key
+        self._epochs[team_id] = key.epoch
         members = sorted(state.member_dids() - {self.did})
-        thread = await self._create_team_thread(team_id, members, goal)
+        thread = await self._create_team_thread(team_id, members)
         await self.client.send(
             formation_id,
             data={"team_id": team_id, "thread_id": thread},
             kind=TEAM_FORMED_KIND,
-            mentions=[m for m in members if m in _participants(formation)] or (),
+            mentions=members,
         )
+        await self.client.close_thread(formation_id, f"team formed; thread {thread}")
         return FormedTeam(
             team_id=team_id,
             thread_id=thread,
@@ -271,7 +283,14 @@ class TeamClient:
         )
 
     async def _invite(
-        self, local: TeamState, thread_id: str, did: str, role: str, *, add: bool = True
+        self,
+        local: TeamState,
+        thread_id: str,
+        did: str,
+        role: str,
+        ttl_ms: int,
+        *,
+        add: bool = True,
     ) -> Invitation:
         if add:
             try:
@@ -285,14 +304,18 @@ class TeamClient:
             invitee=did,
             role=role,
             now_ms=now_ms(),
-            ttl_ms=max(1, local.charter.deadline_ms - now_ms()),
+            ttl_ms=ttl_ms,
         )
         await self.post_document(thread_id, invitation, mentions=[did])
         return invitation
 
-    async def _certify(self, team_id: str, acceptance: Acceptance) -> bool:
-        state, _ = await self.fetch(team_id)
-        certificate = certify(state, acceptance, self.client.identity, now_ms=now_ms())
+    async def _certify(
+        self, state: TeamState, acceptance: Acceptance, record: AgentRecord | None
+    ) -> bool:
+        """Certify an acceptance; False when the team cannot take it (budget, seats)."""
+        certificate = certify(
+            state, acceptance, self.client.identity, now_ms=now_ms(), agent_record=record
+        )
         try:
             await self.submit_document(certificate)
         except CoralApiError as exc:
@@ -301,9 +324,10 @@ class TeamClient:
             raise
         return True
 
-    async def _create_team_thread(self, team_id: str, members: list[str], goal: str) -> str:
+    async def _create_team_thread(self, team_id: str, members: list[str]) -> str:
+        # The name stays generic: thread metadata is stored in clear.
         args = {
-            "name": f"team {team_id}: {goal[:200]}",
+            "name": f"team {team_id}",
             "participants": members,
             "strategy": "broadcast",
             "team_id": team_id,
@@ -357,13 +381,12 @@ class TeamClient:
         """Wait until this agent holds the team's current key and a team thread exists."""
         deadline = time.monotonic() + timeout_s
         while True:
-            state, threads = await self.fetch(team_id)
-            if threads and self.did in state.key_recipients and not state.rekey_required:
-                await self._refresh_keys(team_id)
-                self._threads[team_id] = threads[0]
+            state = await self._refresh_keys(team_id)
+            thread_id = self._threads.get(team_id)
+            if thread_id and self.did in state.key_recipients and not state.rekey_required:
                 return FormedTeam(
                     team_id=team_id,
-                    thread_id=threads[0],
+                    thread_id=thread_id,
                     members={d: m.role for d, m in state.current_members(now_ms()).items()},
                     key_epoch=state.key_epoch,
                 )
@@ -377,8 +400,7 @@ class TeamClient:
 
     async def _refresh_keys(self, team_id: str) -> TeamState:
         """Unseal every key epoch of the team sealed to this agent (old ones read history)."""
-        state, threads = await self.fetch(team_id)
-        record = await self.record(team_id)
+        record, state, threads = await self.load(team_id)
         for document in record.documents:
             if isinstance(document, KeyEpoch) and self.did in document.recipients():
                 key_id = f"{team_id}/{document.epoch}"
@@ -386,10 +408,11 @@ class TeamClient:
                     self.keys[key_id] = open_key_epoch(document, self.client.identity)
         if threads:
             self._threads.setdefault(team_id, threads[0])
+        self._epochs[team_id] = state.key_epoch
         return state
 
     async def _thread_of(self, team_id: str) -> str:
-        if team_id not in self._threads:
+        if team_id not in self._threads or team_id not in self._epochs:
             await self._refresh_keys(team_id)
         if team_id not in self._threads:
             raise NotAMember(f"team {team_id} has no thread yet")
@@ -410,20 +433,31 @@ class TeamClient:
         if data is not None:
             parts.append(DataPart(data=data))
         thread_id = await self._thread_of(team_id)
-        state = await self._refresh_keys(team_id)
-        key = self.keys.get(f"{team_id}/{state.key_epoch}")
+        try:
+            return await self._post_encrypted(team_id, thread_id, tuple(parts), tuple(mentions))
+        except CoralApiError as exc:
+            if exc.reason not in ("stale_key_epoch", "rekey_required"):
+                raise
+        # The key rotated since we last looked: pick up the new epoch and try once more.
+        await self._refresh_keys(team_id)
+        return await self._post_encrypted(team_id, thread_id, tuple(parts), tuple(mentions))
+
+    async def _post_encrypted(
+        self, team_id: str, thread_id: str, parts: tuple[Part, ...], mentions: tuple[str, ...]
+    ) -> dict[str, Any]:
+        epoch = self._epochs.get(team_id, 0)
+        key = self.keys.get(f"{team_id}/{epoch}")
         if key is None:
-            raise NotAMember(f"{self.did} holds no key for epoch {state.key_epoch}")
+            raise NotAMember(f"{self.did} holds no key for epoch {epoch} of {team_id}")
         message = build_team_message(
             key,
             self.client.identity,
             thread=thread_id,
-            parts=tuple(parts),
+            parts=parts,
             now_ms=now_ms(),
-            mentions=tuple(mentions),
+            mentions=mentions,
         )
-        result = await self.client.submit(message)
-        entry: dict[str, Any] = result["entry"]
+        entry: dict[str, Any] = (await self.client.submit(message))["entry"]
         return entry
 
     async def read_team_messages(self, team_id: str, after_seq: int = 0) -> list[TeamPost]:
@@ -469,6 +503,7 @@ class TeamClient:
         key_epoch, key = new_key_epoch(state, self.client.identity, now_ms())
         await self.submit_document(key_epoch)
         self.keys[key.key_id] = key
+        self._epochs[team_id] = key.epoch
         return key.epoch
 
     async def dissolve(
@@ -483,10 +518,6 @@ class TeamClient:
         for thread_id in threads:
             await self.client.close_thread(thread_id, "team dissolved")
         return result
-
-
-def _participants(thread: Mapping[str, Any]) -> set[str]:
-    return set(thread.get("participants", []))
 
 
 def _first_picks(charter: TeamCharter, queues: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -536,8 +567,9 @@ async def accept_invitations(
             message = from_wire(item["entry"]["message"])
             try:
                 answer = await teams.answer_invitation(message, decide)
-            except CoralApiError:
-                answer = None  # the invitation expired or was withdrawn meanwhile
+            except (CoralApiError, CoralError):
+                # Expired or withdrawn meanwhile, or not a well-formed invitation: skip it.
+                answer = None
             if answer is not None:
                 answers.append(answer)
         cursor = result["cursor"]

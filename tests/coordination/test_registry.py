@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coral.coordination.errors import UnknownStrategy
 from coral.coordination.registry import ENTRY_POINT_GROUP, StrategyRegistry
 from coral.coordination.strategies.broadcast import BroadcastStrategy
+from coral.coordination.strategy import Decision, Strategy, ThreadView, TimedStrategy
 from coral.protocol.errors import CoralError
 from coral.protocol.identity import Identity
+from coral.protocol.message import Message
 
 from .conftest import FakeClock, open_service, post
 
@@ -105,5 +108,39 @@ async def test_third_party_strategy_runs_threads_across_restart(
         page = await service.history(mod.did, thread.id)
         milestones = [e for e in page.entries if e.message.kind == "coral.milestone"]
         assert [m.message.data()[0]["count"] for m in milestones] == [2]
+    finally:
+        await db.close()
+
+
+class EchoStrategy:
+    """A strategy written from scratch: the four protocol members, no on_tick."""
+
+    name = "echo"
+
+    def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return dict(options)
+
+    def on_thread_created(self, view: ThreadView) -> Decision:
+        return Decision(next_agents=(view.creator,))
+
+    def on_message(self, view: ThreadView, message: Message) -> Decision:
+        return Decision(next_agents=(message.sender,))
+
+
+async def test_a_minimal_strategy_without_ticks_works(
+    tmp_path: Path, clock: FakeClock, node_identity: Identity, agents: list[Identity]
+) -> None:
+    registry = StrategyRegistry([EchoStrategy()])
+    assert isinstance(registry.get("echo"), Strategy)
+    assert not isinstance(registry.get("echo"), TimedStrategy)
+    db, service = await open_service(tmp_path / "n.db", clock, node_identity, registry)
+    try:
+        a, b = agents[:2]
+        thread = await service.create_thread(a.did, "echo", [b.did], strategy="echo")
+        await post(service, b, thread.id)
+        assert await service.tick(thread.id) == ()
+        page = await service.history(a.did, thread.id)
+        turns = [e.message.mentions for e in page.entries if e.message.kind == "coral.turn"]
+        assert turns == [(a.did,), (b.did,)]
     finally:
         await db.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coral.coordination import rules
@@ -126,6 +126,7 @@ def test_a_participant_may_leave_by_removing_itself() -> None:
     assert left.participants == (A.did, C.did)
 
 
+@settings(deadline=None, max_examples=60)
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from(PEOPLE)), max_size=30))
 def test_membership_stays_a_duplicate_free_join_order(ops: list[tuple[bool, Identity]]) -> None:
     thread = thread_of(A)

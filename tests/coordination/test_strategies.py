@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coral.coordination.errors import InvalidStrategyOptions, OutOfTurn
@@ -87,6 +87,7 @@ def test_round_robin_skips_an_agent_who_left() -> None:
     assert decision.round_ended and decision.next_agents == (A.did,)
 
 
+@settings(deadline=None, max_examples=60)
 @given(st.lists(st.integers(min_value=0, max_value=3), max_size=25))
 def test_round_robin_only_the_expected_speaker_is_allowed(speakers: list[int]) -> None:
     rr = RoundRobinStrategy()
@@ -144,6 +145,7 @@ def test_contract_net_rejects_past_deadlines_and_initiator_bids() -> None:
         assert refusal is not None and refusal.reason == "invalid_bid"
 
 
+@settings(deadline=None, max_examples=60)
 @given(st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=5))
 def test_contract_net_awards_lowest_price_earliest_on_ties(prices: list[int]) -> None:
     cn = ContractNetStrategy()
@@ -163,6 +165,7 @@ def test_contract_net_awards_lowest_price_earliest_on_ties(prices: list[int]) ->
     assert award.mentions == (people[1 + best].did,)
 
 
+@settings(deadline=None, max_examples=60)
 @given(st.lists(st.booleans(), min_size=1, max_size=7))
 def test_vote_result_is_a_strict_majority_announced_once(ballots: list[bool]) -> None:
     mv = MajorityVoteStrategy()

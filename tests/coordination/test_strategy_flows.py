@@ -146,6 +146,9 @@ async def test_contract_net_deadline_resolves_on_tick(
     bid = await post(service, y, thread.id, data={"bid": {"price": 7}})
     assert await service.tick_due() == 0  # not due yet
     assert await service.tick(thread.id) == ()
+    late_joiner = agents[3]
+    await service.add_participant(boss.did, thread.id, late_joiner.did)
+    assert (await service.get_thread(boss.did, thread.id)).wake_at == clock.now + 500
     clock.advance(500)
     with pytest.raises(Conflict) as late:
         await post(service, x, thread.id, data={"bid": {"price": 1}})

@@ -110,3 +110,19 @@ def test_choose_returns_everyone_when_fewer_than_fanout() -> None:
     peers.add("a")
     assert peers.choose(random.Random(0), 3) == ["a"]
     assert not peers.add("self")
+
+
+def test_an_initiator_banned_by_what_it_pushes_gets_no_answer(make_peer: PeerFactory) -> None:
+    policy = ScoringPolicy(bad_record_penalty=60, ban_threshold=-100)
+    liar = GossipState(Identity.generate().did, rng=random.Random(1))
+    honest = GossipState(
+        Identity.generate().did, rng=random.Random(2), config=GossipConfig(scoring=policy)
+    )
+    honest.merge([make_peer(Identity.generate())], NOW_MS)
+    # The liar's store holds forged records (it skipped verification); it pushes them in step 3.
+    for _ in range(2):
+        liar._index.put_peer(_forged(Identity.generate(), make_peer))
+    stats = run_exchange(liar, honest, NOW_MS)
+    assert not stats.completed and stats.messages == 3
+    assert honest.scores.is_banned(liar.self_did, NOW_MS)
+    assert len(liar.peers) == 2, "nothing came back"

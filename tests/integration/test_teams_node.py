@@ -8,7 +8,6 @@ removal with rekeying, and dissolution.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from coral_sdk import CoralApiError, CoralClient
@@ -21,14 +20,13 @@ from coral_sdk.teams import (
 
 from coral.protocol.agent import AgentManifest, Price
 from coral.protocol.identity import Identity
-from coral.protocol.message import TextPart, from_wire, now_ms
+from coral.protocol.message import from_wire, now_ms
 from coral.teams import (
     Acceptance,
     Invitation,
     Money,
     RoleSpec,
     accept,
-    build_team_message,
     draft_charter,
     invite,
     open_key_epoch,
@@ -124,18 +122,8 @@ async def test_team_of_three_talks_encrypted_rekeys_and_dissolves(node_factory):
         last = from_wire(history["entries"][-1]["message"])
         with pytest.raises(DecryptionFailed):
             read_team_message(last, carol_team.keys)
-        with pytest.raises(NotAMember):
-            await carol_team.send_team_message(team.team_id, "still here?")
-        old_key = carol_team.keys[f"{team.team_id}/1"]
-        stale = build_team_message(
-            old_key,
-            carol.identity,
-            thread=team.thread_id,
-            parts=(TextPart(text="still here?"),),
-            now_ms=now_ms(),
-        )
         with pytest.raises(CoralApiError) as info:
-            await carol.submit(stale)
+            await carol_team.send_team_message(team.team_id, "still here?")
         assert info.value.reason == "not_a_member"
 
         await teams.dissolve(team.team_id, goal_met=True)
@@ -233,10 +221,10 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
 
         # Binding a thread to a team needs team authority and exactly its members.
         with pytest.raises(CoralApiError) as info:
-            await TeamClient(eve)._create_team_thread(charter.team_id, [alice.did], "g")
+            await TeamClient(eve)._create_team_thread(charter.team_id, [alice.did])
         assert info.value.reason == "not_authorized"
         with pytest.raises(CoralApiError) as info:
-            await teams._create_team_thread(charter.team_id, [bob.did], "g")
+            await teams._create_team_thread(charter.team_id, [bob.did])
         assert info.value.reason == "not_a_member"
         # Bob's acceptance over the role's max price is refused.
         with pytest.raises(CoralApiError) as info:
@@ -244,9 +232,30 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
                 accept(invitation, bob.identity, price=41, currency="CRL", now_ms=now_ms())
             )
         assert info.value.reason == "price_above_role_max"
-        assert json.loads(json.dumps(await TeamClient(bob).teams()))[0]["members"] == {
-            alice.did: "initiator"
-        }
+        assert (await TeamClient(bob).teams())[0]["members"] == {alice.did: "initiator"}
+
+        # Reads are for the right callers only; proposing needs a registered initiator.
+        with pytest.raises(CoralApiError) as info:
+            await alice._request("GET", "/v1/teams", query={"member": bob.did})
+        assert info.value.reason == "not_your_teams"
+        with pytest.raises(CoralApiError) as info:
+            await TeamClient(bob).candidates(charter.team_id)
+        assert info.value.reason == "not_authorized"
+        assert [r.agent for r in (await teams.candidates(charter.team_id))["writer"]] == sorted(
+            [bob.did, eve.did]
+        )
+        stranger = Identity.generate()
+        unregistered = draft_charter(
+            stranger,
+            goal="g",
+            roles=ROLES,
+            budget=Money(amount=1),
+            deadline_ms=now_ms() + 60_000,
+            now_ms=now_ms(),
+        )
+        with pytest.raises(CoralApiError) as info:
+            await teams.propose(unregistered)
+        assert info.value.reason == "agent_not_registered"
     finally:
         for client in (alice, bob, eve):
             await client.close()
@@ -280,4 +289,45 @@ async def test_refusal_moves_to_next_candidate_and_timeout_cancels(node_factory)
             stop.set()
             await task
         for client in (alice, dave, bob, carol):
+            await client.close()
+
+
+async def test_team_rules_survive_a_node_restart(node_factory):
+    node = node_factory("node")
+    alice = await registered(node, "alice")
+    bob = await registered(node, "bob", "write")
+    carol = await registered(node, "carol", "review")
+    eve = await registered(node, "eve")
+    handlers = [answering(bob, 1), answering(carol, 1)]
+    try:
+        team = await TeamClient(alice).form_team(
+            goal="persist", roles=ROLES, budget=Money(amount=5), timeout_s=20
+        )
+        record = await TeamClient(alice).record(team.team_id)
+        certificates = [d for d in record.documents if d.type == "certificate"]
+        assert {c.agent_record.home_node for c in certificates} == {node.node_id}
+    finally:
+        for task, stop in handlers:
+            stop.set()
+            await task
+        for client in (alice, bob, carol, eve):
+            await client.close()
+    assert node.terminate() == 0
+    node.start()
+
+    again = {
+        name: CoralClient(node.http, client.identity)
+        for name, client in (("alice", alice), ("bob", bob), ("eve", eve))
+    }
+    try:
+        bob_team = TeamClient(again["bob"])
+        await bob_team.join(team.team_id, timeout_s=5)
+        await bob_team.send_team_message(team.team_id, "still bound after restart")
+        posts = await TeamClient(again["alice"]).read_team_messages(team.team_id)
+        assert [p.text for p in posts] == ["still bound after restart"]
+        with pytest.raises(CoralApiError) as info:
+            await again["eve"].send(team.thread_id, "hello?")
+        assert info.value.reason == "not_a_member"
+    finally:
+        for client in again.values():
             await client.close()

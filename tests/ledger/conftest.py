@@ -8,21 +8,18 @@ PostgreSQL tests skip with a loud reason.
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from throwaway_postgres import ThrowawayPostgres, find_postgres_bin
 
 from coral.ledger import LedgerService, LedgerStore
 from coral.protocol.identity import Identity
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
-
-_database_names = itertools.count()
+from tests.ledger.ledger_support import Clock, create_database
+from tests.ledger.throwaway_postgres import ThrowawayPostgres, find_postgres_bin
 
 
 @pytest.fixture(scope="session")
@@ -36,17 +33,6 @@ def postgres_server() -> Iterator[ThrowawayPostgres]:
     server.start()
     yield server
     server.stop()
-
-
-async def create_database(server: ThrowawayPostgres) -> str:
-    """Create an empty database on ``server`` and return its DSN."""
-    name = f"ledger_{next(_database_names)}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return server.dsn_for(name)
 
 
 @pytest.fixture
@@ -70,16 +56,6 @@ def any_store(request: pytest.FixtureRequest) -> LedgerStore:
     """Each ledger store adapter in turn."""
     store: LedgerStore = request.getfixturevalue(f"{request.param}_store")
     return store
-
-
-class Clock:
-    """A settable millisecond clock, so tests decide when deadlines pass."""
-
-    def __init__(self, now_ms: int = 1_000_000) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ operations and, after every step, compares results and balances and runs
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -40,6 +41,9 @@ ACCOUNTS = [
 ACCOUNT_IDS = [*(a.id for a in ACCOUNTS), "ghost"]
 AMOUNTS = [-3, 0, 1, 2, 7, 40, 300, AMOUNT_MAX, AMOUNT_MAX + 1]
 BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+PREIMAGE = bytes(range(32))
+CONDITION = hashlib.sha256(PREIMAGE).hexdigest()
+FULFILLMENTS = ["", PREIMAGE.hex(), PREIMAGE.hex(), bytes(32).hex()]
 
 
 @dataclass
@@ -56,6 +60,7 @@ class ModelPending:
     amount: int
     ledger: str
     expires_at: int
+    condition: str = ""
     status: str = ""
 
 
@@ -103,6 +108,8 @@ class Model:
         if not resolving:
             if t.timeout_ms and not t.flags & TransferFlags.PENDING:
                 return "timeout_requires_pending"
+            if t.condition and not t.timeout_ms:
+                return "condition_requires_timeout"
             if t.debit_account == t.credit_account:
                 return "accounts_must_differ"
         earlier = self.requests.get(t.id)
@@ -138,7 +145,7 @@ class Model:
         if pending:
             expires = now + t.timeout_ms if t.timeout_ms else 0
             self.pendings[t.id] = ModelPending(
-                t.debit_account, t.credit_account, t.amount, debit.ledger, expires
+                t.debit_account, t.credit_account, t.amount, debit.ledger, expires, t.condition
             )
         return None
 
@@ -158,6 +165,14 @@ class Model:
             return "pending_amount_mismatch"
         if is_post and amount > p.amount:
             return "exceeds_pending_amount"
+        if is_post and p.condition and not t.fulfillment:
+            return "fulfillment_required"
+        if (
+            is_post
+            and p.condition
+            and hashlib.sha256(bytes.fromhex(t.fulfillment)).hexdigest() != (p.condition)
+        ):
+            return "condition_not_met"
         debit, credit = self.accounts[p.debit].balances, self.accounts[p.credit].balances
         if is_post and max(debit["debits_posted"], credit["credits_posted"]) + amount > AMOUNT_MAX:
             return "amount_overflow"
@@ -263,6 +278,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _draw_new(self, data: st.DataObject) -> Transfer:
         pending = data.draw(st.booleans())
+        locked = pending and data.draw(st.integers(0, 3)) == 0
         return Transfer(
             id=self._new_id(data),
             debit_account=data.draw(st.sampled_from(DEBITS)),
@@ -270,6 +286,7 @@ class LedgerMachine(RuleBasedStateMachine):
             amount=data.draw(amounts),
             flags=TransferFlags.PENDING if pending else TransferFlags.NONE,
             timeout_ms=data.draw(st.sampled_from([0, 5, 50])) if pending else 0,
+            condition=CONDITION if locked else "",
         )
 
     @rule(data=st.data())
@@ -293,8 +310,17 @@ class LedgerMachine(RuleBasedStateMachine):
         full = self.model.pendings[pending].amount if pending in self.model.pendings else 1
         amount = data.draw(st.sampled_from([0, 0, 1, full, full + 1, -1]))
         flags = TransferFlags.POST_PENDING if post else TransferFlags.VOID_PENDING
+        fulfillment = data.draw(st.sampled_from(FULFILLMENTS)) if post else ""
         self._submit(
-            [Transfer(id=self._new_id(data), pending_id=pending, amount=amount, flags=flags)]
+            [
+                Transfer(
+                    id=self._new_id(data),
+                    pending_id=pending,
+                    amount=amount,
+                    flags=flags,
+                    fulfillment=fulfillment,
+                )
+            ]
         )
 
     @precondition(lambda self: bool(self.sent))

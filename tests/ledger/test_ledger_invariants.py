@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
-from ledger_model import LedgerMachine
+
+from tests.ledger.ledger_model import LedgerMachine
 
 LedgerMachine.TestCase.settings = settings(
     max_examples=150,

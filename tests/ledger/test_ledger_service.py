@@ -6,7 +6,6 @@ import asyncio
 import os
 
 import pytest
-from conftest import Clock
 
 from coral.ledger import (
     AccountKind,
@@ -21,7 +20,10 @@ from coral.ledger import (
 )
 from coral.ledger import errors as e
 from coral.ledger.ports import LedgerStore
+from coral.ledger.service import MAX_BATCH_EVENTS
+from coral.protocol.errors import TooLarge
 from coral.protocol.identity import Identity
+from tests.ledger.ledger_support import Clock
 
 
 async def funded(service: LedgerService, amount: int = 100) -> None:
@@ -174,3 +176,11 @@ async def test_concurrent_spenders_never_overdraw_a_hot_account(
     assert len(succeeded) == 50 and all(isinstance(r, e.ExceedsCredits) for r in refused)
     assert (await service.balance("alice")).balance == 0
     assert find_violations(await any_store.load_snapshot()) == []
+
+
+async def test_oversized_batch_is_refused_whole(service: LedgerService) -> None:
+    await funded(service)
+    batch = [Transfer(f"x{i}", "alice", "bob", 1) for i in range(MAX_BATCH_EVENTS + 1)]
+    with pytest.raises(TooLarge):
+        await service.batch(batch)
+    assert (await service.balance("bob")).balance == 0

@@ -31,38 +31,36 @@ PENDING, POST, VOID, LINKED = (
 PREIMAGE = bytes(range(32))
 
 
+SEED_ACCOUNTS = [
+    Account("op", "usd", kind=AccountKind.OPERATOR),
+    Account("alice", "usd", flags=LIMITED),
+    Account("bob", "usd", flags=LIMITED),
+    Account("euro", "eur"),
+]
+#: op funds alice with 100; alice holds 30 (plain), 10 (hash-locked) and a voided 5 for bob.
+SEED_TRANSFERS = [
+    Transfer("fund", "op", "alice", 100),
+    Transfer("held", "alice", "bob", 30, flags=PENDING, timeout_ms=1000),
+    Transfer(
+        "locked",
+        "alice",
+        "bob",
+        10,
+        flags=PENDING,
+        timeout_ms=500,
+        condition=condition_for(PREIMAGE),
+    ),
+    Transfer("gone", "alice", "bob", 5, flags=PENDING),
+    Transfer("gone-void", pending_id="gone", flags=VOID),
+]
+
+
 @pytest.fixture
 def ledger() -> LedgerState:
-    """op (may go negative) funds alice with 100; bob is empty; euro is another currency."""
+    """The seed accounts and transfers, applied at time 1-3."""
     state = LedgerState()
-    results = state.create_accounts(
-        [
-            Account("op", "usd", kind=AccountKind.OPERATOR),
-            Account("alice", "usd", flags=LIMITED),
-            Account("bob", "usd", flags=LIMITED),
-            Account("euro", "eur"),
-        ],
-        now_ms=1,
-    )
-    assert all(r.ok for r in results)
-    assert state.create_transfers([Transfer("fund", "op", "alice", 100)], 2)[0].ok
-    state.create_transfers(
-        [
-            Transfer("held", "alice", "bob", 30, flags=PENDING, timeout_ms=1000),
-            Transfer(
-                "locked",
-                "alice",
-                "bob",
-                10,
-                flags=PENDING,
-                timeout_ms=500,
-                condition=condition_for(PREIMAGE),
-            ),
-            Transfer("gone", "alice", "bob", 5, flags=PENDING),
-            Transfer("gone-void", pending_id="gone", flags=VOID),
-        ],
-        3,
-    )
+    assert all(r.ok for r in state.create_accounts(SEED_ACCOUNTS, now_ms=1))
+    assert all(r.ok for r in state.create_transfers(SEED_TRANSFERS, now_ms=3))
     state.take_changes()
     return state
 
@@ -294,3 +292,10 @@ def test_overflowing_balance_is_refused() -> None:
     assert state.create_transfers([Transfer("a", "x", "y", AMOUNT_MAX)], 2)[0].ok
     [result] = state.create_transfers([Transfer("b", "x", "y", 1)], 3)
     assert isinstance(result.error, e.AmountOverflow)
+
+
+def test_request_digest_cannot_be_forged_by_shifting_text_between_fields() -> None:
+    a = Transfer("x", "alice", "bob", 1, memo="a\x1fb")
+    b = Transfer("x", "alice", "bob", 1, memo="a", fulfillment="b")
+    assert a.digest() != b.digest()
+    assert Transfer("x", "ab", "c", 1).digest() != Transfer("x", "a", "bc", 1).digest()

@@ -17,15 +17,15 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
-from conftest import create_database
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
-from ledger_model import LedgerMachine, LedgerUnderTest
-from throwaway_postgres import ThrowawayPostgres
 
 from coral.ledger import Account, LedgerState, LedgerStore, Transfer, TransferResult
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
+from tests.ledger.ledger_model import LedgerMachine, LedgerUnderTest
+from tests.ledger.ledger_support import create_database
+from tests.ledger.throwaway_postgres import ThrowawayPostgres
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ class StoreLedger(LedgerUnderTest):
         self.count_rows = count_rows
 
     def run(self, coro: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return self.loop.run_until_complete(coro)
 
     def create_accounts(self, accounts: Sequence[Account], now: int) -> None:
         assert all(r.ok for r in self.run(self.store.create_accounts(accounts, now)))
@@ -88,7 +88,9 @@ def test_sqlite_store_keeps_ledger_invariants() -> None:
 
                 return StoreLedger(lambda: SqliteLedgerStore.open(path), count)
 
-        run_state_machine_as_test(SqliteMachine, settings=settings(STORE_SETTINGS, max_examples=20))
+        run_state_machine_as_test(  # type: ignore[no-untyped-call]
+            SqliteMachine, settings=settings(STORE_SETTINGS, max_examples=20)
+        )
 
 
 @pytest.mark.postgres
@@ -113,4 +115,6 @@ def test_postgres_store_keeps_ledger_invariants(postgres_server: ThrowawayPostgr
 
             return StoreLedger(open_store, count)
 
-    run_state_machine_as_test(PostgresMachine, settings=settings(STORE_SETTINGS, max_examples=6))
+    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        PostgresMachine, settings=settings(STORE_SETTINGS, max_examples=6)
+    )

@@ -29,7 +29,11 @@ _DISCONNECT_POLL_S = 0.5
 
 
 def asgi_scope(
-    request: web.Request, *, path: str | None = None, root_path: str = "", **extra: Any
+    request: web.Request,
+    *,
+    path: str | None = None,
+    root_path: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ASGI HTTP scope for ``request``; ``path`` overrides what the app sees."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
@@ -49,7 +53,7 @@ def asgi_scope(
         "client": tuple(peer[:2]) if peer else None,
         "server": tuple(sockname[:2]) if sockname else None,
         "state": {},
-        **extra,
+        **(extra or {}),
     }
 
 

@@ -77,6 +77,8 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         result = await self.ctx.require("gateway").submit(message)
         if isinstance(result, Thread):
             return coordination_pb2.SubmitResponse(thread=convert.thread_to_proto(result))
+        if isinstance(result, dict):  # queued for the node that owns the thread
+            return coordination_pb2.SubmitResponse(forwarded_to=result["owner"])
         return coordination_pb2.SubmitResponse(entry=convert.entry_to_proto(result))
 
     @rpc("GetThread")

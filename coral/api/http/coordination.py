@@ -59,6 +59,8 @@ async def submit(request: web.Request) -> web.Response:
     result = await gateway.submit(message)
     if isinstance(result, Thread):
         return web.json_response({"thread": thread_view(result)}, status=201)
+    if isinstance(result, dict):  # queued for the node that owns the thread
+        return web.json_response({"forwarded": result}, status=202)
     return web.json_response({"entry": entry_view(result)}, status=201)
 
 

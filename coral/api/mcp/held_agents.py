@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from coral.agents.directory import AgentDirectory
 from coral.coordination.model import Thread, ThreadEntry
@@ -134,8 +135,14 @@ class HeldAgents:
             await conn.execute(
                 "INSERT INTO interop_agents(did, name, kind, secret_sha256, card_url, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (agent.did, agent.name, kind, secret_hash(secret) if secret else None, card_url,
-                 now_ms()),
+                (
+                    agent.did,
+                    agent.name,
+                    kind,
+                    secret_hash(secret) if secret else None,
+                    card_url,
+                    now_ms(),
+                ),
             )
         return agent, secret
 
@@ -154,7 +161,10 @@ class HeldAgents:
         if await self.directory.is_registered(agent.did):
             version = max(now, (await self.directory.get(agent.did)).version + 1)
         record = AgentRecord(
-            agent=agent.did, home_node=self.node.did, manifest=manifest, version=version,
+            agent=agent.did,
+            home_node=self.node.did,
+            manifest=manifest,
+            version=version,
             updated_at=now,
         )
         return await self.directory.register(sign_record_as_agent(record, agent.identity))
@@ -189,8 +199,13 @@ class HeldAgents:
         """A message from ``agent``, signed with its key."""
         now = now_ms()
         message = Message(
-            id=new_message_id(now), kind=kind, sender=agent.did, thread=thread,
-            mentions=tuple(mentions), created_at=now, parts=tuple(parts),
+            id=new_message_id(now),
+            kind=kind,
+            sender=agent.did,
+            thread=thread,
+            mentions=tuple(mentions),
+            created_at=now,
+            parts=tuple(parts),
         )
         return sign_message(message, agent.identity)
 
@@ -203,8 +218,12 @@ class HeldAgents:
         text: str | None = None,
         data: object = None,
         mentions: Iterable[str] = (),
-    ) -> Thread | ThreadEntry:
-        """Sign a message as ``agent`` and pass it through the gateway."""
+    ) -> Thread | ThreadEntry | dict[str, Any]:
+        """Sign a message as ``agent`` and pass it through the gateway.
+
+        Returns the thread, the stored entry, or (for a thread another node owns)
+        the gateway's forwarding receipt.
+        """
         parts: list[Part] = []
         if text is not None:
             parts.append(TextPart(text=text))

@@ -46,6 +46,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="model name, or model directory for --engine transformers (default: $AGENTFLOW_MODEL)",
     )
+    parser.add_argument("--device", default="auto", help="transformers engine: auto, cpu, cuda")
     parser.add_argument("--max-steps", type=int, default=10, help="turn limit (default 10)")
     parser.add_argument("--max-time", type=float, default=300.0, help="seconds (default 300)")
     parser.add_argument(
@@ -104,7 +105,7 @@ def _make_engine(args: argparse.Namespace) -> Any:
 
         if not args.llm_model:
             raise SystemExit("--engine transformers needs --model <model directory>")
-        return TransformersEngine(args.llm_model)
+        return TransformersEngine(args.llm_model, device=args.device)
     from coral_sdk.models.agentflow.engines.openai_http import (
         OpenAICompatibleEngine,
         OpenAIEngineConfig,

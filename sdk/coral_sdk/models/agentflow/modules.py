@@ -123,9 +123,10 @@ class LLMExecutor:
 
     async def execute(self, question: str, planned: PlannedStep) -> ExecutedStep:
         """Generate and run the command; parse and tool failures are returned, not raised."""
-        if planned.tool_name is None:
-            return ExecutedStep("", {"error": "no tool was chosen"}, "no tool was chosen")
-        tool = self.toolbox.get(planned.tool_name)
+        if planned.tool_name not in self.toolbox.tools:
+            problem = f"no tool named {planned.tool_name!r} in the toolbox"
+            return ExecutedStep("", {"error": problem}, problem)
+        tool = self.toolbox.tools[planned.tool_name]
         prompt = prompts.tool_command_prompt(
             question,
             planned.context,
@@ -140,7 +141,7 @@ class LLMExecutor:
             problem = f"could not read a tool command: {exc.detail}"
             return ExecutedStep(completion.text.strip()[:500], {"error": problem}, problem)
         return await run_tool(
-            self.toolbox, planned.tool_name, parsed.command, parsed.arguments, self.tool_timeout_s
+            self.toolbox, tool.metadata.name, parsed.command, parsed.arguments, self.tool_timeout_s
         )
 
 

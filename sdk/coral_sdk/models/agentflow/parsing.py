@@ -20,13 +20,18 @@ from coral_sdk.models.agentflow.errors import InvalidToolCommand
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """The planner's decision for one turn. ``tool_name`` is None when none could be read."""
+    """The planner's decision for one turn.
+
+    ``tool_name`` is a toolbox name, or None when none could be read; then
+    ``requested_tool`` keeps what the model wrote, so the memory shows its mistake.
+    """
 
     context: str
     sub_goal: str
     tool_name: str | None
     text: str = ""
     problem: str | None = None
+    requested_tool: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,10 @@ def parse_planner_step(text: str, available: Sequence[str]) -> PlannedStep:
         problem = f"planner chose unknown tool {raw_tool.splitlines()[0]!r}"
     if not sub_goal:
         sub_goal = context or text.strip()[:300]
-    return PlannedStep(context, sub_goal, tool, text=text, problem=problem)
+    requested = raw_tool.splitlines()[0].strip(" `'\"*") if raw_tool else ""
+    return PlannedStep(
+        context, sub_goal, tool, text=text, problem=problem, requested_tool=requested
+    )
 
 
 def _sole_tool_mentioned(text: str, available: Sequence[str]) -> str | None:
@@ -143,16 +151,26 @@ def parse_tool_command(text: str) -> ParsedCommand:
 
 
 def _execute_snippets(text: str) -> list[str]:
+    """Each ``tool.execute(...)`` call, ended at the first ``)`` that makes valid Python.
+
+    Trying each closing parenthesis in turn copes with parentheses inside string
+    arguments (``code="print(')')"``), which plain bracket counting gets wrong.
+    """
     snippets = []
     for match in re.finditer(r"tool\s*\.\s*execute\s*\(", text):
-        depth, end = 0, None
-        for index in range(match.end() - 1, len(text)):
-            depth += {"(": 1, ")": -1}.get(text[index], 0)
-            if depth == 0:
-                end = index + 1
-                break
-        if end is not None:
-            snippets.append(text[match.start() : end])
+        fallback = None
+        for close in re.finditer(r"\)", text[match.end() - 1 :]):
+            candidate = text[match.start() : match.end() - 1 + close.end()]
+            fallback = fallback or candidate
+            try:
+                ast.parse(candidate, mode="eval")
+            except SyntaxError:
+                continue
+            snippets.append(candidate)
+            break
+        else:
+            if fallback is not None:
+                snippets.append(fallback)  # reported as a syntax error by the caller
     return snippets
 
 

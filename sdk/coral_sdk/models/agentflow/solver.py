@@ -128,58 +128,58 @@ class Solver:
         started = self._clock()
         memory = Memory(max_result_chars=self.config.max_result_chars)
         memory.set_query(question)
-        problems: list[str] = []
-        analysis = ""
-        stop_reason: StopReason = "max_steps"
-        step = 0
+        result = SolveResult(question, "", [], 0, 0.0, "max_steps")
         try:
             async with asyncio.timeout(self.config.max_time_s):
-                analysis = await self.planner.analyze_query(question)
+                result.query_analysis = await self.planner.analyze_query(question)
         except TimeoutError:
-            stop_reason = "max_time"
+            result.stop_reason = "max_time"
         except Exception as exc:
-            problems.append(f"query analysis failed: {_describe(exc)}")
-            stop_reason = "error"
+            result.problems.append(f"query analysis failed: {_describe(exc)}")
+            result.stop_reason = "error"
         else:
-            emit(QueryAnalyzed(analysis))
-            while step < self.config.max_steps:
-                remaining = self.config.max_time_s - (self._clock() - started)
-                if remaining <= 0:
-                    stop_reason = "max_time"
-                    break
-                step += 1
-                budget = asyncio.timeout(remaining)
-                try:
-                    async with budget:
-                        verdict = await self._turn(question, analysis, memory, step, problems, emit)
-                except TimeoutError as exc:
-                    if not budget.expired():  # a module's own timeout, not our time limit
-                        problems.append(f"step {step} failed: {_describe(exc)}")
-                        stop_reason = "error"
-                        break
-                    problems.append(f"step {step} cut off at the {self.config.max_time_s} s limit")
-                    stop_reason = "max_time"
-                    break
-                except Exception as exc:
-                    problems.append(f"step {step} failed: {_describe(exc)}")
-                    stop_reason = "error"
-                    break
-                if verdict.stop:
-                    stop_reason = "verifier_stop"
-                    break
-        result = SolveResult(
-            query=question,
-            query_analysis=analysis,
-            memory=list(memory.actions),
-            step_count=step,
-            execution_time_s=0.0,
-            stop_reason=stop_reason,
-            problems=problems,
-        )
+            emit(QueryAnalyzed(result.query_analysis))
+            await self._run_turns(question, memory, result, started, emit)
+        result.memory = list(memory.actions)
         await self._generate(question, memory, result)
         result.execution_time_s = self._clock() - started
         emit(result)
         return result
+
+    async def _run_turns(
+        self, question: str, memory: Memory, result: SolveResult, started: float, emit: EventSink
+    ) -> None:
+        """Plan-execute-verify until STOP, the turn limit, the time limit, or a failure."""
+        while result.step_count < self.config.max_steps:
+            remaining = self.config.max_time_s - (self._clock() - started)
+            if remaining <= 0:
+                result.stop_reason = "max_time"
+                return
+            result.step_count += 1
+            step = result.step_count
+            budget = asyncio.timeout(remaining)
+            try:
+                async with budget:
+                    verdict = await self._turn(
+                        question, result.query_analysis, memory, step, result.problems, emit
+                    )
+            except TimeoutError as exc:
+                if budget.expired():
+                    result.problems.append(
+                        f"step {step} cut off at the {self.config.max_time_s} s limit"
+                    )
+                    result.stop_reason = "max_time"
+                else:  # a module's own timeout, not our time limit
+                    result.problems.append(f"step {step} failed: {_describe(exc)}")
+                    result.stop_reason = "error"
+                return
+            except Exception as exc:
+                result.problems.append(f"step {step} failed: {_describe(exc)}")
+                result.stop_reason = "error"
+                return
+            if verdict.stop:
+                result.stop_reason = "verifier_stop"
+                return
 
     async def _turn(
         self,
@@ -205,7 +205,7 @@ class Solver:
                 problems.append(f"step {step}: {executed.error}")
         action = memory.add_action(
             step,
-            planned.tool_name or "unknown",
+            planned.tool_name or planned.requested_tool or "unknown",
             planned.sub_goal,
             executed.command,
             executed.result,

@@ -39,10 +39,10 @@ DIGITS_AND_SIGNS = [*"0123456789", "-", ".", ":", ",", "<", ">", "_"]
 class BackboneShape:
     """Size of the repo's small LLaMA backbone."""
 
-    hidden_size: int = 128
-    num_layers: int = 4
+    hidden_size: int = 64
+    num_layers: int = 2
     num_heads: int = 4
-    intermediate_size: int = 256
+    intermediate_size: int = 128
     max_positions: int = 8192
 
 

@@ -24,9 +24,9 @@ HAR_LABELS: tuple[str, ...] = (
     "walking_up",
 )
 HAR_PRE_PROMPT = (
-    "You are given accelerometer data in all three dimensions. Classify the activity. "
-    "Possible activity labels are: " + ", ".join(HAR_LABELS) + ". "
-    "Think step by step and end your response with Answer: <label>."
+    "Classify the activity from accelerometer data in three axes. Labels: "
+    + ", ".join(HAR_LABELS)
+    + ". End with Answer: <label>."
 )
 HAR_POST_PROMPT = "Rationale:"
 AXIS_NAMES: tuple[str, ...] = ("x", "y", "z")
@@ -121,52 +121,36 @@ _MOTION: dict[str, tuple[float, float, float, float]] = {
 
 _RATIONALES: dict[str, tuple[str, ...]] = {
     "biking": (
-        "The signal shows smooth periodic motion of moderate size with a tilted posture. "
-        "The rhythm is slow and round like pedaling, without foot impacts.",
-        "There is a steady circular rhythm on the tilted axes and no sharp impacts. "
-        "This suggests a seated cyclic leg movement.",
+        "Smooth slow cycles on a tilted posture and no impacts suggest pedaling.",
+        "A steady round rhythm without foot impacts suggests a seated cyclic motion.",
     ),
     "lying": (
-        "The signal is almost flat and gravity lies along the z axis. "
-        "The body is horizontal and at rest.",
-        "Very little movement is visible and the mean of the z axis is close to one. "
-        "This points to a horizontal resting body.",
+        "The signal is flat and gravity lies along the z axis, so the body is horizontal.",
+        "Almost no motion and a z mean near one point to a horizontal resting body.",
     ),
     "running": (
-        "The signal shows large and fast periodic swings with strong impacts. "
-        "The intensity is the highest of all, which suggests fast locomotion.",
-        "There are strong impacts at a high step rate and a large spread. "
-        "This is vigorous upright locomotion.",
+        "Large fast swings with strong impacts show the most vigorous motion.",
+        "Strong impacts at a high step rate point to fast upright locomotion.",
     ),
     "sitting": (
-        "The signal is almost flat and gravity is split between the x and y axes. "
-        "The body is still with a tilted upper posture.",
-        "Very little movement is visible and the posture is tilted rather than upright. "
-        "This points to a still seated body.",
+        "The signal is flat and gravity is split between x and y, so the body is still and tilted.",
+        "Almost no motion on a tilted posture points to a still seated body.",
     ),
     "standing": (
-        "The signal is almost flat and gravity lies along the y axis. "
-        "The body is upright and still.",
-        "Very little movement is visible and the posture is fully upright. "
-        "This points to an upright body at rest.",
+        "The signal is flat and gravity lies along the y axis, so the body is upright and still.",
+        "Almost no motion on a fully upright posture points to a body at rest.",
     ),
     "walking": (
-        "The signal shows regular periodic steps of moderate size on an upright posture. "
-        "The step rhythm is even with mild impacts.",
-        "There is an even step rhythm with moderate swings and soft impacts. "
-        "This is relaxed upright locomotion on level ground.",
+        "Even steps of moderate size with mild impacts suggest level locomotion.",
+        "A regular step rhythm with soft impacts points to relaxed upright locomotion.",
     ),
     "walking_down": (
-        "The signal shows periodic steps of moderate size with sharp impact spikes. "
-        "The steps are quick and land hard, as when stepping downward.",
-        "There are quick steps with sharp landing spikes on an upright posture. "
-        "This suggests locomotion going downward.",
+        "Quick steps that land with sharp spikes suggest stepping downward.",
+        "Sharp landing spikes at a quick step rate point to going downward.",
     ),
     "walking_up": (
-        "The signal shows slow periodic steps of moderate size with smooth pushes. "
-        "The steps are slow and effortful, as when stepping upward.",
-        "There is a slow step rhythm with smooth pushes and no sharp spikes. "
-        "This suggests locomotion going upward.",
+        "Slow effortful steps with smooth pushes suggest stepping upward.",
+        "A slow step rhythm with smooth pushes and no spikes points to going upward.",
     ),
 }
 

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-samples", type=int, default=240)
     parser.add_argument("--backbone-steps", type=int, default=300)
     parser.add_argument("--only", choices=sorted(PLAN), action="append")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     set_seed(TRAIN_SEED)

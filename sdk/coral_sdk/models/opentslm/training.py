@@ -103,11 +103,11 @@ def train_model(
         optimizer.step()
         losses.append(float(loss.item()))
         progress.set_postfix(loss=f"{losses[-1]:.3f}")
-        if on_step is not None:
-            on_step(step, losses[-1])
         done = step + 1
         if done % settings.save_every == 0 or done == settings.steps:
             save_checkpoint(model, checkpoint_dir, backbone_dir, extra_config, optimizer, done)
+        if on_step is not None:
+            on_step(step, losses[-1])
     model.eval()
     return losses
 

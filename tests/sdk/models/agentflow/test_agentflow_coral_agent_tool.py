@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ScriptedLLM
 from coral_sdk.models.agentflow import (
     CallCoralAgentTool,
     CoralAgentTool,
@@ -15,6 +14,8 @@ from coral_sdk.models.agentflow import (
     Toolbox,
     build_solver,
 )
+
+from tests.sdk.models.agentflow.scripted_llm import ScriptedLLM
 
 
 class FakeCoralAgents:

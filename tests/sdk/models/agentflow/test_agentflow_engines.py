@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import Reply, ScriptedLLM
 from coral_sdk.models.agentflow import (
     CachedEngine,
     EngineError,
@@ -16,6 +15,8 @@ from coral_sdk.models.agentflow import (
     OpenAIEngineConfig,
 )
 from coral_sdk.models.agentflow.engines.base import cache_key
+
+from tests.sdk.models.agentflow.scripted_llm import Reply, ScriptedLLM
 
 
 def config_for(server: ScriptedLLM, **overrides: object) -> OpenAIEngineConfig:
@@ -155,6 +156,18 @@ async def test_failed_calls_are_not_cached(scripted_llm: ScriptedLLM) -> None:
         assert (await cached.generate("flaky")).text == "recovered"
 
 
+def test_config_reads_the_environment_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://openai.example/v1")
+    monkeypatch.setenv("AGENTFLOW_BASE_URL", "http://vllm.local:8000/v1")
+    monkeypatch.setenv("AGENTFLOW_MODEL", "qwen2.5-7b-instruct")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = OpenAIEngineConfig.from_env()
+    assert config.base_url == "http://vllm.local:8000/v1"
+    assert config.model == "qwen2.5-7b-instruct" and config.api_key == "sk-test"
+    override = OpenAIEngineConfig.from_env(base_url="http://other/v1", model=None)
+    assert override.base_url == "http://other/v1" and override.model == "qwen2.5-7b-instruct"
+
+
 def test_cache_key_depends_on_model_prompt_system_and_params() -> None:
     base = cache_key("m", "p", None, {"temperature": 0.0})
     assert base == cache_key("m", "p", None, {"temperature": 0.0})
@@ -170,3 +183,13 @@ def test_cache_key_depends_on_model_prompt_system_and_params() -> None:
         )
         == 5
     )
+
+
+async def test_api_key_is_sent_as_bearer_token_only_when_set(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.script = {"other": ["ok"]}
+    async with OpenAICompatibleEngine(config_for(scripted_llm, api_key="sk-abc")) as engine:
+        await engine.generate("hi")
+    async with OpenAICompatibleEngine(config_for(scripted_llm)) as engine:
+        await engine.generate("hi")
+    assert scripted_llm.headers[0]["Authorization"] == "Bearer sk-abc"
+    assert "Authorization" not in scripted_llm.headers[1]

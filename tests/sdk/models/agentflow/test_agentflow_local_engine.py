@@ -54,3 +54,15 @@ def test_missing_model_directory_is_a_clear_engine_error(tmp_path: Path) -> None
 
     with pytest.raises(EngineError, match="model directory not found"):
         TransformersEngine(tmp_path / "absent")
+    with pytest.raises(EngineError, match="cannot load a causal LM"):
+        TransformersEngine(tmp_path)  # exists, but holds no model
+
+
+def test_cuda_request_without_cuda_is_an_engine_error(tmp_path: Path) -> None:
+    import torch
+    from coral_sdk.models.agentflow.engines.local_transformers import TransformersEngine
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(EngineError, match="CUDA is not available"):
+        TransformersEngine(tmp_path, device="cuda")

@@ -71,6 +71,13 @@ def test_tool_command_in_code_block_with_literal_keywords() -> None:
     assert parsed.command.startswith("tool.execute(")
 
 
+def test_parentheses_inside_string_arguments_do_not_cut_the_call() -> None:
+    text = r"""execution = tool.execute(code="print(')')\nmax(1, (2))") and some trailing words)"""
+    assert parse_tool_command(text).arguments == {"code": "print(')')\nmax(1, (2))"}
+    triple = 'execution = tool.execute(code="""x = (1 +\n2)\nx""")'
+    assert parse_tool_command(triple).arguments == {"code": "x = (1 +\n2)\nx"}
+
+
 def test_tool_command_without_code_fence_or_as_json() -> None:
     assert parse_tool_command('sure: tool.execute(query="x (y)")').arguments == {"query": "x (y)"}
     assert parse_tool_command('Command: {"query": "capital"}').arguments == {"query": "capital"}

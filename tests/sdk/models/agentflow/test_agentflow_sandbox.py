@@ -34,6 +34,9 @@ async def test_calculator_tool_reports_results_and_errors_as_data() -> None:
         "statistics.sys.modules['io'].open('/etc/hostname').read()",
         "statistics.sys.modules['os'].listdir('/')",
         "statistics.sys.modules['os'].system('echo escaped')",
+        "statistics.sys.modules['posix'].system('echo escaped')",
+        "statistics.sys.modules['_io'].FileIO('/etc/hostname').read()",
+        "statistics.sys.modules['resource'].setrlimit(9, (-1, -1))",  # lift RLIMIT_AS
     ],
 )
 async def test_file_and_process_access_is_refused(code: str) -> None:

@@ -1,4 +1,9 @@
-"""The AgentFlow loop end to end, driven by the scripted LLM server (see conftest)."""
+"""The AgentFlow loop end to end.
+
+The model side is a scripted OpenAI-compatible HTTP server on 127.0.0.1 (see
+conftest): the one allowed stand-in, since no LLM service runs here. Engine
+client, parsing, memory, solver and tools (sandboxed calculator, BM25) are real.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import Reply, ScriptedLLM
 from coral_sdk.models.agentflow import (
     FlowConfig,
     OpenAICompatibleEngine,
@@ -19,6 +23,8 @@ from coral_sdk.models.agentflow import (
     default_tools,
 )
 from coral_sdk.models.agentflow.solver import TOOL_NOT_FOUND_RESULT
+
+from tests.sdk.models.agentflow.scripted_llm import Reply, ScriptedLLM
 
 
 @pytest.fixture
@@ -177,7 +183,7 @@ async def test_malformed_model_output_is_recorded_and_the_loop_continues(
     assert result.step_count == 3
     first, second, third = result.memory
     assert first.tool_name == "unknown" and first.result == TOOL_NOT_FOUND_RESULT
-    assert second.tool_name == "unknown"
+    assert second.tool_name == "web_search"  # the memory shows the planner its mistake
     assert "error" in third.result and "tool command" in third.result["error"]
     joined = "\n".join(result.problems)
     assert "no 'Tool Name:' field" in joined

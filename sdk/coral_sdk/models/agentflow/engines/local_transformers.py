@@ -17,7 +17,11 @@ from coral_sdk.models.agentflow.errors import EngineError, EngineNotInstalled
 
 
 class TransformersEngine:
-    """Greedy or sampled generation from a local ``AutoModelForCausalLM`` directory."""
+    """Greedy or sampled generation from a local ``AutoModelForCausalLM`` directory.
+
+    ``device`` is any torch device string or "auto" (CUDA when present). A call
+    cancelled mid-generation lets that generation finish in its worker thread.
+    """
 
     def __init__(
         self,
@@ -39,12 +43,21 @@ class TransformersEngine:
             raise EngineError(f"model directory not found: {path}")
         self.model = path.name
         self.stats = EngineStats()
-        self.device = device or ("cuda" if self._torch.cuda.is_available() else "cpu")
+        from coral_sdk.runtime.device import DeviceUnavailable, pick_device  # needs torch
+
+        try:
+            self.device = str(pick_device(device))
+        except DeviceUnavailable as exc:
+            raise EngineError(str(exc)) from None
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self._tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        # bf16 halves memory on GPUs; CPUs run float32 faster and more exactly.
         dtype = self._torch.bfloat16 if self.device.startswith("cuda") else self._torch.float32
-        self._model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        try:
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+            self._model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"cannot load a causal LM from {path}: {exc}") from None
         self._model.to(self.device).eval()
         self._lock = asyncio.Lock()
 
@@ -68,6 +81,10 @@ class TransformersEngine:
         self.stats.record(completion)
         return completion
 
+    def _pad_token_id(self) -> int | None:
+        pad = self._tokenizer.pad_token_id
+        return int(pad) if pad is not None else self._tokenizer.eos_token_id
+
     def _generate_sync(self, text: str, params: dict[str, Any]) -> Completion:
         encoded = self._tokenizer(text, return_tensors="pt").to(self.device)
         prompt_length = int(encoded["input_ids"].shape[1])
@@ -75,7 +92,7 @@ class TransformersEngine:
         options: dict[str, Any] = {
             "max_new_tokens": int(params.get("max_tokens", self.max_new_tokens)),
             "do_sample": temperature > 0,
-            "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
+            "pad_token_id": self._pad_token_id(),
         }
         if temperature > 0:
             options["temperature"] = temperature

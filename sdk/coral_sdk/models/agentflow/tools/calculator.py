@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from coral_sdk.models.agentflow.tools.base import ToolDemo, ToolMetadata
@@ -16,8 +18,10 @@ class PythonCalculatorTool:
     small math allowlist are refused.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
+    def __init__(self, limits: SandboxLimits | None = None, *, max_parallel: int = 0) -> None:
+        """``max_parallel`` caps concurrent sandbox processes (default: one per CPU)."""
         self.limits = limits or SandboxLimits()
+        self._slots = asyncio.Semaphore(max_parallel or os.cpu_count() or 2)
         self.metadata = ToolMetadata(
             name="python_calculator",
             description=(
@@ -56,7 +60,8 @@ class PythonCalculatorTool:
     async def execute(self, **arguments: Any) -> dict[str, Any]:
         """Run ``code`` in the sandbox; failures come back in ``error``, never as exceptions."""
         code = str(arguments["code"])
-        outcome = await run_sandboxed(code, self.limits)
+        async with self._slots:  # many rollouts at once must not fork-bomb the host
+            outcome = await run_sandboxed(code, self.limits)
         result = outcome.value if outcome.value is not None else outcome.stdout.strip() or None
         return {
             "code": code,

@@ -65,6 +65,9 @@ REFUSED_EVENT_PREFIXES = (
     "webbrowser.",
     "marshal.",
     "pickle.",
+    "resource.",  # root could otherwise raise its own hard limits again
+    "gc.",
+    "signal.",
     "code.__new__",
     "function.__new__",
     "object.__getattr__",
@@ -166,4 +169,5 @@ def main() -> None:
         real_stdout.flush()
 
 
-main()
+if __name__ == "__main__":  # importing this file must never wait on stdin
+    main()

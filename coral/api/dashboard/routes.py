@@ -1,0 +1,217 @@
+"""Dashboard HTTP routes: the page, its snapshot and event stream, and operator actions.
+
+- ``GET /`` the page; ``GET /dashboard/static/{file}`` its CSS and JS.
+- ``GET /v1/dashboard/snapshot`` one JSON snapshot.
+- ``GET /v1/dashboard/events`` Server-Sent Events: a ``snapshot`` event now and
+  whenever the snapshot changes (at most twice a second).
+- ``POST /v1/dashboard/admin/...`` operator actions; always need the admin token.
+
+Read-only views are open while the node listens on loopback only (anyone who
+can reach the port is on the machine); on any other address they need the
+admin token too, as ``Authorization: Bearer`` or ``?token=`` (EventSource
+cannot send headers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from coral.api.auth import authenticate_admin
+from coral.api.dashboard.feed import SnapshotFeed
+from coral.api.dashboard.snapshot import SnapshotBuilder, views_are_open
+from coral.api.http.app import CTX
+from coral.context import NodeContext
+from coral.protocol.errors import Forbidden, InvalidMessage, NotFound
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_FILES = {
+    "dashboard.css": "text/css",
+    "dashboard.js": "text/javascript",
+}
+#: No inline script or style and nothing from elsewhere: the page is self-contained.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+MAX_SUMMARY_CHARS = 4000
+OPERATOR_NOTE = "[closed by the node operator]"
+
+BUILDER: web.AppKey[SnapshotBuilder] = web.AppKey("coral_dashboard_builder", SnapshotBuilder)
+FEED: web.AppKey[SnapshotFeed] = web.AppKey("coral_dashboard_feed", SnapshotFeed)
+
+log = logging.getLogger("coral.dashboard")
+
+
+def _authorize_view(request: web.Request) -> None:
+    ctx = request.app[CTX]
+    if views_are_open(ctx):
+        return
+    header = request.headers.get("Authorization")
+    if header is None and "token" in request.query:
+        header = f"Bearer {request.query['token']}"
+    authenticate_admin(ctx, header)
+
+
+async def index(request: web.Request) -> web.Response:
+    """GET /: the dashboard page (always served; data calls do the authorizing)."""
+    return web.Response(
+        body=(STATIC_DIR / "index.html").read_bytes(),
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"},
+    )
+
+
+async def static_file(request: web.Request) -> web.Response:
+    """GET /dashboard/static/{name}: one of the page's own assets."""
+    name = request.match_info["name"]
+    content_type = STATIC_FILES.get(name)
+    if content_type is None:
+        raise NotFound(f"no dashboard asset {name!r}", reason="not_found")
+    return web.Response(
+        body=(STATIC_DIR / name).read_bytes(),
+        content_type=content_type,
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    """GET /v1/dashboard/snapshot."""
+    _authorize_view(request)
+    return web.json_response(await request.app[BUILDER].build())
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /v1/dashboard/events: the snapshot as SSE, re-sent on every change."""
+    _authorize_view(request)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    updates = request.app[FEED].updates()
+    try:
+        async for text in updates:
+            if text is None:
+                await response.write(b": keep-alive\n\n")
+            else:
+                await response.write(f"event: snapshot\ndata: {text}\n\n".encode())
+    except ConnectionResetError:
+        pass  # the browser went away; it reconnects by itself
+    finally:
+        await updates.aclose()
+    return response
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except ValueError:
+        raise InvalidMessage("the body is not JSON", reason="malformed_json") from None
+    if not isinstance(body, dict):
+        raise InvalidMessage("the body must be a JSON object", reason="invalid_body")
+    return body
+
+
+async def close_thread(request: web.Request) -> web.Response:
+    """POST /v1/dashboard/admin/threads/{thread_id}/close ``{summary}``.
+
+    The engine accepts closes from participants only, so the close is recorded
+    as made by the thread's creator (or, if it left, its first participant) on
+    the operator's behalf, and the summary says so. Team threads are refused:
+    their members' certificates decide who closes them.
+    """
+    ctx = request.app[CTX]
+    authenticate_admin(ctx, request.headers.get("Authorization"))
+    engine = ctx.require("coordination")
+    body = await _json_object(request)
+    summary = str(body.get("summary") or "").strip()
+    if len(summary) > MAX_SUMMARY_CHARS:
+        raise InvalidMessage("the summary is too long", reason="invalid_summary")
+    thread_id = request.match_info["thread_id"]
+    thread = await engine.store.get_thread(thread_id)
+    if thread is None:
+        raise NotFound(f"no thread {thread_id}", reason="thread_not_found")
+    teams = ctx.services.get("teams")
+    if teams is not None and await teams.index.team_of_thread(thread_id) is not None:
+        raise Forbidden("team threads are closed by their members", reason="team_thread")
+    on_behalf_of = thread.creator if thread.has_participant(thread.creator) else None
+    if on_behalf_of is None and thread.participants:
+        on_behalf_of = thread.participants[0]
+    if on_behalf_of is None:
+        raise Forbidden("the thread has no participant left to close it", reason="no_participant")
+    note = f"{OPERATOR_NOTE} {summary}".strip()
+    closed = await engine.close_thread(on_behalf_of, thread_id, note)
+    log.info("operator closed thread %s on behalf of %s", thread_id, on_behalf_of)
+    return web.json_response(
+        {
+            "thread_id": closed.id,
+            "state": closed.state,
+            "summary": closed.summary,
+            "closed_on_behalf_of": on_behalf_of,
+        }
+    )
+
+
+async def issue_funds(request: web.Request) -> web.Response:
+    """POST /v1/dashboard/admin/funds ``{account, amount, memo?}``: dev-mode funding."""
+    ctx = request.app[CTX]
+    authenticate_admin(ctx, request.headers.get("Authorization"))
+    if not ctx.config.dev_mode:
+        raise Forbidden("issuing funds needs dev_mode = true", reason="dev_mode_off")
+    ledger = ctx.services.get("ledger")
+    if ledger is None:
+        raise NotFound("this node runs no ledger", reason="ledger_disabled")
+    body = await _json_object(request)
+    account = body.get("account")
+    amount = body.get("amount")
+    if not isinstance(account, str) or not account:
+        raise InvalidMessage("account must be an account id or agent did", reason="invalid_body")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidMessage("amount must be a positive integer", reason="invalid_amount")
+    if account.startswith("did:"):
+        # An agent's account may not exist before its first payment: open it here.
+        await ledger.open_account(account, owner=account)
+    outcome = await ledger.issue(account, amount, memo=str(body.get("memo") or "dashboard issue"))
+    transfer = getattr(outcome, "transfer", None)
+    return web.json_response(
+        {"account": account, "amount": amount, "transfer_id": getattr(transfer, "id", None)}
+    )
+
+
+async def remove_peer(request: web.Request) -> web.Response:
+    """POST /v1/dashboard/admin/peers/{node_id}/remove (needs federation with remove_peer)."""
+    ctx = request.app[CTX]
+    authenticate_admin(ctx, request.headers.get("Authorization"))
+    federation = ctx.services.get("federation")
+    if federation is None or not hasattr(federation, "remove_peer"):
+        raise NotFound("this node cannot remove peers", reason="federation_disabled")
+    node_id = request.match_info["node_id"]
+    result = federation.remove_peer(node_id)
+    if hasattr(result, "__await__"):
+        await result
+    return web.json_response({"removed": node_id})
+
+
+def install(
+    app: web.Application, ctx: NodeContext, builder: SnapshotBuilder, feed: SnapshotFeed
+) -> None:
+    """Add the dashboard routes to the node's app."""
+    app[BUILDER] = builder
+    app[FEED] = feed
+    app.router.add_get("/", index)
+    app.router.add_get("/dashboard/static/{name}", static_file)
+    app.router.add_get("/v1/dashboard/snapshot", snapshot)
+    app.router.add_get("/v1/dashboard/events", events)
+    app.router.add_post("/v1/dashboard/admin/threads/{thread_id}/close", close_thread)
+    app.router.add_post("/v1/dashboard/admin/funds", issue_funds)
+    app.router.add_post("/v1/dashboard/admin/peers/{node_id}/remove", remove_peer)

@@ -1,0 +1,46 @@
+"""The dashboard as a node subsystem: routes, request ids, rate sampling, the feed.
+
+It runs last, after every other subsystem has put its services in the
+context, so each panel can tell whether its source exists.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from coral.context import NodeContext
+from coral.subsystems import Subsystem
+
+#: Seconds between rate samples (each adds one point to every chart).
+RATE_INTERVAL_S = 1.0
+#: Seconds between snapshot rebuilds while a browser watches: at most two pushes a second.
+FEED_INTERVAL_S = 0.5
+
+
+class DashboardSubsystem(Subsystem):
+    """Serves the operator dashboard at ``/`` and tags HTTP requests with ids."""
+
+    name = "dashboard"
+
+    async def setup(self, node: Any, ctx: NodeContext) -> None:
+        """Build the snapshot builder and feed; register the routes and request ids."""
+        from coral.api.dashboard import request_ids, routes
+        from coral.api.dashboard.feed import SnapshotFeed
+        from coral.api.dashboard.rates import RateSampler
+        from coral.api.dashboard.snapshot import SnapshotBuilder
+
+        self.rates = RateSampler(ctx.metrics.registry, time.monotonic)
+        self.builder = SnapshotBuilder(ctx, node.db, self.rates)
+        self.feed = SnapshotFeed(self.builder.build)
+        builder, feed = self.builder, self.feed
+        self.http_installers += [
+            request_ids.install,
+            lambda app, c: routes.install(app, c, builder, feed),
+        ]
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        """Sample rates and refresh the feed in the background."""
+        self.rates.sample()
+        self.every(RATE_INTERVAL_S, self.rates.sample_async)
+        self.every(FEED_INTERVAL_S, self.feed.refresh)

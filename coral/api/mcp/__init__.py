@@ -1,0 +1,1 @@
+"""MCP front door: coral-server compatible tools for agents that speak MCP."""

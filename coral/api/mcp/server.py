@@ -1,0 +1,185 @@
+"""The MCP front door: coral-server 1.x compatible endpoints on the node's aiohttp app.
+
+One low-level ``mcp.server.lowlevel.Server`` serves every MCP agent; which
+agent is calling comes from the secret in the URL, resolved per HTTP request
+and handed to the tool handlers in the ASGI scope (``coral.agent``). The mcp
+package's Streamable HTTP session manager and SSE transport are ASGI apps, so
+they run behind the aiohttp<->ASGI bridge. The server speaks both the legacy
+``initialize`` handshake and the 2026-07-28 ``server/discover`` era.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import mcp_types as types
+from aiohttp import web
+from mcp.server.lowlevel import Server
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+from coral import __version__
+from coral.api.a2a.asgi_bridge import Receive, Scope, Send, asgi_scope, call_asgi
+from coral.api.mcp.held_agents import HeldAgent, HeldAgents
+from coral.api.mcp.tools import INSTRUCTION, TOOL_SPECS, CoralTools
+from coral.protocol.errors import CoralError
+
+log = logging.getLogger("coral.mcp")
+
+AGENT_SCOPE_KEY = "coral.agent"
+STATE_URI = "coral://state"
+INSTRUCTION_URI = "coral://instruction"
+#: A hung tool must not hold an MCP session forever: waits are capped at 60 s anyway.
+_TOOL_DEADLINE_S = 75.0
+
+
+def _calling_agent(ctx: Any) -> HeldAgent:
+    request = getattr(ctx, "request", None)
+    agent = request.scope.get(AGENT_SCOPE_KEY) if request is not None else None
+    if not isinstance(agent, HeldAgent):
+        raise CoralError("no agent bound to this MCP request", reason="unauthenticated")
+    return agent
+
+
+def build_mcp_server(tools: CoralTools) -> Server[Any]:
+    """The low-level MCP server with coral-server's tools and resources."""
+    tool_list = [
+        types.Tool(name=name, description=description, input_schema=schema)
+        for name, (description, schema) in TOOL_SPECS.items()
+    ]
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tool_list)
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        agent = _calling_agent(ctx)
+        try:
+            result = await asyncio.wait_for(
+                tools.call(agent, params.name, dict(params.arguments or {})), _TOOL_DEADLINE_S
+            )
+        except CoralError as exc:
+            error = {"error": exc.reason, "detail": exc.detail}
+            return types.CallToolResult(
+                content=[types.TextContent(text=json.dumps(error))], is_error=True
+            )
+        return types.CallToolResult(
+            content=[types.TextContent(text=json.dumps(result))], structured_content=result
+        )
+
+    async def list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
+        return types.ListResourcesResult(
+            resources=[
+                types.Resource(
+                    name="state",
+                    uri=STATE_URI,
+                    mime_type="application/json",
+                    description="Your threads, their messages and your contacts.",
+                ),
+                types.Resource(
+                    name="instruction",
+                    uri=INSTRUCTION_URI,
+                    mime_type="text/plain",
+                    description="How to use the Coral tools.",
+                ),
+            ]
+        )
+
+    async def read_resource(
+        ctx: Any, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        agent = _calling_agent(ctx)
+        uri = str(params.uri)
+        if uri == STATE_URI:
+            text, mime = json.dumps(await tools.state(agent)), "application/json"
+        elif uri == INSTRUCTION_URI:
+            text, mime = INSTRUCTION, "text/plain"
+        else:
+            raise ValueError(f"unknown resource {uri}")
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, mime_type=mime, text=text)]
+        )
+
+    return Server(
+        "coral-node",
+        version=__version__,
+        instructions=INSTRUCTION,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
+    )
+
+
+class McpFrontDoor:
+    """Streamable HTTP and SSE endpoints per agent secret, plus their lifetime."""
+
+    def __init__(self, held: HeldAgents, tools: CoralTools) -> None:
+        self.held = held
+        self.server = build_mcp_server(tools)
+        self.sessions = StreamableHTTPSessionManager(app=self.server)
+        self.sse = SseServerTransport("/messages/")
+        self._stop = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._sse_tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Run the session manager's task group until ``stop``."""
+        ready = asyncio.Event()
+
+        async def run() -> None:
+            async with self.sessions.run():
+                ready.set()
+                await self._stop.wait()
+
+        self._runner = asyncio.create_task(run(), name="mcp-sessions")
+        await ready.wait()
+
+    async def stop(self) -> None:
+        """End every MCP session."""
+        self._stop.set()
+        if self._runner is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._runner, 5)
+
+    async def _agent(self, request: web.Request) -> HeldAgent:
+        return await self.held.by_secret(request.match_info["secret"])
+
+    async def streamable(self, request: web.Request) -> web.StreamResponse:
+        """GET/POST/DELETE /mcp/v1/{secret}/mcp: MCP Streamable HTTP."""
+        agent = await self._agent(request)
+        scope = asgi_scope(request, extra={AGENT_SCOPE_KEY: agent})
+        return await call_asgi(self.sessions.handle_request, request, scope)
+
+    async def sse_stream(self, request: web.Request) -> web.StreamResponse:
+        """GET /mcp/v1/{secret}/sse[/]: the legacy HTTP+SSE transport's event stream."""
+        agent = await self._agent(request)
+        root = f"/mcp/v1/{request.match_info['secret']}"
+        scope = asgi_scope(
+            request, path=request.path[len(root) :], root_path=root, extra={AGENT_SCOPE_KEY: agent}
+        )
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            async with self.sse.connect_sse(scope, receive, send) as (reader, writer):
+                await self.server.run(reader, writer, self.server.create_initialization_options())
+
+        return await call_asgi(app, request, scope)
+
+    async def sse_post(self, request: web.Request) -> web.StreamResponse:
+        """POST /mcp/v1/{secret}/messages/?session_id=: client messages for an SSE session."""
+        agent = await self._agent(request)
+        scope = asgi_scope(request, extra={AGENT_SCOPE_KEY: agent})
+        return await call_asgi(self.sse.handle_post_message, request, scope)
+
+    def install(self, app: web.Application) -> None:
+        """Add the MCP routes to the node's aiohttp app."""
+        base = "/mcp/v1/{secret}"
+        for method in ("GET", "POST", "DELETE"):
+            app.router.add_route(method, base + "/mcp", self.streamable)
+        app.router.add_get(base + "/sse", self.sse_stream)
+        app.router.add_get(base + "/sse/", self.sse_stream)
+        app.router.add_post(base + "/messages/", self.sse_post)
+        app.router.add_post(base + "/messages", self.sse_post)

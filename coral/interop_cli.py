@@ -1,0 +1,103 @@
+"""``coral-node mcp ...`` and ``coral-node a2a ...``: create node-held agents on a running node.
+
+Both talk to the running node's admin routes with the admin token from the
+data dir, so the node (which holds the keys) does the work.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from coral.config import ConfigError, load_config
+
+mcp_app = typer.Typer(
+    help="MCP agents hosted by this node (coral-server compatible).", no_args_is_help=True
+)
+a2a_app = typer.Typer(help="External A2A agents that join Coral threads.", no_args_is_help=True)
+
+out = Console(emoji=False, highlight=False)
+err = Console(stderr=True, emoji=False, highlight=False)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", "-d", help="Data directory of the running node."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def admin_post(data_dir: Path | None, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` to the running node's admin route ``path``; exits 1 with the reason."""
+    try:
+        cfg = load_config(None, overrides={"data_dir": data_dir})
+        runtime = json.loads(cfg.runtime_file.read_text())
+        token = (cfg.keys_dir / "admin.token").read_text().strip()
+    except (ConfigError, FileNotFoundError, json.JSONDecodeError) as exc:
+        err.print(f"no running node found ({exc}); start it with coral-node start")
+        raise typer.Exit(1) from None
+    request = urllib.request.Request(
+        runtime["http_address"] + path,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            result: dict[str, Any] = json.loads(resp.read())
+            return result
+    except urllib.error.HTTPError as exc:
+        problem = json.loads(exc.read() or b"{}")
+        err.print(f"refused: {problem.get('reason', exc.code)}: {problem.get('detail', '')}")
+        raise typer.Exit(1) from None
+    except (urllib.error.URLError, OSError) as exc:
+        err.print(f"node not reachable: {exc}")
+        raise typer.Exit(1) from None
+
+
+@mcp_app.command("create")
+def create_mcp_agent(
+    name: Annotated[str, typer.Argument(help="Agent name (lowercase, digits, dashes).")],
+    description: Annotated[str, typer.Option(help="What the agent does.")] = "",
+    capability: Annotated[
+        list[str] | None, typer.Option("--capability", help="A capability (repeatable).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an MCP agent; prints its connection URLs (the secret is shown only now).
+
+    Example: coral-node mcp create planner --description "plans work"
+    """
+    body = {"name": name, "description": description, "capabilities": capability or []}
+    result = admin_post(data_dir, "/v1/admin/mcp-agents", body)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    out.print(f"agent            {result['name']}  ({result['did']})")
+    out.print(f"streamable HTTP  {result['urls']['streamable_http']}")
+    out.print(f"SSE              {result['urls']['sse']}")
+    out.print("keep these URLs secret: they carry the agent's credential")
+
+
+@a2a_app.command("add")
+def add_a2a_agent(
+    card_url: Annotated[str, typer.Argument(help="URL of the external agent's card (or base).")],
+    name: Annotated[str | None, typer.Option(help="Coral name (default: from the card).")] = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a proxy so Coral threads can include an external A2A agent by name."""
+    body: dict[str, Any] = {"card_url": card_url}
+    if name:
+        body["name"] = name
+    result = admin_post(data_dir, "/v1/admin/a2a-agents", body)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    out.print(f"agent  {result['name']}  ({result['did']}) -> {result['card_url']}")

@@ -1,0 +1,67 @@
+"""The interop subsystem: A2A and MCP front doors for other vendors' agents.
+
+It holds keys for agents that cannot sign for themselves (MCP agents, the
+``a2a-gateway`` that carries A2A tasks into threads, proxies of external A2A
+agents), installs the A2A routes and gRPC service, the MCP endpoints and the
+admin routes that create such agents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coral.context import NodeContext
+from coral.subsystems import Subsystem
+
+
+class InteropSubsystem(Subsystem):
+    """A2A inbound/outbound and MCP inbound, wired to the coordination engine."""
+
+    name = "interop"
+
+    async def setup(self, node: Any, ctx: NodeContext) -> None:
+        """Open the held-agent store and build both front doors (the A2A gateway agent is lazy)."""
+        from coral.api.a2a.executor import CoralAgentExecutor, LazyGateway
+        from coral.api.a2a.front_door import A2AFrontDoor
+        from coral.api.a2a.outbound import A2AProxies
+        from coral.api.mcp import admin
+        from coral.api.mcp.held_agents import HeldAgents
+        from coral.api.mcp.server import McpFrontDoor
+        from coral.api.mcp.tools import CoralTools
+
+        directory = ctx.require("directory")
+        engine = ctx.require("coordination")
+        held = HeldAgents(
+            node.db, ctx.config.keys_dir, ctx.identity, directory, ctx.require("gateway")
+        )
+        await held.open()
+        self.gateway = LazyGateway(held, engine)
+        executor = CoralAgentExecutor(
+            held,
+            self.gateway,
+            directory,
+            max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
+        )
+        self.a2a = A2AFrontDoor(ctx, executor)
+        self.mcp = McpFrontDoor(held, CoralTools(held, directory, engine))
+        self.proxies = A2AProxies(held, engine)
+        ctx.services["held_agents"] = held
+        ctx.services["a2a_proxies"] = self.proxies
+        self.http_installers += [
+            self.a2a.install_http,
+            lambda app, _ctx: self.mcp.install(app),
+            admin.installer(held, self.proxies),
+        ]
+        self.grpc_installers.append(self.a2a.install_grpc)
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        """Start the MCP session manager and the A2A proxies."""
+        await self.mcp.start()
+        await self.proxies.start()
+
+    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+        """Stop background readers before the servers stop."""
+        await self.mcp.stop()
+        await self.proxies.stop()
+        await self.gateway.stop()
+        await super().stopping(node, ctx)

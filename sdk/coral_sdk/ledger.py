@@ -1,0 +1,159 @@
+"""Payments from an agent's side: balances, transfers, escrow, receipts.
+
+```python
+ledger = LedgerClient(client)
+paid = await ledger.transfer(to=other_did, amount=250, memo="summary")
+ledger.verify_receipt(paid.receipt)          # offline, against the node's did
+hold = await ledger.reserve(to=other_did, amount=100, timeout_ms=60_000)
+await ledger.post(hold["id"])                # or ledger.void(hold["id"])
+```
+
+Every call is signed by the client's agent key; the node lets an agent move
+money only out of its own account. Each write carries a transfer id (one is
+generated when none is given): retrying a call with the same id is safe and
+returns the original result, so keep the id when you retry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from coral.ledger.receipts import Receipt
+from coral.ledger.receipts import verify_receipt as _verify_receipt
+from coral_sdk.client import CoralClient
+
+
+def new_transfer_id() -> str:
+    """A fresh random transfer id (128 bits), safe to reuse when retrying one call."""
+    return "t" + os.urandom(16).hex()
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A stored transfer, its node-signed receipt (posted funds only), and if it was a retry."""
+
+    transfer: dict[str, Any]
+    receipt: Receipt | None
+    duplicate: bool
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Payment:
+        """Parse the node's ``{transfer, receipt, duplicate}`` answer."""
+        raw = data.get("receipt")
+        receipt = Receipt.from_dict(raw) if isinstance(raw, dict) else None
+        return cls(data["transfer"], receipt, bool(data.get("duplicate")))
+
+
+class LedgerClient:
+    """The ledger calls of one agent, over its ``CoralClient``."""
+
+    def __init__(self, client: CoralClient) -> None:
+        self.client = client
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        raw = json.dumps(body).encode() if body is not None else b""
+        return await self.client._request(method, path, body=raw)
+
+    @staticmethod
+    def _account_path(account: str) -> str:
+        return "/v1/ledger/accounts/" + quote(account, safe=":")
+
+    async def balance(self, account: str | None = None) -> dict[str, Any]:
+        """Balances of ``account`` (default: this agent's own, opened on first use)."""
+        data: dict[str, Any] = await self._call(
+            "GET", self._account_path(account or self.client.did)
+        )
+        return data
+
+    async def history(
+        self, account: str | None = None, *, after: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """A page ``{entries: [{seq, transfer}], next_after}`` of the account's transfers."""
+        path = self._account_path(account or self.client.did) + "/history"
+        data: dict[str, Any] = await self.client._request(
+            "GET", path, query={"after": after, "limit": limit}
+        )
+        return data
+
+    async def transfer(
+        self, *, to: str, amount: int, memo: str = "", transfer_id: str | None = None
+    ) -> Payment:
+        """Pay ``amount`` from this agent's account to ``to`` at once."""
+        body = {
+            "transfer_id": transfer_id or new_transfer_id(),
+            "to": to,
+            "amount": amount,
+            "memo": memo,
+        }
+        return Payment.from_json(await self._call("POST", "/v1/ledger/transfers", body))
+
+    async def receipt(self, transfer_id: str) -> Receipt:
+        """The node-signed receipt of a posted transfer this agent took part in."""
+        data = await self._call("GET", f"/v1/ledger/transfers/{quote(transfer_id)}/receipt")
+        return Receipt.from_dict(data)
+
+    async def verify_receipt(self, receipt: Receipt, node_did: str | None = None) -> None:
+        """Check a receipt offline; raises SignatureError unless the node signed exactly it.
+
+        ``node_did`` defaults to the node this client talks to (fetched once).
+        """
+        if node_did is None:
+            node_did = self.client.node_id or (await self.client.node_info())["node_id"]
+        _verify_receipt(receipt, node_did)
+
+    async def reserve(
+        self,
+        *,
+        to: str,
+        amount: int,
+        timeout_ms: int = 0,
+        condition: str = "",
+        memo: str = "",
+        transfer_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Hold ``amount`` in escrow for ``to``; returns the pending transfer.
+
+        With ``condition`` (hex SHA-256 of a 32-byte preimage) only ``fulfil``
+        with the preimage can post it, and a ``timeout_ms`` is required.
+        """
+        body = {
+            "transfer_id": transfer_id or new_transfer_id(),
+            "to": to,
+            "amount": amount,
+            "timeout_ms": timeout_ms,
+            "condition": condition,
+            "memo": memo,
+        }
+        data = await self._call("POST", "/v1/ledger/reservations", body)
+        transfer: dict[str, Any] = data["transfer"]
+        return transfer
+
+    async def post(
+        self, pending_id: str, *, amount: int = 0, transfer_id: str | None = None
+    ) -> Payment:
+        """Settle a reservation: pay ``amount`` (default all) and release the rest."""
+        body = {"transfer_id": transfer_id or new_transfer_id(), "amount": amount}
+        path = f"/v1/ledger/reservations/{quote(pending_id)}/post"
+        return Payment.from_json(await self._call("POST", path, body))
+
+    async def void(self, pending_id: str, *, transfer_id: str | None = None) -> dict[str, Any]:
+        """Cancel a reservation, returning all of it to this agent."""
+        body = {"transfer_id": transfer_id or new_transfer_id()}
+        data = await self._call("POST", f"/v1/ledger/reservations/{quote(pending_id)}/void", body)
+        transfer: dict[str, Any] = data["transfer"]
+        return transfer
+
+    async def fulfil(
+        self, pending_id: str, preimage: bytes, *, transfer_id: str | None = None
+    ) -> Payment:
+        """Post a hash-locked reservation by revealing its 32-byte preimage."""
+        body = {"transfer_id": transfer_id or new_transfer_id(), "preimage": preimage.hex()}
+        path = f"/v1/ledger/reservations/{quote(pending_id)}/fulfil"
+        return Payment.from_json(await self._call("POST", path, body))
+
+
+__all__ = ["LedgerClient", "Payment", "new_transfer_id"]

@@ -1,0 +1,127 @@
+"""Pure pieces of the A2A front door: parts, cards, proxy names, the ASGI bridge."""
+
+from __future__ import annotations
+
+import pytest
+from a2a.types import a2a_pb2
+from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from google.protobuf import struct_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from coral.api.a2a.asgi_bridge import asgi_scope, call_asgi
+from coral.api.a2a.cards import agent_card, card_json, router_card
+from coral.api.a2a.executor import a2a_parts, coral_parts
+from coral.api.a2a.outbound import answer_text, proxy_name
+from coral.protocol.agent import AgentManifest, AgentRecord
+from coral.protocol.identity import Identity
+from coral.protocol.message import DataPart, Message, TextPart, new_message_id, now_ms
+
+NODE = Identity.generate()
+
+
+def record(name: str) -> AgentRecord:
+    agent = Identity.generate()
+    return AgentRecord(
+        agent=agent.did,
+        home_node=NODE.did,
+        version=1,
+        updated_at=now_ms(),
+        manifest=AgentManifest(name=name, description="d", capabilities=("chat",)),
+    )
+
+
+def test_text_and_data_parts_round_trip_between_a2a_and_coral():
+    value = struct_pb2.Value()
+    value.struct_value.update({"x": 1, "y": ["a"]})
+    incoming = a2a_pb2.Message(parts=[a2a_pb2.Part(text="hi"), a2a_pb2.Part(data=value)])
+    parts = coral_parts(incoming, 1000)
+    assert parts == [TextPart(text="hi"), DataPart(data={"x": 1, "y": ["a"]})]
+    message = Message(id=new_message_id(), sender=NODE.did, created_at=now_ms(), parts=tuple(parts))
+    back = a2a_parts(message)
+    assert back[0].text == "hi" and back[1].data == value
+
+
+def test_raw_empty_and_oversized_parts_are_refused():
+    with pytest.raises(ContentTypeNotSupportedError):
+        coral_parts(a2a_pb2.Message(parts=[a2a_pb2.Part(raw=b"\x00")]), 1000)
+    with pytest.raises(InvalidParamsError):
+        coral_parts(a2a_pb2.Message(), 1000)
+    with pytest.raises(InvalidParamsError):
+        coral_parts(a2a_pb2.Message(parts=[a2a_pb2.Part(text="x" * 1001)]), 1000)
+
+
+def test_cards_carry_tenants_and_legacy_fields():
+    echo = record("echo")
+    card = agent_card(echo, "http://h:1", "h:2")
+    assert [i.tenant for i in card.supported_interfaces] == ["echo"] * 3
+    data = card_json(card)
+    assert data["supportedInterfaces"][2] == {
+        "url": "h:2",
+        "protocolBinding": "GRPC",
+        "protocolVersion": "1.0",
+        "tenant": "echo",
+    }
+    assert data["url"] == "http://h:1/a2a/echo/jsonrpc" and data["preferredTransport"] == "JSONRPC"
+    router = router_card([echo], "http://h:1", "h:2")
+    assert [s.id for s in router.skills] == ["echo"]
+    assert router_card([], "http://h:1", "h:2").skills[0].id == "route"
+
+
+@given(st.text(max_size=60))
+def test_proxy_names_are_always_valid_agent_names(card_name: str) -> None:
+    AgentManifest(name=proxy_name(card_name))  # validates the Coral name pattern
+
+
+def test_answer_text_prefers_artifacts_then_status_message():
+    task = a2a_pb2.Task(artifacts=[a2a_pb2.Artifact(parts=[a2a_pb2.Part(text="art")])])
+    assert answer_text(task) == "art"
+    task = a2a_pb2.Task(
+        status=a2a_pb2.TaskStatus(message=a2a_pb2.Message(parts=[a2a_pb2.Part(text="status")]))
+    )
+    assert answer_text(task) == "status"
+
+
+async def test_asgi_bridge_passes_body_headers_and_streams():
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "path": request.url.path,
+                "body": (await request.body()).decode(),
+                "who": request.scope["who"],
+                "h": request.headers.get("x-a"),
+            },
+            headers={"x-b": "2"},
+            status_code=207,
+        )
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def chunks():
+            for i in range(3):
+                yield f"data: {i}\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    inner = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/stream", stream)])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        scope = asgi_scope(request, path="/" + request.match_info["tail"], extra={"who": "me"})
+        return await call_asgi(inner, request, scope)
+
+    app = web.Application()
+    app.router.add_route("*", "/outer/{tail:.+}", handler)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/outer/echo", data=b"payload", headers={"x-a": "1"})
+        assert response.status == 207 and response.headers["x-b"] == "2"
+        assert await response.json() == {"path": "/echo", "body": "payload", "who": "me", "h": "1"}
+        streamed = await client.get("/outer/stream")
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        assert await streamed.text() == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+        missing = await client.get("/outer/nothing")
+        assert missing.status == 404

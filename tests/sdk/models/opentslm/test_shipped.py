@@ -1,0 +1,46 @@
+"""The checkpoints shipped in the repo still score what their results.json records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coral_sdk.models.opentslm.checkpoint import load_checkpoint
+from coral_sdk.models.opentslm.data import make_har_samples
+from coral_sdk.models.opentslm.predictor import OpenTslmPredictor
+from coral_sdk.models.opentslm.ship import SERIES_LENGTH, TEST_SEED
+from coral_sdk.models.opentslm.training import evaluate_model
+
+from .conftest import SHIPPED
+
+# Greedy decoding is deterministic; the margin only absorbs float differences across CPUs.
+MARGIN = 0.03
+RECORDED = json.loads((SHIPPED / "results.json").read_text()) if (SHIPPED / "results.json").exists() else {}
+
+
+def test_all_shipped_architectures_have_recorded_figures() -> None:
+    assert set(RECORDED) == {"softprompt", "flamingo", "text_baseline"}
+    assert (SHIPPED / "backbone" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("arch", ["softprompt", "flamingo"])
+def test_shipped_checkpoint_scores_at_least_its_recorded_figures(arch: str) -> None:
+    recorded = RECORDED[arch]
+    model, _ = load_checkpoint(SHIPPED / arch)
+    samples = make_har_samples(recorded["count"], SERIES_LENGTH, seed=TEST_SEED)
+    report = evaluate_model(model, samples, batch_size=32)
+    assert report.accuracy >= recorded["accuracy"] - MARGIN
+    assert report.macro_f1 >= recorded["macro_f1"] - MARGIN
+
+
+@pytest.mark.parametrize("arch", ["softprompt", "flamingo"])
+def test_shipped_predictor_batched_equals_unbatched(arch: str) -> None:
+    predictor = OpenTslmPredictor.from_checkpoint(SHIPPED / arch, device="cpu")
+    samples = make_har_samples(6, SERIES_LENGTH, seed=5)
+    requests = [{"series": [c.tolist() for c in s.series]} for s in samples]
+    requests[1] = {"series": [c[:20].tolist() for c in samples[1].series]}  # a shorter window
+    batched = predictor.predict_batch(requests)
+    single = [predictor.predict(r) for r in requests]
+    assert batched == single
+    assert all(answer["label"] for answer in batched)
