@@ -398,10 +398,7 @@ class FederationNode:
                 if head_due > now:
                     next_due = head_due if next_due is None else min(next_due, head_due)
                     continue
-                for item in queue:
-                    if not await self._deliver_one(destination, item):
-                        break
-                    delivered += 1
+                delivered += await self._deliver_queue(destination, queue)
             depth = sum(len(q) for q in queues.values())
             self.ctx.metrics.outbox_depth.set(depth - delivered)
             if delivered:
@@ -412,22 +409,33 @@ class FederationNode:
             except TimeoutError:
                 pass
 
-    async def _deliver_one(self, destination: str, item: Any) -> bool:
+    async def _deliver_queue(self, destination: str, queue: list[Any]) -> int:
+        """Send a destination's queue as one ordered batch; returns how many were applied."""
         address = self.address_of(destination)
+        batch = federation_pb2.EnvelopeBatch(
+            envelopes=[
+                federation_pb2.Envelope(
+                    id=item.envelope_id,
+                    kind=item.envelope_id.split(":", 1)[0],
+                    payload_json=bytes(item.payload).decode(),
+                )
+                for item in queue
+            ]
+        )
+        applied, error = 0, ""
         try:
             if address is None:
                 raise RetryLater("no address for the destination yet")
-            kind = item.envelope_id.split(":", 1)[0]
-            envelope = federation_pb2.Envelope(
-                id=item.envelope_id, kind=kind, payload_json=bytes(item.payload).decode()
-            )
-            await self._call(address, "Deliver", envelope)
+            response = await self._call(address, "DeliverBatch", batch)
+            applied, error = response.applied, response.error
         except (grpc.aio.AioRpcError, CoralError) as exc:
-            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc.detail
-            await self.store.fail(item.envelope_id, destination, now_ms(), str(detail))
-            return False
-        await self.store.ack(item.envelope_id, destination)
-        return True
+            error = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc.detail
+        if applied:
+            await self.store.ack_many(destination, [i.envelope_id for i in queue[:applied]])
+        if applied < len(queue):
+            head = queue[applied]
+            await self.store.fail(head.envelope_id, destination, now_ms(), str(error))
+        return applied
 
     async def run_gossip(self, interval_s: float) -> None:
         """Say hello to bootstrap peers until they answer, and gossip every interval."""

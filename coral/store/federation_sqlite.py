@@ -175,6 +175,14 @@ class FederationStore:
             )
             return cur.rowcount == 1
 
+    async def ack_many(self, destination: str, envelope_ids: list[str]) -> None:
+        """Delete several delivered items for one destination in one transaction."""
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "DELETE FROM federation_outbox WHERE envelope_id = ? AND destination = ?",
+                [(e, destination) for e in envelope_ids],
+            )
+
     async def fail(
         self, envelope_id: str, destination: str, now_ms: int, error: str = ""
     ) -> int | None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63oral/v1/federation.proto\x12\x08\x63oral.v1\"(\n\x0cHelloRequest\x12\x18\n\x10peer_record_json\x18\x01 \x01(\t\")\n\rHelloResponse\x12\x18\n\x10peer_record_json\x18\x01 \x01(\t\",\n\x13GossipHashesRequest\x12\x15\n\rbucket_hashes\x18\x01 \x03(\x04\"+\n\x14GossipDigestResponse\x12\x13\n\x0b\x64igest_json\x18\x01 \x01(\t\"C\n\x15GossipExchangeRequest\x12\x14\n\x0crecords_json\x18\x01 \x01(\t\x12\x14\n\x0crequest_json\x18\x02 \x01(\t\".\n\x16GossipExchangeResponse\x12\x14\n\x0crecords_json\x18\x01 \x01(\t\":\n\x08\x45nvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\"$\n\x0f\x44\x65liverResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x32\xab\x02\n\x11\x46\x65\x64\x65rationService\x12\x38\n\x05Hello\x12\x16.coral.v1.HelloRequest\x1a\x17.coral.v1.HelloResponse\x12M\n\x0cGossipHashes\x12\x1d.coral.v1.GossipHashesRequest\x1a\x1e.coral.v1.GossipDigestResponse\x12S\n\x0eGossipExchange\x12\x1f.coral.v1.GossipExchangeRequest\x1a .coral.v1.GossipExchangeResponse\x12\x38\n\x07\x44\x65liver\x12\x12.coral.v1.Envelope\x1a\x19.coral.v1.DeliverResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63oral/v1/federation.proto\x12\x08\x63oral.v1\"(\n\x0cHelloRequest\x12\x18\n\x10peer_record_json\x18\x01 \x01(\t\")\n\rHelloResponse\x12\x18\n\x10peer_record_json\x18\x01 \x01(\t\",\n\x13GossipHashesRequest\x12\x15\n\rbucket_hashes\x18\x01 \x03(\x04\"+\n\x14GossipDigestResponse\x12\x13\n\x0b\x64igest_json\x18\x01 \x01(\t\"C\n\x15GossipExchangeRequest\x12\x14\n\x0crecords_json\x18\x01 \x01(\t\x12\x14\n\x0crequest_json\x18\x02 \x01(\t\".\n\x16GossipExchangeResponse\x12\x14\n\x0crecords_json\x18\x01 \x01(\t\":\n\x08\x45nvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\"$\n\x0f\x44\x65liverResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"6\n\rEnvelopeBatch\x12%\n\tenvelopes\x18\x01 \x03(\x0b\x32\x12.coral.v1.Envelope\"L\n\x14\x44\x65liverBatchResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t2\xf4\x02\n\x11\x46\x65\x64\x65rationService\x12\x38\n\x05Hello\x12\x16.coral.v1.HelloRequest\x1a\x17.coral.v1.HelloResponse\x12M\n\x0cGossipHashes\x12\x1d.coral.v1.GossipHashesRequest\x1a\x1e.coral.v1.GossipDigestResponse\x12S\n\x0eGossipExchange\x12\x1f.coral.v1.GossipExchangeRequest\x1a .coral.v1.GossipExchangeResponse\x12\x38\n\x07\x44\x65liver\x12\x12.coral.v1.Envelope\x1a\x19.coral.v1.DeliverResponse\x12G\n\x0c\x44\x65liverBatch\x12\x17.coral.v1.EnvelopeBatch\x1a\x1e.coral.v1.DeliverBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE']._serialized_end=390
   _globals['_DELIVERRESPONSE']._serialized_start=392
   _globals['_DELIVERRESPONSE']._serialized_end=428
-  _globals['_FEDERATIONSERVICE']._serialized_start=431
-  _globals['_FEDERATIONSERVICE']._serialized_end=730
+  _globals['_ENVELOPEBATCH']._serialized_start=430
+  _globals['_ENVELOPEBATCH']._serialized_end=484
+  _globals['_DELIVERBATCHRESPONSE']._serialized_start=486
+  _globals['_DELIVERBATCHRESPONSE']._serialized_end=562
+  _globals['_FEDERATIONSERVICE']._serialized_start=565
+  _globals['_FEDERATIONSERVICE']._serialized_end=937
 # @@protoc_insertion_point(module_scope)

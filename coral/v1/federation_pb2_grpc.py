@@ -54,6 +54,11 @@ class FederationServiceStub:
                 request_serializer=coral_dot_v1_dot_federation__pb2.Envelope.SerializeToString,
                 response_deserializer=coral_dot_v1_dot_federation__pb2.DeliverResponse.FromString,
                 _registered_method=True)
+        self.DeliverBatch = channel.unary_unary(
+                '/coral.v1.FederationService/DeliverBatch',
+                request_serializer=coral_dot_v1_dot_federation__pb2.EnvelopeBatch.SerializeToString,
+                response_deserializer=coral_dot_v1_dot_federation__pb2.DeliverBatchResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServiceServicer:
@@ -83,6 +88,13 @@ class FederationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeliverBatch(self, request, context):
+        """Apply envelopes in order, stopping at the first refusal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +117,11 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.Deliver,
                     request_deserializer=coral_dot_v1_dot_federation__pb2.Envelope.FromString,
                     response_serializer=coral_dot_v1_dot_federation__pb2.DeliverResponse.SerializeToString,
+            ),
+            'DeliverBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverBatch,
+                    request_deserializer=coral_dot_v1_dot_federation__pb2.EnvelopeBatch.FromString,
+                    response_serializer=coral_dot_v1_dot_federation__pb2.DeliverBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +232,33 @@ class FederationService:
             '/coral.v1.FederationService/Deliver',
             coral_dot_v1_dot_federation__pb2.Envelope.SerializeToString,
             coral_dot_v1_dot_federation__pb2.DeliverResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coral.v1.FederationService/DeliverBatch',
+            coral_dot_v1_dot_federation__pb2.EnvelopeBatch.SerializeToString,
+            coral_dot_v1_dot_federation__pb2.DeliverBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

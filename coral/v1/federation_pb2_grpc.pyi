@@ -39,6 +39,8 @@ class FederationServiceStub:
     GossipHashes: _grpc.UnaryUnaryMultiCallable[_federation_pb2.GossipHashesRequest, _federation_pb2.GossipDigestResponse]
     GossipExchange: _grpc.UnaryUnaryMultiCallable[_federation_pb2.GossipExchangeRequest, _federation_pb2.GossipExchangeResponse]
     Deliver: _grpc.UnaryUnaryMultiCallable[_federation_pb2.Envelope, _federation_pb2.DeliverResponse]
+    DeliverBatch: _grpc.UnaryUnaryMultiCallable[_federation_pb2.EnvelopeBatch, _federation_pb2.DeliverBatchResponse]
+    """Apply envelopes in order, stopping at the first refusal."""
 
 @_typing.type_check_only
 class FederationServiceAsyncStub(FederationServiceStub):
@@ -47,6 +49,8 @@ class FederationServiceAsyncStub(FederationServiceStub):
     GossipHashes: _aio.UnaryUnaryMultiCallable[_federation_pb2.GossipHashesRequest, _federation_pb2.GossipDigestResponse]  # type: ignore[assignment]
     GossipExchange: _aio.UnaryUnaryMultiCallable[_federation_pb2.GossipExchangeRequest, _federation_pb2.GossipExchangeResponse]  # type: ignore[assignment]
     Deliver: _aio.UnaryUnaryMultiCallable[_federation_pb2.Envelope, _federation_pb2.DeliverResponse]  # type: ignore[assignment]
+    DeliverBatch: _aio.UnaryUnaryMultiCallable[_federation_pb2.EnvelopeBatch, _federation_pb2.DeliverBatchResponse]  # type: ignore[assignment]
+    """Apply envelopes in order, stopping at the first refusal."""
 
 class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -76,5 +80,13 @@ class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _federation_pb2.Envelope,
         context: _ServicerContext,
     ) -> _typing.Union[_federation_pb2.DeliverResponse, _abc.Awaitable[_federation_pb2.DeliverResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeliverBatch(
+        self,
+        request: _federation_pb2.EnvelopeBatch,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.DeliverBatchResponse, _abc.Awaitable[_federation_pb2.DeliverBatchResponse]]:
+        """Apply envelopes in order, stopping at the first refusal."""
 
 def add_FederationServiceServicer_to_server(servicer: FederationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

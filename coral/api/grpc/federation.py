@@ -13,7 +13,7 @@ import grpc
 
 from coral.api.grpc.common import rpc
 from coral.context import NodeContext
-from coral.protocol.errors import Unauthenticated
+from coral.protocol.errors import CoralError, Unauthenticated
 from coral.protocol.message import now_ms
 from coral.protocol.request_auth import sign_request, verify_request
 from coral.v1 import federation_pb2, federation_pb2_grpc
@@ -84,6 +84,25 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
         caller = calling_node(self.ctx, context, "Deliver", request)
         duplicate = await self.driver.on_deliver(caller, request.id, request.kind, request.payload_json)
         return federation_pb2.DeliverResponse(duplicate=duplicate)
+
+
+    @rpc("DeliverBatch")
+    async def DeliverBatch(
+        self, request: federation_pb2.EnvelopeBatch, context: Context
+    ) -> federation_pb2.DeliverBatchResponse:
+        caller = calling_node(self.ctx, context, "DeliverBatch", request)
+        applied = 0
+        for envelope in request.envelopes:
+            try:
+                await self.driver.on_deliver(caller, envelope.id, envelope.kind, envelope.payload_json)
+            except CoralError as exc:
+                if applied == 0:
+                    raise  # nothing applied: the whole call fails with the typed error
+                return federation_pb2.DeliverBatchResponse(
+                    applied=applied, error=exc.detail, error_reason=exc.reason
+                )
+            applied += 1
+        return federation_pb2.DeliverBatchResponse(applied=applied)
 
 
 def installer(driver: FederationNode) -> Any:
