@@ -23,9 +23,23 @@ class BenchNode:
 
     def __enter__(self) -> BenchNode:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coral", "start", "--data-dir", str(self.data_dir),
-             "--grpc-port", "0", "--http-port", "0", "--log-level", "warning", *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "coral",
+                "start",
+                "--data-dir",
+                str(self.data_dir),
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+                "--log-level",
+                "warning",
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         runtime = self.data_dir / "node.json"
         deadline = time.monotonic() + 30

@@ -36,15 +36,23 @@ def known_agents(node: BenchNode) -> set[str]:
         return {a["agent"] for a in json.loads(r.read())["agents"]}
 
 
-async def run(sender_node: BenchNode, receiver_node: BenchNode, pairs: int, per_pair: int) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(sender_node.info["grpc_address"]) as ch_a, \
-            grpc.aio.insecure_channel(receiver_node.info["grpc_address"]) as ch_b:
+async def run(
+    sender_node: BenchNode, receiver_node: BenchNode, pairs: int, per_pair: int
+) -> dict[str, float]:
+    async with (
+        grpc.aio.insecure_channel(sender_node.info["grpc_address"]) as ch_a,
+        grpc.aio.insecure_channel(receiver_node.info["grpc_address"]) as ch_b,
+    ):
         agents_a = agents_pb2_grpc.AgentServiceStub(ch_a)
         agents_b = agents_pb2_grpc.AgentServiceStub(ch_b)
         coord_a = coordination_pb2_grpc.CoordinationServiceStub(ch_a)
         coord_b = coordination_pb2_grpc.CoordinationServiceStub(ch_b)
-        senders = [await register(agents_a, sender_node.info["node_id"], f"s{i}") for i in range(pairs)]
-        receivers = [await register(agents_b, receiver_node.info["node_id"], f"r{i}") for i in range(pairs)]
+        senders = [
+            await register(agents_a, sender_node.info["node_id"], f"s{i}") for i in range(pairs)
+        ]
+        receivers = [
+            await register(agents_b, receiver_node.info["node_id"], f"r{i}") for i in range(pairs)
+        ]
         deadline = time.monotonic() + 30
         while not {r.did for r in receivers} <= known_agents(sender_node):
             if time.monotonic() > deadline:
@@ -52,8 +60,18 @@ async def run(sender_node: BenchNode, receiver_node: BenchNode, pairs: int, per_
             await asyncio.sleep(0.2)
         threads = []
         for s, r in zip(senders, receivers, strict=True):
-            created = await coord_a.Submit(coordination_pb2.SubmitRequest(message=message_to_proto(
-                signed_msg(s, "thread.create", None, [DataPart(data={"name": "t", "participants": [r.did]})]))))
+            created = await coord_a.Submit(
+                coordination_pb2.SubmitRequest(
+                    message=message_to_proto(
+                        signed_msg(
+                            s,
+                            "thread.create",
+                            None,
+                            [DataPart(data={"name": "t", "participants": [r.did]})],
+                        )
+                    )
+                )
+            )
             threads.append(created.thread.id)
         sent_at: dict[str, float] = {}
         latencies: list[float] = []
@@ -61,8 +79,13 @@ async def run(sender_node: BenchNode, receiver_node: BenchNode, pairs: int, per_
 
         async def receive(i: int) -> None:
             req = coordination_pb2.WaitRequest(kind="mention")
-            auth = sign_request(receivers[i], "RPC", "/coral.v1.CoordinationService/Subscribe",
-                                req.SerializeToString(), now_ms())
+            auth = sign_request(
+                receivers[i],
+                "RPC",
+                "/coral.v1.CoordinationService/Subscribe",
+                req.SerializeToString(),
+                now_ms(),
+            )
             stream = coord_b.Subscribe(req, metadata=(("coral-auth", auth),))
             ready[i].set()
             got = 0
@@ -77,7 +100,9 @@ async def run(sender_node: BenchNode, receiver_node: BenchNode, pairs: int, per_
         async def send(i: int) -> None:
             await ready[i].wait()
             for k in range(per_pair):
-                msg = signed_msg(senders[i], "message", threads[i], [TextPart(text=f"m{k}")], [receivers[i].did])
+                msg = signed_msg(
+                    senders[i], "message", threads[i], [TextPart(text=f"m{k}")], [receivers[i].did]
+                )
                 sent_at[msg.id] = time.perf_counter()
                 await coord_a.Submit(coordination_pb2.SubmitRequest(message=message_to_proto(msg)))
 
@@ -87,8 +112,11 @@ async def run(sender_node: BenchNode, receiver_node: BenchNode, pairs: int, per_
         await asyncio.gather(*(send(i) for i in range(pairs)))
         await asyncio.wait_for(asyncio.gather(*tasks), 180)
         elapsed = time.perf_counter() - start
-    return {"rate": pairs * per_pair / elapsed, "p50": pct(latencies, 0.5) * 1000,
-            "p99": pct(latencies, 0.99) * 1000}
+    return {
+        "rate": pairs * per_pair / elapsed,
+        "p50": pct(latencies, 0.5) * 1000,
+        "p99": pct(latencies, 0.99) * 1000,
+    }
 
 
 async def main() -> None:
@@ -102,10 +130,16 @@ async def main() -> None:
             same = await run(a, a, args.pairs, per_pair)
             cross = await run(a, b, args.pairs, per_pair)
     print(f"pairs={args.pairs} messages={args.pairs * per_pair}")
-    print(f"same-node   {same['rate']:8.0f} msg/s  p50 {same['p50']:6.1f} ms  p99 {same['p99']:6.1f} ms")
-    print(f"cross-node  {cross['rate']:8.0f} msg/s  p50 {cross['p50']:6.1f} ms  p99 {cross['p99']:6.1f} ms")
-    print(f"cross/same throughput ratio {cross['rate'] / same['rate']:.2f}, "
-          f"p50 latency ratio {cross['p50'] / same['p50']:.1f}x")
+    print(
+        f"same-node   {same['rate']:8.0f} msg/s  p50 {same['p50']:6.1f} ms  p99 {same['p99']:6.1f} ms"
+    )
+    print(
+        f"cross-node  {cross['rate']:8.0f} msg/s  p50 {cross['p50']:6.1f} ms  p99 {cross['p99']:6.1f} ms"
+    )
+    print(
+        f"cross/same throughput ratio {cross['rate'] / same['rate']:.2f}, "
+        f"p50 latency ratio {cross['p50'] / same['p50']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

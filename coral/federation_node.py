@@ -46,6 +46,7 @@ from coral.federation.wire import (
     request_to_wire,
 )
 from coral.protocol.agent import AgentRecord
+from coral.protocol.canonical import parse_json
 from coral.protocol.errors import CoralError, Forbidden, InvalidMessage, Unauthenticated
 from coral.protocol.message import Message, from_wire, new_message_id, now_ms, to_wire
 from coral.protocol.signing import verify_message_signature
@@ -57,7 +58,9 @@ from coral.v1 import federation_pb2, federation_pb2_grpc
 log = logging.getLogger("coral.federation")
 
 OWNERS_MIGRATIONS = [
-    Migration(1, "CREATE TABLE federation_thread_owners (thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL)")
+    Migration(
+        1, "CREATE TABLE federation_thread_owners (thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL)"
+    )
 ]
 CALL_TIMEOUT_S = 5.0
 #: Errors a receiver may resolve by itself later (gossip lag): worth retrying.
@@ -76,12 +79,19 @@ def _dumps(obj: Any) -> str:
 def thread_from_view(view: dict[str, Any]) -> Thread:
     """Rebuild a Thread from its JSON view (what an owner sends its mirrors)."""
     return Thread(
-        id=view["id"], name=view["name"], creator=view["creator"],
-        participants=tuple(view["participants"]), strategy=view["strategy"],
-        created_at=int(view["created_at"]), session_id=view.get("session_id"),
-        state=view["state"], summary=view.get("summary"), closed_at=view.get("closed_at"),
+        id=view["id"],
+        name=view["name"],
+        creator=view["creator"],
+        participants=tuple(view["participants"]),
+        strategy=view["strategy"],
+        created_at=int(view["created_at"]),
+        session_id=view.get("session_id"),
+        state=view["state"],
+        summary=view.get("summary"),
+        closed_at=view.get("closed_at"),
         strategy_options=view.get("strategy_options") or {},
-        strategy_state=view.get("strategy_state") or {}, last_seq=int(view["last_seq"]),
+        strategy_state=view.get("strategy_state") or {},
+        last_seq=int(view["last_seq"]),
     )
 
 
@@ -235,8 +245,11 @@ class FederationNode:
 
     async def on_gossip_exchange(self, caller: str, records_json: str, request_json: str) -> str:
         self._check_peer(caller)
-        incoming = [record_from_wire(r) for r in json.loads(records_json)]
-        request = request_from_wire(json.loads(request_json))
+        records = parse_json(records_json)
+        if not isinstance(records, list):
+            raise InvalidMessage("records_json is a JSON array", reason="invalid_record")
+        incoming = [record_from_wire(r) for r in records]
+        request = request_from_wire(parse_json(request_json))
         answer = self.state.records_for(request, incoming)
         await self._merge(incoming, source=caller)
         return _dumps([record_to_wire(r) for r in answer])
@@ -269,8 +282,11 @@ class FederationNode:
                 {**entry_view(p.entry), "recipients": sorted(agents & set(p.recipients))}
                 for p in write.entries
             ]
-            grants = [{"agent": g.agent, "through_seq": g.through_seq}
-                      for g in write.grants if g.agent in agents]
+            grants = [
+                {"agent": g.agent, "through_seq": g.through_seq}
+                for g in write.grants
+                if g.agent in agents
+            ]
             history = _history_for(conn, thread.id, grants)
             payload = _dumps({"thread": view, "entries": history + entries, "grants": grants})
             conn.execute(
@@ -303,7 +319,9 @@ class FederationNode:
         if caller not in self.state.peers:
             raise Unauthenticated("unknown node; gossip first", reason="unknown_peer")
         self.peer_limiter.take(caller)
-        payload = json.loads(payload_json)
+        payload = parse_json(payload_json)
+        if not isinstance(payload, dict):
+            raise InvalidMessage("an envelope payload is a JSON object", reason="invalid_envelope")
         if kind == "submit":
             return await self._deliver_submit(caller, from_wire(payload["message"]))
         if kind == "entries":
@@ -355,19 +373,24 @@ class FederationNode:
         for item in payload["entries"]:
             message = from_wire(item["message"])
             verify_message_signature(message)
-            entry = ThreadEntry(thread.id, int(item["seq"]), message,
-                                int(item["recorded_at"]), bool(item["system"]))
+            entry = ThreadEntry(
+                thread.id, int(item["seq"]), message, int(item["recorded_at"]), bool(item["system"])
+            )
             local = [a for a in item.get("recipients", []) if self.home_of(a) == self.did]
             entries.append((entry, local))
-        grants = [HistoryGrant(g["agent"], int(g["through_seq"]))
-                  for g in payload.get("grants", []) if self.home_of(g["agent"]) == self.did]
+        grants = [
+            HistoryGrant(g["agent"], int(g["through_seq"]))
+            for g in payload.get("grants", [])
+            if self.home_of(g["agent"]) == self.did
+        ]
         store = self.ctx.services["coordination_store"]
         fresh = [False]
 
         def first_time(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO federation_inbox (message_id, origin, received_at)"
-                " VALUES (?, ?, ?)", (envelope_id, caller, now_ms()),
+                " VALUES (?, ?, ?)",
+                (envelope_id, caller, now_ms()),
             )
             fresh[0] = cur.rowcount == 1
             return fresh[0]
@@ -464,7 +487,13 @@ def _history_for(
         (thread_id, through),
     ).fetchall()
     return [
-        {"thread_id": thread_id, "seq": int(r[0]), "system": bool(r[1]),
-         "recorded_at": int(r[2]), "message": json.loads(r[3]), "recipients": []}
+        {
+            "thread_id": thread_id,
+            "seq": int(r[0]),
+            "system": bool(r[1]),
+            "recorded_at": int(r[2]),
+            "message": json.loads(r[3]),
+            "recipients": [],
+        }
         for r in rows
     ]

@@ -28,12 +28,14 @@ async def list_peers(request: web.Request) -> web.Response:
     for did, record in sorted(driver.state.peers.items()):
         if did == driver.did:
             continue
-        peers.append({
-            "node_id": did,
-            "record": record.model_dump(mode="json"),
-            "active": did in driver.state.peer_set.active,
-            "banned": driver.state.scores.is_banned(did, now),
-        })
+        peers.append(
+            {
+                "node_id": did,
+                "record": record.model_dump(mode="json"),
+                "active": did in driver.state.peer_set.active,
+                "banned": driver.state.scores.is_banned(did, now),
+            }
+        )
     return web.json_response({"node_id": driver.did, "peers": peers})
 
 

@@ -59,8 +59,9 @@ async def test_discovery_and_directory_convergence(node_factory):
     clients = [await agent(a, "alice"), await agent(b, "bob"), await agent(c, "carol")]
     try:
         await converged([a, b, c], clients)
-        bob_seen_from_c = [r for r in c.get_json("/v1/agents?all=true")["agents"]
-                           if r["manifest"]["name"] == "bob"]
+        bob_seen_from_c = [
+            r for r in c.get_json("/v1/agents?all=true")["agents"] if r["manifest"]["name"] == "bob"
+        ]
         assert bob_seen_from_c[0]["home_node"] == b.node_id
         from coral.protocol.agent import parse_record, verify_record
 
@@ -95,8 +96,11 @@ async def test_cross_node_thread_with_mentions(node_factory):
 
         async def carol_sees_both():
             page = await carol.history(tid)
-            texts = [e["message"]["parts"][0].get("text") for e in page["entries"]
-                     if e["message"]["kind"] == "message"]
+            texts = [
+                e["message"]["parts"][0].get("text")
+                for e in page["entries"]
+                if e["message"]["kind"] == "message"
+            ]
             return texts if texts == ["hello bob", "hi alice"] else None
 
         await eventually(carol_sees_both, what="carol's mirror")
@@ -156,8 +160,11 @@ async def test_partition_healed_by_the_outbox(node_factory):
         deadline = time.monotonic() + 40
         while len(texts) < 5 and time.monotonic() < deadline:
             got = await carol.wait("mention", after=cursor, timeout_ms=5000)
-            texts += [e["entry"]["message"]["parts"][0]["text"] for e in got["entries"]
-                      if e["entry"]["message"]["kind"] == "message"]
+            texts += [
+                e["entry"]["message"]["parts"][0]["text"]
+                for e in got["entries"]
+                if e["entry"]["message"]["kind"] == "message"
+            ]
             cursor = got["cursor"]
         assert texts == [f"while away {i}" for i in range(5)]
     finally:

@@ -37,9 +37,15 @@ def calling_node(ctx: NodeContext, context: Context, method: str, request: Any) 
     metadata = dict(context.invocation_metadata() or ())
     header = metadata.get(NODE_AUTH)
     if not header:
-        raise Unauthenticated("node-to-node calls need coral-node-auth", reason="node_auth_required")
+        raise Unauthenticated(
+            "node-to-node calls need coral-node-auth", reason="node_auth_required"
+        )
     return verify_request(
-        str(header), "RPC", SERVICE + method, request.SerializeToString(), now_ms(),
+        str(header),
+        "RPC",
+        SERVICE + method,
+        request.SerializeToString(),
+        now_ms(),
         ctx.verifier.limits.max_future_skew_ms,
     )
 
@@ -82,9 +88,10 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
         self, request: federation_pb2.Envelope, context: Context
     ) -> federation_pb2.DeliverResponse:
         caller = calling_node(self.ctx, context, "Deliver", request)
-        duplicate = await self.driver.on_deliver(caller, request.id, request.kind, request.payload_json)
+        duplicate = await self.driver.on_deliver(
+            caller, request.id, request.kind, request.payload_json
+        )
         return federation_pb2.DeliverResponse(duplicate=duplicate)
-
 
     @rpc("DeliverBatch")
     async def DeliverBatch(
@@ -94,7 +101,9 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
         applied = 0
         for envelope in request.envelopes:
             try:
-                await self.driver.on_deliver(caller, envelope.id, envelope.kind, envelope.payload_json)
+                await self.driver.on_deliver(
+                    caller, envelope.id, envelope.kind, envelope.payload_json
+                )
             except CoralError as exc:
                 if applied == 0:
                     raise  # nothing applied: the whole call fails with the typed error
