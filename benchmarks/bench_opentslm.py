@@ -36,7 +36,6 @@ def memory_child(arch: str, length: int, device_name: str) -> dict[str, float | 
     """One training step at ``length`` samples per channel; returns peak memory and time."""
     import numpy as np
     import torch
-
     from coral_sdk.models.opentslm.checkpoint import build_model
     from coral_sdk.models.opentslm.data import build_sample, synthesize_accelerometer
 
@@ -61,8 +60,14 @@ def memory_child(arch: str, length: int, device_name: str) -> dict[str, float | 
         # ru_maxrss is in KiB on Linux; the child process is fresh, so its peak is this step's.
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline_rss
         method = "peak RSS growth (ru_maxrss)"
-    return {"arch": arch, "length": length, "lm_tokens": tokens, "peak_mib": round(max(peak, 0.0), 1),
-            "step_s": round(time.perf_counter() - started, 3), "method": method}
+    return {
+        "arch": arch,
+        "length": length,
+        "lm_tokens": tokens,
+        "peak_mib": round(max(peak, 0.0), 1),
+        "step_s": round(time.perf_counter() - started, 3),
+        "method": method,
+    }
 
 
 def run_memory(device_name: str) -> None:
@@ -71,8 +76,18 @@ def run_memory(device_name: str) -> None:
     for arch in ARCHS:
         for length in LENGTHS:
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", arch, str(length), "--device", device_name],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--memory-child",
+                    arch,
+                    str(length),
+                    "--device",
+                    device_name,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"memory method: {rows[0]['method']}, device {device_name}, batch 1, 3 channels")
@@ -82,22 +97,27 @@ def run_memory(device_name: str) -> None:
         mine = [r for r in rows if r["arch"] == arch]
         base = mine[0]
         for r in mine:
-            print(f"| {arch} | {r['length']} | {r['lm_tokens']} | {r['peak_mib']} | "
-                  f"{r['peak_mib'] / max(base['peak_mib'], 0.1):.1f} | {r['step_s']} | "
-                  f"{r['step_s'] / base['step_s']:.1f} |")
+            print(
+                f"| {arch} | {r['length']} | {r['lm_tokens']} | {r['peak_mib']} | "
+                f"{r['peak_mib'] / max(base['peak_mib'], 0.1):.1f} | {r['step_s']} | "
+                f"{r['step_s'] / base['step_s']:.1f} |"
+            )
 
 
 def run_throughput(device_name: str, count: int, batch_size: int) -> None:
     """Samples/s of the predictor at batch 1 and at ``batch_size``, for both architectures."""
     import torch
-
     from coral_sdk.models.opentslm.data import HAR_PRE_PROMPT, make_har_samples
     from coral_sdk.models.opentslm.predictor import OpenTslmPredictor
 
     torch.set_num_threads(1)
     samples = make_har_samples(count, 64, seed=99)
-    requests = [{"question": HAR_PRE_PROMPT, "series": [s.tolist() for s in x.series]} for x in samples]
-    print(f"device {device_name}, {count} requests, 64 samples x 3 channels, greedy up to 48 tokens")
+    requests = [
+        {"question": HAR_PRE_PROMPT, "series": [s.tolist() for s in x.series]} for x in samples
+    ]
+    print(
+        f"device {device_name}, {count} requests, 64 samples x 3 channels, greedy up to 48 tokens"
+    )
     print(f"| arch | batch 1 samples/s | batch {batch_size} samples/s | ratio |")
     print("|---|---|---|---|")
     for arch in ARCHS:
@@ -116,10 +136,14 @@ def run_throughput(device_name: str, count: int, batch_size: int) -> None:
 
 def main() -> int:
     """Parse flags and run the chosen benchmark(s)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--throughput", action="store_true")
-    parser.add_argument("--memory-child", nargs=2, metavar=("ARCH", "LENGTH"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-child", nargs=2, metavar=("ARCH", "LENGTH"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -129,7 +153,9 @@ def main() -> int:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child[0], int(args.memory_child[1]), args.device)))
+        print(
+            json.dumps(memory_child(args.memory_child[0], int(args.memory_child[1]), args.device))
+        )
         return 0
     if not (args.memory or args.throughput):
         args.memory = args.throughput = True

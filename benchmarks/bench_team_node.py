@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _node import BenchNode
 from coral_sdk import CoralClient
+from coral_sdk.ledger import issue_dev_funds
 from coral_sdk.teams import TeamClient, accept_invitations
 
 from coral.protocol.agent import AgentManifest
@@ -31,9 +32,10 @@ from coral.teams import Money, RoleSpec
 TEXT = "status: draft section 3 is ready for review; numbers checked against the source. " * 3
 
 
-async def run(url: str, n: int, rounds: int) -> None:
+async def run(url: str, n: int, rounds: int, admin_token: str) -> None:
     lead = CoralClient(url, Identity.generate())
     await lead.register(AgentManifest(name="bench-lead"))
+    await issue_dev_funds(url, admin_token, lead.did, 10**12)  # team budgets are escrowed
     workers = []
     for name, cap in (("bench-writer", "write"), ("bench-reviewer", "review")):
         client = CoralClient(url, Identity.generate())
@@ -81,7 +83,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with BenchNode() as node:
-        asyncio.run(run(node.info["http_address"], args.n, args.rounds))
+        token = (node.data_dir / "keys" / "admin.token").read_text().strip()
+        asyncio.run(run(node.info["http_address"], args.n, args.rounds, token))
 
 
 if __name__ == "__main__":

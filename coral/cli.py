@@ -19,6 +19,7 @@ from coral import __version__
 from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
 from coral.interop_cli import a2a_app, mcp_app
 from coral.keys import load_or_create_identity, load_or_create_token
+from coral.ledger_cli import ledger_app
 
 app = typer.Typer(
     name="coral-node",
@@ -35,6 +36,7 @@ keys_app = typer.Typer(help="Show the node's keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(a2a_app, name="a2a")
+app.add_typer(ledger_app, name="ledger")
 
 out = Console(emoji=False, highlight=False)
 err = Console(stderr=True, emoji=False, highlight=False)

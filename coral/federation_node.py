@@ -127,7 +127,7 @@ class FederationNode:
         self.state.merge(local, now)
         store = self.ctx.services["coordination_store"]
         store.write_hooks.append(self._fanout_hook)
-        self.ctx.directory.on_change = self._on_local_record
+        self.ctx.directory.listeners.append(self._on_local_record)
 
     def publish_self(self) -> None:
         """(Re)issue our signed peer record with the addresses we listen on."""
@@ -136,6 +136,8 @@ class FederationNode:
         self.state.merge([record], now_ms())
 
     def _on_local_record(self, record: AgentRecord) -> None:
+        if record.home_node != self.did:
+            return  # replicated records arrive through gossip already
         self.state.merge([record], now_ms())
         asyncio.get_running_loop().create_task(self.store.save_records([record]))
 

@@ -9,8 +9,23 @@ from pathlib import Path
 from coral.protocol.identity import Identity
 
 
+def _private_dir(directory: Path) -> None:
+    """Create ``directory`` 0700, narrowing it if a copy or restore widened it."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if directory.stat().st_mode & 0o077:
+        os.chmod(directory, 0o700)
+
+
+def _read_private(path: Path) -> str:
+    """Read a key file, first narrowing it (and its dir) to the owner if needed."""
+    _private_dir(path.parent)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return path.read_text()
+
+
 def _write_private(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dir(path.parent)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -27,7 +42,7 @@ def load_or_create_identity(path: Path) -> tuple[Identity, bool]:
     Returns the identity and whether it was created now.
     """
     if path.exists():
-        seed = bytes.fromhex(path.read_text().strip())
+        seed = bytes.fromhex(_read_private(path).strip())
         return Identity.from_seed(seed), False
     identity = Identity.generate()
     _write_private(path, identity.seed.hex().encode() + b"\n")
@@ -37,7 +52,7 @@ def load_or_create_identity(path: Path) -> tuple[Identity, bool]:
 def load_or_create_token(path: Path) -> str:
     """Load the admin bearer token at ``path``, creating a random one if absent."""
     if path.exists():
-        return path.read_text().strip()
+        return _read_private(path).strip()
     token = secrets.token_urlsafe(32)
     _write_private(path, token.encode() + b"\n")
     return token

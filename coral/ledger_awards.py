@@ -30,7 +30,7 @@ from coral.coordination.strategies.contract_net import Award
 from coral.coordination.strategy import data_with_key
 from coral.ledger import errors
 from coral.ledger.ports import LedgerStore
-from coral.ledger_subsystem import LedgerAccess, NotAccountOwner
+from coral.ledger_access import LedgerAccess, NotAccountOwner
 from coral.protocol.errors import InvalidMessage
 from coral.protocol.message import Message
 

@@ -108,8 +108,20 @@ class CoordinationSubsystem(Subsystem):
         ctx.gateway = MessageGateway(
             ctx.verifier, seen, ctx.coordination, ctx.directory, ctx.metrics, limiter
         )
-        local = await ctx.directory.search(local_only=True)
-        ctx.metrics.agents_registered.set(len(local))
+        directory = ctx.directory
+
+        async def count_local_agents() -> None:
+            ctx.metrics.agents_registered.set(len(await directory.search(local_only=True)))
+
+        await count_local_agents()
+        def on_record(record: Any) -> None:
+            if record.home_node == identity.did:
+                task = asyncio.get_running_loop().create_task(count_local_agents())
+                self._counting.add(task)
+                task.add_done_callback(self._counting.discard)
+
+        self._counting: set[asyncio.Task[None]] = set()
+        directory.listeners.append(on_record)
         self.grpc_installers.append(grpc_coordination.install)
         self.http_installers += [http_agents.install, http_coordination.install]
 
@@ -127,7 +139,16 @@ def build_subsystems(config: Any) -> list[Subsystem]:
     from coral.api.dashboard import DashboardSubsystem
     from coral.federation_subsystem import FederationSubsystem
     from coral.interop_subsystem import InteropSubsystem
+    from coral.launcher_subsystem import LauncherSubsystem
     from coral.ledger_subsystem import LedgerSubsystem
     from coral.teams_subsystem import TeamsSubsystem
 
-    return [CoordinationSubsystem(), LedgerSubsystem(), FederationSubsystem(), TeamsSubsystem(), InteropSubsystem(), DashboardSubsystem()]
+    return [
+        CoordinationSubsystem(),
+        LedgerSubsystem(),
+        FederationSubsystem(),
+        TeamsSubsystem(),
+        InteropSubsystem(),
+        DashboardSubsystem(),
+        LauncherSubsystem(),
+    ]

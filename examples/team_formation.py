@@ -1,6 +1,7 @@
 """Form a secure team of three recruited agents, talk end to end encrypted, then dissolve.
 
-Run (with a node running): python examples/team_formation.py --node http://127.0.0.1:7421
+Run (with a node running): python examples/team_formation.py --node http://127.0.0.1:7421 [--data-dir DIR]
+(the node data dir holds the admin token used to fund the initiator; default: the platform data dir)
 The initiator finds a writer, a reviewer and a tester by capability, invites
 them, certifies their acceptances, seals the team key to everyone and opens
 an encrypted team thread. Prints each step and exits.
@@ -14,6 +15,7 @@ import secrets
 from collections.abc import Callable
 
 from coral_sdk import CoralClient
+from coral_sdk.ledger import issue_dev_funds
 from coral_sdk.teams import TeamClient, TeamOffer, accept_invitations
 
 from coral.protocol.agent import AgentManifest, Price
@@ -45,9 +47,22 @@ def asking(price: int) -> Callable[[TeamOffer], int | None]:
     return decide
 
 
+def admin_token(args: argparse.Namespace) -> str:
+    """The node's admin token (to fund the initiator in dev mode)."""
+    from pathlib import Path
+
+    from coral.config import default_data_dir
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    return (data_dir / "keys" / "admin.token").read_text().strip()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--node", default="http://127.0.0.1:7421")
+    parser.add_argument(
+        "--data-dir", default=None, help="the node's data dir, to read its admin token for funding"
+    )
     args = parser.parse_args()
     members = {
         role: await recruit(args.node, role, cap, price) for role, (cap, price) in RECRUITS.items()
@@ -59,6 +74,8 @@ async def main() -> None:
     ]
     async with CoralClient(args.node, Identity.generate()) as initiator:
         await initiator.register(AgentManifest(name=f"lead-{secrets.token_hex(3)}"))
+        # The team budget is escrowed from the initiator's account: fund it (dev mode).
+        await issue_dev_funds(args.node, admin_token(args), initiator.did, 1_000)
         teams = TeamClient(initiator)
         roles = tuple(
             RoleSpec(name=role, capabilities=(cap,)) for role, (cap, _) in RECRUITS.items()

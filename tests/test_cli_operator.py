@@ -24,12 +24,17 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_command_has_help_with_an_example():
-    top = run("--help")
-    assert top.returncode == 0 and "Exit codes" in top.stdout and "doctor" in top.stdout
+    from typer.testing import CliRunner
+
+    from coral.cli import app
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0 and "Exit codes" in top.output and "doctor" in top.output
     for command in COMMANDS:
-        result = run(*command, "--help")
-        assert result.returncode == 0, command
-        assert "Example" in result.stdout, f"{' '.join(command)} --help has no example"
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Example" in result.output, f"{' '.join(command)} --help has no example"
 
 
 def test_usage_errors_exit_2():

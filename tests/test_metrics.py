@@ -43,3 +43,10 @@ async def test_a_running_node_exports_every_metric(tmp_path):
     for name in exported_names(NodeMetrics()):
         # Older prometheus_client versions declare counters without the _total suffix.
         assert name in declared or name.removesuffix("_total") in declared, name
+    # Metrics subsystems add to the node's registry are documented too.
+    docs = OPERATIONS.read_text()
+    families = {name.removesuffix("_created") for name in declared}
+    missing = sorted(
+        name for name in families if f"`{name}`" not in docs and f"`{name}_total`" not in docs
+    )
+    assert not missing, f"exported but not documented in docs/operations.md: {missing}"

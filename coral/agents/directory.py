@@ -65,13 +65,13 @@ class AgentDirectory:
         node: Identity,
         clock: Callable[[], int],
         max_skew_ms: int = 300_000,
-        on_change: Callable[[AgentRecord], None] | None = None,
     ) -> None:
         self.store = store
         self.node = node
         self.clock = clock
         self.max_skew_ms = max_skew_ms
-        self.on_change = on_change
+        #: Called with every record stored (local or replicated), in order.
+        self.listeners: list[Callable[[AgentRecord], None]] = []
 
     async def register(self, record: AgentRecord) -> AgentRecord:
         """Accept a record signed by its agent, countersign it, and store it."""
@@ -96,8 +96,8 @@ class AgentDirectory:
             raise AgentNotRegistered("cannot deregister an agent that is not registered")
         signed = countersign_record(record, self.node)
         await self.store.put(signed)
-        if self.on_change is not None:
-            self.on_change(signed)
+        for listener in self.listeners:
+            listener(signed)
         return signed
 
     async def merge_remote(self, record: AgentRecord) -> bool:
@@ -106,8 +106,9 @@ class AgentDirectory:
         if record.home_node == self.node.did:
             return False  # we are the authority for our own agents
         stored = await self.store.put(record)
-        if stored and self.on_change is not None:
-            self.on_change(record)
+        if stored:
+            for listener in self.listeners:
+                listener(record)
         return stored
 
     async def get(self, did: str) -> AgentRecord:

@@ -122,9 +122,15 @@ def with_participant_removed(thread: Thread, requester: str, agent: str) -> Thre
     return dataclasses.replace(thread, participants=remaining)
 
 
-def closed(thread: Thread, requester: str, summary: str, now_ms: int) -> Thread:
-    """The thread closed with ``summary`` (its conclusion) by a participant."""
-    require_participant(thread, requester)
+def closed(
+    thread: Thread, requester: str, summary: str, now_ms: int, *, by_node: bool = False
+) -> Thread:
+    """The thread closed with ``summary`` (its conclusion) by a participant.
+
+    ``by_node`` is the operator's close: no participant is needed.
+    """
+    if not by_node:
+        require_participant(thread, requester)
     require_open(thread)
     if len(summary) > MAX_SUMMARY_CHARS:
         raise InvalidThread(f"a summary has at most {MAX_SUMMARY_CHARS} characters")

@@ -158,6 +158,17 @@ class CoordinationService:
             closed = SystemEvent(ev.THREAD_CLOSED, {"summary": summary, "by": requester})
             return await self._commit(done, thread, now, [closed])
 
+    async def force_close(self, thread_id: str, summary: str) -> Thread:
+        """Close a thread on the node operator's authority (recorded as by the node)."""
+        async with self._locks.hold(thread_id):
+            thread = await self._load(thread_id)
+            now = self.clock()
+            done = dataclasses.replace(
+                rules.closed(thread, self.node_id, summary, now, by_node=True), wake_at=None
+            )
+            closed = SystemEvent(ev.THREAD_CLOSED, {"summary": summary, "by": self.node_id})
+            return await self._commit(done, thread, now, [closed])
+
     # -- messages -----------------------------------------------------------
 
     async def send_message(self, message: Message) -> ThreadEntry:

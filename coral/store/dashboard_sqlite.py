@@ -3,20 +3,68 @@
 The domain services answer questions for one agent at a time (an agent sees
 only its own threads); an operator needs the whole node at a glance. These
 helpers read the tables directly and never write. Tables of components a
-node does not run (ledger, teams, federation) may be absent: every helper
-then returns an empty result instead of failing.
+node does not run (ledger, teams) may be absent: every helper then returns
+an empty result instead of failing. The ledger keeps its own file; it is read
+through ``ReadOnlySqlite``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from coral.store.sqlite import SqliteDatabase
+import aiosqlite
 
 #: Largest page any helper returns, whatever the caller asks for.
 MAX_ROWS = 200
+
+
+class RowSource(Protocol):
+    """What the helpers need from a database: ``SqliteDatabase`` or ``ReadOnlySqlite``."""
+
+    async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Any]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Any: ...
+
+
+class ReadOnlySqlite:
+    """A query-only connection to another component's SQLite file (the ledger's own).
+
+    Opened on first use with ``mode=ro``, so the dashboard can never write to it
+    and never queues behind that component's writer.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+
+    async def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            self._conn = await aiosqlite.connect(uri, uri=True)
+            self._conn.row_factory = aiosqlite.Row
+        return self._conn
+
+    async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """All rows of one query."""
+        conn = await self._connection()
+        async with conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Any:
+        """The first row of one query, or None."""
+        conn = await self._connection()
+        async with conn.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def close(self) -> None:
+        """Close the connection (safe to call twice)."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +99,7 @@ def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_ROWS))
 
 
-async def table_exists(db: SqliteDatabase, table: str) -> bool:
+async def table_exists(db: RowSource, table: str) -> bool:
     """True when ``table`` exists in the node's database."""
     row = await db.fetchone(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -59,7 +107,7 @@ async def table_exists(db: SqliteDatabase, table: str) -> bool:
     return row is not None
 
 
-async def recent_threads(db: SqliteDatabase, limit: int = 20) -> list[ThreadRow]:
+async def recent_threads(db: RowSource, limit: int = 20) -> list[ThreadRow]:
     """The most recently active threads of every agent, newest activity first."""
     if not await table_exists(db, "coordination_threads"):
         return []
@@ -94,7 +142,7 @@ async def recent_threads(db: SqliteDatabase, limit: int = 20) -> list[ThreadRow]
     ]
 
 
-async def recent_entries(db: SqliteDatabase, thread_id: str, limit: int = 10) -> list[EntryRow]:
+async def recent_entries(db: RowSource, thread_id: str, limit: int = 10) -> list[EntryRow]:
     """The last ``limit`` entries of one thread, oldest first."""
     if not await table_exists(db, "coordination_entries"):
         return []
@@ -115,7 +163,7 @@ async def recent_entries(db: SqliteDatabase, thread_id: str, limit: int = 10) ->
     ]
 
 
-async def coordination_totals(db: SqliteDatabase) -> dict[str, int]:
+async def coordination_totals(db: RowSource) -> dict[str, int]:
     """Counts of open and closed threads and of stored entries."""
     if not await table_exists(db, "coordination_threads"):
         return {"threads_open": 0, "threads_closed": 0, "entries": 0}
@@ -133,7 +181,7 @@ async def coordination_totals(db: SqliteDatabase) -> dict[str, int]:
     }
 
 
-async def recent_team_ids(db: SqliteDatabase, limit: int = 20) -> list[str]:
+async def recent_team_ids(db: RowSource, limit: int = 20) -> list[str]:
     """Ids of the most recently proposed teams (newest first)."""
     if not await table_exists(db, "team_charters"):
         return []
@@ -143,7 +191,7 @@ async def recent_team_ids(db: SqliteDatabase, limit: int = 20) -> list[str]:
     return [str(r["team_id"]) for r in rows]
 
 
-async def ledger_accounts(db: SqliteDatabase, limit: int = 50) -> list[dict[str, Any]]:
+async def ledger_accounts(db: RowSource, limit: int = 50) -> list[dict[str, Any]]:
     """Accounts with their posted and pending balances, largest balance first."""
     if not await table_exists(db, "ledger_accounts"):
         return []
@@ -167,21 +215,23 @@ async def ledger_accounts(db: SqliteDatabase, limit: int = 50) -> list[dict[str,
     ]
 
 
-async def ledger_pending(db: SqliteDatabase, limit: int = 50) -> list[dict[str, Any]]:
-    """Escrow holds (pending transfers) not yet posted, voided or expired."""
-    if not await table_exists(db, "ledger_open_deadlines"):
+async def ledger_pending(db: RowSource, limit: int = 50) -> list[dict[str, Any]]:
+    """Escrow holds: pending transfers not yet posted, voided or expired, soonest expiry first."""
+    if not await table_exists(db, "ledger_transfers"):
         return []
+    # Flag 2 is PENDING (coral.ledger.model.TransferFlags); a resolution row ends a hold.
     rows = await db.fetchall(
         "SELECT t.id, t.debit_account, t.credit_account, t.amount, t.ledger, t.memo,"
-        " t.created_at, d.expires_at FROM ledger_open_deadlines d"
-        " JOIN ledger_transfers t ON t.id = d.pending_id"
-        " ORDER BY d.expires_at LIMIT ?",
+        " t.created_at, t.expires_at FROM ledger_transfers t"
+        " WHERE (t.flags & 2) != 0 AND NOT EXISTS"
+        "  (SELECT 1 FROM ledger_resolutions r WHERE r.pending_id = t.id)"
+        " ORDER BY t.expires_at, t.seq LIMIT ?",
         (_limit(limit),),
     )
     return [dict(_transfer(r), expires_at=int(r["expires_at"])) for r in rows]
 
 
-async def ledger_recent_transfers(db: SqliteDatabase, limit: int = 20) -> list[dict[str, Any]]:
+async def ledger_recent_transfers(db: RowSource, limit: int = 20) -> list[dict[str, Any]]:
     """The newest transfers of every account, newest first."""
     if not await table_exists(db, "ledger_transfers"):
         return []
@@ -203,20 +253,3 @@ def _transfer(row: Any) -> dict[str, Any]:
         "memo": row["memo"],
         "created_at": int(row["created_at"]),
     }
-
-
-async def federation_peers(db: SqliteDatabase, limit: int = 100) -> list[dict[str, Any]]:
-    """Peer records the node has stored from gossip, as their decoded JSON."""
-    if not await table_exists(db, "federation_peers"):
-        return []
-    rows = await db.fetchall(
-        "SELECT node, seq, record FROM federation_peers ORDER BY node LIMIT ?", (_limit(limit),)
-    )
-    peers: list[dict[str, Any]] = []
-    for r in rows:
-        try:
-            record = json.loads(r["record"])
-        except ValueError:
-            record = {}
-        peers.append({"node": r["node"], "seq": int(r["seq"]), "record": record})
-    return peers

@@ -3,7 +3,7 @@
 ```python
 ledger = LedgerClient(client)
 paid = await ledger.transfer(to=other_did, amount=250, memo="summary")
-ledger.verify_receipt(paid.receipt)          # offline, against the node's did
+ledger.verify_receipt(paid.receipt, node_did)   # offline
 hold = await ledger.reserve(to=other_did, amount=100, timeout_ms=60_000)
 await ledger.post(hold["id"])                # or ledger.void(hold["id"])
 ```
@@ -24,7 +24,13 @@ from urllib.parse import quote
 
 from coral.ledger.receipts import Receipt
 from coral.ledger.receipts import verify_receipt as _verify_receipt
-from coral_sdk.client import CoralClient
+from coral_sdk.client import CoralApiError, CoralClient
+
+
+def _segment(value: str) -> str:
+    # The node checks the signature against the decoded path, so only characters
+    # that cannot stand in a path segment are escaped (":" in dids and award ids stays).
+    return quote(value, safe=":@")
 
 
 def new_transfer_id() -> str:
@@ -60,7 +66,7 @@ class LedgerClient:
 
     @staticmethod
     def _account_path(account: str) -> str:
-        return "/v1/ledger/accounts/" + quote(account, safe=":")
+        return "/v1/ledger/accounts/" + _segment(account)
 
     async def balance(self, account: str | None = None) -> dict[str, Any]:
         """Balances of ``account`` (default: this agent's own, opened on first use)."""
@@ -93,17 +99,19 @@ class LedgerClient:
 
     async def receipt(self, transfer_id: str) -> Receipt:
         """The node-signed receipt of a posted transfer this agent took part in."""
-        data = await self._call("GET", f"/v1/ledger/transfers/{quote(transfer_id)}/receipt")
+        data = await self._call("GET", f"/v1/ledger/transfers/{_segment(transfer_id)}/receipt")
         return Receipt.from_dict(data)
 
-    async def verify_receipt(self, receipt: Receipt, node_did: str | None = None) -> None:
+    def verify_receipt(self, receipt: Receipt, node_did: str | None = None) -> None:
         """Check a receipt offline; raises SignatureError unless the node signed exactly it.
 
-        ``node_did`` defaults to the node this client talks to (fetched once).
+        ``node_did`` defaults to the did of the node this client talks to, as
+        learned by ``client.node_info()``; nothing is sent over the network.
         """
-        if node_did is None:
-            node_did = self.client.node_id or (await self.client.node_info())["node_id"]
-        _verify_receipt(receipt, node_did)
+        expected = node_did or self.client.node_id
+        if expected is None:
+            raise ValueError("pass node_did, or call client.node_info() first")
+        _verify_receipt(receipt, expected)
 
     async def reserve(
         self,
@@ -137,13 +145,14 @@ class LedgerClient:
     ) -> Payment:
         """Settle a reservation: pay ``amount`` (default all) and release the rest."""
         body = {"transfer_id": transfer_id or new_transfer_id(), "amount": amount}
-        path = f"/v1/ledger/reservations/{quote(pending_id)}/post"
+        path = f"/v1/ledger/reservations/{_segment(pending_id)}/post"
         return Payment.from_json(await self._call("POST", path, body))
 
     async def void(self, pending_id: str, *, transfer_id: str | None = None) -> dict[str, Any]:
         """Cancel a reservation, returning all of it to this agent."""
         body = {"transfer_id": transfer_id or new_transfer_id()}
-        data = await self._call("POST", f"/v1/ledger/reservations/{quote(pending_id)}/void", body)
+        path = f"/v1/ledger/reservations/{_segment(pending_id)}/void"
+        data = await self._call("POST", path, body)
         transfer: dict[str, Any] = data["transfer"]
         return transfer
 
@@ -152,8 +161,24 @@ class LedgerClient:
     ) -> Payment:
         """Post a hash-locked reservation by revealing its 32-byte preimage."""
         body = {"transfer_id": transfer_id or new_transfer_id(), "preimage": preimage.hex()}
-        path = f"/v1/ledger/reservations/{quote(pending_id)}/fulfil"
+        path = f"/v1/ledger/reservations/{_segment(pending_id)}/fulfil"
         return Payment.from_json(await self._call("POST", path, body))
 
 
 __all__ = ["LedgerClient", "Payment", "new_transfer_id"]
+
+
+async def issue_dev_funds(node_url: str, admin_token: str, account: str, amount: int) -> dict[str, Any]:
+    """Fund ``account`` from the operator account (node in dev mode; admin token needed)."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with aiohttp.ClientSession() as http, http.post(
+        node_url.rstrip("/") + "/v1/admin/ledger/issue",
+        json={"account": account, "amount": amount},
+        headers=headers,
+    ) as resp:
+        data: dict[str, Any] = await resp.json(content_type=None)
+        if resp.status >= 400:
+            raise CoralApiError(resp.status, data.get("reason", "error"), data.get("detail", ""))
+        return data

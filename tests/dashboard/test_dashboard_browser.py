@@ -119,6 +119,20 @@ def test_live_message_and_operator_close_in_a_real_browser(node_factory, browser
         assert "Thread closed" in browser.find_element(By.ID, "notices").text
         assert browser.execute_script("return sessionStorage.getItem('coral-admin-token')") == token
 
+        # Issue development funds to bob through the ledger's admin route.
+        bob_did = clients[1].did
+        browser.find_element(By.ID, "funds-account").send_keys(bob_did)
+        browser.find_element(By.ID, "funds-amount").send_keys("75")
+        browser.find_element(By.CSS_SELECTOR, "#funds-form button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "notices"), "Issued 75"))
+        wait.until(ec.text_to_be_present_in_element((By.ID, "ledger"), "75 coral"))
+        # Create an MCP agent through the interop subsystem's admin route.
+        browser.find_element(By.ID, "mcp-name").send_keys("helper")
+        browser.find_element(By.ID, "mcp-capabilities").send_keys("search, notes")
+        browser.find_element(By.CSS_SELECTOR, "#mcp-form button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "mcp-result"), "Created helper"))
+        wait.until(ec.text_to_be_present_in_element((By.ID, "agents"), "helper"))
+
         ARTIFACTS.mkdir(exist_ok=True)
         browser.set_window_size(1280, 1700)
         browser.execute_script("window.scrollTo(0, 0)")

@@ -10,7 +10,9 @@ from typing import Any
 import aiohttp
 from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
+from coral.config import Config
 from coral.logs import RequestIdFilter
+from coral.node import Node
 from coral.protocol.identity import Identity
 from coral.protocol.message import EncryptedPart
 
@@ -80,8 +82,7 @@ async def test_snapshot_shows_agents_threads_and_hides_ciphertext(start_node, ht
     assert {"type": "encrypted", "text": "encrypted"} in texts
     assert "c2VjcmV0LXRleHQ" not in json.dumps(snap)
     assert snap["threads"]["totals"]["threads_open"] == 1
-    assert snap["actions"]["close_thread"] is True and snap["actions"]["issue_funds"] is False
-    assert snap["ledger"] is None  # no ledger on this node: the panel is absent, not broken
+    assert snap["actions"]["close_thread"] is True
     assert set(snap["rates"]["series"]) == {
         "messages_per_s",
         "requests_per_s",
@@ -135,7 +136,7 @@ async def test_admin_close_needs_the_token_and_records_the_operator(start_node, 
         async with http.post(url, json={"summary": "stale work"}, headers=admin) as resp:
             body = await resp.json()
             assert resp.status == 200, body
-        assert body["state"] == "closed" and body["closed_on_behalf_of"] == alice.did
+        assert body["state"] == "closed" and body["closed_by"] == ctx.identity.did
         assert body["summary"] == "[closed by the node operator] stale work"
         # The engine really closed it: participants can no longer post.
         try:
@@ -148,11 +149,6 @@ async def test_admin_close_needs_the_token_and_records_the_operator(start_node, 
         missing = f"{base}/v1/dashboard/admin/threads/nope/close"
         async with http.post(missing, json={}, headers=admin) as resp:
             assert resp.status == 404
-        async with http.post(f"{base}/v1/dashboard/admin/funds", json={}, headers=admin) as resp:
-            assert resp.status == 404 and (await resp.json())["reason"] == "ledger_disabled"
-        for path in ("/v1/dashboard/admin/funds", "/v1/dashboard/admin/peers/x/remove"):
-            async with http.post(base + path, json={}) as resp:
-                assert resp.status == 401
     finally:
         await alice.close()
         await bob.close()
@@ -207,3 +203,120 @@ async def test_request_ids_are_echoed_generated_and_logged(start_node, http):
         logger.setLevel(old_level)
     ids = [getattr(r, "request_id", None) for r in records]
     assert "op-42" in ids and generated in ids
+
+
+async def test_ledger_panel_shows_issued_funds(start_node, http):
+    _, ctx = await start_node()
+    base = ctx.http_address
+    alice = await registered(base, "alice")
+    try:
+        admin = {"Authorization": f"Bearer {ctx.admin_token}"}
+        body = {"account": alice.did, "amount": 250}
+        async with http.post(base + "/v1/admin/ledger/issue", json=body, headers=admin) as resp:
+            assert resp.status < 300, await resp.text()
+        snap = await get_json(http, base + "/v1/dashboard/snapshot")
+    finally:
+        await alice.close()
+    assert snap["actions"]["issue_funds"] is True  # dev_mode is on by default
+    balances = {a["id"]: a["balance"] for a in snap["ledger"]["accounts"]}
+    assert balances[alice.did] == 250
+    assert sum(balances.values()) == 0  # double entry: the operator account went negative
+    [recent] = snap["ledger"]["recent"]
+    assert (recent["to"], recent["amount"]) == (alice.did, 250)
+    assert snap["ledger"]["pending"] == []
+
+
+async def test_peers_panel_lists_a_peer_and_shows_its_removal(start_node, http):
+    _, a = await start_node("a")
+    node_b = Node(
+        Config(
+            data_dir=a.config.data_dir.parent / "b",
+            grpc_port=0,
+            http_port=0,
+            bootstrap_peers=[a.grpc_address],
+        )
+    )
+    b = await node_b.start()
+    try:
+        peers: list[dict[str, Any]] = []
+        for _ in range(100):
+            peers = (await get_json(http, a.http_address + "/v1/dashboard/snapshot"))["peers"]
+            if any(p["node"] == b.identity.did for p in peers):
+                break
+            await asyncio.sleep(0.1)
+        [peer] = [p for p in peers if p["node"] == b.identity.did]
+        assert peer["banned"] is False and peer["addresses"]["grpc"]
+        admin = {"Authorization": f"Bearer {a.admin_token}"}
+        url = f"{a.http_address}/v1/admin/peers/{b.identity.did}"
+        async with http.delete(url, headers=admin) as resp:
+            assert resp.status == 200
+        snap = await get_json(http, a.http_address + "/v1/dashboard/snapshot")
+        [peer] = [p for p in snap["peers"] if p["node"] == b.identity.did]
+        assert peer["banned"] is True and peer["active"] is False
+        assert snap["actions"]["remove_peer"] is True
+    finally:
+        await node_b.stop()
+
+
+async def test_team_panel_and_team_threads_show_ciphertext_only(start_node, http):
+    from coral_sdk.teams import TeamClient, accept_invitations
+
+    from coral.protocol.agent import Price
+    from coral.teams import Money, RoleSpec
+
+    _, ctx = await start_node()
+    base = ctx.http_address
+    alice = await registered(base, "alice")
+    carol = CoralClient(base, Identity.generate())
+    await carol.register(
+        AgentManifest(
+            name="carol", capabilities=("review",), prices=(Price(capability="review", amount=5),)
+        )
+    )
+    admin = {"Authorization": f"Bearer {ctx.admin_token}"}
+    funds = {"account": alice.did, "amount": 100}  # the team budget is held in escrow
+    async with http.post(base + "/v1/admin/ledger/issue", json=funds, headers=admin) as resp:
+        assert resp.status < 300
+    stop = asyncio.Event()
+    answering = asyncio.create_task(accept_invitations(carol, lambda offer: 5, stop=stop))
+    try:
+        team = await TeamClient(alice).form_team(
+            goal="review the plan",
+            roles=(RoleSpec(name="reviewer", capabilities=("review",)),),
+            budget=Money(amount=10),
+            timeout_s=20,
+        )
+        await TeamClient(alice).send_team_message(team.team_id, "unique-team-plaintext-42")
+        snap = await get_json(http, base + "/v1/dashboard/snapshot")
+        url = f"{base}/v1/dashboard/admin/threads/{team.thread_id}/close"
+        async with http.post(url, json={}, headers=admin) as resp:
+            assert resp.status == 403 and (await resp.json())["reason"] == "team_thread"
+    finally:
+        stop.set()
+        answering.cancel()
+        await asyncio.gather(answering, return_exceptions=True)
+        await alice.close()
+        await carol.close()
+    [shown_team] = [t for t in snap["teams"] if t["team_id"] == team.team_id]
+    assert shown_team["goal"] == "review the plan" and shown_team["key_epoch"] == 1
+    assert {m["did"]: m["role"] for m in shown_team["members"]}[carol.did] == "reviewer"
+    [thread] = [t for t in snap["threads"]["recent"] if t["id"] == team.thread_id]
+    assert thread["team_id"] == team.team_id
+    posts = [m for m in thread["messages"] if not m["system"]]
+    assert posts and all(p["type"] == "encrypted" for m in posts for p in m["parts"])
+    assert "unique-team-plaintext-42" not in json.dumps(snap)
+    # The team budget sits in escrow: a pending transfer out of alice's account.
+    assert [(p["from"], p["amount"]) for p in snap["ledger"]["pending"]] == [(alice.did, 10)]
+
+
+async def test_event_streams_are_capped(start_node, http, monkeypatch):
+    from coral.api.dashboard import routes
+
+    monkeypatch.setattr(routes, "MAX_EVENT_STREAMS", 1)
+    _, ctx = await start_node()
+    url = ctx.http_address + "/v1/dashboard/events"
+    async with http.get(url) as first:
+        await next_snapshot(first.content)
+        async with http.get(url) as second:
+            assert second.status == 429
+            assert (await second.json())["reason"] == "too_many_streams"

@@ -203,3 +203,25 @@ async def test_message_flood_from_one_agent_is_rate_limited(node_factory):
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_registered_agents_gauge_follows_registrations(node):
+    import urllib.request
+
+    def gauge() -> float:
+        with urllib.request.urlopen(node.http + "/metrics", timeout=10) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith("coral_agents_registered "):
+                    return float(line.split()[1])
+        raise AssertionError("coral_agents_registered missing")
+
+    start = gauge()
+    alice = await registered(node, "alice")
+    try:
+        for _ in range(50):
+            if gauge() == start + 1:
+                break
+            await asyncio.sleep(0.1)
+        assert gauge() == start + 1
+    finally:
+        await alice.close()

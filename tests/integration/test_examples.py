@@ -51,3 +51,13 @@ async def test_echo_example(node, tmp_path):
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+def test_team_formation_example(node):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "team_formation.py"), "--node", node.http,
+         "--data-dir", str(node.data_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "forming team" in result.stdout

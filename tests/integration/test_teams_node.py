@@ -34,15 +34,19 @@ from coral.teams import (
     verify_team,
 )
 from coral.teams.errors import DecryptionFailed, NotAMember
+from coral_sdk.ledger import issue_dev_funds
 
 SECRET = "launch code 7f3e-unique-plaintext"
 SECRET_AFTER = "after-rekey 91ab-unique-plaintext"
 
 
 async def registered(node, name: str, *caps: str, price: int = 0) -> CoralClient:
+    """A registered agent, funded so it can escrow a team budget as initiator."""
     client = CoralClient(node.http, Identity.generate())
     prices = tuple(Price(capability=c, amount=price) for c in caps)
     await client.register(AgentManifest(name=name, capabilities=caps, prices=prices))
+    token = (node.data_dir / "keys" / "admin.token").read_text().strip()
+    await issue_dev_funds(node.http, token, client.did, 1_000_000)
     return client
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,9 +106,6 @@ async def silent(
     yield agent
     agent.stop()
     await task
-
-
-__all__ = ["Echo", "Path", "admin_post", "create_mcp_agent", "run_agent"]
 
 
 async def admin_post_async(node: NodeProcess, path: str, body: dict[str, Any]) -> Any:

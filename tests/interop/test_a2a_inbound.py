@@ -10,7 +10,7 @@ import grpc
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, ClientConfig, create_client
-from a2a.types import a2a_pb2
+from a2a.types import a2a_pb2, a2a_pb2_grpc
 from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
 from coral_sdk import AgentManifest, CoralClient
 
@@ -295,3 +295,23 @@ async def test_subscriber_sees_the_cancellation(interop_node, silent: Silent):
         assert a2a_pb2.TaskState.TASK_STATE_CANCELED in states
         await client.close()
         await unary.close()
+
+
+async def test_grpc_refuses_wrong_versions_and_unknown_tenants(interop_node, echo: Echo):
+    async with grpc.aio.insecure_channel(interop_node.grpc) as channel:
+        stub = a2a_pb2_grpc.A2AServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as wrong:
+            await stub.GetTask(
+                a2a_pb2.GetTaskRequest(id="x", tenant="echo"), metadata=[("a2a-version", "2.0")]
+            )
+        assert wrong.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "version" in (wrong.value.details() or "").lower()
+        with pytest.raises(grpc.aio.AioRpcError) as absent:  # no metadata means 0.3
+            await stub.GetTask(a2a_pb2.GetTaskRequest(id="x", tenant="echo"))
+        assert absent.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        unknown = user_message("hello")
+        unknown.tenant = "nobody"
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.SendMessage(unknown, metadata=[("a2a-version", "1.0")])
+        assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "nobody" in (missing.value.details() or "")

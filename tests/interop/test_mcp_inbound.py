@@ -122,7 +122,9 @@ async def test_legacy_tool_names_and_instruction_resource(interop_node: NodeProc
         Client(dave["urls"]["streamable_http"]) as d,
     ):
         listed = await call(c, "list_agents", includeDetails=True)
-        assert {"carol", "dave"} <= {a["name"] for a in listed["agents"]}
+        names = {a["name"] for a in listed["agents"]}
+        assert {"carol", "dave"} <= names
+        assert "a2a-gateway" not in names  # registered only once A2A is used
         thread = await call(c, "create_thread", threadName="old", participantIds=["dave"])
         await call(c, "send_message", threadId=thread["id"], content="ping", mentions=["dave"])
         mentions = await call(d, "wait_for_mentions", timeoutMs=5_000)
@@ -149,6 +151,11 @@ async def test_bad_tool_arguments_and_refusals_are_tool_errors(interop_node: Nod
         no_thread = await tool_error(e, "coral_send_message", threadId="missing", content="hi")
         assert no_thread["error"] == "thread_not_found"
         assert (await tool_error(e, "no_such_tool"))["error"] == "unknown_tool"
+        thread = await call(e, "coral_create_thread", threadName="big", participantNames=[])
+        huge = await tool_error(
+            e, "coral_send_message", threadId=thread["id"], content="x" * 300_000
+        )
+        assert huge["error"] == "too_large"
 
 
 async def test_wrong_secret_is_401_and_malformed_json_rpc_is_an_error(interop_node: NodeProcess):

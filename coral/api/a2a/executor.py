@@ -177,7 +177,7 @@ class CoralAgentExecutor(AgentExecutor):
         thread_id = await self._thread_for(agent, context.context_id, record)
         with fanout.listen(thread_id) as replies:
             message = self.held.sign(agent, thread=thread_id, parts=parts, mentions=[record.agent])
-            await self.held.gateway.submit(message)
+            await self.held.submit_message(message)
             await updater.start_work()
             await self._follow(replies, record, updater)
 
@@ -195,7 +195,7 @@ class CoralAgentExecutor(AgentExecutor):
             kind="thread.create",
             parts=[DataPart(data={"name": f"a2a {context_id}", "participants": [record.agent]})],
         )
-        await self.held.gateway.submit(create)
+        await self.held.submit_message(create)
         self._threads[context_id] = create.id
         return create.id
 

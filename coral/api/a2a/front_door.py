@@ -21,6 +21,7 @@ from a2a.compat.v0_3 import a2a_v0_3_pb2_grpc
 from a2a.compat.v0_3.grpc_handler import CompatGrpcHandler
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import DefaultRequestHandler, GrpcHandler
+from a2a.server.request_handlers.grpc_handler import DefaultGrpcServerCallContextBuilder
 from a2a.server.routes import (
     DefaultServerCallContextBuilder,
     create_jsonrpc_routes,
@@ -28,6 +29,8 @@ from a2a.server.routes import (
 )
 from a2a.server.tasks import InMemoryTaskStore
 from a2a.types import a2a_pb2_grpc
+from a2a.utils.constants import PROTOCOL_VERSION_0_3, VERSION_HEADER
+from a2a.utils.errors import VersionNotSupportedError
 from aiohttp import web
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -58,6 +61,30 @@ class AgentFromUrl(DefaultServerCallContextBuilder):
         context = super().build(request)
         context.state[AGENT_STATE_KEY] = request.scope.get(AGENT_STATE_KEY, "")
         return context
+
+
+class VersionCheckedGrpcContext(DefaultGrpcServerCallContextBuilder):
+    """Applies the A2A-Version rule to gRPC as the SDK's HTTP routes do.
+
+    The SDK's GrpcHandler does not check ``a2a-version`` metadata; a missing
+    value means 0.3 (served by the ``a2a.v1`` compat service), and any major
+    version but 1 is refused with VersionNotSupported.
+    """
+
+    def build(self, context: grpc.aio.ServicerContext[Any, Any]) -> ServerCallContext:
+        """The default context, once the caller's protocol version is accepted."""
+        metadata = context.invocation_metadata() or ()
+        sent = [
+            value if isinstance(value, str) else value.decode()
+            for key, value in metadata
+            if key.lower() == VERSION_HEADER.lower()
+        ]
+        version = sent[0] if sent else PROTOCOL_VERSION_0_3
+        if version.split(".")[0] != "1":
+            raise VersionNotSupportedError(
+                message=f"A2A version '{version}' is not supported here; expected '1.0'"
+            )
+        return super().build(context)
 
 
 class A2AFrontDoor:
@@ -135,7 +162,7 @@ class A2AFrontDoor:
     def install_grpc(self, server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
         """Add ``lf.a2a.v1.A2AService`` (and the 0.3 ``a2a.v1`` one) to the node's gRPC server."""
         a2a_pb2_grpc.add_A2AServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            GrpcHandler(self.handler), server
+            GrpcHandler(self.handler, VersionCheckedGrpcContext()), server
         )
         compat = CompatGrpcHandler(self.handler)
         a2a_v0_3_pb2_grpc.add_A2AServiceServicer_to_server(compat, server)  # type: ignore[no-untyped-call]

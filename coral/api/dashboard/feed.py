@@ -31,6 +31,12 @@ class SnapshotFeed:
         self.subscribers = 0
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        """End every subscription now (the node is stopping); later ones end at once."""
+        self.closed = True
+        self._changed.set()
 
     async def refresh(self, *, force: bool = False) -> None:
         """Rebuild once if anyone listens (or ``force``); wake listeners if it changed."""
@@ -51,20 +57,25 @@ class SnapshotFeed:
     async def updates(self) -> AsyncGenerator[str | None, None]:
         """Yield the current snapshot, then each changed one; None means "send a keep-alive".
 
-        Cancellation (the client went away) ends the iteration and unsubscribes.
+        Cancellation (the client went away) or ``close`` ends the iteration and
+        unsubscribes.
         """
         self.subscribers += 1
         try:
+            if self.closed:
+                return
             await self.refresh(force=True)
             sent = self.version
             yield self.latest
-            while True:
+            while not self.closed:
                 if self.version == sent:
                     try:
                         await asyncio.wait_for(self._changed.wait(), KEEPALIVE_S)
                     except TimeoutError:
                         yield None
                         continue
+                    if self.closed:
+                        return
                 sent = self.version
                 yield self.latest
         finally:

@@ -4,7 +4,10 @@
 - ``GET /v1/dashboard/snapshot`` one JSON snapshot.
 - ``GET /v1/dashboard/events`` Server-Sent Events: a ``snapshot`` event now and
   whenever the snapshot changes (at most twice a second).
-- ``POST /v1/dashboard/admin/...`` operator actions; always need the admin token.
+- ``POST /v1/dashboard/admin/threads/{id}/close`` an operator action (admin token).
+  The page's other actions use the owning subsystems' admin routes directly:
+  ``POST /v1/admin/ledger/issue``, ``POST /v1/admin/mcp-agents``,
+  ``DELETE /v1/admin/peers/{did}``.
 
 Read-only views are open while the node listens on loopback only (anyone who
 can reach the port is on the machine); on any other address they need the
@@ -26,7 +29,7 @@ from coral.api.dashboard.feed import SnapshotFeed
 from coral.api.dashboard.snapshot import SnapshotBuilder, views_are_open
 from coral.api.http.app import CTX
 from coral.context import NodeContext
-from coral.protocol.errors import Forbidden, InvalidMessage, NotFound
+from coral.protocol.errors import Forbidden, InvalidMessage, NotFound, ResourceExhausted
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {
@@ -39,6 +42,8 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 MAX_SUMMARY_CHARS = 4000
+#: Open event streams the node serves at once; more get 429 (each holds a socket).
+MAX_EVENT_STREAMS = 32
 OPERATOR_NOTE = "[closed by the node operator]"
 
 BUILDER: web.AppKey[SnapshotBuilder] = web.AppKey("coral_dashboard_builder", SnapshotBuilder)
@@ -90,6 +95,8 @@ async def snapshot(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /v1/dashboard/events: the snapshot as SSE, re-sent on every change."""
     _authorize_view(request)
+    if request.app[FEED].subscribers >= MAX_EVENT_STREAMS:
+        raise ResourceExhausted("too many open dashboard streams", reason="too_many_streams")
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -125,9 +132,8 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 async def close_thread(request: web.Request) -> web.Response:
     """POST /v1/dashboard/admin/threads/{thread_id}/close ``{summary}``.
 
-    The engine accepts closes from participants only, so the close is recorded
-    as made by the thread's creator (or, if it left, its first participant) on
-    the operator's behalf, and the summary says so. Team threads are refused:
+    The close is recorded in the log as made by the node itself (the
+    operator's authority), and the summary says so. Team threads are refused:
     their members' certificates decide who closes them.
     """
     ctx = request.app[CTX]
@@ -144,62 +150,17 @@ async def close_thread(request: web.Request) -> web.Response:
     teams = ctx.services.get("teams")
     if teams is not None and await teams.index.team_of_thread(thread_id) is not None:
         raise Forbidden("team threads are closed by their members", reason="team_thread")
-    on_behalf_of = thread.creator if thread.has_participant(thread.creator) else None
-    if on_behalf_of is None and thread.participants:
-        on_behalf_of = thread.participants[0]
-    if on_behalf_of is None:
-        raise Forbidden("the thread has no participant left to close it", reason="no_participant")
     note = f"{OPERATOR_NOTE} {summary}".strip()
-    closed = await engine.close_thread(on_behalf_of, thread_id, note)
-    log.info("operator closed thread %s on behalf of %s", thread_id, on_behalf_of)
+    closed = await engine.force_close(thread_id, note)
+    log.info("operator closed thread %s", thread_id)
     return web.json_response(
         {
             "thread_id": closed.id,
             "state": closed.state,
             "summary": closed.summary,
-            "closed_on_behalf_of": on_behalf_of,
+            "closed_by": ctx.identity.did,
         }
     )
-
-
-async def issue_funds(request: web.Request) -> web.Response:
-    """POST /v1/dashboard/admin/funds ``{account, amount, memo?}``: dev-mode funding."""
-    ctx = request.app[CTX]
-    authenticate_admin(ctx, request.headers.get("Authorization"))
-    if not ctx.config.dev_mode:
-        raise Forbidden("issuing funds needs dev_mode = true", reason="dev_mode_off")
-    ledger = ctx.services.get("ledger")
-    if ledger is None:
-        raise NotFound("this node runs no ledger", reason="ledger_disabled")
-    body = await _json_object(request)
-    account = body.get("account")
-    amount = body.get("amount")
-    if not isinstance(account, str) or not account:
-        raise InvalidMessage("account must be an account id or agent did", reason="invalid_body")
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        raise InvalidMessage("amount must be a positive integer", reason="invalid_amount")
-    if account.startswith("did:"):
-        # An agent's account may not exist before its first payment: open it here.
-        await ledger.open_account(account, owner=account)
-    outcome = await ledger.issue(account, amount, memo=str(body.get("memo") or "dashboard issue"))
-    transfer = getattr(outcome, "transfer", None)
-    return web.json_response(
-        {"account": account, "amount": amount, "transfer_id": getattr(transfer, "id", None)}
-    )
-
-
-async def remove_peer(request: web.Request) -> web.Response:
-    """POST /v1/dashboard/admin/peers/{node_id}/remove (needs federation with remove_peer)."""
-    ctx = request.app[CTX]
-    authenticate_admin(ctx, request.headers.get("Authorization"))
-    federation = ctx.services.get("federation")
-    if federation is None or not hasattr(federation, "remove_peer"):
-        raise NotFound("this node cannot remove peers", reason="federation_disabled")
-    node_id = request.match_info["node_id"]
-    result = federation.remove_peer(node_id)
-    if hasattr(result, "__await__"):
-        await result
-    return web.json_response({"removed": node_id})
 
 
 def install(
@@ -213,5 +174,3 @@ def install(
     app.router.add_get("/v1/dashboard/snapshot", snapshot)
     app.router.add_get("/v1/dashboard/events", events)
     app.router.add_post("/v1/dashboard/admin/threads/{thread_id}/close", close_thread)
-    app.router.add_post("/v1/dashboard/admin/funds", issue_funds)
-    app.router.add_post("/v1/dashboard/admin/peers/{node_id}/remove", remove_peer)

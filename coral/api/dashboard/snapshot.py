@@ -24,6 +24,8 @@ from coral.store.sqlite import SqliteDatabase
 
 log = logging.getLogger("coral.dashboard")
 
+#: The ledger's own SQLite file in the data dir (see coral.ledger_subsystem).
+LEDGER_FILE = "ledger.db"
 THREADS_SHOWN = 20
 ENTRIES_PER_THREAD = 12
 TEXT_CHARS = 2000
@@ -106,16 +108,16 @@ class SnapshotBuilder:
         self.ctx = ctx
         self.db = db
         self.rates = rates
+        self._ledger_db: queries.ReadOnlySqlite | None = None
 
     def actions(self) -> dict[str, bool]:
         """Which operator actions this node can perform right now."""
         services = self.ctx.services
-        federation = services.get("federation")
         return {
             "close_thread": self.ctx.coordination is not None,
             "issue_funds": "ledger" in services and self.ctx.config.dev_mode,
             "create_mcp_agent": "held_agents" in services,
-            "remove_peer": federation is not None and hasattr(federation, "remove_peer"),
+            "remove_peer": "federation" in services,
         }
 
     async def build(self) -> dict[str, Any]:
@@ -130,7 +132,7 @@ class SnapshotBuilder:
             "threads": await _panel("threads", self.threads),
             "teams": await _panel("teams", self.teams) if "teams" in services else None,
             "ledger": await _panel("ledger", self.ledger) if "ledger" in services else None,
-            "peers": await _panel("peers", self.peers) if _has_federation(ctx) else None,
+            "peers": await _panel("peers", self.peers) if "federation" in services else None,
             "rates": self.rates.view(),
             "generated_at": now_ms(),
         }
@@ -212,8 +214,12 @@ class SnapshotBuilder:
         return teams
 
     async def ledger(self) -> dict[str, Any]:
-        """Balances, open escrow holds and the newest transfers."""
-        db = self.ctx.services.get("ledger_db", self.db)
+        """Balances, open escrow holds and the newest transfers, from the ledger's own file."""
+        if self.ctx.config.database_url.startswith(("postgres://", "postgresql://")):
+            return {"unavailable": "the ledger is in PostgreSQL; use the ledger API or /metrics"}
+        if self._ledger_db is None:
+            self._ledger_db = queries.ReadOnlySqlite(self.ctx.config.data_dir / LEDGER_FILE)
+        db = self._ledger_db
         return {
             "accounts": await queries.ledger_accounts(db),
             "pending": await queries.ledger_pending(db),
@@ -221,12 +227,28 @@ class SnapshotBuilder:
         }
 
     async def peers(self) -> list[dict[str, Any]]:
-        """Known peer nodes, from the stored gossip records."""
-        return await queries.federation_peers(self.db)
+        """Known peer nodes from the federation's gossip state: addresses, active, banned."""
+        state = self.ctx.services["federation"].state
+        now = now_ms()
+        own = self.ctx.identity.did
+        return [
+            {
+                "node": did,
+                "seq": record.seq,
+                "addresses": record.addresses.model_dump(mode="json"),
+                "protocol_version": record.protocol_version,
+                "active": did in state.peer_set.active,
+                "banned": state.scores.is_banned(did, now),
+            }
+            for did, record in sorted(state.peers.items())
+            if did != own
+        ]
 
-
-def _has_federation(ctx: NodeContext) -> bool:
-    return "federation" in ctx.services or "peers" in ctx.services
+    async def close(self) -> None:
+        """Release the ledger connection, if one was opened."""
+        if self._ledger_db is not None:
+            await self._ledger_db.close()
+            self._ledger_db = None
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}

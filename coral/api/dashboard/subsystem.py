@@ -44,3 +44,12 @@ class DashboardSubsystem(Subsystem):
         self.rates.sample()
         self.every(RATE_INTERVAL_S, self.rates.sample_async)
         self.every(FEED_INTERVAL_S, self.feed.refresh)
+
+    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+        """End open event streams so the HTTP server need not wait out its grace period."""
+        self.feed.close()
+        await super().stopping(node, ctx)
+
+    async def close(self, node: Any, ctx: NodeContext) -> None:
+        """Close the dashboard's read-only ledger connection."""
+        await self.builder.close()

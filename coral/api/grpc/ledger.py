@@ -18,7 +18,7 @@ from coral.context import NodeContext
 from coral.ledger.model import Account, Transfer
 from coral.ledger.receipts import Receipt, verify_receipt
 from coral.ledger.service import TransferOutcome
-from coral.ledger_subsystem import Caller, LedgerAccess
+from coral.ledger_access import Caller, LedgerAccess
 from coral.protocol.errors import CoralError
 from coral.v1 import ledger_pb2, ledger_pb2_grpc
 

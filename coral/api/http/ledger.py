@@ -21,7 +21,7 @@ from coral.context import NodeContext
 from coral.ledger.model import Account, HistoryEntry
 from coral.ledger.receipts import Receipt, verify_receipt
 from coral.ledger.service import TransferOutcome
-from coral.ledger_subsystem import Caller, LedgerAccess
+from coral.ledger_access import Caller, LedgerAccess
 from coral.protocol.errors import CoralError, InvalidMessage, MalformedJson
 
 

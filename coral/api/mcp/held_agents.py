@@ -21,7 +21,8 @@ from coral.coordination.model import Thread, ThreadEntry
 from coral.gateway import MessageGateway
 from coral.keys import load_or_create_identity
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
-from coral.protocol.errors import Conflict, Unauthenticated
+from coral.protocol.codec import check_limits, message_to_json
+from coral.protocol.errors import Conflict, TooLarge, Unauthenticated
 from coral.protocol.identity import Identity
 from coral.protocol.message import DataPart, Message, Part, TextPart, new_message_id, now_ms
 from coral.protocol.signing import sign_message
@@ -230,4 +231,17 @@ class HeldAgents:
         if data is not None:
             parts.append(DataPart(data=data))
         message = self.sign(agent, kind=kind, thread=thread, parts=parts, mentions=mentions)
+        return await self.submit_message(message)
+
+    async def submit_message(self, message: Message) -> Thread | ThreadEntry | dict[str, Any]:
+        """Check a signed message against the node's size limits, then pass it to the gateway.
+
+        Messages decoded from the wire were size-checked by the codec; these are
+        built in process, so the same limits are applied here (TooLarge).
+        """
+        limits = self.gateway.verifier.limits
+        size = len(message_to_json(message))
+        if size > limits.max_message_bytes:
+            raise TooLarge(f"message is {size} bytes; the limit is {limits.max_message_bytes}")
+        check_limits(message, limits)
         return await self.gateway.submit(message)

@@ -124,7 +124,9 @@ class McpFrontDoor:
         self.sse = SseServerTransport("/messages/")
         self._stop = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._sse_tasks: set[asyncio.Task[None]] = set()
+        # SSE streams last as long as their clients; stopping ends them at once
+        # instead of letting the node's shutdown grace period run out.
+        self._sse_streams: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Run the session manager's task group until ``stop``."""
@@ -139,8 +141,10 @@ class McpFrontDoor:
         await ready.wait()
 
     async def stop(self) -> None:
-        """End every MCP session."""
+        """End every MCP session and SSE stream."""
         self._stop.set()
+        for stream in list(self._sse_streams):
+            stream.cancel()
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._runner, 5)
@@ -166,7 +170,13 @@ class McpFrontDoor:
             async with self.sse.connect_sse(scope, receive, send) as (reader, writer):
                 await self.server.run(reader, writer, self.server.create_initialization_options())
 
-        return await call_asgi(app, request, scope)
+        current = asyncio.current_task()
+        assert current is not None
+        self._sse_streams.add(current)
+        try:
+            return await call_asgi(app, request, scope)
+        finally:
+            self._sse_streams.discard(current)
 
     async def sse_post(self, request: web.Request) -> web.StreamResponse:
         """POST /mcp/v1/{secret}/messages/?session_id=: client messages for an SSE session."""

@@ -243,9 +243,11 @@ function renderPeers(peers) {
   if (bad) return $("peers").replaceChildren(bad);
   if (!peers.length) return $("peers").replaceChildren(h("p", { class: "empty" }, "No peers known."));
   const canRemove = token() && state.snapshot.actions.remove_peer;
-  $("peers").replaceChildren(h("ul", {}, peers.map((p) => h("li", {},
-    h("code", { title: p.node }, shortDid(p.node)), ` (record ${p.seq}) `,
-    canRemove ? h("button", { type: "button", class: "secondary", "data-key": `peer-${p.node}`, onclick: () => removePeer(p.node) }, "Remove") : null))));
+  $("peers").replaceChildren(h("ul", { class: "peers" }, peers.map((p) => h("li", {},
+    h("code", { title: p.node }, shortDid(p.node)), " ",
+    h("span", { class: `chip ${p.banned ? "closed" : p.active ? "open" : ""}` }, p.banned ? "removed" : p.active ? "active" : "known"),
+    h("span", { class: "label" }, ` ${(p.addresses && (p.addresses.grpc || p.addresses.http)) || ""}`),
+    canRemove && !p.banned ? h("button", { type: "button", class: "secondary", "data-key": `peer-${p.node}`, "aria-label": `Remove peer ${p.node}`, onclick: () => removePeer(p.node) }, "Remove") : null))));
 }
 
 const PANELS = [
@@ -329,11 +331,11 @@ async function start() {
 
 // ---- operator actions ------------------------------------------------------------------
 
-async function adminPost(path, body) {
+async function adminPost(path, body, method = "POST") {
   const response = await fetch(path, {
-    method: "POST",
+    method,
     headers: { "Content-Type": "application/json", ...authHeaders() },
-    body: JSON.stringify(body),
+    body: body === null ? undefined : JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.detail || data.reason || `HTTP ${response.status}`);
@@ -351,7 +353,7 @@ async function closeThread(threadId, summary) {
 
 async function removePeer(nodeId) {
   try {
-    await adminPost(`/v1/dashboard/admin/peers/${encodeURIComponent(nodeId)}/remove`, {});
+    await adminPost(`/v1/admin/peers/${encodeURIComponent(nodeId)}`, null, "DELETE");
     notice(`Peer ${shortDid(nodeId)} removed.`, true);
   } catch (error) {
     notice(`Could not remove the peer: ${error.message}`, false);
@@ -384,10 +386,10 @@ function wireForms() {
   $("funds-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const result = await adminPost("/v1/dashboard/admin/funds", {
-        account: $("funds-account").value.trim(), amount: Number($("funds-amount").value),
-      });
-      notice(`Issued ${result.amount} to ${shortDid(result.account)}.`, true);
+      const account = $("funds-account").value.trim();
+      const amount = Number($("funds-amount").value);
+      await adminPost("/v1/admin/ledger/issue", { account, amount });
+      notice(`Issued ${amount} to ${shortDid(account)}.`, true);
     } catch (error) {
       notice(`Could not issue funds: ${error.message}`, false);
     }

@@ -71,7 +71,7 @@ def train_word_tokenizer(corpus: Iterable[str], out_dir: Path) -> PreTrainedToke
     special = [PAD, UNK, BOS, EOS, MEDIA_TOKEN, END_OF_CHUNK_TOKEN]
     trainer = trainers.WordLevelTrainer(special_tokens=special, min_frequency=1)
     tokenizer.train_from_iterator([*corpus, " ".join(DIGITS_AND_SIGNS)], trainer=trainer)
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
     )
     fast.add_special_tokens({"additional_special_tokens": [MEDIA_TOKEN, END_OF_CHUNK_TOKEN]})
@@ -93,8 +93,8 @@ def load_backbone(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device is not None:
-        model = model.to(device)
-    model.eval()
+        model.to(device)  # type: ignore[arg-type]
+    model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer
 
 
@@ -129,9 +129,9 @@ def build_small_backbone(
     )
     model = LlamaForCausalLM(config)
     target = device or torch.device("cpu")
-    model.to(target)
+    model.to(target)  # type: ignore[arg-type]
     _pretrain(model, tokenizer, texts, pretrain_steps, batch_size, seed, target)
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     model.save_pretrained(str(out_dir), safe_serialization=True)
     (out_dir / "coral_backbone.json").write_text(
         json.dumps({"pretrain_steps": pretrain_steps, "corpus_size": len(texts), "seed": seed})

@@ -86,7 +86,8 @@ class TimeSeriesLM(nn.Module):
     @property
     def hidden_size(self) -> int:
         """Width of the LM's token embeddings."""
-        return int(self.lm.get_input_embeddings().weight.shape[1])
+        weight: torch.Tensor = self.lm.get_input_embeddings().weight  # type: ignore[assignment]
+        return int(weight.shape[1])
 
     def layout(self, samples: Sequence[SeriesSample]) -> list[SampleLayout]:
         """Lay out each sample's prompt (without the answer)."""
@@ -197,7 +198,7 @@ class TimeSeriesLM(nn.Module):
         texts = []
         for row in tokens:
             kept = row[: row.index(self.eos_id)] if self.eos_id in row else row
-            texts.append(clean_decoded(self.tokenizer.decode(kept, skip_special_tokens=True)))
+            texts.append(clean_decoded(str(self.tokenizer.decode(kept, skip_special_tokens=True))))
         return texts
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
@@ -211,7 +212,8 @@ class TimeSeriesLM(nn.Module):
 
 def _cache_argument_name(lm: PreTrainedModel) -> str:
     # transformers renamed `past_key_values` to `cache`; accept either generation.
-    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    get_base = getattr(lm, "get_base_model", None)
+    base = get_base() if callable(get_base) else lm
     parameters = inspect.signature(base.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 

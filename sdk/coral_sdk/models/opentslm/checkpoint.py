@@ -65,7 +65,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     step: int | None = None,
 ) -> None:
-    """Write config, trainable weights and (if given) optimizer state + step, atomically per file."""
+    """Write config, trainable weights and (if given) optimizer state + step, atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         **model.config_dict(),

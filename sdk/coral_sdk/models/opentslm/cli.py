@@ -16,18 +16,34 @@ SHIPPED = Path(__file__).parent / "checkpoints"
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Options for training one architecture."""
-    parser.add_argument("--arch", choices=["softprompt", "flamingo", "text_baseline"], default="softprompt")
+    parser.add_argument(
+        "--arch", choices=["softprompt", "flamingo", "text_baseline"], default="softprompt"
+    )
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory (resumable)")
-    parser.add_argument("--backbone", type=Path, default=SHIPPED / "backbone",
-                        help="local directory of a transformers causal LM (built if missing)")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument(
+        "--backbone",
+        type=Path,
+        default=SHIPPED / "backbone",
+        help="local directory of a transformers causal LM (built if missing)",
+    )
+    parser.add_argument("--steps", type=int, default=400, help="rationale (CoT) steps")
+    parser.add_argument(
+        "--classify-steps",
+        type=int,
+        default=0,
+        help="curriculum: first train this many steps on bare 'Answer: <label>' targets",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lora-rank", type=int, default=None, help="LoRA rank (0 = frozen LM)")
     parser.add_argument("--train-samples", type=int, default=1200)
     parser.add_argument("--series-length", type=int, default=64)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="local HAR-CoT csv or *.jsonl (Sleep-CoT/ECG-QA-CoT) instead of synthetic")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="local HAR-CoT csv or *.jsonl (Sleep-CoT/ECG-QA-CoT) instead of synthetic",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -39,7 +55,11 @@ def train(args: argparse.Namespace) -> int:
 
     from coral_sdk.models.opentslm.backbone import build_small_backbone, set_seed
     from coral_sdk.models.opentslm.checkpoint import build_model
-    from coral_sdk.models.opentslm.training import TrainSettings, train_model
+    from coral_sdk.models.opentslm.training import (
+        CurriculumStage,
+        TrainSettings,
+        train_curriculum,
+    )
     from coral_sdk.runtime.device import pick_device
 
     torch.set_num_threads(args.threads)
@@ -49,12 +69,20 @@ def train(args: argparse.Namespace) -> int:
     if not (args.backbone / "config.json").is_file():
         print(f"building the small backbone in {args.backbone}")
         build_small_backbone(args.backbone, samples, device=device)
-    lora = args.lora_rank if args.lora_rank is not None else (16 if args.arch == "text_baseline" else 0)
+    lora = (
+        args.lora_rank
+        if args.lora_rank is not None
+        else (16 if args.arch == "text_baseline" else 0)
+    )
     settings = {"lora_rank": lora}
     model = build_model(args.arch, args.backbone, settings, device)
-    train_settings = TrainSettings(args.steps, args.batch_size, args.lr, args.seed)
-    extra = {**settings, "train": train_settings.__dict__, "data": {"series_length": args.series_length}}
-    losses = train_model(model, samples, args.out, args.backbone, train_settings, extra)
+    cot = TrainSettings(args.steps, args.batch_size, args.lr, args.seed)
+    stages = [CurriculumStage("cot", cot)]
+    if args.classify_steps > 0:
+        first = TrainSettings(args.classify_steps, args.batch_size, args.lr, args.seed)
+        stages.insert(0, CurriculumStage("classify", first))
+    extra = {**settings, "data": {"series_length": args.series_length}}
+    losses = train_curriculum(model, samples, args.out, args.backbone, stages, extra)
     if losses:
         print(f"trained {args.arch}: final loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")
     print(f"checkpoint: {args.out}")
@@ -67,7 +95,9 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=240)
     parser.add_argument("--series-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1234, help="seed of the synthetic test set")
-    parser.add_argument("--data", type=Path, default=None, help="local test file instead of synthetic")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="local test file instead of synthetic"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=1)
@@ -91,8 +121,10 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"arch": config["arch"], **report.as_dict()}))
     else:
-        print(f"{config['arch']}: accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "
-              f"({report.count} samples, {report.unparsed} without an answer, {report.seconds:.1f}s)")
+        print(
+            f"{config['arch']}: accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "
+            f"({report.count} samples, {report.unparsed} without an answer, {report.seconds:.1f}s)"
+        )
     return 0
 
 

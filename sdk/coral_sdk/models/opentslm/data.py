@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,7 +59,10 @@ def zscore(series: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 def series_text(name: str, mean: float, std: float) -> str:
     """The text line that introduces one series; it carries the stats removed by z-scoring."""
-    return f"The following is the accelerometer data on the {name} axis, it has mean {mean:.4f} and std {std:.4f}:"
+    return (
+        f"The following is the accelerometer data on the {name} axis, "
+        f"it has mean {mean:.4f} and std {std:.4f}:"
+    )
 
 
 def build_sample(
@@ -162,7 +165,7 @@ def rationale_for(label: str, rng: np.random.Generator) -> str:
 
 
 def synthesize_accelerometer(label: str, length: int, rng: np.random.Generator) -> np.ndarray:
-    """Generate a [3, length] accelerometer window (in g) for one activity, with jitter and noise."""
+    """A [3, length] accelerometer window (in g) for one activity, with jitter and noise."""
     if label not in _POSTURE:
         raise ValueError(f"unknown activity {label!r}")
     t = np.arange(length, dtype=np.float64) / SAMPLE_RATE_HZ
@@ -190,6 +193,11 @@ def synthesize_accelerometer(label: str, length: int, rng: np.random.Generator) 
     return window.astype(np.float32)
 
 
+def classification_targets(samples: Sequence[SeriesSample]) -> list[SeriesSample]:
+    """The same prompts with the bare "Answer: <label>" as target (the curriculum's first stage)."""
+    return [replace(s, answer=f"Answer: {s.label}") for s in samples if s.label]
+
+
 def make_har_samples(count: int, length: int = 128, seed: int = 0) -> list[SeriesSample]:
     """``count`` labelled synthetic HAR samples, classes balanced in round-robin order."""
     rng = np.random.default_rng(seed)
@@ -197,8 +205,6 @@ def make_har_samples(count: int, length: int = 128, seed: int = 0) -> list[Serie
     for index in range(count):
         label = HAR_LABELS[index % len(HAR_LABELS)]
         window = synthesize_accelerometer(label, length, rng)
-        samples.append(
-            build_sample(list(window), answer=rationale_for(label, rng), label=label)
-        )
+        samples.append(build_sample(list(window), answer=rationale_for(label, rng), label=label))
     order = rng.permutation(count)
     return [samples[i] for i in order]

@@ -71,7 +71,8 @@ class CNNTokenizer(nn.Module):
         count = patches.shape[1]
         if count > self.config.max_patches:
             raise ValueError(f"series has {count} patches, more than {self.config.max_patches}")
-        return self.norm(patches + self.position[:, :count])
+        normed: torch.Tensor = self.norm(patches + self.position[:, :count])
+        return normed
 
 
 class TransformerCNNEncoder(nn.Module):
@@ -96,7 +97,7 @@ class TransformerCNNEncoder(nn.Module):
         padding = None if patch_mask is None else ~patch_mask
         encoded: torch.Tensor = self.encoder(tokens, src_key_padding_mask=padding)
         if padding is not None:
-            # The nested-tensor fast path may leave padded rows undefined; zero them for determinism.
+            # The nested-tensor fast path may leave padded rows undefined; zero them.
             encoded = encoded.masked_fill(padding.unsqueeze(-1), 0.0)
         return encoded
 

@@ -19,12 +19,17 @@ from coral_sdk.models.opentslm.backbone import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from coral_sdk.models.opentslm.base import PreparedBatch, SampleLayout, TimeSeriesLM
 from coral_sdk.models.opentslm.data import SeriesSample
 from coral_sdk.models.opentslm.encoders import CNNTokenizer, EncoderConfig, pad_series_batch
-from coral_sdk.models.opentslm.flamingo_layers import FlamingoConfig, GatedCrossAttentionBlock, PerceiverResampler
+from coral_sdk.models.opentslm.flamingo_layers import (
+    FlamingoConfig,
+    GatedCrossAttentionBlock,
+    PerceiverResampler,
+)
 
 
 def decoder_layers(lm: PreTrainedModel) -> nn.ModuleList:
     """The decoder blocks of a transformers causal LM (LLaMA, Gemma, Qwen, Mistral ...)."""
-    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else getattr(lm, "model", None)
+    get_decoder = getattr(lm, "get_decoder", None)
+    decoder = get_decoder() if callable(get_decoder) else getattr(lm, "model", None)
     layers = getattr(decoder, "layers", None)
     if not isinstance(layers, nn.ModuleList):
         raise TypeError(f"cannot find decoder layers in {type(lm).__name__}")
@@ -40,7 +45,7 @@ def ensure_media_tokens(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase)
 
 
 class OpenTslmFlamingo(TimeSeriesLM):
-    """Frozen LM body; trained: CNN tokenizer, resampler, gated cross-attention, input embeddings."""
+    """Frozen LM body; trains CNN tokenizer, resampler, gated cross-attention, input embeddings."""
 
     arch: ClassVar[str] = "flamingo"
 
@@ -59,14 +64,19 @@ class OpenTslmFlamingo(TimeSeriesLM):
         self.train_lm_embeddings = train_lm_embeddings
         # The paper trains the input embeddings too (freeze_lm_embeddings=False).
         self.lm.get_input_embeddings().weight.requires_grad_(train_lm_embeddings)
-        self.media_id = int(tokenizer.convert_tokens_to_ids(MEDIA_TOKEN))
+        media_id = tokenizer.convert_tokens_to_ids(MEDIA_TOKEN)
+        if not isinstance(media_id, int):
+            raise TypeError(f"{MEDIA_TOKEN} must map to one token id")
+        self.media_id = media_id
         self.series_tokenizer = CNNTokenizer(encoder_config)
         self.resampler = PerceiverResampler(encoder_config.dim, flamingo_config)
         layers = decoder_layers(lm)
         every = flamingo_config.cross_attn_every_n_layers
         self.gated_layers = nn.ModuleDict(
             {
-                str(i): GatedCrossAttentionBlock(self.hidden_size, encoder_config.dim, flamingo_config)
+                str(i): GatedCrossAttentionBlock(
+                    self.hidden_size, encoder_config.dim, flamingo_config
+                )
                 for i in range(len(layers))
                 if (i + 1) % every == 0
             }
@@ -75,7 +85,9 @@ class OpenTslmFlamingo(TimeSeriesLM):
         self._media: torch.Tensor | None = None
         self._media_index: torch.Tensor | None = None
         for index, block in self.gated_layers.items():
-            layers[int(index)].register_forward_pre_hook(self._cross_attend_hook(block), with_kwargs=True)
+            layers[int(index)].register_forward_pre_hook(
+                self._cross_attend_hook(block), with_kwargs=True
+            )
 
     def _cross_attend_hook(self, block: nn.Module) -> Any:
         def hook(
@@ -92,12 +104,12 @@ class OpenTslmFlamingo(TimeSeriesLM):
         return hook
 
     def encode(self, samples: Sequence[SeriesSample]) -> torch.Tensor:
-        """Latents [B, S, num_latents, dim] for the S series of each sample (S padded with zeros)."""
+        """Latents [B, S, num_latents, dim] for the S series of each sample (zero-padded in S)."""
         flat = [torch.as_tensor(s).to(self.device) for sample in samples for s in sample.series]
         batch, patch_mask = pad_series_batch(flat, self.encoder_config.patch_size)
         latents = self.resampler(self.series_tokenizer(batch), patch_mask)
         most = max(len(sample.series) for sample in samples)
-        media = latents.new_zeros((len(samples), most, *latents.shape[1:]))
+        media: torch.Tensor = latents.new_zeros((len(samples), most, *latents.shape[1:]))
         cursor = 0
         for row, sample in enumerate(samples):
             count = len(sample.series)

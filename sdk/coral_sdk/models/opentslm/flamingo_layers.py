@@ -77,21 +77,18 @@ class PerceiverResampler(nn.Module):
     def __init__(self, dim: int, config: FlamingoConfig) -> None:
         super().__init__()
         self.latents = nn.Parameter(torch.randn(config.num_latents, dim) * 0.02)
-        self.layers = nn.ModuleList(
-            nn.ModuleList(
-                [
-                    PerceiverAttention(dim, config.dim_head, config.num_heads),
-                    _feed_forward(dim, config.ff_mult),
-                ]
-            )
-            for _ in range(config.depth)
+        self.attentions = nn.ModuleList(
+            PerceiverAttention(dim, config.dim_head, config.num_heads) for _ in range(config.depth)
+        )
+        self.feed_forwards = nn.ModuleList(
+            _feed_forward(dim, config.ff_mult) for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, media: torch.Tensor, media_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Resample media tokens into a fixed number of latents per series."""
         latents = self.latents.unsqueeze(0).expand(media.shape[0], -1, -1)
-        for attention, feed_forward in self.layers:  # type: ignore[misc]
+        for attention, feed_forward in zip(self.attentions, self.feed_forwards, strict=True):
             latents = attention(media, latents, media_mask) + latents
             latents = feed_forward(latents) + latents
         normed: torch.Tensor = self.norm(latents)
@@ -114,7 +111,9 @@ class GatedCrossAttentionBlock(nn.Module):
         self.feed_forward = _feed_forward(dim, config.ff_mult)
         self.ff_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, media: torch.Tensor, media_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, media: torch.Tensor, media_index: torch.Tensor
+    ) -> torch.Tensor:
         """x [B, T, dim]; media [B, S, K, media_dim] latents per series; media_index [B, T].
 
         media_index[b, t] is the 1-based index of the series a text token follows (0 = none);
@@ -134,7 +133,8 @@ class GatedCrossAttentionBlock(nn.Module):
         # Rows with no allowed key got a uniform softmax over masked keys: zero them out.
         attended = attended * (media_index > 0)[:, None, :, None].to(attended.dtype)
         x = x + self.attn_gate.tanh() * self.to_out(_merge_heads(attended))
-        return x + self.ff_gate.tanh() * self.feed_forward(x)
+        out: torch.Tensor = x + self.ff_gate.tanh() * self.feed_forward(x)
+        return out
 
 
 def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:

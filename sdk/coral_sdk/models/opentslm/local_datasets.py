@@ -96,7 +96,9 @@ def _sample(
     if "Answer:" not in rationale:
         rationale = f"{rationale} Answer: {label}"
     if len(names) != len(channels):
-        raise DatasetFormatError(f"{path.name}:{line}: {len(names)} names for {len(channels)} series")
+        raise DatasetFormatError(
+            f"{path.name}:{line}: {len(names)} names for {len(channels)} series"
+        )
     for channel in channels:
         if channel.size == 0 or not np.isfinite(channel).all():
             raise DatasetFormatError(f"{path.name}:{line}: empty or non-finite series")

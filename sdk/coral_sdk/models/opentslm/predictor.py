@@ -66,7 +66,9 @@ def parse_request(data: Any) -> SeriesRequest:
 
 def _validate_channels(raw: Any) -> tuple[np.ndarray, ...]:
     if not isinstance(raw, list | tuple) or not raw:
-        raise InvalidSeriesRequest("'series' must be a non-empty list of channels (lists of numbers)")
+        raise InvalidSeriesRequest(
+            "'series' must be a non-empty list of channels (lists of numbers)"
+        )
     if all(_is_number(v) for v in raw):
         raw = [raw]  # a single flat list is one channel
     if len(raw) > MAX_CHANNELS:
@@ -94,7 +96,11 @@ def _validate_channels(raw: Any) -> tuple[np.ndarray, ...]:
 
 def _validate_names(names: Any, count: int) -> tuple[str, ...]:
     if names is None:
-        return AXIS_NAMES if count == len(AXIS_NAMES) else tuple(f"channel {i + 1}" for i in range(count))
+        return (
+            AXIS_NAMES
+            if count == len(AXIS_NAMES)
+            else tuple(f"channel {i + 1}" for i in range(count))
+        )
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n for n in names):
         raise InvalidSeriesRequest("'series_names' must be a list of non-empty strings")
     if len(names) != count:
@@ -107,7 +113,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _read_series_file(path_value: Any) -> list[list[float]]:
-    """Channels from an .npy array ([channels, length] or 1-D) or a .csv (one column per channel)."""
+    """Channels from .npy ([channels, length] or 1-D) or .csv (one column per channel)."""
     if not isinstance(path_value, str) or not path_value:
         raise InvalidSeriesRequest("'file' must be a path string")
     path = Path(path_value)

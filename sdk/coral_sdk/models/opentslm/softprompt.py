@@ -82,4 +82,8 @@ class OpenTslmSoftPrompt(TimeSeriesLM):
 
     def config_dict(self) -> dict[str, Any]:
         """Encoder sizes and LoRA rank, for rebuilding from a checkpoint."""
-        return {"arch": self.arch, "encoder": self.encoder_config.to_dict(), "lora_rank": self.lora_rank}
+        return {
+            "arch": self.arch,
+            "encoder": self.encoder_config.to_dict(),
+            "lora_rank": self.lora_rank,
+        }

@@ -17,7 +17,12 @@ from tqdm.auto import tqdm
 
 from coral_sdk.models.opentslm.base import TimeSeriesLM
 from coral_sdk.models.opentslm.checkpoint import load_training_state, save_checkpoint
-from coral_sdk.models.opentslm.data import HAR_LABELS, SeriesSample, parse_answer
+from coral_sdk.models.opentslm.data import (
+    HAR_LABELS,
+    SeriesSample,
+    classification_targets,
+    parse_answer,
+)
 
 WARMUP_FRACTION = 0.03  # as in OpenTSLM's model_config
 GRAD_CLIP_NORM = 1.0
@@ -79,9 +84,7 @@ def train_model(
     same batches as an uninterrupted one. Returns the losses of the steps run here.
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        parameters, lr=settings.learning_rate, weight_decay=WEIGHT_DECAY
-    )
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=WEIGHT_DECAY)
     start = load_training_state(checkpoint_dir, optimizer) if checkpoint_dir.exists() else 0
     if start:
         from coral_sdk.models.opentslm.checkpoint import load_weights_into
@@ -89,16 +92,22 @@ def train_model(
         load_weights_into(model, checkpoint_dir)
     losses: list[float] = []
     model.train()
-    progress = tqdm(range(start, settings.steps), desc=f"train {model.arch}", initial=start,
-                    total=settings.steps)
+    progress = tqdm(
+        range(start, settings.steps),
+        desc=f"train {model.arch}",
+        initial=start,
+        total=settings.steps,
+    )
     for step in progress:
         rng = np.random.default_rng([settings.seed, step])
-        picked = rng.choice(len(samples), size=min(settings.batch_size, len(samples)), replace=False)
+        picked = rng.choice(
+            len(samples), size=min(settings.batch_size, len(samples)), replace=False
+        )
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate * learning_rate_factor(step, settings.steps)
         loss = model.compute_loss([samples[int(i)] for i in picked])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(parameters, GRAD_CLIP_NORM)
         optimizer.step()
         losses.append(float(loss.item()))
@@ -109,6 +118,39 @@ def train_model(
         if on_step is not None:
             on_step(step, losses[-1])
     model.eval()
+    return losses
+
+
+@dataclass(frozen=True)
+class CurriculumStage:
+    """One stage: ``classify`` trains on bare "Answer: <label>" targets, ``cot`` on rationales."""
+
+    name: str
+    settings: TrainSettings
+
+
+def train_curriculum(
+    model: TimeSeriesLM,
+    samples: Sequence[SeriesSample],
+    checkpoint_dir: Path,
+    backbone_dir: Path,
+    stages: Sequence[CurriculumStage],
+    extra_config: dict[str, Any] | None = None,
+) -> list[float]:
+    """Run the stages in order, each starting from the previous stage's weights.
+
+    Like OpenTSLM's curriculum (MCQ, captioning, then CoT), the short-answer stage teaches
+    the encoder to carry the signal before long rationales dilute the gradient. Earlier
+    stages checkpoint under ``checkpoint_dir/stage<i>-<name>``; the last in ``checkpoint_dir``.
+    Returns the losses of the last stage.
+    """
+    losses: list[float] = []
+    for index, stage in enumerate(stages):
+        last = index == len(stages) - 1
+        directory = checkpoint_dir if last else checkpoint_dir / f"stage{index}-{stage.name}"
+        data = classification_targets(samples) if stage.name == "classify" else samples
+        config = {**(extra_config or {}), "stage": stage.name}
+        losses = train_model(model, data, directory, backbone_dir, stage.settings, config)
     return losses
 
 

@@ -205,7 +205,7 @@ def evaluate(args: argparse.Namespace) -> int:
     size = args.eval_size or config.train.eval_size
     puzzles, solutions = heldout_set(task, difficulty_of(config.train), size)
     m = config.model
-    rows: list[tuple[str, float]] = [
+    rows: list[tuple[str, float | None]] = [
         (
             f"TRM (T={m.T}, n={m.n}, N_sup={m.n_sup})",
             exact_accuracy(model, task, puzzles, solutions),
@@ -230,11 +230,11 @@ def evaluate(args: argparse.Namespace) -> int:
             )
         )
     else:
-        rows.append(("trained without recursion: missing (use --train-ablation)", float("nan")))
+        rows.append(("trained without recursion: missing (use --train-ablation)", None))
     if args.json:
         print(json.dumps({"task": task.name, "heldout_size": size, "results": dict(rows)}))
         return 0
     print(f"{task.name}: exact accuracy on {size} held-out puzzles (seed {HELDOUT_SEED})")
     for label, value in rows:
-        print(f"  {label:<52} {value:.4f}")
+        print(f"  {label:<52} {'-' if value is None else f'{value:.4f}'}")
     return 0

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from coral_sdk.models.opentslm.backbone import BackboneShape, build_small_backbone
 from coral_sdk.models.opentslm.data import SeriesSample, make_har_samples
 
@@ -30,7 +29,9 @@ def har_samples() -> list[SeriesSample]:
 
 
 @pytest.fixture(scope="session")
-def tiny_backbone(tmp_path_factory: pytest.TempPathFactory, har_samples: list[SeriesSample]) -> Path:
+def tiny_backbone(
+    tmp_path_factory: pytest.TempPathFactory, har_samples: list[SeriesSample]
+) -> Path:
     """A 1-layer LLaMA backbone + tokenizer saved to a temp dir (barely pretrained)."""
     directory = tmp_path_factory.mktemp("backbone")
     torch.manual_seed(0)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from coral_sdk.models.opentslm.data import (
     HAR_LABELS,
     build_sample,
@@ -15,6 +12,8 @@ from coral_sdk.models.opentslm.data import (
     synthesize_accelerometer,
     zscore,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=64))

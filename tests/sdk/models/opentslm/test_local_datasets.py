@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-
 from coral_sdk.models.opentslm.local_datasets import DatasetFormatError, load_local_dataset
 
 HEADER = "x_axis,y_axis,z_axis,label,rationale\n"
 
 
 def _har_row(label: str) -> str:
-    return f'"[0.1, 0.2, 0.3, 0.4]","[1.0, 1.0, 0.9, 1.1]","[0.0, 0.1, 0.0, 0.1]",{label},"Steady. Answer: {label}"\n'
+    axes = '"[0.1, 0.2, 0.3, 0.4]","[1.0, 1.0, 0.9, 1.1]","[0.0, 0.1, 0.0, 0.1]"'
+    return f'{axes},{label},"Steady. Answer: {label}"\n'
 
 
 def test_har_cot_csv_rows_become_prompt_samples(tmp_path: Path) -> None:
@@ -37,8 +37,13 @@ def test_csv_without_required_columns_is_rejected(tmp_path: Path) -> None:
 def test_jsonl_records_for_sleep_or_ecg(tmp_path: Path) -> None:
     path = tmp_path / "sleep_cot.jsonl"
     records = [
-        {"series": [[0.1, 0.5, 0.2, 0.9]], "series_names": ["EEG Fpz-Cz"], "label": "N2",
-         "rationale": "Spindles are present.", "question": "Which sleep stage?"},
+        {
+            "series": [[0.1, 0.5, 0.2, 0.9]],
+            "series_names": ["EEG Fpz-Cz"],
+            "label": "N2",
+            "rationale": "Spindles are present.",
+            "question": "Which sleep stage?",
+        },
         {"series": [[1.0, 2.0], [2.0, 3.0]], "label": "REM", "rationale": "Fast. Answer: REM"},
     ]
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
@@ -55,7 +60,10 @@ def test_jsonl_records_for_sleep_or_ecg(tmp_path: Path) -> None:
         ("{not json", "not JSON"),
         (json.dumps({"series": [], "label": "a", "rationale": "r"}), "'series'"),
         (json.dumps({"series": [[1.0]], "label": "", "rationale": "r"}), "required"),
-        (json.dumps({"series": [[1.0, float("nan")]], "label": "a", "rationale": "r"}), "non-finite"),
+        (
+            json.dumps({"series": [[1.0, float("nan")]], "label": "a", "rationale": "r"}),
+            "non-finite",
+        ),
     ],
 )
 def test_malformed_jsonl_lines_name_the_problem(tmp_path: Path, line: str, message: str) -> None:

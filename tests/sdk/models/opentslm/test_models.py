@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from coral_sdk.models.opentslm.backbone import load_backbone
 from coral_sdk.models.opentslm.base import IGNORE_INDEX
 from coral_sdk.models.opentslm.checkpoint import build_model
@@ -27,10 +26,14 @@ def _softprompt(backbone: Path) -> OpenTslmSoftPrompt:
 
 def _flamingo(backbone: Path) -> OpenTslmFlamingo:
     lm, tokenizer = load_backbone(backbone)
-    return OpenTslmFlamingo(lm, tokenizer, EncoderConfig(**SMALL_ENCODER), FlamingoConfig(**SMALL_FLAMINGO))
+    return OpenTslmFlamingo(
+        lm, tokenizer, EncoderConfig(**SMALL_ENCODER), FlamingoConfig(**SMALL_FLAMINGO)
+    )
 
 
-def test_softprompt_inserts_one_soft_token_per_patch(tiny_backbone: Path, har_samples: list[SeriesSample]) -> None:
+def test_softprompt_inserts_one_soft_token_per_patch(
+    tiny_backbone: Path, har_samples: list[SeriesSample]
+) -> None:
     model = _softprompt(tiny_backbone)
     sample = har_samples[0]
     layout = model.layout([sample])[0]
@@ -38,7 +41,9 @@ def test_softprompt_inserts_one_soft_token_per_patch(tiny_backbone: Path, har_sa
     assert [t.shape for t in layout.soft_tokens] == [(8, model.hidden_size)] * 3
 
 
-def test_labels_cover_exactly_the_answer_tokens(tiny_backbone: Path, har_samples: list[SeriesSample]) -> None:
+def test_labels_cover_exactly_the_answer_tokens(
+    tiny_backbone: Path, har_samples: list[SeriesSample]
+) -> None:
     for model in (_softprompt(tiny_backbone), _flamingo(tiny_backbone)):
         batch = model.prepare(har_samples[:3], with_answer=True)
         for row, sample in enumerate(har_samples[:3]):
@@ -49,12 +54,17 @@ def test_labels_cover_exactly_the_answer_tokens(tiny_backbone: Path, har_samples
         assert (batch.labels[batch.attention_mask == 0] == IGNORE_INDEX).all()
 
 
-def test_flamingo_at_init_equals_the_frozen_language_model(tiny_backbone: Path, har_samples: list[SeriesSample]) -> None:
+def test_flamingo_at_init_equals_the_frozen_language_model(
+    tiny_backbone: Path, har_samples: list[SeriesSample]
+) -> None:
     model = _flamingo(tiny_backbone).eval()
     reference, _ = load_backbone(tiny_backbone)
     batch = model.prepare(har_samples[:2], with_answer=True)
-    inputs = {"inputs_embeds": batch.inputs_embeds, "attention_mask": batch.attention_mask,
-              "position_ids": batch.position_ids}
+    inputs = {
+        "inputs_embeds": batch.inputs_embeds,
+        "attention_mask": batch.attention_mask,
+        "position_ids": batch.position_ids,
+    }
     with torch.no_grad():
         gated = model._lm_call(batch, None, **inputs).logits
         plain = reference(**inputs).logits
@@ -74,7 +84,9 @@ def test_language_model_weights_are_frozen(tiny_backbone: Path) -> None:
     assert all(not name.startswith("lm.") for name in softprompt.trainable_state())
 
 
-def test_short_training_reduces_the_loss(tiny_backbone: Path, har_samples: list[SeriesSample], tmp_path: Path) -> None:
+def test_short_training_reduces_the_loss(
+    tiny_backbone: Path, har_samples: list[SeriesSample], tmp_path: Path
+) -> None:
     for arch in ("softprompt", "flamingo"):
         torch.manual_seed(0)
         # The tiny backbone is barely pretrained, so SoftPrompt gets LoRA to move in 25 steps.
@@ -90,7 +102,9 @@ def test_short_training_reduces_the_loss(tiny_backbone: Path, har_samples: list[
         assert after < before - 0.2, (arch, before, after)
 
 
-def test_batched_generation_equals_one_at_a_time(tiny_backbone: Path, har_samples: list[SeriesSample]) -> None:
+def test_batched_generation_equals_one_at_a_time(
+    tiny_backbone: Path, har_samples: list[SeriesSample]
+) -> None:
     torch.manual_seed(0)
     for model in (_softprompt(tiny_backbone).eval(), _flamingo(tiny_backbone).eval()):
         if isinstance(model, OpenTslmFlamingo):
@@ -98,7 +112,9 @@ def test_batched_generation_equals_one_at_a_time(tiny_backbone: Path, har_sample
                 block.attn_gate.data.fill_(0.5)
         mixed = [har_samples[0], har_samples[1]]
         short = SeriesSample(
-            mixed[1].pre_prompt, mixed[1].series_texts, tuple(s[:12] for s in mixed[1].series),
+            mixed[1].pre_prompt,
+            mixed[1].series_texts,
+            tuple(s[:12] for s in mixed[1].series),
             mixed[1].post_prompt,
         )
         batch = model.generate([mixed[0], short], max_new_tokens=8)

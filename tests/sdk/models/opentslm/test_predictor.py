@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from coral_sdk.models.opentslm.checkpoint import build_model, save_checkpoint
 from coral_sdk.models.opentslm.predictor import (
     InvalidSeriesRequest,
@@ -60,7 +59,9 @@ def test_good_request_defaults_axis_names_and_accepts_a_flat_channel() -> None:
 def test_series_can_come_from_npy_and_csv_files(tmp_path: Path) -> None:
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
     np.save(tmp_path / "window.npy", values)
-    (tmp_path / "window.csv").write_text("x,y,z\n" + "\n".join(",".join(map(str, r)) for r in values.T))
+    (tmp_path / "window.csv").write_text(
+        "x,y,z\n" + "\n".join(",".join(map(str, r)) for r in values.T)
+    )
     from_npy = parse_request({"file": str(tmp_path / "window.npy")})
     from_csv = parse_request({"file": str(tmp_path / "window.csv")})
     for parsed in (from_npy, from_csv):
@@ -69,7 +70,7 @@ def test_series_can_come_from_npy_and_csv_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidSeriesRequest, match="non-numeric"):
         parse_request({"file": str(tmp_path / "bad.csv")})
     (tmp_path / "w.txt").write_text("1")
-    with pytest.raises(InvalidSeriesRequest, match=".npy or .csv"):
+    with pytest.raises(InvalidSeriesRequest, match=r"\.npy or \.csv"):
         parse_request({"file": str(tmp_path / "w.txt")})
     np.save(tmp_path / "nan.npy", np.array([1.0, np.nan]))
     with pytest.raises(InvalidSeriesRequest, match="NaN"):
@@ -80,15 +81,21 @@ def test_series_can_come_from_npy_and_csv_files(tmp_path: Path) -> None:
 def predictor(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> OpenTslmPredictor:
     directory = tmp_path_factory.mktemp("ckpt") / "softprompt"
     settings = {"encoder": {"dim": 16, "num_heads": 2, "num_layers": 1, "ff_dim": 32}}
-    save_checkpoint(build_model("softprompt", tiny_backbone, settings, None), directory, tiny_backbone)
+    save_checkpoint(
+        build_model("softprompt", tiny_backbone, settings, None), directory, tiny_backbone
+    )
     return OpenTslmPredictor.from_checkpoint(directory, device="cpu")
 
 
-def test_predict_batch_answers_each_request_and_rejects_bad_ones_first(predictor: OpenTslmPredictor) -> None:
+def test_predict_batch_answers_each_request_and_rejects_bad_ones_first(
+    predictor: OpenTslmPredictor,
+) -> None:
     predictor.max_new_tokens = 6
     answers = predictor.predict_batch([GOOD, {"series": [[1.0, 2.0, 0.5, 3.0]] * 3}])
     assert len(answers) == 2
-    assert all(set(a) == {"rationale", "label"} and isinstance(a["rationale"], str) for a in answers)
+    assert all(
+        set(a) == {"rationale", "label"} and isinstance(a["rationale"], str) for a in answers
+    )
     with pytest.raises(InvalidSeriesRequest):
         predictor.predict_batch([GOOD, {"series": [[math.nan]]}])
     assert predictor.predict_batch([]) == []

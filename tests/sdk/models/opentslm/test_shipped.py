@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
-
 from coral_sdk.models.opentslm.checkpoint import load_checkpoint
-from coral_sdk.models.opentslm.data import make_har_samples
+from coral_sdk.models.opentslm.data import HAR_LABELS, make_har_samples, synthesize_accelerometer
 from coral_sdk.models.opentslm.predictor import OpenTslmPredictor
 from coral_sdk.models.opentslm.ship import SERIES_LENGTH, TEST_SEED
 from coral_sdk.models.opentslm.training import evaluate_model
@@ -16,7 +16,11 @@ from .conftest import SHIPPED
 
 # Greedy decoding is deterministic; the margin only absorbs float differences across CPUs.
 MARGIN = 0.03
-RECORDED = json.loads((SHIPPED / "results.json").read_text()) if (SHIPPED / "results.json").exists() else {}
+RECORDED = (
+    json.loads((SHIPPED / "results.json").read_text())
+    if (SHIPPED / "results.json").exists()
+    else {}
+)
 
 
 def test_all_shipped_architectures_have_recorded_figures() -> None:
@@ -37,9 +41,10 @@ def test_shipped_checkpoint_scores_at_least_its_recorded_figures(arch: str) -> N
 @pytest.mark.parametrize("arch", ["softprompt", "flamingo"])
 def test_shipped_predictor_batched_equals_unbatched(arch: str) -> None:
     predictor = OpenTslmPredictor.from_checkpoint(SHIPPED / arch, device="cpu")
-    samples = make_har_samples(6, SERIES_LENGTH, seed=5)
-    requests = [{"series": [c.tolist() for c in s.series]} for s in samples]
-    requests[1] = {"series": [c[:20].tolist() for c in samples[1].series]}  # a shorter window
+    rng = np.random.default_rng(5)
+    windows = [synthesize_accelerometer(a, SERIES_LENGTH, rng) for a in HAR_LABELS[:6]]
+    requests = [{"series": w.tolist()} for w in windows]
+    requests[1] = {"series": windows[1][:, :20].tolist()}  # a shorter window in the same batch
     batched = predictor.predict_batch(requests)
     single = [predictor.predict(r) for r in requests]
     assert batched == single

@@ -61,7 +61,7 @@ class NetSpy(nn.Module):
         self.calls: list[dict[str, Any]] = []
 
     def forward(self, state: torch.Tensor, injection: torch.Tensor, rotary: Any) -> torch.Tensor:
-        out = self.net(state, injection, rotary)
+        out: torch.Tensor = self.net(state, injection, rotary)
         self.calls.append(
             {
                 "grad": torch.is_grad_enabled(),
@@ -76,7 +76,7 @@ class NetSpy(nn.Module):
 def spied_model(**overrides: Any) -> tuple[TinyRecursiveModel, NetSpy]:
     model = TinyRecursiveModel(tiny_config(**overrides))
     spy = NetSpy(model.net)
-    model.net = spy  # type: ignore[assignment]
+    model.net = spy
     return model, spy
 
 

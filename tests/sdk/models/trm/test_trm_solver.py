@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ from coral_sdk.models.trm.solver import (
     parse_puzzle_for,
     verify_answer,
 )
-from coral_sdk.models.trm.tasks import get_task, maze
+from coral_sdk.models.trm.tasks import Grids, get_task, maze
+from coral_sdk.runtime import DynamicBatcher
 
 from coral.protocol.errors import InvalidMessage
 
@@ -31,14 +33,15 @@ def solver() -> TrmSolver:
 
 
 @pytest.fixture(scope="module")
-def heldout() -> tuple[np.ndarray, np.ndarray]:
+def heldout() -> tuple[Grids, Grids]:
     _, config = load_model(SHIPPED_CHECKPOINT)
     task = get_task(config.train.task)
-    return heldout_set(task, difficulty_of(config.train), config.train.eval_size)
+    puzzles, solutions = heldout_set(task, difficulty_of(config.train), config.train.eval_size)
+    return puzzles, solutions
 
 
 def test_shipped_checkpoint_reaches_its_recorded_heldout_accuracy(
-    solver: TrmSolver, heldout: tuple[np.ndarray, np.ndarray]
+    solver: TrmSolver, heldout: tuple[Grids, Grids]
 ) -> None:
     recorded = read_state(SHIPPED_CHECKPOINT).history[-1]["heldout_exact"]
     measured = exact_accuracy(solver.model, solver.task, *heldout)
@@ -47,17 +50,30 @@ def test_shipped_checkpoint_reaches_its_recorded_heldout_accuracy(
 
 
 def test_batched_answers_equal_unbatched_answers(
-    solver: TrmSolver, heldout: tuple[np.ndarray, np.ndarray]
+    solver: TrmSolver, heldout: tuple[Grids, Grids]
 ) -> None:
-    requests = [{"task": "sudoku4", "grid": grid.tolist()} for grid in heldout[0][:24]]
+    requests = [{"task": "sudoku4", "grid": grid.tolist()} for grid in heldout[0][:12]]
     batched = solver.solve_batch(requests)
     one_by_one = [solver.solve(request) for request in requests]
     assert [r["solution"] for r in batched] == [r["solution"] for r in one_by_one]
     assert [r["supervision_steps"] for r in batched] == [r["supervision_steps"] for r in one_by_one]
 
 
+async def test_answers_through_the_dynamic_batcher_equal_direct_answers(
+    solver: TrmSolver, heldout: tuple[Grids, Grids]
+) -> None:
+    requests = [{"task": "sudoku4", "grid": grid.tolist()} for grid in heldout[0][:16]]
+    batcher: DynamicBatcher[dict[str, Any], dict[str, Any]] = DynamicBatcher(
+        solver.solve_batch, max_batch_size=8, max_wait_ms=20
+    )
+    async with batcher:
+        through_batcher = await asyncio.gather(*(batcher.submit(r) for r in requests))
+    assert through_batcher == [solver.solve(r) for r in requests]
+    assert batcher.stats().mean_batch_size > 1
+
+
 def test_response_format_and_verified_solutions(
-    solver: TrmSolver, heldout: tuple[np.ndarray, np.ndarray]
+    solver: TrmSolver, heldout: tuple[Grids, Grids]
 ) -> None:
     puzzles, solutions = heldout
     responses = solver.solve_batch(

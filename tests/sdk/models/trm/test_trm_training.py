@@ -38,17 +38,19 @@ def small_configs(steps: int, **train: object) -> tuple[TrmConfig, TrainConfig]:
         "checkpoint_every": 20,
     }
     values.update(train)
-    return model, TrainConfig(**values)  # type: ignore[arg-type]
+    return model, TrainConfig.model_validate(values)
 
 
 def test_short_training_run_reduces_loss(tmp_path: Path) -> None:
-    model_config, train_config = small_configs(120)
+    model_config, train_config = small_configs(80)
     result = train_trm(
         model_config, train_config, tmp_path / "run", device=torch.device("cpu"), progress=False
     )
     history = ckpt.read_state(result.checkpoint).history
-    assert [h["step"] for h in history] == [20, 40, 60, 80, 100, 120]
-    assert history[-1]["loss"] < 0.8 * history[0]["loss"]
+    assert [h["step"] for h in history] == [20, 40, 60, 80]
+    losses = [h["loss"] for h in history]
+    assert losses[-1] < 0.9 * losses[0]
+    assert losses[-1] == min(losses)
     assert history[-1]["train_exact"] >= history[0]["train_exact"]
 
 

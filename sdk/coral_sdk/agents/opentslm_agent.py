@@ -1,0 +1,95 @@
+"""The OpenTSLM agent: answers questions about time series with a rationale and a label.
+
+Request ``{"question": str, "series": [[float, ...], ...]}`` as a JSON data part,
+or a question as text with a file part (``.npy``/``.csv``, a local path or
+``file://`` URI); reply ``{"rationale", "label"}``. Concurrent requests are
+answered by one batched generation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coral.protocol.agent import AgentManifest
+from coral_sdk.model_agent import ModelAgent, RequestRejected
+from coral_sdk.serve import ServeSettings, run_module
+
+if TYPE_CHECKING:
+    from coral_sdk.models.opentslm.predictor import OpenTslmPredictor
+
+#: The shipped checkpoints (one directory per architecture), when present.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "opentslm" / "checkpoints"
+
+
+def default_checkpoint(architecture: str = "softprompt") -> Path:
+    """The shipped checkpoint directory for ``architecture`` (may not exist yet)."""
+    return SHIPPED_DIR / architecture
+
+
+class OpenTslmAgent(ModelAgent[dict[str, Any], dict[str, str]]):
+    """Validates requests on arrival, then batches them into one generation."""
+
+    manifest = AgentManifest(name="opentslm", capabilities=("timeseries.qa",))
+
+    max_batch_size = 16
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.predictor: OpenTslmPredictor | None = None
+
+    @property
+    def checkpoint(self) -> Path:
+        """The ``checkpoint`` option, else the shipped checkpoint of ``architecture``."""
+        chosen = self.options.get("checkpoint")
+        if chosen:
+            return Path(str(chosen))
+        return default_checkpoint(str(self.options.get("architecture", "softprompt")))
+
+    def load_model(self, device: Any) -> None:
+        """Load the checkpoint (backbone plus adapter) onto ``device``."""
+        from coral_sdk.models.opentslm.predictor import OpenTslmPredictor
+
+        predictor = OpenTslmPredictor.from_checkpoint(self.checkpoint, device)
+        predictor.max_new_tokens = int(self.options.get("max_new_tokens", 48))
+        self.predictor = predictor
+
+    def parse_request(self, payload: Any) -> dict[str, Any]:
+        """Check the request now (file read, channel shapes) so bad ones fail alone."""
+        from coral_sdk.models.opentslm.predictor import InvalidSeriesRequest, parse_request
+
+        if isinstance(payload, str):
+            raise RequestRejected(
+                "send a JSON object {'question', 'series'} or a question with a .npy/.csv file",
+                reason="invalid_series_request",
+            )
+        try:
+            request = parse_request(payload)
+        except InvalidSeriesRequest as exc:
+            raise RequestRejected(str(exc), reason="invalid_series_request") from None
+        # Hand the batch validated channels, so a file is read once.
+        return {
+            "question": request.question,
+            "series": [channel.tolist() for channel in request.channels],
+            "series_names": list(request.names),
+        }
+
+    def infer_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """One batched generation."""
+        assert self.predictor is not None
+        return self.predictor.predict_batch(requests)
+
+    def summarize(self, data: dict[str, Any]) -> str:
+        """The label, or the error."""
+        if "error" in data:
+            return super().summarize(data)
+        return f"label: {data.get('label') or '(none)'}"
+
+
+def create_agent(settings: ServeSettings) -> OpenTslmAgent:
+    """Build the agent from its resolved serve settings."""
+    return OpenTslmAgent(**settings.agent_kwargs())
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_module(create_agent))
