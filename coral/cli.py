@@ -297,6 +297,40 @@ def agents(
     out.print(f"{len(records)} agent(s)")
 
 
+@app.command()
+def peers(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    url: Annotated[
+        str | None, typer.Option(help="Node HTTP URL (default: from the data dir).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the other nodes this node knows (from signed peer records and gossip).
+
+    Examples: coral-node peers ; coral-node peers --url http://127.0.0.1:7421 --json
+    """
+    cfg = _config(config, data_dir=data_dir)
+    base = _node_url(cfg, url)
+    try:
+        data = http_get(f"{base}/v1/peers")
+    except (urllib.error.URLError, OSError) as exc:
+        err.print(f"node at {base} is not reachable: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    from rich.table import Table
+
+    table = Table("node id", "gRPC", "HTTP", "active", "banned")
+    for peer in data["peers"]:
+        addresses = peer["record"]["addresses"]
+        table.add_row(peer["node_id"], addresses.get("grpc") or "-", addresses.get("http") or "-",
+                      "yes" if peer["active"] else "no", "yes" if peer["banned"] else "no")
+    out.print(table)
+    out.print(f"{len(data['peers'])} peer(s)")
+
+
 @keys_app.command("show")
 def keys_show(
     data_dir: DataDirOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from coral.api.auth import authenticate_admin
 from coral.api.http.app import CTX
 from coral.context import NodeContext
 from coral.keys import load_or_create_identity
 from coral.launcher import BackoffPolicy, InvalidLaunch, LaunchedAgent, LaunchSpec, LaunchTable
+from coral.protocol.agent import AgentManifest
 from coral.protocol.message import now_ms
 from coral.subsystems import Subsystem
 
@@ -78,7 +80,9 @@ class AgentLauncher:
             settings = resolve_settings(
                 manifest, node_url=self.node_url, env=env, option_overrides=options
             )
-            settings.agent_manifest  # noqa: B018 - validates a renamed agent's name
+            AgentManifest(name=agent_name)
+        except ValidationError:
+            raise InvalidLaunch(f"name: {name!r} is not a valid agent name") from None
         except (ManifestError, ValueError) as exc:
             raise InvalidLaunch(str(exc).splitlines()[0]) from None
         child_env = {

@@ -122,7 +122,8 @@ class ServeSection(BaseModel):
     node_url: str | None = None
     key_file: str | None = None
     replicas: Annotated[int, Field(ge=1, le=64)] = 1
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    #: Mentions handled at once (None: the agent class's own default).
+    concurrency: Annotated[int, Field(ge=1, le=1024)] | None = None
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from pydantic import ValidationError
 
 from coral.keys import load_or_create_identity
 from coral.protocol.agent import AgentManifest
@@ -60,7 +61,9 @@ class ServeSettings:
         """The registered manifest (renamed when ``agent_name`` is set)."""
         manifest = self.manifest.agent_manifest()
         if self.agent_name:
-            manifest = manifest.model_copy(update={"name": self.agent_name})
+            # Validate, unlike model_copy: a launcher-given name must be a legal agent name.
+            renamed = {**manifest.model_dump(), "name": self.agent_name}
+            manifest = AgentManifest.model_validate(renamed)
         return manifest
 
     def agent_kwargs(self) -> dict[str, Any]:
@@ -164,8 +167,14 @@ def build_replicas(settings: ServeSettings, factory: AgentFactory) -> list[Model
     load_or_create_identity(settings.key_file)
     count = settings.manifest.serve.replicas
     if settings.replica.count > 1 or count == 1:
-        return [factory(settings)]
-    return [factory(replace(settings, replica=ReplicaShard(i, count))) for i in range(count)]
+        agents = [factory(settings)]
+    else:
+        agents = [factory(replace(settings, replica=ReplicaShard(i, count))) for i in range(count)]
+    concurrency = settings.manifest.serve.concurrency
+    for agent in agents:
+        if concurrency is not None:
+            agent.concurrency = concurrency
+    return agents
 
 
 def serve_settings(settings: ServeSettings, factory: AgentFactory | None = None) -> int:
@@ -195,8 +204,9 @@ def serve_manifest(path: str | os.PathLike[str], node_url: str | None = None) ->
     try:
         manifest = load_manifest(path)
         settings = resolve_settings(manifest, node_url=node_url)
+        settings.agent_manifest  # noqa: B018 - refuses a bad CORAL_AGENT_NAME before starting
         return serve_settings(settings)
-    except ManifestError as exc:
+    except (ManifestError, ValidationError) as exc:
         print(f"coral-agent serve: {exc}", file=sys.stderr)
         return 2
 

@@ -194,3 +194,23 @@ async def test_a_node_cannot_introduce_itself_as_another(node_factory, field):
             await stub.Hello(request)  # no node signature at all
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert victim.did not in {p["node_id"] for p in a.get_json("/v1/peers")["peers"]}
+
+
+async def test_cli_peers_and_agents_all_show_the_network(node_factory):
+    import json
+    import subprocess
+    import sys
+
+    a, b, c = start_network(node_factory)
+    bob = await agent(b, "bob")
+    try:
+        await converged([a, b, c], [bob])
+        peers = subprocess.run([sys.executable, "-m", "coral", "peers", "--url", a.http, "--json"],
+                               capture_output=True, text=True, timeout=60)
+        assert peers.returncode == 0, peers.stderr
+        assert {p["node_id"] for p in json.loads(peers.stdout)["peers"]} == {b.node_id, c.node_id}
+        agents = subprocess.run([sys.executable, "-m", "coral", "agents", "--all", "--url", c.http,
+                                 "--json"], capture_output=True, text=True, timeout=60)
+        assert bob.did in {r["agent"] for r in json.loads(agents.stdout)}
+    finally:
+        await bob.close()

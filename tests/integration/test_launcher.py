@@ -59,6 +59,14 @@ async def test_launch_replicas_answer_once_restart_after_crash_and_stop(node: An
     assert status == 400 and refused["reason"] == "invalid_launch"
     status, refused = admin(node, "POST", "/v1/admin/launch", {"manifest": "nope"})
     assert status == 400 and "no such manifest" in refused["detail"]
+    status, refused = admin(
+        node, "POST", "/v1/admin/launch", {"manifest": "echo", "name": "Not A Name"}
+    )
+    assert status == 400 and refused["detail"].startswith("name:")
+    status, refused = admin(
+        node, "POST", "/v1/admin/launch", {"manifest": "echo", "options": {"colour": 1}}
+    )
+    assert status == 400 and "options.colour" in refused["detail"]
     status, launched = admin(
         node,
         "POST",

@@ -102,6 +102,11 @@ def test_bad_manifests_are_refused_naming_the_bad_key(patch: dict[str, Any], nam
     assert named in str(info.value)
 
 
+def test_a_bad_checkpoint_option_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=re.escape("options.checkpoint:")):
+        TrmAgent(NODE, key_file=tmp_path / "t.key", options={"checkpoint": str(tmp_path)})
+
+
 def test_unreadable_or_missing_manifests_raise_manifest_errors(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[agent\nname=")

@@ -32,8 +32,12 @@ class TrmAgent(ModelAgent["ParsedPuzzle", dict[str, Any]]):
         # malformed puzzle is refused at once, without loading the model.
         from coral_sdk.models.trm.checkpoint import read_config
         from coral_sdk.models.trm.tasks import get_task
+        from coral_sdk.registry import ManifestError
 
-        self.task = get_task(read_config(self.checkpoint).train.task)
+        try:
+            self.task = get_task(read_config(self.checkpoint).train.task)
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"options.checkpoint: {exc}") from None
 
     @property
     def checkpoint(self) -> str:
