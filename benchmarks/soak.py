@@ -28,7 +28,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coral_sdk import AgentManifest, CoralClient
+from coral_sdk import AgentManifest, CoralApiError, CoralClient
 from coral_sdk.ledger import LedgerClient
 
 from benchmarks._node import BenchNode
@@ -87,6 +87,16 @@ async def wait_for_directory(client: CoralClient, dids: set[str]) -> None:
         await asyncio.sleep(0.5)
 
 
+async def thread_visible(client: CoralClient, thread: str) -> None:
+    """Return once the client's own node serves the (possibly remote) thread."""
+    while True:
+        try:
+            await client.thread(thread)
+            return
+        except CoralApiError:
+            await asyncio.sleep(0.5)
+
+
 async def workload_round(
     clients: list[CoralClient], cursors: dict[str, int], thread: str, round_no: int
 ) -> None:
@@ -121,16 +131,24 @@ async def soak(minutes: float, sample_seconds: float) -> list[Samples]:
                 async with asyncio.timeout(60):
                     await wait_for_directory(clients[0], {c.did for c in clients})
                 thread = (await clients[0].create_thread("soak", [c.did for c in clients]))["id"]
+                async with asyncio.timeout(60):
+                    for client in clients:
+                        await thread_visible(client, thread)
                 cursors = {c.did: 0 for c in clients}
                 started = time.monotonic()
                 next_sample = 0.0
                 round_no = 0
+                errors: list[str] = []
                 while (elapsed := time.monotonic() - started) < minutes * 60:
                     if elapsed >= next_sample:
                         for s in samples:
                             s.take(elapsed)
                         next_sample += sample_seconds
-                    await workload_round(clients, cursors, thread, round_no)
+                    try:
+                        await workload_round(clients, cursors, thread, round_no)
+                    except CoralApiError as exc:
+                        # Count, keep going: a soak reports errors rather than stopping.
+                        errors.append(f"round {round_no}: {exc}")
                     owner = clients[round_no % len(clients)]
                     charter = draft_charter(
                         owner.identity,
@@ -156,7 +174,9 @@ async def soak(minutes: float, sample_seconds: float) -> list[Samples]:
                     s.take(time.monotonic() - started)
             for client in clients:
                 await client.close()
-    print(f"rounds completed: {round_no} in {minutes:g} min")
+    print(f"rounds completed: {round_no} in {minutes:g} min; failed rounds: {len(errors)}")
+    for error in errors[:5]:
+        print("  ", error)
     return samples
 
 

@@ -57,7 +57,10 @@ def build_parser(load_models: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Serving needs no model's training CLI: skip importing them (torch et al.).
+    serving = bool(argv) and argv[0] == "serve"
+    args = build_parser(load_models=not serving).parse_args(argv)
     if args.verb == "serve":
         from coral_sdk.serve import serve_manifest
 

@@ -19,6 +19,7 @@ Replicas: see ``ReplicaShard``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -199,8 +200,21 @@ class ModelAgent(Agent, Generic[Req, Res]):
         return next((p for p in self.manifest.prices if p.capability == capability), None)
 
     async def register(self) -> AgentRecord:
-        """Register; an agent with prices also opens its ledger account so it can be paid."""
-        record = await super().register()
+        """Register (waiting for the node if it is not up yet); a priced agent opens its account."""
+        delay = 0.5
+        while True:
+            try:
+                record = await super().register()
+                break
+            except OSError as exc:  # node not reachable (yet): launched agents may start first
+                if self._stopping.is_set():
+                    raise
+                log.warning("%s: node unreachable (%s); retrying", self.manifest.name, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    raise
+                delay = min(5.0, delay * 2)
         if any(price.amount > 0 for price in self.prices):
             from coral_sdk.ledger import LedgerClient
 
@@ -217,6 +231,11 @@ class ModelAgent(Agent, Generic[Req, Res]):
             await self._start_metrics(self.metrics_port)
         try:
             await super().run()
+        except OSError:
+            if not self._stopping.is_set():
+                raise
+            # Stopped while still waiting for the node to come up: a clean exit.
+            await self.client.close()
         finally:
             await self.batcher.aclose()
             if self._metrics_runner is not None:

@@ -120,8 +120,10 @@ async def test_sigkill_during_a_burst_of_posts_and_team_charters(node_factory) -
                     return  # the node is gone
 
     workers = [asyncio.create_task(poster(w)) for w in range(4)]
-    while len(acked_posts) < 60:
-        await asyncio.sleep(0.05)
+    async with asyncio.timeout(60):
+        while len(acked_posts) < 60:
+            assert not all(w.done() for w in workers), "every worker stopped before the kill"
+            await asyncio.sleep(0.05)
     node.kill()  # SIGKILL mid-burst: requests are in flight right now
     await asyncio.gather(*workers)
     assert acked_teams and acked_posts

@@ -280,8 +280,8 @@ def test_node_still_healthy_after_grpc_fuzz(node: NodeProcess, grpc_channel: grp
 
 @pytest.mark.xfail(
     strict=True,
-    reason="coral/api/http/teams.py parses the body to an object, then parse_charter/"
-    "parse_team_document re-parse a non-dict value as text: TypeError -> 500",
+    reason="coral/api/http/teams.py hands parsed JSON to parse_charter/parse_team_document "
+    "(coral/teams/documents.py), which re-parse any non-dict value as text: TypeError -> 500",
 )
 @pytest.mark.parametrize("body", [b"null", b"[]", b"7"])
 def test_team_routes_refuse_non_object_json_with_400(node: NodeProcess, body: bytes) -> None:

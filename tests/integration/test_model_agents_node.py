@@ -22,7 +22,7 @@ from coral_sdk import AgentManifest, CoralClient
 from coral_sdk.agent import Agent
 from coral_sdk.agents.agentflow_agent import AgentFlowAgent
 from coral_sdk.agents.echo_agent import EchoAgent
-from coral_sdk.agents.opentslm_agent import OpenTslmAgent, default_checkpoint
+from coral_sdk.agents.opentslm_agent import SHIPPED_DIR, OpenTslmAgent
 from coral_sdk.agents.trm_agent import TrmAgent
 from coral_sdk.ledger import LedgerClient
 from coral_sdk.model_agent import ReplicaShard
@@ -227,7 +227,7 @@ async def test_agentflow_agent_calls_the_trm_agent_as_a_tool(node: Any, tmp_path
 
 def opentslm_checkpoint(tmp_path: Path) -> Path:
     """The shipped checkpoint when present, else a tiny untrained one built here (fast)."""
-    shipped = default_checkpoint()
+    shipped = SHIPPED_DIR / "softprompt"  # the final shipped layout only, not a stage in training
     if (shipped / "config.json").is_file():
         return shipped
     from coral_sdk.models.opentslm.backbone import BackboneShape, build_small_backbone

@@ -307,3 +307,16 @@ async def test_metrics_port_serves_prometheus_text_and_health(tmp_path: Path) ->
         await agent._metrics_runner.cleanup()
     assert health["status"] == "ok" and health["items"] == 1 and health["device"] is None
     assert os.getpid() > 0
+
+
+def test_serve_reports_bad_manifests_and_names_with_exit_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coral_sdk.serve import serve_manifest
+
+    assert serve_manifest(tmp_path / "missing.toml") == 2
+    assert "no such manifest" in capsys.readouterr().err
+    monkeypatch.setenv("CORAL_AGENT_NAME", "Not Valid")
+    monkeypatch.setenv("CORAL_AGENT_KEY_FILE", str(tmp_path / "e.key"))
+    assert serve_manifest("echo", node_url=NODE) == 2
+    assert "name" in capsys.readouterr().err

@@ -23,8 +23,12 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "opentslm" / "che
 
 
 def default_checkpoint(architecture: str = "softprompt") -> Path:
-    """The shipped checkpoint directory for ``architecture`` (may not exist yet)."""
-    return SHIPPED_DIR / architecture
+    """The shipped checkpoint for ``architecture``: its final directory, else its latest stage."""
+    final = SHIPPED_DIR / architecture
+    if (final / "config.json").is_file():
+        return final
+    stages = sorted(p.parent for p in final.glob("stage*-*/config.json"))
+    return stages[-1] if stages else final
 
 
 class OpenTslmAgent(ModelAgent[dict[str, Any], dict[str, str]]):
