@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _node import BenchNode  # noqa: E402
+from _node import BenchNode
 
 ECHO_AGENT = """
 import asyncio, sys

@@ -23,12 +23,12 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._node import BenchNode  # noqa: E402
-from benchmarks.bench_routing import pct, register, signed_msg  # noqa: E402
-from coral.protocol.codec import message_to_proto  # noqa: E402
-from coral.protocol.message import DataPart, TextPart, now_ms  # noqa: E402
-from coral.protocol.request_auth import sign_request  # noqa: E402
-from coral.v1 import agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc  # noqa: E402
+from benchmarks._node import BenchNode
+from benchmarks.bench_routing import pct, register, signed_msg
+from coral.protocol.codec import message_to_proto
+from coral.protocol.message import DataPart, TextPart, now_ms
+from coral.protocol.request_auth import sign_request
+from coral.v1 import agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
 
 
 def known_agents(node: BenchNode) -> set[str]:

@@ -21,7 +21,14 @@ from coral.protocol.codec import (
     message_to_proto,
 )
 from coral.protocol.identity import Identity
-from coral.protocol.message import DataPart, Message, TextPart, new_message_id, now_ms, unsigned_wire
+from coral.protocol.message import (
+    DataPart,
+    Message,
+    TextPart,
+    new_message_id,
+    now_ms,
+    unsigned_wire,
+)
 from coral.protocol.signing import MESSAGE_DOMAIN, sign_message, verify_message_signature
 
 
@@ -44,9 +51,15 @@ def main() -> None:
     receiver = Identity.generate()
     messages = [
         Message(
-            id=new_message_id(), sender=alice.did, thread="t-1", mentions=(receiver.did,),
+            id=new_message_id(),
+            sender=alice.did,
+            thread="t-1",
+            mentions=(receiver.did,),
             created_at=now_ms(),
-            parts=(TextPart(text=f"please solve puzzle {i}"), DataPart(data={"grid": [[0, 1], [2, 0]], "i": i})),
+            parts=(
+                TextPart(text=f"please solve puzzle {i}"),
+                DataPart(data={"grid": [[0, 1], [2, 0]], "i": i}),
+            ),
         )
         for i in range(args.n)
     ]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,15 +22,15 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._node import BenchNode  # noqa: E402
-from coral.api.grpc.convert import record_to_proto  # noqa: E402
-from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent  # noqa: E402
-from coral.protocol.codec import message_to_proto  # noqa: E402
-from coral.protocol.identity import Identity  # noqa: E402
-from coral.protocol.message import DataPart, Message, TextPart, new_message_id, now_ms  # noqa: E402
-from coral.protocol.request_auth import sign_request  # noqa: E402
-from coral.protocol.signing import sign_message  # noqa: E402
-from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc  # noqa: E402
+from benchmarks._node import BenchNode
+from coral.api.grpc.convert import record_to_proto
+from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
+from coral.protocol.codec import message_to_proto
+from coral.protocol.identity import Identity
+from coral.protocol.message import DataPart, Message, TextPart, new_message_id, now_ms
+from coral.protocol.request_auth import sign_request
+from coral.protocol.signing import sign_message
+from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
 
 
 def pct(values: list[float], q: float) -> float:

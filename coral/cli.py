@@ -325,8 +325,13 @@ def peers(
     table = Table("node id", "gRPC", "HTTP", "active", "banned")
     for peer in data["peers"]:
         addresses = peer["record"]["addresses"]
-        table.add_row(peer["node_id"], addresses.get("grpc") or "-", addresses.get("http") or "-",
-                      "yes" if peer["active"] else "no", "yes" if peer["banned"] else "no")
+        table.add_row(
+            peer["node_id"],
+            addresses.get("grpc") or "-",
+            addresses.get("http") or "-",
+            "yes" if peer["active"] else "no",
+            "yes" if peer["banned"] else "no",
+        )
     out.print(table)
     out.print(f"{len(data['peers'])} peer(s)")
 

@@ -210,7 +210,7 @@ class FederationNode:
             result = self.state.merge(records, now_ms(), source=source)
         except PeerBanned:
             return
-        for record, reason in result.rejected:
+        for _record, reason in result.rejected:
             self.ctx.metrics.rejections.labels("federation", reason).inc()
             log.info("refused gossip record from %s: %s", source, reason)
         if not result.accepted:

@@ -23,7 +23,6 @@ from coral.protocol.verify import MessageVerifier
 from coral.ratelimit import RateLimiter
 from coral.store.seen_sqlite import SqliteSeenStore
 
-
 #: An extra admission check a subsystem adds (e.g. team certificates); it
 #: raises a CoralError to refuse the message before anything is written.
 AdmissionCheck = Callable[[Message], Awaitable[None]]

@@ -54,7 +54,10 @@ class RateLimiter:
         bucket.tokens -= cost
 
     def _evict(self, now: float) -> None:
-        full = [k for k, b in self._buckets.items()
-                if b.tokens + (now - b.updated) * self.rate >= self.burst]
+        full = [
+            k
+            for k, b in self._buckets.items()
+            if b.tokens + (now - b.updated) * self.rate >= self.burst
+        ]
         for key in full or list(self._buckets)[: len(self._buckets) // 10 + 1]:
             del self._buckets[key]

@@ -114,6 +114,7 @@ class CoordinationSubsystem(Subsystem):
             ctx.metrics.agents_registered.set(len(await directory.search(local_only=True)))
 
         await count_local_agents()
+
         def on_record(record: Any) -> None:
             if record.home_node == identity.did:
                 task = asyncio.get_running_loop().create_task(count_local_agents())

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from coral.protocol.identity import Identity
 from coral_sdk import Agent, AgentManifest, CoralClient, Incoming
+
+from coral.protocol.identity import Identity
 
 
 class Student(Agent):
@@ -28,8 +29,7 @@ async def main() -> None:
     args = parser.parse_args()
     student = Student(args.node, identity=Identity.generate())
     runner = asyncio.create_task(student.run())
-    while student.record is None:
-        await asyncio.sleep(0.05)
+    await student.ready.wait()
     async with CoralClient(args.node, Identity.generate()) as teacher:
         await teacher.register(AgentManifest(name="teacher"))
         thread = await teacher.create_thread("lesson", [student.did])

@@ -32,9 +32,9 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, agent.stop)
     runner = asyncio.create_task(agent.run())
-    while agent.record is None and not runner.done():
-        await asyncio.sleep(0.05)
-    if agent.record is not None:
+    ready = asyncio.create_task(agent.ready.wait())
+    await asyncio.wait({ready, runner}, return_when=asyncio.FIRST_COMPLETED)
+    if agent.ready.is_set():
         print(f"echo agent {agent.did} registered; waiting for mentions", flush=True)
     await runner
 

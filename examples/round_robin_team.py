@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
+
+from coral.protocol.identity import Identity
 
 ROUNDS = 2
 

@@ -37,7 +37,9 @@ def verify_request(
 ) -> str:
     """Return the caller's did, or raise Unauthenticated with the reason."""
     if not header:
-        raise Unauthenticated("this call needs a signed Coral authorization", reason="auth_required")
+        raise Unauthenticated(
+            "this call needs a signed Coral authorization", reason="auth_required"
+        )
     match = _HEADER_RE.match(header.strip())
     if match is None:
         raise Unauthenticated("malformed Coral authorization value", reason="bad_auth")

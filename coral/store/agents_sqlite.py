@@ -90,7 +90,10 @@ class SqliteAgentStore:
         if not include_deleted:
             sql += " AND a.deleted = 0"
         if capability is not None:
-            sql += " AND EXISTS (SELECT 1 FROM agent_capabilities c WHERE c.did = a.did AND c.capability = ?)"
+            sql += (
+                " AND EXISTS (SELECT 1 FROM agent_capabilities c"
+                " WHERE c.did = a.did AND c.capability = ?)"
+            )
             params.append(capability)
         sql += " ORDER BY a.name, a.did"
         rows = await self.db.fetchall(sql, params)

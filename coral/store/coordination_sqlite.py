@@ -19,12 +19,12 @@ import aiosqlite
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
 from coral.coordination.model import InboxEntry, Thread, ThreadEntry, WaitKind
 from coral.coordination.ports import HistoryGrant, ThreadWrite
-
-#: A synchronous function run inside a write's transaction (see write_hooks).
-WriteHook = Callable[[sqlite3.Connection, ThreadWrite], None]
 from coral.protocol.canonical import canonical_json
 from coral.protocol.message import from_wire, to_wire
 from coral.store.sqlite import Migration, SqliteDatabase
+
+#: A synchronous function run inside a write's transaction (see write_hooks).
+WriteHook = Callable[[sqlite3.Connection, ThreadWrite], None]
 
 COMPONENT = "coordination"
 

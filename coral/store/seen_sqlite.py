@@ -36,7 +36,8 @@ class SqliteSeenStore:
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
-                    "INSERT INTO seen_messages(id, forget_at) VALUES (?, ?)", (message_id, forget_at)
+                    "INSERT INTO seen_messages(id, forget_at) VALUES (?, ?)",
+                    (message_id, forget_at),
                 )
         except sqlite3.IntegrityError:
             raise Replayed(f"message id {message_id} was already accepted") from None

@@ -103,6 +103,8 @@ class Agent:
         self.cursor = self._load_cursor()
         self.wait_cursor = self.cursor
         self._stopping = asyncio.Event()
+        #: Set once ``run()`` has registered the agent with its node.
+        self.ready = asyncio.Event()
         self._handlers: set[asyncio.Task[None]] = set()
         # Cursors handed to handlers, in order, and those finished: the saved
         # cursor only moves past an entry once it and all before it are done.
@@ -141,6 +143,7 @@ class Agent:
     async def run(self) -> None:
         """Register, then handle inbox entries until ``stop()``; resumes from the saved cursor."""
         await self.register()
+        self.ready.set()
         semaphore = asyncio.Semaphore(self.concurrency)
         try:
             while not self._stopping.is_set():
@@ -165,7 +168,9 @@ class Agent:
             await self.client.close()
 
     async def _wait_or_stop(self) -> dict[str, Any] | None:
-        wait = asyncio.create_task(self.client.wait(self.listen, after=self.wait_cursor, timeout_ms=20_000))
+        wait = asyncio.create_task(
+            self.client.wait(self.listen, after=self.wait_cursor, timeout_ms=20_000)
+        )
         stop = asyncio.create_task(self._stopping.wait())
         done, _ = await asyncio.wait({wait, stop}, return_when=asyncio.FIRST_COMPLETED)
         if wait in done:
@@ -209,7 +214,9 @@ class Agent:
     # -- cursor persistence ------------------------------------------------
 
     def _cursor_path(self) -> Path | None:
-        return self.key_file.with_suffix(self.key_file.suffix + ".cursor") if self.key_file else None
+        return (
+            self.key_file.with_suffix(self.key_file.suffix + ".cursor") if self.key_file else None
+        )
 
     def _load_cursor(self) -> int:
         path = self._cursor_path()

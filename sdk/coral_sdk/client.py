@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
+from coral.protocol.codec import message_to_json
 from coral.protocol.identity import Identity
 from coral.protocol.message import (
     DataPart,
@@ -25,7 +26,6 @@ from coral.protocol.message import (
     new_message_id,
     now_ms,
 )
-from coral.protocol.codec import message_to_json
 from coral.protocol.request_auth import sign_request
 from coral.protocol.signing import sign_message
 
@@ -79,8 +79,14 @@ class CoralClient:
         return self._session
 
     async def _request(
-        self, method: str, path: str, *, query: dict[str, Any] | None = None,
-        body: bytes = b"", signed: bool = True, content_type: str = "application/json",
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: bytes = b"",
+        signed: bool = True,
+        content_type: str = "application/json",
     ) -> Any:
         clean = {k: str(v) for k, v in (query or {}).items() if v is not None}
         target = path + ("?" + urlencode(clean) if clean else "")
@@ -117,8 +123,12 @@ class CoralClient:
             if exc.status != 404:
                 raise
         record = AgentRecord(
-            agent=self.did, home_node=node_id, manifest=manifest, version=version,
-            updated_at=now, deleted=deleted,
+            agent=self.did,
+            home_node=node_id,
+            manifest=manifest,
+            version=version,
+            updated_at=now,
+            deleted=deleted,
         )
         signed = sign_record_as_agent(record, self.identity)
         body = json.dumps(signed.model_dump(mode="json")).encode()
@@ -130,7 +140,9 @@ class CoralClient:
         return await self.register(manifest, deleted=True)
 
     async def get_agent(self, ref: str) -> AgentRecord:
-        return AgentRecord.model_validate(await self._request("GET", f"/v1/agents/{ref}", signed=False))
+        return AgentRecord.model_validate(
+            await self._request("GET", f"/v1/agents/{ref}", signed=False)
+        )
 
     async def list_agents(
         self, *, name: str | None = None, capability: str | None = None, all_nodes: bool = False
@@ -154,8 +166,14 @@ class CoralClient:
         """A message from this agent, signed and ready to submit."""
         now = now_ms()
         message = Message(
-            id=new_message_id(now), kind=kind, sender=self.did, thread=thread,
-            mentions=tuple(mentions), created_at=now, parts=tuple(parts), payment=payment,
+            id=new_message_id(now),
+            kind=kind,
+            sender=self.did,
+            thread=thread,
+            mentions=tuple(mentions),
+            created_at=now,
+            parts=tuple(parts),
+            payment=payment,
             expires_at=now + expires_in_ms if expires_in_ms else None,
         )
         return sign_message(message, self.identity)
@@ -177,12 +195,18 @@ class CoralClient:
         session_id: str | None = None,
     ) -> dict[str, Any]:
         """Create a thread with these participants (dids or names); returns the thread."""
-        args: dict[str, Any] = {"name": name, "participants": list(participants), "strategy": strategy}
+        args: dict[str, Any] = {
+            "name": name,
+            "participants": list(participants),
+            "strategy": strategy,
+        }
         if strategy_options:
             args["strategy_options"] = strategy_options
         if session_id:
             args["session_id"] = session_id
-        result = await self.submit(self.build_message(kind="thread.create", parts=[DataPart(data=args)]))
+        result = await self.submit(
+            self.build_message(kind="thread.create", parts=[DataPart(data=args)])
+        )
         thread: dict[str, Any] = result["thread"]
         return thread
 
@@ -260,8 +284,13 @@ class CoralClient:
         limit: int = 100,
     ) -> dict[str, Any]:
         """Long-poll the inbox past cursor ``after``; returns entries and the new cursor."""
-        query = {"kind": kind, "from": from_agent, "after": after, "timeout_ms": timeout_ms,
-                 "limit": limit}
+        query = {
+            "kind": kind,
+            "from": from_agent,
+            "after": after,
+            "timeout_ms": timeout_ms,
+            "limit": limit,
+        }
         data: dict[str, Any] = await self._request("GET", "/v1/inbox", query=query)
         return data
 
@@ -269,15 +298,22 @@ class CoralClient:
         self, kind: str = "mention", *, from_agent: str | None = None, after: int = 0
     ) -> AsyncIterator[dict[str, Any]]:
         """Server-Sent Events of inbox entries past ``after`` (runs until cancelled)."""
-        query = {k: str(v) for k, v in {"kind": kind, "from": from_agent, "after": after}.items()
-                 if v is not None}
+        query = {
+            k: str(v)
+            for k, v in {"kind": kind, "from": from_agent, "after": after}.items()
+            if v is not None
+        }
         target = "/v1/inbox/events?" + urlencode(query)
         headers = {"Authorization": sign_request(self.identity, "GET", target, b"", now_ms())}
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with self._http().get(self.base_url + target, headers=headers, timeout=timeout) as resp:
+        async with self._http().get(
+            self.base_url + target, headers=headers, timeout=timeout
+        ) as resp:
             if resp.status >= 400:
                 data = await resp.json(content_type=None)
-                raise CoralApiError(resp.status, data.get("reason", "error"), data.get("detail", ""))
+                raise CoralApiError(
+                    resp.status, data.get("reason", "error"), data.get("detail", "")
+                )
             async for raw in resp.content:
                 line = raw.decode().rstrip("\n")
                 if line.startswith("data: "):

@@ -168,16 +168,21 @@ class LedgerClient:
 __all__ = ["LedgerClient", "Payment", "new_transfer_id"]
 
 
-async def issue_dev_funds(node_url: str, admin_token: str, account: str, amount: int) -> dict[str, Any]:
+async def issue_dev_funds(
+    node_url: str, admin_token: str, account: str, amount: int
+) -> dict[str, Any]:
     """Fund ``account`` from the operator account (node in dev mode; admin token needed)."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {admin_token}"}
-    async with aiohttp.ClientSession() as http, http.post(
-        node_url.rstrip("/") + "/v1/admin/ledger/issue",
-        json={"account": account, "amount": amount},
-        headers=headers,
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            node_url.rstrip("/") + "/v1/admin/ledger/issue",
+            json={"account": account, "amount": amount},
+            headers=headers,
+        ) as resp,
+    ):
         data: dict[str, Any] = await resp.json(content_type=None)
         if resp.status >= 400:
             raise CoralApiError(resp.status, data.get("reason", "error"), data.get("detail", ""))

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
+from coral_sdk import AgentManifest, CoralClient
 
 from coral.protocol.identity import Identity
-from coral_sdk import AgentManifest, CoralClient
 
 GOSSIP = ["--log-level", "warning"]
 
@@ -205,12 +205,20 @@ async def test_cli_peers_and_agents_all_show_the_network(node_factory):
     bob = await agent(b, "bob")
     try:
         await converged([a, b, c], [bob])
-        peers = subprocess.run([sys.executable, "-m", "coral", "peers", "--url", a.http, "--json"],
-                               capture_output=True, text=True, timeout=60)
+        peers = subprocess.run(
+            [sys.executable, "-m", "coral", "peers", "--url", a.http, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert peers.returncode == 0, peers.stderr
         assert {p["node_id"] for p in json.loads(peers.stdout)["peers"]} == {b.node_id, c.node_id}
-        agents = subprocess.run([sys.executable, "-m", "coral", "agents", "--all", "--url", c.http,
-                                 "--json"], capture_output=True, text=True, timeout=60)
+        agents = subprocess.run(
+            [sys.executable, "-m", "coral", "agents", "--all", "--url", c.http, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert bob.did in {r["agent"] for r in json.loads(agents.stdout)}
     finally:
         await bob.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,6 +104,23 @@ def db_fingerprint(db_path: Path) -> dict[str, int]:
         }
     finally:
         conn.close()
+
+
+def settled_fingerprint(db_path: Path, timeout: float = 10.0) -> dict[str, int]:
+    """A fingerprint once background side effects of earlier writes have landed.
+
+    Some writes fan out asynchronously after the response (directory listeners
+    feeding federation tables), so compare against a state that has stopped moving.
+    """
+    deadline = time.monotonic() + timeout
+    previous = db_fingerprint(db_path)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = db_fingerprint(db_path)
+        if current == previous:
+            return current
+        previous = current
+    return previous
 
 
 def agent_record(agent: Identity, node_id: str, name: str, **manifest: Any) -> AgentRecord:

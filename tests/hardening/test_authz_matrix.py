@@ -34,6 +34,7 @@ from tests.hardening.support import (
     agent_record,
     coral_auth,
     db_fingerprint,
+    settled_fingerprint,
     impersonating_auth,
     record_body,
     signed_message,
@@ -284,9 +285,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _fingerprint(world: World) -> dict[str, int]:
-    """Row counts of the node database and the ledger's own database."""
+    """Row counts of the node database and the ledger's own database, once settled."""
     data = world.node.config.data_dir
-    counts = {f"node.{k}": v for k, v in db_fingerprint(data / "coral.db").items()}
+    counts = {f"node.{k}": v for k, v in settled_fingerprint(data / "coral.db").items()}
     ledger = data / "ledger.db"
     if ledger.exists():
         counts.update({f"ledger.{k}": v for k, v in db_fingerprint(ledger).items()})

@@ -26,7 +26,7 @@ from coral.v1 import agents_pb2, coordination_pb2, node_pb2
 from tests.hardening.support import (
     agent_record,
     coral_auth,
-    db_fingerprint,
+    settled_fingerprint,
     record_body,
     signed_message,
 )
@@ -88,7 +88,7 @@ def _alive(node: NodeProcess) -> None:
 
 
 def _guarded_state(node: NodeProcess) -> dict[str, int]:
-    counts = db_fingerprint(node.data_dir / "coral.db")
+    counts = settled_fingerprint(node.data_dir / "coral.db")
     return {name: n for name, n in counts.items() if any(t in name for t in GUARDED_TABLES)}
 
 

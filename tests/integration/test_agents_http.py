@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from coral_sdk import Agent, AgentManifest, CoralApiError, CoralClient, Incoming
 
 from coral.protocol.identity import Identity
-from coral_sdk import Agent, AgentManifest, CoralApiError, CoralClient, Incoming
 
 
 class Echo(Agent):
@@ -170,15 +170,28 @@ async def test_cli_agents_lists_the_directory(node):
     alice = await registered(node, "alice", "math")
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "coral", "agents", "--data-dir", str(node.data_dir), "--json",
-             "--capability", "math"],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "coral",
+                "agents",
+                "--data-dir",
+                str(node.data_dir),
+                "--json",
+                "--capability",
+                "math",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         assert [r["agent"] for r in json.loads(result.stdout)] == [alice.did]
         human = subprocess.run(
             [sys.executable, "-m", "coral", "agents", "--url", node.http],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert human.returncode == 0 and "alice" in human.stdout and "agent(s)" in human.stdout
     finally:

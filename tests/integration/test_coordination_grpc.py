@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from coral_sdk import CoralClient
 
 from coral.api.grpc.convert import record_from_proto, record_to_proto
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent, verify_record
@@ -13,7 +14,6 @@ from coral.protocol.message import DataPart, Message, TextPart, new_message_id, 
 from coral.protocol.request_auth import sign_request
 from coral.protocol.signing import sign_message
 from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
-from coral_sdk import CoralClient
 
 SERVICE = "/coral.v1.CoordinationService/"
 
@@ -32,21 +32,41 @@ class GrpcAgent:
         return self.identity.did
 
     async def register(self, node_id: str) -> AgentRecord:
-        record = AgentRecord(agent=self.did, home_node=node_id, manifest=AgentManifest(name=self.name),
-                             version=1, updated_at=now_ms())
+        record = AgentRecord(
+            agent=self.did,
+            home_node=node_id,
+            manifest=AgentManifest(name=self.name),
+            version=1,
+            updated_at=now_ms(),
+        )
         signed = sign_record_as_agent(record, self.identity)
-        resp = await self.agents.RegisterAgent(agents_pb2.RegisterAgentRequest(record=record_to_proto(signed)))
+        resp = await self.agents.RegisterAgent(
+            agents_pb2.RegisterAgentRequest(record=record_to_proto(signed))
+        )
         return record_from_proto(resp)
 
     def auth(self, method: str, request) -> tuple[tuple[str, str]]:
-        value = sign_request(self.identity, "RPC", SERVICE + method, request.SerializeToString(), now_ms())
+        value = sign_request(
+            self.identity, "RPC", SERVICE + method, request.SerializeToString(), now_ms()
+        )
         return (("coral-auth", value),)
 
     async def submit(self, kind="message", thread=None, parts=(), mentions=()):
-        msg = sign_message(Message(id=new_message_id(), kind=kind, sender=self.did, thread=thread,
-                                   mentions=tuple(mentions), created_at=now_ms(), parts=tuple(parts)),
-                           self.identity)
-        return await self.coord.Submit(coordination_pb2.SubmitRequest(message=message_to_proto(msg)))
+        msg = sign_message(
+            Message(
+                id=new_message_id(),
+                kind=kind,
+                sender=self.did,
+                thread=thread,
+                mentions=tuple(mentions),
+                created_at=now_ms(),
+                parts=tuple(parts),
+            ),
+            self.identity,
+        )
+        return await self.coord.Submit(
+            coordination_pb2.SubmitRequest(message=message_to_proto(msg))
+        )
 
     async def wait(self, after=0, kind="mention", timeout_ms=5000):
         req = coordination_pb2.WaitRequest(kind=kind, after=after, timeout_ms=timeout_ms)
@@ -62,10 +82,14 @@ async def test_grpc_register_submit_wait_history_and_stream(node):
         listed = await alice.agents.ListAgents(agents_pb2.ListAgentsRequest())
         assert {a.agent for a in listed.agents} == {alice.did, bob.did}
 
-        created = await alice.submit("thread.create", parts=[DataPart(data={"name": "g", "participants": ["bob"]})])
+        created = await alice.submit(
+            "thread.create", parts=[DataPart(data={"name": "g", "participants": ["bob"]})]
+        )
         tid = created.thread.id
         assert list(created.thread.participants) == [alice.did, bob.did]
-        sent = await alice.submit(thread=tid, parts=[TextPart(text="over grpc")], mentions=[bob.did])
+        sent = await alice.submit(
+            thread=tid, parts=[TextPart(text="over grpc")], mentions=[bob.did]
+        )
         assert sent.entry.seq >= 2
 
         got = await bob.wait()
@@ -84,7 +108,9 @@ async def test_grpc_register_submit_wait_history_and_stream(node):
         stream.cancel()
 
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await bob.coord.Wait(req := coordination_pb2.WaitRequest(kind="mention", timeout_ms=100))
+            await bob.coord.Wait(
+                req := coordination_pb2.WaitRequest(kind="mention", timeout_ms=100)
+            )
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
         outsider = GrpcAgent(channel, "eve")

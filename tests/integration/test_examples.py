@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
+
+from coral.protocol.identity import Identity
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -16,7 +17,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def run_example(name: str, node_url: str, timeout: float = 60) -> str:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), "--node", node_url],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -35,8 +38,13 @@ def test_round_robin_team_example(node):
 
 async def test_echo_example(node, tmp_path):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLES / "echo_agent.py"), "--node", node.http,
-        "--key-file", str(tmp_path / "echo.key"), stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(EXAMPLES / "echo_agent.py"),
+        "--node",
+        node.http,
+        "--key-file",
+        str(tmp_path / "echo.key"),
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
@@ -55,9 +63,17 @@ async def test_echo_example(node, tmp_path):
 
 def test_team_formation_example(node):
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "team_formation.py"), "--node", node.http,
-         "--data-dir", str(node.data_dir)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(EXAMPLES / "team_formation.py"),
+            "--node",
+            node.http,
+            "--data-dir",
+            str(node.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "forming team" in result.stdout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
 from coral.protocol.identity import Identity
-from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
 
 async def team(node, *names: str) -> list[CoralClient]:
@@ -78,11 +78,15 @@ async def test_contract_net_awards_the_lowest_bid(node):
         tid = (await boss.create_thread("cn", [x.did, y.did], strategy="contract_net"))["id"]
         from coral.protocol.message import now_ms
 
-        await boss.send(tid, data={"cfp": {"task": "solve sudoku", "deadline_ms": now_ms() + 60_000}})
+        await boss.send(
+            tid, data={"cfp": {"task": "solve sudoku", "deadline_ms": now_ms() + 60_000}}
+        )
         await x.send(tid, data={"bid": {"price": 30}})
         await y.send(tid, data={"bid": {"price": 20}})
         awards = events(await boss.history(tid), "award")
-        assert awards and awards[0]["award"]["winner"] == y.did and awards[0]["award"]["price"] == 20
+        assert (
+            awards and awards[0]["award"]["winner"] == y.did and awards[0]["award"]["price"] == 20
+        )
     finally:
         await close_all([boss, x, y])
 
@@ -117,7 +121,8 @@ def third_party_path(tmp_path):
     root = tmp_path / "site"
     pkg = root / "quiet_strategy"
     pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(textwrap.dedent('''
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent('''
         from coral.coordination.strategy import BaseStrategy, Decision
         from coral.protocol.errors import Forbidden
 
@@ -129,11 +134,14 @@ def third_party_path(tmp_path):
                 if message.sender != view.creator:
                     raise Forbidden("only the creator speaks here", reason="quiet_please")
                 return Decision()
-    '''))
+    ''')
+    )
     dist = root / "quiet_strategy-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: quiet-strategy\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[coral.strategies]\nquiet = quiet_strategy:QuietStrategy\n")
+    (dist / "entry_points.txt").write_text(
+        "[coral.strategies]\nquiet = quiet_strategy:QuietStrategy\n"
+    )
     return root
 
 

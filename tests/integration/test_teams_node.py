@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 from coral_sdk import CoralApiError, CoralClient
+from coral_sdk.ledger import issue_dev_funds
 from coral_sdk.teams import (
     FormationTimedOut,
     TeamClient,
@@ -34,7 +35,6 @@ from coral.teams import (
     verify_team,
 )
 from coral.teams.errors import DecryptionFailed, NotAMember
-from coral_sdk.ledger import issue_dev_funds
 
 SECRET = "launch code 7f3e-unique-plaintext"
 SECRET_AFTER = "after-rekey 91ab-unique-plaintext"

@@ -108,7 +108,7 @@ async def reference_server(name: str = "Reverser Agent") -> AsyncIterator[Refere
     a2a_pb2_grpc.add_A2AServiceServicer_to_server(GrpcHandler(handler), grpc_server)  # type: ignore[no-untyped-call]
     await grpc_server.start()
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only this flag
+    while not server.started:
         await asyncio.sleep(0.01)
     try:
         yield ReferenceServer(http, address)

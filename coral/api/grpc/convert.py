@@ -20,7 +20,9 @@ def record_to_proto(record: AgentRecord) -> agents_pb2.AgentRecord:
             description=m.description,
             capabilities=list(m.capabilities),
             prices=[
-                agents_pb2.Price(capability=p.capability, amount=p.amount, currency=p.currency, unit=p.unit)
+                agents_pb2.Price(
+                    capability=p.capability, amount=p.amount, currency=p.currency, unit=p.unit
+                )
                 for p in m.prices
             ],
             endpoints=list(m.endpoints),

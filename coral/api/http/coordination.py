@@ -34,7 +34,9 @@ async def caller(request: web.Request) -> str:
     """Authenticate the agent making this read request."""
     header = request.headers.get("Authorization") or request.query.get("auth")
     body = await request.read()
-    return authenticate_agent(request.app[CTX], header, request.method, signed_target(request), body)
+    return authenticate_agent(
+        request.app[CTX], header, request.method, signed_target(request), body
+    )
 
 
 def _engine(request: web.Request) -> CoordinationService:
@@ -49,7 +51,9 @@ def _int(request: web.Request, name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise InvalidMessage(f"query parameter {name} must be an integer", reason="invalid_query") from None
+        raise InvalidMessage(
+            f"query parameter {name} must be an integer", reason="invalid_query"
+        ) from None
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -79,7 +83,10 @@ async def get_thread(request: web.Request) -> web.Response:
 async def history(request: web.Request) -> web.Response:
     agent = await caller(request)
     page = await _engine(request).history(
-        agent, request.match_info["thread_id"], _int(request, "after", 0), _int(request, "limit", 100)
+        agent,
+        request.match_info["thread_id"],
+        _int(request, "after", 0),
+        _int(request, "limit", 100),
     )
     return web.json_response(history_view(page))
 
@@ -120,8 +127,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         args["after"] = int(last_event)
     engine = _engine(request)
     response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                 "X-Accel-Buffering": "no"}
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
     )
     await response.prepare(request)
     ctx = request.app[CTX]
