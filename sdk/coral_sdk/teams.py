@@ -118,6 +118,9 @@ class TeamClient:
         self.keys: dict[str, TeamKey] = {}
         self._threads: dict[str, str] = {}
         self._epochs: dict[str, int] = {}
+        # Teams live on their initiator's home node; for a team formed on another
+        # node the documents are read and posted there (found through /v1/peers).
+        self._homes: dict[str, CoralClient] = {}
 
     @property
     def did(self) -> str:
@@ -133,7 +136,42 @@ class TeamClient:
     async def submit_document(self, document: SignedTeamDocument) -> dict[str, Any]:
         """Post one signed document to its team; returns the node's summary of the team."""
         path = f"/v1/teams/{document.team_id}/documents"
-        return await self._post(path, document.model_dump(mode="json"))
+        body = json.dumps(document.model_dump(mode="json")).encode()
+        home = await self._home(document.team_id)
+        result: dict[str, Any] = await home._request("POST", path, body=body, signed=False)
+        return result
+
+    async def _home(self, team_id: str) -> CoralClient:
+        """The client for the node holding ``team_id``: ours, or a peer that has it."""
+        if team_id in self._homes:
+            return self._homes[team_id]
+        try:
+            await self.client._request("GET", f"/v1/teams/{team_id}")
+            return self.client
+        except CoralApiError as exc:
+            if exc.reason != "team_not_found":
+                return self.client  # the team is here; the caller sees the real error
+        peers = await self.client._request("GET", "/v1/peers", signed=False)
+        for peer in peers.get("peers", []):
+            url = peer["record"]["addresses"].get("http")
+            if not url:
+                continue
+            remote = CoralClient(url, self.client.identity)
+            try:
+                await remote._request("GET", f"/v1/teams/{team_id}")
+            except (CoralApiError, OSError):
+                await remote.close()
+                continue
+            self._homes[team_id] = remote
+            return remote
+        raise CoralApiError(404, "team_not_found", f"no known node holds team {team_id}")
+
+    async def close(self) -> None:
+        """Close connections opened to other nodes (the agent's own client stays open)."""
+        for remote in self._homes.values():
+            if remote is not self.client:
+                await remote.close()
+        self._homes.clear()
 
     async def post_document(
         self, thread_id: str, document: SignedTeamDocument, mentions: Iterable[str] = ()
@@ -149,7 +187,8 @@ class TeamClient:
 
     async def load(self, team_id: str) -> tuple[TeamRecord, TeamState, list[str]]:
         """The team's signed record, its state as verified here, and its bound thread ids."""
-        data = await self.client._request("GET", f"/v1/teams/{team_id}")
+        home = await self._home(team_id)
+        data = await home._request("GET", f"/v1/teams/{team_id}")
         record = parse_team_record(data["record"])
         return record, verify_team(record, now_ms()), list(data["thread_ids"])
 
@@ -457,7 +496,9 @@ class TeamClient:
             now_ms=now_ms(),
             mentions=mentions,
         )
-        entry: dict[str, Any] = (await self.client.submit(message))["entry"]
+        result = await self.client.submit(message)
+        # A team thread owned by another node answers with a delivery receipt.
+        entry: dict[str, Any] = result.get("entry") or result["forwarded"]
         return entry
 
     async def read_team_messages(self, team_id: str, after_seq: int = 0) -> list[TeamPost]:

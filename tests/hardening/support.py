@@ -115,7 +115,7 @@ def settled_fingerprint(db_path: Path, timeout: float = 10.0) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     previous = db_fingerprint(db_path)
     while time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
         current = db_fingerprint(db_path)
         if current == previous:
             return current

@@ -23,6 +23,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 
+from coral.keyrotation import KeyHandover, build_agent_rotation, issue_handover
 from coral.protocol.codec import message_to_json, message_to_proto
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
@@ -34,9 +35,9 @@ from tests.hardening.support import (
     agent_record,
     coral_auth,
     db_fingerprint,
-    settled_fingerprint,
     impersonating_auth,
     record_body,
+    settled_fingerprint,
     signed_message,
     tampered_auth,
 )
@@ -87,6 +88,8 @@ HTTP_MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/messages/verify"): Rule(SIGNED_BODY, "/v1/messages/verify"),
     ("POST", "/v1/messages"): Rule(SIGNED_BODY, "/v1/messages", owner_scoped=True),
     ("POST", "/v1/agents"): Rule(SIGNED_BODY, "/v1/agents"),
+    # Key rotation (coral/keyrotation.py); skipped until the node serves it.
+    ("POST", "/v1/agents/rotate"): Rule(SIGNED_BODY, "/v1/agents/rotate"),
     ("POST", "/v1/teams"): Rule(SIGNED_BODY, "/v1/teams"),
     ("POST", "/v1/teams/{team_id}/documents"): Rule(
         SIGNED_BODY, "/v1/teams/{team}/documents", owner_scoped=True
@@ -387,6 +390,8 @@ def _signed_body_variants(world: World, route: str) -> dict[str, bytes]:
             "forged_signature": record_body(forged),
             "another_agents_did": record_body(claimed),
         }
+    if route == "/v1/agents/rotate":
+        return _rotation_variants(world)
     if route.startswith("/v1/teams"):
         charter = draft_charter(
             alice,
@@ -420,6 +425,31 @@ def _signed_body_variants(world: World, route: str) -> dict[str, bytes]:
             "another_agents_did": document_json(claimed),
         }
     raise AssertionError(f"no signed-body variants for {route}")
+
+
+def _rotation_variants(world: World) -> dict[str, bytes]:
+    """Rotations of alice's record that the old key did not (validly) sign."""
+    alice, mallory, fresh = world.alice, world.mallory, Identity.generate()
+    request = build_agent_rotation(
+        agent_record(alice, world.node.node_id, "alice"), alice, fresh, now_ms()
+    )
+    handover = request.handover
+
+    def body(h: KeyHandover) -> bytes:
+        return json.dumps(
+            {
+                "handover": h.model_dump(mode="json"),
+                "tombstone": request.tombstone.model_dump(mode="json"),
+                "replacement": request.replacement.model_dump(mode="json"),
+            }
+        ).encode()
+
+    stolen = issue_handover(mallory, fresh, now_ms()).model_copy(update={"old_did": alice.did})
+    return {
+        "unsigned": body(handover.model_copy(update={"old_signature": None})),
+        "forged_signature": body(handover.model_copy(update={"note": "changed"})),
+        "another_agents_did": body(stolen),
+    }
 
 
 def _invitation(world: World, issuer: Identity) -> Invitation:

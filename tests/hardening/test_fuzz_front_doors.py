@@ -26,8 +26,8 @@ from coral.v1 import agents_pb2, coordination_pb2, node_pb2
 from tests.hardening.support import (
     agent_record,
     coral_auth,
-    settled_fingerprint,
     record_body,
+    settled_fingerprint,
     signed_message,
 )
 from tests.hardening.test_fuzz_decoders import json_values, mutate
