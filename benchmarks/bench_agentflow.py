@@ -167,6 +167,7 @@ async def main() -> int:
     )
     try:
         import transformers  # noqa: F401
+
         from coral_sdk.models.agentflow.engines.local_transformers import TransformersEngine
     except ModuleNotFoundError:
         print("\ntiny-gpt2: skipped (transformers not installed)")

@@ -24,14 +24,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from coral_sdk import CoralClient
-from coral_sdk.ledger import LedgerClient
-
 from coral.ledger import LedgerService
 from coral.protocol.agent import AgentManifest
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from coral.store.ledger_sqlite import SqliteLedgerStore
+from coral_sdk import CoralClient
+from coral_sdk.ledger import LedgerClient
 
 
 async def in_process(n: int, concurrency: int, path: Path) -> float:

@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _node import BenchNode
-from coral_sdk import AgentManifest, CoralClient
-from coral_sdk.agents.trm_agent import TrmAgent
 
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
+from coral_sdk.agents.trm_agent import TrmAgent
 
 
 def puzzles(count: int) -> list[dict[str, Any]]:

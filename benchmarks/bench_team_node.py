@@ -21,13 +21,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _node import BenchNode
-from coral_sdk import CoralClient
-from coral_sdk.ledger import issue_dev_funds
-from coral_sdk.teams import TeamClient, accept_invitations
 
 from coral.protocol.agent import AgentManifest
 from coral.protocol.identity import Identity
 from coral.teams import Money, RoleSpec
+from coral_sdk import CoralClient
+from coral_sdk.ledger import issue_dev_funds
+from coral_sdk.teams import TeamClient, accept_invitations
 
 TEXT = "status: draft section 3 is ready for review; numbers checked against the source. " * 3
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from coral_sdk import Agent, AgentManifest, CoralClient, Incoming
-
 from coral.protocol.identity import Identity
+from coral_sdk import Agent, AgentManifest, CoralClient, Incoming
 
 
 class Student(Agent):

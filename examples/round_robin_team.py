@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from coral_sdk import AgentManifest, CoralClient
-
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
 
 ROUNDS = 2
 

@@ -14,13 +14,12 @@ import asyncio
 import secrets
 from collections.abc import Callable
 
-from coral_sdk import CoralClient
-from coral_sdk.ledger import issue_dev_funds
-from coral_sdk.teams import TeamClient, TeamOffer, accept_invitations
-
 from coral.protocol.agent import AgentManifest, Price
 from coral.protocol.identity import Identity
 from coral.teams import Money, RoleSpec
+from coral_sdk import CoralClient
+from coral_sdk.ledger import issue_dev_funds
+from coral_sdk.teams import TeamClient, TeamOffer, accept_invitations
 
 #: role -> (capability, asking price in minor units)
 RECRUITS = {"writer": ("write", 30), "reviewer": ("review", 20), "tester": ("test", 10)}

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coral_sdk import AgentManifest, CoralClient
 
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

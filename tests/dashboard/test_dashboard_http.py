@@ -8,13 +8,13 @@ import logging
 from typing import Any
 
 import aiohttp
-from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
 from coral.config import Config
 from coral.logs import RequestIdFilter
 from coral.node import Node
 from coral.protocol.identity import Identity
 from coral.protocol.message import EncryptedPart
+from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
 
 async def registered(base: str, name: str, *caps: str) -> CoralClient:
@@ -259,10 +259,9 @@ async def test_peers_panel_lists_a_peer_and_shows_its_removal(start_node, http):
 
 
 async def test_team_panel_and_team_threads_show_ciphertext_only(start_node, http):
-    from coral_sdk.teams import TeamClient, accept_invitations
-
     from coral.protocol.agent import Price
     from coral.teams import Money, RoleSpec
+    from coral_sdk.teams import TeamClient, accept_invitations
 
     _, ctx = await start_node()
     base = ctx.http_address

@@ -6,7 +6,6 @@ import json
 
 import grpc
 import pytest
-from coral_sdk import AgentManifest, CoralClient
 
 from coral.api.grpc.federation import node_auth_metadata
 from coral.federation import PeerAddresses, issue_peer_record
@@ -14,6 +13,7 @@ from coral.protocol.identity import Identity
 from coral.protocol.message import Message, TextPart, new_message_id, now_ms, to_wire
 from coral.protocol.signing import sign_message
 from coral.v1 import federation_pb2, federation_pb2_grpc
+from coral_sdk import AgentManifest, CoralClient
 
 
 async def call(stub, node: Identity, method: str, request):

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
-from coral_sdk import AgentManifest, CoralClient
 
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
 
 GOSSIP = ["--log-level", "warning"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from coral_sdk import Agent, AgentManifest, CoralApiError, CoralClient, Incoming
 
 from coral.protocol.identity import Identity
+from coral_sdk import Agent, AgentManifest, CoralApiError, CoralClient, Incoming
 
 
 class Echo(Agent):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from coral_sdk import CoralClient
 
 from coral.api.grpc.convert import record_from_proto, record_to_proto
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent, verify_record
@@ -14,6 +13,7 @@ from coral.protocol.message import DataPart, Message, TextPart, new_message_id, 
 from coral.protocol.request_auth import sign_request
 from coral.protocol.signing import sign_message
 from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
+from coral_sdk import CoralClient
 
 SERVICE = "/coral.v1.CoordinationService/"
 

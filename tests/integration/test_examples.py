@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coral_sdk import AgentManifest, CoralClient
-
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

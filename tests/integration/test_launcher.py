@@ -10,9 +10,9 @@ import urllib.request
 from typing import Any
 
 import pytest
-from coral_sdk import AgentManifest, CoralClient
 
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
 
 
 def admin(node: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

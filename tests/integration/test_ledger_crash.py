@@ -14,11 +14,11 @@ import random
 import time
 
 import aiohttp
-from coral_sdk import CoralClient
-from coral_sdk.ledger import LedgerClient
 
 from coral.ledger import find_violations
 from coral.store.ledger_sqlite import SqliteLedgerStore
+from coral_sdk import CoralClient
+from coral_sdk.ledger import LedgerClient
 from tests.integration.test_ledger_node import agents, balance_of, issue
 
 WORKERS = 4

@@ -21,8 +21,6 @@ from typing import Any
 
 import grpc
 import pytest
-from coral_sdk import CoralApiError, CoralClient
-from coral_sdk.ledger import LedgerClient
 
 from coral.api.grpc.ledger import receipt_to_proto
 from coral.ledger.model import AMOUNT_MAX
@@ -32,6 +30,8 @@ from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from coral.protocol.request_auth import sign_request
 from coral.v1 import ledger_pb2, ledger_pb2_grpc
+from coral_sdk import CoralApiError, CoralClient
+from coral_sdk.ledger import LedgerClient
 from tests.support.nodeproc import NodeProcess
 
 
@@ -551,10 +551,9 @@ def test_cli_issues_pays_lists_and_verifies_receipts(node_factory, tmp_path: Pat
 
 
 async def test_team_budget_is_escrowed_and_paid_through_the_ledger(node_factory):
-    from coral_sdk.teams import TeamClient, accept_invitations
-
     from coral.protocol.agent import Price
     from coral.teams import Money, RoleSpec
+    from coral_sdk.teams import TeamClient, accept_invitations
 
     node = node_factory("node")
     (alice,) = await agents(node, "alice")

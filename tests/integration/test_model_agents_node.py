@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
 from coral_sdk.agent import Agent
 from coral_sdk.agents.agentflow_agent import AgentFlowAgent
@@ -27,8 +29,6 @@ from coral_sdk.agents.trm_agent import TrmAgent
 from coral_sdk.ledger import LedgerClient
 from coral_sdk.model_agent import ReplicaShard
 from coral_sdk.registry import load_manifest
-
-from coral.protocol.identity import Identity
 from tests.sdk.models.agentflow.scripted_llm import ScriptedLLM
 
 REGISTRY_ECHO = Path(__file__).resolve().parents[2] / "registry" / "echo.toml"

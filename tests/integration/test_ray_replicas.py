@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from coral_sdk import AgentManifest, CoralClient
 
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ray[serve]'")
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is not installed")

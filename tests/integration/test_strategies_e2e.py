@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
 
 async def team(node, *names: str) -> list[CoralClient]:

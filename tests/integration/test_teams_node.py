@@ -10,14 +10,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from coral_sdk import CoralApiError, CoralClient
-from coral_sdk.ledger import issue_dev_funds
-from coral_sdk.teams import (
-    FormationTimedOut,
-    TeamClient,
-    TeamOffer,
-    accept_invitations,
-)
 
 from coral.protocol.agent import AgentManifest, Price
 from coral.protocol.identity import Identity
@@ -35,6 +27,14 @@ from coral.teams import (
     verify_team,
 )
 from coral.teams.errors import DecryptionFailed, NotAMember
+from coral_sdk import CoralApiError, CoralClient
+from coral_sdk.ledger import issue_dev_funds
+from coral_sdk.teams import (
+    FormationTimedOut,
+    TeamClient,
+    TeamOffer,
+    accept_invitations,
+)
 
 SECRET = "launch code 7f3e-unique-plaintext"
 SECRET_AFTER = "after-rekey 91ab-unique-plaintext"

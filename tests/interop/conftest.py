@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from coral_sdk import Agent, AgentManifest, Incoming
 
+from coral_sdk import Agent, AgentManifest, Incoming
 from tests.support.nodeproc import NodeProcess
 
 

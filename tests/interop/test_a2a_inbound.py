@@ -12,9 +12,9 @@ import pytest
 from a2a.client import A2ACardResolver, ClientConfig, create_client
 from a2a.types import a2a_pb2, a2a_pb2_grpc
 from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
-from coral_sdk import AgentManifest, CoralClient
 
 from coral.protocol.identity import Identity
+from coral_sdk import AgentManifest, CoralClient
 from tests.interop.conftest import Echo, Silent
 from tests.support.nodeproc import NodeProcess
 

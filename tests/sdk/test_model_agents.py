@@ -17,6 +17,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coral.protocol.identity import Identity
+from coral.protocol.message import DataPart, FilePart, Part, TextPart
 from coral_sdk.agent import Incoming
 from coral_sdk.agents.echo_agent import EchoAgent
 from coral_sdk.agents.trm_agent import TrmAgent
@@ -30,11 +35,6 @@ from coral_sdk.registry import (
     parse_manifest,
 )
 from coral_sdk.serve import resolve_settings, settings_env
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from coral.protocol.identity import Identity
-from coral.protocol.message import DataPart, FilePart, Part, TextPart
 
 NODE = "http://127.0.0.1:9"  # never contacted: these tests call handlers directly
 SENDER = CoralClient(NODE, Identity.generate())

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from coral_sdk.cli import main
 
+from coral_sdk.cli import main
 from tests.sdk.models.agentflow.scripted_llm import ScriptedLLM
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from coral_sdk.models.agentflow import (
     CallCoralAgentTool,
     CoralAgentTool,
@@ -14,7 +15,6 @@ from coral_sdk.models.agentflow import (
     Toolbox,
     build_solver,
 )
-
 from tests.sdk.models.agentflow.scripted_llm import ScriptedLLM
 
 

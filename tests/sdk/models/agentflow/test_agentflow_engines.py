@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from coral_sdk.models.agentflow import (
     CachedEngine,
     EngineError,
@@ -15,7 +16,6 @@ from coral_sdk.models.agentflow import (
     OpenAIEngineConfig,
 )
 from coral_sdk.models.agentflow.engines.base import cache_key
-
 from tests.sdk.models.agentflow.scripted_llm import Reply, ScriptedLLM
 
 

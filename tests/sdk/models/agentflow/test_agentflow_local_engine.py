@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from coral_sdk.models.agentflow.errors import EngineError
 
 transformers = pytest.importorskip("transformers")
@@ -60,6 +61,7 @@ def test_missing_model_directory_is_a_clear_engine_error(tmp_path: Path) -> None
 
 def test_cuda_request_without_cuda_is_an_engine_error(tmp_path: Path) -> None:
     import torch
+
     from coral_sdk.models.agentflow.engines.local_transformers import TransformersEngine
 
     if torch.cuda.is_available():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from coral_sdk.models.agentflow import InvalidToolCommand
 from coral_sdk.models.agentflow.parsing import (
     normalize_tool_name,
@@ -10,8 +13,6 @@ from coral_sdk.models.agentflow.parsing import (
     parse_tool_command,
     parse_verdict,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 TOOLS = ["python_calculator", "document_search", "base_generator"]
 

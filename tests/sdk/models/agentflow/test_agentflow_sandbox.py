@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from coral_sdk.models.agentflow.tools import PythonCalculatorTool, SandboxLimits, run_sandboxed
 
 FAST = SandboxLimits(wall_timeout_s=5.0, cpu_seconds=1, memory_bytes=256 * 1024 * 1024)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from coral_sdk.models.agentflow import InvalidToolCommand, Toolbox
 from coral_sdk.models.agentflow.tools.search import SHIPPED_CORPUS, DocumentSearchTool, load_corpus
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+
 from coral_sdk.models.agentflow import (
     FlowConfig,
     OpenAICompatibleEngine,
@@ -23,7 +24,6 @@ from coral_sdk.models.agentflow import (
     default_tools,
 )
 from coral_sdk.models.agentflow.solver import TOOL_NOT_FOUND_RESULT
-
 from tests.sdk.models.agentflow.scripted_llm import Reply, ScriptedLLM
 
 
