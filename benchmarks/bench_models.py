@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import torch
+
 from coral_sdk.models.trm import SHIPPED_CHECKPOINT
 from coral_sdk.models.trm.checkpoint import read_config
 from coral_sdk.models.trm.data import difficulty_of, heldout_set

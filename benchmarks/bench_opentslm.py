@@ -36,6 +36,7 @@ def memory_child(arch: str, length: int, device_name: str) -> dict[str, float | 
     """One training step at ``length`` samples per channel; returns peak memory and time."""
     import numpy as np
     import torch
+
     from coral_sdk.models.opentslm.checkpoint import build_model
     from coral_sdk.models.opentslm.data import build_sample, synthesize_accelerometer
 
@@ -51,7 +52,7 @@ def memory_child(arch: str, length: int, device_name: str) -> dict[str, float | 
         torch.cuda.reset_peak_memory_stats(device)
         base_cuda = torch.cuda.memory_allocated(device)
     started = time.perf_counter()
-    model.compute_loss([sample]).backward()
+    model.compute_loss([sample]).backward()  # type: ignore[no-untyped-call]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         peak = (torch.cuda.max_memory_allocated(device) - base_cuda) / 2**20
@@ -107,6 +108,7 @@ def run_memory(device_name: str) -> None:
 def run_throughput(device_name: str, count: int, batch_size: int) -> None:
     """Samples/s of the predictor at batch 1 and at ``batch_size``, for both architectures."""
     import torch
+
     from coral_sdk.models.opentslm.data import HAR_PRE_PROMPT, make_har_samples
     from coral_sdk.models.opentslm.predictor import OpenTslmPredictor
 

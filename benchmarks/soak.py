@@ -28,15 +28,14 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coral_sdk import AgentManifest, CoralApiError, CoralClient
-from coral_sdk.ledger import LedgerClient
-
 from benchmarks._node import BenchNode
 from benchmarks.bench_load import rss_bytes
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from coral.teams import Money, RoleSpec, draft_charter
 from coral.teams.documents import document_json
+from coral_sdk import AgentManifest, CoralApiError, CoralClient
+from coral_sdk.ledger import LedgerClient
 
 
 def open_fds(pid: int) -> int:
@@ -97,20 +96,62 @@ async def thread_visible(client: CoralClient, thread: str) -> None:
             await asyncio.sleep(0.5)
 
 
+WORKLOADS = ("messages", "payments", "teams", "churn")
+
+
+async def propose_team(session: aiohttp.ClientSession, owner: CoralClient, round_no: int) -> None:
+    charter = draft_charter(
+        owner.identity,
+        goal=f"soak {round_no}",
+        roles=(RoleSpec(name="writer", capabilities=("chat",)),),
+        budget=Money(amount=1),
+        deadline_ms=now_ms() + 60_000,
+        now_ms=now_ms(),
+    )
+    headers = {"Content-Type": "application/json"}
+    url = owner.base_url + "/v1/teams"
+    async with session.post(url, data=document_json(charter), headers=headers) as resp:
+        if resp.status != 201:
+            raise CoralApiError(resp.status, "team_refused", await resp.text())
+
+
+async def churn_agent(owner: CoralClient, round_no: int) -> None:
+    """A short-lived agent: register, then deregister (leaves a tombstone)."""
+    churn = CoralClient(owner.base_url, Identity.generate())
+    manifest = AgentManifest(name=f"churn-{round_no % 1000}")
+    try:
+        await churn.register(manifest)
+        await churn.deregister(manifest)
+    finally:
+        await churn.close()
+
+
 async def workload_round(
-    clients: list[CoralClient], cursors: dict[str, int], thread: str, round_no: int
+    kinds: set[str],
+    session: aiohttp.ClientSession,
+    clients: list[CoralClient],
+    cursors: dict[str, int],
+    thread: str,
+    round_no: int,
 ) -> None:
-    for client in clients:
-        await client.send(thread, f"round {round_no} from {client.did[-6:]}")
-    for client in clients:
-        page = await client.wait("message", after=cursors[client.did], timeout_ms=2_000)
-        cursors[client.did] = page["cursor"]
-    # Payments on each node, payer -> payee.
-    for payer, payee in zip(clients[0::2], clients[1::2], strict=False):
-        await LedgerClient(payer).transfer(to=payee.did, amount=1, memo=f"soak {round_no}")
+    """One round of every chosen workload."""
+    if "messages" in kinds:
+        for client in clients:
+            await client.send(thread, f"round {round_no} from {client.did[-6:]}")
+        for client in clients:
+            page = await client.wait("message", after=cursors[client.did], timeout_ms=2_000)
+            cursors[client.did] = page["cursor"]
+    if "payments" in kinds:  # payer -> payee on the same node
+        for payer, payee in zip(clients[0::2], clients[1::2], strict=False):
+            await LedgerClient(payer).transfer(to=payee.did, amount=1, memo=f"soak {round_no}")
+    owner = clients[round_no % len(clients)]
+    if "teams" in kinds:
+        await propose_team(session, owner, round_no)
+    if "churn" in kinds:
+        await churn_agent(owner, round_no)
 
 
-async def soak(minutes: float, sample_seconds: float) -> list[Samples]:
+async def soak(minutes: float, sample_seconds: float, kinds: set[str]) -> list[Samples]:
     os.environ.setdefault("CORAL_GOSSIP_INTERVAL_S", "1.0")
     with BenchNode() as a:
         bootstrap = ("--bootstrap", a.info["grpc_address"])
@@ -145,30 +186,10 @@ async def soak(minutes: float, sample_seconds: float) -> list[Samples]:
                             s.take(elapsed)
                         next_sample += sample_seconds
                     try:
-                        await workload_round(clients, cursors, thread, round_no)
+                        await workload_round(kinds, session, clients, cursors, thread, round_no)
                     except CoralApiError as exc:
                         # Count, keep going: a soak reports errors rather than stopping.
                         errors.append(f"round {round_no}: {exc}")
-                    owner = clients[round_no % len(clients)]
-                    charter = draft_charter(
-                        owner.identity,
-                        goal=f"soak {round_no}",
-                        roles=(RoleSpec(name="writer", capabilities=("chat",)),),
-                        budget=Money(amount=1),
-                        deadline_ms=now_ms() + 60_000,
-                        now_ms=now_ms(),
-                    )
-                    async with session.post(
-                        owner.base_url + "/v1/teams",
-                        data=document_json(charter),
-                        headers={"Content-Type": "application/json"},
-                    ) as resp:
-                        assert resp.status == 201, await resp.text()
-                    churn = CoralClient(owner.base_url, Identity.generate())
-                    manifest = AgentManifest(name=f"churn-{round_no % 1000}")
-                    await churn.register(manifest)
-                    await churn.deregister(manifest)
-                    await churn.close()
                     round_no += 1
                 for s in samples:
                     s.take(time.monotonic() - started)
@@ -186,8 +207,16 @@ def main() -> int:
     parser.add_argument("--sample-seconds", type=float, default=10.0)
     parser.add_argument("--max-rss-slope", type=float, default=1.0, help="MiB per minute")
     parser.add_argument("--max-fd-growth", type=int, default=10)
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (to find what grows)",
+    )
     args = parser.parse_args()
-    samples = asyncio.run(soak(args.minutes, args.sample_seconds))
+    kinds = set(args.workloads.split(","))
+    if not kinds <= set(WORKLOADS):
+        parser.error(f"--workloads takes {', '.join(WORKLOADS)}")
+    samples = asyncio.run(soak(args.minutes, args.sample_seconds, kinds))
     ok = True
     print("| node | RSS start -> end (MiB) | RSS slope, 2nd half (MiB/min) | fds start -> end |")
     print("|---|---|---|---|")

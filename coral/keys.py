@@ -10,9 +10,14 @@ from coral.protocol.identity import Identity
 
 
 def _private_dir(directory: Path) -> None:
-    """Create ``directory`` 0700, narrowing it if a copy or restore widened it."""
+    """Create ``directory`` 0700; narrow a node key dir if a copy or restore widened it.
+
+    Only directories the node owns for keys (``keys/`` and those below it) are
+    narrowed: an agent's key file may sit in any directory the author chose
+    (even a shared one like /tmp), whose mode is not ours to change.
+    """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if directory.stat().st_mode & 0o077:
+    if "keys" in directory.parts[-3:] and directory.stat().st_mode & 0o077:
         os.chmod(directory, 0o700)
 
 

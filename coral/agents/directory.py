@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from coral.keyrotation import RotationRefused, RotationRequest, check_agent_rotation
 from coral.protocol.agent import (
     AgentRecord,
     countersign_record,
@@ -99,6 +100,20 @@ class AgentDirectory:
         for listener in self.listeners:
             listener(signed)
         return signed
+
+    async def rotate(self, request: RotationRequest) -> tuple[AgentRecord, AgentRecord]:
+        """Move a local agent to a new key: tombstone the old did, list the new one.
+
+        ``request`` must pass ``check_agent_rotation`` against the stored record.
+        Both records are stored through ``register``, so a retry after a crash
+        between the two is idempotent. Returns (tombstone, new record), countersigned.
+        """
+        current = await self.get(request.handover.old_did)
+        check_agent_rotation(current, request, self.clock(), self.max_skew_ms)
+        if await self.store.get(request.replacement.agent) is not None:
+            raise RotationRefused("the new key already has a directory record")
+        tombstone = await self.register(request.tombstone)
+        return tombstone, await self.register(request.replacement)
 
     async def merge_remote(self, record: AgentRecord) -> bool:
         """Accept a fully signed record from a peer if newer; True when stored."""

@@ -18,7 +18,24 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from coral.protocol.errors import StorageUnavailable
+
 T = TypeVar("T")
+
+_UNAVAILABLE_MARKERS = ("full", "readonly", "read-only", "disk i/o", "locked", "unable to open")
+
+
+def storage_error(exc: BaseException) -> BaseException:
+    """Map SQLite's "cannot write now" failures to StorageUnavailable; others unchanged.
+
+    Disk full, a read-only data dir, I/O errors and lock timeouts are the
+    operator's to fix, not the caller's: callers get a typed 503/UNAVAILABLE.
+    """
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if any(marker in text for marker in _UNAVAILABLE_MARKERS):
+            return StorageUnavailable(f"storage unavailable: {exc}")
+    return exc
 WriteFn = Callable[[sqlite3.Connection], Any]
 #: Most write functions folded into one transaction by group commit.
 MAX_GROUP = 256
@@ -115,18 +132,37 @@ class SqliteDatabase:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """Serialize a write transaction; commit on success, roll back on any error."""
         async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise storage_error(exc) from exc
             try:
                 yield self.conn
+            except sqlite3.OperationalError as exc:
+                await self._rollback()
+                raise storage_error(exc) from exc
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await self._rollback()
                 raise
             else:
-                await self.conn.execute("COMMIT")
+                try:
+                    await self.conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    await self._rollback()
+                    raise storage_error(exc) from exc
+
+    async def _rollback(self) -> None:
+        try:
+            await self.conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction left to roll back (SQLite already aborted it)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a synchronous read function on the connection's thread in one hop."""
-        result: T = await self.conn._execute(fn, self.conn._conn)  # type: ignore[no-untyped-call]
+        try:
+            result: T = await self.conn._execute(fn, self.conn._conn)  # type: ignore[no-untyped-call]
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc) from exc
         return result
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -155,7 +191,7 @@ class SqliteDatabase:
                 except BaseException as exc:  # the commit itself failed: every writer failed
                     for _, future in batch:
                         if not future.done():
-                            future.set_exception(exc)
+                            future.set_exception(storage_error(exc))
                     continue
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():
@@ -163,7 +199,7 @@ class SqliteDatabase:
                 if ok:
                     future.set_result(value)
                 else:
-                    future.set_exception(value)
+                    future.set_exception(storage_error(value))
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
         """All rows of one query, in a single hop to the database thread."""
@@ -195,7 +231,10 @@ def _run_group(
                 outcomes.append((True, value))
         raw.execute("COMMIT")
     except BaseException:
-        raw.execute("ROLLBACK")
+        # SQLite may already have rolled back (a failed COMMIT on a full disk);
+        # a second ROLLBACK would raise and hide the real error.
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
         raise
     return outcomes
 

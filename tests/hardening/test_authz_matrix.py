@@ -151,12 +151,6 @@ HTTP_MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/dashboard/admin/threads/{thread_id}/close"): Rule(
         ADMIN, "/v1/dashboard/admin/threads/{thread}/close", "{}"
     ),
-    ("POST", "/v1/dashboard/admin/funds"): Rule(
-        ADMIN, "/v1/dashboard/admin/funds", '{"account":"{mallory}","amount":1000}'
-    ),
-    ("POST", "/v1/dashboard/admin/peers/{node_id}/remove"): Rule(
-        ADMIN, "/v1/dashboard/admin/peers/{node}/remove", "{}"
-    ),
     # MCP endpoints live under a per-agent secret: a wrong secret finds nothing.
     ("GET", "/mcp/v1/{secret}/mcp"): Rule(CAPABILITY, "/mcp/v1/not-the-secret/mcp"),
     ("POST", "/mcp/v1/{secret}/mcp"): Rule(CAPABILITY, "/mcp/v1/not-the-secret/mcp", "{}"),

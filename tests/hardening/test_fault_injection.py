@@ -218,11 +218,6 @@ async def test_locked_database_refuses_writes_without_a_trace_and_recovers(node_
     await _recovers(node, alice, thread, [mid for _, _, mid in results if mid])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sqlite3.OperationalError (disk full / I/O error / locked) is not mapped to "
-    "coral.protocol.errors.StorageUnavailable: the node answers 500 internal",
-)
 async def test_storage_failures_answer_503_storage_unavailable(node_factory) -> None:
     node = node_factory("node")
     alice = Identity.generate()

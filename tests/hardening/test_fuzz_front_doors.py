@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coral.protocol.codec import message_to_json, message_to_proto
@@ -114,8 +114,6 @@ def test_random_bytes_to_body_routes(node: NodeProcess, route: str, raw: bytes) 
 @FUZZ
 @given(route=st.sampled_from(BODY_ROUTES), value=json_values)
 def test_random_json_to_body_routes(node: NodeProcess, route: str, value: Any) -> None:
-    # Non-object JSON to the team routes is a known 500: see the xfail test below.
-    assume(not route.startswith("/v1/teams") or isinstance(value, dict))
     _check_no_server_error(node, route, json.dumps(value).encode())
 
 
@@ -212,6 +210,7 @@ def _refused_cleanly(method: str, exc: grpc.RpcError) -> None:
         [
             "/coral.v1.CoordinationService/Submit",
             "/coral.v1.NodeService/VerifyMessage",
+            "/coral.v1.AgentService/RegisterAgent",
         ]
     ),
     raw=st.binary(max_size=1024),
@@ -249,8 +248,6 @@ def test_mutated_protobuf_submit_and_register(
             )
         ),
     }
-    # RegisterAgent with a record that fails validation is a known INTERNAL (xfail below).
-    valid.pop("/coral.v1.AgentService/RegisterAgent")
     for method, request in valid.items():
         raw = request.SerializeToString()
         at = position % len(raw)
@@ -278,11 +275,6 @@ def test_node_still_healthy_after_grpc_fuzz(node: NodeProcess, grpc_channel: grp
     assert not unhandled, unhandled[:5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="coral/api/http/teams.py hands parsed JSON to parse_charter/parse_team_document "
-    "(coral/teams/documents.py), which re-parse any non-dict value as text: TypeError -> 500",
-)
 @pytest.mark.parametrize("body", [b"null", b"[]", b"7"])
 def test_team_routes_refuse_non_object_json_with_400(node: NodeProcess, body: bytes) -> None:
     for route in ("/v1/teams", "/v1/teams/team-x/documents"):
@@ -290,11 +282,6 @@ def test_team_routes_refuse_non_object_json_with_400(node: NodeProcess, body: by
         assert status == 400, (route, body, status, payload)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="coral/api/grpc/convert.py record_from_proto builds AgentRecord directly; "
-    "a pydantic ValidationError escapes as INTERNAL instead of INVALID_ARGUMENT",
-)
 def test_grpc_register_agent_refuses_an_invalid_record_with_invalid_argument(
     grpc_channel: grpc.Channel,
 ) -> None:

@@ -118,10 +118,14 @@ def test_keys_and_admin_token_never_reach_the_debug_log(exercised: ExercisedNode
         assert path.read_text().strip() not in log, f"the key in {path.name} appears in the log"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="coral/api/dashboard/request_ids.py logs request.path, which carries the MCP "
-    "connection secret; it should log the route's canonical path instead",
-)
 def test_mcp_connection_secret_never_reaches_the_debug_log(exercised: ExercisedNode) -> None:
     assert exercised.mcp_secret not in exercised.log
+
+
+def test_a_key_file_in_a_shared_directory_leaves_that_directory_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    load_or_create_identity(shared / "agent.key")
+    assert _mode(shared / "agent.key") == 0o600
+    assert os.stat(shared).st_mode & 0o7777 == 0o1777

@@ -47,10 +47,12 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     started = time.perf_counter()
     try:
         response = await handler(request)
+        # The route pattern, not the path: paths may carry secrets (MCP agent URLs).
+        resource = request.match_info.route.resource
         log.debug(
             "%s %s -> %s in %.1f ms",
             request.method,
-            request.path,
+            resource.canonical if resource is not None else "unmatched",
             response.status,
             (time.perf_counter() - started) * 1000,
         )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from coral.coordination.model import HistoryPage, InboxEntry, Thread, ThreadEntry, WaitResult
 from coral.protocol.agent import AgentManifest, AgentRecord, Price
 from coral.protocol.canonical import canonical_json
 from coral.protocol.codec import message_to_proto
+from coral.protocol.errors import InvalidMessage
 from coral.v1 import agents_pb2, coordination_pb2
 
 
@@ -36,6 +39,16 @@ def record_to_proto(record: AgentRecord) -> agents_pb2.AgentRecord:
 
 
 def record_from_proto(msg: agents_pb2.AgentRecord) -> AgentRecord:
+    """The record a client sent; InvalidMessage (invalid_record) when it breaks the schema."""
+    try:
+        return _record_from_proto(msg)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        raise InvalidMessage(f"{where}: {first['msg']}", reason="invalid_record") from None
+
+
+def _record_from_proto(msg: agents_pb2.AgentRecord) -> AgentRecord:
     m = msg.manifest
     return AgentRecord(
         agent=msg.agent,

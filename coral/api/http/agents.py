@@ -7,8 +7,10 @@ from aiohttp import web
 from coral.agents.directory import AgentDirectory
 from coral.api.http.app import CTX
 from coral.context import NodeContext
+from coral.keyrotation import RotationRequest, parse_handover
 from coral.protocol.agent import parse_record
 from coral.protocol.canonical import parse_json
+from coral.protocol.errors import InvalidMessage
 
 
 def _directory(request: web.Request) -> AgentDirectory:
@@ -23,6 +25,25 @@ async def register_agent(request: web.Request) -> web.Response:
     record = parse_record(parse_json(raw, max_depth=ctx.verifier.limits.max_depth))
     signed = await _directory(request).register(record)
     return web.json_response(signed.model_dump(mode="json"), status=201)
+
+
+async def rotate_agent(request: web.Request) -> web.Response:
+    """POST /v1/agents/rotate {handover, tombstone, replacement}: move an agent to a new key."""
+    ctx = request.app[CTX]
+    body = parse_json(await request.read(), max_depth=ctx.verifier.limits.max_depth)
+    if not isinstance(body, dict):
+        raise InvalidMessage("the body is a JSON object", reason="invalid_rotation")
+    rotation = RotationRequest(
+        handover=parse_handover(body.get("handover")),
+        tombstone=parse_record(body.get("tombstone")),
+        replacement=parse_record(body.get("replacement")),
+    )
+    tombstone, replacement = await _directory(request).rotate(rotation)
+    body = {
+        "tombstone": tombstone.model_dump(mode="json"),
+        "record": replacement.model_dump(mode="json"),
+    }
+    return web.json_response(body, status=201)
 
 
 async def get_agent(request: web.Request) -> web.Response:
@@ -45,5 +66,6 @@ async def list_agents(request: web.Request) -> web.Response:
 
 def install(app: web.Application, ctx: NodeContext) -> None:
     app.router.add_post("/v1/agents", register_agent)
+    app.router.add_post("/v1/agents/rotate", rotate_agent)
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/agents/{ref}", get_agent)

@@ -7,8 +7,9 @@ import threading
 import time
 
 import pytest
-from coral_sdk.runtime.batcher import BatcherClosed, BatchSizeMismatch, DynamicBatcher
 from prometheus_client import CollectorRegistry
+
+from coral_sdk.runtime.batcher import BatcherClosed, BatchSizeMismatch, DynamicBatcher
 
 
 def square_all(items: list[int]) -> list[int]:
@@ -67,7 +68,10 @@ async def test_exception_in_batch_function_reaches_every_caller_of_that_batch() 
 
 
 async def test_wrong_result_count_is_reported_to_callers() -> None:
-    async with DynamicBatcher(lambda items: items[:-1], max_wait_ms=20) as batcher:
+    def drop_last(items: list[int]) -> list[int]:
+        return items[:-1]
+
+    async with DynamicBatcher(drop_last, max_wait_ms=20) as batcher:
         with pytest.raises(BatchSizeMismatch):
             await batcher.submit(1)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from coral_sdk.runtime import autocast_for, load_module, load_weights, pick_device, save_module
 from coral_sdk.runtime.device import DeviceUnavailable
 from coral_sdk.runtime.weights import read_metadata, save_weights
-from torch import nn
 
 
 def test_pick_device_prefers_cuda_only_when_present() -> None:

@@ -81,7 +81,8 @@ def train(args: argparse.Namespace) -> int:
     if args.classify_steps > 0:
         first = TrainSettings(args.classify_steps, args.batch_size, args.lr, args.seed)
         stages.insert(0, CurriculumStage("classify", first))
-    extra = {**settings, "data": {"series_length": args.series_length}}
+    labels = sorted({s.label for s in samples if s.label})
+    extra = {**settings, "labels": labels, "data": {"series_length": args.series_length}}
     losses = train_curriculum(model, samples, args.out, args.backbone, stages, extra)
     if losses:
         print(f"trained {args.arch}: final loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")

@@ -92,8 +92,11 @@ def parse_answer(text: str, labels: Sequence[str] = HAR_LABELS) -> str | None:
     found = ANSWER_PATTERN.findall(text)
     if not found:
         return None
-    word = found[-1].strip().lower()
-    return word if word in labels or not labels else None
+    word: str = found[-1].strip()
+    if not labels:
+        return word
+    canonical = {label.lower(): label for label in labels}
+    return canonical.get(word.lower())
 
 
 # --- synthetic accelerometer data ---------------------------------------------------------

@@ -34,11 +34,11 @@ TRAIN_SEED, TEST_SEED = 0, 1234
 # (every sample printed as digits), so on the shared CPU it gets fewer steps; see RESULTS.md.
 PLAN: dict[str, dict[str, Any]] = {
     "softprompt": {
-        "stages": [("classify", 400, 16, 3e-3), ("cot", 400, 8, 1e-3)],
+        "stages": [("classify", 400, 16, 3e-3), ("cot", 2000, 8, 1e-3)],
         "settings": {"lora_rank": 8},
     },
     "flamingo": {
-        "stages": [("classify", 400, 16, 3e-3), ("cot", 400, 8, 1e-3)],
+        "stages": [("classify", 400, 16, 3e-3), ("cot", 2000, 8, 1e-3)],
         "settings": {},
     },
     "text_baseline": {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from coral_sdk.models.opentslm.backbone import BackboneShape, build_small_backbone
 from coral_sdk.models.opentslm.data import SeriesSample, make_har_samples
 

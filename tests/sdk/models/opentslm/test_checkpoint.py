@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from coral_sdk.models.opentslm.checkpoint import (
     CheckpointError,
     build_model,

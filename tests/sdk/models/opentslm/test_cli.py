@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
+
 from coral_sdk.cli import build_parser, main
 from coral_sdk.models.opentslm.checkpoint import OPTIMIZER_FILE, TRAINING_STATE_FILE, WEIGHTS_FILE
-from safetensors.torch import load_file
 
 
 def test_parser_knows_the_opentslm_options() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from coral_sdk.models.opentslm.data import (
     HAR_LABELS,
     build_sample,
@@ -12,8 +15,6 @@ from coral_sdk.models.opentslm.data import (
     synthesize_accelerometer,
     zscore,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=64))
@@ -61,6 +62,7 @@ def test_parse_answer_takes_the_last_answer_and_rejects_unknown_labels() -> None
     assert parse_answer("it is Answer : Lying") == "lying"
     assert parse_answer("no answer here") is None
     assert parse_answer("Answer: dancing") is None
+    assert parse_answer("Answer: rem", ["W", "N1", "REM"]) == "REM"
 
 
 def test_unknown_activity_is_rejected() -> None:

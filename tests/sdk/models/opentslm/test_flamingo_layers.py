@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from coral_sdk.models.opentslm.flamingo_layers import (
     FlamingoConfig,
     GatedCrossAttentionBlock,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from coral_sdk.models.opentslm.local_datasets import DatasetFormatError, load_local_dataset
 
 HEADER = "x_axis,y_axis,z_axis,label,rationale\n"

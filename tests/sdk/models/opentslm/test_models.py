@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from coral_sdk.models.opentslm.backbone import load_backbone
 from coral_sdk.models.opentslm.base import IGNORE_INDEX
 from coral_sdk.models.opentslm.checkpoint import build_model

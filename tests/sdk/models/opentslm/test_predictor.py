@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from coral_sdk.models.opentslm.checkpoint import build_model, save_checkpoint
 from coral_sdk.models.opentslm.predictor import (
     InvalidSeriesRequest,

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
+
 from coral_sdk.models.trm.config import TrmConfig
 from coral_sdk.models.trm.ema import WeightEma
 from coral_sdk.models.trm.losses import IGNORE_LABEL, act_loss, stablemax_cross_entropy
 from coral_sdk.models.trm.model import TinyRecursiveModel
 from coral_sdk.models.trm.training import _halting
-from torch import nn
 
 
 def tiny_config(**overrides: Any) -> TrmConfig:
@@ -76,7 +77,7 @@ class NetSpy(nn.Module):
 def spied_model(**overrides: Any) -> tuple[TinyRecursiveModel, NetSpy]:
     model = TinyRecursiveModel(tiny_config(**overrides))
     spy = NetSpy(model.net)
-    model.net = spy
+    model.net = spy  # type: ignore[assignment]
     return model, spy
 
 

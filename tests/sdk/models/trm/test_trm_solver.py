@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from coral.protocol.errors import InvalidMessage
 from coral_sdk.models.trm import SHIPPED_CHECKPOINT
 from coral_sdk.models.trm.checkpoint import load_model, read_state
 from coral_sdk.models.trm.data import difficulty_of, heldout_set
@@ -20,8 +22,6 @@ from coral_sdk.models.trm.solver import (
 )
 from coral_sdk.models.trm.tasks import Grids, get_task, maze
 from coral_sdk.runtime import DynamicBatcher
-
-from coral.protocol.errors import InvalidMessage
 
 #: Held-out accuracy may differ from the recorded figure by float summation order only.
 ACCURACY_MARGIN = 0.01

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from coral_sdk.cli import main as coral_agent
 from coral_sdk.models.trm import checkpoint as ckpt
 from coral_sdk.models.trm.config import TrainConfig, TrmConfig
