@@ -36,6 +36,8 @@ def storage_error(exc: BaseException) -> BaseException:
         if any(marker in text for marker in _UNAVAILABLE_MARKERS):
             return StorageUnavailable(f"storage unavailable: {exc}")
     return exc
+
+
 WriteFn = Callable[[sqlite3.Connection], Any]
 #: Most write functions folded into one transaction by group commit.
 MAX_GROUP = 256

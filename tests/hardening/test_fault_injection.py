@@ -18,7 +18,6 @@ import sqlite3
 from typing import Any
 
 import aiohttp
-import pytest
 
 from coral.protocol.codec import message_to_json
 from coral.protocol.identity import Identity
