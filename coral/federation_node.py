@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -67,6 +67,9 @@ CALL_TIMEOUT_S = 5.0
 RETRYABLE_REASONS = {"agent_not_registered", "thread_not_found"}
 
 
+EnvelopeHandler = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
+
+
 class RetryLater(CoralError):
     reason = "retry_later"
     category = "unavailable"
@@ -110,6 +113,9 @@ class FederationNode:
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.peer_limiter = RateLimiter(500.0, 1000.0, lambda: asyncio.get_running_loop().time())
+        #: Envelope kinds other subsystems handle (e.g. cross-node payments):
+        #: ``handler(caller_node, envelope_id, payload) -> duplicate``.
+        self.handlers: dict[str, EnvelopeHandler] = {}
 
     # -- start-up ----------------------------------------------------------------
 
@@ -308,6 +314,12 @@ class FederationNode:
         owner = self.owners.get(message.thread)
         return owner if owner not in (None, self.did) else None
 
+    async def send_envelope(self, kind: str, key: str, destination: str, payload: Any) -> None:
+        """Queue ``payload`` for ``destination`` as a ``kind`` envelope (idempotent by key)."""
+        body = _dumps(payload).encode()
+        await self.store.enqueue(f"{kind}:{key}", destination, body, now_ms())
+        self._kick.set()
+
     async def forward(self, message: Message, owner: str) -> dict[str, Any]:
         """Queue a verified local agent's message for the thread's owner node."""
         payload = _dumps({"message": to_wire(message)}).encode()
@@ -328,6 +340,9 @@ class FederationNode:
             return await self._deliver_submit(caller, from_wire(payload["message"]))
         if kind == "entries":
             return await self._deliver_entries(caller, envelope_id, payload)
+        handler = self.handlers.get(kind)
+        if handler is not None:
+            return await handler(caller, envelope_id, payload)
         raise InvalidMessage(f"unknown envelope kind {kind!r}", reason="invalid_envelope")
 
     async def _deliver_submit(self, caller: str, message: Message) -> bool:

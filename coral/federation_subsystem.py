@@ -68,6 +68,13 @@ class FederationSubsystem(Subsystem):
         ctx.gateway.forwarder = self.driver
         self.grpc_installers.append(installer(self.driver))
         self.http_installers.append(install_routes)
+        if "ledger" in ctx.services:  # cross-node payments ride the same outbox
+            from coral import ledger_relay
+
+            ctx.services["payment_relay"] = ledger_relay.PaymentRelay(
+                ctx, ctx.services["ledger"], ctx.services["ledger_access"]
+            )
+            self.http_installers.append(ledger_relay.install)
 
     async def started(self, node: Any, ctx: NodeContext) -> None:
         self.driver.publish_self()

@@ -210,6 +210,10 @@ class LedgerService:
 
     # --- receipts -------------------------------------------------------------------
 
+    async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        """The stored transfer with this id, or None."""
+        return await self._store.get_transfer(transfer_id)
+
     async def receipt(self, transfer_id: str) -> Receipt:
         """The node-signed receipt of a posted transfer (re-signed on demand)."""
         transfer = await self._store.get_transfer(transfer_id)

@@ -164,8 +164,32 @@ class LedgerClient:
         path = f"/v1/ledger/reservations/{_segment(pending_id)}/fulfil"
         return Payment.from_json(await self._call("POST", path, body))
 
+    async def pay_remote(
+        self, payment_id: str, to: str, amount: int, condition: str, *, timeout_ms: int = 60_000
+    ) -> dict[str, Any]:
+        """Pay an agent homed on another node, locked by ``condition`` (SHA-256 hex).
 
-__all__ = ["LedgerClient", "Payment", "new_transfer_id"]
+        The payer's funds are held until the payee reveals the preimage on its
+        node, and roll back on every hop if it does not before the timeout.
+        """
+        body = {
+            "payment_id": payment_id,
+            "to": to,
+            "amount": amount,
+            "condition": condition,
+            "timeout_ms": timeout_ms,
+        }
+        data: dict[str, Any] = await self._call("POST", "/v1/ledger/remote-payments", body)
+        return data
+
+    async def fulfil_remote(self, payment_id: str, preimage: bytes) -> dict[str, Any]:
+        """As the payee: reveal the preimage to collect a payment from another node."""
+        path = f"/v1/ledger/remote-payments/{_segment(payment_id)}/fulfil"
+        data: dict[str, Any] = await self._call("POST", path, {"preimage": preimage.hex()})
+        return data
+
+
+__all__ = ["LedgerClient", "Payment", "issue_dev_funds", "new_transfer_id"]
 
 
 async def issue_dev_funds(
