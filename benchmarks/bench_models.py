@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,7 +75,12 @@ def main() -> None:
     batch_rate, mean_batch = asyncio.run(
         batched(solver, requests, args.concurrency, args.max_wait_ms)
     )
-    print(f"device {device}, checkpoint {args.checkpoint}, {args.requests} requests")
+    shown = Path(args.checkpoint)
+    try:  # print repo-relative paths: results get committed
+        shown = shown.resolve().relative_to(Path(__file__).resolve().parent.parent)
+    except ValueError:
+        pass
+    print(f"device {device}, checkpoint {shown}, {args.requests} requests")
     print(f"sequential (batch 1):              {seq_rate:9.1f} solves/s")
     print(
         f"DynamicBatcher ({args.concurrency} concurrent):     {batch_rate:9.1f} solves/s"
