@@ -127,6 +127,18 @@ HTTP_MATRIX: dict[tuple[str, str], Rule] = {
         '{"transfer_id":"steal-2","from":"{alice}","to":"{mallory}","amount":1}',
         owner_scoped=True,
     ),
+    # A payer spends only from its own account (the caller): no other owner to check.
+    ("POST", "/v1/ledger/remote-payments"): Rule(
+        AGENT,
+        "/v1/ledger/remote-payments",
+        '{"payment_id":"x-1","to":"{alice}","amount":1,"condition":"00","timeout_ms":60000}',
+    ),
+    ("POST", "/v1/ledger/remote-payments/{payment_id}/fulfil"): Rule(
+        AGENT,
+        "/v1/ledger/remote-payments/x-1/fulfil",
+        '{"preimage":"' + "00" * 32 + '"}',
+        owner_scoped=True,
+    ),
     ("POST", "/v1/ledger/reservations/{pending_id}/post"): Rule(
         LEDGER, "/v1/ledger/reservations/{pending}/post", '{"transfer_id":"p-1"}', owner_scoped=True
     ),
