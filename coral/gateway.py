@@ -15,10 +15,8 @@ from coral.coordination.commands import COMMAND_KINDS, apply_command
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.service import CoordinationService
 from coral.metrics import NodeMetrics
-from coral.protocol.canonical import canonical_json
 from coral.protocol.codec import check_limits
-from coral.protocol.errors import TooLarge
-from coral.protocol.message import Message, unsigned_wire
+from coral.protocol.message import Message
 from coral.protocol.verify import MessageVerifier
 from coral.ratelimit import RateLimiter
 from coral.store.seen_sqlite import SqliteSeenStore
@@ -71,10 +69,9 @@ class MessageGateway:
         if self.limiter is not None:
             self.limiter.take(message.sender)
         # Wire decoders check limits on the way in; messages built inside the
-        # node (front doors acting for held agents) are checked here too.
+        # node (front doors acting for held agents) are checked here too. The
+        # byte size is checked by the verifier, on the bytes it signs anyway.
         check_limits(message, self.verifier.limits)
-        if len(canonical_json(unsigned_wire(message))) > self.verifier.limits.max_message_bytes:
-            raise TooLarge("message exceeds the size limit")
         self.verifier.verify(message)
         forget_at = message.created_at + self.verifier.limits.max_age_ms + 1
         owner = self.forwarder.owner_of(message) if self.forwarder is not None else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from coral.protocol.canonical import canonical_json
-from coral.protocol.errors import MissingSignature, SignatureError
+from coral.protocol.errors import MissingSignature, SignatureError, TooLarge
 from coral.protocol.identity import Identity, PublicIdentity, b64u_decode, b64u_encode
 from coral.protocol.message import Message, unsigned_wire
 
@@ -31,14 +31,21 @@ def sign_message(message: Message, identity: Identity) -> Message:
     return message.model_copy(update={"signature": signature})
 
 
-def verify_message_signature(message: Message) -> None:
-    """Raise a SignatureError subclass unless the sender's key signed this message."""
+def verify_message_signature(message: Message, *, max_bytes: int | None = None) -> None:
+    """Raise a SignatureError subclass unless the sender's key signed this message.
+
+    With ``max_bytes``, also refuse (TooLarge) a message whose canonical form is
+    larger: the bytes are computed once, for both checks.
+    """
+    payload = signing_payload(message)
+    if max_bytes is not None and len(payload) - len(MESSAGE_DOMAIN) > max_bytes:
+        raise TooLarge(f"message exceeds the size limit of {max_bytes} bytes")
     if not message.signature:
         raise MissingSignature("message is not signed")
     raw = b64u_decode(message.signature)
     if len(raw) != 64:
         raise SignatureError("an Ed25519 signature is 64 bytes")
-    PublicIdentity.from_did(message.sender).verify(signing_payload(message), raw)
+    PublicIdentity.from_did(message.sender).verify(payload, raw)
 
 
 def sign_object(domain: bytes, obj: dict[str, Any], identity: Identity) -> str:

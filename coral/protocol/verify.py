@@ -29,6 +29,6 @@ class MessageVerifier:
         """
         now = self._clock()
         self.guard.check_time(message, now)
-        verify_message_signature(message)
+        verify_message_signature(message, max_bytes=self.limits.max_message_bytes)
         if check_replay:
             self.guard.accept(message, now)
