@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from coral_sdk.models.trm import checkpoint as ckpt
 from coral_sdk.models.trm.config import TrainConfig, TrmConfig
-from coral_sdk.models.trm.data import difficulty_of, heldout_set, training_set
+from coral_sdk.models.trm.data import cached_sets, difficulty_of
 from coral_sdk.models.trm.ema import WeightEma
 from coral_sdk.models.trm.evaluation import exact_accuracy
 from coral_sdk.models.trm.losses import act_loss
@@ -121,8 +121,17 @@ def train_trm(
     if (model_config.vocab_size, model_config.seq_len) != (task.vocab_size, task.seq_len):
         raise ValueError(f"model vocab/seq_len do not match task {task.name}")
     difficulty = difficulty_of(train_config)
-    heldout = heldout_set(task, difficulty, train_config.eval_size)
-    train = training_set(task, difficulty, train_config.train_size, train_config.seed, heldout[0])
+    train, heldout = cached_sets(
+        train_config.data_cache,
+        task,
+        difficulty,
+        train_config.train_size,
+        train_config.seed,
+        train_config.eval_size,
+        log,
+    )
+    if train_config.monitor_size is not None:
+        heldout = (heldout[0][: train_config.monitor_size], heldout[1][: train_config.monitor_size])
 
     torch.manual_seed(train_config.seed)
     model = TinyRecursiveModel(model_config).to(device).train()
