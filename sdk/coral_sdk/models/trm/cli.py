@@ -33,6 +33,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the paper's algorithm (T=3 recursions, EMA, ACT, MLP mixer) at hidden 64,
     # n=2 and N_sup=8, constant LR after warmup so any checkpoint is usable.
     "sudoku6": {
+        "task": "sudoku6",
         "hidden_size": 64,
         "num_heads": 4,
         "T": 3,
@@ -52,6 +53,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         "monitor_size": 256,
         "steps": 4000,
         "checkpoint_every": 250,
+        "data_cache": "runs/data",
+    },
+    # The paper's Sudoku recipe on 9x9 minimal puzzles generated here (the paper
+    # trains on 1000 Sudoku-Extreme puzzles x 1000 augmentations, 50k epochs):
+    # TRM-MLP, hidden 512, T=3, n=6, N_sup=16, EMA 0.999, bf16 on CUDA.
+    # About 65k optimizer steps at batch 768 = 50k epochs of 1000 puzzles.
+    "sudoku9-paper": {
+        "task": "sudoku9",
+        "hidden_size": 512,
+        "num_heads": 8,
+        "T": 3,
+        "n": 6,
+        "n_sup": 16,
+        "mixer": "mlp",
+        "pos_encodings": "none",
+        "puzzle_emb_len": 16,
+        "batch_size": 768,
+        "lr": 1e-4,
+        "lr_warmup_steps": 2000,
+        "weight_decay": 1.0,
+        "ema_decay": 0.999,
+        "minimal": True,
+        "train_size": 1000,
+        "eval_size": 1000,
+        "steps": 65000,
+        "checkpoint_every": 1000,
         "data_cache": "runs/data",
     },
     # The same algorithm shrunk to train in minutes on one CPU core.
@@ -110,7 +137,11 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Flags of ``coral-agent train trm``; unset model/optimizer flags come from --preset."""
-    parser.add_argument("--task", default="sudoku4", help="sudoku4, sudoku9 or maze")
+    parser.add_argument(
+        "--task",
+        default=None,
+        help="sudoku4, sudoku6, sudoku9 or maze (default: the preset's, else sudoku4)",
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--out", default=None, help="checkpoint dir (default runs/trm-<task>)")
     parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
@@ -120,6 +151,12 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ema", action="store_true", help="disable the weight EMA")
     parser.add_argument("--no-augment", action="store_true", help="disable data augmentation")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop after this many minutes, checkpointing where it got (then --resume)",
+    )
     parser.add_argument(
         "--minimal",
         action="store_true",
@@ -148,8 +185,9 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     from coral_sdk.models.trm.config import TrainConfig, TrmConfig
     from coral_sdk.models.trm.tasks import get_task
 
-    task = get_task(args.task)
-    preset = PRESETS[args.preset]
+    preset = dict(PRESETS[args.preset])
+    task = get_task(args.task or preset.pop("task", "sudoku4"))
+    preset.pop("task", None)
     model_fields = set(TrmConfig.model_fields)
     model_values: dict[str, Any] = {k: v for k, v in preset.items() if k in model_fields}
     train_values: dict[str, Any] = {k: v for k, v in preset.items() if k not in model_fields}
@@ -201,6 +239,7 @@ def train(args: argparse.Namespace) -> int:
             device=device,
             resume=args.resume,
             progress=not args.quiet,
+            time_limit_s=args.time_limit * 60 if args.time_limit else None,
         )
         print(
             f"{directory}: step {result.step}, {result.elapsed_s:.0f} s, "

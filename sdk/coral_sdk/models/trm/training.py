@@ -111,10 +111,13 @@ def train_trm(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    time_limit_s: float | None = None,
 ) -> TrainResult:
     """Train (or resume) a TRM on ``train_config.task``; checkpoint to ``out_dir``.
 
     Evaluates exact accuracy on the fixed held-out set at every checkpoint.
+    With ``time_limit_s`` the run stops after that much wall time in this
+    call, saving a checkpoint at the step it reached (``--resume`` goes on).
     """
     out = Path(out_dir)
     task = get_task(train_config.task)
@@ -173,6 +176,7 @@ def train_trm(
     bar = tqdm(
         total=train_config.steps, initial=state.step, disable=not progress, desc=f"trm {task.name}"
     )
+    call_started = time.perf_counter()
     while state.step < train_config.steps:
         slots.refill(model, task, train, train_config, rng)
         with autocast_for(device):
@@ -208,7 +212,14 @@ def train_trm(
             exact=f"{loss.exact_accuracy:.3f}",
             q=f"{loss.q_accuracy:.2f}",
         )
-        if state.step % train_config.checkpoint_every == 0 or state.step == train_config.steps:
+        out_of_time = (
+            time_limit_s is not None and time.perf_counter() - call_started >= time_limit_s
+        )
+        if (
+            state.step % train_config.checkpoint_every == 0
+            or state.step == train_config.steps
+            or out_of_time
+        ):
             accuracy = _evaluate(model, ema, task, heldout)
             state.elapsed_s = time.perf_counter() - started
             state.numpy_rng = dict(rng.bit_generator.state)
@@ -232,6 +243,9 @@ def train_trm(
                 optimizer=optimizer,
             )
             bar.write(f"step {state.step}: held-out exact accuracy {accuracy:.3f} -> saved {out}")
+        if out_of_time:
+            bar.write(f"time limit reached at step {state.step}; --resume continues")
+            break
     bar.close()
     if math.isnan(accuracy):
         accuracy = _evaluate(model, ema, task, heldout)
