@@ -269,15 +269,32 @@ async def test_opentslm_agent_answers_series_questions(node: Any, tmp_path: Path
                 mentions=[agent.did],
             )
             await alice.send(thread["id"], data={"series": []}, mentions=[agent.did])
-            answers = await replies(alice, 3, timeout_s=120)
+            # Outside the trained contract: refused with what it can answer, not a label.
+            heart = {"question": "What is the heart rate?", "series": [series] * 3}
+            await alice.send(thread["id"], data=heart, mentions=[agent.did])
+            ecg = {"question": "What activity is this?", "series": [series] * 12}
+            await alice.send(thread["id"], data=ecg, mentions=[agent.did])
+            answers = await replies(alice, 5, timeout_s=120)
+            record = await alice.get_agent(agent.did)
     finally:
         await alice.close()
     datas = [data_of(m) for m in answers]
-    errors = [d for d in datas if "error" in d]
+    errors = sorted((d["error"]["reason"], d["error"]["detail"]) for d in datas if "error" in d)
     good = [d for d in datas if "error" not in d]
-    assert len(errors) == 1 and errors[0]["error"]["reason"] == "invalid_series_request"
+    assert [reason for reason, _ in errors] == [
+        "invalid_series_request",
+        "unsupported_question",
+        "unsupported_series",
+    ]
+    for reason, detail in errors[1:]:
+        assert "Answers only: activity" in detail and "walking_up" in detail, reason
     assert len(good) == 2 and all(set(d) == {"rationale", "label"} for d in good)
     assert good[0] == good[1]  # the file and the inline series are the same request
+    # The directory entry advertises the trained question type and label set.
+    assert "Answers only: activity: accelerometer series with 3 channels" in (
+        record.manifest.description
+    )
+    assert all(label in record.manifest.description for label in agent.contract.labels)
 
 
 async def test_serve_runs_a_manifest_with_replicas_until_sigterm(node: Any, tmp_path: Path) -> None:
