@@ -22,7 +22,9 @@ import torch
 
 from coral_sdk.models.agentflow.flow_grpo.advantage import broadcast_to_turns, group_advantages
 from coral_sdk.models.agentflow.flow_grpo.frozen_modules import (
+    PUZZLE_AGENT,
     GuessingEngine,
+    LocalPuzzleAgent,
     RuleExecutor,
     RuleGenerator,
     RuleVerifier,
@@ -39,6 +41,7 @@ from coral_sdk.models.agentflow.solver import FlowConfig, Solver
 from coral_sdk.models.agentflow.tools.base import Tool, Toolbox, ToolMetadata
 from coral_sdk.models.agentflow.tools.base_generator import BaseGeneratorTool
 from coral_sdk.models.agentflow.tools.calculator import PythonCalculatorTool
+from coral_sdk.models.agentflow.tools.coral_agent import CallCoralAgentTool, CoralAgentTool
 from coral_sdk.models.agentflow.tools.search import DocumentSearchTool
 
 
@@ -100,13 +103,25 @@ class MemoizedTool:
         return self._results[key]
 
 
-def demo_toolbox(corpus_dir: Path | None = None) -> Toolbox:
-    """Calculator, document search and a guessing base generator, as the demo planner sees them."""
+def demo_toolbox(
+    corpus_dir: Path | None = None,
+    *,
+    coral: CoralAgentTool | None = None,
+    puzzle_agent: str = PUZZLE_AGENT,
+) -> Toolbox:
+    """Calculator, document search, a guessing base generator and Coral agents (TRM).
+
+    ``coral`` reaches the puzzle agent (named ``puzzle_agent``): the local
+    stand-in while training, the network (``CoralNetworkTool``) when the
+    trained planner is served.
+    """
+    agents = {puzzle_agent: "solves Sudoku; request {'task': 'sudoku6', 'grid': [[...]]}"}
     return Toolbox.of(
         [
             MemoizedTool(PythonCalculatorTool()),
             DocumentSearchTool(corpus_dir, default_top_k=2),
             BaseGeneratorTool(GuessingEngine()),
+            CallCoralAgentTool(coral or LocalPuzzleAgent(), agents),
         ]
     )
 
