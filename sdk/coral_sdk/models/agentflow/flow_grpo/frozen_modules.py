@@ -191,7 +191,8 @@ class RuleExecutor:
             if needs.grid is not None:
                 task = _SUDOKU_TASKS[len(needs.grid)]
                 request = {"task": task, "grid": [list(row) for row in needs.grid]}
-                return {"agent_name": self.puzzle_agent, "request": request}
+                # JSON text: the network tool sends it to the agent as a data part.
+                return {"agent_name": self.puzzle_agent, "request": json.dumps(request)}
             return {"agent_name": self.puzzle_agent, "request": question}
         return {"query": question}
 
@@ -326,6 +327,11 @@ class LocalPuzzleAgent:
         self.calls += 1
         if agent_name != self.agent_name:
             raise AgentUnreachable(f"agent {agent_name!r}: not found")
+        if isinstance(request, str):
+            try:
+                request = json.loads(request)
+            except ValueError:
+                pass
         grid = request.get("grid") if isinstance(request, dict) else None
         if not isinstance(grid, list) or not grid:
             raise AgentRefused(
