@@ -111,7 +111,10 @@ def text_of(message: dict[str, Any]) -> str:
 
 
 async def test_trm_agent_solves_a_puzzle_sent_through_the_node(node: Any, tmp_path: Path) -> None:
-    trm = TrmAgent(node.http, key_file=tmp_path / "trm.key", options={"device": "cpu"})
+    from coral_sdk.models.trm import SHIPPED_SUDOKU4
+
+    options = {"device": "cpu", "checkpoint": str(SHIPPED_SUDOKU4)}
+    trm = TrmAgent(node.http, key_file=tmp_path / "trm.key", options=options)
     alice = await user(node)
     [puzzle] = sudoku_puzzles(1)
     try:
@@ -178,11 +181,13 @@ async def test_agentflow_agent_calls_the_trm_agent_as_a_tool(node: Any, tmp_path
     }
     await llm.start()
     # TRM with its registry manifest: it charges 2 CRL per puzzle.
+    from coral_sdk.models.trm import SHIPPED_SUDOKU4
+
     trm = TrmAgent(
         node.http,
         key_file=tmp_path / "trm.key",
         manifest=load_manifest("trm").agent_manifest(),
-        options={"device": "cpu"},
+        options={"device": "cpu", "checkpoint": str(SHIPPED_SUDOKU4)},
     )
     flow = AgentFlowAgent(
         node.http,
@@ -354,12 +359,13 @@ async def test_network_tool_pays_on_answers_and_voids_on_refusals(
         CoralNetworkTool,
         PriceAboveLimit,
     )
+    from coral_sdk.models.trm import SHIPPED_SUDOKU4
 
     trm = TrmAgent(
         node.http,
         key_file=tmp_path / "trm.key",
         manifest=load_manifest("trm").agent_manifest(),
-        options={"device": "cpu"},
+        options={"device": "cpu", "checkpoint": str(SHIPPED_SUDOKU4)},
     )
     bob = await user(node, "bob")
     tool = CoralNetworkTool(bob, timeout_s=30, ledger=LedgerClient(bob), max_price=5)

@@ -310,6 +310,8 @@ def evaluate(args: argparse.Namespace) -> int:
     bar.update(1)
     served = served_metrics(TrmSolver(model, task), puzzles, solutions)
     rows.append(("served: steps until verified (or N_sup)", served.accuracy))
+    longer = served_metrics(TrmSolver(model, task, max_steps=2 * m.n_sup), puzzles, solutions)
+    rows.append((f"served: steps until verified (or 2 x N_sup = {2 * m.n_sup})", longer.accuracy))
     bar.update(1)
     ablation = (
         Path(args.ablation) if args.ablation else checkpoint.with_name(checkpoint.name + "-norec")
@@ -334,6 +336,11 @@ def evaluate(args: argparse.Namespace) -> int:
         "verified_rate": served.verified_rate,
         "mean_supervision_steps": served.mean_steps,
         "wrong_but_verified": served.wrong_but_verified,
+        "twice_n_sup": {
+            "accuracy": longer.accuracy,
+            "mean_supervision_steps": longer.mean_steps,
+            "wrong_but_verified": longer.wrong_but_verified,
+        },
     }
     if args.json:
         print(
@@ -351,8 +358,9 @@ def evaluate(args: argparse.Namespace) -> int:
     print(f"{task.name}: exact accuracy on {len(puzzles)} held-out puzzles (seed {HELDOUT_SEED})")
     for label, value in rows:
         print(f"  {label:<64} {'-' if value is None else f'{value:.4f}'}")
-    print(
-        f"  served: mean {served.mean_steps:.2f} supervision steps, "
-        f"{served.wrong_but_verified} verified answers wrong"
-    )
+    for name, metrics in (("N_sup", served), ("2 x N_sup", longer)):
+        print(
+            f"  served (cap {name}): mean {metrics.mean_steps:.2f} supervision steps, "
+            f"{metrics.wrong_but_verified} verified answers wrong"
+        )
     return 0
