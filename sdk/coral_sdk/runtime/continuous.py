@@ -101,11 +101,9 @@ class ContinuousBatcher(Generic[Req, Res]):
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.cancel()
-            try:
-                await worker
-            except asyncio.CancelledError:
-                if not worker.cancelled():
-                    raise
+            # wait() does not re-raise the worker's cancellation, so a cancellation
+            # of aclose() itself still propagates.
+            await asyncio.wait([worker])
         for future in self._futures.values():
             if not future.done():
                 future.set_exception(BatcherClosed("continuous batcher closed"))
