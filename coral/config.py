@@ -50,6 +50,27 @@ class LimitsConfig(BaseModel):
         )
 
 
+class A2AConfig(BaseModel):
+    """The A2A front door: task retention, default agent, push notifications, cards."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Agent that requests naming no agent (no URL name, no tenant) go to; "" = the router.
+    default_agent: str = ""
+    #: Finished tasks stay readable this long, then are evicted.
+    task_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    #: At most this many tasks are kept (oldest evicted first).
+    max_tasks: int = Field(default=100_000, ge=1)
+    #: A task whose agent sends no update for this long fails.
+    reply_timeout_s: float = Field(default=300.0, gt=0)
+    #: Push-notification webhooks may only target public addresses, plus these
+    #: hosts or CIDR ranges (e.g. "127.0.0.1", "10.0.0.0/8", "hooks.internal").
+    push_allow: list[str] = Field(default_factory=list)
+    #: Delivery attempts per notification (exponential back-off between them).
+    push_attempts: int = Field(default=3, ge=1, le=10)
+    #: Extra text for the authenticated extended card; "" = no extended card.
+    extended_card_description: str = ""
+
+
 class Config(BaseModel):
     """Everything the node reads at start-up."""
 
@@ -76,6 +97,7 @@ class Config(BaseModel):
     agent_message_rate: float = Field(default=500.0, gt=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0, le=300)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    a2a: A2AConfig = Field(default_factory=A2AConfig)
 
     @field_validator("log_level")
     @classmethod
@@ -105,7 +127,7 @@ class Config(BaseModel):
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in Config.model_fields:
-        if field == "limits":
+        if field in ("limits", "a2a"):
             continue
         key = ENV_PREFIX + field.upper()
         if key in env:

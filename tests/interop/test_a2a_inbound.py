@@ -36,6 +36,11 @@ async def agent_card(node: NodeProcess, name: str, http: httpx.AsyncClient) -> a
     return await A2ACardResolver(http, f"{node.http}/a2a/{name}").get_agent_card()
 
 
+def grpc_channel(url: str) -> grpc.aio.Channel:
+    """The channel for a card's ``grpc://host:port`` interface URL."""
+    return grpc.aio.insecure_channel(url.removeprefix("grpc://"))
+
+
 async def client_for(
     card: a2a_pb2.AgentCard, binding: str, http: httpx.AsyncClient, *, streaming: bool = False
 ):
@@ -43,7 +48,7 @@ async def client_for(
         streaming=streaming,
         httpx_client=http,
         supported_protocol_bindings=[binding],
-        grpc_channel_factory=lambda url: grpc.aio.insecure_channel(url),
+        grpc_channel_factory=grpc_channel,
     )
     return await create_client(card, config)
 
@@ -65,9 +70,11 @@ async def test_agent_and_router_cards_list_three_v1_interfaces(interop_node, ech
     bindings = {i.protocol_binding: i for i in card.supported_interfaces}
     assert set(bindings) == set(BINDINGS)
     assert {i.protocol_version for i in card.supported_interfaces} == {"1.0"}
-    assert {i.tenant for i in card.supported_interfaces} == {"echo"}
-    assert bindings["GRPC"].url == interop_node.grpc  # host:port, no scheme
-    assert bindings["JSONRPC"].url == f"{interop_node.http}/a2a/echo/jsonrpc"
+    # HTTP interfaces are the agent's base URL; gRPC (one service) carries the name as tenant.
+    assert bindings["GRPC"].url == f"grpc://{interop_node.grpc}"
+    assert bindings["GRPC"].tenant == "echo"
+    assert bindings["JSONRPC"].url == bindings["HTTP+JSON"].url == f"{interop_node.http}/a2a/echo"
+    assert not bindings["JSONRPC"].tenant and not bindings["HTTP+JSON"].tenant
     assert router.name == "coral-node"
     assert "echo" in [s.id for s in router.skills]
     assert "a2a-gateway" not in [s.id for s in router.skills]
