@@ -67,8 +67,11 @@ class A2AConfig(BaseModel):
     push_allow: list[str] = Field(default_factory=list)
     #: Delivery attempts per notification (exponential back-off between them).
     push_attempts: int = Field(default=3, ge=1, le=10)
-    #: Extra text for the authenticated extended card; "" = no extended card.
+    #: Extra text for the extended card (authenticated callers only); "" = no extended card.
     extended_card_description: str = ""
+    #: Callers that authenticate with ``Authorization: Bearer <token>``: name -> token.
+    #: An authenticated caller's tasks are visible to that caller only.
+    callers: dict[str, str] = Field(default_factory=dict)
 
 
 class Config(BaseModel):

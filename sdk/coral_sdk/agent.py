@@ -42,7 +42,7 @@ from typing import Any
 from coral.keys import load_or_create_identity
 from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.identity import Identity
-from coral.protocol.message import Message, from_wire
+from coral.protocol.message import DataPart, Message, Part, TextPart, from_wire
 from coral_sdk.client import CoralApiError, CoralClient
 
 log = logging.getLogger("coral_sdk.agent")
@@ -66,12 +66,17 @@ class TaskUpdate:
     @property
     def final(self) -> bool:
         """True when this update ends or interrupts the task."""
-        return self.kind not in ("a2a.working", "a2a.artifact")
+        return self.kind not in ("a2a.working", "a2a.accepted", "a2a.artifact")
 
     @classmethod
     def working(cls, text: str | None = None, data: Any = None) -> TaskUpdate:
         """Progress: the task stays WORKING with this status message."""
         return cls("a2a.working", text, data)
+
+    @classmethod
+    def accepted(cls, text: str | None = None, data: Any = None) -> TaskUpdate:
+        """Accept the task for background work: it stays WORKING, a blocking call returns now."""
+        return cls("a2a.accepted", text, data)
 
     @classmethod
     def artifact(cls, text: str | None = None, data: Any = None) -> TaskUpdate:
@@ -117,18 +122,27 @@ class TaskHandle:
         self.incoming = incoming
 
     async def post(self, update: TaskUpdate) -> dict[str, Any]:
-        """Post one update; returns the stored thread entry."""
+        """Post one update (tied to the message it answers); returns the stored entry."""
+        parts: list[Part] = []
+        if update.text is not None:
+            parts.append(TextPart(text=update.text))
+        if update.data is not None:
+            parts.append(DataPart(data=update.data))
+        parts.append(DataPart(data={"a2a.reply_to": self.incoming.message.id}))
         return await self.client.send(
             self.incoming.thread_id,
-            update.text,
-            data=update.data,
             kind=update.kind,
+            parts=parts,
             mentions=[self.incoming.sender],
         )
 
     async def working(self, text: str | None = None, data: Any = None) -> None:
         """Report progress (task stays WORKING)."""
         await self.post(TaskUpdate.working(text, data))
+
+    async def accepted(self, text: str | None = None, data: Any = None) -> None:
+        """Accept for background work (task stays WORKING; a blocking call returns)."""
+        await self.post(TaskUpdate.accepted(text, data))
 
     async def artifact(self, text: str | None = None, data: Any = None) -> None:
         """Add a partial result (task stays WORKING)."""

@@ -5,6 +5,9 @@ remembered in the task store) made by the node-held ``a2a-gateway`` agent with
 X, and the text is posted as a signed message mentioning X. X's messages in
 that thread drive the task (see ``REPLY_KINDS``): ``a2a.working`` and
 ``a2a.artifact`` keep it WORKING (status updates, partial artifacts),
+``a2a.accepted`` keeps it WORKING and releases a blocking SendMessage (the
+agent finishes in the background; the client polls, subscribes or gets
+pushes),
 ``a2a.input_required``, ``a2a.auth_required``, ``a2a.failed`` and
 ``a2a.rejected`` move it to that state, and ``a2a.completed`` or a plain reply
 completes it with the reply as its artifact. Closing the thread completes it;
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from a2a.helpers.proto_helpers import new_task
@@ -42,17 +46,25 @@ from coral.protocol.message import DataPart, Message, Part, TextPart
 log = logging.getLogger("coral.a2a")
 
 WORKING_KIND = "a2a.working"
+#: WORKING, and the agent finishes in the background: a blocking SendMessage returns now.
+ACCEPTED_KIND = "a2a.accepted"
+#: Status-message metadata key that marks an accepted (background) task.
+ACCEPTED_METADATA = "coral.accepted"
 ARTIFACT_KIND = "a2a.artifact"
 INPUT_REQUIRED_KIND = "a2a.input_required"
 AUTH_REQUIRED_KIND = "a2a.auth_required"
 FAILED_KIND = "a2a.failed"
 REJECTED_KIND = "a2a.rejected"
 COMPLETED_KIND = "a2a.completed"
+#: Data-part key that ties an agent's update to the message it answers (the
+#: SDK adds it); updates without it go to the context's newest task.
+REPLY_TO_KEY = "a2a.reply_to"
 #: What the gateway posts (mentioning the agent) when the A2A client cancels.
 CANCELED_KIND = "a2a.canceled"
 #: Reply kinds an agent uses to drive its A2A task (any other kind completes it).
 REPLY_KINDS = (
     WORKING_KIND,
+    ACCEPTED_KIND,
     ARTIFACT_KIND,
     INPUT_REQUIRED_KIND,
     AUTH_REQUIRED_KIND,
@@ -88,13 +100,23 @@ def coral_parts(message: a2a_pb2.Message, max_bytes: int) -> list[Part]:
     return parts
 
 
+def reply_to(message: Message) -> str | None:
+    """The id of the message this update answers, when the agent said so."""
+    for part in message.parts:
+        if isinstance(part, DataPart) and isinstance(part.data, dict) and REPLY_TO_KEY in part.data:
+            return str(part.data[REPLY_TO_KEY])
+    return None
+
+
 def a2a_parts(message: Message) -> list[a2a_pb2.Part]:
-    """A Coral message's text and data parts as A2A parts."""
+    """A Coral message's text and data parts as A2A parts (without the reply marker)."""
     parts: list[a2a_pb2.Part] = []
     for part in message.parts:
         if isinstance(part, TextPart):
             parts.append(a2a_pb2.Part(text=part.text))
         elif isinstance(part, DataPart):
+            if isinstance(part.data, dict) and set(part.data) == {REPLY_TO_KEY}:
+                continue
             value = struct_pb2.Value()
             json_format.ParseDict(part.data, value)
             parts.append(a2a_pb2.Part(data=value))
@@ -205,7 +227,14 @@ class CoralAgentExecutor(AgentExecutor):
             message = self.held.sign(agent, thread=thread_id, parts=parts, mentions=[record.agent])
             await self.held.submit_message(message)
             await updater.start_work()
-            await self._follow(replies, record, updater)
+
+            def mine(reply: Message) -> bool:
+                marker = reply_to(reply)
+                if marker is not None:
+                    return marker == message.id
+                return fanout.is_newest(thread_id, replies)
+
+            await self._follow(replies, record, updater, mine)
 
     async def _thread_for(
         self, agent: HeldAgent, scope: str, context_id: str, record: AgentRecord
@@ -228,7 +257,11 @@ class CoralAgentExecutor(AgentExecutor):
         return create.id
 
     async def _follow(
-        self, replies: asyncio.Queue[InboxEntry], record: AgentRecord, updater: TaskUpdater
+        self,
+        replies: asyncio.Queue[InboxEntry],
+        record: AgentRecord,
+        updater: TaskUpdater,
+        mine: Callable[[Message], bool],
     ) -> None:
         """Apply the agent's messages to the task until a final or interrupted state.
 
@@ -250,7 +283,7 @@ class CoralAgentExecutor(AgentExecutor):
                     await updater.complete()
                     return
                 continue
-            if message.sender != record.agent:
+            if message.sender != record.agent or not mine(message):
                 continue
             if await self._apply(message, updater):
                 return
@@ -261,6 +294,10 @@ class CoralAgentExecutor(AgentExecutor):
         kind = message.kind
         if kind == WORKING_KIND:
             status = updater.new_agent_message(parts) if parts else None
+            await updater.update_status(a2a_pb2.TaskState.TASK_STATE_WORKING, status)
+            return False
+        if kind == ACCEPTED_KIND:
+            status = updater.new_agent_message(parts, metadata={ACCEPTED_METADATA: True})
             await updater.update_status(a2a_pb2.TaskState.TASK_STATE_WORKING, status)
             return False
         if kind == ARTIFACT_KIND:

@@ -7,8 +7,9 @@ apps served through the aiohttp<->ASGI bridge on the node's one HTTP port; its
 ``GrpcHandler`` joins the node's gRPC server. Paths (``base`` =
 ``/a2a/{name}``, the router's base is ``/a2a``):
 
-- ``GET {base}/.well-known/agent-card.json``: the agent's signed card
-  (``/.well-known/agent-card.json``: the router's)
+- ``GET {base}/.well-known/agent-card.json``: the agent's signed card;
+  ``/.well-known/agent-card.json`` is the router's, or the default agent's
+  when ``[a2a] default_agent`` is set (a one-agent node)
 - ``POST {base}``: JSON-RPC (also ``POST {base}/jsonrpc``); 0.3 method names
   are accepted here too
 - ``{base}/message:send``, ``{base}/tasks/...`` ...: HTTP+JSON
@@ -17,12 +18,14 @@ apps served through the aiohttp<->ASGI bridge on the node's one HTTP port; its
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
+from a2a.auth.user import UnauthenticatedUser
 from a2a.server.agent_execution import RequestContext, RequestContextBuilder
 from a2a.server.context import ServerCallContext
-from a2a.server.request_handlers import DefaultRequestHandler, GrpcHandler
+from a2a.server.request_handlers import GrpcHandler
 from a2a.server.request_handlers.grpc_handler import DefaultGrpcServerCallContextBuilder
 from a2a.server.routes import (
     DefaultServerCallContextBuilder,
@@ -31,16 +34,18 @@ from a2a.server.routes import (
 )
 from a2a.server.tasks import TaskStore
 from a2a.types import a2a_pb2, a2a_pb2_grpc
-from a2a.utils.constants import PROTOCOL_VERSION_0_3, VERSION_HEADER
-from a2a.utils.errors import VersionNotSupportedError
+from a2a.utils.constants import PROTOCOL_VERSION_1_0, VERSION_HEADER
+from a2a.utils.errors import InvalidRequestError, VersionNotSupportedError
 from aiohttp import web
 from starlette.applications import Starlette
 from starlette.requests import Request
 
 from coral.agents.directory import AgentDirectory
 from coral.api.a2a.asgi_bridge import asgi_scope, call_asgi
+from coral.api.a2a.callers import BadCredentials, Callers
 from coral.api.a2a.cards import JWKS_PATH, agent_card, card_json, jwks, router_card, sign_card
 from coral.api.a2a.executor import CoralAgentExecutor
+from coral.api.a2a.handler import CoralRequestHandler
 from coral.api.a2a.push import RetryingPushSender, WebhookPolicy
 from coral.api.a2a.tasks import (
     AGENT_STATE_KEY,
@@ -48,6 +53,7 @@ from coral.api.a2a.tasks import (
     A2ATaskRecords,
     ScopedPushConfigs,
     ScopedTaskStore,
+    agent_of,
 )
 from coral.api.mcp.held_agents import GATEWAY_KIND
 from coral.config import A2AConfig
@@ -66,31 +72,38 @@ class UnknownA2AAgent(NotFound):
 
 
 class AgentFromUrl(DefaultServerCallContextBuilder):
-    """Call context that also records the agent named by the URL and the default agent."""
+    """Call context with the agent named by the URL, the default agent and the caller."""
 
-    def __init__(self, default_agent: str) -> None:
+    def __init__(self, default_agent: str, callers: Callers) -> None:
         super().__init__()
         self.default_agent = default_agent
+        self.callers = callers
 
     def build(self, request: Request) -> ServerCallContext:
-        """The default context plus ``coral.agent_name`` from the ASGI scope."""
+        """The default context plus ``coral.agent_name`` and the authenticated caller."""
         context = super().build(request)
         context.state[AGENT_STATE_KEY] = request.scope.get(AGENT_STATE_KEY, "")
         context.state[DEFAULT_AGENT_STATE_KEY] = self.default_agent
+        try:  # checked before dispatch (401); this only names the caller
+            context.user = self.callers.identify(request.headers.get("authorization"))
+        except BadCredentials:
+            context.user = UnauthenticatedUser()
         return context
 
 
 class VersionCheckedGrpcContext(DefaultGrpcServerCallContextBuilder):
     """Applies the A2A-Version rule to gRPC as the SDK's HTTP routes do.
 
-    The SDK's GrpcHandler does not check ``a2a-version`` metadata; a missing
-    value means 0.3, and only major version 1 is served (0.3 is served on
-    JSON-RPC only), so anything else is refused with VersionNotSupported.
+    The SDK's GrpcHandler does not check ``a2a-version`` metadata. This
+    service (``lf.a2a.v1``) is the 1.0 one (0.3 clients call ``a2a.v1``, not
+    served), so a missing value means 1.0; any other major version is refused
+    with VersionNotSupported.
     """
 
-    def __init__(self, default_agent: str) -> None:
+    def __init__(self, default_agent: str, callers: Callers) -> None:
         super().__init__()
         self.default_agent = default_agent
+        self.callers = callers
 
     def build(self, context: grpc.aio.ServicerContext[Any, Any]) -> ServerCallContext:
         """The default context, once the caller's protocol version is accepted."""
@@ -100,13 +113,22 @@ class VersionCheckedGrpcContext(DefaultGrpcServerCallContextBuilder):
             for key, value in metadata
             if key.lower() == VERSION_HEADER.lower()
         ]
-        version = sent[0] if sent else PROTOCOL_VERSION_0_3
+        version = sent[0] if sent else PROTOCOL_VERSION_1_0
         if version.split(".")[0] != "1":
             raise VersionNotSupportedError(
                 message=f"A2A version '{version}' is not supported here; expected '1.0'"
             )
         built = super().build(context)
         built.state[DEFAULT_AGENT_STATE_KEY] = self.default_agent
+        authorization = [
+            value if isinstance(value, str) else value.decode()
+            for key, value in metadata
+            if key.lower() == "authorization"
+        ]
+        try:
+            built.user = self.callers.identify(authorization[0] if authorization else None)
+        except BadCredentials:
+            raise InvalidRequestError(message="unknown credentials") from None
         return built
 
 
@@ -138,6 +160,54 @@ class TaskContextBuilder(RequestContextBuilder):
         )
 
 
+def with_version(request: web.Request, scope: dict[str, Any]) -> dict[str, Any]:
+    """The ASGI scope with the request's A2A version as a header.
+
+    The version may come as the ``A2A-Version`` header or query parameter.
+    With neither, the spec assumes 0.3; every 0.3 operation has its own name
+    (``message/send`` on JSON-RPC, ``/v1/...`` paths, the ``a2a.v1`` gRPC
+    service), so a request using a 1.0 operation name is served as 1.0 and a
+    0.3 method name still reaches the 0.3 compatibility layer.
+    """
+    if VERSION_HEADER in request.headers:
+        return scope
+    version = request.query.get(VERSION_HEADER, PROTOCOL_VERSION_1_0)
+    scope["headers"] = [*scope["headers"], (b"a2a-version", version.encode())]
+    return scope
+
+
+STATE_ERROR = "status is not a TaskState (TASK_STATE_SUBMITTED, TASK_STATE_WORKING, ...)"
+
+
+def known_state(value: object) -> bool:
+    """True for a TaskState name or number (the JSON parser drops unknown names silently)."""
+    if isinstance(value, str):
+        return value in a2a_pb2.TaskState.keys() or (
+            value.isdigit() and int(value) in a2a_pb2.TaskState.values()
+        )
+    return isinstance(value, int) and value in a2a_pb2.TaskState.values()
+
+
+def invalid_list_filter(body: bytes) -> dict[str, Any] | None:
+    """The JSON-RPC error for a ListTasks call with an unknown status filter, else None."""
+    if b"ListTasks" not in body:
+        return None
+    try:
+        call = json.loads(body)
+    except ValueError:
+        return None  # the dispatcher answers parse errors
+    if not isinstance(call, dict) or call.get("method") != "ListTasks":
+        return None
+    params = call.get("params")
+    if not isinstance(params, dict) or "status" not in params or known_state(params["status"]):
+        return None
+    return {
+        "jsonrpc": "2.0",
+        "id": call.get("id"),
+        "error": {"code": -32602, "message": STATE_ERROR},
+    }
+
+
 class A2AFrontDoor:
     """Everything A2A inbound: one request handler shared by all three bindings."""
 
@@ -158,7 +228,8 @@ class A2AFrontDoor:
             push_configs, self.webhooks, attempts=config.push_attempts
         )
         self.extended = bool(config.extended_card_description)
-        self.handler = DefaultRequestHandler(
+        self.callers = Callers(config.callers)
+        self.handler = CoralRequestHandler(
             agent_executor=executor,
             task_store=self.store,
             # Only consulted for capabilities; the served cards are built per request.
@@ -174,7 +245,7 @@ class A2AFrontDoor:
             ),
             extended_card_modifier=self._extended_card if self.extended else None,
         )
-        builder = AgentFromUrl(config.default_agent)
+        builder = AgentFromUrl(config.default_agent, self.callers)
         self.jsonrpc_app = Starlette(
             routes=create_jsonrpc_routes(
                 self.handler, rpc_url="/jsonrpc", context_builder=builder, enable_v0_3_compat=True
@@ -211,30 +282,59 @@ class A2AFrontDoor:
             )
         if extended:
             card.description += "\n\n" + self.config.extended_card_description
+        self.callers.declare(card)
         return sign_card(card, self.ctx.identity, http)
 
     async def _extended_card(
         self, card: a2a_pb2.AgentCard, context: ServerCallContext
     ) -> a2a_pb2.AgentCard:
-        from coral.api.a2a.tasks import agent_of
-
+        if not context.user.is_authenticated:
+            raise InvalidRequestError(
+                message="the extended card needs an authenticated caller (Authorization: Bearer)"
+            )
         return await self._card(agent_of(context) or None, extended=True)
 
     async def node_card(self, request: web.Request) -> web.Response:
-        """GET /.well-known/agent-card.json: the router card."""
-        return web.json_response(card_json(await self._card(None)))
+        """GET /.well-known/agent-card.json: the default agent's card, else the router's."""
+        return web.json_response(card_json(await self._card(self.config.default_agent or None)))
 
     async def node_jwks(self, request: web.Request) -> web.Response:
         """GET /.well-known/jwks.json: the key that signs every card of this node."""
         return web.json_response(jwks(self.ctx.identity))
 
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        try:
+            self.callers.identify(request.headers.get("Authorization"))
+        except BadCredentials:
+            return web.json_response(
+                {"error": "unknown credentials"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="a2a"'},
+            )
+        return None
+
     async def _jsonrpc(self, request: web.Request, name: str) -> web.StreamResponse:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        refused = invalid_list_filter(await request.read())
+        if refused is not None:
+            return web.json_response(refused)
         scope = asgi_scope(request, path="/jsonrpc", extra={AGENT_STATE_KEY: name})
-        return await call_asgi(self.jsonrpc_app, request, scope)
+        return await call_asgi(self.jsonrpc_app, request, with_version(request, scope))
 
     async def _rest(self, request: web.Request, name: str, tail: str) -> web.StreamResponse:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        status = request.query.get("status")
+        if tail == "tasks" and status is not None and not known_state(status):
+            return web.json_response(
+                {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": STATE_ERROR}},
+                status=400,
+            )
         scope = asgi_scope(request, path="/" + tail, extra={AGENT_STATE_KEY: name})
-        return await call_asgi(self.rest_app, request, scope)
+        return await call_asgi(self.rest_app, request, with_version(request, scope))
 
     async def router_root(self, request: web.Request) -> web.StreamResponse:
         """POST /a2a (and /a2a/jsonrpc): the router's JSON-RPC endpoint."""
@@ -243,6 +343,8 @@ class A2AFrontDoor:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Everything under /a2a/: an agent's card, JSON-RPC and HTTP+JSON, or the router's."""
         head, _, tail = request.match_info["tail"].partition("/")
+        if head == ".well-known" and tail == "agent-card.json" and request.method == "GET":
+            return web.json_response(card_json(await self._card(None)))
         if ":" in head or head in _ROUTER_SEGMENTS:
             return await self._rest(request, "", request.match_info["tail"])
         await self._record(head)
@@ -263,7 +365,9 @@ class A2AFrontDoor:
     def install_grpc(self, server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
         """Add ``lf.a2a.v1.A2AService`` to the node's gRPC server."""
         a2a_pb2_grpc.add_A2AServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            GrpcHandler(self.handler, VersionCheckedGrpcContext(self.config.default_agent)),
+            GrpcHandler(
+                self.handler, VersionCheckedGrpcContext(self.config.default_agent, self.callers)
+            ),
             server,
         )
         return [A2A_SERVICE]

@@ -278,8 +278,9 @@ class ScopedTaskStore(TaskStore):
             next_token = encode_list_tasks_cursor(
                 ListTasksCursor(timestamp_ns=_updated_ns(last), task_id=last.id)
             )
+        # page_size is the size of this page (what the TCK checks), at most the asked size.
         return a2a_pb2.ListTasksResponse(
-            tasks=tasks, next_page_token=next_token, page_size=page_size, total_size=total
+            tasks=tasks, next_page_token=next_token, page_size=len(tasks), total_size=total
         )
 
     async def delete(self, task_id: str, context: ServerCallContext) -> None:
