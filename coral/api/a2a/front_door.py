@@ -25,7 +25,6 @@ import grpc
 from a2a.auth.user import UnauthenticatedUser
 from a2a.server.agent_execution import RequestContext, RequestContextBuilder
 from a2a.server.context import ServerCallContext
-from a2a.server.request_handlers import GrpcHandler
 from a2a.server.request_handlers.grpc_handler import DefaultGrpcServerCallContextBuilder
 from a2a.server.routes import (
     DefaultServerCallContextBuilder,
@@ -42,7 +41,12 @@ from starlette.requests import Request
 
 from coral.agents.directory import AgentDirectory
 from coral.api.a2a.asgi_bridge import asgi_scope, call_asgi
-from coral.api.a2a.callers import BadCredentials, Callers
+from coral.api.a2a.callers import (
+    AuthenticatingGrpcHandler,
+    BadCredentials,
+    Callers,
+    CallerUnauthenticated,
+)
 from coral.api.a2a.cards import JWKS_PATH, agent_card, card_json, jwks, router_card, sign_card
 from coral.api.a2a.executor import CoralAgentExecutor
 from coral.api.a2a.handler import CoralRequestHandler
@@ -128,7 +132,9 @@ class VersionCheckedGrpcContext(DefaultGrpcServerCallContextBuilder):
         try:
             built.user = self.callers.identify(authorization[0] if authorization else None)
         except BadCredentials:
-            raise InvalidRequestError(message="unknown credentials") from None
+            raise CallerUnauthenticated(message="unknown credentials") from None
+        if self.callers.required and not built.user.is_authenticated:
+            raise CallerUnauthenticated(message="authentication required: authorization metadata")
         return built
 
 
@@ -304,14 +310,16 @@ class A2AFrontDoor:
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
         try:
-            self.callers.identify(request.headers.get("Authorization"))
+            caller = self.callers.identify(request.headers.get("Authorization"))
         except BadCredentials:
-            return web.json_response(
-                {"error": "unknown credentials"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="a2a"'},
-            )
-        return None
+            reason = "unknown credentials"
+        else:
+            if caller.is_authenticated or not self.callers.required:
+                return None
+            reason = "authentication required: Authorization: Bearer <token>"
+        return web.json_response(
+            {"error": reason}, status=401, headers={"WWW-Authenticate": 'Bearer realm="a2a"'}
+        )
 
     async def _jsonrpc(self, request: web.Request, name: str) -> web.StreamResponse:
         denied = self._unauthorized(request)
@@ -354,18 +362,33 @@ class A2AFrontDoor:
             return await self._jsonrpc(request, head)
         return await self._rest(request, head, tail)
 
+    async def default_rest(self, request: web.Request) -> web.StreamResponse:
+        """HTTP+JSON operations at the host root: the default agent's (a one-agent node)."""
+        return await self._rest(request, "", request.path.lstrip("/"))
+
     def install_http(self, app: web.Application, ctx: NodeContext) -> None:
-        """Add the A2A routes to the node's aiohttp app."""
+        """Add the A2A routes to the node's aiohttp app.
+
+        With ``[a2a] default_agent`` set, the HTTP+JSON operations are also
+        served at the host root for that agent, for clients that resolve
+        operation paths against the host rather than the interface URL.
+        """
         app.router.add_get("/.well-known/agent-card.json", self.node_card)
         app.router.add_get(JWKS_PATH, self.node_jwks)
         app.router.add_post("/a2a", self.router_root)
         app.router.add_post("/a2a/jsonrpc", self.router_root)
         app.router.add_route("*", "/a2a/{tail:.+}", self.dispatch)
+        if self.config.default_agent:
+            app.router.add_post("/message:send", self.default_rest)
+            app.router.add_post("/message:stream", self.default_rest)
+            app.router.add_get("/extendedAgentCard", self.default_rest)
+            app.router.add_get("/tasks", self.default_rest)
+            app.router.add_route("*", "/tasks/{tail:.+}", self.default_rest)
 
     def install_grpc(self, server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
         """Add ``lf.a2a.v1.A2AService`` to the node's gRPC server."""
         a2a_pb2_grpc.add_A2AServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            GrpcHandler(
+            AuthenticatingGrpcHandler(
                 self.handler, VersionCheckedGrpcContext(self.config.default_agent, self.callers)
             ),
             server,
