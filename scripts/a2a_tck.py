@@ -72,6 +72,8 @@ def start_node(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]
         'advertise_host = "localhost"\n'
         f'[a2a]\ndefault_agent = "{AGENT}"\n'
         'extended_card_description = "Extended card: shown to authenticated callers."\n'
+        # The TCK's webhooks: its receiver on localhost and example.com (never called).
+        'push_allow = ["localhost", "127.0.0.1", "example.com"]\n'
         f'[a2a.callers]\ntck = "{TOKEN}"\n'
     )
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'sdk'}"}

@@ -20,6 +20,7 @@ until a final or interrupted state, or until the agent is silent for
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,7 @@ from coral.coordination.model import InboxEntry
 from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.errors import CoralError
-from coral.protocol.message import DataPart, Message, Part, TextPart
+from coral.protocol.message import DataPart, FilePart, Message, Part, TextPart
 
 log = logging.getLogger("coral.a2a")
 
@@ -75,8 +76,17 @@ REPLY_KINDS = (
 GATEWAY_NAME = "a2a-gateway"
 
 
+#: Largest inline ``raw`` part accepted (carried as a ``data:`` URI file part).
+MAX_RAW_BYTES = 1024
+
+
 def coral_parts(message: a2a_pb2.Message, max_bytes: int) -> list[Part]:
-    """The A2A message's parts as Coral parts; refuses raw bytes and oversized content."""
+    """The A2A message's parts as Coral parts; refuses big raw bytes and oversized content.
+
+    Text stays text, ``data`` becomes a data part, a ``url`` becomes a file
+    reference (with its media type and file name) and a small ``raw`` part a
+    file reference with a ``data:`` URI.
+    """
     parts: list[Part] = []
     size = 0
     for part in message.parts:
@@ -88,11 +98,23 @@ def coral_parts(message: a2a_pb2.Message, max_bytes: int) -> list[Part]:
             value = json_format.MessageToDict(part.data)
             parts.append(DataPart(data=value))
             size += len(str(value))
-        elif content == "url":
-            parts.append(TextPart(text=part.url))
-            size += len(part.url)
+        elif content in ("url", "raw"):
+            if content == "raw" and len(part.raw) > MAX_RAW_BYTES:
+                raise ContentTypeNotSupportedError(
+                    message=f"raw parts over {MAX_RAW_BYTES} bytes are not accepted; send a url"
+                )
+            media_type = part.media_type or "application/octet-stream"
+            uri = (
+                part.url
+                if content == "url"
+                else f"data:{media_type};base64,{base64.b64encode(part.raw).decode()}"
+            )
+            if not uri or len(uri) > 2048:
+                raise InvalidParamsError(message="a url part must be 1 to 2048 characters")
+            parts.append(FilePart(uri=uri, media_type=media_type, name=part.filename or None))
+            size += len(uri)
         else:
-            raise ContentTypeNotSupportedError(message="only text, data and url parts are accepted")
+            raise ContentTypeNotSupportedError(message="a part needs text, data, url or raw")
     if not parts:
         raise InvalidParamsError(message="the message has no parts")
     if size > max_bytes:
@@ -114,6 +136,10 @@ def a2a_parts(message: Message) -> list[a2a_pb2.Part]:
     for part in message.parts:
         if isinstance(part, TextPart):
             parts.append(a2a_pb2.Part(text=part.text))
+        elif isinstance(part, FilePart):
+            parts.append(
+                a2a_pb2.Part(url=part.uri, media_type=part.media_type, filename=part.name or "")
+            )
         elif isinstance(part, DataPart):
             if isinstance(part.data, dict) and set(part.data) == {REPLY_TO_KEY}:
                 continue

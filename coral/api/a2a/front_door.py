@@ -40,7 +40,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from coral.agents.directory import AgentDirectory
-from coral.api.a2a.asgi_bridge import asgi_scope, call_asgi
+from coral.api.a2a.asgi_bridge import (
+    AsgiApp,
+    AsgiMessage,
+    Receive,
+    Scope,
+    Send,
+    asgi_scope,
+    call_asgi,
+)
 from coral.api.a2a.callers import (
     AuthenticatingGrpcHandler,
     BadCredentials,
@@ -194,15 +202,60 @@ def known_state(value: object) -> bool:
     return isinstance(value, int) and value in a2a_pb2.TaskState.values()
 
 
-def invalid_list_filter(body: bytes) -> dict[str, Any] | None:
-    """The JSON-RPC error for a ListTasks call with an unknown status filter, else None."""
-    if b"ListTasks" not in body:
-        return None
+#: JSON-RPC methods answered with Server-Sent Events, errors included.
+STREAMING_METHODS = frozenset({"SendStreamingMessage", "SubscribeToTask"})
+
+
+def jsonrpc_call(body: bytes) -> dict[str, Any]:
+    """The JSON-RPC call in a request body, or {} when it is not one (the dispatcher answers)."""
     try:
         call = json.loads(body)
     except ValueError:
-        return None  # the dispatcher answers parse errors
-    if not isinstance(call, dict) or call.get("method") != "ListTasks":
+        return {}
+    return call if isinstance(call, dict) else {}
+
+
+def errors_as_events(app: AsgiApp) -> AsgiApp:
+    """Wrap an ASGI app so that a plain JSON answer becomes one Server-Sent Event.
+
+    A streaming JSON-RPC call that fails before its stream starts gets its
+    error as the stream's only event, so clients reading SSE see it too.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        convert = False
+        body: list[bytes] = []
+
+        async def send_event(message: AsgiMessage) -> None:
+            nonlocal convert
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                if headers.get(b"content-type", b"").startswith(b"application/json"):
+                    convert = True
+                    message = {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"text/event-stream"),
+                            (b"cache-control", b"no-store"),
+                        ],
+                    }
+            elif message["type"] == "http.response.body" and convert:
+                body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"data: " + b"".join(body)}
+                message["body"] += b"\n\n"
+            await send(message)
+
+        await app(scope, receive, send_event)
+
+    return wrapped
+
+
+def invalid_list_filter(call: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON-RPC error for a ListTasks call with an unknown status filter, else None."""
+    if call.get("method") != "ListTasks":
         return None
     params = call.get("params")
     if not isinstance(params, dict) or "status" not in params or known_state(params["status"]):
@@ -257,6 +310,7 @@ class A2AFrontDoor:
                 self.handler, rpc_url="/jsonrpc", context_builder=builder, enable_v0_3_compat=True
             )
         )
+        self.jsonrpc_events_app = errors_as_events(self.jsonrpc_app)
         self.rest_app = Starlette(routes=create_rest_routes(self.handler, context_builder=builder))
 
     @property
@@ -325,11 +379,15 @@ class A2AFrontDoor:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
-        refused = invalid_list_filter(await request.read())
+        call = jsonrpc_call(await request.read())
+        refused = invalid_list_filter(call)
         if refused is not None:
             return web.json_response(refused)
         scope = asgi_scope(request, path="/jsonrpc", extra={AGENT_STATE_KEY: name})
-        return await call_asgi(self.jsonrpc_app, request, with_version(request, scope))
+        app: AsgiApp = self.jsonrpc_app
+        if call.get("method") in STREAMING_METHODS:
+            app = self.jsonrpc_events_app
+        return await call_asgi(app, request, with_version(request, scope))
 
     async def _rest(self, request: web.Request, name: str, tail: str) -> web.StreamResponse:
         denied = self._unauthorized(request)
