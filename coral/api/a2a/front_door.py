@@ -174,7 +174,9 @@ class TaskContextBuilder(RequestContextBuilder):
         )
 
 
-def with_version(request: web.Request, scope: dict[str, Any]) -> dict[str, Any]:
+def with_version(
+    request: web.Request, scope: dict[str, Any], method: object = None
+) -> dict[str, Any]:
     """The ASGI scope with the request's A2A version as a header.
 
     The version may come as the ``A2A-Version`` header or query parameter.
@@ -185,7 +187,10 @@ def with_version(request: web.Request, scope: dict[str, Any]) -> dict[str, Any]:
     """
     if VERSION_HEADER in request.headers:
         return scope
-    version = request.query.get(VERSION_HEADER, PROTOCOL_VERSION_1_0)
+    version = request.query.get(VERSION_HEADER)
+    if version is None and isinstance(method, str) and "/" in method:
+        return scope  # a 0.3 method name (``message/send``): left to the 0.3 layer
+    version = version or PROTOCOL_VERSION_1_0
     scope["headers"] = [*scope["headers"], (b"a2a-version", version.encode())]
     return scope
 
@@ -387,7 +392,7 @@ class A2AFrontDoor:
         app: AsgiApp = self.jsonrpc_app
         if call.get("method") in STREAMING_METHODS:
             app = self.jsonrpc_events_app
-        return await call_asgi(app, request, with_version(request, scope))
+        return await call_asgi(app, request, with_version(request, scope, call.get("method")))
 
     async def _rest(self, request: web.Request, name: str, tail: str) -> web.StreamResponse:
         denied = self._unauthorized(request)
