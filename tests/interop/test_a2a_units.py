@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,9 +20,10 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from coral.api.a2a.asgi_bridge import asgi_scope, call_asgi
-from coral.api.a2a.cards import agent_card, card_json, router_card
+from coral.api.a2a.cards import agent_card, card_json, jwks, key_id, router_card, sign_card
 from coral.api.a2a.executor import a2a_parts, coral_parts
 from coral.api.a2a.outbound import answer_text, proxy_name
+from coral.api.a2a.push import WebhookPolicy
 from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.identity import Identity
 from coral.protocol.message import (
@@ -147,3 +150,40 @@ async def test_asgi_bridge_passes_body_headers_and_streams():
         assert await streamed.text() == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
         missing = await client.get("/outer/nothing")
         assert missing.status == 404
+
+
+async def test_webhook_policy_refuses_internal_targets_unless_allow_listed():
+    closed = WebhookPolicy()
+    assert await closed.allows("https://93.184.216.34/hook")  # a public address
+    for url in (
+        "http://127.0.0.1:8080/h",
+        "http://10.1.2.3/h",
+        "http://192.168.0.9/h",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/h",
+        "http://[fd00::1]/h",
+        "ftp://93.184.216.34/h",
+        "http:///no-host",
+        "http://localhost/h",  # resolves to loopback
+    ):
+        assert not await closed.allows(url), url
+    opened = WebhookPolicy(["127.0.0.1", "10.0.0.0/8", "hooks.internal"])
+    assert await opened.allows("http://127.0.0.1:9/h")
+    assert await opened.allows("http://10.9.9.9/h")
+    assert await opened.allows("http://hooks.internal/h")
+    assert not await opened.allows("http://192.168.0.9/h")
+
+
+def test_signed_cards_verify_with_the_node_key_and_name_it():
+    card = sign_card(router_card([], "http://h:1", "h:2"), NODE, "http://h:1")
+    header = card.signatures[0].protected
+    decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    assert decoded == {
+        "alg": "EdDSA",
+        "typ": "JOSE",
+        "kid": key_id(NODE),
+        "jku": "http://h:1/.well-known/jwks.json",
+    }
+    assert jwks(NODE)["keys"][0]["kid"] == key_id(NODE)
+    again = sign_card(card, NODE, "http://h:1")
+    assert len(again.signatures) == 1  # re-signing replaces, never piles up
