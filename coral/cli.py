@@ -400,12 +400,15 @@ def doctor(
     """Check this machine and configuration; say what is wrong and how to fix it.
 
     Checks Python, the data dir, key file permissions, the config, ports (or the
-    running node's health), SQLite WAL, optional dependencies and PostgreSQL.
-    Exit 1 when a check fails (warnings alone exit 0).
+    running node's health), SQLite WAL, TLS files, PostgreSQL, that every
+    subsystem's imports load, and which optional extras are installed. Starts
+    nothing. Exit 1 when a check fails, i.e. the node could not start or work
+    as configured (warnings alone exit 0).
 
     Examples: coral-node doctor --data-dir ./node-a ; coral-node doctor --json
     """
     from rich.table import Table
+    from rich.text import Text
 
     from coral.doctor import run_checks
 
@@ -415,10 +418,18 @@ def doctor(
         out.print_json(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}))
     else:
         styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-        table = Table("check", "status", "detail", "how to fix", title="coral-node doctor")
+        table = Table(title="coral-node doctor")
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        table.add_column("how to fix", overflow="fold")
         for check in checks:
+            # Text, not markup: fixes such as pip install 'coral-node[postgres]' print literally.
             table.add_row(
-                check.name, f"[{styles[check.status]}]{check.status}[/]", check.detail, check.fix
+                Text(check.name),
+                Text(check.status, style=styles[check.status]),
+                Text(check.detail),
+                Text(check.fix),
             )
         out.print(table)
         warned = sum(c.status == "warn" for c in checks)
