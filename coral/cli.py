@@ -41,7 +41,8 @@ app.add_typer(a2a_app, name="a2a")
 app.add_typer(ledger_app, name="ledger")
 
 out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False, highlight=False)
+# Errors print literally on one line: "[Errno 111]" or "[postgres]" are not markup.
+err = Console(stderr=True, emoji=False, highlight=False, markup=False, soft_wrap=True)
 
 DataDirOpt = Annotated[
     Path | None,
@@ -90,7 +91,7 @@ def init(
     path = cfg.data_dir / "config.toml"
     wrote = False
     if path.exists() and not force:
-        err.print(f"[yellow]{path} exists; keeping it (use --force to overwrite)[/yellow]")
+        err.print(f"{path} exists; keeping it (use --force to overwrite)", style="yellow")
     else:
         path.write_text(CONFIG_TEMPLATE.format(data_dir=str(cfg.data_dir).replace("\\", "/")))
         wrote = True
@@ -194,7 +195,7 @@ def _start_failure(exc: BaseException) -> str:
             "and run `coral-node doctor`"
         )
     logging.getLogger("coral.node").debug("start failed", exc_info=exc)
-    detail = str(exc) or type(exc).__name__
+    detail = " ".join(str(exc).split()) or type(exc).__name__
     return f"{detail}; run `coral-node doctor`, or start with --log-level debug for details"
 
 
