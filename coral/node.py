@@ -54,7 +54,7 @@ class Node:
     async def start(self) -> NodeContext:
         """Start everything; returns the context with the bound addresses filled in.
 
-        Checks the data dir, TLS files and database driver before opening anything.
+        Checks the data dir, TLS files, database driver and ports before opening anything.
         If any later step fails, everything already opened (subsystems, servers,
         database) is closed again before the error propagates, so nothing stays
         half-open.
@@ -73,6 +73,7 @@ class Node:
         preflight.check_data_dir(cfg.data_dir)
         ssl_context = preflight.tls_context(cfg)
         preflight.check_database_driver(cfg)
+        preflight.check_ports(cfg)
         identity, self.created_identity = load_or_create_identity(cfg.keys_dir / "node.key")
         admin_token = load_or_create_token(cfg.keys_dir / "admin.token")
         await self.db.open()

@@ -116,3 +116,20 @@ def bind_error(kind: str, host: str, port: int, flag: str, exc: BaseException | 
         f"cannot bind {kind} to {host}:{port}{detail}",
         f"check --host and {flag} (a port below 1024 needs privileges)",
     )
+
+
+def check_ports(cfg: Config) -> None:
+    """Fail before opening anything when a configured port already has a listener.
+
+    The servers' own binds still decide (a port can be taken in between); this only
+    makes the common case fast.
+
+    Raises:
+        StartError: the gRPC or HTTP port is in use.
+    """
+    for kind, port, flag in (
+        ("gRPC", cfg.grpc_port, "--grpc-port"),
+        ("HTTP", cfg.http_port, "--http-port"),
+    ):
+        if port_in_use(cfg.host, port):
+            raise bind_error(kind, cfg.host, port, flag, None)

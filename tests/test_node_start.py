@@ -83,7 +83,7 @@ def test_grpc_port_in_use_fails_with_the_port_and_the_fix(tmp_path, listener):
     assert_nothing_left_open(data)
 
 
-def test_http_port_in_use_fails_and_rolls_back_the_started_grpc_server(tmp_path, listener):
+def test_http_port_in_use_fails(tmp_path, listener):
     data = tmp_path / "node"
     code, _, err = start_node(
         "--data-dir", str(data), "--grpc-port", "0", "--http-port", str(listener)
@@ -250,3 +250,18 @@ def test_after_a_failed_start_the_same_data_dir_starts(tmp_path, listener):
         assert node.terminate() == 0
     finally:
         node.kill()
+
+
+def test_a_late_bind_failure_rolls_back_database_and_subsystems(tmp_path):
+    # 192.0.2.1 (TEST-NET-1) is no local address: the preflight port probe passes, the
+    # gRPC bind fails after the database and every subsystem were opened. Nothing is sent.
+    data = tmp_path / "node"
+    code, out, err = start_node(
+        "--data-dir", str(data), "--host", "192.0.2.1", "--grpc-port", "0", "--http-port", "0"
+    )
+    assert code == 1
+    line = error_line(err)
+    assert "cannot bind gRPC to 192.0.2.1:0" in line and "--host" in line
+    assert "ready" not in out
+    assert (data / "coral.db").exists(), "the failure came after the database was opened"
+    assert_nothing_left_open(data)
