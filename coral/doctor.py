@@ -218,7 +218,9 @@ def check_optional_dependencies() -> list[Check]:
         if importlib.util.find_spec(module) is not None:
             checks.append(Check(f"optional {module}", "ok", f"installed: {enables}"))
         else:
-            checks.append(Check(f"optional {module}", "warn", f"missing: no {enables}", fix))
+            checks.append(
+                Check(f"optional {module}", "warn", f"not installed: {enables} unavailable", fix)
+            )
     return checks
 
 

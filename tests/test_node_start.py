@@ -265,3 +265,36 @@ def test_a_late_bind_failure_rolls_back_database_and_subsystems(tmp_path):
     assert "ready" not in out
     assert (data / "coral.db").exists(), "the failure came after the database was opened"
     assert_nothing_left_open(data)
+
+
+async def test_grpc_server_does_not_share_a_port_through_so_reuseport(tmp_path):
+    # A listener with SO_REUSEPORT is what grpc's default options would create. With the
+    # option on, a second grpc server could bind the same port and take half its calls.
+    from coral.api.grpc.server import build_grpc_server
+    from coral.config import Config
+    from coral.context import NodeContext
+    from coral.metrics import NodeMetrics
+    from coral.protocol.identity import Identity
+    from coral.protocol.verify import MessageVerifier
+
+    cfg = Config(data_dir=tmp_path)
+    ctx = NodeContext(
+        config=cfg,
+        identity=Identity.generate(),
+        metrics=NodeMetrics(),
+        verifier=MessageVerifier(cfg.limits.to_limits()),
+        admin_token="t",
+        started_at=0,
+    )
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        server, _, _ = build_grpc_server(ctx)
+        try:
+            with pytest.raises(RuntimeError):
+                if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
+                    raise RuntimeError("bind refused")
+        finally:
+            await server.stop(0)
