@@ -31,7 +31,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.executor import CoralAgentExecutor, LazyGateway
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
-        from coral.api.a2a.tasks import RetentionPolicy
+        from coral.api.a2a.tasks import RetentionPolicy, fail_interrupted
         from coral.api.mcp import admin
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
@@ -50,6 +50,9 @@ class InteropSubsystem(Subsystem):
         await self.task_records.open()
         self.retention = RetentionPolicy(a2a_config.task_retention_s, a2a_config.max_tasks)
         await self.retention.apply(self.task_records)
+        interrupted = await fail_interrupted(self.task_records)
+        if interrupted:
+            log.info("A2A: %d tasks were running when the node stopped; marked failed", interrupted)
         self._retention_task: asyncio.Task[None] | None = None
         executor = CoralAgentExecutor(
             held,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from coral.api.a2a.tasks import TERMINAL_STATES, TaskQuery, TaskRow
+from coral.api.a2a.tasks import RUNNING_STATES, TERMINAL_STATES, TaskQuery, TaskRow
 from coral.store.sqlite import Migration, SqliteDatabase
 
 MIGRATIONS = [
@@ -46,6 +46,7 @@ MIGRATIONS = [
 ]
 
 _TERMINAL = ",".join(str(int(s)) for s in sorted(TERMINAL_STATES))
+_RUNNING = ",".join(str(int(s)) for s in sorted(RUNNING_STATES))
 
 
 class SqliteA2ATaskRecords:
@@ -137,6 +138,21 @@ class SqliteA2ATaskRecords:
             return int(gone)
 
         return await self.db.write(write)
+
+    async def unfinished(self) -> list[TaskRow]:
+        """Tasks still SUBMITTED or WORKING."""
+        rows = await self.db.fetchall(f"SELECT * FROM a2a_tasks WHERE state IN ({_RUNNING})", ())
+        return [
+            TaskRow(
+                scope=r["scope"],
+                task_id=r["task_id"],
+                context_id=r["context_id"],
+                state=int(r["state"]),
+                updated_ns=int(r["updated_ns"]),
+                body=bytes(r["body"]),
+            )
+            for r in rows
+        ]
 
     async def bind_thread(self, scope: str, context_id: str, thread_id: str) -> None:
         """Remember the Coral thread of a context."""

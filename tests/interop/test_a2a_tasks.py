@@ -409,13 +409,18 @@ async def test_push_notifications_crud_authenticated_delivery_retries_and_target
         await runner.cleanup()
 
 
-async def test_tasks_survive_a_restart(node: NodeProcess, echo: Echo) -> None:
+async def test_tasks_survive_a_restart(node: NodeProcess, echo: Echo, worker: Worker) -> None:
     """Last in this module: it restarts the node."""
     async with httpx.AsyncClient(timeout=30) as http:
         client = await client_for(await agent_card(node, "echo", http), "JSONRPC", http)
         task = (await collect(client.send_message(user_message("remember me")))).pop().task
         await client.close()
+        client = await client_for(await agent_card(node, "worker", http), "JSONRPC", http)
+        running = (await collect(client.send_message(user_message("never finished")))).pop().task
+        assert running.status.state == S.TASK_STATE_WORKING
+        await client.close()
     echo.stop()
+    worker.stop()
     node.terminate()
     node.start()
     async with httpx.AsyncClient(timeout=30) as http:
@@ -423,4 +428,10 @@ async def test_tasks_survive_a_restart(node: NodeProcess, echo: Echo) -> None:
         again = await client.get_task(a2a_pb2.GetTaskRequest(id=task.id))
         assert again.status.state == S.TASK_STATE_COMPLETED
         assert texts(again) == ["echo: remember me"]
+        await client.close()
+        # Nothing follows a task that was running in the old process: it fails, saying why.
+        client = await client_for(await agent_card(node, "worker", http), "GRPC", http)
+        orphan = await client.get_task(a2a_pb2.GetTaskRequest(id=running.id))
+        assert orphan.status.state == S.TASK_STATE_FAILED
+        assert "restarted" in orphan.status.message.parts[0].text
         await client.close()

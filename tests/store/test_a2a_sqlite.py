@@ -16,11 +16,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from coral.api.a2a.tasks import (
     AGENT_STATE_KEY,
     DEFAULT_AGENT_STATE_KEY,
+    INTERRUPTED_TEXT,
     A2ATaskRecords,
     InMemoryTaskRecords,
     RetentionPolicy,
     ScopedPushConfigs,
     ScopedTaskStore,
+    fail_interrupted,
     scope_of,
 )
 from coral.store.a2a_sqlite import SqliteA2ATaskRecords
@@ -150,3 +152,20 @@ async def test_push_configs_are_scoped_and_dispatch_sees_every_owner(
     assert len(await configs.get_info_for_dispatch("t1")) == 2
     await configs.delete_info("t1", bob, "b")
     assert await configs.get_info("t1", bob) == []
+
+
+async def test_tasks_running_when_the_node_stopped_are_failed_with_a_reason(
+    records: A2ATaskRecords,
+) -> None:
+    store = ScopedTaskStore(records)
+    ctx = context(agent="echo")
+    await store.save(task("running", S.TASK_STATE_WORKING, 1), ctx)
+    await store.save(task("asking", S.TASK_STATE_INPUT_REQUIRED, 1), ctx)
+    await store.save(task("done", S.TASK_STATE_COMPLETED, 1), ctx)
+    assert await fail_interrupted(records, now_ns=5 * 10**9) == 1
+    failed = await store.get("running", ctx)
+    assert failed is not None and failed.status.state == S.TASK_STATE_FAILED
+    assert failed.status.message.parts[0].text == INTERRUPTED_TEXT
+    asking = await store.get("asking", ctx)
+    assert asking is not None and asking.status.state == S.TASK_STATE_INPUT_REQUIRED
+    assert await fail_interrupted(records) == 0

@@ -43,6 +43,13 @@ TERMINAL_STATES = frozenset(
 )
 
 
+RUNNING_STATES = frozenset(
+    {a2a_pb2.TaskState.TASK_STATE_SUBMITTED, a2a_pb2.TaskState.TASK_STATE_WORKING}
+)
+#: The status text of a task that was running when the node stopped.
+INTERRUPTED_TEXT = "the node restarted while this task was running; send it again"
+
+
 def agent_of(context: ServerCallContext) -> str:
     """The agent a request is addressed to: URL name, else tenant, else the default agent.
 
@@ -106,6 +113,9 @@ class A2ATaskRecords(Protocol):
 
     async def evict(self, finished_before_ns: int, keep: int) -> int:
         """Drop finished tasks older than the cut-off, then the oldest past ``keep`` tasks."""
+
+    async def unfinished(self) -> list[TaskRow]:
+        """Every task still SUBMITTED or WORKING (an executor was following it)."""
 
     async def bind_thread(self, scope: str, context_id: str, thread_id: str) -> None:
         """Remember the Coral thread that carries an A2A context."""
@@ -175,6 +185,10 @@ class InMemoryTaskRecords:
         for scope, task_id in doomed:
             await self.delete_task(scope, task_id)
         return len(doomed)
+
+    async def unfinished(self) -> list[TaskRow]:
+        """Tasks still SUBMITTED or WORKING."""
+        return [r for r in self.tasks.values() if r.state in RUNNING_STATES]
 
     async def bind_thread(self, scope: str, context_id: str, thread_id: str) -> None:
         """Remember a context's thread."""
@@ -345,3 +359,39 @@ class RetentionPolicy:
         """Evict what the policy no longer keeps; returns how many tasks went."""
         now = time.time_ns() if now_ns is None else now_ns
         return await records.evict(now - int(self.finished_for_s * 1e9), self.max_tasks)
+
+
+async def fail_interrupted(records: A2ATaskRecords, now_ns: int | None = None) -> int:
+    """Fail every task that was running when the node stopped; returns how many.
+
+    Nothing follows such a task any more (its executor was in the old
+    process), so without this a client would poll a WORKING task forever.
+    """
+    now = time.time_ns() if now_ns is None else now_ns
+    count = 0
+    for row in await records.unfinished():
+        task = a2a_pb2.Task()
+        task.ParseFromString(row.body)
+        task.status.state = a2a_pb2.TaskState.TASK_STATE_FAILED
+        task.status.message.CopyFrom(
+            a2a_pb2.Message(
+                message_id=f"{task.id}-interrupted",
+                role=a2a_pb2.Role.ROLE_AGENT,
+                task_id=task.id,
+                context_id=task.context_id,
+                parts=[a2a_pb2.Part(text=INTERRUPTED_TEXT)],
+            )
+        )
+        task.status.timestamp.FromNanoseconds(now)
+        await records.save_task(
+            TaskRow(
+                scope=row.scope,
+                task_id=row.task_id,
+                context_id=row.context_id,
+                state=int(task.status.state),
+                updated_ns=now,
+                body=task.SerializeToString(),
+            )
+        )
+        count += 1
+    return count
