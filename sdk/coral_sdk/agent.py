@@ -17,7 +17,7 @@ Long-running work (an A2A task that stays ``WORKING``): make ``on_mention``
 an async generator of ``TaskUpdate`` values. Each update is a message in the
 thread (kinds ``a2a.working``, ``a2a.artifact``, ``a2a.input_required``, ...)
 that the node's A2A front door maps to the task's state; when the generator
-ends without a final update the task completes. ``self.task(message)`` gives
+ends without a final update the task completes. ``self.task_for(message)`` gives
 the same calls as a handle, to finish the work later from anywhere::
 
     async def on_mention(self, message: Incoming) -> Updates:
@@ -255,7 +255,7 @@ class Agent:
             return self.on_mention(message)
         return _no_reply()
 
-    def task(self, message: Incoming) -> TaskHandle:
+    def task_for(self, message: Incoming) -> TaskHandle:
         """A handle that posts task updates for ``message`` (also after the handler returned)."""
         return TaskHandle(self.client, message)
 
@@ -345,7 +345,7 @@ class Agent:
 
     async def _post_updates(self, incoming: Incoming, updates: Updates) -> None:
         """Post each yielded update; a generator that ends unfinished completes the task."""
-        handle = self.task(incoming)
+        handle = self.task_for(incoming)
         final = False
         try:
             async for item in updates:
