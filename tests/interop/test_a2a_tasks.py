@@ -409,6 +409,31 @@ async def test_push_notifications_crud_authenticated_delivery_retries_and_target
         await runner.cleanup()
 
 
+class Crasher(Agent):
+    """Accepts, then breaks: the SDK fails the task instead of leaving it working."""
+
+    manifest = AgentManifest(name="crasher", description="breaks")
+
+    async def on_mention(self, message: Incoming) -> Updates:
+        yield TaskUpdate.accepted("trying")
+        raise RuntimeError("boom")
+
+
+async def test_a_handler_that_raises_fails_its_task(node: NodeProcess) -> None:
+    agent = Crasher(node.http, key_file=node.data_dir.parent / "crasher.key")
+    running = await run_agent(agent)
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            client = await client_for(await agent_card(node, "crasher", http), "JSONRPC", http)
+            task = (await collect(client.send_message(user_message("try")))).pop().task
+            failed = await until(S.TASK_STATE_FAILED, client, task.id)
+            assert failed.status.message.parts[0].text == "the agent failed: RuntimeError"
+            await client.close()
+    finally:
+        agent.stop()
+        await running
+
+
 async def test_tasks_survive_a_restart(node: NodeProcess, echo: Echo, worker: Worker) -> None:
     """Last in this module: it restarts the node."""
     async with httpx.AsyncClient(timeout=30) as http:
