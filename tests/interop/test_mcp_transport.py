@@ -248,3 +248,14 @@ async def test_local_and_configured_names_pass_the_check(node: NodeProcess):
     # The real clients send the loopback Host they connected to, on both transports.
     async with Client(sse_client(agent["urls"]["sse"])) as client:
         assert (await client.list_resources()).resources
+
+
+def test_only_waits_inside_the_schema_are_shortened_to_the_cap():
+    from coral.api.mcp.server import cap_waits
+
+    assert cap_waits({"maxWaitMs": 60_000, "x": 1}, 1500) == {"maxWaitMs": 1500, "x": 1}
+    assert cap_waits({"timeoutMs": 30_000}, 1500) == {"timeoutMs": 1500}
+    assert cap_waits({"maxWaitMs": 900}, 1500) == {"maxWaitMs": 900}
+    # Out-of-schema values reach the tool unchanged, which refuses them as before.
+    assert cap_waits({"maxWaitMs": 600_000}, 1500) == {"maxWaitMs": 600_000}
+    assert cap_waits({"maxWaitMs": True}, 1500) == {"maxWaitMs": True}
