@@ -23,8 +23,8 @@ SECRET_TEXT = "the private plan"
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A loopback node (views open without a token) that also answers to dash.example.test."""
-    env = {"CORAL_ALLOWED_HOSTS": "dash.example.test"}
-    proc = NodeProcess(tmp_path_factory.mktemp("dash-guard") / "node", env=env).start()
+    flags = ["--allowed-host", "dash.example.test"]  # the start flag; env is used in tests/interop
+    proc = NodeProcess(tmp_path_factory.mktemp("dash-guard") / "node", extra_args=flags).start()
     yield proc
     proc.kill()
 

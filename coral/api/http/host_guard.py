@@ -110,12 +110,12 @@ class HostPolicy:
         if self.disabled:
             return None
         if host is None or not self.allows_name(_hostname(host)):
-            return f"Host {host!r} does not name this node"
+            return f"Host {host!r} does not name this node (see allowed_hosts)"
         if origin is None:
             return None  # not sent by a browser on a cross-origin request
         parts = urlsplit(origin.strip())
         if parts.scheme not in ("http", "https") or not self.allows_name(_hostname(parts.netloc)):
-            return f"Origin {origin!r} is not allowed"
+            return f"Origin {origin!r} is not allowed (see allowed_hosts)"
         return None
 
     def check(self, request: web.Request) -> None:
