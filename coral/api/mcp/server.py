@@ -46,6 +46,8 @@ INSTRUCTION_URI = "coral://instruction"
 RESOURCE_NOT_FOUND = -32002
 INVALID_PARAMS = types.INVALID_PARAMS
 INVALID_REQUEST = types.INVALID_REQUEST
+#: The ``reason`` of the CoralError that CoralTools raises for a name it has no tool for.
+UNKNOWN_TOOL = "unknown_tool"
 #: Wait-tool arguments that hold the request open, in milliseconds.
 WAIT_ARGUMENTS = ("maxWaitMs", "timeoutMs")
 #: A hung tool must not hold an MCP request forever: this much past the longest wait.
@@ -92,13 +94,15 @@ def build_mcp_server(tools: CoralTools, max_wait_ms: int = MAX_WAIT_MS) -> Serve
         return types.ListToolsResult(tools=tool_list)
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        if params.name not in TOOL_SPECS:
-            raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}", {"tool": params.name})
         agent = _calling_agent(ctx)
         arguments = cap_waits(dict(params.arguments or {}), max_wait_ms)
         try:
             result = await asyncio.wait_for(tools.call(agent, params.name, arguments), deadline_s)
         except CoralError as exc:
+            if exc.reason == UNKNOWN_TOOL:  # a protocol error, not a tool result
+                raise MCPError(
+                    INVALID_PARAMS, f"Unknown tool: {params.name}", {"tool": params.name}
+                ) from None
             error = {"error": exc.reason, "detail": exc.detail}
             return types.CallToolResult(
                 content=[types.TextContent(text=json.dumps(error))], is_error=True
