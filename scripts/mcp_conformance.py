@@ -60,6 +60,8 @@ def node_major() -> int:
 
 def install_runner(workdir: Path) -> tuple[list[str], dict[str, str]]:
     """npm-install the runner (and Node 22 if needed); returns its command and environment."""
+    if shutil.which("npm") is None:
+        sys.exit("npm is needed to install the conformance runner (apt-get install npm)")
     packages = [f"{RUNNER}@{RUNNER_VERSION}"]
     if node_major() < 22:
         packages.append(NODE_FOR_RUNNER)
