@@ -32,6 +32,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
         from coral.api.a2a.tasks import RetentionPolicy, fail_interrupted
+        from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
@@ -63,7 +64,13 @@ class InteropSubsystem(Subsystem):
             reply_timeout_s=a2a_config.reply_timeout_s,
         )
         self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config)
-        self.mcp = McpFrontDoor(held, CoralTools(held, directory, engine))
+        self.mcp = McpFrontDoor(
+            held,
+            CoralTools(held, directory, engine),
+            policy=HostPolicy.from_config(ctx.config),
+            max_wait_ms=ctx.config.mcp_max_wait_ms,
+            sse_retry_ms=ctx.config.mcp_sse_retry_ms,
+        )
         self.proxies = A2AProxies(held, engine)
         ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies
