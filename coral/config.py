@@ -229,4 +229,17 @@ max_parts = 64
 max_depth = 32
 max_future_skew_ms = 300000
 max_age_ms = 900000
+
+# The A2A front door (docs/interop.md).
+[a2a]
+default_agent = ""            # agent for requests that name none; "" = the router
+task_retention_s = 604800     # finished tasks stay readable this long
+max_tasks = 100000            # and at most this many tasks are kept
+reply_timeout_s = 300         # a task whose agent is silent this long fails
+push_allow = []               # webhook hosts/addresses/CIDRs allowed besides public ones
+push_attempts = 3
+extended_card_description = ""  # "" = no extended card
+
+# Callers that authenticate with "Authorization: Bearer <token>"; none = anonymous A2A.
+[a2a.callers]
 """
