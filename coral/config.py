@@ -76,6 +76,10 @@ class Config(BaseModel):
     agent_message_rate: float = Field(default=500.0, gt=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0, le=300)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    #: A coral-server ``config.toml`` (default: ``$CONFIG_FILE_PATH``) for the /api/v1 drop-in.
+    coral_server_config: Path | None = None
+    #: coral-server style ``--section.key=value`` overrides of that file.
+    coral_server_overrides: list[str] = Field(default_factory=list)
 
     @field_validator("log_level")
     @classmethod
@@ -112,6 +116,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             value: Any = env[key]
             if field == "bootstrap_peers":
                 value = [p.strip() for p in env[key].split(",") if p.strip()]
+            elif field == "coral_server_overrides":
+                value = env[key].split()
             out[field] = value
     return out
 

@@ -28,6 +28,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
         from coral.api.mcp.tools import CoralTools
+        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 
         directory = ctx.require("directory")
         engine = ctx.require("coordination")
@@ -43,7 +44,11 @@ class InteropSubsystem(Subsystem):
             max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
         )
         self.a2a = A2AFrontDoor(ctx, executor)
-        self.mcp = McpFrontDoor(held, CoralTools(held, directory, engine))
+        cursors = SqliteWaitCursors(node.db)
+        await cursors.open()
+        tools = CoralTools(held, directory, engine, cursors=cursors)
+        self.mcp = McpFrontDoor(held, tools)
+        ctx.services["mcp_tools"] = tools
         self.proxies = A2AProxies(held, engine)
         ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies

@@ -25,7 +25,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from coral import __version__
 from coral.api.a2a.asgi_bridge import Receive, Scope, Send, asgi_scope, call_asgi
 from coral.api.mcp.held_agents import HeldAgent, HeldAgents
-from coral.api.mcp.tools import INSTRUCTION, TOOL_SPECS, CoralTools
+from coral.api.mcp.tools import INSTRUCTION, CoralTools
 from coral.protocol.errors import CoralError
 
 log = logging.getLogger("coral.mcp")
@@ -47,13 +47,17 @@ def _calling_agent(ctx: Any) -> HeldAgent:
 
 def build_mcp_server(tools: CoralTools) -> Server[Any]:
     """The low-level MCP server with coral-server's tools and resources."""
-    tool_list = [
-        types.Tool(name=name, description=description, input_schema=schema)
-        for name, (description, schema) in TOOL_SPECS.items()
-    ]
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tool_list)
+        request = getattr(ctx, "request", None)
+        agent = request.scope.get(AGENT_SCOPE_KEY) if request is not None else None
+        specs = tools.tools_for(agent if isinstance(agent, HeldAgent) else None)
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(name=name, description=description, input_schema=schema)
+                for name, (description, schema) in specs.items()
+            ]
+        )
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         agent = _calling_agent(ctx)
@@ -62,9 +66,12 @@ def build_mcp_server(tools: CoralTools) -> Server[Any]:
                 tools.call(agent, params.name, dict(params.arguments or {})), _TOOL_DEADLINE_S
             )
         except CoralError as exc:
-            error = {"error": exc.reason, "detail": exc.detail}
+            # coral-server's tool error: the message as text and {"error": message}.
+            error = {"error": exc.detail, "reason": exc.reason}
             return types.CallToolResult(
-                content=[types.TextContent(text=json.dumps(error))], is_error=True
+                content=[types.TextContent(text=exc.detail)],
+                structured_content=error,
+                is_error=True,
             )
         return types.CallToolResult(
             content=[types.TextContent(text=json.dumps(result))], structured_content=result
@@ -76,13 +83,13 @@ def build_mcp_server(tools: CoralTools) -> Server[Any]:
                 types.Resource(
                     name="state",
                     uri=STATE_URI,
-                    mime_type="application/json",
+                    mime_type="text/markdown",
                     description="Your threads, their messages and your contacts.",
                 ),
                 types.Resource(
                     name="instruction",
                     uri=INSTRUCTION_URI,
-                    mime_type="text/plain",
+                    mime_type="text/markdown",
                     description="How to use the Coral tools.",
                 ),
             ]
@@ -93,12 +100,10 @@ def build_mcp_server(tools: CoralTools) -> Server[Any]:
     ) -> types.ReadResourceResult:
         agent = _calling_agent(ctx)
         uri = str(params.uri)
-        if uri == STATE_URI:
-            text, mime = json.dumps(await tools.state(agent)), "application/json"
-        elif uri == INSTRUCTION_URI:
-            text, mime = INSTRUCTION, "text/plain"
-        else:
-            raise ValueError(f"unknown resource {uri}")
+        try:
+            text, mime = await tools.read_resource(agent, uri)
+        except CoralError as exc:
+            raise ValueError(exc.detail) from None
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=uri, mime_type=mime, text=text)]
         )

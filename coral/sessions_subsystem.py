@@ -1,0 +1,135 @@
+"""The coral-server drop-in subsystem: registry, sessions, /api/v1 and /ws/v1 routes.
+
+Built after the interop subsystem (it uses the node-held MCP agents and the
+MCP tools). It reads the coral-server ``config.toml`` (``coral_server_config``
+or ``$CONFIG_FILE_PATH``, plus ``coral_server_overrides``); with a
+``[network] bindPort`` it also serves the node's HTTP app on that address, so
+coral-server clients keep their URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from typing import Any
+
+from coral.context import NodeContext
+from coral.subsystems import Subsystem
+
+log = logging.getLogger("coral.sessions")
+
+
+def directory_name(graph_name: str) -> str:
+    """A unique directory name for a session agent (graph names repeat across sessions)."""
+    stem = re.sub(r"[^a-z0-9]+", "-", graph_name.lower()).strip("-")[:24] or "agent"
+    return f"{stem}-{secrets.token_hex(3)}"
+
+
+class HeldSessionAgentKeys:
+    """Session agents as node-held MCP agents: own key, directory record, secret."""
+
+    def __init__(self, held: Any) -> None:
+        self.held = held
+
+    async def create_session_agent(self, name: str, description: str) -> tuple[str, str]:
+        """Create the agent; returns its did and its connection secret."""
+        from coral.api.mcp.held_agents import MCP_KIND
+        from coral.protocol.agent import AgentManifest
+
+        manifest = AgentManifest(
+            name=directory_name(name), description=description[:1024], endpoints=("mcp",)
+        )
+        agent, secret = await self.held.create(manifest, MCP_KIND, with_secret=True)
+        assert secret is not None
+        return agent.did, secret
+
+
+class SessionsSubsystem(Subsystem):
+    """coral-server's sessions, registry and runtime on this node."""
+
+    name = "sessions"
+
+    async def setup(self, node: Any, ctx: NodeContext) -> None:
+        """Read the coral-server config, scan the registry, build the session manager."""
+        import aiohttp
+
+        from coral.api.coralserver.events import install_events
+        from coral.api.coralserver.puppet import install_puppet
+        from coral.api.coralserver.routes import AUTH_KEYS, SESSIONS, install_routes
+        from coral.protocol.message import now_ms
+        from coral.sessions.config import load_coral_server_config
+        from coral.sessions.registry import AgentRegistry, coral_home_agents
+        from coral.sessions.service import SessionManager, SessionServerSettings
+
+        cfg = ctx.config
+        env = dict(os.environ)
+        if cfg.coral_server_config is not None:
+            env["CONFIG_FILE_PATH"] = str(cfg.coral_server_config)
+        self.server_config = server = load_coral_server_config(env, cfg.coral_server_overrides)
+        patterns = list(server.local_agents)
+        if server.include_coral_home_agents:
+            patterns.append(str(coral_home_agents()))
+        registry = AgentRegistry.scan(patterns)
+        tools = ctx.require("mcp_tools")
+        held = ctx.require("held_agents")
+        self._http: aiohttp.ClientSession | None = None
+
+        async def post_webhook(url: str, body: bytes, headers: dict[str, str]) -> None:
+            if self._http is None:
+                self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+            async with self._http.post(url, data=body, headers=headers) as response:
+                if response.status >= 300:
+                    raise RuntimeError(f"HTTP {response.status}")
+
+        self.manager = SessionManager(
+            registry,
+            ctx.require("coordination"),
+            HeldSessionAgentKeys(held),
+            SessionServerSettings("", server.webhook_secret, server.default_wait_ms),
+            post_webhook,
+            now_ms,
+            tools.name_of,
+        )
+        tools.scopes = self.manager
+        tools.max_wait_ms = server.max_wait_ms
+        tools.default_wait_ms = server.default_wait_ms
+        ctx.services["sessions"] = self.manager
+        keys = [*server.auth_keys, ctx.admin_token]
+
+        def install(app: Any, _ctx: NodeContext) -> None:
+            app[SESSIONS] = self.manager
+            app[AUTH_KEYS] = lambda: keys
+            install_routes(app)
+            install_puppet(app, tools)
+            install_events(app)
+
+        self.http_installers.append(install)
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        """Open the coral-server listener when configured; set the agents' API URL."""
+        import dataclasses
+
+        from aiohttp import web
+
+        server = self.server_config
+        api_url = ctx.http_address
+        runner = getattr(node, "_http", None)
+        if server.bind_port is not None and runner is not None:
+            host = server.bind_address or ctx.config.host
+            site = web.TCPSite(runner, host, server.bind_port)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            api_url = f"http://{local}:{port}"
+            log.info("coral-server API listening on %s:%s", host, port)
+        self.manager.settings = dataclasses.replace(self.manager.settings, api_url=api_url)
+        self.api_url = api_url
+
+    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+        """End every session (stopping its agents) before the servers stop."""
+        await self.manager.close_all()
+        if self._http is not None:
+            await self._http.close()
+        await super().stopping(node, ctx)
