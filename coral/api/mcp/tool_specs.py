@@ -131,7 +131,7 @@ CLOSE_SESSION_SPEC: tuple[str, JsonObject] = (
 )
 
 #: Arguments coral-server gives defaults to; a client may leave them out.
-_DEFAULTED = {"currentUnixTime", "maxWaitMs", "mentions"}
+DEFAULTED = {"currentUnixTime", "maxWaitMs", "mentions"}
 
 _TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
@@ -154,7 +154,7 @@ def check_arguments(tool: str, args: JsonObject) -> None:
     """Raise ToolArgumentError unless ``args`` fits the tool's schema."""
     schema = spec_of(tool)[1]
     for key in schema["required"]:
-        if key not in args and key not in _DEFAULTED:
+        if key not in args and key not in DEFAULTED:
             raise ToolArgumentError(f"{tool}: missing required argument {key!r}")
     for key, value in args.items():
         spec = schema["properties"].get(key)

@@ -33,7 +33,14 @@ from coral.coordination.service import MAX_WAIT_MS, CoordinationService
 from coral.protocol.errors import CoralError, NotFound
 from coral.sessions.views import Names, iso, message_view, state_thread, thread_view
 
-__all__ = ["INSTRUCTION", "TOOL_SPECS", "CoralTools", "ToolArgumentError", "UnknownTool"]
+__all__ = [
+    "INSTRUCTION",
+    "TOOL_SPECS",
+    "CoralTools",
+    "ToolArgumentError",
+    "UnknownTool",
+    "check_arguments",
+]
 
 MESSAGE_RECEIVED = "Message received"
 TIMEOUT_REACHED = "Timeout reached"
