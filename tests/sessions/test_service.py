@@ -1,0 +1,176 @@
+"""The session lifecycle in process: real engine, held agents, SQLite and agent processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coral.api.mcp.held_agents import HeldAgents
+from coral.api.mcp.tools import CoralTools
+from coral.protocol.identity import Identity
+from coral.protocol.message import now_ms
+from coral.sessions.graph import parse_session_request
+from coral.sessions.registry import AgentRegistry
+from coral.sessions.service import SessionManager, SessionServerSettings
+from coral.sessions_subsystem import HeldSessionAgentKeys
+from coral.store.sqlite import SqliteDatabase
+from coral.store.wait_cursors_sqlite import SqliteWaitCursors
+from tests.interop.test_held_agents import build
+
+SLEEPER = """
+edition = 4
+[agent]
+name = "sleeper"
+version = "1.0.0"
+description = "sleeps until stopped"
+[runtimes.executable]
+path = "{python}"
+arguments = ["-c", "import time; time.sleep(600)"]
+"""
+
+
+@pytest.fixture
+async def parts(tmp_path: Path) -> AsyncIterator[tuple[SessionManager, CoralTools, HeldAgents]]:
+    folder = tmp_path / "registry" / "sleeper"
+    folder.mkdir(parents=True)
+    (folder / "coral-agent.toml").write_text(SLEEPER.format(python=sys.executable))
+    db = SqliteDatabase(tmp_path / "coral.db")
+    await db.open()
+    held, tools = await build(db, tmp_path / "keys", Identity.generate())
+    webhooks: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def post(url: str, body: bytes, headers: dict[str, str]) -> None:
+        webhooks.append((url, body, headers))
+
+    manager = SessionManager(
+        AgentRegistry.scan([str(tmp_path / "registry" / "*")]),
+        tools.engine,
+        HeldSessionAgentKeys(held),
+        SessionServerSettings("http://127.0.0.1:1", "secret", stop_grace_s=2.0),
+        post,
+        now_ms,
+        tools.name_of,
+    )
+    tools.scopes = manager
+    yield manager, tools, held
+    await manager.close_all()
+    await db.close()
+
+
+def request(*plugins: str) -> Any:
+    agent = {
+        "id": {"name": "sleeper", "version": "1.0.0"},
+        "name": "sleepy",
+        "provider": {"type": "local", "runtime": "executable"},
+        "plugins": [{"type": p} for p in plugins],
+    }
+    other = {**agent, "name": "other", "plugins": []}
+    return parse_session_request(
+        {
+            "agentGraphRequest": {"agents": [agent, other]},
+            "namespaceProvider": {"type": "use_existing", "name": "ns"},
+        }
+    )
+
+
+async def test_close_session_tool_is_offered_only_with_its_plugin_and_ends_the_session(
+    parts: tuple[SessionManager, CoralTools, HeldAgents],
+):
+    manager, tools, held = parts
+    manager.create_namespace("ns", True, {})
+    session = await manager.create(request("close_session_tool"))
+    sleepy = held.get(session.agent("sleepy").did)
+    other = held.get(session.agent("other").did)
+    assert sleepy is not None and other is not None
+    assert "coral_close_session" in tools.tools_for(sleepy)
+    assert "coral_close_session" not in tools.tools_for(other)
+    pids = [a.runtime.pid for a in session.agents.values() if a.runtime is not None]
+    assert len(pids) == 2 and all(pids)
+    made = await tools.call(
+        sleepy, "coral_create_thread", {"threadName": "t", "participantNames": ["other"]}
+    )
+    assert made["thread"]["participants"] == ["sleepy", "other"]
+    answer = await tools.call(sleepy, "coral_close_session", {"reason": "done"})
+    assert answer == {"message": "Successfully closed session"}
+    await session.ended.wait()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "ns" not in manager.namespaces  # deleted with its last session
+    thread = await tools.engine.store.get_thread(made["thread"]["id"])
+    assert thread is not None and thread.state == "closed"
+    assert thread.summary == "session ended: closed by done"
+
+
+async def test_names_are_per_session_so_two_sessions_reuse_graph_names(
+    parts: tuple[SessionManager, CoralTools, HeldAgents],
+):
+    manager, tools, held = parts
+    manager.create_namespace("ns", False, {})
+    first = await manager.create(request())
+    second = await manager.create(request())
+    a = held.get(first.agent("sleepy").did)
+    b = held.get(second.agent("sleepy").did)
+    assert a is not None and b is not None and a.did != b.did
+    one = await tools.call(
+        a, "coral_create_thread", {"threadName": "x", "participantNames": ["other"]}
+    )
+    assert one["thread"]["participants"] == ["sleepy", "other"]
+    assert first.agent("other").did != second.agent("other").did
+    threads = await manager.threads(first)
+    assert [t.id for t in threads] == [one["thread"]["id"]]
+    assert await manager.threads(second) == []
+
+
+async def test_wait_cursors_survive_a_restart(tmp_path: Path):
+    node = Identity.generate()
+    db = SqliteDatabase(tmp_path / "coral.db")
+    await db.open()
+    held, tools = await build(db, tmp_path / "keys", node)
+    cursors = SqliteWaitCursors(db)
+    await cursors.open()
+    tools.cursors = cursors
+    from coral.api.mcp.held_agents import MCP_KIND
+    from coral.protocol.agent import AgentManifest
+
+    ann, _ = await held.create(AgentManifest(name="ann"), MCP_KIND)
+    bob, _ = await held.create(AgentManifest(name="bob"), MCP_KIND)
+    made = await tools.call(
+        ann, "coral_create_thread", {"threadName": "t", "participantNames": ["bob"]}
+    )
+    for text in ("one", "two"):
+        await tools.call(
+            ann,
+            "coral_send_message",
+            {"threadId": made["thread"]["id"], "content": text, "mentions": ["bob"]},
+        )
+    first = await tools.call(
+        bob, "coral_wait_for_mention", {"currentUnixTime": 0, "maxWaitMs": 1000}
+    )
+    assert first["message"]["text"] == "one"
+    await db.close()
+
+    db = SqliteDatabase(tmp_path / "coral.db")  # the node restarts
+    await db.open()
+    held, tools = await build(db, tmp_path / "keys", node)
+    cursors = SqliteWaitCursors(db)
+    await cursors.open()
+    tools.cursors = cursors
+    bob_again = held.get(bob.did)
+    assert bob_again is not None
+    second = await tools.call(
+        bob_again, "coral_wait_for_mention", {"currentUnixTime": 0, "maxWaitMs": 1000}
+    )
+    assert second["message"]["text"] == "two"  # not "one" again, and nothing lost
+    replay = await tools.call(
+        bob_again,
+        "coral_wait_for_mention",
+        {"currentUnixTime": 0, "maxWaitMs": 1000, "afterCursor": first["cursor"]},
+    )
+    assert replay["message"]["text"] == "two"  # a re-issued request gets the same answer
+    await db.close()
