@@ -200,3 +200,17 @@ def test_fs_option_files_hold_raw_big_endian_values():
     assert file_values(OptionSpec("X", "list[string]"), ["a", "b"]) == [b"a", b"b"]
     assert file_values(OptionSpec("X", "blob"), "aGk=") == [b"hi"]
     assert file_values(OptionSpec("X", "bool"), True) == [b"\x01"]
+
+
+def test_the_sdk_reads_edition_4_keywords_as_capabilities_and_coral_server_option_vars():
+    from coral_sdk.registry import load_manifest as sdk_load
+
+    trm = sdk_load("trm")
+    assert trm.edition == 4
+    assert trm.agent.capabilities == ("puzzle.sudoku4", "reasoning.recursive")
+    runtime = trm.runtimes.executable
+    assert runtime is not None and runtime.module == "coral_sdk.agents.trm_agent"
+    launched = {"CORAL_RUNTIME_ID": "executable", "max_batch_size": "8", "halt_early": "0"}
+    options = trm.resolve_options(env=launched)
+    assert (options["max_batch_size"], options["halt_early"]) == (8, False)
+    assert trm.resolve_options(env={"max_batch_size": "8"})["max_batch_size"] == 64
