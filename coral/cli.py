@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from coral import __version__
 from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
@@ -66,6 +67,15 @@ def main_options(
     """Run and inspect a Coral Protocol node."""
 
 
+def _coral_server_overrides(args: list[str]) -> list[str] | None:
+    """coral-server style ``--section.key=value`` arguments; anything else is an error."""
+    for arg in args:
+        if not (arg.startswith("--") and "=" in arg and "." in arg.split("=", 1)[0]):
+            err.print(f"[red]error:[/red] unknown argument {escape(repr(arg))}")
+            raise typer.Exit(2)
+    return list(args) or None
+
+
 def _config(config: Path | None, **flags: Any) -> Config:
     try:
         return load_config(config, overrides=flags)
@@ -111,8 +121,9 @@ def init(
     out.print(f"admin token: {cfg.keys_dir / 'admin.token'}")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def start(
+    ctx: typer.Context,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
@@ -127,6 +138,9 @@ def start(
     """Start the node and run until Ctrl-C or SIGTERM.
 
     Example: coral-node start --data-dir ./node-a --grpc-port 7420 --http-port 7421
+
+    coral-server's ``--section.key=value`` arguments override keys of the
+    coral-server config.toml named by CONFIG_FILE_PATH (see docs/interop.md).
     """
     from coral.logs import configure_logging
     from coral.node import Node
@@ -140,6 +154,7 @@ def start(
         bootstrap_peers=bootstrap or None,
         log_level=log_level,
         log_json=log_json,
+        coral_server_overrides=_coral_server_overrides(ctx.args),
     )
     configure_logging(cfg.log_level, cfg.log_json)
 
@@ -173,6 +188,9 @@ def start(
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot start: {exc}")
         raise typer.Exit(1) from None
+    except ConfigError as exc:  # e.g. the coral-server config.toml, read at start
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 def _runtime(cfg: Config) -> dict[str, Any] | None:

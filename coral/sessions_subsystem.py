@@ -51,6 +51,23 @@ class SessionsSubsystem(Subsystem):
 
     name = "sessions"
 
+    def __init__(self, config: Any) -> None:
+        """Read the coral-server config now, so a bad one stops the node before it opens anything.
+
+        Raises ConfigError naming the bad key.
+        """
+        from coral.config import ConfigError
+        from coral.sessions.config import CoralServerConfigError, load_coral_server_config
+
+        super().__init__()
+        env = dict(os.environ)
+        if config.coral_server_config is not None:
+            env["CONFIG_FILE_PATH"] = str(config.coral_server_config)
+        try:
+            self.server_config = load_coral_server_config(env, config.coral_server_overrides)
+        except CoralServerConfigError as exc:
+            raise ConfigError(f"coral-server config: {exc}") from None
+
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         """Read the coral-server config, scan the registry, build the session manager."""
         import aiohttp
@@ -59,15 +76,10 @@ class SessionsSubsystem(Subsystem):
         from coral.api.coralserver.puppet import install_puppet
         from coral.api.coralserver.routes import AUTH_KEYS, SESSIONS, install_routes
         from coral.protocol.message import now_ms
-        from coral.sessions.config import load_coral_server_config
         from coral.sessions.registry import AgentRegistry, coral_home_agents
         from coral.sessions.service import SessionManager, SessionServerSettings
 
-        cfg = ctx.config
-        env = dict(os.environ)
-        if cfg.coral_server_config is not None:
-            env["CONFIG_FILE_PATH"] = str(cfg.coral_server_config)
-        self.server_config = server = load_coral_server_config(env, cfg.coral_server_overrides)
+        server = self.server_config
         patterns = list(server.local_agents)
         if server.include_coral_home_agents:
             patterns.append(str(coral_home_agents()))

@@ -151,7 +151,7 @@ def build_subsystems(config: Any) -> list[Subsystem]:
         FederationSubsystem(),
         TeamsSubsystem(),
         InteropSubsystem(),
-        SessionsSubsystem(),
+        SessionsSubsystem(config),
         DashboardSubsystem(),
         LauncherSubsystem(),
     ]

@@ -54,7 +54,7 @@ def drop_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DropIn]:
 [network]
 bindAddress = "127.0.0.1"
 bindPort = {port}
-webhookSecret = "{WEBHOOK_SECRET}"
+webhookSecret = "replaced-by-the-command-line-override"
 
 [auth]
 keys = ["{KEY}", "app-key-2"]
@@ -70,7 +70,11 @@ defaultWaitTimeout = 20000
 wallets = []
 """
     )
-    node = NodeProcess(root / "node", env={"CONFIG_FILE_PATH": str(config)}).start(timeout=60)
+    node = NodeProcess(
+        root / "node",
+        extra_args=[f"--network.webhookSecret={WEBHOOK_SECRET}"],  # coral-server CLI override
+        env={"CONFIG_FILE_PATH": str(config)},
+    ).start(timeout=60)
     yield DropIn(node, f"http://127.0.0.1:{port}", broken)
     node.terminate(timeout=60)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.coralserver.conftest import DropIn, agent_request, session_request
+from tests.support.nodeproc import NodeProcess
 
 
 async def _nothing_started(api: httpx.AsyncClient, node_http: str, agents_before: int) -> None:
@@ -155,3 +158,17 @@ async def test_a_deferred_session_waits_for_its_start_and_can_be_deleted_unstart
         assert (await api.get(path)).status_code == 404
         # deleteOnLastSessionExit (default true) removed the namespace with its last session.
         assert (await api.get("/api/v1/local/namespace/later")).status_code == 404
+
+
+def test_a_bad_coral_server_config_stops_the_start_with_a_clear_error(tmp_path: Path):
+    config = tmp_path / "config.toml"
+    config.write_text("[network]\nbindPort = 99999\n")
+    node = NodeProcess(tmp_path / "node", env={"CONFIG_FILE_PATH": str(config)})
+    with pytest.raises(RuntimeError) as caught:
+        node.start(timeout=60)
+    assert "[network] bindPort must be 0..65535" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+    typo = NodeProcess(tmp_path / "node2", extra_args=["--bogus"])
+    with pytest.raises(RuntimeError) as caught:
+        typo.start(timeout=60)
+    assert "unknown argument '--bogus'" in str(caught.value)
