@@ -25,6 +25,7 @@ import httpx
 
 from coral.sessions.events import verify_webhook
 from tests.coralserver.conftest import (
+    EXAMPLES,
     KEY,
     WEBHOOK_SECRET,
     DropIn,
@@ -282,3 +283,21 @@ async def test_a_session_runs_two_mcp_agents_through_the_coral_tools(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_the_readme_curl_command_starts_the_example_session(drop_in: DropIn):
+    readme = (EXAMPLES / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("curl -s -X POST"))
+    body = json.loads(command.split(" -d '", 1)[1].rstrip("'"))
+    async with drop_in.client() as api:  # the README's node uses key dev-key on :5555
+        created = await api.post("/api/v1/local/session", json=body)
+        assert created.status_code == 200, created.text
+        path = f"/api/v1/local/session/demo/{created.json()['sessionId']}"
+
+        async def answered() -> Any:
+            threads = (await api.get(path + "/extended")).json()["threads"]
+            texts = [m["text"] for m in threads[0]["messages"]] if threads else []
+            return texts if len(texts) >= 2 else None
+
+        assert await until(answered, "the example's answer") == ["6", "42"]
+        assert (await api.delete(path)).status_code == 200

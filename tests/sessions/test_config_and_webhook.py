@@ -54,3 +54,14 @@ def test_webhook_signature_is_coral_servers_plus_a_timestamped_one():
     assert not verify_webhook("secret", body + b" ", headers, now_s=1_000_000)
     forged = {**headers, "X-Coral-Timestamp": "1000050"}  # fresh stamp on an old signature
     assert not verify_webhook("secret", body, forged, now_s=1_000_050)
+
+
+def test_the_example_config_finds_the_two_example_agents():
+    from coral.sessions.registry import AgentRegistry
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "coral_server" / "config.toml"
+    config = load_coral_server_config({"CONFIG_FILE_PATH": str(example)})
+    assert (config.bind_port, config.auth_keys) == (5555, ("dev-key",))
+    registry = AgentRegistry.scan(config.local_agents)
+    assert sorted(registry.agents) == [("answerer", "0.1.0"), ("asker", "0.1.0")]
+    assert registry.problems == []
