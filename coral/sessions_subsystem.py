@@ -70,8 +70,7 @@ class SessionsSubsystem(Subsystem):
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         """Read the coral-server config, scan the registry, build the session manager."""
-        import aiohttp
-
+        from coral.api.coralserver.custom_tools import AppClient
         from coral.api.coralserver.events import install_events
         from coral.api.coralserver.puppet import install_puppet
         from coral.api.coralserver.routes import AUTH_KEYS, SESSIONS, install_routes
@@ -86,25 +85,19 @@ class SessionsSubsystem(Subsystem):
         registry = AgentRegistry.scan(patterns)
         tools = ctx.require("mcp_tools")
         held = ctx.require("held_agents")
-        self._http: aiohttp.ClientSession | None = None
-
-        async def post_webhook(url: str, body: bytes, headers: dict[str, str]) -> None:
-            if self._http is None:
-                self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-            async with self._http.post(url, data=body, headers=headers) as response:
-                if response.status >= 300:
-                    raise RuntimeError(f"HTTP {response.status}")
-
+        self.apps = AppClient()
         self.manager = SessionManager(
             registry,
             ctx.require("coordination"),
             HeldSessionAgentKeys(held),
             SessionServerSettings("", server.webhook_secret, server.default_wait_ms),
-            post_webhook,
+            self.apps.post_webhook,
             now_ms,
             tools.name_of,
         )
         tools.scopes = self.manager
+        tools.custom_tool_caller = self.apps.post
+        tools.custom_tool_secret = server.custom_tool_secret
         tools.max_wait_ms = server.max_wait_ms
         tools.default_wait_ms = server.default_wait_ms
         ctx.services["sessions"] = self.manager
@@ -142,6 +135,5 @@ class SessionsSubsystem(Subsystem):
     async def stopping(self, node: Any, ctx: NodeContext) -> None:
         """End every session (stopping its agents) before the servers stop."""
         await self.manager.close_all()
-        if self._http is not None:
-            await self._http.close()
+        await self.apps.close()
         await super().stopping(node, ctx)

@@ -35,6 +35,7 @@ class CoralServerConfig:
     bind_address: str | None = None
     bind_port: int | None = None
     webhook_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    custom_tool_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     auth_keys: tuple[str, ...] = ()
     local_agents: tuple[str, ...] = ()
     include_coral_home_agents: bool = True
@@ -111,6 +112,9 @@ def parse_config(
         bind_address=_typed(network, "network", "bindAddress", str, None),
         bind_port=port,
         webhook_secret=_typed(network, "network", "webhookSecret", str, secrets.token_hex(16)),
+        custom_tool_secret=_typed(
+            network, "network", "customToolSecret", str, secrets.token_hex(16)
+        ),
         auth_keys=tuple(keys),
         local_agents=tuple(str(base / a) if not Path(a).is_absolute() else a for a in agents),
         include_coral_home_agents=_typed(

@@ -73,10 +73,27 @@ class GraphAgentRequest(_Model):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class HttpToolTransport(_Model):
+    type: Literal["http"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    signatureHeader: str = "X-Coral-Signature"
+
+
+class CustomTool(_Model):
+    """A graph-level tool answered by the app over HTTP (coral-server's ``GraphAgentTool``)."""
+
+    transport: HttpToolTransport
+    inputSchema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    description: str | None = None
+    title: str | None = None
+
+
 class AgentGraphRequest(_Model):
     agents: list[GraphAgentRequest]
     groups: list[list[str]] = Field(default_factory=list)
-    customTools: dict[str, Any] = Field(default_factory=dict)
+    customTools: dict[str, CustomTool] = Field(default_factory=dict)
 
 
 class NamespaceRequest(_Model):
@@ -187,6 +204,8 @@ class GraphAgent:
     plugins: frozenset[str] = frozenset()
     annotations: Mapping[str, str] = field(default_factory=dict)
     links: frozenset[str] = frozenset()
+    #: The graph's custom tools this agent may call, by tool name.
+    custom_tools: Mapping[str, CustomTool] = field(default_factory=dict)
 
 
 def _resolve_agent(request: GraphAgentRequest, registry: AgentRegistry) -> GraphAgent:
@@ -253,13 +272,22 @@ def resolve_graph(graph: AgentGraphRequest, registry: AgentRegistry) -> list[Gra
     missing = sorted({n for group in graph.groups for n in group if n not in names})
     if missing:
         raise InvalidGraph(f"agent graph groups contain missing agents: {missing}")
+    clashes = sorted(n for n in graph.customTools if n.startswith("coral_") or not n)
+    if clashes:
+        raise InvalidGraph(f"custom tool names may not be empty or start with coral_: {clashes}")
     for agent in graph.agents:
         absent = sorted(set(agent.customToolAccess) - set(graph.customTools))
         if absent:
             raise InvalidGraph(
                 f"agent {agent.name} uses custom tools that were not provided: {absent}"
             )
-    resolved = [_resolve_agent(a, registry) for a in graph.agents]
+    resolved = [
+        dataclasses.replace(
+            _resolve_agent(a, registry),
+            custom_tools={n: graph.customTools[n] for n in sorted(set(a.customToolAccess))},
+        )
+        for a in graph.agents
+    ]
     links: dict[str, set[str]] = {n: set() for n in names}
     for group in graph.groups:
         for member in group:

@@ -52,6 +52,12 @@ async def test_each_bad_request_is_a_clear_4xx_and_starts_nothing(drop_in: DropI
             "duplicate agent names",
         ),
         (
+            "custom tool not provided",
+            session_request([answerer(customToolAccess=["search"])], "bad-tools"),
+            400,
+            "uses custom tools that were not provided: ['search']",
+        ),
+        (
             "unknown agent",
             session_request([agent_request("x", "no-such-agent")], "bad-unknown"),
             400,

@@ -174,3 +174,73 @@ async def test_wait_cursors_survive_a_restart(tmp_path: Path):
     )
     assert replay["message"]["text"] == "two"  # a re-issued request gets the same answer
     await db.close()
+
+
+async def test_custom_tools_are_forwarded_to_the_app_signed_as_coral_server_signs_them(
+    parts: tuple[SessionManager, CoralTools, HeldAgents],
+):
+    import hashlib
+    import hmac
+    import json
+
+    from aiohttp import web
+
+    from coral.api.coralserver.custom_tools import AppClient
+
+    manager, tools, held = parts
+    calls: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def lookup(request: web.Request) -> web.Response:
+        calls.append((request.path, await request.read(), dict(request.headers)))
+        if b"fail" in calls[-1][1]:
+            return web.Response(status=500)
+        return web.json_response({"answer": "found"})
+
+    app = web.Application()
+    app.router.add_post("/tools/lookup/{session}/{agent}", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/tools/lookup"
+    client = AppClient()
+    tools.custom_tool_caller = client.post
+    tools.custom_tool_secret = "tool-secret"
+    try:
+        manager.create_namespace("ns", True, {})
+        raw = request().model_dump()
+        raw["agentGraphRequest"]["customTools"] = {
+            "lookup": {
+                "transport": {"type": "http", "url": url},
+                "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}},
+                "description": "look something up",
+            }
+        }
+        raw["agentGraphRequest"]["agents"][0]["customToolAccess"] = ["lookup"]
+        session = await manager.create(parse_session_request(raw))
+        sleepy = held.get(session.agent("sleepy").did)
+        other = held.get(session.agent("other").did)
+        assert sleepy is not None and other is not None
+        listed = tools.tools_for(sleepy)
+        assert listed["lookup"] == (
+            "look something up",
+            {"type": "object", "properties": {"q": {"type": "string"}}},
+        )
+        assert "lookup" not in tools.tools_for(other)
+        assert await tools.call(sleepy, "lookup", {"q": "coral"}) == {"answer": "found"}
+        path, body, headers = calls[0]
+        assert path == f"/tools/lookup/{session.id}/sleepy"
+        assert json.loads(body) == {"q": "coral"}
+        expected = hmac.new(b"tool-secret", body, hashlib.sha256).hexdigest()
+        assert headers["X-Coral-Signature"] == expected
+        assert (headers["X-Coral-SessionId"], headers["X-Coral-AgentName"]) == (
+            session.id,
+            "sleepy",
+        )
+        assert headers["X-Coral-Namespace"] == "ns"
+        from coral.api.mcp.tools import CustomToolFailed
+
+        with pytest.raises(CustomToolFailed, match="Error code 500 returned"):
+            await tools.call(sleepy, "lookup", {"q": "fail"})
+    finally:
+        await client.close()
+        await runner.cleanup()

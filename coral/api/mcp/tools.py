@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from coral.agents.directory import AgentDirectory
 from coral.api.mcp.held_agents import HeldAgent, HeldAgents
@@ -31,6 +32,7 @@ from coral.api.mcp.tool_specs import (
 from coral.coordination.model import Thread, ThreadEntry, WaitKind
 from coral.coordination.service import MAX_WAIT_MS, CoordinationService
 from coral.protocol.errors import CoralError, NotFound
+from coral.sessions.events import sign_body
 from coral.sessions.views import Names, iso, message_view, state_thread, thread_view
 
 __all__ = [
@@ -90,6 +92,21 @@ class WaitCursors(Protocol):
         ...
 
 
+class CustomToolCaller(Protocol):
+    """POSTs a custom tool call to the app; returns the HTTP status and body text."""
+
+    async def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """Send the call; raises OSError-like errors when the app is unreachable."""
+        ...
+
+
+class CustomToolFailed(CoralError):
+    """The app behind a custom tool refused or could not be reached."""
+
+    reason = "custom_tool_failed"
+    category = "unavailable"
+
+
 class MemoryWaitCursors:
     """Wait cursors in memory (tests; a node uses the SQLite store)."""
 
@@ -126,6 +143,9 @@ class CoralTools:
         self.cursors: WaitCursors = cursors if cursors is not None else MemoryWaitCursors()
         self.max_wait_ms = max_wait_ms
         self.default_wait_ms = min(default_wait_ms, max_wait_ms)
+        #: How graph custom tools reach their app, and the secret that signs the calls.
+        self.custom_tool_caller: CustomToolCaller | None = None
+        self.custom_tool_secret = ""
         self._names: dict[str, str] = {}
         H = Callable[[HeldAgent, JsonObject], Awaitable[JsonObject]]
         self._handlers: dict[str, H] = {
@@ -176,17 +196,32 @@ class CoralTools:
         member = session.agent_by_did(agent.did)
         return member is not None and "close_session_tool" in member.graph.plugins
 
+    def _custom_tools(self, agent: HeldAgent) -> dict[str, Any]:
+        session = self.session_of(agent)
+        member = session.agent_by_did(agent.did) if session is not None else None
+        if member is None:
+            return {}
+        return {n: t for n, t in member.graph.custom_tools.items() if n not in self._handlers}
+
     def tools_for(self, agent: HeldAgent | None) -> dict[str, tuple[str, JsonObject]]:
-        """The tools ``agent`` may call (coral_close_session only with its plugin)."""
+        """The tools ``agent`` may call: the coral ones, coral_close_session with its plugin,
+        and the graph custom tools it was given."""
         tools = dict(TOOL_SPECS)
         if agent is not None and self._has_close_session(agent):
             tools[CLOSE_SESSION_TOOL] = spec_of(CLOSE_SESSION_TOOL)
+        if agent is not None:
+            for name, custom in self._custom_tools(agent).items():
+                description = custom.description or custom.title or f"the app's {name} tool"
+                tools[name] = (description, dict(custom.inputSchema))
         return tools
 
     async def call(self, agent: HeldAgent, tool: str, args: JsonObject) -> JsonObject:
         """Run one tool as ``agent``; typed CoralErrors describe every refusal."""
         if tool not in self.tools_for(agent):
             raise UnknownTool(f"no tool named {tool!r}")
+        custom = self._custom_tools(agent).get(tool)
+        if custom is not None:
+            return await self.call_custom(agent, tool, custom, args)
         check_arguments(tool, args)
         waiting = "wait" in tool
         if self.scopes is not None:
@@ -310,6 +345,42 @@ class CoralTools:
         session.tasks.add(task)
         task.add_done_callback(session.tasks.discard)
         return {"message": "Successfully closed session"}
+
+    async def call_custom(
+        self, agent: HeldAgent, tool: str, custom: Any, args: JsonObject
+    ) -> JsonObject:
+        """Forward a graph custom tool call to the app, as coral-server does.
+
+        POST ``{url}/{sessionId}/{agentName}`` with the arguments as JSON, signed
+        ``hex(HMAC-SHA256(customToolSecret, body))`` in the tool's signature header,
+        plus ``X-Coral-Namespace``, ``X-Coral-SessionId``, ``X-Coral-AgentName``.
+        A JSON object answer is the result; other text comes back as ``{"result"}``.
+        Raises CustomToolFailed for a non-200 answer or an unreachable app.
+        """
+        session = self.session_of(agent)
+        member = session.agent_by_did(agent.did)
+        if self.custom_tool_caller is None:
+            raise CustomToolFailed("custom tools are not available on this node")
+        body = json.dumps(args, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            custom.transport.signatureHeader: sign_body(self.custom_tool_secret, body),
+            "X-Coral-Namespace": session.namespace.name,
+            "X-Coral-SessionId": session.id,
+            "X-Coral-AgentName": member.name,
+        }
+        url = f"{custom.transport.url.rstrip('/')}/{quote(session.id)}/{quote(member.name)}"
+        try:
+            status, text = await self.custom_tool_caller(url, body, headers)
+        except Exception:  # never leak the app's address or error to the agent
+            raise CustomToolFailed("Unknown error") from None
+        if status != 200:
+            raise CustomToolFailed(f"Error code {status} returned")
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        return parsed if isinstance(parsed, dict) else {"result": text}
 
     # -- reads ----------------------------------------------------------------
 
