@@ -96,6 +96,7 @@ class SessionsSubsystem(Subsystem):
             tools.name_of,
         )
         tools.scopes = self.manager
+        held.connection_listeners.append(self.manager.mark_connected)
         tools.custom_tool_caller = self.apps.post
         tools.custom_tool_secret = server.custom_tool_secret
         tools.max_wait_ms = server.max_wait_ms

@@ -186,6 +186,8 @@ class Session:
     settings: RuntimeSettings | None = None
     events: EventBus = field(default_factory=EventBus)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Replaced by a fresh event each time one of its agents first connects.
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str = ""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -595,15 +597,63 @@ class SessionManager:
             "threads": [await self.thread_json(session, t) for t in await self.threads(session)],
         }
 
+    def mark_connected(self, did: str) -> None:
+        """An MCP request of this agent arrived: it is connected."""
+        session = self._by_did.get(did)
+        agent = session.agent_by_did(did) if session is not None else None
+        if session is None or agent is None or agent.connected:
+            return
+        agent.connected = True
+        self._publish(session, "agent_connected", name=agent.name)
+        session.connected.set()
+        session.connected = asyncio.Event()
+
+    def blocking_peers(self, session: Session, agent: SessionAgent) -> list[SessionAgent]:
+        """Blocking agents reachable from ``agent`` through links of blocking agents."""
+        found: dict[str, SessionAgent] = {}
+        stack = [agent]
+        while stack:
+            current = stack.pop()
+            for name in sorted(current.graph.links):
+                peer = session.agents.get(name)
+                if peer is None or not peer.graph.blocking or peer is agent or name in found:
+                    continue
+                found[name] = peer
+                stack.append(peer)
+        return list(found.values())
+
+    async def wait_for_blocking(self, did: str, timeout_s: float = 60.0) -> None:
+        """For a ``blocking`` agent: wait until its blocking peers have connected (at most 60 s).
+
+        As coral-server: a group with blocking agents talks only once they are all
+        there. On timeout it logs and lets the agent go on.
+        """
+        session = self._by_did.get(did)
+        agent = session.agent_by_did(did) if session is not None else None
+        if session is None or agent is None or not agent.graph.blocking:
+            return
+        peers = self.blocking_peers(session, agent)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not all(p.connected for p in peers):
+            remaining = deadline - loop.time()
+            if remaining <= 0 or session.status != "executed":
+                log.warning(
+                    "session %s: %s gave up waiting for blocking agents", session.id, agent.name
+                )
+                return
+            try:
+                await asyncio.wait_for(session.connected.wait(), remaining)
+            except TimeoutError:
+                pass
+
     def mark_activity(self, did: str, *, waiting: bool) -> None:
         """An agent called a tool (connected; waiting while in a wait tool)."""
+        self.mark_connected(did)
         session = self._by_did.get(did)
         agent = session.agent_by_did(did) if session is not None else None
         if session is None or agent is None:
             return
-        if not agent.connected:
-            agent.connected = True
-            self._publish(session, "agent_connected", name=agent.name)
         if waiting != agent.waiting:
             agent.waiting = waiting
             self._publish(

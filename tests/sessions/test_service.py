@@ -57,6 +57,7 @@ async def parts(tmp_path: Path) -> AsyncIterator[tuple[SessionManager, CoralTool
         tools.name_of,
     )
     tools.scopes = manager
+    held.connection_listeners.append(manager.mark_connected)
     yield manager, tools, held
     await manager.close_all()
     await db.close()
@@ -244,3 +245,39 @@ async def test_custom_tools_are_forwarded_to_the_app_signed_as_coral_server_sign
     finally:
         await client.close()
         await runner.cleanup()
+
+
+async def test_blocking_agents_are_held_until_their_blocking_peers_connect(
+    parts: tuple[SessionManager, CoralTools, HeldAgents],
+):
+    import asyncio
+
+    manager, tools, held = parts
+    manager.create_namespace("ns", True, {})
+    raw = request().model_dump()
+    for agent in raw["agentGraphRequest"]["agents"]:
+        agent["blocking"] = True
+    raw["agentGraphRequest"]["groups"] = [["sleepy", "other"]]
+    session = await manager.create(parse_session_request(raw))
+    sleepy, other = session.agent("sleepy"), session.agent("other")
+    assert manager.blocking_peers(session, sleepy) == [other]
+    with session.events.subscribe() as events:
+        held_sleepy = held.get(sleepy.did)
+        assert held_sleepy is not None
+        call = asyncio.create_task(
+            tools.call(
+                held_sleepy,
+                "coral_create_thread",
+                {"threadName": "t", "participantNames": ["other"]},
+            )
+        )
+        await held.by_secret(other.secret)  # other's first MCP request: it is connected
+        made = await asyncio.wait_for(call, 30)
+        assert made["thread"]["participants"] == ["sleepy", "other"]
+        seen = []
+        while not events.empty():
+            event = events.get_nowait()
+            assert event is not None
+            seen.append((event["type"], event.get("name")))
+    assert ("agent_connected", "other") in seen
+    assert seen.index(("agent_connected", "other")) < seen.index(("thread_created", None))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,9 @@ class HeldAgents:
         self.directory = directory
         self.gateway = gateway
         self._by_did: dict[str, HeldAgent] = {}
+        #: Told the did of the agent behind every authenticated MCP request (sessions
+        #: mark their agents connected this way).
+        self.connection_listeners: list[Callable[[str], None]] = []
 
     async def open(self) -> None:
         """Create the tables; load every held agent's key."""
@@ -178,6 +181,8 @@ class HeldAgents:
         agent = self._by_did.get(row["did"]) if row is not None else None
         if agent is None:
             raise WrongSecret("unknown agent secret")
+        for listener in self.connection_listeners:
+            listener(agent.did)
         return agent
 
     def get(self, did: str) -> HeldAgent | None:

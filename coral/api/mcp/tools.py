@@ -75,6 +75,10 @@ class Scopes(Protocol):
         """The agent is connected (and waiting, or not)."""
         ...
 
+    async def wait_for_blocking(self, did: str, timeout_s: float = 60.0) -> None:
+        """Hold a blocking agent until its blocking peers are connected."""
+        ...
+
     async def end(self, session: Any, reason: str) -> None:
         """End the session."""
         ...
@@ -219,6 +223,8 @@ class CoralTools:
         """Run one tool as ``agent``; typed CoralErrors describe every refusal."""
         if tool not in self.tools_for(agent):
             raise UnknownTool(f"no tool named {tool!r}")
+        if self.scopes is not None:
+            await self.scopes.wait_for_blocking(agent.did)
         custom = self._custom_tools(agent).get(tool)
         if custom is not None:
             return await self.call_custom(agent, tool, custom, args)
@@ -508,6 +514,8 @@ class CoralTools:
 
     async def read_resource(self, agent: HeldAgent, uri: str) -> tuple[str, str]:
         """The text and MIME type of ``coral://state`` or ``coral://instruction``."""
+        if self.scopes is not None:
+            await self.scopes.wait_for_blocking(agent.did)
         if uri == INSTRUCTION_URI:
             return INSTRUCTION, "text/markdown"
         if uri != STATE_URI:
