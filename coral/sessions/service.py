@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 from coral.coordination import events as ev
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.service import MAX_PAGE, CoordinationService
-from coral.protocol.errors import Conflict, NotFound
+from coral.protocol.errors import Conflict, InvalidMessage, NotFound
 from coral.sessions.events import EventBus, webhook_headers
 from coral.sessions.graph import (
     GraphAgent,
@@ -77,6 +77,12 @@ class NotPendingExecution(Conflict):
     """Only a deferred session that has not started may be started."""
 
     reason = "session_not_pending"
+
+
+class AgentNotRunning(InvalidMessage):
+    """The agent has no running runtime to stop."""
+
+    reason = "agent_not_running"
 
 
 class SessionAgentKeys(Protocol):
@@ -450,6 +456,13 @@ class SessionManager:
             a.status == "stopped" for a in session.agents.values()
         ):
             self._spawn(None, self.end(session, "all agents exited"))
+
+    async def stop_agent(self, session: Session, name: str) -> None:
+        """Stop one running agent (SIGTERM, then SIGKILL); AgentNotRunning when not running."""
+        agent = session.agent(name)
+        if agent.status != "running" or agent.runtime is None:
+            raise AgentNotRunning(f"agent {name!r} is not running")
+        await agent.runtime.stop(self.settings.stop_grace_s)
 
     async def end(self, session: Session, reason: str) -> None:
         """Stop the agents (SIGTERM then SIGKILL), close its threads, send the webhook, remove it.

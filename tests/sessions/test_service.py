@@ -96,6 +96,12 @@ async def test_close_session_tool_is_offered_only_with_its_plugin_and_ends_the_s
         sleepy, "coral_create_thread", {"threadName": "t", "participantNames": ["other"]}
     )
     assert made["thread"]["participants"] == ["sleepy", "other"]
+    from coral.sessions.service import AgentNotRunning
+
+    await manager.stop_agent(session, "other")  # the puppet API's kill
+    assert session.agent("other").status == "stopped"
+    with pytest.raises(AgentNotRunning):
+        await manager.stop_agent(session, "other")
     answer = await tools.call(sleepy, "coral_close_session", {"reason": "done"})
     assert answer == {"message": "Successfully closed session"}
     await session.ended.wait()

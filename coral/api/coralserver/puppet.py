@@ -79,6 +79,15 @@ async def remove_participant(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+@coral_server_errors
+async def kill_agent(request: web.Request) -> web.Response:
+    """DELETE /api/v1/puppet/{namespace}/{sessionId}/{agentName}: stop that agent."""
+    manager = authorize(request)
+    session = manager.session(request.match_info["namespace"], request.match_info["sessionId"])
+    await manager.stop_agent(session, request.match_info["agentName"])
+    return web.Response(status=200)
+
+
 def install_puppet(app: web.Application, tools: CoralTools) -> None:
     """Add the puppet routes."""
     app[TOOLS] = tools
@@ -88,3 +97,4 @@ def install_puppet(app: web.Application, tools: CoralTools) -> None:
     app.router.add_post(base + "/message", send_message)
     app.router.add_post(base + "/participant", add_participant)
     app.router.add_delete(base + "/participant", remove_participant)
+    app.router.add_delete("/api/v1/puppet/{namespace}/{sessionId}/{agentName}", kill_agent)
