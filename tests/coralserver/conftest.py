@@ -47,6 +47,12 @@ def drop_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DropIn]:
     broken = root / "broken" / "coral-agent.toml"
     broken.parent.mkdir()
     broken.write_text('edition = 4\n[agent]\nname = "broken"\nversion = "0.1.0\n')  # no closing "
+    docker_only = root / "docker-only" / "coral-agent.toml"
+    docker_only.parent.mkdir()
+    docker_only.write_text(
+        'edition = 4\n[agent]\nname = "boxed"\nversion = "0.1.0"\n'
+        '[runtimes.docker]\nimage = "example/boxed:1"\ntransport = "sse"\n'
+    )
     port = free_port()
     config = root / "config.toml"
     config.write_text(
@@ -60,7 +66,11 @@ webhookSecret = "replaced-by-the-command-line-override"
 keys = ["{KEY}", "app-key-2"]
 
 [registry]
-localAgents = [{json.dumps(str(EXAMPLES / "*"))}, {json.dumps(str(broken.parent))}]
+localAgents = [
+    {json.dumps(str(EXAMPLES / "*"))},
+    {json.dumps(str(broken.parent))},
+    {json.dumps(str(docker_only.parent))},
+]
 includeCoralHomeAgents = false
 
 [session]

@@ -25,6 +25,16 @@ async def _agent_count(node_http: str) -> int:
         return len((await plain.get(f"{node_http}/v1/agents")).json()["agents"])
 
 
+def _docker_daemon() -> bool:
+    from coral.sessions.runtime import DockerContainer, RuntimeUnavailable
+
+    try:
+        DockerContainer.client()
+    except RuntimeUnavailable:
+        return False
+    return True
+
+
 def answerer(options: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     return agent_request(
         "answerer",
@@ -138,6 +148,15 @@ async def test_each_bad_request_is_a_clear_4xx_and_starts_nothing(drop_in: DropI
             refused = await wrong.post("/api/v1/local/session", json=session_request([answerer()]))
             assert refused.status_code == 401
         await _nothing_started(api, drop_in.node.http, before)
+        docker = agent_request("boxed", "boxed", provider={"type": "local", "runtime": "docker"})
+        boxed = await api.post("/api/v1/local/session", json=session_request([docker], "bad-d"))
+        if not _docker_daemon():
+            assert boxed.status_code == 400
+            assert boxed.json()["message"].startswith("docker runtime skipped:")
+        else:  # a daemon is there: the launch is attempted (the image need not exist)
+            assert boxed.status_code == 200
+            ident = boxed.json()
+            await api.delete(f"/api/v1/local/session/{ident['namespace']}/{ident['sessionId']}")
 
 
 async def test_a_deferred_session_waits_for_its_start_and_can_be_deleted_unstarted(

@@ -78,7 +78,7 @@ async def test_registry_needs_a_key_and_lists_the_good_agents_despite_a_broken_t
     async with drop_in.client() as api:
         sources = (await api.get("/api/v1/registry")).json()
         agents = {a["name"]: a["versions"] for a in sources[0]["agents"]}
-        assert agents == {"answerer": ["0.1.0"], "asker": ["0.1.0"]}
+        assert agents == {"answerer": ["0.1.0"], "asker": ["0.1.0"], "boxed": ["0.1.0"]}
         assert any(str(drop_in.broken) in p for p in sources[0]["problems"])
         answerer = (await api.get("/api/v1/registry/local/answerer/0.1.0")).json()
         assert answerer["edition"] == 4
