@@ -184,7 +184,9 @@ async def test_a_session_runs_two_mcp_agents_through_the_coral_tools(
         assert log_line(asker_lines, "answer ") == "42 from answerer"
         assert log_line(asker_lines, "instruction ") == "# Coral"
         answerer_lines = (await api.get(path + "/agent/answerer/logs")).json()["lines"]
-        assert log_line(answerer_lines, "environment ") == "agent=answerer factor=7 sse=True"
+        assert log_line(answerer_lines, "environment ") == (
+            "agent=answerer factor=7 sse=True prompt=Multiply what you are sent."
+        )
         assert log_line(answerer_lines, "answered ") == "6 with 42"
 
         # The puppet API acts as the asker, through the same signed path.

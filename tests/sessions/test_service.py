@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,16 @@ from coral.store.sqlite import SqliteDatabase
 from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 from tests.interop.test_held_agents import build
 
+QUITTER = """
+edition = 4
+[agent]
+name = "quitter"
+version = "1.0.0"
+[runtimes.executable]
+path = "{python}"
+arguments = ["-c", "import os; print('bye from', os.environ['CORAL_AGENT_ID'])"]
+"""
+
 SLEEPER = """
 edition = 4
 [agent]
@@ -39,6 +50,9 @@ async def parts(tmp_path: Path) -> AsyncIterator[tuple[SessionManager, CoralTool
     folder = tmp_path / "registry" / "sleeper"
     folder.mkdir(parents=True)
     (folder / "coral-agent.toml").write_text(SLEEPER.format(python=sys.executable))
+    quitter = tmp_path / "registry" / "quitter"
+    quitter.mkdir()
+    (quitter / "coral-agent.toml").write_text(QUITTER.format(python=sys.executable))
     db = SqliteDatabase(tmp_path / "coral.db")
     await db.open()
     held, tools = await build(db, tmp_path / "keys", Identity.generate())
@@ -58,6 +72,7 @@ async def parts(tmp_path: Path) -> AsyncIterator[tuple[SessionManager, CoralTool
     )
     tools.scopes = manager
     held.connection_listeners.append(manager.mark_connected)
+    manager.sent_webhooks = webhooks  # type: ignore[attr-defined]
     yield manager, tools, held
     await manager.close_all()
     await db.close()
@@ -287,3 +302,45 @@ async def test_blocking_agents_are_held_until_their_blocking_peers_connect(
             seen.append((event["type"], event.get("name")))
     assert ("agent_connected", "other") in seen
     assert seen.index(("agent_connected", "other")) < seen.index(("thread_created", None))
+
+
+async def test_a_session_ends_by_itself_when_its_last_agent_exits_and_reports_it(
+    parts: tuple[SessionManager, CoralTools, HeldAgents],
+):
+    import json
+
+    manager, _, _ = parts
+    raw = {
+        "agentGraphRequest": {
+            "agents": [
+                {
+                    "id": {"name": "quitter", "version": "1.0.0"},
+                    "name": "q",
+                    "provider": {"type": "local", "runtime": "executable"},
+                }
+            ]
+        },
+        "namespaceProvider": {"type": "create_if_not_exists", "namespaceRequest": {"name": "x"}},
+        "execution": {
+            "mode": "immediate",
+            "runtimeSettings": {"webhooks": {"sessionEnd": {"url": "http://127.0.0.1:9/end"}}},
+        },
+    }
+    session = await manager.create(parse_session_request(raw))
+    await asyncio.wait_for(session.ended.wait(), 60)
+    assert session.end_reason == "all agents exited"
+    assert list(session.agent("q").output.lines)[:2] == [
+        "[stdout] bye from q",
+        "[coral] exited with code 0",
+    ]
+    for _ in range(100):  # the webhook is sent in the background
+        if manager.sent_webhooks:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.05)
+    url, body, headers = manager.sent_webhooks[0]  # type: ignore[attr-defined]
+    report = json.loads(body)
+    assert url == "http://127.0.0.1:9/end"
+    assert report["sessionState"]["type"] == "base"
+    assert report["sessionState"]["state"]["id"] == session.id
+    assert [s["name"] for s in report["agentStats"]] == ["q"]
+    assert "X-Coral-Signature" in headers and "X-Coral-Timestamp" in headers

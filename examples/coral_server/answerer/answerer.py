@@ -28,7 +28,8 @@ async def main() -> None:
     factor = int(os.environ["FACTOR"])
     shout = os.environ.get("SHOUT") == "1"
     print(
-        f"environment agent={os.environ['CORAL_AGENT_ID']} factor={factor} sse={url.endswith('/sse/')}",
+        f"environment agent={os.environ['CORAL_AGENT_ID']} factor={factor}"
+        f" sse={url.endswith('/sse/')} prompt={os.environ.get('CORAL_PROMPT_SYSTEM', '')}",
         flush=True,
     )
     async with Client(sse_client(url)) as client:
