@@ -45,6 +45,10 @@ class HeldSessionAgentKeys:
         assert secret is not None
         return agent.did, secret
 
+    async def retire_session_agent(self, did: str) -> None:
+        """Deregister the agent, forget its secret and delete its private key."""
+        await self.held.retire(did)
+
 
 class SessionsSubsystem(Subsystem):
     """coral-server's sessions, registry and runtime on this node."""

@@ -92,6 +92,10 @@ class SessionAgentKeys(Protocol):
         """Create a keyed, registered agent; returns its did and its connection secret."""
         ...
 
+    async def retire_session_agent(self, did: str) -> None:
+        """Deregister the agent and forget its secret (its session ended)."""
+        ...
+
 
 WebhookPost = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
@@ -509,6 +513,11 @@ class SessionManager:
             hold_ms = mode.duration
         elif mode.mode == "minimum_time":
             hold_ms = max(0, session.created_ms + mode.time - self.clock())
+        for member in members:
+            try:
+                await self.keys.retire_session_agent(member)
+            except Exception:
+                log.exception("session %s: retiring agent %s failed", session.id, member)
         if hold_ms:
             self._spawn(None, self._remove_later(session, hold_ms))
         else:

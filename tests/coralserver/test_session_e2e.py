@@ -245,6 +245,9 @@ async def test_a_session_runs_two_mcp_agents_through_the_coral_tools(
         assert not any(pid_alive(p) for p in pids)
         gone = await api.get(path)
         assert gone.status_code == 404
+        async with httpx.AsyncClient(timeout=30) as plain:  # session agents are deregistered
+            retired = await plain.get(f"{node_api}/v1/agents/{asker_did}")
+        assert retired.status_code == 404
         await asyncio.wait_for(webhook.arrived.wait(), 60)
         await until(
             lambda: _async(any(e["type"] == "session_closed" for e in server_events)),

@@ -124,6 +124,12 @@ async def test_close_session_tool_is_offered_only_with_its_plugin_and_ends_the_s
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert "ns" not in manager.namespaces  # deleted with its last session
+    from coral.api.mcp.held_agents import WrongSecret
+
+    assert held.get(sleepy.did) is None  # retired: deregistered, secret and key forgotten
+    assert not await tools.directory.is_registered(sleepy.did)
+    with pytest.raises(WrongSecret):
+        await held.by_secret(session.agent("sleepy").secret)
     thread = await tools.engine.store.get_thread(made["thread"]["id"])
     assert thread is not None and thread.state == "closed"
     assert thread.summary == "session ended: closed by done"
