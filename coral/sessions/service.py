@@ -336,18 +336,27 @@ class SessionManager:
         self._check_runtimes(graph)
         provider = request.namespaceProvider
         if provider.type == "use_existing":
-            namespace = self.namespace(provider.name)
-        else:
-            wanted = provider.namespaceRequest
-            namespace = self.namespaces.get(wanted.name) or self.create_namespace(
-                wanted.name, wanted.deleteOnLastSessionExit, wanted.annotations
-            )
+            self.namespace(provider.name)  # NamespaceNotFound before anything is made
         agents: dict[str, SessionAgent] = {}
-        for graph_agent in graph:
-            did, secret = await self.keys.create_session_agent(
-                graph_agent.name, graph_agent.description
-            )
-            agents[graph_agent.name] = SessionAgent(graph_agent, did, secret)
+        try:
+            for graph_agent in graph:
+                did, secret = await self.keys.create_session_agent(
+                    graph_agent.name, graph_agent.description
+                )
+                agents[graph_agent.name] = SessionAgent(graph_agent, did, secret)
+            if provider.type == "use_existing":
+                namespace = self.namespace(provider.name)
+            else:
+                wanted = provider.namespaceRequest
+                namespace = self.namespaces.get(wanted.name) or self.create_namespace(
+                    wanted.name, wanted.deleteOnLastSessionExit, wanted.annotations
+                )
+        except BaseException:
+            # Nothing half-made: retire the agents created so far (also on cancellation).
+            for made in agents.values():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.keys.retire_session_agent(made.did))
+            raise
         session = Session(
             id=str(uuid.uuid4()),
             namespace=namespace,
