@@ -537,6 +537,8 @@ class SessionManager:
         self._remove(session)
 
     def _remove(self, session: Session) -> None:
+        if session.ended.is_set():
+            return
         namespace = session.namespace
         self.events.publish(
             self._event(
@@ -597,7 +599,10 @@ class SessionManager:
         """End every session (the node is stopping)."""
         for namespace in list(self.namespaces.values()):
             for session in list(namespace.sessions.values()):
-                await self.end(session, "node stopping")
+                if session.status == "closing" and session.closing_ms is not None:
+                    self._remove(session)  # ended, held for its persistence time: drop it now
+                else:
+                    await self.end(session, "node stopping")
         for task in list(self._background):
             task.cancel()
         for task in list(self._background):

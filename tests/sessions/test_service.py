@@ -350,3 +350,30 @@ async def test_a_session_ends_by_itself_when_its_last_agent_exits_and_reports_it
     assert report["sessionState"]["state"]["id"] == session.id
     assert [s["name"] for s in report["agentStats"]] == ["q"]
     assert "X-Coral-Signature" in headers and "X-Coral-Timestamp" in headers
+
+
+async def test_ttl_ends_a_session_and_hold_after_exit_keeps_it_visible_as_closing(
+    parts: tuple[SessionManager, CoralTools, HeldAgents],
+):
+    manager, _, _ = parts
+    raw = request().model_dump()
+    raw["namespaceProvider"] = {"type": "create_if_not_exists", "namespaceRequest": {"name": "t"}}
+    raw["execution"] = {
+        "mode": "immediate",
+        "runtimeSettings": {
+            "ttl": 300,
+            "persistenceMode": {"mode": "hold_after_exit", "duration": 600_000},
+        },
+    }
+    session = await manager.create(parse_session_request(raw))
+    for _ in range(600):  # the TTL fires in the background
+        if session.status == "closing" and all(
+            a.status == "stopped" for a in session.agents.values()
+        ):
+            break
+        await asyncio.sleep(0.05)
+    assert session.end_reason == "ttl expired"
+    held_state = manager.session("t", session.id).base_state(now_ms())
+    assert held_state["status"]["type"] == "closing"
+    assert {"executionTime", "closingTime"} <= set(held_state["status"])
+    assert not session.ended.is_set()  # removed only when the hold is over (or the node stops)
