@@ -68,7 +68,9 @@ class SessionsSubsystem(Subsystem):
         if config.coral_server_config is not None:
             env["CONFIG_FILE_PATH"] = str(config.coral_server_config)
         try:
-            self.server_config = load_coral_server_config(env, config.coral_server_overrides)
+            self.server_config = load_coral_server_config(
+                env, config.coral_server_overrides, max_wait_ms=config.mcp_max_wait_ms
+            )
         except CoralServerConfigError as exc:
             raise ConfigError(f"coral-server config: {exc}") from None
 

@@ -107,10 +107,6 @@ def parse_config(
     wait = _typed(session, "session", "defaultWaitTimeout", int, MAX_WAIT_CAP_MS)
     if wait <= 0:
         raise CoralServerConfigError("[session] defaultWaitTimeout must be positive")
-    # Ours: coral-server caps every wait at 60 s; a node lets the operator choose.
-    max_wait_ms = _typed(session, "session", "maxWaitTimeout", int, max_wait_ms)
-    if not 1000 <= max_wait_ms <= 3_600_000:
-        raise CoralServerConfigError("[session] maxWaitTimeout must be 1000..3600000 ms")
     base = Path(source).parent if source is not None else Path.cwd()
     return CoralServerConfig(
         bind_address=_typed(network, "network", "bindAddress", str, None),

@@ -33,10 +33,8 @@ def test_config_sections_and_cli_style_overrides(tmp_path: Path):
     assert config.local_agents == (str(tmp_path / "agents/*"),)
     assert config.include_coral_home_agents is False
     assert config.default_wait_ms == 60_000  # capped at the 60 s maximum wait
-    longer = load_coral_server_config(
-        {"CONFIG_FILE_PATH": str(path)}, ["--session.maxWaitTimeout=120000"]
-    )
-    assert (longer.max_wait_ms, longer.default_wait_ms) == (120_000, 90_000)
+    shorter = load_coral_server_config({"CONFIG_FILE_PATH": str(path)}, max_wait_ms=30_000)
+    assert (shorter.max_wait_ms, shorter.default_wait_ms) == (30_000, 30_000)
 
 
 def test_no_file_gives_defaults_and_bad_values_name_their_key(tmp_path: Path):
