@@ -9,6 +9,7 @@ coral-server clients keep their URL.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -137,6 +138,9 @@ class SessionsSubsystem(Subsystem):
             api_url = f"http://{local}:{port}"
             log.info("coral-server API listening on %s:%s", host, port)
         self.manager.settings = dataclasses.replace(self.manager.settings, api_url=api_url)
+        if server.rescan_s > 0:
+            registry = self.manager.registry
+            self.every(server.rescan_s, lambda: asyncio.to_thread(registry.rescan))
         self.api_url = api_url
 
     async def stopping(self, node: Any, ctx: NodeContext) -> None:

@@ -39,10 +39,30 @@ class CoralServerConfig:
     auth_keys: tuple[str, ...] = ()
     local_agents: tuple[str, ...] = ()
     include_coral_home_agents: bool = True
+    #: Rescan the registry every this many seconds (0: read once at start).
+    rescan_s: float = 0.0
     default_wait_ms: int = MAX_WAIT_CAP_MS
     #: The longest a wait tool may block (coral-server: 60 s, fixed).
     max_wait_ms: int = MAX_WAIT_CAP_MS
     source: Path | None = None
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration_s(value: Any, where: str) -> float:
+    """A Hoplite-style duration: ``30s``, ``5m``, ``250ms``, ``PT30S`` or a number of ms."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value / 1000
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text.startswith("pt") and text.endswith("s") and text[2:-1].replace(".", "").isdigit():
+            return float(text[2:-1])
+        for unit in ("ms", "s", "m", "h"):
+            number = text.removesuffix(unit)
+            if text.endswith(unit) and number.replace(".", "", 1).isdigit():
+                return float(number) * _UNITS[unit]
+    raise CoralServerConfigError(f"{where} must be a duration like 30s, 5m or PT30S")
 
 
 def _parse_override(raw: str) -> tuple[list[str], Any]:
@@ -119,6 +139,9 @@ def parse_config(
         local_agents=tuple(str(base / a) if not Path(a).is_absolute() else a for a in agents),
         include_coral_home_agents=_typed(
             registry, "registry", "includeCoralHomeAgents", bool, True
+        ),
+        rescan_s=parse_duration_s(
+            registry.get("localAgentRescanTimer", 0), "[registry] localAgentRescanTimer"
         ),
         default_wait_ms=min(wait, max_wait_ms),
         max_wait_ms=max_wait_ms,

@@ -35,6 +35,8 @@ class DropIn:
     node: NodeProcess
     api: str
     broken: Path
+    #: Watched by the registry's rescan timer: agents written here appear later.
+    late: Path
 
     def client(self, key: str | None = KEY) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
@@ -70,7 +72,9 @@ localAgents = [
     {json.dumps(str(EXAMPLES / "*"))},
     {json.dumps(str(broken.parent))},
     {json.dumps(str(docker_only.parent))},
+    {json.dumps(str(root / "late" / "*"))},
 ]
+localAgentRescanTimer = "1s"
 includeCoralHomeAgents = false
 
 [session]
@@ -85,7 +89,7 @@ wallets = []
         extra_args=[f"--network.webhookSecret={WEBHOOK_SECRET}"],  # coral-server CLI override
         env={"CONFIG_FILE_PATH": str(config)},
     ).start(timeout=60)
-    yield DropIn(node, f"http://127.0.0.1:{port}", broken)
+    yield DropIn(node, f"http://127.0.0.1:{port}", broken, root / "late")
     node.terminate(timeout=60)
 
 

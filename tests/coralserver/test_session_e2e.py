@@ -306,3 +306,21 @@ async def test_the_readme_curl_command_starts_the_example_session(drop_in: DropI
 
         assert await until(answered, "the example's answer") == ["6", "42"]
         assert (await api.delete(path)).status_code == 200
+
+
+async def test_the_rescan_timer_picks_up_an_agent_installed_after_start(drop_in: DropIn):
+    folder = drop_in.late / "newcomer"
+    folder.mkdir(parents=True)
+    (folder / "coral-agent.toml").write_text(
+        'edition = 4\n[agent]\nname = "newcomer"\nversion = "2.0.0"\n'
+        '[runtimes.executable]\npath = "python3"\n'
+    )
+    async with drop_in.client() as api:
+
+        async def listed() -> Any:
+            sources = (await api.get("/api/v1/registry")).json()
+            return {a["name"] for a in sources[0]["agents"]} >= {"newcomer", "asker"}
+
+        await until(listed, "the newcomer in the registry")
+        agent = (await api.get("/api/v1/registry/local/newcomer/2.0.0")).json()
+        assert agent["info"]["identifier"]["version"] == "2.0.0"

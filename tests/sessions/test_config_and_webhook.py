@@ -37,6 +37,17 @@ def test_config_sections_and_cli_style_overrides(tmp_path: Path):
     assert (shorter.max_wait_ms, shorter.default_wait_ms) == (30_000, 30_000)
 
 
+def test_rescan_timer_reads_hoplite_style_durations():
+    def rescan(value: str) -> float:
+        return load_coral_server_config({}, [f"--registry.localAgentRescanTimer={value}"]).rescan_s
+
+    assert rescan("30s") == 30.0 and rescan("5m") == 300.0 and rescan("PT2S") == 2.0
+    assert rescan("250ms") == 0.25 and rescan("1500") == 1.5
+    assert load_coral_server_config({}).rescan_s == 0.0
+    with pytest.raises(CoralServerConfigError, match="duration"):
+        rescan("soon")
+
+
 def test_no_file_gives_defaults_and_bad_values_name_their_key(tmp_path: Path):
     assert load_coral_server_config({}).bind_port is None
     with pytest.raises(CoralServerConfigError, match="bindPort"):
