@@ -683,18 +683,29 @@ class SessionManager:
             except TimeoutError:
                 pass
 
-    def mark_activity(self, did: str, *, waiting: bool) -> None:
-        """An agent called a tool (connected; waiting while in a wait tool)."""
+    def mark_activity(
+        self,
+        did: str,
+        *,
+        waiting: bool,
+        filters: list[dict[str, Any]] | None = None,
+        message: dict[str, Any] | None = None,
+    ) -> None:
+        """An agent called a tool (it is connected); a wait starts or stops.
+
+        As coral-server: ``agent_wait_start`` carries the wait's filters and
+        ``agent_wait_stop`` the message that ended it (none on a timeout).
+        """
         self.mark_connected(did)
         session = self._by_did.get(did)
         agent = session.agent_by_did(did) if session is not None else None
         if session is None or agent is None:
             return
-        if waiting != agent.waiting:
-            agent.waiting = waiting
-            self._publish(
-                session, "agent_wait_start" if waiting else "agent_wait_stop", name=agent.name
-            )
+        if waiting and not agent.waiting:
+            self._publish(session, "agent_wait_start", name=agent.name, filters=filters or [])
+        elif not waiting and agent.waiting and message is not None:
+            self._publish(session, "agent_wait_stop", name=agent.name, message=message)
+        agent.waiting = waiting
 
     # -- events -----------------------------------------------------------------
 

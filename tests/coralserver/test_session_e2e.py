@@ -281,6 +281,10 @@ async def test_a_session_runs_two_mcp_agents_through_the_coral_tools(
     assert "21" in sent_texts
     assert "thread_participant_removed" in kinds and "thread_participant_added" in kinds
     assert kinds.count("runtime_stopped") == 2
+    starts = [e for e in session_events if e["type"] == "agent_wait_start"]
+    assert {"type": "mentions", "name": "answerer"} in [f for e in starts for f in e["filters"]]
+    stops = [e for e in session_events if e["type"] == "agent_wait_stop"]
+    assert any(e["name"] == "answerer" and e["message"]["text"] == "3" for e in stops)
     server_kinds = [e["type"] for e in server_events]
     assert server_kinds[:2] == ["namespace_created", "session_created"]
     assert {"session_running", "session_closing", "session_closed"} <= set(server_kinds)

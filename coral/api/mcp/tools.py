@@ -71,8 +71,15 @@ class Scopes(Protocol):
         """did -> name inside ``session``."""
         ...
 
-    def mark_activity(self, did: str, *, waiting: bool) -> None:
-        """The agent is connected (and waiting, or not)."""
+    def mark_activity(
+        self,
+        did: str,
+        *,
+        waiting: bool,
+        filters: list[JsonObject] | None = None,
+        message: JsonObject | None = None,
+    ) -> None:
+        """The agent is connected; a wait starts (with its filters) or stops (with its message)."""
         ...
 
     async def wait_for_blocking(self, did: str, timeout_s: float = 60.0) -> None:
@@ -230,13 +237,30 @@ class CoralTools:
             return await self.call_custom(agent, tool, custom, args)
         check_arguments(tool, args)
         waiting = "wait" in tool
-        if self.scopes is not None:
-            self.scopes.mark_activity(agent.did, waiting=waiting)
-        try:
+        if self.scopes is None:
             return await self._handlers[tool](agent, args)
+        filters = self._wait_filters(agent, tool, args) if waiting else None
+        self.scopes.mark_activity(agent.did, waiting=waiting, filters=filters)
+        result: JsonObject | None = None
+        try:
+            result = await self._handlers[tool](agent, args)
+            return result
         finally:
-            if self.scopes is not None and waiting:
-                self.scopes.mark_activity(agent.did, waiting=False)
+            if waiting:
+                found = result.get("message") if result is not None else None
+                self.scopes.mark_activity(
+                    agent.did, waiting=False, message=found if isinstance(found, dict) else None
+                )
+
+    def _wait_filters(self, agent: HeldAgent, tool: str, args: JsonObject) -> list[JsonObject]:
+        """coral-server's ``SessionThreadMessageFilter`` list of a wait tool."""
+        if tool in ("coral_wait_for_mention", "wait_for_mentions"):
+            session = self.session_of(agent)
+            member = session.agent_by_did(agent.did) if session is not None else None
+            return [{"type": "mentions", "name": member.name if member else agent.name}]
+        if tool == "coral_wait_for_agent":
+            return [{"type": "from", "name": args.get("agentName", "")}]
+        return []
 
     # -- names ----------------------------------------------------------------
 
