@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,12 @@ from tests.support.nodeproc import NodeProcess
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "coral_server"
 KEY = "app-key-1"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
+
+
+def python_first_path() -> str:
+    """PATH with this interpreter's folder first: the agents' ``python3`` is the tests' own
+    (with ``mcp`` installed) even when the virtualenv is not activated."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def free_port() -> int:
@@ -87,7 +95,7 @@ wallets = []
     node = NodeProcess(
         root / "node",
         extra_args=[f"--network.webhookSecret={WEBHOOK_SECRET}"],  # coral-server CLI override
-        env={"CONFIG_FILE_PATH": str(config)},
+        env={"CONFIG_FILE_PATH": str(config), "PATH": python_first_path()},
     ).start(timeout=60)
     yield DropIn(node, f"http://127.0.0.1:{port}", broken, root / "late")
     node.terminate(timeout=60)
