@@ -193,7 +193,13 @@ class ExecutableProcess:
     async def _pump(self, stream: asyncio.StreamReader | None, label: str) -> None:
         if stream is None:
             return
-        while line := await stream.readline():
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream's limit: take what is there
+                line = await stream.read(64 * 1024)
+            if not line:
+                return
             text = line.decode(errors="replace").rstrip()
             self.output.add(label, text)
             log.info("agent %s [%s] %s", self.name, label, text)

@@ -100,3 +100,34 @@ def test_docker_refuses_fs_options_and_agents_without_the_runtime(tmp_path: Path
         docker_spec(with_fs, CORAL_ENV, {})
     with pytest.raises(RuntimeUnavailable):
         docker_spec(graph_agent(tmp_path, executable=ExecutableRuntime("x")), CORAL_ENV, {})
+
+
+async def test_a_process_is_supervised_output_captured_and_stopped_with_sigterm_then_sigkill(
+    tmp_path: Path,
+):
+    import asyncio
+    import sys
+
+    from coral.sessions.runtime import AgentOutput, ExecutableProcess, LaunchPlan
+
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"  # refuses to stop politely
+        "print('x' * 200000, flush=True)\n"  # one line longer than the reader's limit
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    output = AgentOutput()
+    exits: list[int | None] = []
+    process = ExecutableProcess(
+        "stubborn", LaunchPlan((sys.executable, "-c", script), tmp_path, {}), output
+    )
+    await process.start(exits.append)
+    for _ in range(600):
+        if any(line.endswith("ready") for line in output.lines):
+            break
+        await asyncio.sleep(0.05)
+    assert any(line.endswith("ready") for line in output.lines)
+    await process.stop(grace_s=0.5)
+    assert exits == [-9]  # SIGTERM ignored, so SIGKILL ended it
+    assert list(output.lines)[-1] == "[coral] exited with code -9"
