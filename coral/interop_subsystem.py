@@ -38,6 +38,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.mcp.server import McpFrontDoor
         from coral.api.mcp.tools import CoralTools
         from coral.store.a2a_sqlite import SqliteA2ATaskRecords
+        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 
         directory = ctx.require("directory")
         engine = ctx.require("coordination")
@@ -64,13 +65,20 @@ class InteropSubsystem(Subsystem):
             reply_timeout_s=a2a_config.reply_timeout_s,
         )
         self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config)
+        cursors = SqliteWaitCursors(node.db)
+        await cursors.open()
+        cap = ctx.config.mcp_max_wait_ms
+        tools = CoralTools(
+            held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
+        )
         self.mcp = McpFrontDoor(
             held,
-            CoralTools(held, directory, engine),
+            tools,
             policy=HostPolicy.from_config(ctx.config),
-            max_wait_ms=ctx.config.mcp_max_wait_ms,
+            max_wait_ms=cap,
             sse_retry_ms=ctx.config.mcp_sse_retry_ms,
         )
+        ctx.services["mcp_tools"] = tools
         self.proxies = A2AProxies(held, engine)
         ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies
