@@ -44,8 +44,8 @@ def run_bare(*args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_model_commands_name_the_missing_extra(args: tuple[str, ...]) -> None:
     proc = run_bare(*args)
-    assert proc.returncode == 3, proc.stderr
-    assert "part of the models extra" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "needs the 'models' extra" in proc.stderr
     assert "pip install 'coral-node[models]'" in proc.stderr
     assert "Traceback" not in proc.stderr
 

@@ -26,8 +26,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from coral_sdk.models.extra import needs_models_extra
-
 if TYPE_CHECKING:
     from coral_sdk.models.agentflow.engines.base import LLMEngine
     from coral_sdk.models.agentflow.flow_grpo.trainer import IterationStats
@@ -71,7 +69,6 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
 
 
-@needs_models_extra("run agentflow")
 def run(args: argparse.Namespace) -> int:
     """Solve ``args.question``, printing each turn as it happens, then the answer."""
     return asyncio.run(_run(args))
@@ -186,7 +183,6 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@needs_models_extra("train agentflow")
 def train(args: argparse.Namespace) -> int:
     """Train the tiny planner policy with Flow-GRPO and print the reward curve."""
     return asyncio.run(_train(args))

@@ -11,8 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-from coral_sdk.models.extra import needs_models_extra
-
 SHIPPED = Path(__file__).parent / "checkpoints"
 
 
@@ -51,7 +49,6 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-@needs_models_extra("train opentslm")
 def train(args: argparse.Namespace) -> int:
     """Train (or resume) and save a checkpoint; prints the final loss."""
     import torch
@@ -108,7 +105,6 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
-@needs_models_extra("eval opentslm")
 def evaluate(args: argparse.Namespace) -> int:
     """Print accuracy and macro-F1 of a checkpoint's generated answers."""
     import torch

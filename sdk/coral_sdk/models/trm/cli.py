@@ -12,8 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coral_sdk.models.extra import needs_models_extra
-
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's Sudoku-Extreme settings (TRM-MLP): needs a GPU and hours.
     "paper": {
@@ -219,7 +217,6 @@ def _setup_torch(args: argparse.Namespace) -> Any:
     return pick_device(args.device)
 
 
-@needs_models_extra("train trm")
 def train(args: argparse.Namespace) -> int:
     """Train TRM (and optionally the no-recursion ablation); print where checkpoints went."""
     from coral_sdk.models.trm.training import train_trm
@@ -275,7 +272,6 @@ def _step_counts(n_sup: int) -> list[int]:
     return [c for c in counts if c <= n_sup]
 
 
-@needs_models_extra("eval trm")
 def evaluate(args: argparse.Namespace) -> int:
     """Print exact accuracy on the held-out set: TRM by supervision steps, served, ablations."""
     from tqdm.auto import tqdm
