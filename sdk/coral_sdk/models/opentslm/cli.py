@@ -44,6 +44,11 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="local HAR-CoT csv or *.jsonl (Sleep-CoT/ECG-QA-CoT) instead of synthetic",
     )
+    parser.add_argument(
+        "--only-attend-immediate-media",
+        action="store_true",
+        help="flamingo: text sees only the latest series (open_flamingo), not all before it",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -74,7 +79,9 @@ def train(args: argparse.Namespace) -> int:
         if args.lora_rank is not None
         else (16 if args.arch == "text_baseline" else 0)
     )
-    settings = {"lora_rank": lora}
+    settings: dict[str, object] = {"lora_rank": lora}
+    if args.only_attend_immediate_media:
+        settings["flamingo"] = {"only_attend_immediate_media": True}
     model = build_model(args.arch, args.backbone, settings, device)
     cot = TrainSettings(args.steps, args.batch_size, args.lr, args.seed)
     stages = [CurriculumStage("cot", cot)]

@@ -2,7 +2,8 @@
 
 Written after the open_flamingo helpers (MIT) that OpenTSLM-Flamingo uses: the resampler
 turns any number of patch tokens into a fixed number of latents, and each gated block lets
-text tokens attend to the latents of the series that most recently preceded them. Gates
+text tokens attend to the latents of every series that precedes them (or, with
+``only_attend_immediate_media``, only the most recent one, open_flamingo's default). Gates
 start at 0, so at initialisation the language model's output is exactly unchanged.
 """
 
@@ -24,8 +25,11 @@ class FlamingoConfig:
     num_latents: int = 8
     ff_mult: int = 2
     cross_attn_every_n_layers: int = 1
+    # False: a text token sees all series before it, so the answer after a multi-series
+    # input (HAR: x, y, z) sees every axis. True: only the latest series (open_flamingo).
+    only_attend_immediate_media: bool = False
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         """JSON-ready form for checkpoint configs."""
         return asdict(self)
 
@@ -107,6 +111,7 @@ class GatedCrossAttentionBlock(nn.Module):
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_kv = nn.Linear(media_dim, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
+        self.only_immediate = config.only_attend_immediate_media
         self.attn_gate = nn.Parameter(torch.zeros(1))
         self.feed_forward = _feed_forward(dim, config.ff_mult)
         self.ff_gate = nn.Parameter(torch.zeros(1))
@@ -117,7 +122,8 @@ class GatedCrossAttentionBlock(nn.Module):
         """x [B, T, dim]; media [B, S, K, media_dim] latents per series; media_index [B, T].
 
         media_index[b, t] is the 1-based index of the series a text token follows (0 = none);
-        a token only sees that series' latents, and tokens before any series see nothing.
+        a token sees the latents of series 1..media_index (only series media_index when
+        ``only_attend_immediate_media``), and tokens before any series see nothing.
         """
         batch, series_count, latents_per_series, _ = media.shape
         q = _split_heads(self.to_q(self.norm(x)), self.heads)
@@ -127,7 +133,11 @@ class GatedCrossAttentionBlock(nn.Module):
         owner = torch.arange(1, series_count + 1, device=x.device).repeat_interleave(
             latents_per_series
         )
-        allowed = media_index.unsqueeze(-1) == owner.view(1, 1, -1)  # [B, T, S*K]
+        position = media_index.unsqueeze(-1)
+        owners = owner.view(1, 1, -1)
+        allowed = (position == owners) if self.only_immediate else (owners <= position)
+        # Zero-padded series slots (fewer series than the batch's widest sample) lie above
+        # media_index for every token of that sample, so they stay masked either way.
         scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
         attended = torch.einsum("bhqk,bhkd->bhqd", scores.softmax(dim=-1), v)
         # Rows with no allowed key got a uniform softmax over masked keys: zero them out.
