@@ -37,8 +37,10 @@ PLAN: dict[str, dict[str, Any]] = {
         "stages": [("classify", 400, 16, 3e-3), ("cot", 2000, 8, 1e-3)],
         "settings": {"lora_rank": 8},
     },
+    # Shipped Flamingo came from the train CLI with these stages (its defaults: batch 8,
+    # lr 1e-3): `coral-agent train opentslm --arch flamingo --classify-steps 400 --steps 1600`.
     "flamingo": {
-        "stages": [("classify", 400, 16, 3e-3), ("cot", 2000, 8, 1e-3)],
+        "stages": [("classify", 400, 8, 1e-3), ("cot", 1600, 8, 1e-3)],
         "settings": {},
     },
     "text_baseline": {
