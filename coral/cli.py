@@ -17,6 +17,7 @@ from rich.console import Console
 
 from coral import __version__
 from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
+from coral.eventloop import run as run_event_loop
 from coral.interop_cli import a2a_app, mcp_app
 from coral.keys import load_or_create_identity, load_or_create_token
 from coral.ledger_cli import ledger_app
@@ -169,7 +170,7 @@ def start(
         out.print("stopped cleanly")
 
     try:
-        asyncio.run(run())
+        run_event_loop(run())
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot start: {exc}")
         raise typer.Exit(1) from None

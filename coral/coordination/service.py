@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from coral.coordination import events as ev
@@ -28,6 +28,7 @@ from coral.coordination.errors import (
 from coral.coordination.model import (
     WAIT_KINDS,
     HistoryPage,
+    InboxEntry,
     Thread,
     ThreadEntry,
     WaitKind,
@@ -42,7 +43,7 @@ from coral.coordination.strategy import (
     ThreadView,
     TimedStrategy,
 )
-from coral.coordination.waiting import InboxSignals, KeyedLocks
+from coral.coordination.waiting import InboxListener, InboxSignals, KeyedLocks
 from coral.protocol.canonical import canonical_json
 from coral.protocol.errors import CoralError, Expired, InvalidMessage
 from coral.protocol.message import Message, new_message_id
@@ -188,10 +189,13 @@ class CoordinationService:
             now = self.clock()
             if message.expires_at is not None and message.expires_at <= now:
                 raise Expired("the message expired before it was posted")
-            if await self.store.has_message(message.id):
-                raise DuplicateMessage(f"message {message.id} is already stored")
             strategy = self.strategies.get(thread.strategy)
             decision = _accepted(strategy.on_message(ThreadView.of(thread, now), message))
+            # The store refuses a stored message id as it writes (DuplicateMessage,
+            # nothing written); look first only when event hooks with effects
+            # outside the write (the ledger's) would run before that.
+            if self._runs_hooks(decision) and await self.store.has_message(message.id):
+                raise DuplicateMessage(f"message {message.id} is already stored")
             entry = ThreadEntry(thread.id, thread.last_seq + 1, message, now)
             recipients = tuple(p for p in thread.participants if p != message.sender)
             await self._commit(
@@ -292,6 +296,73 @@ class CoordinationService:
         with the returned cursor never skips or repeats a matching entry, also
         across restarts. Cancelling the wait releases its slot.
         """
+        self._check_wait(kind, from_agent, timeout_ms, after, limit)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        with self.signals.listen(agent) as listener:
+            while True:
+                found = await self._look(listener, agent, after, limit, kind, from_agent)
+                if found:
+                    return WaitResult(tuple(found), found[-1].cursor)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return WaitResult((), after)
+                try:
+                    await asyncio.wait_for(listener.event.wait(), remaining)
+                except TimeoutError:
+                    pass  # look once more, then report the timeout
+
+    async def subscribe(
+        self,
+        agent: str,
+        kind: WaitKind = "message",
+        *,
+        from_agent: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> AsyncIterator[WaitResult]:
+        """Yield batches of matching inbox entries past ``after``, forever (streams).
+
+        Like repeated ``wait`` calls resumed from each returned cursor, but the
+        wait stays registered between batches, so rows committed meanwhile are
+        taken from memory rather than read back from the store. Holds one of
+        the agent's wait slots until the iterator is closed or cancelled.
+        """
+        self._check_wait(kind, from_agent, 1, after, limit)
+        with self.signals.listen(agent) as listener:
+            while True:
+                found = await self._look(listener, agent, after, limit, kind, from_agent)
+                if found:
+                    after = found[-1].cursor
+                    yield WaitResult(tuple(found), after)
+                    continue
+                await listener.event.wait()
+
+    async def _look(
+        self,
+        listener: InboxListener,
+        agent: str,
+        after: int,
+        limit: int,
+        kind: WaitKind,
+        from_agent: str | None,
+    ) -> list[InboxEntry]:
+        """Matching entries past ``after``: from what was delivered, else from the store."""
+        listener.event.clear()
+        delivered = listener.take()
+        if delivered is not None:
+            found = [e for e in delivered if e.cursor > after and _matches(e, kind, from_agent)]
+            if len(found) <= limit:
+                return found
+        listener.reset()
+        found, head = await self.store.inbox_page(agent, after, limit, kind, from_agent)
+        if len(found) < limit:
+            listener.known(head)  # nothing else matches up to head
+        return found
+
+    def _check_wait(
+        self, kind: str, from_agent: str | None, timeout_ms: int, after: int, limit: int
+    ) -> None:
         if kind not in WAIT_KINDS:
             raise InvalidWait(f"kind is one of {', '.join(WAIT_KINDS)}")
         if (kind == "agent") != (from_agent is not None):
@@ -300,21 +371,6 @@ class CoordinationService:
             raise InvalidWait(f"timeout_ms must be in (0, {MAX_WAIT_MS}]")
         if after < 0 or not 0 < limit <= MAX_PAGE:
             raise InvalidWait(f"after >= 0 and limit in 1..{MAX_PAGE}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_ms / 1000
-        with self.signals.listen(agent) as woken:
-            while True:
-                woken.clear()
-                found = await self.store.inbox(agent, after, limit, kind, from_agent)
-                if found:
-                    return WaitResult(tuple(found), found[-1].cursor)
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return WaitResult((), after)
-                try:
-                    await asyncio.wait_for(woken.wait(), remaining)
-                except TimeoutError:
-                    pass  # look once more, then report the timeout
 
     async def inbox_cursor(self, agent: str) -> int:
         """The newest cursor of ``agent``'s inbox: wait ``after`` it for new entries only."""
@@ -368,13 +424,22 @@ class CoordinationService:
         )
         expected = stored.last_seq if stored is not None else None
         membership_changed = stored is None or stored.participants != thread.participants
-        await self.store.apply(
+        delivered = await self.store.apply(
             ThreadWrite(new_thread, expected, tuple(pending), grants, membership_changed)
         )
-        self.signals.notify([*audience, *(g.agent for g in grants)])
+        # Waits get the new rows from memory; grants were not handed over, so
+        # joiners (and anyone else) look in the store.
+        self.signals.deliver(delivered)
+        self.signals.notify(g.agent for g in grants)
         if new_thread.wake_at != (stored.wake_at if stored is not None else None):
             self._wakes_changed.set()
         return new_thread
+
+    def _runs_hooks(self, decision: Decision) -> bool:
+        names = {event.name for event in decision.events}
+        if decision.next_agents:
+            names.add(ev.TURN)
+        return not names.isdisjoint(self._event_hooks)
 
     async def _run_hook(self, thread: Thread, event: SystemEvent) -> SystemEvent:
         hook = self._event_hooks.get(event.name)
@@ -382,6 +447,14 @@ class CoordinationService:
             return event
         extra = await hook(thread, event)
         return dataclasses.replace(event, data={**event.data, **extra}) if extra else event
+
+
+def _matches(item: InboxEntry, kind: WaitKind, from_agent: str | None) -> bool:
+    if kind == "mention":
+        return item.mentioned
+    if kind == "agent":
+        return item.entry.sender == from_agent
+    return True
 
 
 def _accepted(decision: Decision) -> Decision:

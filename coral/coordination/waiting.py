@@ -1,8 +1,11 @@
 """In-process wake-ups for agents blocked in ``wait``, and per-key locks.
 
-The inbox itself lives in the store; these signals only say "look again".
-A waiter registers before it reads the store, so an append that lands between
-the read and the sleep still wakes it: no polling, and no lost wake-ups.
+The inbox itself lives in the store; these signals say "look again", and
+after a commit they also carry the inbox rows just written, so a waiter that
+knows its inbox up to the first of them takes them from memory instead of
+reading the store. A waiter registers before it reads the store, so an append
+that lands between the read and the sleep still wakes it: no polling, and no
+lost wake-ups.
 """
 
 from __future__ import annotations
@@ -12,35 +15,97 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from coral.coordination.errors import TooManyWaits
+from coral.coordination.model import InboxEntry
+
+#: Most delivered rows a wait holds in memory before it falls back to reading the store.
+MAX_PENDING = 1000
+
+
+class InboxListener:
+    """One active wait: its wake-up event, and entries delivered to it from memory.
+
+    ``head`` is the newest inbox cursor the waiter has accounted for (read from
+    the store, or taken from deliveries), or None when unknown. Deliveries that
+    continue exactly from ``head`` can be served without reading the store; a
+    gap, or a bare ``notify``, sends the waiter back to the store.
+    """
+
+    __slots__ = ("event", "head", "pending", "stale")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.head: int | None = None
+        self.pending: list[InboxEntry] = []
+        self.stale = False
+
+    def reset(self) -> None:
+        """Forget what memory holds: the next look must read the store."""
+        self.head = None
+        self.pending = []
+        self.stale = False
+
+    def known(self, head: int) -> None:
+        """The store was read through cursor ``head``: drop deliveries it already covered."""
+        self.head = head
+        self.pending = [e for e in self.pending if e.cursor > head]
+
+    def take(self) -> list[InboxEntry] | None:
+        """Delivered entries continuing from ``head`` (head moves past them), or None on a gap."""
+        if self.stale or self.head is None:
+            return None
+        head, taken = self.head, []
+        for item in self.pending:
+            if item.cursor <= head:
+                continue
+            if item.cursor != head + 1:
+                return None
+            head = item.cursor
+            taken.append(item)
+        self.head, self.pending = head, []
+        return taken
 
 
 class InboxSignals:
-    """One ``asyncio.Event`` per active wait, grouped by agent, with a cap per agent."""
+    """The active waits, grouped by agent, with a cap per agent."""
 
     def __init__(self, max_waits_per_agent: int = 8) -> None:
         self.max_waits_per_agent = max_waits_per_agent
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[InboxListener]] = {}
 
     @contextmanager
-    def listen(self, agent: str) -> Iterator[asyncio.Event]:
+    def listen(self, agent: str) -> Iterator[InboxListener]:
         """Register a wait for ``agent``; TooManyWaits when it already has the maximum."""
         waiters = self._waiters.setdefault(agent, set())
         if len(waiters) >= self.max_waits_per_agent:
+            if not waiters:
+                del self._waiters[agent]
             raise TooManyWaits(f"{agent} already has {self.max_waits_per_agent} waits in progress")
-        event = asyncio.Event()
-        waiters.add(event)
+        listener = InboxListener()
+        waiters.add(listener)
         try:
-            yield event
+            yield listener
         finally:
-            waiters.discard(event)
+            waiters.discard(listener)
             if not waiters:
                 del self._waiters[agent]
 
     def notify(self, agents: Iterable[str]) -> None:
-        """Wake every wait of each of ``agents``."""
+        """Wake every wait of each of ``agents``; they look in the store again."""
         for agent in set(agents):
-            for event in self._waiters.get(agent, ()):
-                event.set()
+            for listener in self._waiters.get(agent, ()):
+                listener.stale = True
+                listener.event.set()
+
+    def deliver(self, entries: Iterable[InboxEntry]) -> None:
+        """Hand just-committed inbox rows to the waits of their agents, and wake them."""
+        for item in entries:
+            for listener in self._waiters.get(item.agent, ()):
+                if not listener.stale:
+                    if len(listener.pending) < MAX_PENDING:
+                        listener.pending.append(item)
+                    else:  # a slow consumer: stop holding rows for it, it reads the store
+                        listener.stale, listener.pending = True, []
+                listener.event.set()
 
     def active_waits(self, agent: str) -> int:
         """How many waits ``agent`` has in progress."""

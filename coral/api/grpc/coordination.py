@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, TypeAlias
 
 import grpc
@@ -141,18 +142,14 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
             from_agent = request.from_agent if request.HasField("from_agent") else None
             self.ctx.metrics.waits_open.inc()
             try:
-                while True:
-                    result = await engine.wait(
-                        agent,
-                        kind,
-                        from_agent=from_agent,
-                        after=after,
-                        timeout_ms=30_000,
-                        limit=request.limit or 100,
-                    )
-                    for item in result.entries:
-                        yield convert.inbox_to_proto(item)
-                    after = result.cursor
+                batches = engine.subscribe(
+                    agent, kind, from_agent=from_agent, after=after, limit=request.limit or 100
+                )
+                # aclosing: the wait slot is released when the client goes, not at GC.
+                async with aclosing(batches):
+                    async for result in batches:
+                        for item in result.entries:
+                            yield convert.inbox_to_proto(item)
             finally:
                 self.ctx.metrics.waits_open.dec()
         except CoralError as exc:
