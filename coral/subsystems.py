@@ -114,22 +114,21 @@ class CoordinationSubsystem(Subsystem):
             # One count at a time; records stored meanwhile ask for one more pass,
             # so a burst of registrations costs a few counts, not one each.
             try:
-                while self._recount:
-                    self._recount = False
+                while counting["again"]:
+                    counting["again"] = False
                     count = len(await directory.search(local_only=True))
                     ctx.metrics.agents_registered.set(count)
             finally:
-                self._count_running = False
+                counting["running"] = False
 
-        self._recount: bool = True
-        self._count_running: bool = True
+        counting = {"again": True, "running": True}
         await count_local_agents()
 
         def on_record(record: Any) -> None:
             if record.home_node == identity.did:
-                self._recount = True
-                if not self._count_running:
-                    self._count_running = True
+                counting["again"] = True
+                if not counting["running"]:
+                    counting["running"] = True
                     task = asyncio.get_running_loop().create_task(count_local_agents())
                     self._counting.add(task)
                     task.add_done_callback(self._counting.discard)
