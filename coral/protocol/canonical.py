@@ -24,6 +24,8 @@ JsonValue = Any
 
 
 _MAX_SAFE = 2**53 - 1
+# Built once: json.dumps with options builds a new encoder on every call.
+_PLAIN_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _is_plain(value: JsonValue) -> bool:
@@ -52,6 +54,11 @@ def _is_plain(value: JsonValue) -> bool:
     return True
 
 
+def is_plain_json(value: JsonValue) -> bool:
+    """True when the stdlib encoder's sorted, compact output of ``value`` is its JCS form."""
+    return _is_plain(value)
+
+
 def canonical_json(value: JsonValue) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of a JSON value.
 
@@ -62,9 +69,7 @@ def canonical_json(value: JsonValue) -> bytes:
     """
     if _is_plain(value):
         try:
-            return json.dumps(
-                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
+            return _PLAIN_ENCODER.encode(value).encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidUtf8("string contains a lone surrogate") from None
     try:

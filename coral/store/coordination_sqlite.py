@@ -20,8 +20,8 @@ import aiosqlite
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
 from coral.coordination.model import InboxEntry, Thread, ThreadEntry, WaitKind
 from coral.coordination.ports import HistoryGrant, ThreadWrite
-from coral.protocol.canonical import canonical_json
-from coral.protocol.message import from_wire, to_wire
+from coral.protocol.message import from_wire
+from coral.protocol.signing import canonical_wire
 from coral.store.sqlite import Migration, SqliteDatabase
 
 #: A synchronous function run inside a write's transaction (see write_hooks).
@@ -375,7 +375,7 @@ def _entry_row(entry: ThreadEntry) -> tuple[object, ...]:
         _json(list(message.mentions)),
         entry.system,
         entry.recorded_at,
-        canonical_json(to_wire(message)).decode(),
+        canonical_wire(message).decode(),
     )
 
 
