@@ -122,9 +122,15 @@ class SqliteCoordinationStore:
         """
         entry_rows = [_entry_row(pending.entry) for pending in write.entries]
         hooks = tuple(self.write_hooks)
+        stored = self._threads.get(write.thread.id)
+        progress_only = (
+            stored is not None
+            and stored.last_seq == write.expected_last_seq
+            and _only_progress(stored, write.thread)
+        )
 
         def run(conn: sqlite3.Connection) -> list[InboxEntry]:
-            delivered = _apply(conn, write, entry_rows)
+            delivered = _apply(conn, write, entry_rows, progress_only)
             for hook in hooks:
                 hook(conn, write)
             return delivered
@@ -408,15 +414,56 @@ def _entry(row: aiosqlite.Row) -> ThreadEntry:
     )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
+
+
+def _only_progress(stored: Thread, new: Thread) -> bool:
+    """True when ``new`` differs from ``stored`` at most in last_seq, strategy state, wake time."""
+    return (
+        stored.participants == new.participants
+        and stored.state == new.state
+        and stored.summary == new.summary
+        and stored.closed_at == new.closed_at
+        and stored.name == new.name
+        and stored.session_id == new.session_id
+        and stored.strategy == new.strategy
+        and stored.strategy_options == new.strategy_options
+    )
+
+
+def _write_progress(conn: sqlite3.Connection, write: ThreadWrite) -> None:
+    thread = write.thread
+    cur = conn.execute(
+        "UPDATE coordination_threads SET strategy_state = ?, last_seq = ?, wake_at = ?"
+        " WHERE id = ? AND last_seq = ?",
+        (
+            _json(thread.strategy_state),
+            thread.last_seq,
+            thread.wake_at,
+            thread.id,
+            write.expected_last_seq,
+        ),
+    )
+    if cur.rowcount != 1:
+        raise ConcurrentUpdate(f"thread {thread.id} changed; retry")
 
 
 def _apply(
-    conn: sqlite3.Connection, write: ThreadWrite, entry_rows: list[tuple[object, ...]]
+    conn: sqlite3.Connection,
+    write: ThreadWrite,
+    entry_rows: list[tuple[object, ...]],
+    progress_only: bool = False,
 ) -> list[InboxEntry]:
     # Runs on the database thread inside a transaction opened by group commit.
-    _write_thread(conn, write)
+    # A post changes only the thread's progress columns: the rest is not rewritten.
+    if progress_only:
+        _write_progress(conn, write)
+    else:
+        _write_thread(conn, write)
     recipients = {a for pending in write.entries for a in pending.recipients}
     heads = _inbox_heads(conn, recipients | {g.agent for g in write.grants})
     inbox_rows: list[tuple[object, ...]] = []
