@@ -4,14 +4,44 @@ It holds keys for agents that cannot sign for themselves (MCP agents, the
 ``a2a-gateway`` that carries A2A tasks into threads, proxies of external A2A
 agents), installs the A2A routes and gRPC service, the MCP endpoints and the
 admin routes that create such agents.
+
+The a2a-sdk and mcp packages take longer to import than the rest of the node
+together, and nothing needs them before the first A2A or MCP request. So the
+node starts serving without them: this subsystem installs one HTTP fallback
+route and one gRPC generic handler, loads the front doors in the background
+once the node is up, and until then holds any A2A/MCP request until they are
+ready (``coral.interop_lazy``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from typing import Any
 
+import grpc
+from aiohttp import web
+
 from coral.context import NodeContext
+from coral.interop_lazy import LazyGrpcServices, LazyRoutes, RecordingServer
 from coral.subsystems import Subsystem
+
+#: Modules the front doors need, imported off the event loop before they are built.
+HEAVY_MODULES = (
+    "coral.api.a2a.executor",
+    "coral.api.a2a.front_door",
+    "coral.api.a2a.outbound",
+    "coral.api.mcp.admin",
+    "coral.api.mcp.server",
+    "coral.api.mcp.tools",
+)
+#: gRPC services the A2A front door adds (their names are needed before it loads).
+A2A_GRPC_SERVICES = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"]
+
+
+def _import_heavy() -> None:
+    for name in HEAVY_MODULES:
+        importlib.import_module(name)
 
 
 class InteropSubsystem(Subsystem):
@@ -20,10 +50,53 @@ class InteropSubsystem(Subsystem):
     name = "interop"
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
-        """Open the held-agent store and build both front doors (the A2A gateway agent is lazy)."""
+        """Install the lazy HTTP and gRPC entry points; nothing heavy is imported yet."""
+        self._node = node
+        self._ctx = ctx
+        self.routes = LazyRoutes()
+        self.services = LazyGrpcServices(A2A_GRPC_SERVICES, self.routes.ready)
+        self._loading: asyncio.Task[None] | None = None
+        self._built = False
+        self.http_installers.append(lambda app, _ctx: self.routes.install(app))
+        self.grpc_installers.append(self._install_grpc)
+
+    def _install_grpc(self, server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
+        server.add_generic_rpc_handlers((self.services,))
+        return list(A2A_GRPC_SERVICES)
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        """Load and start the front doors in the background (requests wait for them)."""
+        self._loading = asyncio.create_task(self._load())
+
+    async def ready(self) -> None:
+        """Wait until the A2A and MCP front doors serve (raises what loading raised)."""
+        await self.routes.ready()
+
+    async def _load(self) -> None:
+        try:
+            await asyncio.to_thread(_import_heavy)
+            inner = await self._build(self._node, self._ctx)
+            recorder = RecordingServer()
+            for install in self._grpc_parts:
+                install(recorder, self._ctx)
+            self.services.load(recorder)
+            await self.mcp.start()
+            await self.proxies.start()
+            self._built = True
+            self.routes.load(inner)
+        except asyncio.CancelledError:
+            self.routes.fail(RuntimeError("the node stopped before interop was ready"))
+            raise
+        except Exception as exc:
+            self.routes.fail(exc)
+            raise
+
+    async def _build(self, node: Any, ctx: NodeContext) -> web.Application:
+        """Build both front doors; returns the app holding their HTTP routes."""
         from coral.api.a2a.executor import CoralAgentExecutor, LazyGateway
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
+        from coral.api.http.app import CTX
         from coral.api.mcp import admin
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
@@ -47,21 +120,21 @@ class InteropSubsystem(Subsystem):
         self.proxies = A2AProxies(held, engine)
         ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies
-        self.http_installers += [
-            self.a2a.install_http,
-            lambda app, _ctx: self.mcp.install(app),
-            admin.installer(held, self.proxies),
-        ]
-        self.grpc_installers.append(self.a2a.install_grpc)
-
-    async def started(self, node: Any, ctx: NodeContext) -> None:
-        """Start the MCP session manager and the A2A proxies."""
-        await self.mcp.start()
-        await self.proxies.start()
+        inner = web.Application()
+        inner[CTX] = ctx
+        self.a2a.install_http(inner, ctx)
+        self.mcp.install(inner)
+        admin.installer(held, self.proxies)(inner, ctx)
+        self._grpc_parts = [self.a2a.install_grpc]
+        return inner
 
     async def stopping(self, node: Any, ctx: NodeContext) -> None:
         """Stop background readers before the servers stop."""
-        await self.mcp.stop()
-        await self.proxies.stop()
-        await self.gateway.stop()
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            await asyncio.gather(self._loading, return_exceptions=True)
+        if self._built:
+            await self.mcp.stop()
+            await self.proxies.stop()
+            await self.gateway.stop()
         await super().stopping(node, ctx)
