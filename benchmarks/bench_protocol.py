@@ -100,6 +100,10 @@ def main() -> None:
     print(f"bare PyNaCl sign+verify        {args.n / min(bare_t):10.0f} /s (best block)")
     print(f"coral sign_message+verify      {args.n / min(ours_t):10.0f} /s (best block)")
     print(f"sign+verify overhead (coral time / bare time, interleaved): {overhead}  target <= 1.3x")
+    print(
+        f"goal: sign+verify <= 1.3x bare PyNaCl: {overhead.median:.2f}x,"
+        f" {'met' if overhead.median <= 1.3 else 'MISSED'}"
+    )
     for name, value in rates.items():
         print(f"{name:30s} {value:10.0f} /s")
 

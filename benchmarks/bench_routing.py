@@ -310,6 +310,32 @@ async def level(
     }
 
 
+def print_goals(results: dict[int, dict[str, Any]]) -> None:
+    """The issue's goals, checked against this run's figures."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    if 100 in results:
+        r = results[100]
+        print(
+            f"goal, 100 pairs: routed/echo >= 0.60x: {r['ratio'].median:.2f}x, {verdict(r['ratio'].median >= 0.6)}"
+        )
+        print(f"goal, 100 pairs: p99 < 50 ms: {r['p99']:.0f} ms, {verdict(r['p99'] < 50)}")
+        if r["cpu"] is not None:
+            print(
+                f"goal, 100 pairs: node CPU <= 0.35 ms per routed message: {r['cpu']:.2f} ms"
+                f" (the bare echo server uses {r['echo_cpu']:.2f} ms per call),"
+                f" {verdict(r['cpu'] <= 0.35)}"
+            )
+    big = max(results) if results else 0
+    if big >= 1000 and results[big]["kib_per_wait"] is not None:
+        kib = results[big]["kib_per_wait"]
+        print(
+            f"goal, {big} pairs: <= 16 KiB per waiting agent: {kib:.1f} KiB, {verdict(kib <= 16)}"
+        )
+
+
 def start_echo() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "_echo_server.py")], stdout=subprocess.PIPE, text=True
@@ -351,8 +377,9 @@ async def main() -> None:
             f"{'pairs':>5} {'msgs':>6} {'routed/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/msg':>10} |"
             f" {'echo/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | {'KiB/wait':>8} | routed/echo"
         )
+        results: dict[int, dict[str, Any]] = {}
         for i, pairs in enumerate(args.pairs):
-            r = await level(
+            r = results[pairs] = await level(
                 address,
                 http,
                 node_id,
@@ -371,6 +398,7 @@ async def main() -> None:
                 f" {kib:>8} | {r['ratio']}",
                 flush=True,
             )
+        print_goals(results)
         if node is not None:
             node.__exit__(None, None, None)
     finally:
