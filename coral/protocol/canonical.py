@@ -26,6 +26,29 @@ JsonValue = Any
 _MAX_SAFE = 2**53 - 1
 # Built once: json.dumps with options builds a new encoder on every call.
 _PLAIN_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+
+
+def encode_plain(value: JsonValue) -> str:
+    """Sorted, compact JSON text of a value ``is_plain_json`` accepted (its JCS form).
+
+    Uses the C encoder directly where CPython has one (the JSONEncoder wrapper
+    rebuilds it on every call). Raises ValueError on a reference cycle.
+    """
+    if _C_ENCODER is None:
+        return _PLAIN_ENCODER.encode(value)
+    encoder = _C_ENCODER(
+        {},
+        _PLAIN_ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        True,
+        False,
+        True,
+    )
+    return "".join(encoder(value, 0))
 
 
 def _is_plain(value: JsonValue) -> bool:
@@ -69,7 +92,7 @@ def canonical_json(value: JsonValue) -> bytes:
     """
     if _is_plain(value):
         try:
-            return _PLAIN_ENCODER.encode(value).encode("utf-8")
+            return encode_plain(value).encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidUtf8("string contains a lone surrogate") from None
     try:

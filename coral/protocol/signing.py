@@ -8,10 +8,9 @@ signature from being reusable as any other kind of Coral signature.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from coral.protocol.canonical import canonical_json, is_plain_json
+from coral.protocol.canonical import canonical_json, encode_plain, is_plain_json
 from coral.protocol.errors import MissingSignature, SignatureError, TooLarge
 from coral.protocol.identity import Identity, PublicIdentity, b64u_decode, b64u_encode
 from coral.protocol.message import (
@@ -33,7 +32,7 @@ def signing_payload(message: Message) -> bytes:
     if wire is None:
         return MESSAGE_DOMAIN + canonical_json(unsigned_wire(message))
     try:
-        return MESSAGE_DOMAIN + _ENCODER.encode(wire).encode("utf-8")
+        return MESSAGE_DOMAIN + encode_plain(wire).encode("utf-8")
     except UnicodeEncodeError:
         return MESSAGE_DOMAIN + canonical_json(unsigned_wire(message))  # raises the typed error
 
@@ -45,7 +44,7 @@ def canonical_wire(message: Message) -> bytes:
         if message.signature is not None:
             wire["signature"] = message.signature
         try:
-            return _ENCODER.encode(wire).encode("utf-8")
+            return encode_plain(wire).encode("utf-8")
         except UnicodeEncodeError:
             pass  # the general path raises the typed error
     return canonical_json(to_wire(message))
@@ -55,7 +54,6 @@ def canonical_wire(message: Message) -> bytes:
 # already its RFC 8785 form (ASCII keys, ints within 2**53, plain strings), so
 # the wire object is built straight from the attributes (model_dump is most of
 # the cost of a signature) and only data payloads need the full canonical check.
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _unsigned_wire_fast(message: Message) -> dict[str, Any] | None:
