@@ -299,13 +299,17 @@ class CoordinationService:
         self._check_wait(kind, from_agent, timeout_ms, after, limit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
-        with self.signals.listen(agent) as listener:
+        # The next wait of a loop (long-poll, SSE, fan-out) resumes a parked one.
+        with self.signals.listen(agent, resume=(kind, from_agent, limit, after)) as listener:
             while True:
                 found = await self._look(listener, agent, after, limit, kind, from_agent)
                 if found:
-                    return WaitResult(tuple(found), found[-1].cursor)
+                    cursor = found[-1].cursor
+                    listener.park_as = (kind, from_agent, limit, cursor)
+                    return WaitResult(tuple(found), cursor)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
+                    listener.park_as = (kind, from_agent, limit, after)
                     return WaitResult((), after)
                 try:
                     await asyncio.wait_for(listener.event.wait(), remaining)

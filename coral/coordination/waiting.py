@@ -11,7 +11,8 @@ lost wake-ups.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from coral.coordination.errors import TooManyWaits
@@ -30,13 +31,15 @@ class InboxListener:
     gap, or a bare ``notify``, sends the waiter back to the store.
     """
 
-    __slots__ = ("event", "head", "pending", "stale")
+    __slots__ = ("event", "head", "park_as", "pending", "stale")
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.head: int | None = None
         self.pending: list[InboxEntry] = []
         self.stale = False
+        #: Set by a wait about to return: what the next wait must ask for to take this over.
+        self.park_as: Hashable | None = None
 
     def reset(self) -> None:
         """Forget what memory holds: the next look must read the store."""
@@ -66,21 +69,34 @@ class InboxListener:
 
 
 class InboxSignals:
-    """The active waits, grouped by agent, with a cap per agent."""
+    """The active waits, grouped by agent, with a cap per agent.
 
-    def __init__(self, max_waits_per_agent: int = 8) -> None:
+    A wait that ends knowing its inbox (``park_as`` set) stays parked for
+    ``park_s`` seconds, still collecting deliveries, so the agent's next wait
+    with the same filter from the returned cursor (a long-poll or SSE loop)
+    continues from memory instead of reading the store. Parked waits do not
+    count against the cap; only the latest one per agent is kept.
+    """
+
+    def __init__(self, max_waits_per_agent: int = 8, park_s: float = 5.0) -> None:
         self.max_waits_per_agent = max_waits_per_agent
+        self.park_s = park_s
         self._waiters: dict[str, set[InboxListener]] = {}
+        self._parked: dict[str, tuple[InboxListener, Hashable, float]] = {}
 
     @contextmanager
-    def listen(self, agent: str) -> Iterator[InboxListener]:
-        """Register a wait for ``agent``; TooManyWaits when it already has the maximum."""
+    def listen(self, agent: str, resume: Hashable | None = None) -> Iterator[InboxListener]:
+        """Register a wait for ``agent``; TooManyWaits when it already has the maximum.
+
+        With ``resume`` equal to a parked wait's ``park_as``, that wait's
+        listener (and what it collected) is taken over.
+        """
         waiters = self._waiters.setdefault(agent, set())
         if len(waiters) >= self.max_waits_per_agent:
             if not waiters:
                 del self._waiters[agent]
             raise TooManyWaits(f"{agent} already has {self.max_waits_per_agent} waits in progress")
-        listener = InboxListener()
+        listener = self._unpark(agent, resume) or InboxListener()
         waiters.add(listener)
         try:
             yield listener
@@ -88,18 +104,40 @@ class InboxSignals:
             waiters.discard(listener)
             if not waiters:
                 del self._waiters[agent]
+            if listener.park_as is not None and listener.head is not None and not listener.stale:
+                self._parked[agent] = (listener, listener.park_as, time.monotonic() + self.park_s)
+
+    def _unpark(self, agent: str, resume: Hashable | None) -> InboxListener | None:
+        parked = self._parked.pop(agent, None)
+        if parked is None or resume is None:
+            return None
+        listener, key, until = parked
+        if key != resume or time.monotonic() > until:
+            return None
+        listener.park_as = None
+        return listener
+
+    def _listeners(self, agent: str) -> list[InboxListener]:
+        found = list(self._waiters.get(agent, ()))
+        parked = self._parked.get(agent)
+        if parked is not None:
+            if time.monotonic() > parked[2]:
+                del self._parked[agent]
+            else:
+                found.append(parked[0])
+        return found
 
     def notify(self, agents: Iterable[str]) -> None:
         """Wake every wait of each of ``agents``; they look in the store again."""
         for agent in set(agents):
-            for listener in self._waiters.get(agent, ()):
+            for listener in self._listeners(agent):
                 listener.stale = True
                 listener.event.set()
 
     def deliver(self, entries: Iterable[InboxEntry]) -> None:
         """Hand just-committed inbox rows to the waits of their agents, and wake them."""
         for item in entries:
-            for listener in self._waiters.get(item.agent, ()):
+            for listener in self._listeners(item.agent):
                 if not listener.stale:
                     if len(listener.pending) < MAX_PENDING:
                         listener.pending.append(item)

@@ -143,3 +143,25 @@ async def test_a_duplicate_post_is_refused_by_the_write_and_leaves_one_entry(
     assert [e.message.id for e in page.entries].count(message.id) == 1
     # The thread as cached after the refused write is still the stored one.
     assert (await service.get_thread(a.did, thread.id)).last_seq == page.entries[-1].seq
+
+
+async def test_a_wait_loop_resumes_from_memory_and_a_changed_filter_reads_the_store(
+    service: CoordinationService, agents: list[Identity]
+) -> None:
+    a, b = agents[:2]
+    thread = await service.create_thread(a.did, "chat", [b.did])
+    reads = CountingReads(service)
+    cursor = await service.inbox_cursor(b.did)
+    first = await service.wait(b.did, "mention", after=cursor, timeout_ms=1)
+    assert first.timed_out and reads.reads == 1
+    plain = await post(service, a, thread.id, text="no mention")
+    sent = await post(service, a, thread.id, mentions=(b,))
+    # The same loop's next wait (same filter, from the returned cursor): from memory.
+    second = await service.wait(b.did, "mention", after=first.cursor, timeout_ms=1000)
+    assert [e.entry.message.id for e in second.entries] == [sent.message.id]
+    assert reads.reads == 1
+    # A different filter must not trust what the mention wait skipped: it reads the store.
+    every = await service.wait(b.did, "message", after=first.cursor, timeout_ms=1000)
+    assert [e.entry.message.id for e in every.entries] == [plain.message.id, sent.message.id]
+    assert reads.reads == 2
+    assert service.signals.active_waits(b.did) == 0
