@@ -115,6 +115,66 @@ async def compare(
     }
 
 
+async def agent_hop(grpc_address: str, n: int, concurrency: int) -> dict[str, float]:
+    """The hop through the agent process alone: a Coral agent mentions ``echo`` over gRPC
+    and waits on its Subscribe stream for the reply (no A2A); ``concurrency`` threads."""
+    from bench_routing import node_id_of, register, signed_msg
+
+    from coral.protocol.codec import message_to_proto
+    from coral.protocol.message import DataPart, TextPart, now_ms
+    from coral.protocol.request_auth import sign_request
+    from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
+
+    async with grpc.aio.insecure_channel(grpc_address) as channel:
+        agents = agents_pb2_grpc.AgentServiceStub(channel)
+        coord = coordination_pb2_grpc.CoordinationServiceStub(channel)
+        echo = await agents.GetAgent(agents_pb2.GetAgentRequest(agent="echo"))
+        me = await register(agents, await node_id_of(grpc_address), f"hop-{uuid.uuid4().hex[:8]}")
+        threads = []
+        for i in range(concurrency):
+            create = signed_msg(
+                me, "thread.create", None,
+                [DataPart(data={"name": f"hop{i}", "participants": [echo.agent]})],
+            )  # fmt: skip
+            done = await coord.Submit(
+                coordination_pb2.SubmitRequest(message=message_to_proto(create))
+            )
+            threads.append(done.thread.id)
+        req = coordination_pb2.WaitRequest(kind="mention")
+        path = "/coral.v1.CoordinationService/Subscribe"
+        auth = sign_request(me, "RPC", path, req.SerializeToString(), now_ms())
+        stream = coord.Subscribe(req, metadata=(("coral-auth", auth),))
+        replies: dict[str, asyncio.Queue[float]] = {t: asyncio.Queue() for t in threads}
+
+        async def receive() -> None:
+            async for item in stream:
+                replies[item.entry.thread_id].put_nowait(time.perf_counter())
+
+        reader = asyncio.create_task(receive())
+        latencies: list[float] = []
+
+        async def worker(thread: str, count: int) -> None:
+            for k in range(count):
+                msg = signed_msg(me, "message", thread, [TextPart(text=f"m{k}")], (echo.agent,))
+                started = time.perf_counter()
+                await coord.Submit(coordination_pb2.SubmitRequest(message=message_to_proto(msg)))
+                latencies.append(await asyncio.wait_for(replies[thread].get(), 60) - started)
+
+        await worker(threads[0], 5)  # warm up
+        latencies.clear()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(t, max(1, n // concurrency)) for t in threads))
+        elapsed = time.perf_counter() - started
+        stream.cancel()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": pct(latencies, 0.5) * 1000,
+        "p99": pct(latencies, 0.99) * 1000,
+    }
+
+
 def start_reference() -> tuple[subprocess.Popen[str], dict[str, str]]:
     """The reference server in its own process, and where it listens."""
     reference = subprocess.Popen(
@@ -158,6 +218,7 @@ async def main() -> None:
                     args.rounds,
                 )  # fmt: skip
                 rows.append((binding, result))
+            hop = await agent_hop(node.info["grpc_address"], args.requests, args.concurrency)
         finally:
             echo.terminate()
             echo.wait(10)
@@ -176,6 +237,11 @@ async def main() -> None:
             f" {r['ref_lat'][0]:.1f} / {r['ref_lat'][1]:.1f} |"
             f" {r['ours_lat'][0]:.1f} / {r['ours_lat'][1]:.1f} |"
         )
+    print(
+        f"agent-process hop alone (Coral message to the echo agent over gRPC, reply on a"
+        f" Subscribe stream, no A2A): {hop['rps']:.0f} round trips/s,"
+        f" p50 {hop['p50']:.1f} ms, p99 {hop['p99']:.1f} ms"
+    )
     for binding, r in rows:
         goal = "met" if r["ratio"].median >= 1.0 else "MISSED"
         print(f"goal, {binding}: node >= 1.0x the reference: {r['ratio'].median:.2f}x, {goal}")
