@@ -1,8 +1,10 @@
 """Authorization matrix: every HTTP route and gRPC method, called by the wrong people.
 
 Routes and methods are enumerated from the running node (aiohttp router, gRPC
-service descriptors); one without a matrix entry fails the test by name, so a
-new front door cannot ship without saying who may call it. Each protected
+service descriptors) and must equal the matrix rows: a route without a row
+fails by name, so a new front door cannot ship without saying who may call
+it, and a row whose route is no longer served fails too (never skips), so a
+front door cannot silently disappear. Each protected
 entry is called with no identity, a malformed one, a forged signature, a
 stale timestamp and another agent's did (all 401 / UNAUTHENTICATED), and,
 where a resource belongs to someone, by a valid agent who is not its owner
@@ -306,9 +308,12 @@ def _fingerprint(world: World) -> dict[str, int]:
 # -- enumeration ------------------------------------------------------------
 
 
-def test_every_http_route_has_a_matrix_entry(world: World) -> None:
-    missing = [f"{m} {p}" for m, p in world.node.http_routes() if (m, p) not in HTTP_MATRIX]
+def test_served_http_routes_equal_the_matrix_rows(world: World) -> None:
+    served = set(world.node.http_routes())
+    missing = sorted(f"{m} {p}" for m, p in served - set(HTTP_MATRIX))
+    gone = sorted(f"{m} {p}" for m, p in set(HTTP_MATRIX) - served)
     assert not missing, f"HTTP routes without an authorization matrix entry: {missing}"
+    assert not gone, f"matrix rows whose HTTP route is no longer served: {gone}"
 
 
 def _grpc_methods(world: World) -> list[tuple[str, Any]]:
@@ -321,13 +326,14 @@ def _grpc_methods(world: World) -> list[tuple[str, Any]]:
     return found
 
 
-def test_every_grpc_method_has_a_matrix_entry(world: World) -> None:
-    missing = [
-        name
-        for name, _ in _grpc_methods(world)
-        if name not in GRPC_MATRIX and name.split("/")[0] not in GRPC_PUBLIC_SERVICES
-    ]
+def test_served_grpc_methods_equal_the_matrix_rows(world: World) -> None:
+    served = {name for name, _ in _grpc_methods(world)}
+    missing = sorted(
+        name for name in served - set(GRPC_MATRIX) if name.split("/")[0] not in GRPC_PUBLIC_SERVICES
+    )
+    gone = sorted(set(GRPC_MATRIX) - served)
     assert not missing, f"gRPC methods without an authorization matrix entry: {missing}"
+    assert not gone, f"matrix rows whose gRPC method is no longer served: {gone}"
 
 
 # -- HTTP -------------------------------------------------------------------
@@ -489,7 +495,7 @@ async def test_http_route_refuses_the_wrong_callers(world: World, route: tuple[s
     method, canonical = route
     rule = HTTP_MATRIX[route]
     if (method, canonical) not in world.node.http_routes():
-        pytest.skip(f"{method} {canonical} is not served by this build")
+        pytest.fail(f"{method} {canonical} has a matrix row but is no longer served")
     if method == "*":
         method = "POST"
     target = world.fill(rule.path)
@@ -642,7 +648,7 @@ REFUSED_OWNER = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND}
 async def test_grpc_method_refuses_the_wrong_callers(world: World, name: str) -> None:
     methods = dict(_grpc_methods(world))
     if name not in methods:
-        pytest.skip(f"{name} is not served by this build")
+        pytest.fail(f"{name} has a matrix row but is no longer served")
     method, access = methods[name], GRPC_MATRIX[name]
     before = _fingerprint(world)
     async with grpc.aio.insecure_channel(world.node.grpc) as channel:
