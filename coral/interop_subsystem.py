@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
+import sys
 from typing import Any
 
 import grpc
@@ -39,9 +41,29 @@ HEAVY_MODULES = (
 A2A_GRPC_SERVICES = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"]
 
 
+#: Packages the front doors need, checked (not imported) at setup: a broken install
+#: fails the start with one clear line instead of failing later in the background.
+REQUIRED_PACKAGES = ("a2a", "mcp", "mcp_types", "httpx", "starlette")
+
+
 def _import_heavy() -> None:
     for name in HEAVY_MODULES:
         importlib.import_module(name)
+
+
+def check_installed(packages: tuple[str, ...] = REQUIRED_PACKAGES) -> None:
+    """Raise ModuleNotFoundError for the first package that cannot be imported.
+
+    Finds each package without importing it (cheap), so start-up stays fast.
+    """
+    for name in packages:
+        try:
+            found = name not in sys.modules or sys.modules[name] is not None
+            found = found and importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 class InteropSubsystem(Subsystem):
@@ -51,6 +73,7 @@ class InteropSubsystem(Subsystem):
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         """Install the lazy HTTP and gRPC entry points; nothing heavy is imported yet."""
+        check_installed()
         self._node = node
         self._ctx = ctx
         self.routes = LazyRoutes()
