@@ -69,6 +69,8 @@ class LazyRoutes:
                 raise web.HTTPServiceUnavailable(text="this front door failed to load") from None
         match = await inner.router.resolve(request)
         if match.http_exception is not None:
+            if isinstance(match.http_exception, web.HTTPNotFound):
+                await _refuse_like_the_outer_router(request)
             raise match.http_exception
         match.add_app(inner)
         match.freeze()
@@ -78,6 +80,17 @@ class LazyRoutes:
         routed = request.clone()
         routed._match_info = match
         return await match.handler(routed)
+
+
+async def _refuse_like_the_outer_router(request: web.Request) -> None:
+    """405 when another route of the app has this path under other methods (as without us)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is None and methods and "*" not in methods:
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
 
 
 class RecordingServer:

@@ -15,9 +15,10 @@ from a2a.types import a2a_pb2, a2a_pb2_grpc
 from tests.support.nodeproc import NodeProcess
 
 
-def get(url: str) -> tuple[int, bytes]:
+def get(url: str, method: str = "GET") -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=120) as resp:
+        request = urllib.request.Request(url, method=method)
+        with urllib.request.urlopen(request, timeout=120) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -38,6 +39,7 @@ async def test_requests_sent_right_after_start_are_served_by_the_loaded_front_do
         # Paths nobody serves are still 404, core routes are untouched.
         assert (await asyncio.to_thread(get, node.http + "/no/such/route"))[0] == 404
         assert (await asyncio.to_thread(get, node.http + "/healthz"))[0] == 200
+        assert (await asyncio.to_thread(get, node.http + "/healthz", "DELETE"))[0] == 405
     finally:
         node.terminate()
 
