@@ -126,6 +126,13 @@ def start(
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json")] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Another name browsers may use for the dashboard and MCP (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Start the node and run until Ctrl-C or SIGTERM.
 
@@ -142,6 +149,7 @@ def start(
         bootstrap_peers=bootstrap or None,
         log_level=log_level,
         log_json=log_json,
+        allowed_hosts=allowed_host or None,
     )
     configure_logging(cfg.log_level, cfg.log_json)
     try:

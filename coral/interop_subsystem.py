@@ -120,6 +120,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
         from coral.api.http.app import CTX
+        from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
@@ -139,7 +140,13 @@ class InteropSubsystem(Subsystem):
             max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
         )
         self.a2a = A2AFrontDoor(ctx, executor)
-        self.mcp = McpFrontDoor(held, CoralTools(held, directory, engine))
+        self.mcp = McpFrontDoor(
+            held,
+            CoralTools(held, directory, engine),
+            policy=HostPolicy.from_config(ctx.config),
+            max_wait_ms=ctx.config.mcp_max_wait_ms,
+            sse_retry_ms=ctx.config.mcp_sse_retry_ms,
+        )
         self.proxies = A2AProxies(held, engine)
         ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies
