@@ -35,6 +35,11 @@ class LazyRoutes:
             self._loaded = asyncio.get_running_loop().create_future()
         return self._loaded
 
+    @property
+    def loaded_app(self) -> web.Application | None:
+        """The inner app once loaded (its routes are the ones this route serves), else None."""
+        return self._inner
+
     def install(self, app: web.Application) -> None:
         """Add the catch-all route (last resort: every other route of ``app`` matches first)."""
         app.router.add_route("*", "/{coral_late_path:.*}", self._dispatch)
