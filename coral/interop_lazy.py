@@ -62,6 +62,12 @@ class LazyRoutes:
         await asyncio.shield(self._future())
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        # Routes added to the app after this one (same index key, e.g. "/") come first:
+        # the catch-all must not shadow them, nor make them wait for the late routes.
+        later = await _resolve_elsewhere(request, self._dispatch)
+        if later is not None:
+            later.add_app(request.app)
+            return await _call(request, later)
         inner = self._inner
         if inner is None:
             try:
@@ -78,13 +84,29 @@ class LazyRoutes:
                 await _refuse_like_the_outer_router(request)
             raise match.http_exception
         match.add_app(inner)
-        match.freeze()
-        # aiohttp has no public way to re-route a request: a clone (fresh cached
-        # properties, same body stream) gets the inner match, as Application._handle
-        # would set it, so handlers see their own match_info and app.
-        routed = request.clone()
-        routed._match_info = match
-        return await match.handler(routed)
+        return await _call(request, match)
+
+
+async def _call(request: web.Request, match: Any) -> web.StreamResponse:
+    # aiohttp has no public way to re-route a request: a clone (fresh cached
+    # properties, same body stream) gets the new match, as Application._handle
+    # would set it, so handlers see their own match_info and app.
+    match.freeze()
+    routed = request.clone()
+    routed._match_info = match
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]] = match.handler
+    return await handler(routed)
+
+
+async def _resolve_elsewhere(request: web.Request, skip: Any) -> Any:
+    """The match of another route of ``request.app`` for this request, or None."""
+    for resource in request.app.router.resources():
+        if any(route.handler == skip for route in resource):
+            continue
+        match, _ = await resource.resolve(request)
+        if match is not None:
+            return match
+    return None
 
 
 async def _refuse_like_the_outer_router(request: web.Request) -> None:
