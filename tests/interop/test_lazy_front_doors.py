@@ -27,7 +27,7 @@ def get(url: str, method: str = "GET") -> tuple[int, bytes]:
 async def test_requests_sent_right_after_start_are_served_by_the_loaded_front_doors(
     tmp_path: Path,
 ) -> None:
-    node = NodeProcess(tmp_path / "node").start()
+    node = NodeProcess(tmp_path / "node").start(wait_for_front_doors=False)
     try:
         # Sent as soon as the node reports ready, before the front doors have loaded.
         early_grpc = asyncio.create_task(early_a2a_grpc_call(node.grpc))
