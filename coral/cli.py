@@ -70,6 +70,14 @@ def main_options(
     """Run and inspect a Coral Protocol node."""
 
 
+def _coral_server_overrides(args: list[str]) -> list[str] | None:
+    """coral-server style ``--section.key=value`` arguments; anything else is an error."""
+    for arg in args:
+        if not (arg.startswith("--") and "=" in arg and "." in arg.split("=", 1)[0]):
+            _fail(f"unknown argument {arg!r}", 2)
+    return list(args) or None
+
+
 def _config(config: Path | None, **flags: Any) -> Config:
     try:
         return load_config(config, overrides=flags)
@@ -114,8 +122,9 @@ def init(
     out.print(f"admin token: {cfg.keys_dir / 'admin.token'}")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def start(
+    ctx: typer.Context,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
@@ -137,6 +146,9 @@ def start(
     """Start the node and run until Ctrl-C or SIGTERM.
 
     Example: coral-node start --data-dir ./node-a --grpc-port 7420 --http-port 7421
+
+    coral-server's ``--section.key=value`` arguments override keys of the
+    coral-server config.toml named by CONFIG_FILE_PATH (see docs/interop.md).
     """
     from coral.logs import configure_logging
 
@@ -150,10 +162,13 @@ def start(
         log_level=log_level,
         log_json=log_json,
         allowed_hosts=allowed_host or None,
+        coral_server_overrides=_coral_server_overrides(ctx.args),
     )
     configure_logging(cfg.log_level, cfg.log_json)
     try:
         run_event_loop(_run_node(cfg))
+    except ConfigError as exc:  # e.g. the coral-server config.toml, read at start
+        _fail(str(exc), 2)
     except Exception as exc:
         _fail(f"cannot start: {_start_failure(exc)}", 1)
 

@@ -84,6 +84,10 @@ class Config(BaseModel):
     #: ``retry`` (ms) sent in the priming event of MCP POST streams (2025-11-25 clients).
     mcp_sse_retry_ms: int = Field(default=2_000, ge=100, le=60_000)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    #: A coral-server ``config.toml`` (default: ``$CONFIG_FILE_PATH``) for the /api/v1 drop-in.
+    coral_server_config: Path | None = None
+    #: coral-server style ``--section.key=value`` overrides of that file.
+    coral_server_overrides: list[str] = Field(default_factory=list)
 
     @field_validator("log_level")
     @classmethod
@@ -120,6 +124,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             value: Any = env[key]
             if field in ("bootstrap_peers", "allowed_hosts"):
                 value = [p.strip() for p in env[key].split(",") if p.strip()]
+            elif field == "coral_server_overrides":
+                value = env[key].split()
             out[field] = value
     return out
 

@@ -177,6 +177,61 @@ HTTP_MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/mcp/v1/{secret}/messages"): Rule(
         CAPABILITY, "/mcp/v1/not-the-secret/messages", "{}"
     ),
+    # coral-server's API: a Bearer key from its config's [auth] keys, or the admin token.
+    ("POST", "/api/v1/local/session"): Rule(ADMIN, "/api/v1/local/session", "{}"),
+    ("POST", "/api/v1/local/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s", "{}"
+    ),
+    ("GET", "/api/v1/local/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s"
+    ),
+    ("DELETE", "/api/v1/local/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s"
+    ),
+    ("GET", "/api/v1/local/session/{namespace}/{sessionId}/extended"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s/extended"
+    ),
+    ("GET", "/api/v1/local/session/{namespace}/{sessionId}/agent/{agentName}/logs"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s/agent/a/logs"
+    ),
+    ("POST", "/api/v1/local/namespace"): Rule(ADMIN, "/api/v1/local/namespace", "{}"),
+    ("GET", "/api/v1/local/namespace"): Rule(ADMIN, "/api/v1/local/namespace"),
+    ("GET", "/api/v1/local/namespace/extended"): Rule(ADMIN, "/api/v1/local/namespace/extended"),
+    ("GET", "/api/v1/local/namespace/{namespace}"): Rule(ADMIN, "/api/v1/local/namespace/ns"),
+    ("GET", "/api/v1/local/namespace/{namespace}/extended"): Rule(
+        ADMIN, "/api/v1/local/namespace/ns/extended"
+    ),
+    ("DELETE", "/api/v1/local/namespace/{namespace}"): Rule(ADMIN, "/api/v1/local/namespace/ns"),
+    ("GET", "/api/v1/registry"): Rule(ADMIN, "/api/v1/registry"),
+    ("GET", "/api/v1/registry/local/{agentName}/{agentVersion}"): Rule(
+        ADMIN, "/api/v1/registry/local/a/1.0.0"
+    ),
+    ("POST", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread", "{}"
+    ),
+    ("DELETE", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread", "{}"
+    ),
+    ("POST", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread/message"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread/message", "{}"
+    ),
+    ("POST", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread/participant"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread/participant", "{}"
+    ),
+    ("DELETE", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread/participant"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread/participant", "{}"
+    ),
+    ("DELETE", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a"
+    ),
+    ("GET", "/ws/v1/events/{token}/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/ws/v1/events/not-a-key/session/ns/s"
+    ),
+    ("GET", "/ws/v1/events/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/ws/v1/events/session/ns/s"
+    ),
+    ("GET", "/ws/v1/events/{token}/lsm"): Rule(ADMIN, "/ws/v1/events/not-a-key/lsm"),
+    ("GET", "/ws/v1/events/lsm"): Rule(ADMIN, "/ws/v1/events/lsm"),
 }
 
 GRPC_MATRIX: dict[str, str] = {

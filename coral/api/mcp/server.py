@@ -33,7 +33,7 @@ from coral.api.a2a.asgi_bridge import Receive, Scope, Send, asgi_scope, call_asg
 from coral.api.http.host_guard import HostPolicy
 from coral.api.mcp.held_agents import HeldAgent, HeldAgents
 from coral.api.mcp.replay import STREAM_OWNER, ReplayBuffer
-from coral.api.mcp.tools import INSTRUCTION, TOOL_SPECS, CoralTools
+from coral.api.mcp.tools import INSTRUCTION, CoralTools
 from coral.coordination.service import MAX_WAIT_MS
 from coral.protocol.errors import CoralError
 
@@ -84,14 +84,20 @@ def build_mcp_server(tools: CoralTools, max_wait_ms: int = MAX_WAIT_MS) -> Serve
     unknown resource ``-32002``; a refused tool call is a tool result with
     ``isError``. Waits longer than ``max_wait_ms`` are shortened to it.
     """
-    deadline_s = max_wait_ms / 1000 + _TOOL_GRACE_S
-    tool_list = [
-        types.Tool(name=name, description=description, input_schema=schema)
-        for name, (description, schema) in TOOL_SPECS.items()
-    ]
+    # A blocking session agent may first wait up to a minute for its peers.
+    deadline_s = max_wait_ms / 1000 + 60 + _TOOL_GRACE_S
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tool_list)
+        # Per agent: coral_close_session and graph custom tools only for those given them.
+        request = getattr(ctx, "request", None)
+        agent = request.scope.get(AGENT_SCOPE_KEY) if request is not None else None
+        specs = tools.tools_for(agent if isinstance(agent, HeldAgent) else None)
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(name=name, description=description, input_schema=schema)
+                for name, (description, schema) in specs.items()
+            ]
+        )
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         agent = _calling_agent(ctx)
@@ -103,9 +109,12 @@ def build_mcp_server(tools: CoralTools, max_wait_ms: int = MAX_WAIT_MS) -> Serve
                 raise MCPError(
                     INVALID_PARAMS, f"Unknown tool: {params.name}", {"tool": params.name}
                 ) from None
-            error = {"error": exc.reason, "detail": exc.detail}
+            # coral-server's tool error: the message as text and {"error": message}.
+            error = {"error": exc.detail, "reason": exc.reason}
             return types.CallToolResult(
-                content=[types.TextContent(text=json.dumps(error))], is_error=True
+                content=[types.TextContent(text=exc.detail)],
+                structured_content=error,
+                is_error=True,
             )
         return types.CallToolResult(
             content=[types.TextContent(text=json.dumps(result))], structured_content=result
@@ -117,13 +126,13 @@ def build_mcp_server(tools: CoralTools, max_wait_ms: int = MAX_WAIT_MS) -> Serve
                 types.Resource(
                     name="state",
                     uri=STATE_URI,
-                    mime_type="application/json",
+                    mime_type="text/markdown",
                     description="Your threads, their messages and your contacts.",
                 ),
                 types.Resource(
                     name="instruction",
                     uri=INSTRUCTION_URI,
-                    mime_type="text/plain",
+                    mime_type="text/markdown",
                     description="How to use the Coral tools.",
                 ),
             ]
@@ -134,12 +143,9 @@ def build_mcp_server(tools: CoralTools, max_wait_ms: int = MAX_WAIT_MS) -> Serve
     ) -> types.ReadResourceResult:
         agent = _calling_agent(ctx)
         uri = str(params.uri)
-        if uri == STATE_URI:
-            text, mime = json.dumps(await tools.state(agent)), "application/json"
-        elif uri == INSTRUCTION_URI:
-            text, mime = INSTRUCTION, "text/plain"
-        else:
+        if uri not in (STATE_URI, INSTRUCTION_URI):
             raise MCPError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
+        text, mime = await tools.read_resource(agent, uri)
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=uri, mime_type=mime, text=text)]
         )
