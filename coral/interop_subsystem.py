@@ -72,10 +72,29 @@ class InteropSubsystem(Subsystem):
     name = "interop"
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
-        """Install the lazy HTTP and gRPC entry points; nothing heavy is imported yet."""
+        """Open the held agents and MCP tools (others use them at setup); install the lazy
+        HTTP and gRPC entry points. Nothing from a2a-sdk or mcp is imported yet."""
+        from coral.api.mcp.held_agents import HeldAgents
+        from coral.api.mcp.tools import CoralTools
+        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
+
         check_installed()
         self._node = node
         self._ctx = ctx
+        directory = ctx.require("directory")
+        engine = ctx.require("coordination")
+        self.held = HeldAgents(
+            node.db, ctx.config.keys_dir, ctx.identity, directory, ctx.require("gateway")
+        )
+        await self.held.open()
+        cursors = SqliteWaitCursors(node.db)
+        await cursors.open()
+        cap = ctx.config.mcp_max_wait_ms
+        self.tools = CoralTools(
+            self.held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
+        )
+        ctx.services["mcp_tools"] = self.tools
+        ctx.services["held_agents"] = self.held
         self.routes = LazyRoutes()
         self.services = LazyGrpcServices(A2A_GRPC_SERVICES, self.routes.ready)
         self._loading: asyncio.Task[None] | None = None
@@ -122,17 +141,11 @@ class InteropSubsystem(Subsystem):
         from coral.api.http.app import CTX
         from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
-        from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
-        from coral.api.mcp.tools import CoralTools
-        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 
         directory = ctx.require("directory")
         engine = ctx.require("coordination")
-        held = HeldAgents(
-            node.db, ctx.config.keys_dir, ctx.identity, directory, ctx.require("gateway")
-        )
-        await held.open()
+        held = self.held
         self.gateway = LazyGateway(held, engine)
         executor = CoralAgentExecutor(
             held,
@@ -141,22 +154,15 @@ class InteropSubsystem(Subsystem):
             max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
         )
         self.a2a = A2AFrontDoor(ctx, executor)
-        cursors = SqliteWaitCursors(node.db)
-        await cursors.open()
         cap = ctx.config.mcp_max_wait_ms
-        tools = CoralTools(
-            held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
-        )
         self.mcp = McpFrontDoor(
             held,
-            tools,
+            self.tools,
             policy=HostPolicy.from_config(ctx.config),
             max_wait_ms=cap,
             sse_retry_ms=ctx.config.mcp_sse_retry_ms,
         )
-        ctx.services["mcp_tools"] = tools
         self.proxies = A2AProxies(held, engine)
-        ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies
         inner = web.Application()
         inner[CTX] = ctx
