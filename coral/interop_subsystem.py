@@ -16,8 +16,10 @@ ready (``coral.interop_lazy``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
+import logging
 import sys
 from typing import Any
 
@@ -28,14 +30,20 @@ from coral.context import NodeContext
 from coral.interop_lazy import LazyGrpcServices, LazyRoutes, RecordingServer
 from coral.subsystems import Subsystem
 
+log = logging.getLogger("coral.a2a")
+#: Seconds between two runs of the A2A task retention policy.
+RETENTION_EVERY_S = 60.0
+
 #: Modules the front doors need, imported off the event loop before they are built.
 HEAVY_MODULES = (
     "coral.api.a2a.executor",
     "coral.api.a2a.front_door",
     "coral.api.a2a.outbound",
+    "coral.api.a2a.tasks",
     "coral.api.mcp.admin",
     "coral.api.mcp.server",
     "coral.api.mcp.tools",
+    "coral.store.a2a_sqlite",
 )
 #: gRPC services the A2A front door adds (their names are needed before it loads).
 A2A_GRPC_SERVICES = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"]
@@ -98,6 +106,7 @@ class InteropSubsystem(Subsystem):
         self.routes = LazyRoutes()
         self.services = LazyGrpcServices(A2A_GRPC_SERVICES, self.routes.ready)
         self._loading: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         self._built = False
         self.http_installers.append(lambda app, _ctx: self.routes.install(app))
         self.grpc_installers.append(self._install_grpc)
@@ -124,6 +133,7 @@ class InteropSubsystem(Subsystem):
             self.services.load(recorder)
             await self.mcp.start()
             await self.proxies.start()
+            self._retention_task = asyncio.create_task(self._retain(), name="a2a-retention")
             self._built = True
             self.routes.load(inner)
         except asyncio.CancelledError:
@@ -138,22 +148,34 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.executor import CoralAgentExecutor, LazyGateway
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
+        from coral.api.a2a.tasks import RetentionPolicy, fail_interrupted
         from coral.api.http.app import CTX
         from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
         from coral.api.mcp.server import McpFrontDoor
+        from coral.store.a2a_sqlite import SqliteA2ATaskRecords
 
         directory = ctx.require("directory")
         engine = ctx.require("coordination")
         held = self.held
         self.gateway = LazyGateway(held, engine)
+        a2a_config = ctx.config.a2a
+        self.task_records = SqliteA2ATaskRecords(node.db)
+        await self.task_records.open()
+        self.retention = RetentionPolicy(a2a_config.task_retention_s, a2a_config.max_tasks)
+        await self.retention.apply(self.task_records)
+        interrupted = await fail_interrupted(self.task_records)
+        if interrupted:
+            log.info("A2A: %d tasks were running when the node stopped; marked failed", interrupted)
         executor = CoralAgentExecutor(
             held,
             self.gateway,
             directory,
+            self.task_records,
             max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
+            reply_timeout_s=a2a_config.reply_timeout_s,
         )
-        self.a2a = A2AFrontDoor(ctx, executor)
+        self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config)
         cap = ctx.config.mcp_max_wait_ms
         self.mcp = McpFrontDoor(
             held,
@@ -172,13 +194,29 @@ class InteropSubsystem(Subsystem):
         self._grpc_parts = [self.a2a.install_grpc]
         return inner
 
+    async def _retain(self) -> None:
+        while True:
+            await asyncio.sleep(RETENTION_EVERY_S)
+            try:
+                gone = await self.retention.apply(self.task_records)
+            except Exception as exc:  # a busy disk must not stop the loop
+                log.warning("A2A task retention failed: %s", exc)
+                continue
+            if gone:
+                log.info("A2A task retention evicted %d tasks", gone)
+
     async def stopping(self, node: Any, ctx: NodeContext) -> None:
         """Stop background readers before the servers stop."""
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
             await asyncio.gather(self._loading, return_exceptions=True)
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
         if self._built:
             await self.mcp.stop()
             await self.proxies.stop()
+            await self.a2a.close()
             await self.gateway.stop()
         await super().stopping(node, ctx)
