@@ -180,7 +180,7 @@ class FederationNode:
         own = self.state.peers[self.did]
         request = federation_pb2.HelloRequest(peer_record_json=_dumps(own.model_dump(mode="json")))
         response = await self._call(address, "Hello", request)
-        record = parse_peer_record(json.loads(response.peer_record_json))
+        record = parse_peer_record(parse_json(response.peer_record_json))
         await self._merge([record], source=None)
         return record.node
 
@@ -202,13 +202,13 @@ class FederationNode:
         digest_response = await self._call(address, "GossipHashes", hashes)
         if not digest_response.digest_json:
             return
-        diff = self.state.diff(digest_from_wire(json.loads(digest_response.digest_json)))
+        diff = self.state.diff(digest_from_wire(parse_json(digest_response.digest_json)))
         request = federation_pb2.GossipExchangeRequest(
             records_json=_dumps([record_to_wire(r) for r in diff.to_send]),
             request_json=_dumps(request_to_wire(diff.request)),
         )
         response = await self._call(address, "GossipExchange", request)
-        records = [record_from_wire(r) for r in json.loads(response.records_json)]
+        records = [record_from_wire(r) for r in parse_json(response.records_json)]
         await self._merge(records, source=peer)
 
     async def _merge(self, records: list[Any], source: str | None) -> None:
@@ -233,7 +233,7 @@ class FederationNode:
     # -- gossip, server side ---------------------------------------------------------
 
     async def on_hello(self, caller: str, peer_record_json: str) -> str:
-        record = parse_peer_record(json.loads(peer_record_json))
+        record = parse_peer_record(parse_json(peer_record_json))
         if record.node != caller:
             self.state.scores.penalize(caller, 10.0, now_ms())
             raise Forbidden("a node may only introduce itself", reason="peer_impersonation")
