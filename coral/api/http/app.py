@@ -126,13 +126,15 @@ async def metrics(request: web.Request) -> web.Response:
 async def verify_message(request: web.Request) -> web.Response:
     """Check a message (JSON or protobuf body): well formed, signed, fresh, new.
 
-    ``?check_replay=false`` skips recording the id so a message can be checked
-    repeatedly. Refusals are problem+json with the precise ``reason``.
+    "New" means the node has not accepted the id; checking never records it,
+    so verifying a message does not stop its sender from submitting it.
+    ``?check_replay=false`` skips the seen-id check. Refusals are
+    problem+json with the precise ``reason``.
     """
     ctx = request.app[CTX]
     message = await read_message(request)
     check_replay = request.query.get("check_replay", "true").lower() != "false"
-    ctx.verifier.verify(message, check_replay=check_replay)
+    ctx.verifier.verify(message, check_replay=check_replay, remember=False)
     return web.json_response({"valid": True, "message_id": message.id, "sender": message.sender})
 
 
