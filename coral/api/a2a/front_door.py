@@ -35,7 +35,7 @@ from aiohttp import web
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from coral.agents.directory import AgentDirectory
+from coral.agents.directory import AgentDirectory, AgentNotRegistered
 from coral.api.a2a.asgi_bridge import asgi_scope, call_asgi
 from coral.api.a2a.cards import agent_card, card_json, router_card
 from coral.api.a2a.executor import AGENT_STATE_KEY, CoralAgentExecutor
@@ -122,10 +122,15 @@ class A2AFrontDoor:
         return [r for r in records if GATEWAY_KIND not in r.manifest.capabilities]
 
     async def _record(self, name: str) -> Any:
-        for record in await self.directory.search(name=name):
-            if GATEWAY_KIND not in record.manifest.capabilities:
-                return record
-        raise UnknownA2AAgent(f"no agent named {name!r}")
+        # Through the name's binding, so a second key registering the name
+        # cannot take over this URL.
+        try:
+            record = await self.directory.resolve(name)
+        except AgentNotRegistered:
+            record = None
+        if record is None or GATEWAY_KIND in record.manifest.capabilities:
+            raise UnknownA2AAgent(f"no agent named {name!r}")
+        return record
 
     async def node_card(self, request: web.Request) -> web.Response:
         """GET /.well-known/agent-card.json: the router card."""
