@@ -75,6 +75,10 @@ class Config(BaseModel):
     #: Messages per second each agent may submit (bursts up to twice that).
     agent_message_rate: float = Field(default=500.0, gt=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0, le=300)
+    #: Node-wide cap on open waits and streams (long-polls, SSE, gRPC waits);
+    #: 0 derives it from the process's open-file limit, keeping headroom for
+    #: health checks, admin calls and the database.
+    max_open_waits: int = Field(default=0, ge=0)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("log_level")

@@ -87,8 +87,14 @@ class Node:
         ctx.grpc_address = f"{advertise}:{grpc_port}"
 
         app = build_http_app(ctx, http_installers)
+        # handler_cancellation: a client that disconnects cancels its handler,
+        # so a long-poll frees its wait slot at once (gRPC cancels the same way).
         self._http = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=cfg.shutdown_grace_s
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=cfg.shutdown_grace_s,
+            handler_cancellation=True,
         )
         await self._http.setup()
         ssl_context = None

@@ -11,30 +11,52 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-from coral.coordination.errors import TooManyWaits
+from coral.coordination.errors import TooManyWaits, WaitBudgetExhausted
 
 
 class InboxSignals:
-    """One ``asyncio.Event`` per active wait, grouped by agent, with a cap per agent."""
+    """One ``asyncio.Event`` per active wait, grouped by agent.
 
-    def __init__(self, max_waits_per_agent: int = 8) -> None:
+    Two caps: ``max_waits_per_agent`` per key, and ``max_waits_total`` over
+    the whole node (each open wait holds a connection, so a file descriptor;
+    None means no node-wide cap).
+    """
+
+    def __init__(self, max_waits_per_agent: int = 8, max_waits_total: int | None = None) -> None:
         self.max_waits_per_agent = max_waits_per_agent
+        self.max_waits_total = max_waits_total
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._total = 0
 
     @contextmanager
     def listen(self, agent: str) -> Iterator[asyncio.Event]:
-        """Register a wait for ``agent``; TooManyWaits when it already has the maximum."""
+        """Register a wait for ``agent``; the slot is freed when the block exits.
+
+        Raises TooManyWaits when the agent already has its maximum, and
+        WaitBudgetExhausted (retryable) when the node has its maximum.
+        """
+        if self.max_waits_total is not None and self._total >= self.max_waits_total:
+            raise WaitBudgetExhausted(
+                f"the node holds {self._total} open waits, its budget; retry shortly"
+            )
         waiters = self._waiters.setdefault(agent, set())
         if len(waiters) >= self.max_waits_per_agent:
             raise TooManyWaits(f"{agent} already has {self.max_waits_per_agent} waits in progress")
         event = asyncio.Event()
         waiters.add(event)
+        self._total += 1
         try:
             yield event
         finally:
+            self._total -= 1
             waiters.discard(event)
             if not waiters:
                 del self._waiters[agent]
+
+    @property
+    def total_waits(self) -> int:
+        """How many waits are in progress on the node."""
+        return self._total
 
     def notify(self, agents: Iterable[str]) -> None:
         """Wake every wait of each of ``agents``."""

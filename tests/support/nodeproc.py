@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ class NodeProcess:
     proc: subprocess.Popen[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
+    #: Soft RLIMIT_NOFILE for the node process (None: inherit the test's).
+    nofile: int | None = None
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
         runtime = self.data_dir / "node.json"
@@ -50,6 +53,7 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            preexec_fn=self._limit_files if self.nofile is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -65,6 +69,11 @@ class NodeProcess:
             time.sleep(0.05)
         self.kill()
         raise TimeoutError(f"node did not start:\n{self.output()}")
+
+    def _limit_files(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
 
     @property
     def http(self) -> str:

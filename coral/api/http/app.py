@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -28,8 +29,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(error: CoralError) -> web.Response:
-    """A problem+json response for a typed error."""
-    return web.json_response(problem(error), status=http_status(error), content_type=PROBLEM_JSON)
+    """A problem+json response for a typed error (with Retry-After when it is known)."""
+    response = web.json_response(
+        problem(error), status=http_status(error), content_type=PROBLEM_JSON
+    )
+    if error.retry_after_s is not None:
+        response.headers["Retry-After"] = str(error.retry_after_s)
+        if error.category == "unavailable":
+            # Shed the connection too: under fd pressure an idle keep-alive
+            # socket is exactly what the node is short of.
+            response.force_close()
+    return response
+
+
+#: The status recorded for a request whose client left first (nginx's convention);
+#: never sent, only counted.
+CLIENT_CLOSED = 499
 
 
 @web.middleware
@@ -44,6 +59,12 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     name = route.canonical if route is not None else "unmatched"
     try:
         response = await handler(request)
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when its client disconnects (and at
+        # shutdown); the cancellation keeps propagating.
+        if _client_gone(request):
+            _count_disconnect(request, name)
+        raise
     except CoralError as exc:
         ctx.metrics.rejections.labels("http", exc.reason).inc()
         response = error_response(exc)
@@ -61,7 +82,11 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             "detail": exc.text or exc.reason,
         }
         response = web.json_response(body, status=exc.status, content_type=PROBLEM_JSON)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client left mid-body or mid-response: normal, not a fault.
+            _count_disconnect(request, name)
+            return web.Response(status=CLIENT_CLOSED)
         log.exception("unhandled error in %s %s", request.method, request.path)
         body = {
             "type": "about:blank",
@@ -74,6 +99,19 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     ctx.metrics.requests.labels("http", f"{request.method} {name}", str(response.status)).inc()
     ctx.metrics.request_seconds.labels("http").observe(time.perf_counter() - started)
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _count_disconnect(request: web.Request, route: str) -> None:
+    """Log at debug and count apart a request whose client went away."""
+    ctx = request.app[CTX]
+    log.debug("client left during %s %s", request.method, request.path)
+    ctx.metrics.client_disconnects.labels("http").inc()
+    ctx.metrics.requests.labels("http", f"{request.method} {route}", str(CLIENT_CLOSED)).inc()
 
 
 async def read_message(request: web.Request, *, field: str | None = None) -> Message:

@@ -126,6 +126,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if last_event and last_event.isdigit():
         args["after"] = int(last_event)
     engine = _engine(request)
+    engine.check_wait(args["kind"], args["from_agent"], args["after"], args["limit"], 15_000)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -133,23 +134,26 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     ctx = request.app[CTX]
-    ctx.metrics.waits_open.inc()
-    try:
-        while True:
-            result = await engine.wait(agent, timeout_ms=15_000, **args)
-            if result.timed_out:
-                await response.write(b": keep-alive\n\n")
-                continue
-            for item in result.entries:
-                data = json.dumps(inbox_view(item), separators=(",", ":"))
-                await response.write(f"id: {item.cursor}\nevent: entry\ndata: {data}\n\n".encode())
-            args["after"] = result.cursor
-    except ConnectionResetError:
-        pass  # the client went away; its cursor lets it resume
-    finally:
-        ctx.metrics.waits_open.dec()
+    # Admission before the response starts, so a refusal is a real 429/503.
+    with engine.wait_slot(agent) as slot:
+        await response.prepare(request)
+        ctx.metrics.waits_open.inc()
+        try:
+            while True:
+                result = await engine.wait(agent, timeout_ms=15_000, slot=slot, **args)
+                if result.timed_out:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                for item in result.entries:
+                    data = json.dumps(inbox_view(item), separators=(",", ":"))
+                    event = f"id: {item.cursor}\nevent: entry\ndata: {data}\n\n"
+                    await response.write(event.encode())
+                args["after"] = result.cursor
+        except ConnectionResetError:
+            pass  # the client went away; its cursor lets it resume
+        finally:
+            ctx.metrics.waits_open.dec()
     return response
 
 
