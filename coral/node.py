@@ -9,6 +9,8 @@ close the database.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import json
 import logging
 import os
@@ -148,6 +150,12 @@ class Node:
             self.config.runtime_file.unlink()
         except FileNotFoundError:
             pass
+        # At interpreter exit, freeze the heap before the final full garbage
+        # collection (seconds over a large heap on a busy host, after A2A or
+        # MCP traffic): the process is going away, so a SIGTERM exits promptly.
+        # atexit runs before that collection; unregister first keeps it once.
+        atexit.unregister(gc.freeze)
+        atexit.register(gc.freeze)
 
     async def run_until_signalled(self, stop_event: asyncio.Event) -> None:
         """Start, wait for ``stop_event``, stop."""

@@ -39,6 +39,7 @@ from coral.agents.directory import AgentDirectory, AgentNotRegistered
 from coral.api.a2a.asgi_bridge import asgi_scope, call_asgi
 from coral.api.a2a.cards import agent_card, card_json, router_card
 from coral.api.a2a.executor import AGENT_STATE_KEY, CoralAgentExecutor
+from coral.api.http.app import interruptible
 from coral.api.mcp.held_agents import GATEWAY_KIND
 from coral.context import NodeContext
 from coral.protocol.errors import NotFound
@@ -148,11 +149,13 @@ class A2AFrontDoor:
         name = request.match_info.get("name", "")
         if name:
             await self._record(name)
+        interruptible(request)  # may await the agent's reply: no drain at shutdown
         scope = asgi_scope(request, path="/jsonrpc", extra={AGENT_STATE_KEY: name})
         return await call_asgi(self.jsonrpc_app, request, scope)
 
     async def rest(self, request: web.Request) -> web.StreamResponse:
         """Any /a2a/... HTTP+JSON path (tenant = agent name as the first segment)."""
+        interruptible(request)
         scope = asgi_scope(request, path=request.path[len("/a2a") :])
         return await call_asgi(self.rest_app, request, scope)
 

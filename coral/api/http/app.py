@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from coral.api.errors import http_status, problem
+from coral.api.errors import as_coral_error, http_status, problem
 from coral.context import NodeContext
 from coral.protocol.canonical import parse_json
 from coral.protocol.codec import message_from_json, message_from_protobuf_bytes
@@ -22,6 +22,8 @@ from coral.protocol.message import Message
 log = logging.getLogger("coral.http")
 
 CTX: web.AppKey[NodeContext] = web.AppKey("coral_ctx", NodeContext)
+#: Handler tasks that may be cancelled as soon as the node stops (see ``interruptible``).
+INTERRUPTIBLE = web.AppKey("coral_interruptible", set[asyncio.Task[Any]])
 PROBLEM_JSON = "application/problem+json"
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf", "application/octet-stream"}
 
@@ -87,6 +89,13 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             # The client left mid-body or mid-response: normal, not a fault.
             _count_disconnect(request, name)
             return web.Response(status=CLIENT_CLOSED)
+        storage = as_coral_error(exc)
+        if storage is not None:  # the database cannot serve: 503 with a reason
+            log.warning("%s %s: %s", request.method, request.path, storage.detail)
+            ctx.metrics.rejections.labels("http", storage.reason).inc()
+            response = error_response(storage)
+            _observe(ctx, request, name, response, started)
+            return response
         log.exception("unhandled error in %s %s", request.method, request.path)
         body = {
             "type": "about:blank",
@@ -96,9 +105,15 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             "detail": "internal error",
         }
         response = web.json_response(body, status=500, content_type=PROBLEM_JSON)
-    ctx.metrics.requests.labels("http", f"{request.method} {name}", str(response.status)).inc()
-    ctx.metrics.request_seconds.labels("http").observe(time.perf_counter() - started)
+    _observe(ctx, request, name, response, started)
     return response
+
+
+def _observe(
+    ctx: NodeContext, request: web.Request, route: str, response: web.StreamResponse, started: float
+) -> None:
+    ctx.metrics.requests.labels("http", f"{request.method} {route}", str(response.status)).inc()
+    ctx.metrics.request_seconds.labels("http").observe(time.perf_counter() - started)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -146,6 +161,26 @@ async def read_json_body(request: web.Request, *, allow_empty: bool = False) -> 
     if not isinstance(body, dict):
         raise InvalidMessage("the body must be a JSON object", reason="invalid_body")
     return body
+
+
+def interruptible(request: web.Request) -> None:
+    """Mark the running handler as one the node cancels at once when it stops.
+
+    For waits and streams (long-poll, SSE, an A2A call awaiting its agent):
+    their clients resume from a cursor, so draining them for the whole
+    shutdown grace only delays the exit. Other requests keep the grace.
+    """
+    task = asyncio.current_task()
+    if task is not None:
+        tasks = request.app[INTERRUPTIBLE]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+async def _cancel_interruptible(app: web.Application) -> None:
+    tasks: set[asyncio.Task[Any]] = app[INTERRUPTIBLE]
+    for task in tuple(tasks):
+        task.cancel()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -205,6 +240,8 @@ def build_http_app(
         handler_args=HTTP_CONNECTION_LIMITS,
     )
     app[CTX] = ctx
+    app[INTERRUPTIBLE] = set()
+    app.on_shutdown.append(_cancel_interruptible)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/node", node_info)
     app.router.add_get("/metrics", metrics)

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from coral.api.auth import authenticate_agent
-from coral.api.http.app import CTX, read_message
+from coral.api.http.app import CTX, interruptible, read_message
 from coral.api.views import entry_view, history_view, inbox_view, thread_view, wait_view
 from coral.context import NodeContext
 from coral.coordination.model import Thread
@@ -103,6 +103,7 @@ def _wait_args(request: web.Request) -> dict[str, Any]:
 async def wait(request: web.Request) -> web.Response:
     """GET /v1/inbox?kind=mention|message|agent&from=&after=&timeout_ms=: long-poll."""
     agent = await caller(request)
+    interruptible(request)
     ctx = request.app[CTX]
     ctx.metrics.waits_open.inc()
     try:
@@ -137,6 +138,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     # Admission before the response starts, so a refusal is a real 429/503.
     with engine.wait_slot(agent) as slot:
+        interruptible(request)
         await response.prepare(request)
         ctx.metrics.waits_open.inc()
         try:
