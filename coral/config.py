@@ -79,6 +79,9 @@ class Config(BaseModel):
     #: 0 derives it from the process's open-file limit, keeping headroom for
     #: health checks, admin calls and the database.
     max_open_waits: int = Field(default=0, ge=0)
+    #: Seconds a peer record stays valid; nodes re-issue theirs every third of
+    #: it, and forget peers whose record expired.
+    peer_record_ttl_s: float = Field(default=3600.0, ge=1, le=30 * 24 * 3600)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("log_level")

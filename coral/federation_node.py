@@ -31,12 +31,15 @@ from coral.coordination.errors import DuplicateMessage, ThreadExists
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.ports import HistoryGrant, ThreadWrite
 from coral.federation import (
+    GossipConfig,
     GossipState,
     PeerAddresses,
     PeerBanned,
+    PeerRecord,
     issue_peer_record,
     parse_peer_record,
 )
+from coral.federation.errors import ExpiredPeerRecord
 from coral.federation.wire import (
     digest_from_wire,
     digest_to_wire,
@@ -105,7 +108,10 @@ class FederationNode:
         self.ctx = ctx
         self.db = db
         self.did = ctx.identity.did
-        self.state = GossipState(self.did, rng=random.Random())
+        ttl_ms = int(ctx.config.peer_record_ttl_s * 1000)
+        self.state = GossipState(
+            self.did, rng=random.Random(), config=GossipConfig(peer_record_ttl_ms=ttl_ms)
+        )
         self.store = FederationStore(db)
         self.bootstrap = list(bootstrap)
         self.owners: dict[str, str] = {}
@@ -127,7 +133,14 @@ class FederationNode:
         rows = await self.db.fetchall("SELECT thread_id, owner FROM federation_thread_owners")
         self.owners = {str(r[0]): str(r[1]) for r in rows}
         now = now_ms()
-        self.state.merge(await self.store.load_records(), now)
+        loaded = self.state.merge(await self.store.load_records(), now)
+        expired = [
+            r.node
+            for r, reason in loaded.rejected
+            if isinstance(r, PeerRecord) and reason == ExpiredPeerRecord.reason
+        ]
+        if expired:  # peers that went quiet while this node was down
+            await self.store.delete_peers(expired)
         assert self.ctx.directory is not None
         local = await self.ctx.directory.search(local_only=True, include_deleted=True)
         self.state.merge(local, now)
@@ -185,7 +198,18 @@ class FederationNode:
         return record.node
 
     async def gossip_round(self) -> None:
-        """One push-pull round with this round's chosen peers."""
+        """One push-pull round with this round's chosen peers.
+
+        First keeps the peer table fresh: re-issues our own record when a
+        third of its TTL has passed, and forgets peers whose records expired.
+        """
+        now = now_ms()
+        if self.state.refresh_due(now):
+            self.publish_self()
+        expired = self.state.purge_expired_peers(now)
+        if expired:
+            log.info("forgot %d peer(s) whose records expired: %s", len(expired), expired)
+            await self.store.delete_peers(expired)
         for peer in self.state.choose_gossip_targets(now_ms()):
             address = self.address_of(peer)
             if address is None:

@@ -45,6 +45,12 @@ class PeerTableFull(ResourceExhausted):
     reason = "peer_table_full"
 
 
+class ExpiredPeerRecord(Expired):
+    """A peer record older than its time to live: its node stopped refreshing it."""
+
+    reason = "expired_peer_record"
+
+
 class ExpiredTombstone(Expired):
     """A tombstone older than its time to live: it still deletes, but is not kept."""
 

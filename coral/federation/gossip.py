@@ -28,7 +28,13 @@ from coral.federation.digest import (
     GossipRequest,
     OriginIndex,
 )
-from coral.federation.errors import ExpiredTombstone, PeerBanned, PeerFlooding, PeerTableFull
+from coral.federation.errors import (
+    ExpiredPeerRecord,
+    ExpiredTombstone,
+    PeerBanned,
+    PeerFlooding,
+    PeerTableFull,
+)
 from coral.federation.peer_record import DEFAULT_MAX_FUTURE_SKEW_MS, PeerRecord
 from coral.federation.peers import PeerScores, PeerSet, ScoringPolicy
 from coral.federation.records import (
@@ -50,6 +56,9 @@ class GossipConfig:
     max_known_peers: int = 10_000
     #: Tombstones outlive any partition we expect to heal; then they are purged.
     tombstone_ttl_ms: int = 7 * 24 * 3600 * 1000
+    #: A peer record older than this is dropped: live nodes re-issue theirs
+    #: well within it (``refresh_due``) and gossip carries the fresh one.
+    peer_record_ttl_ms: int = 3600 * 1000
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
 
@@ -145,6 +154,8 @@ class GossipState:
                 return False
             if old_peer is None and len(self._index.peers) >= self.config.max_known_peers:
                 raise PeerTableFull("peer table is full")
+            if record.node != self.self_did and self._peer_expired(record, now_ms):
+                raise ExpiredPeerRecord("peer record is past its time to live")
             self.verifier.check(record, now_ms)
             self._index.put_peer(record)
             if record.node != self.self_did and not self.scores.is_banned(record.node, now_ms):
@@ -165,6 +176,31 @@ class GossipState:
         if record.deleted:
             heapq.heappush(self._tombstones, (expires_at, record.agent, record.version))
         return True
+
+    def _peer_expired(self, record: PeerRecord, now_ms: int) -> bool:
+        return record.issued_at + self.config.peer_record_ttl_ms <= now_ms
+
+    def purge_expired_peers(self, now_ms: int) -> list[str]:
+        """Forget peers whose records passed their TTL; returns their dids.
+
+        A node that stopped refreshing its record (gone, or rotated away) leaves
+        the peer table and the active set; its agents' entries stay until
+        their own records say otherwise.
+        """
+        expired = [
+            node
+            for node, record in self._index.peers.items()
+            if node != self.self_did and self._peer_expired(record, now_ms)
+        ]
+        for node in expired:
+            self._index.remove_peer(node)
+            self.peer_set.drop(node)
+        return expired
+
+    def refresh_due(self, now_ms: int) -> bool:
+        """True when this node should re-issue its own record (a third of the TTL passed)."""
+        own = self._index.peers.get(self.self_did)
+        return own is None or now_ms - own.issued_at >= self.config.peer_record_ttl_ms // 3
 
     def purge_expired_tombstones(self, now_ms: int) -> list[str]:
         """Forget tombstones older than the TTL; returns the agent dids purged."""
