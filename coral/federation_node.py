@@ -48,6 +48,7 @@ from coral.federation.wire import (
     request_from_wire,
     request_to_wire,
 )
+from coral.keys import load_node_handover
 from coral.protocol.agent import AgentRecord
 from coral.protocol.canonical import parse_json
 from coral.protocol.errors import CoralError, Forbidden, InvalidMessage, Unauthenticated
@@ -151,7 +152,8 @@ class FederationNode:
     def publish_self(self) -> None:
         """(Re)issue our signed peer record with the addresses we listen on."""
         addresses = PeerAddresses(grpc=self.ctx.grpc_address, http=self.ctx.http_address)
-        record = issue_peer_record(self.ctx.identity, addresses, now_ms())
+        previous = load_node_handover(self.ctx.config.keys_dir, self.ctx.identity)
+        record = issue_peer_record(self.ctx.identity, addresses, now_ms(), previous=previous)
         self.state.merge([record], now_ms())
 
     def _on_local_record(self, record: AgentRecord) -> None:
@@ -243,6 +245,9 @@ class FederationNode:
         for _record, reason in result.rejected:
             self.ctx.metrics.rejections.labels("federation", reason).inc()
             log.info("refused gossip record from %s: %s", source, reason)
+        if result.retired:
+            log.info("node ids retired by a key hand-over: %s", result.retired)
+            await self.store.delete_peers(result.retired)
         if not result.accepted:
             return
         await self.store.save_records(result.accepted)

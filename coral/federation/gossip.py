@@ -34,6 +34,7 @@ from coral.federation.errors import (
     PeerBanned,
     PeerFlooding,
     PeerTableFull,
+    RetiredNodeKey,
 )
 from coral.federation.peer_record import DEFAULT_MAX_FUTURE_SKEW_MS, PeerRecord
 from coral.federation.peers import PeerScores, PeerSet, ScoringPolicy
@@ -72,6 +73,8 @@ class MergeResult:
     rejected: list[tuple[GossipRecord, str]] = field(default_factory=list)
     #: Agents whose entries were removed because an expired tombstone outranked them.
     purged: list[str] = field(default_factory=list)
+    #: Node ids retired by a verified key hand-over (their peer records were dropped).
+    retired: list[str] = field(default_factory=list)
 
 
 class GossipState:
@@ -95,6 +98,8 @@ class GossipState:
         self.peer_set = PeerSet(self_did, self.config.max_active_peers)
         self._index = OriginIndex()
         self._tombstones: list[tuple[int, str, int]] = []
+        #: Retired node id -> the id it handed over to (verified node hand-overs).
+        self._successors: dict[str, str] = {}
 
     @property
     def peers(self) -> Mapping[str, PeerRecord]:
@@ -156,8 +161,14 @@ class GossipState:
                 raise PeerTableFull("peer table is full")
             if record.node != self.self_did and self._peer_expired(record, now_ms):
                 raise ExpiredPeerRecord("peer record is past its time to live")
+            if record.node in self._successors:
+                raise RetiredNodeKey(
+                    f"{record.node} handed over to {self._successors[record.node]}"
+                )
             self.verifier.check(record, now_ms)
             self._index.put_peer(record)
+            if record.previous is not None:
+                self._retire(record.previous.old_did, record.node, result)
             if record.node != self.self_did and not self.scores.is_banned(record.node, now_ms):
                 self.peer_set.add(record.node)
             return True
@@ -176,6 +187,22 @@ class GossipState:
         if record.deleted:
             heapq.heappush(self._tombstones, (expires_at, record.agent, record.version))
         return True
+
+    def _retire(self, old: str, new: str, result: MergeResult) -> None:
+        # A verified node hand-over: the old id is gone for good (a stolen
+        # old key cannot bring it back), and ``successor_of`` finds the new one.
+        self._successors[old] = new
+        if self._index.remove_peer(old) is not None:
+            result.retired.append(old)
+        self.peer_set.drop(old)
+
+    def successor_of(self, node: str) -> str:
+        """The id ``node`` handed its key over to, followed to the end (itself when none)."""
+        seen = {node}
+        while node in self._successors and self._successors[node] not in seen:
+            node = self._successors[node]
+            seen.add(node)
+        return node
 
     def _peer_expired(self, record: PeerRecord, now_ms: int) -> bool:
         return record.issued_at + self.config.peer_record_ttl_ms <= now_ms
