@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -82,7 +83,9 @@ def _probe(node: NodeProcess, agent: Identity) -> int:
 def _register_newcomer(node: NodeProcess) -> int:
     request = urllib.request.Request(
         node.http + "/v1/agents",
-        data=record_body(agent_record(Identity.generate(), node.node_id, "newcomer")),
+        data=record_body(
+            agent_record(Identity.generate(), node.node_id, f"newcomer-{uuid.uuid4().hex[:8]}")
+        ),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
