@@ -42,12 +42,16 @@ class ClientErrorsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or handler.request_streaming:
             return handler
         method = str(handler_call_details.method)
-        if handler.unary_unary is not None:
+        # Only asynchronous handlers: grpc runs synchronous ones (the health
+        # servicer's) on its thread pool, which a wrapper here would bypass.
+        if inspect.iscoroutinefunction(handler.unary_unary):
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, handler.request_deserializer, method),
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
+        if inspect.isasyncgenfunction(handler.unary_stream) or inspect.iscoroutinefunction(
+            handler.unary_stream
+        ):
             return grpc.unary_stream_rpc_method_handler(
                 self._streaming(handler.unary_stream, handler.request_deserializer, method),
                 response_serializer=handler.response_serializer,
