@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import signal
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -39,7 +41,8 @@ app.add_typer(a2a_app, name="a2a")
 app.add_typer(ledger_app, name="ledger")
 
 out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False, highlight=False)
+# Errors print literally on one line: "[Errno 111]" or "[postgres]" are not markup.
+err = Console(stderr=True, emoji=False, highlight=False, markup=False, soft_wrap=True)
 
 DataDirOpt = Annotated[
     Path | None,
@@ -66,12 +69,19 @@ def main_options(
     """Run and inspect a Coral Protocol node."""
 
 
+def _coral_server_overrides(args: list[str]) -> list[str] | None:
+    """coral-server style ``--section.key=value`` arguments; anything else is an error."""
+    for arg in args:
+        if not (arg.startswith("--") and "=" in arg and "." in arg.split("=", 1)[0]):
+            _fail(f"unknown argument {arg!r}", 2)
+    return list(args) or None
+
+
 def _config(config: Path | None, **flags: Any) -> Config:
     try:
         return load_config(config, overrides=flags)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _fail(f"{exc}; fix it in config.toml, the CORAL_* environment or the flag", 2)
 
 
 @app.command()
@@ -89,7 +99,7 @@ def init(
     path = cfg.data_dir / "config.toml"
     wrote = False
     if path.exists() and not force:
-        err.print(f"[yellow]{path} exists; keeping it (use --force to overwrite)[/yellow]")
+        err.print(f"{path} exists; keeping it (use --force to overwrite)", style="yellow")
     else:
         path.write_text(CONFIG_TEMPLATE.format(data_dir=str(cfg.data_dir).replace("\\", "/")))
         wrote = True
@@ -111,8 +121,9 @@ def init(
     out.print(f"admin token: {cfg.keys_dir / 'admin.token'}")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def start(
+    ctx: typer.Context,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
@@ -123,13 +134,22 @@ def start(
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json")] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Another name browsers may use for the dashboard and MCP (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Start the node and run until Ctrl-C or SIGTERM.
 
     Example: coral-node start --data-dir ./node-a --grpc-port 7420 --http-port 7421
+
+    coral-server's ``--section.key=value`` arguments override keys of the
+    coral-server config.toml named by CONFIG_FILE_PATH (see docs/interop.md).
     """
     from coral.logs import configure_logging
-    from coral.node import Node
 
     cfg = _config(
         config,
@@ -140,39 +160,73 @@ def start(
         bootstrap_peers=bootstrap or None,
         log_level=log_level,
         log_json=log_json,
+        allowed_hosts=allowed_host or None,
+        coral_server_overrides=_coral_server_overrides(ctx.args),
     )
     configure_logging(cfg.log_level, cfg.log_json)
-
-    async def run() -> None:
-        node = Node(cfg)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        ctx = await node.start()
-        try:
-            out.print(f"[bold]Coral node[/bold] {__version__}")
-            out.print(
-                f"node id    {ctx.identity.did}"
-                + ("  (new identity)" if node.created_identity else "")
-            )
-            out.print(f"data dir   {cfg.data_dir}")
-            out.print(f"gRPC       {ctx.grpc_address}")
-            out.print(f"HTTP       {ctx.http_address}")
-            out.print(f"dashboard  {ctx.http_address}/")
-            out.print("ready; press Ctrl-C to stop", style="green")
-            sys.stdout.flush()
-            await stop.wait()
-            out.print("stopping...")
-        finally:
-            await node.stop()
-        out.print("stopped cleanly")
-
     try:
-        asyncio.run(run())
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot start: {exc}")
-        raise typer.Exit(1) from None
+        asyncio.run(_run_node(cfg))
+    except ConfigError as exc:  # e.g. the coral-server config.toml, read at start
+        _fail(str(exc), 2)
+    except Exception as exc:
+        _fail(f"cannot start: {_start_failure(exc)}", 1)
+
+
+async def _run_node(cfg: Config) -> None:
+    """Start the node, print where it listens, run until a signal, stop.
+
+    Start sits inside the same ``finally`` as stop: a start that fails part way has
+    already rolled itself back, and the stop that follows closes nothing twice.
+    """
+    from coral.node import Node
+
+    say = functools.partial(out.print, soft_wrap=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    node = Node(cfg)
+    try:
+        ctx = await node.start()
+        say(f"[bold]Coral node[/bold] {__version__}")
+        say(
+            f"node id    {ctx.identity.did}" + ("  (new identity)" if node.created_identity else "")
+        )
+        say(f"data dir   {cfg.data_dir}", markup=False)
+        say(f"gRPC       {ctx.grpc_address}", markup=False)
+        say(f"HTTP       {ctx.http_address}", markup=False)
+        say(f"dashboard  {ctx.http_address}/", markup=False)
+        say("ready; press Ctrl-C to stop", style="green")
+        sys.stdout.flush()
+        await stop.wait()
+        say("stopping...")
+    finally:
+        await node.stop()
+    say("stopped cleanly")
+
+
+def _start_failure(exc: BaseException) -> str:
+    """One line naming why a start failed and what to do about it."""
+    from coral.preflight import StartError
+
+    if isinstance(exc, StartError):
+        return str(exc)
+    if isinstance(exc, ImportError):
+        missing = exc.name or str(exc)
+        return (
+            f"Python module {missing!r} is missing ({exc}); reinstall with `pip install -e .` "
+            "and run `coral-node doctor`"
+        )
+    logging.getLogger("coral.node").debug("start failed", exc_info=exc)
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{detail}; run `coral-node doctor`, or start with --log-level debug for details"
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print ``error: message`` as one plain line on stderr and exit with ``code``."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    raise typer.Exit(code)
 
 
 def _runtime(cfg: Config) -> dict[str, Any] | None:
@@ -370,12 +424,15 @@ def doctor(
     """Check this machine and configuration; say what is wrong and how to fix it.
 
     Checks Python, the data dir, key file permissions, the config, ports (or the
-    running node's health), SQLite WAL, optional dependencies and PostgreSQL.
-    Exit 1 when a check fails (warnings alone exit 0).
+    running node's health), SQLite WAL, TLS files, PostgreSQL, that every
+    subsystem's imports load, and which optional extras are installed. Starts
+    nothing. Exit 1 when a check fails, i.e. the node could not start or work
+    as configured (warnings alone exit 0).
 
     Examples: coral-node doctor --data-dir ./node-a ; coral-node doctor --json
     """
     from rich.table import Table
+    from rich.text import Text
 
     from coral.doctor import run_checks
 
@@ -385,10 +442,18 @@ def doctor(
         out.print_json(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}))
     else:
         styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-        table = Table("check", "status", "detail", "how to fix", title="coral-node doctor")
+        table = Table(title="coral-node doctor")
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        table.add_column("how to fix", overflow="fold")
         for check in checks:
+            # Text, not markup: fixes such as pip install 'coral-node[postgres]' print literally.
             table.add_row(
-                check.name, f"[{styles[check.status]}]{check.status}[/]", check.detail, check.fix
+                Text(check.name),
+                Text(check.status, style=styles[check.status]),
+                Text(check.detail),
+                Text(check.fix),
             )
         out.print(table)
         warned = sum(c.status == "warn" for c in checks)

@@ -82,7 +82,19 @@ class Config(BaseModel):
     #: Seconds a peer record stays valid; nodes re-issue theirs every third of
     #: it, and forget peers whose record expired.
     peer_record_ttl_s: float = Field(default=3600.0, ge=1, le=30 * 24 * 3600)
+    #: Extra names (or IPs) under which browsers may reach the dashboard and MCP
+    #: endpoints, besides loopback, ``host`` and ``advertise_host``; "*" turns
+    #: the Host/Origin checks off (only behind a proxy that checks them).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Longest an MCP wait tool holds its request; MCP clients give up at 60 s.
+    mcp_max_wait_ms: int = Field(default=60_000, ge=1_000, le=60_000)
+    #: ``retry`` (ms) sent in the priming event of MCP POST streams (2025-11-25 clients).
+    mcp_sse_retry_ms: int = Field(default=2_000, ge=100, le=60_000)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    #: A coral-server ``config.toml`` (default: ``$CONFIG_FILE_PATH``) for the /api/v1 drop-in.
+    coral_server_config: Path | None = None
+    #: coral-server style ``--section.key=value`` overrides of that file.
+    coral_server_overrides: list[str] = Field(default_factory=list)
 
     @field_validator("log_level")
     @classmethod
@@ -117,8 +129,10 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         key = ENV_PREFIX + field.upper()
         if key in env:
             value: Any = env[key]
-            if field == "bootstrap_peers":
+            if field in ("bootstrap_peers", "allowed_hosts"):
                 value = [p.strip() for p in env[key].split(",") if p.strip()]
+            elif field == "coral_server_overrides":
+                value = env[key].split()
             out[field] = value
     return out
 
@@ -185,6 +199,14 @@ log_json = false     # one JSON object per log line
 # TLS for both servers: PEM files. Leave unset behind a TLS-terminating reverse proxy.
 # tls_cert_file = "/etc/coral/node.crt"
 # tls_key_file = "/etc/coral/node.key"
+
+# Names browsers may use for the dashboard and MCP endpoints besides loopback,
+# host and advertise_host (DNS-rebinding and cross-site protection; "*" = off).
+allowed_hosts = []
+
+# MCP: longest wait-tool call (clients time out at 60 s) and the SSE retry hint.
+mcp_max_wait_ms = 60000
+mcp_sse_retry_ms = 2000
 
 # Development mode allows operator fund issuance for demos and tests.
 dev_mode = true

@@ -1,14 +1,19 @@
 """``coral-node doctor``: checks an operator can run before (or while) a node runs.
 
 Each check returns a ``Check`` saying what it looked at, whether it is fine,
-and how to fix it when it is not. ``fail`` means the node will not work as
-configured; ``warn`` means something optional is missing or not yet created.
+and how to fix it when it is not. ``fail`` means the node will not start (or
+not work) as configured; ``warn`` means something optional is missing or not
+yet created. Doctor starts nothing: it imports what each subsystem imports,
+binds nothing but a probe socket, and writes only a scratch file.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib
 import importlib.util
+import inspect
 import json
 import os
 import socket
@@ -23,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from coral import preflight
 from coral.config import Config, ConfigError, load_config
 
 Status = Literal["ok", "warn", "fail"]
@@ -31,10 +37,12 @@ MIN_PYTHON = (3, 11)
 #: Optional extras: import name -> (what it enables, how to install it).
 OPTIONAL_DEPENDENCIES = {
     "torch": ("model agents (TRM, AgentFlow, OpenTSLM)", "pip install 'coral-node[models]'"),
-    "a2a": ("the A2A front door", "pip install 'coral-node[interop]'"),
-    "mcp": ("the MCP front door", "pip install 'coral-node[interop]'"),
+    "ray": ("Ray Serve replicas for model agents", "pip install 'coral-node[ray]'"),
     "asyncpg": ("the PostgreSQL ledger store", "pip install 'coral-node[postgres]'"),
 }
+
+#: Modules a subsystem imports only when its configuration asks for them.
+CONFIG_OPTIONAL_MODULES = {"asyncpg", "coral.store.ledger_postgres"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +218,9 @@ def check_optional_dependencies() -> list[Check]:
         if importlib.util.find_spec(module) is not None:
             checks.append(Check(f"optional {module}", "ok", f"installed: {enables}"))
         else:
-            checks.append(Check(f"optional {module}", "warn", f"missing: no {enables}", fix))
+            checks.append(
+                Check(f"optional {module}", "warn", f"not installed: {enables} unavailable", fix)
+            )
     return checks
 
 
@@ -248,20 +258,84 @@ def check_postgres(database_url: str, timeout_s: float = 5.0) -> Check:
 
 
 def check_tls(cfg: Config) -> Check | None:
-    """When TLS is configured, both PEM files are readable."""
-    if cfg.tls_cert_file is None and cfg.tls_key_file is None:
+    """When TLS is configured, both PEM files exist and load as a certificate and its key."""
+    try:
+        context = preflight.tls_context(cfg)
+    except preflight.StartError as exc:
+        return Check("tls", "fail", exc.cause, exc.fix)
+    if context is None:
         return None
-    missing = [
-        str(p) for p in (cfg.tls_cert_file, cfg.tls_key_file) if p is None or not p.is_file()
-    ]
-    if missing or not cfg.tls_enabled:
-        return Check(
-            "tls",
-            "fail",
-            f"TLS files missing: {', '.join(missing) or 'one of two'}",
-            "set both tls_cert_file and tls_key_file to readable PEM files",
-        )
     return Check("tls", "ok", f"certificate {cfg.tls_cert_file}")
+
+
+def _imported_modules(module_name: str) -> list[str]:
+    """Every absolute module a module's source imports, at top level or inside functions."""
+    module = importlib.import_module(module_name)
+    tree = ast.parse(inspect.getsource(module))
+    names: list[str] = [module_name]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            # ``from coral.api.a2a import cards`` may name a submodule: import it too.
+            names += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if _is_submodule(node.module, alias.name)
+            ]
+    return list(dict.fromkeys(names))
+
+
+def _is_submodule(package: str, name: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"{package}.{name}") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_subsystem_imports(cfg: Config | None = None) -> list[Check]:
+    """Import what each subsystem (and the node core) imports, as ``coral-node start`` would.
+
+    A module that fails to import means the node cannot start: the check fails
+    naming the module. Modules only a configuration asks for (the PostgreSQL
+    ledger store) fail only when that configuration is set.
+    """
+    needs_postgres = cfg is not None and cfg.database_url.startswith(
+        ("postgres://", "postgresql://")
+    )
+    try:
+        from coral.subsystems import build_subsystems
+
+        owners = {"node core": "coral.node"}
+        owners.update({s.name: type(s).__module__ for s in build_subsystems(cfg)})
+    except ImportError as exc:
+        return [_import_failure("subsystems", "coral.subsystems", exc)]
+    checks = []
+    for name, module_name in owners.items():
+        try:
+            modules = _imported_modules(module_name)
+        except ImportError as exc:
+            checks.append(_import_failure(name, module_name, exc))
+            continue
+        failure = None
+        for module in modules:
+            if module in CONFIG_OPTIONAL_MODULES and not needs_postgres:
+                continue
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                failure = _import_failure(name, module, exc)
+                break
+        checks.append(failure or Check(f"subsystem {name}", "ok", f"{len(modules)} modules import"))
+    return checks
+
+
+def _import_failure(name: str, module: str, exc: ImportError) -> Check:
+    missing = exc.name or module
+    extra = {"asyncpg": "postgres"}.get(missing.split(".")[0])
+    fix = f"pip install 'coral-node[{extra}]'" if extra else "reinstall: pip install -e ."
+    return Check(f"subsystem {name}", "fail", f"cannot import {module}: {exc}", fix)
 
 
 def run_checks(config_path: Path | None, overrides: dict[str, object]) -> list[Check]:
@@ -271,6 +345,7 @@ def run_checks(config_path: Path | None, overrides: dict[str, object]) -> list[C
         cfg = load_config(config_path, overrides=overrides)
     except ConfigError as exc:
         checks.append(Check("config", "fail", str(exc), "fix the named key in config.toml"))
+        checks += check_subsystem_imports()
         checks += check_optional_dependencies()
         return checks
     source = config_path or os.environ.get("CORAL_CONFIG") or cfg.data_dir / "config.toml"
@@ -285,5 +360,6 @@ def run_checks(config_path: Path | None, overrides: dict[str, object]) -> list[C
     if tls is not None:
         checks.append(tls)
     checks.append(check_postgres(cfg.database_url))
+    checks += check_subsystem_imports(cfg)
     checks += check_optional_dependencies()
     return checks

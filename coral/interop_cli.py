@@ -23,7 +23,8 @@ mcp_app = typer.Typer(
 a2a_app = typer.Typer(help="External A2A agents that join Coral threads.", no_args_is_help=True)
 
 out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False, highlight=False)
+# Errors print literally on one line: "[Errno 111]" or "[postgres]" are not markup.
+err = Console(stderr=True, emoji=False, highlight=False, markup=False, soft_wrap=True)
 
 DataDirOpt = Annotated[
     Path | None,

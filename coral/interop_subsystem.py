@@ -24,10 +24,12 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.executor import CoralAgentExecutor, LazyGateway
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
+        from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
         from coral.api.mcp.tools import CoralTools
+        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 
         directory = ctx.require("directory")
         engine = ctx.require("coordination")
@@ -43,7 +45,20 @@ class InteropSubsystem(Subsystem):
             max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
         )
         self.a2a = A2AFrontDoor(ctx, executor)
-        self.mcp = McpFrontDoor(held, CoralTools(held, directory, engine))
+        cursors = SqliteWaitCursors(node.db)
+        await cursors.open()
+        cap = ctx.config.mcp_max_wait_ms
+        tools = CoralTools(
+            held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
+        )
+        self.mcp = McpFrontDoor(
+            held,
+            tools,
+            policy=HostPolicy.from_config(ctx.config),
+            max_wait_ms=cap,
+            sse_retry_ms=ctx.config.mcp_sse_retry_ms,
+        )
+        ctx.services["mcp_tools"] = tools
         self.proxies = A2AProxies(held, engine)
         ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies

@@ -31,7 +31,8 @@ ledger_app = typer.Typer(
 )
 
 out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False, highlight=False)
+# Errors print literally on one line: "[Errno 111]" or "[postgres]" are not markup.
+err = Console(stderr=True, emoji=False, highlight=False, markup=False, soft_wrap=True)
 T = TypeVar("T")
 
 DataDirOpt = Annotated[

@@ -14,13 +14,14 @@ import gc
 import json
 import logging
 import os
-import ssl
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import grpc
 from aiohttp import web
 
+from coral import preflight
 from coral.api.grpc.server import build_grpc_server, set_serving
 from coral.api.http.app import build_http_app
 from coral.config import Config
@@ -30,7 +31,7 @@ from coral.metrics import NodeMetrics
 from coral.protocol.message import now_ms
 from coral.protocol.verify import MessageVerifier
 from coral.store.sqlite import SqliteDatabase
-from coral.subsystems import build_subsystems
+from coral.subsystems import Subsystem, build_subsystems
 
 log = logging.getLogger("coral.node")
 
@@ -48,11 +49,33 @@ class Node:
         self._health: Any = None
         self._http: web.AppRunner | None = None
         self.subsystems = build_subsystems(config)
+        #: Subsystems whose setup began: the ones stop (or a failed start) must close.
+        self._set_up: list[Subsystem] = []
+        self._runtime_written = False
 
     async def start(self) -> NodeContext:
-        """Start everything; returns the context with the bound addresses filled in."""
+        """Start everything; returns the context with the bound addresses filled in.
+
+        Checks the data dir, TLS files, database driver and ports before opening anything.
+        If any later step fails, everything already opened (subsystems, servers,
+        database) is closed again before the error propagates, so nothing stays
+        half-open.
+
+        Raises:
+            StartError: a cause the operator can fix (port in use, data dir, TLS, driver).
+        """
+        try:
+            return await self._start()
+        except BaseException:
+            await self._rollback()
+            raise
+
+    async def _start(self) -> NodeContext:
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        preflight.check_data_dir(cfg.data_dir)
+        ssl_context = preflight.tls_context(cfg)
+        preflight.check_database_driver(cfg)
+        preflight.check_ports(cfg)
         identity, self.created_identity = load_or_create_identity(cfg.keys_dir / "node.key")
         admin_token = load_or_create_token(cfg.keys_dir / "admin.token")
         await self.db.open()
@@ -68,22 +91,28 @@ class Node:
         grpc_installers: list[Any] = []
         http_installers: list[Any] = []
         for subsystem in self.subsystems:
+            self._set_up.append(subsystem)
             await subsystem.setup(self, ctx)
             grpc_installers.extend(subsystem.grpc_installers)
             http_installers.extend(subsystem.http_installers)
 
         self._grpc, self._health, self._grpc_names = build_grpc_server(ctx, grpc_installers)
         bind = f"{cfg.host}:{cfg.grpc_port}"
-        if cfg.tls_enabled:
-            assert cfg.tls_cert_file is not None and cfg.tls_key_file is not None
-            creds = grpc.ssl_server_credentials(
-                [(cfg.tls_key_file.read_bytes(), cfg.tls_cert_file.read_bytes())]
-            )
-            grpc_port = self._grpc.add_secure_port(bind, creds)
-        else:
-            grpc_port = self._grpc.add_insecure_port(bind)
+        try:
+            if ssl_context is not None:
+                assert cfg.tls_cert_file is not None and cfg.tls_key_file is not None
+                creds = grpc.ssl_server_credentials(
+                    [(cfg.tls_key_file.read_bytes(), cfg.tls_cert_file.read_bytes())]
+                )
+                grpc_port = self._grpc.add_secure_port(bind, creds)
+            else:
+                grpc_port = self._grpc.add_insecure_port(bind)
+        except RuntimeError as exc:  # grpc reports a failed bind as RuntimeError
+            raise preflight.bind_error(
+                "gRPC", cfg.host, cfg.grpc_port, "--grpc-port", exc
+            ) from None
         if grpc_port == 0:
-            raise OSError(f"cannot bind gRPC to {cfg.host}:{cfg.grpc_port}")
+            raise preflight.bind_error("gRPC", cfg.host, cfg.grpc_port, "--grpc-port", None)
         await self._grpc.start()
         advertise = cfg.advertise_host or cfg.host
         ctx.grpc_address = f"{advertise}:{grpc_port}"
@@ -99,12 +128,15 @@ class Node:
             handler_cancellation=True,
         )
         await self._http.setup()
-        ssl_context = None
-        if cfg.tls_enabled:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(str(cfg.tls_cert_file), str(cfg.tls_key_file))
-        site = web.TCPSite(self._http, cfg.host, cfg.http_port, ssl_context=ssl_context)
-        await site.start()
+        site = web.TCPSite(
+            self._http, cfg.host, cfg.http_port, ssl_context=ssl_context, reuse_port=False
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise preflight.bind_error(
+                "HTTP", cfg.host, cfg.http_port, "--http-port", exc
+            ) from None
         http_port = self._http.addresses[0][1]
         scheme = "https" if ssl_context else "http"
         ctx.http_address = f"{scheme}://{advertise}:{http_port}"
@@ -114,6 +146,29 @@ class Node:
         set_serving(self._health, self._grpc_names, True)
         self._write_runtime_file(ctx)
         return ctx
+
+    async def _rollback(self) -> None:
+        """Close what a failed start opened, in reverse order, without draining.
+
+        Every step runs even if an earlier one fails (failures are logged at debug
+        level: the start's own error is the one to report). The runtime file is left
+        alone: it may belong to another node running from the same data dir.
+        """
+        ctx = self.ctx
+        if ctx is not None:
+            for subsystem in reversed(self._set_up):
+                await _quietly(subsystem.stopping(self, ctx))
+        if self._grpc is not None:
+            await _quietly(self._grpc.stop(0))
+            self._grpc = None
+        if self._http is not None:
+            await _quietly(self._http.cleanup())
+            self._http = None
+        if ctx is not None:
+            for subsystem in reversed(self._set_up):
+                await _quietly(subsystem.close(self, ctx))
+        self._set_up.clear()
+        await _quietly(self.db.close())
 
     def _write_runtime_file(self, ctx: NodeContext) -> None:
         info = {
@@ -126,6 +181,7 @@ class Node:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         tmp.replace(path)
+        self._runtime_written = True
 
     async def stop(self) -> None:
         """Stop in reverse order, draining in-flight calls within the grace period."""
@@ -134,7 +190,7 @@ class Node:
             set_serving(self._health, self._grpc_names, False)
         ctx = self.ctx
         if ctx is not None:
-            for subsystem in reversed(self.subsystems):
+            for subsystem in reversed(self._set_up):
                 await subsystem.stopping(self, ctx)
         if self._grpc is not None:
             await self._grpc.stop(grace)
@@ -143,13 +199,13 @@ class Node:
             await self._http.cleanup()
             self._http = None
         if ctx is not None:
-            for subsystem in reversed(self.subsystems):
+            for subsystem in reversed(self._set_up):
                 await subsystem.close(self, ctx)
+        self._set_up.clear()
         await self.db.close()
-        try:
-            self.config.runtime_file.unlink()
-        except FileNotFoundError:
-            pass
+        if self._runtime_written:  # never another node's file (same data dir, failed start)
+            self._runtime_written = False
+            self.config.runtime_file.unlink(missing_ok=True)
         # At interpreter exit, freeze the heap before the final full garbage
         # collection (seconds over a large heap on a busy host, after A2A or
         # MCP traffic): the process is going away, so a SIGTERM exits promptly.
@@ -164,3 +220,11 @@ class Node:
             await stop_event.wait()
         finally:
             await self.stop()
+
+
+async def _quietly(step: Awaitable[object]) -> None:
+    """Await one rollback step; an ordinary failure is logged, cancellation propagates."""
+    try:
+        await step
+    except Exception:
+        log.debug("rollback step failed after a failed start", exc_info=True)

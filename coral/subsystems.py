@@ -159,6 +159,7 @@ def build_subsystems(config: Any) -> list[Subsystem]:
     from coral.interop_subsystem import InteropSubsystem
     from coral.launcher_subsystem import LauncherSubsystem
     from coral.ledger_subsystem import LedgerSubsystem
+    from coral.sessions_subsystem import SessionsSubsystem
     from coral.teams_subsystem import TeamsSubsystem
 
     return [
@@ -167,6 +168,7 @@ def build_subsystems(config: Any) -> list[Subsystem]:
         FederationSubsystem(),
         TeamsSubsystem(),
         InteropSubsystem(),
+        SessionsSubsystem(config),
         DashboardSubsystem(),
         LauncherSubsystem(),
     ]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from coral.protocol.identity import Identity
-from coral_sdk import Agent, AgentManifest, CoralClient, Incoming
+from coral_sdk import Agent, AgentManifest, CoralClient, Incoming, NodeUnreachable
 
 
 class Student(Agent):
@@ -28,7 +29,12 @@ async def main() -> None:
     args = parser.parse_args()
     student = Student(args.node, identity=Identity.generate())
     runner = asyncio.create_task(student.run())
-    await student.ready.wait()
+    ready = asyncio.create_task(student.ready.wait())
+    # If the student cannot register (no node), run() ends first: re-raise its error.
+    await asyncio.wait({ready, runner}, return_when=asyncio.FIRST_COMPLETED)
+    if runner.done():
+        ready.cancel()
+        await runner
     async with CoralClient(args.node, Identity.generate()) as teacher:
         await teacher.register(AgentManifest(name="teacher"))
         thread = await teacher.create_thread("lesson", [student.did])
@@ -46,4 +52,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except NodeUnreachable as exc:
+        sys.exit(f"error: {exc}")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import sys
 
 from coral.protocol.identity import Identity
-from coral_sdk import AgentManifest, CoralClient
+from coral_sdk import AgentManifest, CoralClient, NodeUnreachable
 
 ROUNDS = 2
 
@@ -39,19 +41,24 @@ async def main() -> None:
     parser.add_argument("--node", default="http://127.0.0.1:7421")
     args = parser.parse_args()
     names = ("ada", "grace", "alan")
-    clients = [CoralClient(args.node, Identity.generate()) for _ in names]
-    for client, name in zip(clients, names, strict=True):
-        await client.register(AgentManifest(name=name))
-    thread = await clients[0].create_thread(
-        "standup", [c.did for c in clients[1:]], strategy="round_robin"
-    )
-    await asyncio.gather(
-        *(speaker(c, thread["id"], n) for c, n in zip(clients, names, strict=True))
-    )
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(CoralClient(args.node, Identity.generate()))
+            for _ in names
+        ]
+        for client, name in zip(clients, names, strict=True):
+            await client.register(AgentManifest(name=name))
+        thread = await clients[0].create_thread(
+            "standup", [c.did for c in clients[1:]], strategy="round_robin"
+        )
+        await asyncio.gather(
+            *(speaker(c, thread["id"], n) for c, n in zip(clients, names, strict=True))
+        )
     print("rounds complete", flush=True)
-    for client in clients:
-        await client.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except NodeUnreachable as exc:
+        sys.exit(f"error: {exc}")

@@ -2,6 +2,8 @@
 
 Usage: python scripts/gen_proto.py [--check]
 With --check, generate into a temp dir and exit 1 if the committed files differ.
+The generators are pinned in the ``dev`` extra (grpcio-tools, mypy-protobuf); the
+mypy plugins are run from this interpreter's bin dir, not whatever PATH finds.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import filecmp
 import shutil
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -20,10 +23,23 @@ PROTO_DIR = ROOT / "proto"
 OUT_PACKAGE = ROOT / "coral" / "v1"
 
 
+def plugin(name: str) -> Path:
+    """The protoc plugin ``name`` installed next to this interpreter (its venv's bin dir)."""
+    candidates = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]
+    for directory in candidates:
+        path = directory / name
+        if path.is_file():
+            return path
+    where = ", ".join(str(d) for d in candidates)
+    raise SystemExit(f"{name} not found in {where}: pip install -e '.[dev]'")
+
+
 def generate(out_root: Path) -> list[Path]:
     protos = sorted((PROTO_DIR / "coral" / "v1").glob("*.proto"))
     args = [
         "protoc",
+        f"--plugin=protoc-gen-mypy={plugin('protoc-gen-mypy')}",
+        f"--plugin=protoc-gen-mypy_grpc={plugin('protoc-gen-mypy_grpc')}",
         f"-I{PROTO_DIR}",
         f"-I{Path(protoc.__file__).parent / '_proto'}",
         f"--python_out={out_root}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from coral.doctor import (
     check_postgres,
     check_python,
     check_sqlite,
+    check_subsystem_imports,
+    check_tls,
     run_checks,
 )
 from coral.keys import load_or_create_identity, load_or_create_token
@@ -130,3 +133,56 @@ def test_key_file_mode_from_init_passes(tmp_path: Path):
 
 def by_name_dicts(checks):
     return {c["name"]: c for c in checks}
+
+
+def doctor_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run doctor with ``module`` made unimportable, as on a broken or partial install.
+
+    A wide terminal keeps each table cell on one line.
+    """
+    code = (
+        f"import sys\nsys.modules[{module!r}] = None\nfrom coral.cli import main\n"
+        "sys.argv = ['coral-node', 'doctor', *sys.argv[1:]]\nmain()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+
+
+def test_every_subsystem_imports_on_this_install():
+    checks = by_name(check_subsystem_imports(Config()))
+    for name in ("node core", "coordination", "ledger", "interop", "dashboard"):
+        assert checks[f"subsystem {name}"].status == "ok", checks[f"subsystem {name}"]
+
+
+def test_a_subsystem_that_cannot_import_fails_doctor_and_starts_nothing(tmp_path):
+    data = tmp_path / "fresh"
+    result = doctor_without("mcp", "--data-dir", str(data), "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = {c["name"]: c for c in json.loads(result.stdout)["checks"] if c["status"] == "fail"}
+    assert list(failed) == ["subsystem interop"]
+    assert "mcp" in failed["subsystem interop"]["detail"]
+    assert failed["subsystem interop"]["fix"] == "reinstall: pip install -e ."
+    assert not data.exists(), "doctor must not create the data dir"
+
+
+def test_fix_hints_print_literally_in_the_table(tmp_path):
+    (tmp_path / "config.toml").write_text('database_url = "postgresql://coral@127.0.0.1:1/coral"\n')
+    result = doctor_without("asyncpg", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    # rich markup would print "pip install 'coral-node'" here, swallowing "[postgres]".
+    assert "pip install 'coral-node[postgres]'" in result.stdout
+
+
+def test_tls_file_that_is_not_pem_fails(tmp_path):
+    cert = tmp_path / "node.crt"
+    cert.write_text("not a certificate")
+    cfg = Config(data_dir=tmp_path, tls_cert_file=cert, tls_key_file=cert)
+    result = check_tls(cfg)
+    assert result is not None and result.status == "fail"
+    assert "cannot load TLS certificate" in result.detail and "tls_cert_file" in result.fix
+    assert check_tls(Config(data_dir=tmp_path)) is None

@@ -52,6 +52,9 @@ from coral.protocol.message import Message, new_message_id
 MAX_WAIT_MS = 60_000
 MAX_PAGE = 1000
 
+#: Told of each committed write: the thread as written and the entries appended.
+CommitListener = Callable[[Thread, tuple[ThreadEntry, ...]], None]
+
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +82,7 @@ class CoordinationService:
         self._sign_event = sign_event
         self._event_hooks = dict(event_hooks or {})
         self._locks = KeyedLocks()
+        self._commit_listeners: list[CommitListener] = []
         # Set whenever some thread's wake time changes, so run_timers re-plans its sleep.
         self._wakes_changed = asyncio.Event()
 
@@ -86,6 +90,31 @@ class CoordinationService:
         """Run ``hook`` on every ``name`` event from now on (replaces an earlier one)."""
         # Subsystems built after this service (the ledger) attach their hooks here.
         self._event_hooks[name] = hook
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(thread, entries)`` after every write lands (sessions, live feeds).
+
+        Listeners run synchronously in the writer's task, so they must be quick
+        and must not raise; a failing listener is logged and skipped.
+        """
+        self._commit_listeners.append(listener)
+
+    async def close_session(self, session_id: str, members: Iterable[str], summary: str) -> int:
+        """Close every open thread of ``session_id`` that ``members`` are in; returns how many.
+
+        A coral-server session ends its threads with it; this records that end
+        in each thread's log, signed by the node.
+        """
+        closed = 0
+        seen: set[str] = set()
+        for member in members:
+            for thread in await self.store.list_threads(member, session_id):
+                if thread.id in seen or not thread.is_open:
+                    continue
+                seen.add(thread.id)
+                await self.force_close(thread.id, summary)
+                closed += 1
+        return closed
 
     # -- thread lifecycle -------------------------------------------------
 
@@ -397,6 +426,11 @@ class CoordinationService:
             ThreadWrite(new_thread, expected, tuple(pending), grants, membership_changed)
         )
         self.signals.notify([*audience, *(g.agent for g in grants)])
+        for listener in self._commit_listeners:
+            try:
+                listener(new_thread, tuple(p.entry for p in pending))
+            except Exception:
+                log.exception("commit listener failed")
         if new_thread.wake_at != (stored.wake_at if stored is not None else None):
             self._wakes_changed.set()
         return new_thread

@@ -6,6 +6,16 @@ The two entry points: ``Agent`` (subclass it, override ``on_mention``) and
 
 from coral.protocol.agent import AgentManifest, Price
 from coral_sdk.agent import Agent, Incoming
-from coral_sdk.client import CoralApiError, CoralClient
+from coral_sdk.client import CoralApiError, CoralClient, NodeUnreachable
+from coral_sdk.paths import default_key_file
 
-__all__ = ["Agent", "AgentManifest", "CoralApiError", "CoralClient", "Incoming", "Price"]
+__all__ = [
+    "Agent",
+    "AgentManifest",
+    "CoralApiError",
+    "CoralClient",
+    "Incoming",
+    "NodeUnreachable",
+    "Price",
+    "default_key_file",
+]

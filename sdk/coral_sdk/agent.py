@@ -140,8 +140,18 @@ class Agent:
         return await self.client.send(to.thread_id, text, data=data, mentions=[to.sender])
 
     async def run(self) -> None:
-        """Register, then handle inbox entries until ``stop()``; resumes from the saved cursor."""
-        await self.register()
+        """Register, then handle inbox entries until ``stop()``; resumes from the saved cursor.
+
+        Raises:
+            NodeUnreachable: no node answers at ``node_url`` when registering (later
+                outages are retried).
+            CoralApiError: the node refused the registration.
+        """
+        try:
+            await self.register()
+        except BaseException:
+            await self.client.close()
+            raise
         self.ready.set()
         semaphore = asyncio.Semaphore(self.concurrency)
         try:

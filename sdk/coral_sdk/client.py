@@ -2,7 +2,8 @@
 
 Every write is a message signed with the agent's key; every read carries a
 signed ``Authorization: Coral ...`` value. Errors from the node arrive as
-``CoralApiError`` with the node's machine-readable ``reason``.
+``CoralApiError`` with the node's machine-readable ``reason``; a node that
+cannot be reached at all raises ``NodeUnreachable``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,33 @@ class CoralApiError(Exception):
         self.detail = detail
 
 
+class NodeUnreachable(ConnectionError):
+    """No node answered at ``url`` (refused, reset, unknown host); ``str()`` is one line."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        detail = str(cause) or type(cause).__name__
+        super().__init__(
+            f"node unreachable at {url} ({detail}); is it running? "
+            "start one with `coral-node start`"
+        )
+        self.url = url
+        self.cause = cause
+
+
+def _unreachable(exc: aiohttp.ClientConnectionError) -> bool:
+    """Whether no node answered: a refused, reset or timed-out connect, not a slow reply."""
+    slow_reply = isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(
+        exc, aiohttp.ConnectionTimeoutError
+    )
+    return not slow_reply
+
+
 class CoralClient:
-    """Talks to one node on behalf of one agent identity."""
+    """Talks to one node on behalf of one agent identity.
+
+    Every call raises ``CoralApiError`` when the node refuses it and
+    ``NodeUnreachable`` when no node answers at ``base_url``.
+    """
 
     def __init__(
         self,
@@ -93,16 +119,21 @@ class CoralClient:
         headers = {"Content-Type": content_type} if body else {}
         if signed:
             headers["Authorization"] = sign_request(self.identity, method, target, body, now_ms())
-        async with self._http().request(
-            method, self.base_url + target, data=body or None, headers=headers
-        ) as resp:
-            payload = await resp.read()
-            data = json.loads(payload) if payload else None
-            if resp.status >= 400:
-                reason = data.get("reason", "error") if isinstance(data, dict) else "error"
-                detail = data.get("detail", "") if isinstance(data, dict) else payload.decode()
-                raise CoralApiError(resp.status, reason, detail)
-            return data
+        try:
+            async with self._http().request(
+                method, self.base_url + target, data=body or None, headers=headers
+            ) as resp:
+                payload = await resp.read()
+        except aiohttp.ClientConnectionError as exc:
+            if not _unreachable(exc):
+                raise
+            raise NodeUnreachable(self.base_url, exc) from exc
+        data = json.loads(payload) if payload else None
+        if resp.status >= 400:
+            reason = data.get("reason", "error") if isinstance(data, dict) else "error"
+            detail = data.get("detail", "") if isinstance(data, dict) else payload.decode()
+            raise CoralApiError(resp.status, reason, detail)
+        return data
 
     # -- node and directory -------------------------------------------------
 
@@ -306,9 +337,15 @@ class CoralClient:
         target = "/v1/inbox/events?" + urlencode(query)
         headers = {"Authorization": sign_request(self.identity, "GET", target, b"", now_ms())}
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with self._http().get(
-            self.base_url + target, headers=headers, timeout=timeout
-        ) as resp:
+        try:
+            response = await self._http().get(
+                self.base_url + target, headers=headers, timeout=timeout
+            )
+        except aiohttp.ClientConnectionError as exc:
+            if not _unreachable(exc):
+                raise
+            raise NodeUnreachable(self.base_url, exc) from exc
+        async with response as resp:
             if resp.status >= 400:
                 data = await resp.json(content_type=None)
                 raise CoralApiError(

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from coral.ledger.receipts import Receipt
 from coral.ledger.receipts import verify_receipt as _verify_receipt
-from coral_sdk.client import CoralApiError, CoralClient
+from coral_sdk.client import CoralApiError, CoralClient, NodeUnreachable
 
 
 def _segment(value: str) -> str:
@@ -195,19 +195,27 @@ __all__ = ["LedgerClient", "Payment", "issue_dev_funds", "new_transfer_id"]
 async def issue_dev_funds(
     node_url: str, admin_token: str, account: str, amount: int
 ) -> dict[str, Any]:
-    """Fund ``account`` from the operator account (node in dev mode; admin token needed)."""
+    """Fund ``account`` from the operator account (node in dev mode; admin token needed).
+
+    Raises:
+        CoralApiError: the node refused (not in dev mode, wrong token).
+        NodeUnreachable: no node answers at ``node_url``.
+    """
     import aiohttp
 
     headers = {"Authorization": f"Bearer {admin_token}"}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            node_url.rstrip("/") + "/v1/admin/ledger/issue",
-            json={"account": account, "amount": amount},
-            headers=headers,
-        ) as resp,
-    ):
-        data: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status >= 400:
-            raise CoralApiError(resp.status, data.get("reason", "error"), data.get("detail", ""))
-        return data
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                node_url.rstrip("/") + "/v1/admin/ledger/issue",
+                json={"account": account, "amount": amount},
+                headers=headers,
+            ) as resp,
+        ):
+            data: dict[str, Any] = await resp.json(content_type=None)
+    except aiohttp.ClientConnectorError as exc:
+        raise NodeUnreachable(node_url.rstrip("/"), exc) from exc
+    if resp.status >= 400:
+        raise CoralApiError(resp.status, data.get("reason", "error"), data.get("detail", ""))
+    return data

@@ -1,6 +1,28 @@
 """Registry manifests: the TOML files under ``registry/`` that describe runnable agents.
 
-A manifest follows coral-server's ``coral-agent.toml`` in spirit::
+The shipped manifests are coral-server ``coral-agent.toml`` edition 4 files, so
+one format serves ``coral-agent serve``, the node's launcher, the node's
+coral-server registry and coral-server itself::
+
+    edition = 4
+
+    [agent]
+    name = "trm"
+    version = "0.1.0"
+    description = "..."
+    keywords = ["puzzle.sudoku4"]          # the Coral capabilities (edition >= 3)
+
+    [runtimes.executable]
+    path = "python3"                       # python + ["-m", module] runs a module
+    arguments = ["-m", "coral_sdk.agents.trm_agent"]
+    env = { OMP_NUM_THREADS = "1" }        # ours; coral-server ignores unknown keys
+
+    [options]
+    checkpoint = { type = "string", default = "", display.description = "..." }
+    max_batch_size = { type = "i64", default = 64 }
+
+coral-server's option types map onto the SDK's (``i8``..``u64`` -> int,
+``f32``/``f64`` -> float, ``blob`` -> string). Edition 1 files (below) are still read::
 
     edition = 1
 
@@ -24,7 +46,9 @@ A manifest follows coral-server's ``coral-agent.toml`` in spirit::
     amount = 2
 
 Option values come from explicit overrides, then ``CORAL_OPTION_<NAME>``
-environment variables (how the launcher passes them), then defaults.
+environment variables (how the launcher passes them), then, for an agent that
+coral-server or a node session launched (``CORAL_RUNTIME_ID`` is set), the
+variable named exactly like the option, then defaults.
 """
 
 from __future__ import annotations
@@ -44,6 +68,13 @@ from coral.protocol.agent import AgentManifest, AgentName, Capability, Price
 REGISTRY_DIR = Path(__file__).resolve().parents[2] / "registry"
 
 OptionType = Literal["string", "int", "float", "bool", "path", "secret"]
+_CORAL_TYPES: dict[str, str] = {
+    **{t: "int" for t in ("i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64")},
+    "f32": "float",
+    "f64": "float",
+    "blob": "string",
+}
+_PYTHONS = ("python", "python3")
 OptionValue = str | int | float | bool
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -61,6 +92,13 @@ class AgentSection(BaseModel):
     version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")] = "0.1.0"
     description: Annotated[str, Field(max_length=4096)] = ""
     capabilities: tuple[Capability, ...] = ()
+    summary: Annotated[str, Field(max_length=256)] = ""
+    readme: Annotated[str, Field(max_length=4096)] = ""
+    keywords: tuple[str, ...] = ()
+    license: dict[str, str] | str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+    #: coral-server's own capability flags (``resources``, ``tool_refreshing``), edition >= 3.
+    mcp_capabilities: tuple[str, ...] = ()
 
 
 class ExecutableRuntime(BaseModel):
@@ -71,6 +109,22 @@ class ExecutableRuntime(BaseModel):
     command: tuple[str, ...] = ()
     arguments: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
+    #: coral-server's form: a program (``python3`` + ``-m module`` runs a module) and its transport.
+    path: str | None = None
+    transport: Literal["sse", "streamable_http"] = "streamable_http"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("path") is None:
+            return data
+        data = dict(data)
+        arguments = list(data.get("arguments", []))
+        if data["path"] in _PYTHONS and len(arguments) >= 2 and arguments[0] == "-m":
+            data["module"], data["arguments"] = arguments[1], tuple(arguments[2:])
+        else:
+            data["command"] = (data["path"],)
+        return data
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> ExecutableRuntime:
@@ -90,6 +144,8 @@ class Runtimes(BaseModel):
 
     model_config = _STRICT
     executable: ExecutableRuntime | None = None
+    #: coral-server's docker runtime (image, command, transport); not run by the SDK.
+    docker: dict[str, Any] | None = None
 
 
 class OptionSpec(BaseModel):
@@ -100,6 +156,25 @@ class OptionSpec(BaseModel):
     default: OptionValue | None = None
     required: bool = False
     description: str = ""
+    #: coral-server's keys: how the value reaches the agent and how to show it.
+    transport: Literal["env", "fs"] = "env"
+    display: dict[str, Any] = Field(default_factory=dict)
+    secret: bool = False
+    base64: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coral_types(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        kind = data.get("type")
+        if isinstance(kind, str) and kind in _CORAL_TYPES:
+            data["type"] = _CORAL_TYPES[kind]
+        display = data.get("display")
+        if not data.get("description") and isinstance(display, dict):
+            data["description"] = str(display.get("description", ""))
+        return data
 
     @model_validator(mode="after")
     def _default_has_type(self) -> OptionSpec:
@@ -113,6 +188,9 @@ class Marketplace(BaseModel):
 
     model_config = _STRICT
     prices: tuple[Price, ...] = ()
+    #: coral-server's marketplace sections, kept as given.
+    pricing: dict[str, Any] | None = None
+    identities: dict[str, Any] | None = None
 
 
 class ServeSection(BaseModel):
@@ -131,12 +209,26 @@ class RegistryManifest(BaseModel):
     """A whole registry TOML file, validated."""
 
     model_config = _STRICT
-    edition: Literal[1] = 1
+    edition: Literal[1, 3, 4] = 1
     agent: AgentSection
     runtimes: Runtimes = Field(default_factory=Runtimes)
     options: dict[str, OptionSpec] = Field(default_factory=dict)
     marketplace: Marketplace = Field(default_factory=Marketplace)
     serve: ServeSection = Field(default_factory=ServeSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coral_edition(cls, data: Any) -> Any:
+        # From edition 3, [agent] capabilities are coral-server's flags; ours are keywords.
+        if not isinstance(data, dict) or data.get("edition", 1) < 3:
+            return data
+        agent = data.get("agent")
+        if not isinstance(agent, dict):
+            return data
+        agent = dict(agent)
+        agent["mcp_capabilities"] = agent.pop("capabilities", ())
+        agent["capabilities"] = agent.get("keywords", ())
+        return {**data, "agent": agent}
 
     def agent_manifest(self) -> AgentManifest:
         """The manifest the agent registers with its node (name, capabilities, prices)."""
@@ -161,8 +253,10 @@ class RegistryManifest(BaseModel):
         if unknown:
             raise ManifestError(f"options.{unknown[0]}: not declared in the manifest")
         values: dict[str, OptionValue] = {}
+        launched = "CORAL_RUNTIME_ID" in env  # by coral-server or a node session
         for name, spec in self.options.items():
-            raw: Any = overrides.get(name, env.get(option_env_var(name), spec.default))
+            fallback = env.get(name, spec.default) if launched else spec.default
+            raw: Any = overrides.get(name, env.get(option_env_var(name), fallback))
             if raw is None:
                 if spec.required:
                     raise ManifestError(

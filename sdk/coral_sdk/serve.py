@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import ValidationError
 
 from coral.keys import load_or_create_identity
 from coral.protocol.agent import AgentManifest
 from coral.protocol.identity import Identity
 from coral_sdk.model_agent import ModelAgent, ReplicaShard
+from coral_sdk.paths import default_key_file
 from coral_sdk.registry import ManifestError, OptionValue, RegistryManifest, load_manifest
 
 log = logging.getLogger("coral_sdk.serve")
@@ -77,11 +77,6 @@ class ServeSettings:
             "replica": self.replica,
             "metrics_port": self.metrics_port,
         }
-
-
-def default_key_file(agent_name: str) -> Path:
-    """Where an agent's key lives when nothing else says: the user data directory."""
-    return Path(platformdirs.user_data_dir("coral-agent", appauthor=False)) / f"{agent_name}.key"
 
 
 def resolve_settings(

@@ -17,6 +17,7 @@ import pytest
 
 from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
+from tests.support.requirements import missing_requirement
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -27,16 +28,18 @@ def _find(*names: str) -> str | None:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Headless Chromium driven by chromedriver; skipped, loudly, only when absent."""
+    """Headless Chromium driven by chromedriver; skipped, loudly, only when absent (CI fails)."""
     chromium = _find("chromium", "chromium-browser", "google-chrome")
     driver_path = _find("chromedriver")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.skip("SELENIUM IS NOT INSTALLED: pip install selenium to run the browser test")
+        missing_requirement(
+            "SELENIUM IS NOT INSTALLED: pip install selenium to run the browser test"
+        )
     if chromium is None or driver_path is None:
-        pytest.skip(
+        missing_requirement(
             "CHROMIUM OR CHROMEDRIVER IS MISSING: apt-get install chromium chromium-driver "
             "to run the dashboard browser test"
         )

@@ -1,8 +1,10 @@
 """Authorization matrix: every HTTP route and gRPC method, called by the wrong people.
 
 Routes and methods are enumerated from the running node (aiohttp router, gRPC
-service descriptors); one without a matrix entry fails the test by name, so a
-new front door cannot ship without saying who may call it. Each protected
+service descriptors) and must equal the matrix rows: a route without a row
+fails by name, so a new front door cannot ship without saying who may call
+it, and a row whose route is no longer served fails too (never skips), so a
+front door cannot silently disappear. Each protected
 entry is called with no identity, a malformed one, a forged signature, a
 stale timestamp and another agent's did (all 401 / UNAUTHENTICATED), and,
 where a resource belongs to someone, by a valid agent who is not its owner
@@ -175,6 +177,61 @@ HTTP_MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/mcp/v1/{secret}/messages"): Rule(
         CAPABILITY, "/mcp/v1/not-the-secret/messages", "{}"
     ),
+    # coral-server's API: a Bearer key from its config's [auth] keys, or the admin token.
+    ("POST", "/api/v1/local/session"): Rule(ADMIN, "/api/v1/local/session", "{}"),
+    ("POST", "/api/v1/local/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s", "{}"
+    ),
+    ("GET", "/api/v1/local/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s"
+    ),
+    ("DELETE", "/api/v1/local/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s"
+    ),
+    ("GET", "/api/v1/local/session/{namespace}/{sessionId}/extended"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s/extended"
+    ),
+    ("GET", "/api/v1/local/session/{namespace}/{sessionId}/agent/{agentName}/logs"): Rule(
+        ADMIN, "/api/v1/local/session/ns/s/agent/a/logs"
+    ),
+    ("POST", "/api/v1/local/namespace"): Rule(ADMIN, "/api/v1/local/namespace", "{}"),
+    ("GET", "/api/v1/local/namespace"): Rule(ADMIN, "/api/v1/local/namespace"),
+    ("GET", "/api/v1/local/namespace/extended"): Rule(ADMIN, "/api/v1/local/namespace/extended"),
+    ("GET", "/api/v1/local/namespace/{namespace}"): Rule(ADMIN, "/api/v1/local/namespace/ns"),
+    ("GET", "/api/v1/local/namespace/{namespace}/extended"): Rule(
+        ADMIN, "/api/v1/local/namespace/ns/extended"
+    ),
+    ("DELETE", "/api/v1/local/namespace/{namespace}"): Rule(ADMIN, "/api/v1/local/namespace/ns"),
+    ("GET", "/api/v1/registry"): Rule(ADMIN, "/api/v1/registry"),
+    ("GET", "/api/v1/registry/local/{agentName}/{agentVersion}"): Rule(
+        ADMIN, "/api/v1/registry/local/a/1.0.0"
+    ),
+    ("POST", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread", "{}"
+    ),
+    ("DELETE", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread", "{}"
+    ),
+    ("POST", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread/message"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread/message", "{}"
+    ),
+    ("POST", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread/participant"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread/participant", "{}"
+    ),
+    ("DELETE", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}/thread/participant"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a/thread/participant", "{}"
+    ),
+    ("DELETE", "/api/v1/puppet/{namespace}/{sessionId}/{agentName}"): Rule(
+        ADMIN, "/api/v1/puppet/ns/s/a"
+    ),
+    ("GET", "/ws/v1/events/{token}/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/ws/v1/events/not-a-key/session/ns/s"
+    ),
+    ("GET", "/ws/v1/events/session/{namespace}/{sessionId}"): Rule(
+        ADMIN, "/ws/v1/events/session/ns/s"
+    ),
+    ("GET", "/ws/v1/events/{token}/lsm"): Rule(ADMIN, "/ws/v1/events/not-a-key/lsm"),
+    ("GET", "/ws/v1/events/lsm"): Rule(ADMIN, "/ws/v1/events/lsm"),
 }
 
 GRPC_MATRIX: dict[str, str] = {
@@ -306,9 +363,12 @@ def _fingerprint(world: World) -> dict[str, int]:
 # -- enumeration ------------------------------------------------------------
 
 
-def test_every_http_route_has_a_matrix_entry(world: World) -> None:
-    missing = [f"{m} {p}" for m, p in world.node.http_routes() if (m, p) not in HTTP_MATRIX]
+def test_served_http_routes_equal_the_matrix_rows(world: World) -> None:
+    served = set(world.node.http_routes())
+    missing = sorted(f"{m} {p}" for m, p in served - set(HTTP_MATRIX))
+    gone = sorted(f"{m} {p}" for m, p in set(HTTP_MATRIX) - served)
     assert not missing, f"HTTP routes without an authorization matrix entry: {missing}"
+    assert not gone, f"matrix rows whose HTTP route is no longer served: {gone}"
 
 
 def _grpc_methods(world: World) -> list[tuple[str, Any]]:
@@ -321,13 +381,14 @@ def _grpc_methods(world: World) -> list[tuple[str, Any]]:
     return found
 
 
-def test_every_grpc_method_has_a_matrix_entry(world: World) -> None:
-    missing = [
-        name
-        for name, _ in _grpc_methods(world)
-        if name not in GRPC_MATRIX and name.split("/")[0] not in GRPC_PUBLIC_SERVICES
-    ]
+def test_served_grpc_methods_equal_the_matrix_rows(world: World) -> None:
+    served = {name for name, _ in _grpc_methods(world)}
+    missing = sorted(
+        name for name in served - set(GRPC_MATRIX) if name.split("/")[0] not in GRPC_PUBLIC_SERVICES
+    )
+    gone = sorted(set(GRPC_MATRIX) - served)
     assert not missing, f"gRPC methods without an authorization matrix entry: {missing}"
+    assert not gone, f"matrix rows whose gRPC method is no longer served: {gone}"
 
 
 # -- HTTP -------------------------------------------------------------------
@@ -489,7 +550,7 @@ async def test_http_route_refuses_the_wrong_callers(world: World, route: tuple[s
     method, canonical = route
     rule = HTTP_MATRIX[route]
     if (method, canonical) not in world.node.http_routes():
-        pytest.skip(f"{method} {canonical} is not served by this build")
+        pytest.fail(f"{method} {canonical} has a matrix row but is no longer served")
     if method == "*":
         method = "POST"
     target = world.fill(rule.path)
@@ -642,7 +703,7 @@ REFUSED_OWNER = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND}
 async def test_grpc_method_refuses_the_wrong_callers(world: World, name: str) -> None:
     methods = dict(_grpc_methods(world))
     if name not in methods:
-        pytest.skip(f"{name} is not served by this build")
+        pytest.fail(f"{name} has a matrix row but is no longer served")
     method, access = methods[name], GRPC_MATRIX[name]
     before = _fingerprint(world)
     async with grpc.aio.insecure_channel(world.node.grpc) as channel:

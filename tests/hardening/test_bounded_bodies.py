@@ -38,7 +38,9 @@ ADMIN = "admin"  # the route needs the admin bearer token
 OPEN = "open"  # the body itself is what is checked (signed document or public)
 
 #: Every POST route of the node's own API (A2A and MCP transports parse their
-#: bodies in their libraries and are fuzzed in test_fuzz_front_doors).
+#: bodies in their libraries and are fuzzed in test_fuzz_front_doors; the
+#: coral-server drop-in routes under /api/v1 need its [auth] keys and read
+#: bodies through coral.api.coralserver.common.json_body, the same parser).
 BODY_ROUTES = {
     "/v1/messages": OPEN,
     "/v1/messages/verify": OPEN,
@@ -60,7 +62,7 @@ BODY_ROUTES = {
     "/v1/admin/launch": ADMIN,
     "/v1/dashboard/admin/threads/t-1/close": ADMIN,
 }
-LIBRARY_TRANSPORTS = ("/a2a/", "/mcp/")
+LIBRARY_TRANSPORTS = ("/a2a/", "/mcp/", "/api/v1/")
 
 DEEP = b"[" * 1100 + b"]" * 1100
 DEEP_OBJECT = b'{"a":' * 1100 + b"1" + b"}" * 1100

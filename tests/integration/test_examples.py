@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
@@ -76,3 +79,44 @@ def test_team_formation_example(node):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "forming team" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["conversation.py", "echo_agent.py", "round_robin_team.py", "team_formation.py"]
+)
+def test_example_without_a_node_exits_1_with_one_line(name, tmp_path):
+    # Port 1 on 127.0.0.1: nothing listens there, the connect is refused at once.
+    url = "http://127.0.0.1:1"
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--node", url],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang detector: the example must not wait for a node forever
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(f"error: node unreachable at {url} ")
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.key")), "no key file in the working directory"
+
+
+def test_echo_example_keeps_its_key_in_the_user_data_dir(node, tmp_path):
+    data_home = tmp_path / "data-home"
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "echo_agent.py"), "--node", node.http],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "XDG_DATA_HOME": str(data_home)},
+        cwd=workdir,
+    )
+    try:
+        assert "registered" in proc.stdout.readline()
+        assert (data_home / "coral-agent" / "echo.key").is_file()
+        assert not list(workdir.iterdir())
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0

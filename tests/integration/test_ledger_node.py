@@ -444,9 +444,12 @@ async def test_contract_net_award_reserves_and_acceptance_pays(node_factory):
 async def test_ledger_api_on_postgresql_survives_restart(node_factory, tmp_path: Path):
     from tests.ledger.ledger_support import create_database
     from tests.ledger.throwaway_postgres import ThrowawayPostgres, find_postgres_bin
+    from tests.support.requirements import missing_requirement
 
     if find_postgres_bin() is None:
-        pytest.skip("PostgreSQL binaries (initdb/postgres) not found: POSTGRES LEDGER TEST SKIPPED")
+        missing_requirement(
+            "PostgreSQL binaries (initdb/postgres) not found: POSTGRES LEDGER TEST SKIPPED"
+        )
     server = ThrowawayPostgres()
     server.start()
     try:

@@ -45,9 +45,18 @@ async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
 
 
 async def tool_error(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    """coral-server's tool error: the message as text, ``{"error": message}`` structured."""
     result = await client.call_tool(tool, args)
     assert result.is_error
-    return dict(json.loads(result.content[0].text))
+    error = dict(result.structured_content or {})
+    assert error["error"] == result.content[0].text
+    return error
+
+
+def state_json(text: str, section: str) -> Any:
+    """The JSON block under ``# <section>`` of the coral://state markdown."""
+    block = text.split(f"# {section}", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    return json.loads(block)
 
 
 def now_ms() -> int:
@@ -72,9 +81,12 @@ async def test_two_mcp_agents_create_a_thread_and_mention_each_other(
         names = {t.name for t in (await a.list_tools()).tools}
         assert CORAL_TOOLS | LEGACY_TOOLS <= names
         started = now_ms()
-        thread = await call(
+        created = await call(
             a, "coral_create_thread", threadName="plan", participantNames=[bob["name"]]
         )
+        assert set(created) == {"thread"}
+        thread = created["thread"]
+        assert thread["state"] == {"state": "open"} and thread["messages"] == []
         assert thread["participants"] == [alice["name"], bob["name"]]
         assert thread["creatorName"] == alice["name"]
         sent = await call(
@@ -105,13 +117,23 @@ async def test_two_mcp_agents_create_a_thread_and_mention_each_other(
         assert back["message"]["text"] == "done, alice"
         # Each message is delivered once: the next wait times out.
         again = await call(b, "coral_wait_for_mention", currentUnixTime=started, maxWaitMs=200)
-        assert again == {"status": "Timeout reached"}
-        state = json.loads((await b.read_resource("coral://state")).contents[0].text)
-        assert state["agentName"] == bob["name"]
-        texts = [m["messageText"] for m in state["threads"][0]["messages"]]
+        assert again["status"] == "Timeout reached" and "message" not in again
+        # A re-issued wait with the earlier cursor gets the same message again (nothing lost).
+        replay = await call(
+            b,
+            "coral_wait_for_mention",
+            currentUnixTime=started,
+            maxWaitMs=5_000,
+            afterCursor=got["cursor"] - 1,
+        )
+        assert replay["message"]["id"] == got["message"]["id"]
+        text = (await b.read_resource("coral://state")).contents[0].text
+        assert f"You are an agent named {bob['name']}." in text
+        threads = state_json(text, "Threads and messages")
+        texts = [m["messageText"] for m in threads[0]["messages"]]
         assert texts == ["bob, go", "done, alice"]
         closed = await call(a, "coral_close_thread", threadId=thread["id"], summary="finished")
-        assert (closed["state"], closed["summary"]) == ("closed", "finished")
+        assert closed == {"message": f"Successfully closed thread {thread['id']}"}
 
 
 async def test_legacy_tool_names_and_instruction_resource(interop_node: NodeProcess):
@@ -137,25 +159,24 @@ async def test_bad_tool_arguments_and_refusals_are_tool_errors(interop_node: Nod
     erin = create_mcp_agent(interop_node, "erin")
     async with Client(erin["urls"]["streamable_http"], mode="legacy") as e:
         missing = await tool_error(e, "coral_send_message", threadId="x")
-        assert missing["error"] == "invalid_tool_arguments"
+        assert missing["reason"] == "invalid_tool_arguments"
+        assert "content" in missing["error"]
         typed = await tool_error(e, "coral_wait_for_mention", currentUnixTime="now", maxWaitMs=5)
-        assert typed["error"] == "invalid_tool_arguments"
-        too_long = await tool_error(
-            e, "coral_wait_for_message", currentUnixTime=0, maxWaitMs=600_000
-        )
-        assert too_long["error"] == "invalid_tool_arguments"
+        assert typed["reason"] == "invalid_tool_arguments"
+        no_wait = await tool_error(e, "coral_wait_for_message", currentUnixTime=0, maxWaitMs=0)
+        assert no_wait["reason"] == "invalid_tool_arguments"
         unknown_agent = await tool_error(
             e, "coral_create_thread", threadName="t", participantNames=["nobody-here"]
         )
-        assert unknown_agent["error"] == "agent_not_registered"
+        assert unknown_agent["reason"] == "agent_not_registered"
         no_thread = await tool_error(e, "coral_send_message", threadId="missing", content="hi")
-        assert no_thread["error"] == "thread_not_found"
-        assert (await tool_error(e, "no_such_tool"))["error"] == "unknown_tool"
-        thread = await call(e, "coral_create_thread", threadName="big", participantNames=[])
+        assert no_thread["reason"] == "thread_not_found"
+        # An unknown tool is a protocol error (-32602): tests/interop/test_mcp_transport.py
+        created = await call(e, "coral_create_thread", threadName="big", participantNames=[])
         huge = await tool_error(
-            e, "coral_send_message", threadId=thread["id"], content="x" * 300_000
+            e, "coral_send_message", threadId=created["thread"]["id"], content="x" * 300_000
         )
-        assert huge["error"] == "too_large"
+        assert huge["reason"] == "too_large"
 
 
 async def test_wrong_secret_is_401_and_malformed_json_rpc_is_an_error(interop_node: NodeProcess):

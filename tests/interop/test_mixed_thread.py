@@ -33,12 +33,13 @@ async def test_sdk_mcp_and_external_a2a_agents_share_a_thread(
         mia = create_mcp_agent(interop_node, "mia")
         async with Client(mia["urls"]["streamable_http"]) as m:
             started = int(time.time() * 1000)
-            thread = await call(
+            created = await call(
                 m,
                 "coral_create_thread",
                 threadName="mixed",
                 participantNames=["echo", "reverser-agent"],
             )
+            thread = created["thread"]
             assert thread["participants"] == ["mia", "echo", "reverser-agent"]
             await call(
                 m,

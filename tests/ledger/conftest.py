@@ -3,7 +3,7 @@
 The PostgreSQL server starts once per session (initdb + postgres on a free
 127.0.0.1 port, as an unprivileged user when the tests run as root); each
 test gets its own fresh database on it. Without server binaries the
-PostgreSQL tests skip with a loud reason.
+PostgreSQL tests skip with a loud reason (and fail under CI=true).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger.ledger_support import Clock, create_database
 from tests.ledger.throwaway_postgres import ThrowawayPostgres, find_postgres_bin
+from tests.support.requirements import missing_requirement
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,7 @@ def postgres_server() -> Iterator[ThrowawayPostgres]:
     if find_postgres_bin() is None:
         message = "PostgreSQL binaries (initdb/postgres) not found: PostgreSQL LEDGER TESTS SKIPPED"
         warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
+        missing_requirement(message)
     server = ThrowawayPostgres()
     server.start()
     yield server

@@ -9,6 +9,8 @@
   ``POST /v1/admin/ledger/issue``, ``POST /v1/admin/mcp-agents``,
   ``DELETE /v1/admin/peers/{did}``.
 
+Every route checks Host and Origin first (``coral.api.http.host_guard``): a
+request under another name (DNS rebinding) or from another site gets 403.
 Read-only views are open while the node listens on loopback only (anyone who
 can reach the port is on the machine); on any other address they need the
 admin token too, as ``Authorization: Bearer`` or ``?token=`` (EventSource
@@ -27,6 +29,7 @@ from coral.api.auth import authenticate_admin
 from coral.api.dashboard.feed import SnapshotFeed
 from coral.api.dashboard.snapshot import SnapshotBuilder, views_are_open
 from coral.api.http.app import CTX, read_json_body
+from coral.api.http.host_guard import HostPolicy, guarded
 from coral.context import NodeContext
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound, ResourceExhausted
 
@@ -159,11 +162,14 @@ async def close_thread(request: web.Request) -> web.Response:
 def install(
     app: web.Application, ctx: NodeContext, builder: SnapshotBuilder, feed: SnapshotFeed
 ) -> None:
-    """Add the dashboard routes to the node's app."""
+    """Add the dashboard routes to the node's app, each behind the Host/Origin check."""
     app[BUILDER] = builder
     app[FEED] = feed
-    app.router.add_get("/", index)
-    app.router.add_get("/dashboard/static/{name}", static_file)
-    app.router.add_get("/v1/dashboard/snapshot", snapshot)
-    app.router.add_get("/v1/dashboard/events", events)
-    app.router.add_post("/v1/dashboard/admin/threads/{thread_id}/close", close_thread)
+    policy = HostPolicy.from_config(ctx.config)
+    app.router.add_get("/", guarded(policy, index))
+    app.router.add_get("/dashboard/static/{name}", guarded(policy, static_file))
+    app.router.add_get("/v1/dashboard/snapshot", guarded(policy, snapshot))
+    app.router.add_get("/v1/dashboard/events", guarded(policy, events))
+    app.router.add_post(
+        "/v1/dashboard/admin/threads/{thread_id}/close", guarded(policy, close_thread)
+    )

@@ -28,6 +28,9 @@ def build_grpc_server(
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.max_connection_idle_ms", 300_000),
+            # grpc enables SO_REUSEPORT by default: a second node on the same port would then
+            # bind silently and take a share of this node's calls. Fail its start instead.
+            ("grpc.so_reuseport", 0),
         ],
     )
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(ctx), server)

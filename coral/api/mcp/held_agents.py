@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,9 @@ class HeldAgents:
         self.directory = directory
         self.gateway = gateway
         self._by_did: dict[str, HeldAgent] = {}
+        #: Told the did of the agent behind every authenticated MCP request (sessions
+        #: mark their agents connected this way).
+        self.connection_listeners: list[Callable[[str], None]] = []
 
     async def open(self) -> None:
         """Create the tables; load every held agent's key."""
@@ -170,6 +173,32 @@ class HeldAgents:
         )
         return await self.directory.register(sign_record_as_agent(record, agent.identity))
 
+    async def retire(self, did: str) -> None:
+        """Deregister a held agent (a signed ``deleted`` record), forget its secret and key.
+
+        Its past messages stay verifiable: the public key is in its did. Used for
+        session agents when their session ends.
+        """
+        agent = self._by_did.get(did)
+        if agent is None:
+            return
+        if await self.directory.is_registered(did):
+            current = await self.directory.get(did)
+            now = now_ms()
+            record = AgentRecord(
+                agent=did,
+                home_node=self.node.did,
+                manifest=current.manifest,
+                version=max(now, current.version + 1),
+                updated_at=now,
+                deleted=True,
+            )
+            await self.directory.register(sign_record_as_agent(record, agent.identity))
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM interop_agents WHERE did = ?", (did,))
+        self._by_did.pop(did, None)
+        self._key_path(agent.name, agent.kind).unlink(missing_ok=True)
+
     async def by_secret(self, secret: str) -> HeldAgent:
         """The agent this connection secret belongs to; WrongSecret otherwise."""
         row = await self.db.fetchone(
@@ -178,6 +207,8 @@ class HeldAgents:
         agent = self._by_did.get(row["did"]) if row is not None else None
         if agent is None:
             raise WrongSecret("unknown agent secret")
+        for listener in self.connection_listeners:
+            listener(agent.did)
         return agent
 
     def get(self, did: str) -> HeldAgent | None:
