@@ -12,7 +12,7 @@ from aiohttp import web
 from coral.api.errors import http_status
 from coral.api.http.app import CTX
 from coral.protocol.canonical import parse_json
-from coral.protocol.errors import CoralError, InvalidMessage, Unauthenticated
+from coral.protocol.errors import CoralError, InvalidMessage, MalformedJson, Unauthenticated
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,4 +60,7 @@ async def json_body(request: web.Request, *, empty: Any = None) -> Any:
         raise InvalidMessage("a JSON body is required", reason="malformed_json")
     # The node's one bounded parser: depth, number length and UTF-8 refused as 4xx.
     limits = request.app[CTX].verifier.limits
-    return parse_json(raw, max_depth=limits.max_depth, max_number_chars=limits.max_number_chars)
+    try:
+        return parse_json(raw, max_depth=limits.max_depth, max_number_chars=limits.max_number_chars)
+    except MalformedJson as exc:
+        raise MalformedJson(f"the body is not valid JSON: {exc.detail}") from None
