@@ -50,6 +50,30 @@ class LimitsConfig(BaseModel):
         )
 
 
+class A2AConfig(BaseModel):
+    """The A2A front door: task retention, default agent, push notifications, cards."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Agent that requests naming no agent (no URL name, no tenant) go to; "" = the router.
+    default_agent: str = ""
+    #: Finished tasks stay readable this long, then are evicted.
+    task_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    #: At most this many tasks are kept (oldest evicted first).
+    max_tasks: int = Field(default=100_000, ge=1)
+    #: A task whose agent sends no update for this long fails.
+    reply_timeout_s: float = Field(default=300.0, gt=0)
+    #: Push-notification webhooks may only target public addresses, plus these
+    #: hosts or CIDR ranges (e.g. "127.0.0.1", "10.0.0.0/8", "hooks.internal").
+    push_allow: list[str] = Field(default_factory=list)
+    #: Delivery attempts per notification (exponential back-off between them).
+    push_attempts: int = Field(default=3, ge=1, le=10)
+    #: Extra text for the extended card (authenticated callers only); "" = no extended card.
+    extended_card_description: str = ""
+    #: Callers that authenticate with ``Authorization: Bearer <token>``: name -> token.
+    #: An authenticated caller's tasks are visible to that caller only.
+    callers: dict[str, str] = Field(default_factory=dict)
+
+
 class Config(BaseModel):
     """Everything the node reads at start-up."""
 
@@ -91,6 +115,7 @@ class Config(BaseModel):
     #: ``retry`` (ms) sent in the priming event of MCP POST streams (2025-11-25 clients).
     mcp_sse_retry_ms: int = Field(default=2_000, ge=100, le=60_000)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    a2a: A2AConfig = Field(default_factory=A2AConfig)
     #: A coral-server ``config.toml`` (default: ``$CONFIG_FILE_PATH``) for the /api/v1 drop-in.
     coral_server_config: Path | None = None
     #: coral-server style ``--section.key=value`` overrides of that file.
@@ -124,7 +149,7 @@ class Config(BaseModel):
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in Config.model_fields:
-        if field == "limits":
+        if field in ("limits", "a2a"):
             continue
         key = ENV_PREFIX + field.upper()
         if key in env:
@@ -217,4 +242,17 @@ max_parts = 64
 max_depth = 32
 max_future_skew_ms = 300000
 max_age_ms = 900000
+
+# The A2A front door (docs/interop.md).
+[a2a]
+default_agent = ""            # agent for requests that name none; "" = the router
+task_retention_s = 604800     # finished tasks stay readable this long
+max_tasks = 100000            # and at most this many tasks are kept
+reply_timeout_s = 300         # a task whose agent is silent this long fails
+push_allow = []               # webhook hosts/addresses/CIDRs allowed besides public ones
+push_attempts = 3
+extended_card_description = ""  # "" = no extended card
+
+# Callers that authenticate with "Authorization: Bearer <token>"; none = anonymous A2A.
+[a2a.callers]
 """

@@ -5,7 +5,7 @@ The two entry points: ``Agent`` (subclass it, override ``on_mention``) and
 """
 
 from coral.protocol.agent import AgentManifest, Price
-from coral_sdk.agent import Agent, Incoming
+from coral_sdk.agent import Agent, Incoming, TaskHandle, TaskUpdate, Updates
 from coral_sdk.client import CoralApiError, CoralClient, NodeUnreachable
 from coral_sdk.paths import default_key_file
 
@@ -17,5 +17,8 @@ __all__ = [
     "Incoming",
     "NodeUnreachable",
     "Price",
+    "TaskHandle",
+    "TaskUpdate",
+    "Updates",
     "default_key_file",
 ]

@@ -11,7 +11,19 @@ asyncio.run(Echo("http://127.0.0.1:7421", key_file="echo.key").run())
 ```
 
 ``run()`` registers the agent, then waits for mentions and answers each in
-its thread, mentioning the sender. The inbox cursor is saved next to the key
+its thread, mentioning the sender.
+
+Long-running work (an A2A task that stays ``WORKING``): make ``on_mention``
+an async generator of ``TaskUpdate`` values. Each update is a message in the
+thread (kinds ``a2a.working``, ``a2a.artifact``, ``a2a.input_required``, ...)
+that the node's A2A front door maps to the task's state; when the generator
+ends without a final update the task completes. ``self.task_for(message)`` gives
+the same calls as a handle, to finish the work later from anywhere::
+
+    async def on_mention(self, message: Incoming) -> Updates:
+        yield TaskUpdate.working("fetching")
+        yield TaskUpdate.artifact("first half")
+        yield TaskUpdate.complete("all done") The inbox cursor is saved next to the key
 file after each handled entry, so a restarted agent resumes where it stopped
 and never handles an entry twice or misses one.
 """
@@ -19,8 +31,9 @@ and never handles an entry twice or misses one.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +41,123 @@ from typing import Any
 from coral.keys import load_or_create_identity
 from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.identity import Identity
-from coral.protocol.message import Message, from_wire
+from coral.protocol.message import DataPart, Message, Part, TextPart, from_wire
 from coral_sdk.client import CoralApiError, CoralClient
 
 log = logging.getLogger("coral_sdk.agent")
 
 Reply = str | dict[str, Any] | list[Any] | None
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """One step of a long-running task, posted to the thread as a message of ``kind``.
+
+    ``working`` and ``artifact`` keep the A2A task working; ``complete``,
+    ``failed``, ``rejected``, ``input_required`` and ``auth_required`` end or
+    interrupt it.
+    """
+
+    kind: str
+    text: str | None = None
+    data: Any = None
+
+    @property
+    def final(self) -> bool:
+        """True when this update ends or interrupts the task."""
+        return self.kind not in ("a2a.working", "a2a.accepted", "a2a.artifact")
+
+    @classmethod
+    def working(cls, text: str | None = None, data: Any = None) -> TaskUpdate:
+        """Progress: the task stays WORKING with this status message."""
+        return cls("a2a.working", text, data)
+
+    @classmethod
+    def accepted(cls, text: str | None = None, data: Any = None) -> TaskUpdate:
+        """Accept the task for background work: it stays WORKING, a blocking call returns now."""
+        return cls("a2a.accepted", text, data)
+
+    @classmethod
+    def artifact(cls, text: str | None = None, data: Any = None) -> TaskUpdate:
+        """A partial result: added to the task's artifacts, the task stays WORKING."""
+        return cls("a2a.artifact", text, data)
+
+    @classmethod
+    def complete(cls, text: str | None = None, data: Any = None) -> TaskUpdate:
+        """The final result: the task is COMPLETED (with this as its last artifact)."""
+        return cls("a2a.completed", text, data)
+
+    @classmethod
+    def input_required(cls, text: str, data: Any = None) -> TaskUpdate:
+        """Ask back: the task waits in INPUT_REQUIRED for the client's next message."""
+        return cls("a2a.input_required", text, data)
+
+    @classmethod
+    def auth_required(cls, text: str, data: Any = None) -> TaskUpdate:
+        """The task waits in AUTH_REQUIRED."""
+        return cls("a2a.auth_required", text, data)
+
+    @classmethod
+    def failed(cls, text: str, data: Any = None) -> TaskUpdate:
+        """The task FAILED, with this reason."""
+        return cls("a2a.failed", text, data)
+
+    @classmethod
+    def rejected(cls, text: str, data: Any = None) -> TaskUpdate:
+        """The agent REJECTED the task."""
+        return cls("a2a.rejected", text, data)
+
+
+#: What a long-running ``on_mention`` yields: updates, or plain values (partial artifacts).
+Updates = AsyncIterator[TaskUpdate | str | dict[str, Any] | list[Any]]
+Handled = Awaitable[Reply] | Updates
+
+
+class TaskHandle:
+    """Posts task updates for one incoming message into its thread, mentioning the sender."""
+
+    def __init__(self, client: CoralClient, incoming: Incoming) -> None:
+        self.client = client
+        self.incoming = incoming
+
+    async def post(self, update: TaskUpdate) -> dict[str, Any]:
+        """Post one update (tied to the message it answers); returns the stored entry."""
+        parts: list[Part] = []
+        if update.text is not None:
+            parts.append(TextPart(text=update.text))
+        if update.data is not None:
+            parts.append(DataPart(data=update.data))
+        parts.append(DataPart(data={"a2a.reply_to": self.incoming.message.id}))
+        return await self.client.send(
+            self.incoming.thread_id,
+            kind=update.kind,
+            parts=parts,
+            mentions=[self.incoming.sender],
+        )
+
+    async def working(self, text: str | None = None, data: Any = None) -> None:
+        """Report progress (task stays WORKING)."""
+        await self.post(TaskUpdate.working(text, data))
+
+    async def accepted(self, text: str | None = None, data: Any = None) -> None:
+        """Accept for background work (task stays WORKING; a blocking call returns)."""
+        await self.post(TaskUpdate.accepted(text, data))
+
+    async def artifact(self, text: str | None = None, data: Any = None) -> None:
+        """Add a partial result (task stays WORKING)."""
+        await self.post(TaskUpdate.artifact(text, data))
+
+    async def complete(self, text: str | None = None, data: Any = None) -> None:
+        """Complete the task."""
+        await self.post(TaskUpdate.complete(text, data))
+
+    async def input_required(self, text: str, data: Any = None) -> None:
+        """Ask the client for more input."""
+        await self.post(TaskUpdate.input_required(text, data))
+
+    async def failed(self, text: str, data: Any = None) -> None:
+        """Fail the task."""
+        await self.post(TaskUpdate.failed(text, data))
 
 
 @dataclass(frozen=True)
@@ -116,15 +240,23 @@ class Agent:
 
     # -- override these ----------------------------------------------------
 
-    async def on_mention(self, message: Incoming) -> Reply:
-        """Answer a message that mentions this agent; the return value is the reply."""
-        return None
+    def on_mention(self, message: Incoming) -> Handled:
+        """Answer a message that mentions this agent.
 
-    async def on_message(self, message: Incoming) -> Reply:
+        Write it as ``async def`` returning the reply (posted for you), or as
+        an async generator of ``TaskUpdate`` values for long-running work.
+        """
+        return _no_reply()
+
+    def on_message(self, message: Incoming) -> Handled:
         """Called for every delivered entry when ``listen == "message"``."""
         if message.mentioned:
-            return await self.on_mention(message)
-        return None
+            return self.on_mention(message)
+        return _no_reply()
+
+    def task_for(self, message: Incoming) -> TaskHandle:
+        """A handle that posts task updates for ``message`` (also after the handler returned)."""
+        return TaskHandle(self.client, message)
 
     # -- life cycle ----------------------------------------------------------
 
@@ -198,17 +330,43 @@ class Agent:
         try:
             if incoming.system or incoming.sender == self.did:
                 return
-            handler: Callable[[Incoming], Awaitable[Reply]] = (
+            handler: Callable[[Incoming], Handled] = (
                 self.on_message if self.listen == "message" else self.on_mention
             )
-            reply = await handler(incoming)
-            if reply is not None:
-                await self.reply(incoming, reply)
+            handled = handler(incoming)
+            if inspect.isasyncgen(handled) or isinstance(handled, AsyncIterator):
+                await self._post_updates(incoming, handled)
+            else:
+                reply = await handled
+                if reply is not None:
+                    await self.reply(incoming, reply)
         except Exception:
             log.exception("%s: handler failed for %s", self.manifest.name, incoming.message.id)
         finally:
             semaphore.release()
             self._finish(incoming.cursor)
+
+    async def _post_updates(self, incoming: Incoming, updates: Updates) -> None:
+        """Post each yielded update; a generator that ends unfinished completes the task."""
+        handle = self.task_for(incoming)
+        final = False
+        try:
+            async for item in updates:
+                update = item if isinstance(item, TaskUpdate) else _as_artifact(item)
+                await handle.post(update)
+                if update.final:
+                    final = True
+                    break
+        except Exception as exc:
+            log.exception("%s: task updates failed for %s", self.manifest.name, incoming.message.id)
+            await handle.post(TaskUpdate.failed(f"the agent failed: {type(exc).__name__}"))
+            return
+        finally:
+            aclose = getattr(updates, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not final:
+            await handle.post(TaskUpdate.complete())
 
     def _finish(self, cursor: int) -> None:
         self._finished.add(cursor)
@@ -244,3 +402,13 @@ class Agent:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(str(self.cursor))
             tmp.replace(path)
+
+
+async def _no_reply() -> Reply:
+    return None
+
+
+def _as_artifact(value: str | dict[str, Any] | list[Any]) -> TaskUpdate:
+    if isinstance(value, str):
+        return TaskUpdate.artifact(value)
+    return TaskUpdate.artifact(data=value)

@@ -81,11 +81,10 @@ HTTP_MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/dashboard/snapshot"): Rule(PUBLIC, "/v1/dashboard/snapshot"),
     ("GET", "/v1/dashboard/events"): Rule(PUBLIC, ""),
     ("GET", "/.well-known/agent-card.json"): Rule(PUBLIC, "/.well-known/agent-card.json"),
-    ("GET", "/a2a/{name}/.well-known/agent-card.json"): Rule(
-        PUBLIC, "/a2a/alice/.well-known/agent-card.json"
-    ),
+    ("GET", "/.well-known/jwks.json"): Rule(PUBLIC, "/.well-known/jwks.json"),
+    ("POST", "/a2a"): Rule(A2A, "/a2a", '{"jsonrpc":"2.0"}'),
     ("POST", "/a2a/jsonrpc"): Rule(A2A, "/a2a/jsonrpc", '{"jsonrpc":"2.0"}'),
-    ("POST", "/a2a/{name}/jsonrpc"): Rule(A2A, "/a2a/alice/jsonrpc", '{"jsonrpc":"2.0"}'),
+    # Agents' cards, JSON-RPC and HTTP+JSON under /a2a/{name}/..., the router's HTTP+JSON.
     ("*", "/a2a/{tail}"): Rule(A2A, "/a2a/message:send", "{}"),
     ("POST", "/v1/messages/verify"): Rule(SIGNED_BODY, "/v1/messages/verify"),
     ("POST", "/v1/messages"): Rule(SIGNED_BODY, "/v1/messages", owner_scoped=True),

@@ -62,7 +62,7 @@ BODY_ROUTES = {
     "/v1/admin/launch": ADMIN,
     "/v1/dashboard/admin/threads/t-1/close": ADMIN,
 }
-LIBRARY_TRANSPORTS = ("/a2a/", "/mcp/", "/api/v1/")
+LIBRARY_TRANSPORTS = ("/a2a", "/mcp/", "/api/v1/")
 
 DEEP = b"[" * 1100 + b"]" * 1100
 DEEP_OBJECT = b'{"a":' * 1100 + b"1" + b"}" * 1100

@@ -36,6 +36,11 @@ async def agent_card(node: NodeProcess, name: str, http: httpx.AsyncClient) -> a
     return await A2ACardResolver(http, f"{node.http}/a2a/{name}").get_agent_card()
 
 
+def grpc_channel(url: str) -> grpc.aio.Channel:
+    """The channel for a card's ``grpc://host:port`` interface URL."""
+    return grpc.aio.insecure_channel(url.removeprefix("grpc://"))
+
+
 async def client_for(
     card: a2a_pb2.AgentCard, binding: str, http: httpx.AsyncClient, *, streaming: bool = False
 ):
@@ -43,7 +48,7 @@ async def client_for(
         streaming=streaming,
         httpx_client=http,
         supported_protocol_bindings=[binding],
-        grpc_channel_factory=lambda url: grpc.aio.insecure_channel(url),
+        grpc_channel_factory=grpc_channel,
     )
     return await create_client(card, config)
 
@@ -65,9 +70,11 @@ async def test_agent_and_router_cards_list_three_v1_interfaces(interop_node, ech
     bindings = {i.protocol_binding: i for i in card.supported_interfaces}
     assert set(bindings) == set(BINDINGS)
     assert {i.protocol_version for i in card.supported_interfaces} == {"1.0"}
-    assert {i.tenant for i in card.supported_interfaces} == {"echo"}
-    assert bindings["GRPC"].url == interop_node.grpc  # host:port, no scheme
-    assert bindings["JSONRPC"].url == f"{interop_node.http}/a2a/echo/jsonrpc"
+    # HTTP interfaces are the agent's base URL; gRPC (one service) carries the name as tenant.
+    assert bindings["GRPC"].url == f"grpc://{interop_node.grpc}"
+    assert bindings["GRPC"].tenant == "echo"
+    assert bindings["JSONRPC"].url == bindings["HTTP+JSON"].url == f"{interop_node.http}/a2a/echo"
+    assert not bindings["JSONRPC"].tenant and not bindings["HTTP+JSON"].tenant
     assert router.name == "coral-node"
     assert "echo" in [s.id for s in router.skills]
     assert "a2a-gateway" not in [s.id for s in router.skills]
@@ -169,7 +176,9 @@ async def test_wrong_or_missing_version_and_malformed_requests(interop_node, ech
         rest = await http.get(
             f"{interop_node.http}/a2a/echo/tasks/x", headers={"A2A-Version": "9.9"}
         )
-    assert wrong["error"]["code"] == -32009 and missing["error"]["code"] == -32009
+    assert wrong["error"]["code"] == -32009
+    # No header: the spec assumes 0.3, whose methods have other names, so a 1.0 method is 1.0.
+    assert missing["error"]["code"] == -32001
     assert garbage.json()["error"]["code"] == -32700
     assert unknown["error"]["code"] == -32601
     assert rest.status_code >= 400
@@ -306,9 +315,9 @@ async def test_grpc_refuses_wrong_versions_and_unknown_tenants(interop_node, ech
             )
         assert wrong.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "version" in (wrong.value.details() or "").lower()
-        with pytest.raises(grpc.aio.AioRpcError) as absent:  # no metadata means 0.3
+        with pytest.raises(grpc.aio.AioRpcError) as absent:  # lf.a2a.v1 is the 1.0 service
             await stub.GetTask(a2a_pb2.GetTaskRequest(id="x", tenant="echo"))
-        assert absent.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert absent.value.code() == grpc.StatusCode.NOT_FOUND
         unknown = user_message("hello")
         unknown.tenant = "nobody"
         with pytest.raises(grpc.aio.AioRpcError) as missing:

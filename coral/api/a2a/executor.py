@@ -1,16 +1,28 @@
 """A2A tasks carried out by Coral agents: an a2a-sdk AgentExecutor over Coral threads.
 
-An A2A message for agent X becomes a Coral thread (one per A2A context) made by
-the node-held ``a2a-gateway`` agent with X, and the text is posted as a signed
-message mentioning X. X's reply becomes the task's artifact and completes it;
-a reply of kind ``a2a.input_required`` (or ``a2a.failed``) moves the task to
-that state instead; closing the thread completes it; cancelling closes it.
+An A2A message for agent X becomes a Coral thread (one per A2A context,
+remembered in the task store) made by the node-held ``a2a-gateway`` agent with
+X, and the text is posted as a signed message mentioning X. X's messages in
+that thread drive the task (see ``REPLY_KINDS``): ``a2a.working`` and
+``a2a.artifact`` keep it WORKING (status updates, partial artifacts),
+``a2a.accepted`` keeps it WORKING and releases a blocking SendMessage (the
+agent finishes in the background; the client polls, subscribes or gets
+pushes),
+``a2a.input_required``, ``a2a.auth_required``, ``a2a.failed`` and
+``a2a.rejected`` move it to that state, and ``a2a.completed`` or a plain reply
+completes it with the reply as its artifact. Closing the thread completes it;
+cancelling closes it. The task runs on after a blocking call returns
+(``returnImmediately``, client timeouts): the executor follows the thread
+until a final or interrupted state, or until the agent is silent for
+``reply_timeout_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from a2a.helpers.proto_helpers import new_task
@@ -23,25 +35,58 @@ from google.protobuf import json_format, struct_pb2
 
 from coral.agents.directory import AgentDirectory
 from coral.api.a2a.replies import InboxFanout
+from coral.api.a2a.tasks import A2ATaskRecords, agent_of, scope_of
 from coral.api.mcp.held_agents import GATEWAY_KIND, HeldAgent, HeldAgents
 from coral.coordination import events as ev
 from coral.coordination.model import InboxEntry
 from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.errors import CoralError
-from coral.protocol.message import DataPart, Message, Part, TextPart
+from coral.protocol.message import DataPart, FilePart, Message, Part, TextPart
 
 log = logging.getLogger("coral.a2a")
 
+WORKING_KIND = "a2a.working"
+#: WORKING, and the agent finishes in the background: a blocking SendMessage returns now.
+ACCEPTED_KIND = "a2a.accepted"
+#: Status-message metadata key that marks an accepted (background) task.
+ACCEPTED_METADATA = "coral.accepted"
+ARTIFACT_KIND = "a2a.artifact"
 INPUT_REQUIRED_KIND = "a2a.input_required"
+AUTH_REQUIRED_KIND = "a2a.auth_required"
 FAILED_KIND = "a2a.failed"
-#: State key where the HTTP adapters put the agent named by the URL.
-AGENT_STATE_KEY = "coral.agent_name"
+REJECTED_KIND = "a2a.rejected"
+COMPLETED_KIND = "a2a.completed"
+#: Data-part key that ties an agent's update to the message it answers (the
+#: SDK adds it); updates without it go to the context's newest task.
+REPLY_TO_KEY = "a2a.reply_to"
+#: What the gateway posts (mentioning the agent) when the A2A client cancels.
+CANCELED_KIND = "a2a.canceled"
+#: Reply kinds an agent uses to drive its A2A task (any other kind completes it).
+REPLY_KINDS = (
+    WORKING_KIND,
+    ACCEPTED_KIND,
+    ARTIFACT_KIND,
+    INPUT_REQUIRED_KIND,
+    AUTH_REQUIRED_KIND,
+    FAILED_KIND,
+    REJECTED_KIND,
+    COMPLETED_KIND,
+)
 GATEWAY_NAME = "a2a-gateway"
 
 
+#: Largest inline ``raw`` part accepted (carried as a ``data:`` URI file part).
+MAX_RAW_BYTES = 1024
+
+
 def coral_parts(message: a2a_pb2.Message, max_bytes: int) -> list[Part]:
-    """The A2A message's parts as Coral parts; refuses raw bytes and oversized content."""
+    """The A2A message's parts as Coral parts; refuses big raw bytes and oversized content.
+
+    Text stays text, ``data`` becomes a data part, a ``url`` becomes a file
+    reference (with its media type and file name) and a small ``raw`` part a
+    file reference with a ``data:`` URI.
+    """
     parts: list[Part] = []
     size = 0
     for part in message.parts:
@@ -53,11 +98,23 @@ def coral_parts(message: a2a_pb2.Message, max_bytes: int) -> list[Part]:
             value = json_format.MessageToDict(part.data)
             parts.append(DataPart(data=value))
             size += len(str(value))
-        elif content == "url":
-            parts.append(TextPart(text=part.url))
-            size += len(part.url)
+        elif content in ("url", "raw"):
+            if content == "raw" and len(part.raw) > MAX_RAW_BYTES:
+                raise ContentTypeNotSupportedError(
+                    message=f"raw parts over {MAX_RAW_BYTES} bytes are not accepted; send a url"
+                )
+            media_type = part.media_type or "application/octet-stream"
+            uri = (
+                part.url
+                if content == "url"
+                else f"data:{media_type};base64,{base64.b64encode(part.raw).decode()}"
+            )
+            if not uri or len(uri) > 2048:
+                raise InvalidParamsError(message="a url part must be 1 to 2048 characters")
+            parts.append(FilePart(uri=uri, media_type=media_type, name=part.filename or None))
+            size += len(uri)
         else:
-            raise ContentTypeNotSupportedError(message="only text, data and url parts are accepted")
+            raise ContentTypeNotSupportedError(message="a part needs text, data, url or raw")
     if not parts:
         raise InvalidParamsError(message="the message has no parts")
     if size > max_bytes:
@@ -65,13 +122,27 @@ def coral_parts(message: a2a_pb2.Message, max_bytes: int) -> list[Part]:
     return parts
 
 
+def reply_to(message: Message) -> str | None:
+    """The id of the message this update answers, when the agent said so."""
+    for part in message.parts:
+        if isinstance(part, DataPart) and isinstance(part.data, dict) and REPLY_TO_KEY in part.data:
+            return str(part.data[REPLY_TO_KEY])
+    return None
+
+
 def a2a_parts(message: Message) -> list[a2a_pb2.Part]:
-    """A Coral message's text and data parts as A2A parts."""
+    """A Coral message's text and data parts as A2A parts (without the reply marker)."""
     parts: list[a2a_pb2.Part] = []
     for part in message.parts:
         if isinstance(part, TextPart):
             parts.append(a2a_pb2.Part(text=part.text))
+        elif isinstance(part, FilePart):
+            parts.append(
+                a2a_pb2.Part(url=part.uri, media_type=part.media_type, filename=part.name or "")
+            )
         elif isinstance(part, DataPart):
+            if isinstance(part.data, dict) and set(part.data) == {REPLY_TO_KEY}:
+                continue
             value = struct_pb2.Value()
             json_format.ParseDict(part.data, value)
             parts.append(a2a_pb2.Part(data=value))
@@ -121,20 +192,21 @@ class CoralAgentExecutor(AgentExecutor):
         held: HeldAgents,
         gateway: LazyGateway,
         directory: AgentDirectory,
+        records: A2ATaskRecords,
         *,
         max_content_bytes: int,
-        reply_timeout_s: float = 120.0,
+        reply_timeout_s: float = 300.0,
     ) -> None:
         self.held = held
         self.gateway = gateway
         self.directory = directory
+        self.records = records
         self.max_content_bytes = max_content_bytes
         self.reply_timeout_s = reply_timeout_s
-        self._threads: dict[str, str] = {}  # A2A context id -> Coral thread id
 
     async def target(self, context: RequestContext) -> AgentRecord:
-        """The Coral agent this request is for: tenant, URL, or the router's choice."""
-        name = context.tenant or context.call_context.state.get(AGENT_STATE_KEY, "")
+        """The Coral agent this request is for: URL name, tenant, default agent, or routed."""
+        name = agent_of(context.call_context)
         if not name and context.message is not None:
             name = self._routed_name(context.message)
         if not name:
@@ -161,7 +233,8 @@ class CoralAgentExecutor(AgentExecutor):
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         """Post the message into the context's thread and follow the agent's replies."""
-        assert context.message is not None and context.task_id and context.context_id
+        if context.message is None or not context.task_id or not context.context_id:
+            raise InvalidParamsError(message="a message is required")
         record = await self.target(context)
         parts = coral_parts(context.message, self.max_content_bytes)
         agent, fanout = await self.gateway.get()
@@ -174,15 +247,25 @@ class CoralAgentExecutor(AgentExecutor):
             )
             await event_queue.enqueue_event(task)
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
-        thread_id = await self._thread_for(agent, context.context_id, record)
+        scope = scope_of(context.call_context)
+        thread_id = await self._thread_for(agent, scope, context.context_id, record)
         with fanout.listen(thread_id) as replies:
             message = self.held.sign(agent, thread=thread_id, parts=parts, mentions=[record.agent])
             await self.held.submit_message(message)
             await updater.start_work()
-            await self._follow(replies, record, updater)
 
-    async def _thread_for(self, agent: HeldAgent, context_id: str, record: AgentRecord) -> str:
-        known = self._threads.get(context_id)
+            def mine(reply: Message) -> bool:
+                marker = reply_to(reply)
+                if marker is not None:
+                    return marker == message.id
+                return fanout.is_newest(thread_id, replies)
+
+            await self._follow(replies, record, updater, mine)
+
+    async def _thread_for(
+        self, agent: HeldAgent, scope: str, context_id: str, record: AgentRecord
+    ) -> str:
+        known = await self.records.thread_of(scope, context_id)
         if known is not None:
             try:
                 thread = await self.held.gateway.engine.get_thread(agent.did, known)
@@ -196,17 +279,24 @@ class CoralAgentExecutor(AgentExecutor):
             parts=[DataPart(data={"name": f"a2a {context_id}", "participants": [record.agent]})],
         )
         await self.held.submit_message(create)
-        self._threads[context_id] = create.id
+        await self.records.bind_thread(scope, context_id, create.id)
         return create.id
 
     async def _follow(
-        self, replies: asyncio.Queue[InboxEntry], record: AgentRecord, updater: TaskUpdater
+        self,
+        replies: asyncio.Queue[InboxEntry],
+        record: AgentRecord,
+        updater: TaskUpdater,
+        mine: Callable[[Message], bool],
     ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.reply_timeout_s
+        """Apply the agent's messages to the task until a final or interrupted state.
+
+        The silence deadline restarts with every update, so an agent that keeps
+        reporting progress may work for as long as it needs.
+        """
         while True:
             try:
-                item = await asyncio.wait_for(replies.get(), max(0.0, deadline - loop.time()))
+                item = await asyncio.wait_for(replies.get(), self.reply_timeout_s)
             except TimeoutError:
                 await updater.failed(self._status_text(updater, "the agent did not reply in time"))
                 return
@@ -219,36 +309,62 @@ class CoralAgentExecutor(AgentExecutor):
                     await updater.complete()
                     return
                 continue
-            if message.sender != record.agent:
+            if message.sender != record.agent or not mine(message):
                 continue
-            parts = a2a_parts(message)
-            if message.kind == INPUT_REQUIRED_KIND:
-                await updater.requires_input(updater.new_agent_message(parts))
+            if await self._apply(message, updater):
                 return
-            if message.kind == FAILED_KIND:
-                await updater.failed(updater.new_agent_message(parts))
-                return
-            await updater.add_artifact(parts, name="response")
+
+    async def _apply(self, message: Message, updater: TaskUpdater) -> bool:
+        """Apply one agent message to the task; True when the task left WORKING."""
+        parts = a2a_parts(message)
+        kind = message.kind
+        if kind == WORKING_KIND:
+            status = updater.new_agent_message(parts) if parts else None
+            await updater.update_status(a2a_pb2.TaskState.TASK_STATE_WORKING, status)
+            return False
+        if kind == ACCEPTED_KIND:
+            status = updater.new_agent_message(parts, metadata={ACCEPTED_METADATA: True})
+            await updater.update_status(a2a_pb2.TaskState.TASK_STATE_WORKING, status)
+            return False
+        if kind == ARTIFACT_KIND:
+            if parts:
+                await updater.add_artifact(parts, artifact_id=message.id, name="partial")
+            return False
+        if kind == INPUT_REQUIRED_KIND:
+            await updater.requires_input(updater.new_agent_message(parts))
+        elif kind == AUTH_REQUIRED_KIND:
+            await updater.requires_auth(updater.new_agent_message(parts))
+        elif kind == FAILED_KIND:
+            await updater.failed(updater.new_agent_message(parts))
+        elif kind == REJECTED_KIND:
+            await updater.reject(updater.new_agent_message(parts))
+        else:
+            if parts:
+                await updater.add_artifact(parts, artifact_id=message.id, name="response")
             await updater.complete()
-            return
+        return True
 
     @staticmethod
     def _status_text(updater: TaskUpdater, text: str) -> a2a_pb2.Message:
         return updater.new_agent_message([a2a_pb2.Part(text=text)])
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        """Close the context's thread and mark the task canceled."""
-        thread_id = self._threads.pop(context.context_id or "", None)
+        """Mark the task canceled and tell the agent in its thread (the thread stays open)."""
+        if not context.task_id or not context.context_id:
+            raise InvalidParamsError(message="the task to cancel is unknown")
+        scope = scope_of(context.call_context)
+        thread_id = await self.records.thread_of(scope, context.context_id)
         if thread_id is not None:
             try:
                 agent, _ = await self.gateway.get()
+                record = await self.target(context)
                 await self.held.submit(
                     agent,
-                    kind="thread.close",
+                    kind=CANCELED_KIND,
                     thread=thread_id,
-                    data={"summary": "canceled by the A2A client"},
+                    data={"task_id": context.task_id, "reason": "canceled by the A2A client"},
+                    mentions=[record.agent],
                 )
-            except CoralError as exc:
-                log.info("closing thread %s on cancel failed: %s", thread_id, exc.detail)
-        assert context.task_id and context.context_id
+            except (CoralError, InvalidParamsError) as exc:
+                log.info("telling thread %s of the cancel failed: %s", thread_id, exc)
         await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()

@@ -10,13 +10,21 @@ into the thread, signed by the proxy and mentioning the asker.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import re
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from a2a.client import A2ACardResolver, ClientConfig, create_client
 from a2a.helpers.proto_helpers import get_artifact_text, get_message_text
 from a2a.types import a2a_pb2
+from a2a.utils.signing import SignatureVerificationError, create_signature_verifier
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from jwt import PyJWK, PyJWKSet
+from jwt.exceptions import PyJWTError
 
 from coral.api.a2a.replies import InboxFanout
 from coral.api.mcp.held_agents import PROXY_KIND, HeldAgent, HeldAgents
@@ -24,6 +32,7 @@ from coral.coordination.model import InboxEntry
 from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentManifest
 from coral.protocol.errors import CoralError, InvalidMessage
+from coral.protocol.identity import public_key_from_did
 from coral.protocol.message import new_message_id
 
 log = logging.getLogger("coral.a2a")
@@ -36,6 +45,82 @@ class CardUnreachable(InvalidMessage):
     """The external agent's card could not be fetched or parsed."""
 
     reason = "a2a_card_unreachable"
+
+
+class CardSignatureInvalid(InvalidMessage):
+    """The external agent's card is signed, but no signature verifies."""
+
+    reason = "a2a_card_signature_invalid"
+
+
+def _protected_headers(card: a2a_pb2.AgentCard) -> list[dict[str, object]]:
+    headers = []
+    for signature in card.signatures:
+        try:
+            padded = signature.protected + "=" * (-len(signature.protected) % 4)
+            header = json.loads(base64.urlsafe_b64decode(padded))
+        except ValueError:
+            continue
+        if isinstance(header, dict):
+            headers.append(header)
+    return headers
+
+
+async def _published_keys(card_url: str, card: a2a_pb2.AgentCard) -> dict[str, PyJWK]:
+    """Keys named by ``jku`` on the card's own origin (a card cannot point elsewhere)."""
+    origin = urlsplit(card_url)
+    keys: dict[str, PyJWK] = {}
+    for header in _protected_headers(card):
+        jku = header.get("jku")
+        if not isinstance(jku, str) or urlsplit(jku)[:2] != origin[:2]:
+            continue
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(jku)
+                response.raise_for_status()
+                key_set = PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, ValueError, PyJWTError):
+            continue
+        for key in key_set.keys:
+            if key.key_id:
+                keys[key.key_id] = key
+    return keys
+
+
+def _did_key(kid: str | None) -> Ed25519PublicKey | None:
+    if not kid or not kid.startswith("did:key:"):
+        return None
+    try:
+        return Ed25519PublicKey.from_public_bytes(public_key_from_did(kid.split("#", 1)[0]))
+    except (ValueError, CoralError):
+        return None
+
+
+async def verify_card(card_url: str, card: a2a_pb2.AgentCard) -> bool:
+    """Check a card's JWS signatures (A2A 1.0 section 8.4); False when it has none.
+
+    Keys come from a ``did:key`` ``kid`` (offline) or from the JWKS at ``jku``
+    on the card's own origin. EdDSA, ES256 and RS256 are accepted.
+
+    Raises:
+        CardSignatureInvalid: the card is signed but no signature verifies.
+    """
+    if not card.signatures:
+        return False
+    published = await _published_keys(card_url, card)
+
+    def key_for(kid: str | None, jku: str | None) -> Any:
+        key = _did_key(kid) or (published.get(kid) if kid else None)
+        if key is None:
+            raise PyJWTError(f"no key for kid {kid!r}")
+        return key
+
+    verifier = create_signature_verifier(key_for, ["EdDSA", "ES256", "RS256"])
+    try:
+        verifier(card)
+    except SignatureVerificationError as exc:
+        raise CardSignatureInvalid(f"the A2A card at {card_url} has no valid signature") from exc
+    return True
 
 
 def proxy_name(card_name: str) -> str:
@@ -55,15 +140,23 @@ def answer_text(task_or_message: a2a_pb2.Task | a2a_pb2.Message) -> str:
 
 
 async def fetch_card(card_url: str) -> a2a_pb2.AgentCard:
-    """Resolve a card from its full URL or its agent's base URL."""
+    """Resolve a card from its full URL or its agent's base URL and check its signatures.
+
+    Raises:
+        CardUnreachable: the card cannot be fetched or parsed.
+        CardSignatureInvalid: the card is signed and no signature verifies.
+    """
     base, _, path = card_url.partition("/.well-known/")
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             resolver = A2ACardResolver(http, base)
             relative = "/.well-known/" + path if path else None
-            return await resolver.get_agent_card(relative_card_path=relative)
+            card = await resolver.get_agent_card(relative_card_path=relative)
     except Exception as exc:
         raise CardUnreachable(f"cannot read the A2A card at {card_url}: {exc}") from None
+    if not await verify_card(card_url, card):
+        log.info("the A2A card at %s is not signed", card_url)
+    return card
 
 
 class A2AProxies:

@@ -34,7 +34,7 @@ class InboxFanout:
         self.engine = engine
         self.agent = agent
         self.on_unrouted = on_unrouted
-        self._listeners: dict[str, asyncio.Queue[InboxEntry]] = {}
+        self._listeners: dict[str, list[asyncio.Queue[InboxEntry]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._unrouted: set[asyncio.Task[None]] = set()
 
@@ -54,14 +54,26 @@ class InboxFanout:
 
     @contextlib.contextmanager
     def listen(self, thread_id: str) -> Iterator[asyncio.Queue[InboxEntry]]:
-        """A queue of entries of one thread, for the duration of the block."""
+        """A queue of entries of one thread, for the duration of the block.
+
+        Several listeners of one thread each get every entry (concurrent A2A
+        tasks in one context); ``is_newest`` tells them apart.
+        """
         queue: asyncio.Queue[InboxEntry] = asyncio.Queue()
-        self._listeners[thread_id] = queue
+        self._listeners.setdefault(thread_id, []).append(queue)
         try:
             yield queue
         finally:
-            if self._listeners.get(thread_id) is queue:
-                del self._listeners[thread_id]
+            queues = self._listeners.get(thread_id, [])
+            if queue in queues:
+                queues.remove(queue)
+            if not queues:
+                self._listeners.pop(thread_id, None)
+
+    def is_newest(self, thread_id: str, queue: asyncio.Queue[InboxEntry]) -> bool:
+        """True when ``queue`` is the most recent listener of the thread."""
+        queues = self._listeners.get(thread_id) or []
+        return bool(queues) and queues[-1] is queue
 
     async def _run(self, cursor: int) -> None:
         while True:
@@ -76,9 +88,10 @@ class InboxFanout:
                 await asyncio.sleep(1)
                 continue
             for item in result.entries:
-                queue = self._listeners.get(item.entry.thread_id)
-                if queue is not None:
-                    queue.put_nowait(item)
+                queues = self._listeners.get(item.entry.thread_id)
+                if queues:
+                    for queue in queues:
+                        queue.put_nowait(item)
                 elif self.on_unrouted is not None:
                     task = asyncio.create_task(self._unrouted_safely(item))
                     self._unrouted.add(task)
