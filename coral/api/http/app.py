@@ -60,7 +60,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     route = request.match_info.route.resource
     name = route.canonical if route is not None else "unmatched"
     try:
-        response = await handler(request)
+        response = await _run_handler(request, handler)
     except asyncio.CancelledError:
         # aiohttp cancels the handler when its client disconnects (and at
         # shutdown); the cancellation keeps propagating.
@@ -114,6 +114,29 @@ def _observe(
 ) -> None:
     ctx.metrics.requests.labels("http", f"{request.method} {route}", str(response.status)).inc()
     ctx.metrics.request_seconds.labels("http").observe(time.perf_counter() - started)
+
+
+def cancel_on_disconnect(handler: Handler) -> Handler:
+    """Mark a route handler that is cancelled when its client disconnects.
+
+    For waits and streams: the cancellation frees the wait slot at once.
+    Every other handler runs shielded, finishing its work even if the client
+    left (library transports, MCP sessions among them, treat a cancelled
+    request as a torn-down session).
+    """
+    handler._coral_cancel_on_disconnect = True  # type: ignore[attr-defined]
+    return handler
+
+
+async def _run_handler(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # aiohttp runs with handler_cancellation: a disconnect cancels this task.
+    if getattr(request.match_info.handler, "_coral_cancel_on_disconnect", False):
+        return await handler(request)
+    inner = asyncio.ensure_future(handler(request))
+    # If the client leaves, the shielded handler finishes alone: retrieve its
+    # outcome so a late failure is not reported as "never retrieved".
+    inner.add_done_callback(lambda task: task.cancelled() or task.exception())
+    return await asyncio.shield(inner)
 
 
 def _client_gone(request: web.Request) -> bool:

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from coral.api.auth import authenticate_agent
-from coral.api.http.app import CTX, interruptible, read_message
+from coral.api.http.app import CTX, cancel_on_disconnect, interruptible, read_message
 from coral.api.views import entry_view, history_view, inbox_view, thread_view, wait_view
 from coral.context import NodeContext
 from coral.coordination.model import Thread
@@ -100,6 +100,7 @@ def _wait_args(request: web.Request) -> dict[str, Any]:
     }
 
 
+@cancel_on_disconnect
 async def wait(request: web.Request) -> web.Response:
     """GET /v1/inbox?kind=mention|message|agent&from=&after=&timeout_ms=: long-poll."""
     agent = await caller(request)
@@ -115,6 +116,7 @@ async def wait(request: web.Request) -> web.Response:
     return web.json_response(wait_view(result))
 
 
+@cancel_on_disconnect
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /v1/inbox/events: Server-Sent Events of inbox entries past ``after``.
 
