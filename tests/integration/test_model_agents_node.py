@@ -111,7 +111,10 @@ def text_of(message: dict[str, Any]) -> str:
 
 
 async def test_trm_agent_solves_a_puzzle_sent_through_the_node(node: Any, tmp_path: Path) -> None:
-    trm = TrmAgent(node.http, key_file=tmp_path / "trm.key", options={"device": "cpu"})
+    from coral_sdk.models.trm import SHIPPED_SUDOKU4
+
+    options = {"device": "cpu", "checkpoint": str(SHIPPED_SUDOKU4)}
+    trm = TrmAgent(node.http, key_file=tmp_path / "trm.key", options=options)
     alice = await user(node)
     [puzzle] = sudoku_puzzles(1)
     try:
@@ -178,11 +181,13 @@ async def test_agentflow_agent_calls_the_trm_agent_as_a_tool(node: Any, tmp_path
     }
     await llm.start()
     # TRM with its registry manifest: it charges 2 CRL per puzzle.
+    from coral_sdk.models.trm import SHIPPED_SUDOKU4
+
     trm = TrmAgent(
         node.http,
         key_file=tmp_path / "trm.key",
         manifest=load_manifest("trm").agent_manifest(),
-        options={"device": "cpu"},
+        options={"device": "cpu", "checkpoint": str(SHIPPED_SUDOKU4)},
     )
     flow = AgentFlowAgent(
         node.http,
@@ -222,7 +227,7 @@ async def test_agentflow_agent_calls_the_trm_agent_as_a_tool(node: Any, tmp_path
     solved = json.loads(call["result"])
     assert np.array(solved["solution"]).shape == (4, 4)
     assert flow.network_tool.calls == 1 and len(flow.network_tool.threads) == 1
-    assert solved["verified"] is True and trm.batcher.stats().items == 1
+    assert solved["verified"] is True and trm.continuous.stats().items == 1
 
 
 def opentslm_checkpoint(tmp_path: Path) -> Path:
@@ -269,15 +274,32 @@ async def test_opentslm_agent_answers_series_questions(node: Any, tmp_path: Path
                 mentions=[agent.did],
             )
             await alice.send(thread["id"], data={"series": []}, mentions=[agent.did])
-            answers = await replies(alice, 3, timeout_s=120)
+            # Outside the trained contract: refused with what it can answer, not a label.
+            heart = {"question": "What is the heart rate?", "series": [series] * 3}
+            await alice.send(thread["id"], data=heart, mentions=[agent.did])
+            ecg = {"question": "What activity is this?", "series": [series] * 12}
+            await alice.send(thread["id"], data=ecg, mentions=[agent.did])
+            answers = await replies(alice, 5, timeout_s=120)
+            record = await alice.get_agent(agent.did)
     finally:
         await alice.close()
     datas = [data_of(m) for m in answers]
-    errors = [d for d in datas if "error" in d]
+    errors = sorted((d["error"]["reason"], d["error"]["detail"]) for d in datas if "error" in d)
     good = [d for d in datas if "error" not in d]
-    assert len(errors) == 1 and errors[0]["error"]["reason"] == "invalid_series_request"
+    assert [reason for reason, _ in errors] == [
+        "invalid_series_request",
+        "unsupported_question",
+        "unsupported_series",
+    ]
+    for reason, detail in errors[1:]:
+        assert "Answers only: activity" in detail and "walking_up" in detail, reason
     assert len(good) == 2 and all(set(d) == {"rationale", "label"} for d in good)
     assert good[0] == good[1]  # the file and the inline series are the same request
+    # The directory entry advertises the trained question type and label set.
+    assert "Answers only: activity: accelerometer series with 3 channels" in (
+        record.manifest.description
+    )
+    assert all(label in record.manifest.description for label in agent.contract.labels)
 
 
 async def test_serve_runs_a_manifest_with_replicas_until_sigterm(node: Any, tmp_path: Path) -> None:
@@ -337,12 +359,13 @@ async def test_network_tool_pays_on_answers_and_voids_on_refusals(
         CoralNetworkTool,
         PriceAboveLimit,
     )
+    from coral_sdk.models.trm import SHIPPED_SUDOKU4
 
     trm = TrmAgent(
         node.http,
         key_file=tmp_path / "trm.key",
         manifest=load_manifest("trm").agent_manifest(),
-        options={"device": "cpu"},
+        options={"device": "cpu", "checkpoint": str(SHIPPED_SUDOKU4)},
     )
     bob = await user(node, "bob")
     tool = CoralNetworkTool(bob, timeout_s=30, ledger=LedgerClient(bob), max_price=5)
@@ -366,3 +389,54 @@ async def test_network_tool_pays_on_answers_and_voids_on_refusals(
     assert [p["status"] for p in tool.payments] == ["posted", "voided"]
     assert balances == [8, 2]
     assert len(tool.threads) == 2 and not stingy.threads  # too dear: not even a thread
+
+
+async def test_trained_planner_engine_serves_the_flow_grpo_policy_calling_trm(
+    node: Any, tmp_path: Path
+) -> None:
+    """``engine = "trained-planner"``: the shipped Flow-GRPO policy plans; TRM is a network tool."""
+    from coral_sdk.models.agentflow.flow_grpo.policy import SHIPPED_PLANNER, load_planner
+    from coral_sdk.models.agentflow.flow_grpo.tasks import generate_tasks, puzzle_question
+    from coral_sdk.models.trm import CHECKPOINTS_DIR
+    from coral_sdk.models.trm.tasks import sudoku
+
+    puzzle, solution = sudoku.generate_minimal(4, np.random.default_rng(21))
+    arithmetic = next(t for t in generate_tasks(8, seed=99) if t.kind == "arithmetic")
+    # The 4x4 checkpoint solves every 4x4 puzzle, so the answer can be checked exactly.
+    trm = TrmAgent(
+        node.http,
+        key_file=tmp_path / "trm.key",
+        options={"device": "cpu", "checkpoint": str(CHECKPOINTS_DIR / "sudoku4")},
+    )
+    flow = AgentFlowAgent(
+        node.http,
+        key_file=tmp_path / "flow.key",
+        options={"engine": "trained-planner", "tool_timeout_s": 120.0},
+    )
+    alice = await user(node)
+    try:
+        async with running(trm, flow):
+            thread = await alice.create_thread("ask", ["agentflow"])
+            await alice.send(thread["id"], puzzle_question(puzzle.tolist()), mentions=[flow.did])
+            [solved] = await replies(alice, 1, timeout_s=180)
+            await alice.send(thread["id"], arithmetic.question, mentions=[flow.did])
+            computed = await replies(alice, 2, timeout_s=180)
+    finally:
+        await alice.close()
+    result = data_of(solved)
+    assert json.loads(result["answer"]) == solution.tolist()
+    assert [call["tool"] for call in result["tool_calls"]] == ["coral_agent"]
+    assert json.loads(result["tool_calls"][0]["result"])["verified"] is True
+    assert flow.network_tool.calls == 1 and trm.continuous.stats().items == 1
+    second = next(data_of(m) for m in computed if data_of(m) != result)
+    assert second["answer"] == arithmetic.answer
+    assert [call["tool"] for call in second["tool_calls"]] == ["python_calculator"]
+    # What the agent served is the trained policy on disk, not a rule.
+    _, featurizer, config = load_planner(SHIPPED_PLANNER)
+    assert featurizer.tool_names == [
+        "python_calculator",
+        "document_search",
+        "base_generator",
+        "coral_agent",
+    ]
+    assert config["heldout_greedy_accuracy"][1] > config["heldout_greedy_accuracy"][0]

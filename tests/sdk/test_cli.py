@@ -44,7 +44,8 @@ def test_model_help_says_which_extra_is_missing():
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "pip install 'coral-node[models]'" in text
-    assert "opentslm (needs the models extra)" in text
+    # The model CLIs import torch lazily, so every model's parser builds without the extra.
+    assert all(f"train {name}" in text for name in ("trm", "opentslm", "agentflow"))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,15 @@ other Coral agents named in option ``tool_agents`` (``"trm=solves 4x4 sudoku"``,
 ``;``-separated), called over the network through ``CoralNetworkTool``; with
 option ``pay_tools`` it pays priced agents through the ledger (escrow, posted
 on answer), refusing any above ``max_tool_price``.
+
+Option ``engine = "trained-planner"`` serves the planner trained by Flow-GRPO
+(``coral-agent train agentflow``; the shipped one by default, or option
+``planner_checkpoint``) instead of an LLM: the trained policy picks each turn's
+tool, with the frozen rule-based executor, verifier and generator it was
+trained against, over the same tools; its Coral-agent tool reaches the puzzle
+agent (option ``puzzle_agent``, default ``trm``) over the network. It answers
+the demo's question shapes: arithmetic, corpus lookups, lookups plus
+arithmetic, and "Solve this Sudoku (0 = blank): [[...]]".
 """
 
 from __future__ import annotations
@@ -55,6 +64,11 @@ class AgentFlowAgent(ModelAgent[str, dict[str, Any]]):
             max_price=int(max_price) if max_price is not None else None,
         )
         self.tool_agents = parse_tool_agents(str(self.options.get("tool_agents", "")))
+        engine = str(self.options.get("engine") or "openai")
+        if engine not in ("openai", "trained-planner"):
+            from coral_sdk.registry import ManifestError
+
+            raise ManifestError(f"options.engine: {engine!r} is not 'openai' or 'trained-planner'")
         self._engine: Any = None
         self._solver: Any = None
 
@@ -69,7 +83,56 @@ class AgentFlowAgent(ModelAgent[str, dict[str, Any]]):
             )
         return question.strip()
 
+    def _build_trained_solver(self) -> Any:
+        """The Flow-GRPO planner with the frozen modules and tools it was trained with."""
+        from coral_sdk.models.agentflow.flow_grpo.frozen_modules import (
+            RuleExecutor,
+            RuleGenerator,
+            RuleVerifier,
+        )
+        from coral_sdk.models.agentflow.flow_grpo.policy import (
+            SHIPPED_PLANNER,
+            PolicyPlanner,
+            load_planner,
+        )
+        from coral_sdk.models.agentflow.flow_grpo.trainer import demo_toolbox
+        from coral_sdk.models.agentflow.solver import FlowConfig, Solver
+        from coral_sdk.registry import ManifestError
+
+        directory = self.options.get("planner_checkpoint") or SHIPPED_PLANNER
+        try:
+            policy, featurizer, _ = load_planner(directory)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ManifestError(f"options.planner_checkpoint: {exc}") from None
+        puzzle_agent = str(self.options.get("puzzle_agent") or "trm")
+        toolbox = demo_toolbox(coral=self.network_tool, puzzle_agent=puzzle_agent)
+        if list(toolbox.names) != list(featurizer.tool_names):
+            raise ManifestError(
+                f"options.planner_checkpoint: trained for tools {featurizer.tool_names}, "
+                f"served tools are {list(toolbox.names)}"
+            )
+        executor = RuleExecutor(
+            toolbox,
+            tool_timeout_s=float(self.options.get("tool_timeout_s", 60.0)) + 5.0,
+            puzzle_agent=puzzle_agent,
+        )
+        flow = FlowConfig(
+            max_steps=featurizer.max_steps,
+            max_time_s=float(self.options.get("max_time_s", 300.0)),
+            output_types=frozenset({"final", "direct"}),
+        )
+        self.model_loaded = True
+
+        def new_solver() -> Any:
+            # One planner per question: it records that question's turns.
+            planner = PolicyPlanner(policy, featurizer, greedy=True)
+            return Solver(planner, executor, RuleVerifier(), RuleGenerator(), flow)
+
+        return new_solver
+
     def _build_solver(self) -> Any:
+        if self.options.get("engine", "openai") == "trained-planner":
+            return self._build_trained_solver()
         from coral_sdk.models.agentflow import (
             CallCoralAgentTool,
             FlowConfig,
@@ -95,13 +158,14 @@ class AgentFlowAgent(ModelAgent[str, dict[str, Any]]):
             max_time_s=float(self.options.get("max_time_s", 300.0)),
         )
         self.model_loaded = True
-        return build_solver(self._engine, tools=tools, config=flow)
+        solver = build_solver(self._engine, tools=tools, config=flow)
+        return lambda: solver
 
     async def answer(self, request: str) -> dict[str, Any]:
         """Run the planner/executor/verifier/generator loop on one question."""
         if self._solver is None:
             self._solver = self._build_solver()
-        result = await self._solver.solve(request)
+        result = await self._solver().solve(request)
         return {
             "answer": result.direct_output,
             "final_output": result.final_output,

@@ -1,17 +1,25 @@
 """The TRM agent: solves grid puzzles with the Tiny Recursive Model.
 
-Request ``{"task": "sudoku4", "grid": [[...], ...]}`` (JSON data part, or the
-same JSON as text); reply ``{"solution", "supervision_steps", "halt_confidence",
-"verified"}``. A malformed puzzle gets ``{"error": {"reason": "malformed_puzzle",
-"detail": ...}}`` naming the exact problem.
+Request ``{"task": "sudoku6", "grid": [[...], ...]}`` (JSON data part, or the
+same JSON as text; the task is the checkpoint's); reply ``{"solution",
+"supervision_steps", "halt_confidence", "verified"}``. A malformed puzzle gets
+``{"error": {"reason": "malformed_puzzle", "detail": ...}}`` naming the exact
+problem.
+
+Each puzzle keeps taking supervision steps until its answer passes the task's
+checker or N_sup steps ran (option ``until_valid``, default true), and
+concurrent puzzles share a continuous batch: a puzzle leaves the batch the
+step it is solved, and newly arrived puzzles join at the next step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from coral.protocol.agent import AgentManifest
 from coral_sdk.model_agent import ModelAgent
+from coral_sdk.runtime.continuous import ContinuousBatcher, StepBatch
 from coral_sdk.serve import ServeSettings, run_module
 
 if TYPE_CHECKING:
@@ -19,9 +27,9 @@ if TYPE_CHECKING:
 
 
 class TrmAgent(ModelAgent["ParsedPuzzle", dict[str, Any]]):
-    """Batches concurrent puzzles into one recursive forward of the checkpoint's TRM."""
+    """Solves puzzles with the checkpoint's TRM, continuously batched per supervision step."""
 
-    manifest = AgentManifest(name="trm", capabilities=("puzzle.sudoku4",))
+    manifest = AgentManifest(name="trm", capabilities=("puzzle.sudoku6",))
 
     max_batch_size = 64
 
@@ -38,6 +46,9 @@ class TrmAgent(ModelAgent["ParsedPuzzle", dict[str, Any]]):
             self.task = get_task(read_config(self.checkpoint).train.task)
         except (OSError, ValueError) as exc:
             raise ManifestError(f"options.checkpoint: {exc}") from None
+        self.continuous: ContinuousBatcher[ParsedPuzzle, dict[str, Any]] = ContinuousBatcher(
+            self._new_step_batch, run_step=self._run_step, name=f"{self.manifest.name}-steps"
+        )
 
     @property
     def checkpoint(self) -> str:
@@ -50,8 +61,13 @@ class TrmAgent(ModelAgent["ParsedPuzzle", dict[str, Any]]):
         """Load the checkpoint's EMA weights."""
         from coral_sdk.models.trm.solver import TrmSolver
 
-        halt_early = bool(self.options.get("halt_early", True))
-        self.solver = TrmSolver.from_checkpoint(self.checkpoint, device, halt_early=halt_early)
+        self.solver = TrmSolver.from_checkpoint(
+            self.checkpoint,
+            device,
+            until_valid=bool(self.options.get("until_valid", True)),
+            max_steps=int(self.options.get("max_steps") or 0) or None,
+            max_batch=int(self.options.get("max_batch_size", self.max_batch_size)),
+        )
 
     def parse_request(self, payload: Any) -> ParsedPuzzle:
         """Validate the puzzle against the checkpoint's task (MalformedPuzzle says why not)."""
@@ -60,9 +76,48 @@ class TrmAgent(ModelAgent["ParsedPuzzle", dict[str, Any]]):
         return parse_puzzle_for(self.task, payload)
 
     def infer_batch(self, requests: list[ParsedPuzzle]) -> list[dict[str, Any]]:
-        """One batched solve."""
+        """Solve a batch to completion (used when not going through ``answer``)."""
         assert self.solver is not None
         return self.solver.solve_batch(requests)
+
+    async def answer(self, request: ParsedPuzzle) -> dict[str, Any]:
+        """Join the continuous batch; resolves the supervision step the puzzle finishes on."""
+        return await self.continuous.submit(request)
+
+    async def run(self) -> None:
+        """Serve with the continuous batcher running next to the agent loop."""
+        await self.continuous.start()
+        try:
+            await super().run()
+        finally:
+            await self.continuous.aclose()
+
+    def health(self) -> dict[str, Any]:
+        """The base health plus continuous-batching counters."""
+        health = super().health()
+        stats = self.continuous.stats()
+        health["continuous"] = {
+            "supervision_steps_run": stats.steps,
+            "puzzles_answered": stats.items,
+            "live": stats.live,
+            "mean_batch_size": round(stats.mean_batch_size, 3),
+        }
+        return health
+
+    def _new_step_batch(self) -> StepBatch[ParsedPuzzle, dict[str, Any]]:
+        # Called in the worker thread on first use: the model loads there.
+        if not self.model_loaded:
+            self._load()
+        assert self.solver is not None
+        return self.solver.new_batch()
+
+    def _run_step(
+        self, step: Callable[[], list[tuple[Hashable, dict[str, Any]]]]
+    ) -> list[tuple[Hashable, dict[str, Any]]]:
+        import torch
+
+        with torch.inference_mode():
+            return step()
 
     def summarize(self, data: dict[str, Any]) -> str:
         """A one-line account of the answer."""

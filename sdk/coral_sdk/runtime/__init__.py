@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from coral_sdk.runtime.batcher import BatcherClosed, BatcherStats, DynamicBatcher
+from coral_sdk.runtime.continuous import ContinuousBatcher, ContinuousStats, StepBatch
 
 if TYPE_CHECKING:
     from coral_sdk.runtime.device import autocast_for, pick_device
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BatcherClosed",
     "BatcherStats",
+    "ContinuousBatcher",
+    "ContinuousStats",
     "DynamicBatcher",
+    "StepBatch",
     "autocast_for",
     "load_module",
     "load_weights",

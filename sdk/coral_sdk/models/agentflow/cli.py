@@ -9,12 +9,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -164,7 +173,13 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=60, help="training task pool size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--out", type=Path, default=None, help="directory to write policy.pt and reward_curve.json"
+        "--progress", action="store_true", help="show the progress bar even when not a terminal"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for the trained planner (policy.safetensors, planner.json) and its curve",
     )
 
 
@@ -174,7 +189,6 @@ def train(args: argparse.Namespace) -> int:
 
 
 async def _train(args: argparse.Namespace) -> int:
-    import torch
 
     from coral_sdk.models.agentflow.flow_grpo.tasks import generate_tasks
     from coral_sdk.models.agentflow.flow_grpo.trainer import FlowGRPOConfig, FlowGRPOTrainer
@@ -196,13 +210,30 @@ async def _train(args: argparse.Namespace) -> int:
     held_out = generate_tasks(max(9, args.tasks // 2), seed=args.seed + 10_000)
     before = (await trainer.evaluate(), await trainer.evaluate(held_out))
 
+    progress = Progress(
+        TextColumn("[bold]flow-grpo"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal and not args.progress,
+    )
+    bar = progress.add_task("train", total=config.iterations, rate="")
+    started = time.perf_counter()
+
     def report(stats: IterationStats) -> None:
-        console.print(
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        progress.update(bar, advance=1, rate=f"{stats.iteration / elapsed:.2f} it/s")
+        progress.console.print(
             f"iter {stats.iteration:3d}  reward {stats.mean_reward:.3f}  loss {stats.loss:+.4f}  "
             f"kl {stats.kl:.3f}  clipped {stats.clip_fraction:.2f}  turns {stats.mean_turns:.2f}"
         )
 
-    history = await trainer.train(report)
+    with progress:
+        history = await trainer.train(report)
     after = (await trainer.evaluate(), await trainer.evaluate(held_out))
     window = max(1, min(3, len(history)))
     start = sum(s.mean_reward for s in history[:window]) / window
@@ -217,8 +248,15 @@ async def _train(args: argparse.Namespace) -> int:
     console.print(table)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        torch.save(trainer.policy.state_dict(), args.out / "policy.pt")
+        from coral_sdk.models.agentflow.flow_grpo.policy import save_planner
+
+        measured = {
+            "train_greedy_accuracy": [round(before[0], 4), round(after[0], 4)],
+            "heldout_greedy_accuracy": [round(before[1], 4), round(after[1], 4)],
+            "config": config.__dict__,
+        }
+        save_planner(args.out, trainer.policy, trainer.featurizer, measured)
         curve = [stats.__dict__ for stats in history]
         (args.out / "reward_curve.json").write_text(json.dumps(curve, indent=1), "utf-8")
-        console.print(f"wrote {args.out / 'policy.pt'} and {args.out / 'reward_curve.json'}")
+        console.print(f"wrote the trained planner and reward_curve.json to {args.out}")
     return 0 if end > start else 1

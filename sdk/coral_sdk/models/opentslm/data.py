@@ -57,12 +57,22 @@ def zscore(series: np.ndarray) -> tuple[np.ndarray, float, float]:
     return normalised.astype(np.float32), mean, std
 
 
-def series_text(name: str, mean: float, std: float) -> str:
-    """The text line that introduces one series; it carries the stats removed by z-scoring."""
-    return (
-        f"The following is the accelerometer data on the {name} axis, "
-        f"it has mean {mean:.4f} and std {std:.4f}:"
-    )
+#: The signal HAR data is described as (``build_sample``'s default).
+HAR_SIGNAL = "accelerometer"
+
+
+def series_text(name: str, mean: float, std: float, signal: str | None = HAR_SIGNAL) -> str:
+    """The text line that introduces one series; it carries the stats removed by z-scoring.
+
+    ``signal`` names what was measured ("accelerometer", "EEG", "ECG"); the
+    accelerometer's channels are axes, other signals' are channels (leads,
+    electrodes). Without a signal the line names only the series.
+    """
+    stats = f"it has mean {mean:.4f} and std {std:.4f}:"
+    if not signal:
+        return f"The following is the {name} time series, {stats}"
+    part = "axis" if signal == HAR_SIGNAL else "channel"
+    return f"The following is the {signal} data on the {name} {part}, {stats}"
 
 
 def build_sample(
@@ -71,14 +81,18 @@ def build_sample(
     question: str = HAR_PRE_PROMPT,
     answer: str | None = None,
     label: str | None = None,
+    signal: str | None = HAR_SIGNAL,
 ) -> SeriesSample:
-    """Z-normalise each channel and lay out the prompt the way OpenTSLM's QA datasets do."""
+    """Z-normalise each channel and lay out the prompt the way OpenTSLM's QA datasets do.
+
+    ``signal`` goes into every series' description (see ``series_text``).
+    """
     normalised: list[np.ndarray] = []
     texts: list[str] = []
     for name, channel in zip(names, raw_series, strict=True):
         values, mean, std = zscore(channel)
         normalised.append(values)
-        texts.append(series_text(name, mean, std))
+        texts.append(series_text(name, mean, std, signal))
     return SeriesSample(question, tuple(texts), tuple(normalised), HAR_POST_PROMPT, answer, label)
 
 

@@ -7,7 +7,11 @@ Nothing is downloaded. Two formats are read:
   and ``rationale`` (ending in "Answer: <label>"). Repeated header rows are skipped.
 * JSON Lines for any dataset, e.g. Sleep-CoT (one EEG channel, labels W/N1/N2/N3/REM) or
   ECG-QA-CoT (12 leads) once exported: one object per line with ``series`` (list of
-  channels), optional ``series_names``, optional ``question``, ``rationale`` and ``label``.
+  channels), optional ``series_names``, optional ``signal`` (what was measured, e.g.
+  "EEG" or "ECG": it goes into each series' description), optional ``question``,
+  ``rationale`` and ``label``. Without ``signal`` a series is described by its name only
+  (never as accelerometer data); without ``question`` the pre-prompt asks to classify the
+  series among the labels that occur in the file.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from coral_sdk.models.opentslm.data import AXIS_NAMES, HAR_PRE_PROMPT, SeriesSample, build_sample
+from coral_sdk.models.opentslm.data import (
+    AXIS_NAMES,
+    HAR_PRE_PROMPT,
+    HAR_SIGNAL,
+    SeriesSample,
+    build_sample,
+)
 
 HAR_COT_COLUMNS = ("x_axis", "y_axis", "z_axis", "label", "rationale")
 
@@ -56,13 +66,13 @@ def load_har_cot_csv(path: Path) -> list[SeriesSample]:
             if row["x_axis"] == "x_axis":
                 continue  # the released files repeat the header inside the data
             axes = [_parse_list(row[c], path, line, c) for c in HAR_COT_COLUMNS[:3]]
-            samples.append(_sample(axes, AXIS_NAMES, HAR_PRE_PROMPT, row, path, line))
+            samples.append(_sample(axes, AXIS_NAMES, HAR_PRE_PROMPT, row, path, line, HAR_SIGNAL))
     return samples
 
 
 def load_cot_jsonl(path: Path) -> list[SeriesSample]:
     """Samples from JSON Lines with series, optional names/question, rationale and label."""
-    samples = []
+    records: list[tuple[int, dict[str, Any]]] = []
     with path.open() as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
@@ -74,10 +84,23 @@ def load_cot_jsonl(path: Path) -> list[SeriesSample]:
             series = record.get("series")
             if not isinstance(series, list) or not series:
                 raise DatasetFormatError(f"{path.name}:{line}: 'series' must be a list of channels")
-            channels = [np.asarray(c, dtype=np.float64) for c in series]
-            names = record.get("series_names") or [f"channel {i + 1}" for i in range(len(channels))]
-            question = record.get("question") or HAR_PRE_PROMPT
-            samples.append(_sample(channels, names, question, record, path, line))
+            signal = record.get("signal")
+            if signal is not None and (not isinstance(signal, str) or not signal.strip()):
+                raise DatasetFormatError(f"{path.name}:{line}: 'signal' must be a non-empty string")
+            records.append((line, record))
+    labels = sorted({str(r.get("label", "")).strip() for _, r in records} - {""})
+    default_question = (
+        "Classify the time series. Labels: " + ", ".join(labels) + ". End with Answer: <label>."
+    )
+    samples = []
+    for line, record in records:
+        channels = [np.asarray(c, dtype=np.float64) for c in record["series"]]
+        names = record.get("series_names") or [f"channel {i + 1}" for i in range(len(channels))]
+        question = record.get("question") or default_question
+        signal = record.get("signal")
+        samples.append(
+            _sample(channels, names, question, record, path, line, signal and signal.strip())
+        )
     return samples
 
 
@@ -88,6 +111,7 @@ def _sample(
     row: Any,
     path: Path,
     line: int,
+    signal: str | None,
 ) -> SeriesSample:
     label = str(row.get("label", "")).strip()
     rationale = str(row.get("rationale", "")).strip()
@@ -102,7 +126,9 @@ def _sample(
     for channel in channels:
         if channel.size == 0 or not np.isfinite(channel).all():
             raise DatasetFormatError(f"{path.name}:{line}: empty or non-finite series")
-    return build_sample(channels, names, question=question, answer=rationale, label=label)
+    return build_sample(
+        channels, names, question=question, answer=rationale, label=label, signal=signal
+    )
 
 
 def _parse_list(cell: str, path: Path, line: int, column: str) -> np.ndarray:

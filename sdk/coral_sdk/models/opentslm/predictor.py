@@ -24,6 +24,7 @@ from coral_sdk.models.opentslm.data import (
     AXIS_NAMES,
     HAR_LABELS,
     HAR_PRE_PROMPT,
+    HAR_SIGNAL,
     SeriesSample,
     build_sample,
     parse_answer,
@@ -45,6 +46,8 @@ class SeriesRequest:
     question: str
     channels: tuple[np.ndarray, ...]
     names: tuple[str, ...]
+    #: What was measured, for the series descriptions (the trained data's by default).
+    signal: str = HAR_SIGNAL
 
 
 def parse_request(data: Any) -> SeriesRequest:
@@ -61,7 +64,10 @@ def parse_request(data: Any) -> SeriesRequest:
     raw = _read_series_file(data["file"]) if "file" in data else data["series"]
     channels = _validate_channels(raw)
     names = _validate_names(data.get("series_names"), len(channels))
-    return SeriesRequest(question.strip(), channels, names)
+    signal = data.get("signal", HAR_SIGNAL)
+    if not isinstance(signal, str) or not signal.strip():
+        raise InvalidSeriesRequest("'signal' must be a non-empty string such as 'accelerometer'")
+    return SeriesRequest(question.strip(), channels, names, signal.strip())
 
 
 def _validate_channels(raw: Any) -> tuple[np.ndarray, ...]:
@@ -188,7 +194,9 @@ class OpenTslmPredictor:
 
     def to_sample(self, request: SeriesRequest) -> SeriesSample:
         """Z-normalise and lay out a validated request like a training sample."""
-        return build_sample(list(request.channels), request.names, question=request.question)
+        return build_sample(
+            list(request.channels), request.names, question=request.question, signal=request.signal
+        )
 
     def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, str]]:
         """Answer every request in one batched generation; invalid input raises before any work."""

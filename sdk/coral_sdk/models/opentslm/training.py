@@ -23,6 +23,7 @@ from coral_sdk.models.opentslm.data import (
     classification_targets,
     parse_answer,
 )
+from coral_sdk.runtime.device import autocast_for
 
 WARMUP_FRACTION = 0.03  # as in OpenTSLM's model_config
 GRAD_CLIP_NORM = 1.0
@@ -105,7 +106,9 @@ def train_model(
         )
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate * learning_rate_factor(step, settings.steps)
-        loss = model.compute_loss([samples[int(i)] for i in picked])
+        # bf16 autocast on CUDA (a no-op on CPU); the loss itself is reduced in float32.
+        with autocast_for(model.device):
+            loss = model.compute_loss([samples[int(i)] for i in picked]).float()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(parameters, GRAD_CLIP_NORM)
@@ -167,7 +170,9 @@ def evaluate_model(
     model.eval()
     for begin in tqdm(range(0, len(samples), batch_size), desc=f"eval {model.arch}", leave=False):
         chunk = samples[begin : begin + batch_size]
-        for text in model.generate(chunk, max_new_tokens):
+        with torch.inference_mode(), autocast_for(model.device):
+            texts = model.generate(chunk, max_new_tokens)
+        for text in texts:
             predicted.append(parse_answer(text, labels))
     truth = [s.label or "" for s in samples]
     return EvalReport(

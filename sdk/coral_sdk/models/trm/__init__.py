@@ -2,8 +2,9 @@
 
 One tiny network improves a latent ``z`` and an answer ``y`` by recursion, under
 deep supervision with a learned halting head. ``TrmSolver`` is the request
-handler the agent wrapper calls; ``SHIPPED_CHECKPOINT`` is the small 4x4
-Sudoku model trained on CPU that ships in the repository (see README.md).
+handler the agent wrapper calls; ``SHIPPED_CHECKPOINT`` is the small 6x6
+minimal-Sudoku model trained on CPU that ships in the repository, next to a 4x4
+one (see README.md).
 Imports are lazy so that ``import coral_sdk.models.trm`` does not load torch.
 """
 
@@ -17,10 +18,15 @@ if TYPE_CHECKING:
     from coral_sdk.models.trm.model import TinyRecursiveModel
     from coral_sdk.models.trm.solver import MalformedPuzzle, ParsedPuzzle, TrmSolver
 
-#: Directory of the shipped 4x4 Sudoku checkpoint (and its no-recursion ablation).
+#: Shipped checkpoints: 6x6 minimal Sudoku (the default) and 4x4, each with its
+#: no-recursion ablation (T=1, n=1, same parameters and budget).
 CHECKPOINTS_DIR = Path(__file__).parent / "checkpoints"
-SHIPPED_CHECKPOINT = CHECKPOINTS_DIR / "sudoku4"
-SHIPPED_ABLATION = CHECKPOINTS_DIR / "sudoku4-norec"
+SHIPPED_SUDOKU4 = CHECKPOINTS_DIR / "sudoku4"
+SHIPPED_SUDOKU4_ABLATION = CHECKPOINTS_DIR / "sudoku4-norec"
+SHIPPED_SUDOKU6 = CHECKPOINTS_DIR / "sudoku6"
+SHIPPED_SUDOKU6_ABLATION = CHECKPOINTS_DIR / "sudoku6-norec"
+SHIPPED_CHECKPOINT = SHIPPED_SUDOKU6
+SHIPPED_ABLATION = SHIPPED_SUDOKU6_ABLATION
 
 _LAZY = {
     "TrainConfig": "coral_sdk.models.trm.config",
@@ -35,6 +41,10 @@ __all__ = [
     "CHECKPOINTS_DIR",
     "SHIPPED_ABLATION",
     "SHIPPED_CHECKPOINT",
+    "SHIPPED_SUDOKU4",
+    "SHIPPED_SUDOKU4_ABLATION",
+    "SHIPPED_SUDOKU6",
+    "SHIPPED_SUDOKU6_ABLATION",
     "MalformedPuzzle",
     "ParsedPuzzle",
     "TinyRecursiveModel",

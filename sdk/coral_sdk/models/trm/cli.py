@@ -29,6 +29,58 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 1.0,
         "ema_decay": 0.999,
     },
+    # 6x6 minimal-clue Sudoku sized for about an hour of one shared CPU core:
+    # the paper's algorithm (T=3 recursions, EMA, ACT, MLP mixer) at hidden 64,
+    # n=2 and N_sup=8, constant LR after warmup so any checkpoint is usable.
+    "sudoku6": {
+        "task": "sudoku6",
+        "hidden_size": 64,
+        "num_heads": 4,
+        "T": 3,
+        "n": 2,
+        "n_sup": 8,
+        "mixer": "mlp",
+        "pos_encodings": "none",
+        "puzzle_emb_len": 1,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "lr_warmup_steps": 100,
+        "weight_decay": 0.1,
+        "ema_decay": 0.995,
+        "minimal": True,
+        "train_size": 20000,
+        "eval_size": 1000,
+        "monitor_size": 256,
+        "steps": 4000,
+        "checkpoint_every": 250,
+        "data_cache": "runs/data",
+    },
+    # The paper's Sudoku recipe on 9x9 minimal puzzles generated here (the paper
+    # trains on 1000 Sudoku-Extreme puzzles x 1000 augmentations, 50k epochs):
+    # TRM-MLP, hidden 512, T=3, n=6, N_sup=16, EMA 0.999, bf16 on CUDA.
+    # About 65k optimizer steps at batch 768 = 50k epochs of 1000 puzzles.
+    "sudoku9-paper": {
+        "task": "sudoku9",
+        "hidden_size": 512,
+        "num_heads": 8,
+        "T": 3,
+        "n": 6,
+        "n_sup": 16,
+        "mixer": "mlp",
+        "pos_encodings": "none",
+        "puzzle_emb_len": 16,
+        "batch_size": 768,
+        "lr": 1e-4,
+        "lr_warmup_steps": 2000,
+        "weight_decay": 1.0,
+        "ema_decay": 0.999,
+        "minimal": True,
+        "train_size": 1000,
+        "eval_size": 1000,
+        "steps": 65000,
+        "checkpoint_every": 1000,
+        "data_cache": "runs/data",
+    },
     # The same algorithm shrunk to train in minutes on one CPU core.
     "small": {
         "hidden_size": 64,
@@ -85,7 +137,11 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Flags of ``coral-agent train trm``; unset model/optimizer flags come from --preset."""
-    parser.add_argument("--task", default="sudoku4", help="sudoku4, sudoku9 or maze")
+    parser.add_argument(
+        "--task",
+        default=None,
+        help="sudoku4, sudoku6, sudoku9 or maze (default: the preset's, else sudoku4)",
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--out", default=None, help="checkpoint dir (default runs/trm-<task>)")
     parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
@@ -95,6 +151,20 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ema", action="store_true", help="disable the weight EMA")
     parser.add_argument("--no-augment", action="store_true", help="disable data augmentation")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop after this many minutes, checkpointing where it got (then --resume)",
+    )
+    parser.add_argument(
+        "--minimal",
+        action="store_true",
+        help="Sudoku: minimal puzzles (unique solution, no clue removable)",
+    )
+    parser.add_argument(
+        "--data-cache", default=None, help="directory caching the generated puzzle sets"
+    )
     for flag in ("hidden", "heads", "layers", "T", "n", "n_sup", "puzzle_emb_len"):
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=int, default=None)
     parser.add_argument("--expansion", type=float, default=None)
@@ -115,8 +185,9 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     from coral_sdk.models.trm.config import TrainConfig, TrmConfig
     from coral_sdk.models.trm.tasks import get_task
 
-    task = get_task(args.task)
-    preset = PRESETS[args.preset]
+    preset = dict(PRESETS[args.preset])
+    task = get_task(args.task or preset.pop("task", "sudoku4"))
+    preset.pop("task", None)
     model_fields = set(TrmConfig.model_fields)
     model_values: dict[str, Any] = {k: v for k, v in preset.items() if k in model_fields}
     train_values: dict[str, Any] = {k: v for k, v in preset.items() if k not in model_fields}
@@ -127,6 +198,10 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         if getattr(args, flag, None) is not None:
             train_values[field] = getattr(args, flag)
     model_config = TrmConfig(vocab_size=task.vocab_size, seq_len=task.seq_len, **model_values)
+    if getattr(args, "minimal", False):
+        train_values["minimal"] = True
+    if getattr(args, "data_cache", None):
+        train_values["data_cache"] = args.data_cache
     train_config = TrainConfig(
         task=task.name, ema=not args.no_ema, augment=not args.no_augment, **train_values
     )
@@ -164,6 +239,7 @@ def train(args: argparse.Namespace) -> int:
             device=device,
             resume=args.resume,
             progress=not args.quiet,
+            time_limit_s=args.time_limit * 60 if args.time_limit else None,
         )
         print(
             f"{directory}: step {result.step}, {result.elapsed_s:.0f} s, "
@@ -187,14 +263,23 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--eval-size", type=int, default=None, help="held-out puzzles to score")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _common_args(parser)
 
 
+def _step_counts(n_sup: int) -> list[int]:
+    counts = sorted({1, 2, 4, n_sup // 2, n_sup} - {0})
+    return [c for c in counts if c <= n_sup]
+
+
 def evaluate(args: argparse.Namespace) -> int:
-    """Print exact accuracy on the fixed held-out set: TRM, same net without recursion, ablation."""
+    """Print exact accuracy on the held-out set: TRM by supervision steps, served, ablations."""
+    from tqdm.auto import tqdm
+
     from coral_sdk.models.trm.checkpoint import load_model
     from coral_sdk.models.trm.data import HELDOUT_SEED, difficulty_of, heldout_set
-    from coral_sdk.models.trm.evaluation import exact_accuracy, without_recursion
+    from coral_sdk.models.trm.evaluation import exact_accuracy, served_metrics, without_recursion
+    from coral_sdk.models.trm.solver import TrmSolver
     from coral_sdk.models.trm.tasks import get_task
     from coral_sdk.models.trm.training import train_trm
 
@@ -205,16 +290,25 @@ def evaluate(args: argparse.Namespace) -> int:
     size = args.eval_size or config.train.eval_size
     puzzles, solutions = heldout_set(task, difficulty_of(config.train), size)
     m = config.model
-    rows: list[tuple[str, float | None]] = [
-        (
-            f"TRM (T={m.T}, n={m.n}, N_sup={m.n_sup})",
-            exact_accuracy(model, task, puzzles, solutions),
-        ),
+    rows: list[tuple[str, float | None]] = []
+    counts = _step_counts(m.n_sup)
+    bar = tqdm(total=len(counts) + 3, desc=f"eval {task.name}", disable=args.quiet, unit="run")
+    for steps in counts:
+        label = f"TRM (T={m.T}, n={m.n}), {steps} of N_sup={m.n_sup} supervision steps"
+        rows.append((label, exact_accuracy(model, task, puzzles, solutions, steps=steps)))
+        bar.update(1)
+    rows.append(
         (
             "same weights without recursion (T=1, n=1)",
             exact_accuracy(without_recursion(model), task, puzzles, solutions),
-        ),
-    ]
+        )
+    )
+    bar.update(1)
+    served = served_metrics(TrmSolver(model, task), puzzles, solutions)
+    rows.append(("served: steps until verified (or N_sup)", served.accuracy))
+    longer = served_metrics(TrmSolver(model, task, max_steps=2 * m.n_sup), puzzles, solutions)
+    rows.append((f"served: steps until verified (or 2 x N_sup = {2 * m.n_sup})", longer.accuracy))
+    bar.update(1)
     ablation = (
         Path(args.ablation) if args.ablation else checkpoint.with_name(checkpoint.name + "-norec")
     )
@@ -231,10 +325,38 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     else:
         rows.append(("trained without recursion: missing (use --train-ablation)", None))
+    bar.update(1)
+    bar.close()
+    served_summary = {
+        "accuracy": served.accuracy,
+        "verified_rate": served.verified_rate,
+        "mean_supervision_steps": served.mean_steps,
+        "wrong_but_verified": served.wrong_but_verified,
+        "twice_n_sup": {
+            "accuracy": longer.accuracy,
+            "mean_supervision_steps": longer.mean_steps,
+            "wrong_but_verified": longer.wrong_but_verified,
+        },
+    }
     if args.json:
-        print(json.dumps({"task": task.name, "heldout_size": size, "results": dict(rows)}))
+        print(
+            json.dumps(
+                {
+                    "task": task.name,
+                    "heldout_size": len(puzzles),
+                    "heldout_seed": HELDOUT_SEED,
+                    "results": dict(rows),
+                    "served": served_summary,
+                }
+            )
+        )
         return 0
-    print(f"{task.name}: exact accuracy on {size} held-out puzzles (seed {HELDOUT_SEED})")
+    print(f"{task.name}: exact accuracy on {len(puzzles)} held-out puzzles (seed {HELDOUT_SEED})")
     for label, value in rows:
-        print(f"  {label:<52} {'-' if value is None else f'{value:.4f}'}")
+        print(f"  {label:<64} {'-' if value is None else f'{value:.4f}'}")
+    for name, metrics in (("N_sup", served), ("2 x N_sup", longer)):
+        print(
+            f"  served (cap {name}): mean {metrics.mean_steps:.2f} supervision steps, "
+            f"{metrics.wrong_but_verified} verified answers wrong"
+        )
     return 0

@@ -76,8 +76,15 @@ class TrainConfig(BaseModel):
     train_size: int = Field(default=1000, gt=0, description="distinct training puzzles")
     augment: bool = True
     eval_size: int = Field(default=500, gt=0)
+    monitor_size: int | None = Field(
+        default=None, gt=0, description="held-out puzzles scored at each checkpoint (default all)"
+    )
     givens_min: int = 4
     givens_max: int = 8
+    minimal: bool = Field(default=False, description="Sudoku: minimal puzzles (ignores givens)")
+    data_cache: str | None = Field(
+        default=None, description="directory caching generated training/held-out sets"
+    )
     maze_min_path: int = 0
     maze_wall_density: float = Field(default=0.3, ge=0.0, lt=1.0)
     seed: int = 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 
 from coral_sdk.models.trm.config import TrainConfig
@@ -19,6 +23,7 @@ def difficulty_of(config: TrainConfig) -> Difficulty:
         givens_max=config.givens_max,
         min_path=config.maze_min_path,
         wall_density=config.maze_wall_density,
+        minimal=config.minimal,
     )
 
 
@@ -55,3 +60,37 @@ def training_set(
         puzzles.append(batch_p[0])
         solutions.append(batch_s[0])
     return np.stack(puzzles), np.stack(solutions)
+
+
+def cached_sets(
+    cache_dir: str | Path | None,
+    task: PuzzleTask,
+    difficulty: Difficulty,
+    train_size: int,
+    seed: int,
+    eval_size: int,
+    log: Callable[[str], None] | None = None,
+) -> tuple[tuple[Grids, Grids], tuple[Grids, Grids]]:
+    """(training set, held-out set), read from or written to ``cache_dir`` when given.
+
+    The file name hashes everything that decides the puzzles, so two runs with
+    the same data settings (TRM and its ablation) share one generated set.
+    """
+    key = f"{task.name}|{difficulty}|{train_size}|{seed}|{eval_size}|{HELDOUT_SEED}"
+    name = f"{task.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+    path = Path(cache_dir) / name if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path) as saved:
+            return (saved["train_p"], saved["train_s"]), (saved["eval_p"], saved["eval_s"])
+    if log is not None:
+        log(f"generating {eval_size} held-out and {train_size} training {task.name} puzzles")
+    heldout = heldout_set(task, difficulty, eval_size)
+    train = training_set(task, difficulty, train_size, seed, heldout[0])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp.npz")
+        np.savez_compressed(
+            partial, train_p=train[0], train_s=train[1], eval_p=heldout[0], eval_s=heldout[1]
+        )
+        partial.replace(path)
+    return train, heldout

@@ -6,12 +6,21 @@ Sudoku grids hold 0 for blanks and 1..size for givens, maze grids hold
 "supervision_steps": int, "halt_confidence": float, "verified": bool}`` where
 ``verified`` says whether the answer checks out (valid Sudoku agreeing with the
 givens, or a shortest start-to-goal path).
+
+Serving thinks until it is sure: both tasks have an exact checker, so a puzzle
+keeps taking supervision steps until its answer passes the checker or
+``max_steps`` (N_sup) ran out, whatever the halting head says early on; the
+halting head's confidence is reported, not obeyed. ``verified`` is computed by
+the checker on the returned answer, so a verified answer is always valid.
+``SupervisionBatch`` does this with continuous batching: every step runs once
+over all live puzzles, finished puzzles leave the batch and waiting ones join.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +29,9 @@ import torch
 
 from coral.protocol.errors import InvalidMessage
 from coral_sdk.models.trm.checkpoint import load_model
-from coral_sdk.models.trm.evaluation import predict_grids
-from coral_sdk.models.trm.model import TinyRecursiveModel
+from coral_sdk.models.trm.model import Carry, TinyRecursiveModel
 from coral_sdk.models.trm.tasks import Grids, PuzzleTask, get_task, maze, sudoku
-from coral_sdk.runtime.device import pick_device
+from coral_sdk.runtime.device import autocast_for, pick_device
 
 
 class MalformedPuzzle(InvalidMessage, ValueError):
@@ -72,13 +80,13 @@ def _grid_from(data: Any, size: int, allowed: range) -> Grids:
 
 def _sudoku_contradiction(grid: Grids) -> str | None:
     size = grid.shape[0]
-    box = sudoku.box_shape(size)[0]
+    height, width = sudoku.box_shape(size)
     units = [(f"row {i}", grid[i, :]) for i in range(size)]
     units += [(f"column {i}", grid[:, i]) for i in range(size)]
     units += [
-        (f"box at ({r}, {c})", grid[r : r + box, c : c + box].ravel())
-        for r in range(0, size, box)
-        for c in range(0, size, box)
+        (f"box at ({r}, {c})", grid[r : r + height, c : c + width].ravel())
+        for r in range(0, size, height)
+        for c in range(0, size, width)
     ]
     for name, unit in units:
         digits = unit[unit > 0].tolist()
@@ -131,6 +139,134 @@ def verify_answer(task: PuzzleTask, puzzle: Grids, answer: Grids) -> bool:
     return maze.shortest_path(walkable) is not None
 
 
+@dataclass
+class _Live:
+    ticket: Hashable
+    grid: Grids
+    steps: int = 0
+
+
+class SupervisionBatch:
+    """Continuous batching over supervision steps, each puzzle until verified or ``max_steps``.
+
+    ``admit`` queues a puzzle under a caller-chosen ticket; each ``step`` first
+    fills free rows (up to ``max_batch``) from the queue with fresh carries,
+    runs one supervision step over every live row, and returns the
+    ``(ticket, response)`` of each puzzle that finished on it. Rows never
+    interact, so a puzzle's answer does not depend on which others share its
+    batch. With ``until_valid=False`` the halting head decides instead (a
+    halt logit > 0 stops a puzzle), as a model without a checker would.
+    """
+
+    def __init__(
+        self,
+        model: TinyRecursiveModel,
+        task: PuzzleTask,
+        *,
+        max_steps: int | None = None,
+        max_batch: int = 64,
+        until_valid: bool = True,
+    ) -> None:
+        self.model = model.eval()
+        self.task = task
+        self.max_steps = max_steps or model.config.n_sup
+        self.max_batch = max_batch
+        self.until_valid = until_valid
+        self.waiting: deque[_Live] = deque()
+        self.live: list[_Live] = []
+        self._x: torch.Tensor | None = None
+        self._carry: Carry | None = None
+        #: Supervision steps run and rows stepped, for mean-batch statistics.
+        self.forward_passes = 0
+        self.rows_stepped = 0
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return next(self.model.parameters()).device
+
+    def __len__(self) -> int:
+        """Puzzles not finished yet (live plus waiting)."""
+        return len(self.live) + len(self.waiting)
+
+    def admit(self, ticket: Hashable, puzzle: ParsedPuzzle | Grids) -> None:
+        """Queue one validated puzzle; it joins the batch at the next ``step``."""
+        grid = puzzle.grid if isinstance(puzzle, ParsedPuzzle) else np.asarray(puzzle)
+        self.waiting.append(_Live(ticket, grid))
+
+    def _join(self) -> None:
+        room = self.max_batch - len(self.live)
+        joining = [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
+        if not joining:
+            return
+        tokens = torch.from_numpy(self.task.encode(np.stack([j.grid for j in joining])))
+        x = self.model.embed(tokens.to(self.device))
+        carry = self.model.initial_carry(len(joining))
+        carry = Carry(carry.y.to(x.dtype), carry.z.to(x.dtype))
+        if self._x is None or self._carry is None:
+            self._x, self._carry = x, carry
+        else:
+            self._x = torch.cat([self._x, x])
+            self._carry = Carry(
+                torch.cat([self._carry.y, carry.y.to(self._carry.y.dtype)]),
+                torch.cat([self._carry.z, carry.z.to(self._carry.z.dtype)]),
+            )
+        self.live.extend(joining)
+
+    @torch.no_grad()
+    def step(self) -> list[tuple[Hashable, dict[str, Any]]]:
+        """One supervision step over the live batch; the responses of puzzles that finished."""
+        self._join()
+        if not self.live or self._x is None or self._carry is None:
+            return []
+        with autocast_for(self.device):
+            out = self.model.deep_recursion(self._x, self._carry)
+        self.forward_passes += 1
+        self.rows_stepped += len(self.live)
+        answers = self.task.decode(out.logits.argmax(-1).cpu().numpy())
+        confidence = torch.sigmoid(out.q_halt_logits.float()).cpu().numpy()
+        halting = (out.q_halt_logits > 0).cpu().numpy()
+        finished: list[tuple[Hashable, dict[str, Any]]] = []
+        keep: list[int] = []
+        for row, live in enumerate(self.live):
+            live.steps += 1
+            answer = answers[row]
+            if self.task.kind == "sudoku":
+                # Givens are facts: keep them even where the network disagrees.
+                answer = np.where(live.grid > 0, live.grid, answer)
+            verified = verify_answer(self.task, live.grid, answer)
+            done = verified if self.until_valid else bool(halting[row])
+            if done or live.steps >= self.max_steps:
+                response = {
+                    "solution": answer.tolist(),
+                    "supervision_steps": live.steps,
+                    "halt_confidence": round(float(confidence[row]), 6),
+                    "verified": verified,
+                }
+                finished.append((live.ticket, response))
+            else:
+                keep.append(row)
+        if len(keep) < len(self.live):
+            index = torch.tensor(keep, dtype=torch.long, device=self.device)
+            self.live = [self.live[row] for row in keep]
+            self._x = self._x.index_select(0, index)
+            self._carry = Carry(
+                out.carry.y.index_select(0, index), out.carry.z.index_select(0, index)
+            )
+        else:
+            self._carry = out.carry
+        if not self.live:
+            self._x, self._carry = None, None
+        return finished
+
+    def run(self) -> dict[Hashable, dict[str, Any]]:
+        """Step until every admitted puzzle finished; responses by ticket."""
+        results: dict[Hashable, dict[str, Any]] = {}
+        while len(self):
+            results.update(self.step())
+        return results
+
+
 class TrmSolver:
     """Solves batches of puzzle requests with one trained TRM (the checkpoint's task only)."""
 
@@ -139,13 +275,15 @@ class TrmSolver:
         model: TinyRecursiveModel,
         task: PuzzleTask,
         *,
-        halt_early: bool = True,
+        until_valid: bool = True,
         max_steps: int | None = None,
+        max_batch: int = 64,
     ) -> None:
         self.model = model.eval()
         self.task = task
-        self.halt_early = halt_early
+        self.until_valid = until_valid
         self.max_steps = max_steps or model.config.n_sup
+        self.max_batch = max_batch
 
     @classmethod
     def from_checkpoint(
@@ -153,12 +291,30 @@ class TrmSolver:
         path: str | os.PathLike[str],
         device: str | torch.device | None = None,
         *,
-        halt_early: bool = True,
+        until_valid: bool = True,
+        max_steps: int | None = None,
+        max_batch: int = 64,
     ) -> TrmSolver:
         """Load a checkpoint directory (EMA weights) onto ``device`` (CUDA when available)."""
         target = device if isinstance(device, torch.device) else pick_device(device)
         model, config = load_model(path, target)
-        return cls(model, get_task(config.train.task), halt_early=halt_early)
+        return cls(
+            model,
+            get_task(config.train.task),
+            until_valid=until_valid,
+            max_steps=max_steps,
+            max_batch=max_batch,
+        )
+
+    def new_batch(self) -> SupervisionBatch:
+        """An empty continuous batch with this solver's model and settings."""
+        return SupervisionBatch(
+            self.model,
+            self.task,
+            max_steps=self.max_steps,
+            max_batch=self.max_batch,
+            until_valid=self.until_valid,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -172,35 +328,17 @@ class TrmSolver:
     def solve_batch(
         self, puzzles: Sequence[Mapping[str, Any] | ParsedPuzzle]
     ) -> list[dict[str, Any]]:
-        """Solve every puzzle in one batched forward; answers do not depend on batch makeup.
+        """Solve every puzzle through one continuous batch; answers do not depend on batch makeup.
 
         Raises ``MalformedPuzzle`` if any request is malformed; parse requests
         one by one first to reject them individually.
         """
-        if not puzzles:
-            return []
         parsed = [p if isinstance(p, ParsedPuzzle) else self.parse_puzzle(p) for p in puzzles]
-        grids = np.stack([p.grid for p in parsed])
-        answers, steps, confidence = predict_grids(
-            self.model,
-            self.task,
-            grids,
-            batch_size=len(grids),
-            steps=self.max_steps,
-            halt_early=self.halt_early,
-        )
-        if self.task.kind == "sudoku":
-            # Givens are facts: keep them even where the network disagrees.
-            answers = np.where(grids > 0, grids, answers)
-        return [
-            {
-                "solution": answer.tolist(),
-                "supervision_steps": int(used),
-                "halt_confidence": round(float(halt), 6),
-                "verified": verify_answer(self.task, grid, answer),
-            }
-            for grid, answer, used, halt in zip(grids, answers, steps, confidence, strict=True)
-        ]
+        batch = self.new_batch()
+        for index, puzzle in enumerate(parsed):
+            batch.admit(index, puzzle)
+        results = batch.run()
+        return [results[index] for index in range(len(parsed))]
 
     def solve(self, puzzle: Mapping[str, Any]) -> dict[str, Any]:
         """Solve a single request (a batch of one)."""

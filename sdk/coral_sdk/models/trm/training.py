@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from coral_sdk.models.trm import checkpoint as ckpt
 from coral_sdk.models.trm.config import TrainConfig, TrmConfig
-from coral_sdk.models.trm.data import difficulty_of, heldout_set, training_set
+from coral_sdk.models.trm.data import cached_sets, difficulty_of
 from coral_sdk.models.trm.ema import WeightEma
 from coral_sdk.models.trm.evaluation import exact_accuracy
 from coral_sdk.models.trm.losses import act_loss
@@ -111,18 +111,30 @@ def train_trm(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    time_limit_s: float | None = None,
 ) -> TrainResult:
     """Train (or resume) a TRM on ``train_config.task``; checkpoint to ``out_dir``.
 
     Evaluates exact accuracy on the fixed held-out set at every checkpoint.
+    With ``time_limit_s`` the run stops after that much wall time in this
+    call, saving a checkpoint at the step it reached (``--resume`` goes on).
     """
     out = Path(out_dir)
     task = get_task(train_config.task)
     if (model_config.vocab_size, model_config.seq_len) != (task.vocab_size, task.seq_len):
         raise ValueError(f"model vocab/seq_len do not match task {task.name}")
     difficulty = difficulty_of(train_config)
-    heldout = heldout_set(task, difficulty, train_config.eval_size)
-    train = training_set(task, difficulty, train_config.train_size, train_config.seed, heldout[0])
+    train, heldout = cached_sets(
+        train_config.data_cache,
+        task,
+        difficulty,
+        train_config.train_size,
+        train_config.seed,
+        train_config.eval_size,
+        log,
+    )
+    if train_config.monitor_size is not None:
+        heldout = (heldout[0][: train_config.monitor_size], heldout[1][: train_config.monitor_size])
 
     torch.manual_seed(train_config.seed)
     model = TinyRecursiveModel(model_config).to(device).train()
@@ -164,6 +176,7 @@ def train_trm(
     bar = tqdm(
         total=train_config.steps, initial=state.step, disable=not progress, desc=f"trm {task.name}"
     )
+    call_started = time.perf_counter()
     while state.step < train_config.steps:
         slots.refill(model, task, train, train_config, rng)
         with autocast_for(device):
@@ -199,7 +212,14 @@ def train_trm(
             exact=f"{loss.exact_accuracy:.3f}",
             q=f"{loss.q_accuracy:.2f}",
         )
-        if state.step % train_config.checkpoint_every == 0 or state.step == train_config.steps:
+        out_of_time = (
+            time_limit_s is not None and time.perf_counter() - call_started >= time_limit_s
+        )
+        if (
+            state.step % train_config.checkpoint_every == 0
+            or state.step == train_config.steps
+            or out_of_time
+        ):
             accuracy = _evaluate(model, ema, task, heldout)
             state.elapsed_s = time.perf_counter() - started
             state.numpy_rng = dict(rng.bit_generator.state)
@@ -223,6 +243,9 @@ def train_trm(
                 optimizer=optimizer,
             )
             bar.write(f"step {state.step}: held-out exact accuracy {accuracy:.3f} -> saved {out}")
+        if out_of_time:
+            bar.write(f"time limit reached at step {state.step}; --resume continues")
+            break
     bar.close()
     if math.isnan(accuracy):
         accuracy = _evaluate(model, ema, task, heldout)

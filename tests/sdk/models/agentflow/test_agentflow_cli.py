@@ -81,4 +81,9 @@ async def test_train_records_a_rising_reward_curve(
     curve = json.loads((tmp_path / "reward_curve.json").read_text())
     assert len(curve) == 6
     assert curve[-1]["mean_reward"] > curve[0]["mean_reward"]
-    assert (tmp_path / "policy.pt").stat().st_size > 0
+    from coral_sdk.models.agentflow.flow_grpo.policy import load_planner
+
+    policy, featurizer, config = load_planner(tmp_path)
+    assert featurizer.tool_names[-1] == "coral_agent"
+    assert config["config"]["iterations"] == 6
+    assert sum(p.numel() for p in policy.parameters()) > 0

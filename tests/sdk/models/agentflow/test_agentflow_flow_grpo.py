@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -75,10 +76,44 @@ def test_clipped_surrogate_and_kl_match_hand_worked_values() -> None:
     terms = flow_grpo_loss(
         logp_new, **hand_worked_batch(), clip_low=0.2, clip_high=0.3, kl_coef=0.001
     )  # type: ignore[arg-type]
-    assert terms.surrogate == pytest.approx(-0.15, abs=1e-6)
-    assert terms.kl == pytest.approx(0.102574, abs=1e-5)
+    assert float(terms.surrogate) == pytest.approx(-0.15, abs=1e-6)
+    assert float(terms.kl) == pytest.approx(0.102574, abs=1e-5)
     assert float(terms.loss) == pytest.approx(0.15 + 0.001 * 0.102574, abs=1e-6)
-    assert terms.clip_fraction == pytest.approx(2 / 3)
+    assert float(terms.clip_fraction) == pytest.approx(2 / 3)
+
+
+def test_objective_allocates_on_the_inputs_device_meta() -> None:
+    # On "meta" any tensor created without device= lands on the CPU and mixing it
+    # with meta inputs raises, and any host read-back (.item()) fails: the same
+    # bugs that break the objective on CUDA.
+    batch = {k: v.to("meta") for k, v in hand_worked_batch().items()}
+    logp_new = torch.empty(3, device="meta", requires_grad=True)
+    terms = flow_grpo_loss(logp_new, **batch, trajectories=2)  # type: ignore[arg-type]
+    assert terms.loss.device.type == "meta"
+    assert {t.device.type for t in (terms.surrogate, terms.kl, terms.clip_fraction)} == {"meta"}
+    terms.loss.backward()
+    assert logp_new.grad is not None and logp_new.grad.device.type == "meta"
+
+
+def test_trainer_update_runs_with_the_policy_on_meta() -> None:
+    from coral_sdk.models.agentflow.flow_grpo.policy import TurnSample
+    from coral_sdk.models.agentflow.flow_grpo.trainer import (
+        FlowGRPOConfig,
+        FlowGRPOTrainer,
+        Trajectory,
+    )
+
+    trainer = FlowGRPOTrainer(FlowGRPOConfig(task_pool_size=6, updates_per_iteration=1))
+    size = trainer.featurizer.size
+    turns = [TurnSample([0.0] * size, 1, -1.0), TurnSample([1.0] * size, 0, -1.2)]
+    trajectories = [Trajectory(turns, "1", 1.0), Trajectory(turns[:1], "2", 0.0)]
+    trainer.policy.to("meta")
+    trainer.reference.to("meta")
+    trainer.optimizer = torch.optim.SGD(trainer.policy.parameters(), lr=0.1)
+    terms = trainer.policy_steps(trajectories, [1.0, -1.0])
+    assert terms is not None and terms.loss.device.type == "meta"
+    grads = [p.grad for p in trainer.policy.parameters()]
+    assert all(g is not None and g.device.type == "meta" for g in grads)
 
 
 def test_clipped_turns_get_no_gradient_and_unclipped_ones_do() -> None:
@@ -95,8 +130,17 @@ def test_generated_tasks_have_correct_answers_from_the_corpus() -> None:
     facts = {fact.name: fact for fact in load_country_facts()}
     assert len(facts) >= 20
     tasks = generate_tasks(30, seed=3)
-    assert {task.kind for task in tasks} == {"arithmetic", "lookup", "compose"}
+    assert {task.kind for task in tasks} == {"arithmetic", "lookup", "compose", "puzzle"}
     for task in tasks:
+        if task.kind == "puzzle":
+            import numpy as np
+
+            from coral_sdk.models.trm.tasks import sudoku
+
+            grid = np.array(json.loads(task.question.split(": ", 1)[1]))
+            solution = np.array(json.loads(task.answer))
+            assert sudoku.is_minimal(grid) and sudoku.is_valid_solution(solution, grid)
+            continue
         if task.kind == "arithmetic":
             expression = task.question.removeprefix("What is ").removesuffix("?")
             assert task.answer == str(eval_integer_expression(expression))
@@ -121,6 +165,6 @@ async def test_short_flow_grpo_run_raises_reward() -> None:
     after = await trainer.evaluate()
     start = sum(stats.mean_reward for stats in history[:2]) / 2
     end = sum(stats.mean_reward for stats in history[-2:]) / 2
-    assert end > start + 0.25, [round(stats.mean_reward, 3) for stats in history]
+    assert end > start + 0.15, [round(stats.mean_reward, 3) for stats in history]
     assert after > before + 0.3
     assert all(1.0 <= stats.mean_turns <= config.max_steps for stats in history)

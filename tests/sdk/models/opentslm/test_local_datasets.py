@@ -53,6 +53,42 @@ def test_jsonl_records_for_sleep_or_ecg(tmp_path: Path) -> None:
     assert samples[0].pre_prompt == "Which sleep stage?"
     assert "EEG Fpz-Cz" in samples[0].series_texts[0]
     assert "channel 2" in samples[1].series_texts[1]
+    # Nothing here is accelerometer data, and no record claims it is.
+    for sample in samples:
+        assert not any("accelerometer" in text for text in sample.series_texts)
+        assert "accelerometer" not in sample.pre_prompt
+    # Without a question the pre-prompt lists the file's own labels.
+    assert samples[1].pre_prompt.startswith("Classify the time series. Labels: N2, REM.")
+
+
+def test_jsonl_signal_names_what_was_measured(tmp_path: Path) -> None:
+    path = tmp_path / "ecg.jsonl"
+    record = {
+        "series": [[0.0, 1.0, 0.5], [1.0, 0.0, 0.2]],
+        "series_names": ["lead I", "lead II"],
+        "signal": "ECG",
+        "label": "NORM",
+        "rationale": "Regular rhythm.",
+    }
+    path.write_text(json.dumps(record) + "\n")
+    sample = load_local_dataset(path)[0]
+    assert sample.series_texts[0].startswith("The following is the ECG data on the lead I channel")
+    assert sample.series_texts[1].startswith("The following is the ECG data on the lead II channel")
+    path.write_text(json.dumps({**record, "signal": 3}) + "\n")
+    with pytest.raises(DatasetFormatError, match="'signal'"):
+        load_local_dataset(path)
+
+
+def test_har_csv_series_stay_accelerometer_axes(tmp_path: Path) -> None:
+    path = tmp_path / "har.csv"
+    path.write_text(
+        "x_axis,y_axis,z_axis,label,rationale\n"
+        '"[0.1, 0.2]","[0.3, 0.1]","[0.9, 1.0]",sitting,Still. Answer: sitting\n'
+    )
+    sample = load_local_dataset(path)[0]
+    assert sample.series_texts[0].startswith(
+        "The following is the accelerometer data on the x axis"
+    )
 
 
 @pytest.mark.parametrize(

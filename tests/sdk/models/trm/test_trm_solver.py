@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from coral.protocol.errors import InvalidMessage
-from coral_sdk.models.trm import SHIPPED_CHECKPOINT
+from coral_sdk.models.trm import SHIPPED_SUDOKU4 as SHIPPED_CHECKPOINT
 from coral_sdk.models.trm.checkpoint import load_model, read_state
 from coral_sdk.models.trm.data import difficulty_of, heldout_set
 from coral_sdk.models.trm.evaluation import exact_accuracy

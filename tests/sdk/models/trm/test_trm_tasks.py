@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,77 @@ def test_every_generated_sudoku9_has_exactly_one_solution(seed: int) -> None:
     assert (puzzle > 0).sum() == 30
 
 
+@pytest.mark.parametrize(("size", "shape"), [(4, (2, 2)), (6, (2, 3)), (9, (3, 3)), (8, (2, 4))])
+def test_box_shapes_are_as_square_as_possible(size: int, shape: tuple[int, int]) -> None:
+    assert sudoku.box_shape(size) == shape
+
+
+def test_prime_sizes_have_no_boxes() -> None:
+    with pytest.raises(ValueError, match="no box shape"):
+        sudoku.box_shape(5)
+
+
+def _brute_force_valid(grid: np.ndarray) -> bool:
+    """Independent check: every row, column and box holds each digit once."""
+    size = grid.shape[0]
+    height, width = sudoku.box_shape(size)
+    digits = set(range(1, size + 1))
+    boxes = [
+        grid[r : r + height, c : c + width].ravel()
+        for r in range(0, size, height)
+        for c in range(0, size, width)
+    ]
+    return all(set(unit.tolist()) == digits for unit in [*grid, *grid.T, *boxes])
+
+
+@pytest.mark.parametrize(("size", "examples"), [(4, 20), (6, 10), (9, 2)])
+def test_minimal_puzzles_are_unique_and_no_clue_is_removable(size: int, examples: int) -> None:
+    rng = np.random.default_rng(size)
+    for _ in range(examples):
+        puzzle, solution = sudoku.generate_minimal(size, rng)
+        assert _brute_force_valid(solution)
+        assert np.all((puzzle == 0) | (puzzle == solution))
+        assert sudoku.count_solutions(puzzle, limit=3) == 1
+        # Minimality, checked by brute force: every single clue removed gives >1 solution.
+        for r, c in np.argwhere(puzzle > 0):
+            weaker = puzzle.copy()
+            weaker[r, c] = 0
+            assert sudoku.count_solutions(weaker, limit=2) == 2
+        assert sudoku.is_minimal(puzzle)
+
+
+def test_minimal_6x6_puzzles_have_about_ten_givens() -> None:
+    rng = np.random.default_rng(0)
+    givens = [int((sudoku.generate_minimal(6, rng)[0] > 0).sum()) for _ in range(40)]
+    assert 9 <= float(np.mean(givens)) <= 11.5
+
+
+def test_a_non_minimal_puzzle_is_recognised() -> None:
+    rng = np.random.default_rng(1)
+    puzzle, solution = sudoku.generate_minimal(6, rng)
+    extra = np.argwhere(puzzle == 0)[0]
+    padded = puzzle.copy()
+    padded[tuple(extra)] = solution[tuple(extra)]
+    assert not sudoku.is_minimal(padded)
+    assert not sudoku.is_minimal(np.zeros((6, 6), dtype=np.int64))
+
+
+def test_6x6_boxes_are_two_rows_by_three_columns() -> None:
+    grid = np.zeros((6, 6), dtype=np.int64)
+    grid[0, 0] = grid[1, 2] = 5  # same 2x3 box
+    assert not sudoku.givens_consistent(grid)
+    grid[1, 2] = 0
+    grid[2, 0] = 5  # same column only
+    assert not sudoku.givens_consistent(grid)
+    grid[2, 0] = 0
+    grid[2, 3] = 5  # different row, column and box (a 3x2 box would share it)
+    assert sudoku.givens_consistent(grid)
+    # 6x6 has 28,200,960 grids; the first row fixed leaves 28,200,960 / 720.
+    first_row = np.zeros((6, 6), dtype=np.int64)
+    first_row[0] = [1, 2, 3, 4, 5, 6]
+    assert sudoku.count_solutions(first_row, limit=100_000) == 28_200_960 // 720
+
+
 def test_solution_counter_sees_ambiguity_and_contradiction() -> None:
     empty = np.zeros((4, 4), dtype=np.int64)
     assert sudoku.count_solutions(empty, limit=2) == 2
@@ -42,14 +114,24 @@ def test_solution_counter_sees_ambiguity_and_contradiction() -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
-def test_sudoku_augmentation_keeps_pairs_valid(seed: int) -> None:
+@given(seed=st.integers(0, 2**32 - 1), size=st.sampled_from([4, 6, 9]))
+def test_sudoku_augmentation_keeps_pairs_valid(seed: int, size: int) -> None:
     rng = np.random.default_rng(seed)
-    puzzle, solution = sudoku.generate_puzzle(4, 6, rng)
+    puzzle, solution = sudoku.generate_puzzle(size, {4: 6, 6: 14, 9: 32}[size], rng)
     new_puzzle, new_solution = sudoku.augment(np.stack([puzzle, solution]), rng)
-    assert sudoku.is_valid_solution(new_solution, new_puzzle)
+    assert _brute_force_valid(new_solution)
+    assert np.all((new_puzzle == 0) | (new_puzzle == new_solution))
     assert (new_puzzle > 0).sum() == (puzzle > 0).sum()
     assert sudoku.count_solutions(new_puzzle) == 1
+
+
+def test_6x6_augmentation_reaches_many_distinct_grids_and_never_transposes_boxes() -> None:
+    rng = np.random.default_rng(3)
+    _, solution = sudoku.generate_minimal(6, rng)
+    seen = {sudoku.augment(solution[None], rng)[0].tobytes() for _ in range(300)}
+    assert len(seen) > 250  # 720 relabellings x 1152 row/column shuffles
+    for grid in seen:
+        assert _brute_force_valid(np.frombuffer(grid, dtype=np.int64).reshape(6, 6))
 
 
 def test_sudoku_tokens_follow_the_paper_format() -> None:

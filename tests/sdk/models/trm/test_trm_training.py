@@ -120,3 +120,80 @@ def test_cli_trains_with_ablation_and_evaluates_both(
     assert "exact accuracy on 8 held-out puzzles" in report
     assert "same weights without recursion" in report
     assert "trained without recursion (T=1, n=1)" in report
+
+
+def test_time_limit_stops_with_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "timed"
+    model_config, config = small_configs(10_000)
+    result = train_trm(
+        model_config, config, out, device=torch.device("cpu"), progress=False, time_limit_s=0.0
+    )
+    # A zero budget still runs (and checkpoints) exactly one step.
+    assert result.step == 1 and ckpt.read_state(out).step == 1
+    again = train_trm(
+        model_config,
+        config.model_copy(update={"steps": 3}),
+        out,
+        device=torch.device("cpu"),
+        resume=True,
+        progress=False,
+    )
+    assert again.step == 3
+
+
+def test_presets_pick_their_task_and_the_paper_recipe() -> None:
+    import argparse
+
+    from coral_sdk.models.trm.cli import add_train_args, configs_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    model, train = configs_from_args(parser.parse_args(["--preset", "sudoku9-paper"]))
+    assert train.task == "sudoku9" and train.minimal and train.ema_decay == 0.999
+    assert (model.hidden_size, model.T, model.n, model.n_sup, model.mixer) == (
+        512,
+        3,
+        6,
+        16,
+        "mlp",
+    )
+    assert model.seq_len == 81 and model.vocab_size == 11
+    model6, train6 = configs_from_args(parser.parse_args(["--preset", "sudoku6", "--T", "1"]))
+    assert train6.task == "sudoku6" and train6.minimal and model6.T == 1
+
+
+def test_gpu_check_script_runs_tiny_on_cpu(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[4]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "trm_gpu_check.py"),
+            "--tiny",
+            "--device",
+            "cpu",
+            "--minutes",
+            "0.02",
+            "--train-size",
+            "8",
+            "--eval-size",
+            "4",
+            "--out",
+            str(tmp_path / "check"),
+            "--data-cache",
+            str(tmp_path / "data"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["steps"] >= 1 and summary["resumed_to_step"] == summary["steps"] + 3
+    assert summary["generator_9x9_minimal_puzzles_per_s_per_core"] > 0
+    assert summary["steps_per_s"] > 0

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from coral_sdk.models.agentflow.engines.base import Completion, EngineStats, estimate_tokens
-from coral_sdk.models.agentflow.flow_grpo.tasks import OPERATORS, extract_fact
+from coral_sdk.models.agentflow.flow_grpo.tasks import (
+    OPERATORS,
+    PUZZLE_PREFIX,
+    extract_fact,
+    grid_text,
+)
 from coral_sdk.models.agentflow.memory import ActionRecord, Memory
 from coral_sdk.models.agentflow.modules import ExecutedStep, run_tool
 from coral_sdk.models.agentflow.parsing import PlannedStep, Verdict
@@ -26,6 +31,10 @@ from coral_sdk.models.agentflow.tools.base import Toolbox
 CALCULATOR = "python_calculator"
 SEARCH = "document_search"
 GENERATOR = "base_generator"
+CORAL_AGENT = "coral_agent"
+#: The Coral agent puzzle questions go to, unless the executor is told otherwise.
+PUZZLE_AGENT = "trm"
+_SUDOKU_TASKS = {4: "sudoku4", 6: "sudoku6", 9: "sudoku9"}
 
 _ARITHMETIC = re.compile(r"^What is ([\d\s+\-*]+)\?$")
 _LOOKUP = re.compile(r"^What is the (capital|population|founding year) of (\w+)\?$")
@@ -43,6 +52,7 @@ class QuestionNeeds:
     attribute: str | None = None
     operator: str | None = None
     operand: int | None = None
+    grid: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def compute(self) -> bool:
@@ -54,9 +64,35 @@ class QuestionNeeds:
         """The answer needs a fact from the corpus."""
         return self.entity is not None
 
+    @property
+    def puzzle(self) -> bool:
+        """The answer is a solved Sudoku grid (a puzzle agent's job)."""
+        return self.grid is not None
+
+
+def _read_grid(text: str) -> tuple[tuple[int, ...], ...] | None:
+    try:
+        grid = json.loads(text)
+    except ValueError:
+        return None
+    size = len(grid) if isinstance(grid, list) else 0
+    if size not in _SUDOKU_TASKS:
+        return None
+    rows = []
+    for row in grid:
+        if not isinstance(row, list) or len(row) != size:
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
+            return None
+        rows.append(tuple(row))
+    return tuple(rows)
+
 
 def read_question(question: str) -> QuestionNeeds:
     """Understand a demo question (unknown shapes need nothing)."""
+    if question.startswith(PUZZLE_PREFIX):
+        grid = _read_grid(question.removeprefix(PUZZLE_PREFIX).strip())
+        return QuestionNeeds(grid=grid) if grid is not None else QuestionNeeds()
     if match := _ARITHMETIC.match(question):
         return QuestionNeeds(expression=match.group(1).strip())
     if match := _COMPOSE.match(question):
@@ -89,6 +125,20 @@ def fact_from_memory(actions: tuple[ActionRecord, ...], needs: QuestionNeeds) ->
     return None
 
 
+def solved_grid(record: ActionRecord) -> str | None:
+    """The verified solution in a puzzle agent's reply, as compact JSON, else None."""
+    if record.tool_name != CORAL_AGENT or not isinstance(record.result, str):
+        return None
+    try:
+        reply = json.loads(record.result)
+    except ValueError:
+        return None
+    if not isinstance(reply, dict) or reply.get("verified") is not True:
+        return None
+    solution = reply.get("solution")
+    return grid_text(solution) if isinstance(solution, list) else None
+
+
 def numeric_result(record: ActionRecord) -> str | None:
     """The calculator's value when the record is a successful numeric calculation."""
     if record.tool_name != CALCULATOR or not isinstance(record.result, dict):
@@ -106,9 +156,12 @@ class RuleExecutor:
     needed facts into it); the executor takes looked-up values from there.
     """
 
-    def __init__(self, toolbox: Toolbox, *, tool_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, toolbox: Toolbox, *, tool_timeout_s: float = 10.0, puzzle_agent: str = PUZZLE_AGENT
+    ) -> None:
         self.toolbox = toolbox
         self.tool_timeout_s = tool_timeout_s
+        self.puzzle_agent = puzzle_agent
 
     async def execute(self, question: str, planned: PlannedStep) -> ExecutedStep:
         """Build the command from the question and context, then run the real tool."""
@@ -134,6 +187,13 @@ class RuleExecutor:
             return {"code": re.sub(r"\W+", "_", question.lower()).strip("_")}
         if tool_name == SEARCH:
             return {"query": question}
+        if tool_name == CORAL_AGENT:
+            if needs.grid is not None:
+                task = _SUDOKU_TASKS[len(needs.grid)]
+                request = {"task": task, "grid": [list(row) for row in needs.grid]}
+                # JSON text: the network tool sends it to the agent as a data part.
+                return {"agent_name": self.puzzle_agent, "request": json.dumps(request)}
+            return {"agent_name": self.puzzle_agent, "request": question}
         return {"query": question}
 
 
@@ -166,6 +226,10 @@ class RuleVerifier:
         if actions and actions[-1].tool_name == GENERATOR and isinstance(actions[-1].result, str):
             return Verdict(True, "A direct answer was given.\nConclusion: STOP")
         needs = read_question(question)
+        if needs.puzzle:
+            if any(solved_grid(record) for record in actions):
+                return Verdict(True, "The puzzle agent returned a verified grid.\nConclusion: STOP")
+            return Verdict(False, "No verified solution yet.\nConclusion: CONTINUE")
         looked_up = not needs.lookup or fact_from_memory(actions, needs) is not None
         computed = not needs.compute or any(numeric_result(record) for record in actions)
         if needs.lookup and needs.compute and computed:
@@ -200,6 +264,8 @@ class RuleGenerator:
         if actions[-1].tool_name == GENERATOR and isinstance(actions[-1].result, str):
             return actions[-1].result.strip()
         needs = read_question(question)
+        if needs.puzzle:
+            return next((g for g in map(solved_grid, reversed(actions)) if g), "")
         if needs.compute:
             for record in reversed(actions):
                 value = numeric_result(record)
@@ -238,3 +304,49 @@ class GuessingEngine:
         completion = Completion(text, estimate_tokens(prompt), 1)
         self.stats.record(completion)
         return completion
+
+
+class LocalPuzzleAgent:
+    """Stands in for the TRM Coral agent while training (``CoralAgentTool``): same reply shape.
+
+    Like the rule-based modules standing in for frozen LLMs, it answers what the
+    served agent would: a verified solution for a well-formed Sudoku request
+    (here from the exact solver), a refusal for anything else. Serving calls the
+    real agent over the network instead.
+    """
+
+    def __init__(self, agent_name: str = PUZZLE_AGENT) -> None:
+        self.agent_name = agent_name
+        self.calls = 0
+
+    async def call(self, agent_name: str, request: str | dict[str, Any]) -> str:
+        """A TRM-shaped JSON reply, or ``AgentRefused`` as the network tool raises it."""
+        from coral_sdk.agents.coral_tool import AgentRefused, AgentUnreachable
+        from coral_sdk.models.trm.tasks import sudoku
+
+        self.calls += 1
+        if agent_name != self.agent_name:
+            raise AgentUnreachable(f"agent {agent_name!r}: not found")
+        if isinstance(request, str):
+            try:
+                request = json.loads(request)
+            except ValueError:
+                pass
+        grid = request.get("grid") if isinstance(request, dict) else None
+        if not isinstance(grid, list) or not grid:
+            raise AgentRefused(
+                f"{agent_name} refused (malformed_puzzle): a puzzle must be a JSON object "
+                "with 'task' and 'grid'"
+            )
+        import numpy as np
+
+        solution = sudoku.solve(np.array(grid, dtype=np.int64))
+        if solution is None:
+            raise AgentRefused(f"{agent_name} refused (malformed_puzzle): no solution")
+        reply = {
+            "solution": solution.tolist(),
+            "supervision_steps": 1,
+            "halt_confidence": 1.0,
+            "verified": True,
+        }
+        return json.dumps(reply, separators=(",", ":"))

@@ -8,10 +8,13 @@ for every turn so Flow-GRPO can update it.
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -122,3 +125,53 @@ class PolicyPlanner:
             tool_name=tool,
             text=f"Tool Name: {tool}",
         )
+
+
+#: Where the Flow-GRPO-trained planner ships (``coral-agent train agentflow --out`` layout).
+SHIPPED_PLANNER = Path(__file__).resolve().parents[1] / "checkpoints" / "planner"
+PLANNER_CONFIG = "planner.json"
+PLANNER_WEIGHTS = "policy.safetensors"
+
+
+def save_planner(
+    directory: str | Path,
+    policy: ToolChoicePolicy,
+    featurizer: StateFeaturizer,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the policy weights (safetensors) and what rebuilds it (tool names, sizes)."""
+    from coral_sdk.runtime.weights import save_weights
+
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    hidden = policy.layers[0].out_features
+    config = {
+        "tool_names": featurizer.tool_names,
+        "max_steps": featurizer.max_steps,
+        "hash_dim": featurizer.hash_dim,
+        "hidden_size": hidden,
+        **(extra or {}),
+    }
+    save_weights(
+        {k: v.detach().cpu() for k, v in policy.state_dict().items()}, root / PLANNER_WEIGHTS
+    )
+    (root / PLANNER_CONFIG).write_text(json.dumps(config, indent=1) + "\n", "utf-8")
+    return root
+
+
+def load_planner(
+    directory: str | Path = SHIPPED_PLANNER,
+) -> tuple[ToolChoicePolicy, StateFeaturizer, dict[str, object]]:
+    """The trained policy, its featurizer and the saved config (on CPU, eval mode)."""
+    from coral_sdk.runtime.weights import load_weights
+
+    root = Path(directory)
+    config = json.loads((root / PLANNER_CONFIG).read_text("utf-8"))
+    featurizer = StateFeaturizer(
+        list(config["tool_names"]), int(config["max_steps"]), int(config["hash_dim"])
+    )
+    policy = ToolChoicePolicy(
+        featurizer.size, len(featurizer.tool_names), int(config["hidden_size"])
+    )
+    policy.load_state_dict(load_weights(root / PLANNER_WEIGHTS))
+    return policy.eval(), featurizer, config

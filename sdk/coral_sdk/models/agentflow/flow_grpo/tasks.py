@@ -1,12 +1,14 @@
-"""Generated training tasks that need the calculator, the document search, or both.
+"""Generated training tasks that need the calculator, the document search, both, or a Coral agent.
 
 Lookup facts come from the shipped corpus (fictional countries), so no model
-can answer them from prior knowledge: the search tool is required. Answers are
-exact strings for an exact-match reward.
+can answer them from prior knowledge: the search tool is required. Puzzle
+tasks are 6x6 minimal Sudoku that only the TRM agent (called as a Coral
+agent) solves. Answers are exact strings for an exact-match reward.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -15,7 +17,8 @@ from typing import Literal
 
 from coral_sdk.models.agentflow.tools.search import SHIPPED_CORPUS, load_corpus
 
-TaskKind = Literal["arithmetic", "lookup", "compose"]
+TaskKind = Literal["arithmetic", "lookup", "compose", "puzzle"]
+PUZZLE_PREFIX = "Solve this Sudoku (0 = blank): "
 ATTRIBUTES = ("capital", "population", "founding year")
 NUMERIC_ATTRIBUTES = ("population", "founding year")
 OPERATORS = {"plus": "+", "minus": "-", "times": "*"}
@@ -100,17 +103,41 @@ def compose_task(rng: random.Random, facts: list[CountryFacts]) -> Task:
     return Task(question, str(eval_integer_expression(expression)), "compose")
 
 
-def generate_tasks(count: int, *, seed: int = 0, corpus_dir: Path | None = None) -> list[Task]:
-    """``count`` tasks, cycling arithmetic, lookup and compose, reproducible from ``seed``."""
+def grid_text(grid: list[list[int]]) -> str:
+    """A grid as compact JSON, the form puzzle questions and answers use."""
+    return json.dumps(grid, separators=(",", ":"))
+
+
+def puzzle_question(grid: list[list[int]]) -> str:
+    """The question asking for a Sudoku's solution."""
+    return PUZZLE_PREFIX + grid_text(grid)
+
+
+def puzzle_task(rng: random.Random, size: int = 6) -> Task:
+    """A minimal Sudoku (unique solution, no clue removable); the answer is the solved grid."""
+    import numpy as np
+
+    from coral_sdk.models.trm.tasks import sudoku
+
+    puzzle, solution = sudoku.generate_minimal(size, np.random.default_rng(rng.getrandbits(32)))
+    return Task(puzzle_question(puzzle.tolist()), grid_text(solution.tolist()), "puzzle")
+
+
+def generate_tasks(
+    count: int, *, seed: int = 0, corpus_dir: Path | None = None, puzzles: bool = True
+) -> list[Task]:
+    """``count`` tasks cycling arithmetic, lookup, compose (and puzzle), reproducible by seed."""
     rng = random.Random(seed)
     facts = load_country_facts(corpus_dir)
     if not facts:
         raise ValueError("the corpus states no country facts to build lookup tasks from")
-    makers = (
+    makers = [
         lambda: arithmetic_task(rng),
         lambda: lookup_task(rng, facts),
         lambda: compose_task(rng, facts),
-    )
+    ]
+    if puzzles:
+        makers.append(lambda: puzzle_task(rng))
     return [makers[index % len(makers)]() for index in range(count)]
 
 
@@ -132,6 +159,8 @@ def eval_integer_expression(expression: str) -> int:
 def normalize_answer(text: str) -> str:
     """Case- and punctuation-insensitive form for exact-match scoring (``1788.0`` == ``1788``)."""
     cleaned = text.strip().strip(".").strip("'\"").strip().lower()
+    if cleaned.startswith("[["):
+        cleaned = cleaned.replace(" ", "")
     if re.fullmatch(r"-?\d+\.0+", cleaned):
         cleaned = cleaned.split(".")[0]
     return cleaned

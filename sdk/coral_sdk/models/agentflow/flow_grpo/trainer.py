@@ -22,12 +22,14 @@ import torch
 
 from coral_sdk.models.agentflow.flow_grpo.advantage import broadcast_to_turns, group_advantages
 from coral_sdk.models.agentflow.flow_grpo.frozen_modules import (
+    PUZZLE_AGENT,
     GuessingEngine,
+    LocalPuzzleAgent,
     RuleExecutor,
     RuleGenerator,
     RuleVerifier,
 )
-from coral_sdk.models.agentflow.flow_grpo.objective import flow_grpo_loss
+from coral_sdk.models.agentflow.flow_grpo.objective import LossTerms, flow_grpo_loss
 from coral_sdk.models.agentflow.flow_grpo.policy import (
     PolicyPlanner,
     StateFeaturizer,
@@ -39,6 +41,7 @@ from coral_sdk.models.agentflow.solver import FlowConfig, Solver
 from coral_sdk.models.agentflow.tools.base import Tool, Toolbox, ToolMetadata
 from coral_sdk.models.agentflow.tools.base_generator import BaseGeneratorTool
 from coral_sdk.models.agentflow.tools.calculator import PythonCalculatorTool
+from coral_sdk.models.agentflow.tools.coral_agent import CallCoralAgentTool, CoralAgentTool
 from coral_sdk.models.agentflow.tools.search import DocumentSearchTool
 
 
@@ -100,13 +103,25 @@ class MemoizedTool:
         return self._results[key]
 
 
-def demo_toolbox(corpus_dir: Path | None = None) -> Toolbox:
-    """Calculator, document search and a guessing base generator, as the demo planner sees them."""
+def demo_toolbox(
+    corpus_dir: Path | None = None,
+    *,
+    coral: CoralAgentTool | None = None,
+    puzzle_agent: str = PUZZLE_AGENT,
+) -> Toolbox:
+    """Calculator, document search, a guessing base generator and Coral agents (TRM).
+
+    ``coral`` reaches the puzzle agent (named ``puzzle_agent``): the local
+    stand-in while training, the network (``CoralNetworkTool``) when the
+    trained planner is served.
+    """
+    agents = {puzzle_agent: "solves Sudoku; request {'task': 'sudoku6', 'grid': [[...]]}"}
     return Toolbox.of(
         [
             MemoizedTool(PythonCalculatorTool()),
             DocumentSearchTool(corpus_dir, default_top_k=2),
             BaseGeneratorTool(GuessingEngine()),
+            CallCoralAgentTool(coral or LocalPuzzleAgent(), agents),
         ]
     )
 
@@ -182,16 +197,31 @@ class FlowGRPOTrainer:
         self, trajectories: Sequence[Trajectory], advantages: Sequence[float]
     ) -> tuple[float, float, float]:
         """Several clipped policy-gradient steps on one batch of rollouts (loss, KL, clip frac)."""
+        terms = self.policy_steps(trajectories, advantages)
+        if terms is None:
+            return 0.0, 0.0, 0.0
+        # The one device-to-host sync per iteration: diagnostics for the log.
+        return float(terms.loss.detach()), float(terms.kl), float(terms.clip_fraction)
+
+    def policy_steps(
+        self, trajectories: Sequence[Trajectory], advantages: Sequence[float]
+    ) -> LossTerms | None:
+        """The optimizer steps of ``update``, on the policy's device, without host reads."""
         turn_counts = [len(trajectory.turns) for trajectory in trajectories]
         samples = [turn for trajectory in trajectories for turn in trajectory.turns]
         if not samples:
-            return 0.0, 0.0, 0.0
-        features = torch.tensor([sample.features for sample in samples])
-        actions = torch.tensor([sample.action for sample in samples])
-        logp_old = torch.tensor([sample.logp_old for sample in samples])
-        per_turn_advantage = torch.tensor(broadcast_to_turns(advantages, turn_counts))
+            return None
+        device = next(self.policy.parameters()).device
+        features = torch.tensor([sample.features for sample in samples], device=device)
+        actions = torch.tensor([sample.action for sample in samples], device=device)
+        logp_old = torch.tensor([sample.logp_old for sample in samples], device=device)
+        per_turn_advantage = torch.tensor(
+            broadcast_to_turns(advantages, turn_counts), device=device
+        )
         trajectory_index = torch.repeat_interleave(
-            torch.arange(len(trajectories)), torch.tensor(turn_counts)
+            torch.arange(len(trajectories), device=device),
+            torch.tensor(turn_counts, device=device),
+            output_size=len(samples),
         )
         with torch.no_grad():
             logp_ref = self.reference.log_probs(features, actions)
@@ -204,6 +234,7 @@ class FlowGRPOTrainer:
                 logp_ref,
                 per_turn_advantage,
                 trajectory_index,
+                trajectories=len(trajectories),
                 clip_low=self.config.clip_low,
                 clip_high=self.config.clip_high,
                 kl_coef=self.config.kl_coef,
@@ -211,8 +242,7 @@ class FlowGRPOTrainer:
             self.optimizer.zero_grad()
             terms.loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
-        assert terms is not None
-        return float(terms.loss.detach()), terms.kl, terms.clip_fraction
+        return terms
 
     async def evaluate(self, tasks: Sequence[Task] | None = None) -> float:
         """Greedy-policy accuracy over ``tasks`` (default: the training pool)."""

@@ -1,4 +1,4 @@
-"""Puzzle tasks TRM trains on, generated locally (no download): Sudoku 4x4/9x9 and mazes."""
+"""Puzzle tasks TRM trains on, generated locally (no download): Sudoku 4x4/6x6/9x9 and mazes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ class Difficulty:
     givens_max: int = 8
     min_path: int = 0
     wall_density: float = 0.3
+    #: Sudoku: ignore the clue counts and generate minimal puzzles (unique
+    #: solution, no clue removable; about 10 givens on 6x6, 24 on 9x9).
+    minimal: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class PuzzleTask:
         """``count`` (puzzle, solution) grid pairs, stacked as (count, size, size) arrays."""
         puzzles, solutions = [], []
         for _ in range(count):
-            if self.kind == "sudoku":
+            if self.kind == "sudoku" and difficulty.minimal:
+                puzzle, solution = sudoku.generate_minimal(self.size, rng)
+            elif self.kind == "sudoku":
                 givens = int(rng.integers(difficulty.givens_min, difficulty.givens_max + 1))
                 puzzle, solution = sudoku.generate_puzzle(self.size, givens, rng)
             else:
@@ -85,6 +90,7 @@ class PuzzleTask:
 
 TASKS: dict[str, PuzzleTask] = {
     "sudoku4": PuzzleTask("sudoku4", "sudoku", 4),
+    "sudoku6": PuzzleTask("sudoku6", "sudoku", 6),
     "sudoku9": PuzzleTask("sudoku9", "sudoku", 9),
     "maze": PuzzleTask("maze", "maze", 8),
 }
