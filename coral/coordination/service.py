@@ -11,9 +11,10 @@ Messages given to ``send_message`` must already be signature-verified.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from coral.coordination import events as ev
@@ -69,6 +70,7 @@ class CoordinationService:
         clock: Callable[[], int],
         strategies: StrategyRegistry | None = None,
         max_waits_per_agent: int = 8,
+        max_waits_total: int | None = None,
         sign_event: ev.EventSigner | None = None,
         event_hooks: Mapping[str, EventHook] | None = None,
     ) -> None:
@@ -77,7 +79,7 @@ class CoordinationService:
         self.node_id = node_id
         self.clock = clock
         self.strategies = strategies if strategies is not None else StrategyRegistry.default()
-        self.signals = InboxSignals(max_waits_per_agent)
+        self.signals = InboxSignals(max_waits_per_agent, max_waits_total=max_waits_total)
         self._sign_event = sign_event
         self._event_hooks = dict(event_hooks or {})
         self._locks = KeyedLocks()
@@ -308,6 +310,31 @@ class CoordinationService:
 
     # -- waiting ------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def wait_slot(self, agent: str) -> Iterator[InboxListener]:
+        """Reserve one of ``agent``'s wait slots for a stream of ``wait`` calls.
+
+        A streaming front door takes the slot before it starts its response,
+        so a refusal (TooManyWaits, WaitBudgetExhausted) is still a plain
+        error; it passes the slot to each ``wait``. Leaving the block frees it.
+        """
+        with self.signals.listen(agent) as slot:
+            yield slot
+
+    @staticmethod
+    def check_wait(
+        kind: str, from_agent: str | None, after: int, limit: int, timeout_ms: int
+    ) -> None:
+        """Raise InvalidWait unless these are valid ``wait`` arguments."""
+        if kind not in WAIT_KINDS:
+            raise InvalidWait(f"kind is one of {', '.join(WAIT_KINDS)}")
+        if (kind == "agent") != (from_agent is not None):
+            raise InvalidWait("from_agent is required for, and only for, kind 'agent'")
+        if not 0 < timeout_ms <= MAX_WAIT_MS:
+            raise InvalidWait(f"timeout_ms must be in (0, {MAX_WAIT_MS}]")
+        if after < 0 or not 0 < limit <= MAX_PAGE:
+            raise InvalidWait(f"after >= 0 and limit in 1..{MAX_PAGE}")
+
     async def wait(
         self,
         agent: str,
@@ -317,19 +344,29 @@ class CoordinationService:
         after: int = 0,
         timeout_ms: int = 30_000,
         limit: int = 100,
+        slot: InboxListener | None = None,
     ) -> WaitResult:
         """Inbox entries for ``agent`` past cursor ``after`` that match ``kind``.
 
         Returns at once when some exist, otherwise blocks until one arrives or
         ``timeout_ms`` passes (then returns none and the same cursor). Resuming
         with the returned cursor never skips or repeats a matching entry, also
-        across restarts. Cancelling the wait releases its slot.
+        across restarts. Cancelling the wait releases its slot. ``slot`` is
+        one reserved with ``wait_slot``; without it the wait takes its own.
+
+        Raises InvalidWait, TooManyWaits, WaitBudgetExhausted.
         """
-        self._check_wait(kind, from_agent, timeout_ms, after, limit)
+        self.check_wait(kind, from_agent, after, limit, timeout_ms)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
-        # The next wait of a loop (long-poll, SSE, fan-out) resumes a parked one.
-        with self.signals.listen(agent, resume=(kind, from_agent, limit, after)) as listener:
+        # A reserved slot is one listener kept across calls; without one, the next
+        # wait of a loop (long-poll, SSE, fan-out) resumes a parked listener.
+        reserved = (
+            contextlib.nullcontext(slot)
+            if slot is not None
+            else self.signals.listen(agent, resume=(kind, from_agent, limit, after))
+        )
+        with reserved as listener:
             while True:
                 found = await self._look(listener, agent, after, limit, kind, from_agent)
                 if found:
@@ -361,7 +398,7 @@ class CoordinationService:
         taken from memory rather than read back from the store. Holds one of
         the agent's wait slots until the iterator is closed or cancelled.
         """
-        self._check_wait(kind, from_agent, 1, after, limit)
+        self.check_wait(kind, from_agent, after, limit, 1)
         with self.signals.listen(agent) as listener:
             while True:
                 found = await self._look(listener, agent, after, limit, kind, from_agent)
@@ -392,18 +429,6 @@ class CoordinationService:
         if len(found) < limit:
             listener.known(head)  # nothing else matches up to head
         return found
-
-    def _check_wait(
-        self, kind: str, from_agent: str | None, timeout_ms: int, after: int, limit: int
-    ) -> None:
-        if kind not in WAIT_KINDS:
-            raise InvalidWait(f"kind is one of {', '.join(WAIT_KINDS)}")
-        if (kind == "agent") != (from_agent is not None):
-            raise InvalidWait("from_agent is required for, and only for, kind 'agent'")
-        if not 0 < timeout_ms <= MAX_WAIT_MS:
-            raise InvalidWait(f"timeout_ms must be in (0, {MAX_WAIT_MS}]")
-        if after < 0 or not 0 < limit <= MAX_PAGE:
-            raise InvalidWait(f"after >= 0 and limit in 1..{MAX_PAGE}")
 
     async def inbox_cursor(self, agent: str) -> int:
         """The newest cursor of ``agent``'s inbox: wait ``after`` it for new entries only."""

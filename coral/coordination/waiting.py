@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-from coral.coordination.errors import TooManyWaits
+from coral.coordination.errors import TooManyWaits, WaitBudgetExhausted
 from coral.coordination.model import InboxEntry
 
 #: Most delivered rows a wait holds in memory before it falls back to reading the store.
@@ -78,19 +78,32 @@ class InboxSignals:
     count against the cap; only the latest one per agent is kept.
     """
 
-    def __init__(self, max_waits_per_agent: int = 8, park_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        max_waits_per_agent: int = 8,
+        park_s: float = 5.0,
+        max_waits_total: int | None = None,
+    ) -> None:
         self.max_waits_per_agent = max_waits_per_agent
         self.park_s = park_s
+        #: Node-wide cap (each open wait holds a connection, so a file descriptor); None: none.
+        self.max_waits_total = max_waits_total
         self._waiters: dict[str, set[InboxListener]] = {}
         self._parked: dict[str, tuple[InboxListener, Hashable, float]] = {}
+        self._total = 0
 
     @contextmanager
     def listen(self, agent: str, resume: Hashable | None = None) -> Iterator[InboxListener]:
         """Register a wait for ``agent``; TooManyWaits when it already has the maximum.
 
         With ``resume`` equal to a parked wait's ``park_as``, that wait's
-        listener (and what it collected) is taken over.
+        listener (and what it collected) is taken over. Raises
+        WaitBudgetExhausted (retryable) when the node holds ``max_waits_total``.
         """
+        if self.max_waits_total is not None and self._total >= self.max_waits_total:
+            raise WaitBudgetExhausted(
+                f"the node holds {self._total} open waits, its budget; retry shortly"
+            )
         waiters = self._waiters.setdefault(agent, set())
         if len(waiters) >= self.max_waits_per_agent:
             if not waiters:
@@ -98,9 +111,11 @@ class InboxSignals:
             raise TooManyWaits(f"{agent} already has {self.max_waits_per_agent} waits in progress")
         listener = self._unpark(agent, resume) or InboxListener()
         waiters.add(listener)
+        self._total += 1
         try:
             yield listener
         finally:
+            self._total -= 1
             waiters.discard(listener)
             if not waiters:
                 del self._waiters[agent]
@@ -126,6 +141,11 @@ class InboxSignals:
             else:
                 found.append(parked[0])
         return found
+
+    @property
+    def total_waits(self) -> int:
+        """How many waits are in progress on the node."""
+        return self._total
 
     def notify(self, agents: Iterable[str]) -> None:
         """Wake every wait of each of ``agents``; they look in the store again."""

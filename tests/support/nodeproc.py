@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import ssl
 import subprocess
@@ -25,6 +26,8 @@ class NodeProcess:
     proc: subprocess.Popen[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
+    #: Soft RLIMIT_NOFILE for the node process (None: inherit the test's).
+    nofile: int | None = None
 
     def start(self, timeout: float = 30.0, wait_for_front_doors: bool = True) -> NodeProcess:
         """Start the node; return once it serves (and, by default, its A2A/MCP front doors too).
@@ -56,6 +59,7 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            preexec_fn=self._limit_files if self.nofile is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -82,6 +86,11 @@ class NodeProcess:
         url = self.http + "/.well-known/agent-card.json"
         with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             resp.read()
+
+    def _limit_files(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
 
     @property
     def http(self) -> str:
