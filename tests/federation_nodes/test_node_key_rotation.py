@@ -9,7 +9,10 @@ GossipState directly.
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -17,7 +20,6 @@ import pytest
 
 from coral.federation import GossipState, PeerAddresses, issue_peer_record
 from coral.keyrotation import issue_handover
-from coral.keys import rotate_node_key
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from tests.support.nodeproc import NodeProcess
@@ -41,11 +43,35 @@ def test_peers_follow_a_node_key_rotation_through_gossip(node_factory: Any) -> N
     b = node_factory("b", ["--log-level", "warning", "--bootstrap", a.grpc], **FAST)
     old_id = b.node_id
     assert _until(lambda: old_id in _peers(a))
+    running = _rotate_cli(b)
+    assert running.returncode == 1 and "node is running" in running.stderr
     assert b.terminate() == 0
-    handover = rotate_node_key(b.data_dir / "keys", now_ms())
+    rotated = _rotate_cli(b)
+    assert rotated.returncode == 0, rotated.stderr
+    handover = json.loads(rotated.stdout)
+    assert handover["old_node_id"] == old_id
     b.start()
-    assert b.node_id == handover.new_did != old_id
+    assert b.node_id == handover["new_node_id"] != old_id
     assert _until(lambda: _peers(a) == {b.node_id})
+
+
+def _rotate_cli(node: NodeProcess) -> subprocess.CompletedProcess[str]:
+    """``coral-node keys rotate`` as an operator runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coral",
+            "keys",
+            "rotate",
+            "--data-dir",
+            str(node.data_dir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _state_knowing(old: Identity) -> GossipState:
