@@ -1,14 +1,17 @@
 """Durable ledger throughput: single vs group-committed transfers, against raw inserts.
 
-Run: python benchmarks/bench_ledger.py [--n 400] [--concurrency 64] [--no-postgres]
+Run: python benchmarks/bench_ledger.py [--n 100] [--rounds 5] [--concurrency 64] [--no-postgres]
 
 For SQLite (WAL, synchronous=FULL) and, when its binaries exist, a throwaway
-PostgreSQL server with fsync on, it measures in one run:
-  * ledger transfers/s submitted one at a time (one durable commit each),
-  * ledger transfers/s from many concurrent submitters (group commit),
-  * raw inserts of the same transfer rows with the same durability, committed
-    one row per transaction and in groups of the size the ledger achieved.
-Only the in-run ratios are meaningful on a shared machine.
+PostgreSQL server with fsync on, each round runs four small blocks back to back:
+  * ledger transfers submitted one at a time (one durable commit each),
+  * raw INSERTs of the same kind of rows, one row per transaction,
+  * ledger transfers from many concurrent submitters (group commit),
+  * raw INSERTs committed in groups of the mean size the ledger block just
+    achieved, so both sides of the grouped ratio pay the same number of
+    commits (each a WAL sync; the counts are printed).
+Rounds interleave, so a disk whose sync speed drifts hits both sides alike;
+ratios are the median over rounds with their spread.
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ import argparse
 import asyncio
 import importlib.util
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import asyncpg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._stats import ratio
 from coral.ledger import Account, AccountFlags, AccountKind, LedgerStore, Transfer
 from coral.store.ledger_postgres import MIGRATIONS as PG_MIGRATIONS
 from coral.store.ledger_postgres import PostgresLedgerStore
@@ -67,7 +74,7 @@ async def ledger_single(store: LedgerStore, transfers: list[Transfer]) -> float:
     for t in transfers:
         [result] = await store.create_transfers([t], 1)
         assert result.ok, result.error
-    return len(transfers) / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 async def ledger_concurrent(store: LedgerStore, transfers: list[Transfer], workers: int) -> float:
@@ -78,125 +85,170 @@ async def ledger_concurrent(store: LedgerStore, transfers: list[Transfer], worke
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(workers)))
-    return len(transfers) / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def raw_sqlite(path: Path, transfers: list[Transfer], group: int) -> float:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    for statement in SQLITE_MIGRATIONS[0].sql.split(";"):
-        if statement.strip() and "ledger_transfers" in statement and "INDEX" not in statement:
-            conn.execute(statement.replace("REFERENCES ledger_accounts(id)", ""))
-    rows = [transfer_values(t) for t in transfers]
-    sql = f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES ({', '.join('?' * 14)})"
-    start = time.perf_counter()
-    for i in range(0, len(rows), group):
-        conn.execute("BEGIN")
-        conn.executemany(sql, rows[i : i + group])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return len(rows) / elapsed
+def _chunks(rows: list[Any], count: int) -> list[list[Any]]:
+    """``rows`` split into ``count`` consecutive chunks whose sizes differ by at most one."""
+    count = max(1, min(count, len(rows)))
+    size, extra = divmod(len(rows), count)
+    out, at = [], 0
+    for i in range(count):
+        step = size + (1 if i < extra else 0)
+        out.append(rows[at : at + step])
+        at += step
+    return out
 
 
-async def raw_postgres(dsn: str, transfers: list[Transfer], group: int) -> float:
-    conn = await asyncpg.connect(dsn)
-    create = PG_MIGRATIONS[0][1].split("CREATE INDEX")[0].split("CREATE TABLE ledger_transfers")[1]
-    await conn.execute("DROP TABLE IF EXISTS raw_transfers")
-    await conn.execute(
-        "CREATE TABLE raw_transfers" + create.replace("REFERENCES ledger_accounts(id)", "")
-    )
-    rows = [transfer_values(t) for t in transfers]
-    marks = ", ".join(f"${i}" for i in range(1, 15))
-    sql = f"INSERT INTO raw_transfers ({TRANSFER_COLUMNS}) VALUES ({marks})"
-    start = time.perf_counter()
-    for i in range(0, len(rows), group):
-        async with conn.transaction():
-            await conn.executemany(sql, rows[i : i + group])
-    elapsed = time.perf_counter() - start
-    await conn.close()
-    return len(rows) / elapsed
+class RawSqlite:
+    """Plain INSERTs of the same transfer rows into the same table, same WAL + FULL sync."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        for statement in SQLITE_MIGRATIONS[0].sql.split(";"):
+            if statement.strip() and "ledger_transfers" in statement and "INDEX" not in statement:
+                self.conn.execute(statement.replace("REFERENCES ledger_accounts(id)", ""))
+        self.sql = (
+            f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+        )
+
+    async def insert(self, transfers: list[Transfer], commits: int) -> tuple[float, int]:
+        """Seconds to insert the rows in ``commits`` transactions of near-equal size."""
+        rows = [transfer_values(t) for t in transfers]
+        start = time.perf_counter()
+        for chunk in _chunks(rows, commits):
+            self.conn.execute("BEGIN")
+            self.conn.executemany(self.sql, chunk)
+            self.conn.execute("COMMIT")
+        return time.perf_counter() - start, min(commits, len(rows))
+
+    async def close(self) -> None:
+        self.conn.close()
+
+
+class RawPostgres:
+    """Plain INSERTs into a copy of the transfers table, same server, fsync on."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        marks = ", ".join(f"${i}" for i in range(1, 15))
+        self.sql = f"INSERT INTO raw_transfers ({TRANSFER_COLUMNS}) VALUES ({marks})"
+
+    @classmethod
+    async def open(cls, dsn: str) -> RawPostgres:
+        conn = await asyncpg.connect(dsn)
+        create = (
+            PG_MIGRATIONS[0][1].split("CREATE INDEX")[0].split("CREATE TABLE ledger_transfers")[1]
+        )
+        await conn.execute("DROP TABLE IF EXISTS raw_transfers")
+        await conn.execute(
+            "CREATE TABLE raw_transfers" + create.replace("REFERENCES ledger_accounts(id)", "")
+        )
+        return cls(conn)
+
+    async def insert(self, transfers: list[Transfer], commits: int) -> tuple[float, int]:
+        """Seconds to insert the rows in ``commits`` transactions of near-equal size."""
+        rows = [transfer_values(t) for t in transfers]
+        start = time.perf_counter()
+        for chunk in _chunks(rows, commits):
+            async with self.conn.transaction():
+                await self.conn.executemany(self.sql, chunk)
+        return time.perf_counter() - start, min(commits, len(rows))
+
+    async def close(self) -> None:
+        await self.conn.close()
 
 
 async def measure(
     name: str,
-    open_store: Callable[[], Awaitable[SqliteLedgerStore | PostgresLedgerStore]],
-    raw: Callable[[list[Transfer], int], Awaitable[float]],
+    store: SqliteLedgerStore | PostgresLedgerStore,
+    raw: RawSqlite | RawPostgres,
     n: int,
     workers: int,
-) -> list[tuple[str, float]]:
-    store = await open_store()
+    rounds: int,
+) -> None:
+    """Alternate small blocks: ledger single, raw single, ledger grouped, raw grouped (same commits)."""
     await prepare(store)
-    single = await ledger_single(store, make_transfers("s", n))
     stats = store.group_commit_stats
-    groups_before, subs_before = stats.groups, stats.submissions
-    concurrent = await ledger_concurrent(store, make_transfers("c", n * 10), workers)
-    mean_group = max(1, round((stats.submissions - subs_before) / (stats.groups - groups_before)))
-    await store.close()
-    raw_single = await raw(make_transfers("rs", n), 1)
-    raw_grouped = await raw(make_transfers("rg", n * 10), mean_group)
-    return [
-        (f"{name}: ledger, one transfer per commit", single),
-        (f"{name}: raw INSERT, one row per commit", raw_single),
-        (f"{name}: ledger single / raw single", single / raw_single),
-        (f"{name}: ledger, {workers} concurrent submitters (group commit)", concurrent),
-        (f"{name}: mean group size achieved", float(mean_group)),
-        (f"{name}: raw INSERT, {mean_group} rows per commit", raw_grouped),
-        (f"{name}: ledger grouped / raw grouped", concurrent / raw_grouped),
-        (f"{name}: group commit speed-up (grouped / single)", concurrent / single),
-    ]
+    single_l, single_r, group_l, group_r = [], [], [], []
+    commits_l = commits_r = sizes = 0
+    for r in range(rounds):
+        mine = make_transfers(f"s{r}-", n)
+        single_l.append(len(mine) / await ledger_single(store, mine))
+        singles = make_transfers(f"rs{r}-", n)
+        seconds, _ = await raw.insert(singles, len(singles))
+        single_r.append(len(singles) / seconds)
+        batch = make_transfers(f"c{r}-", n * 4)
+        groups0, subs0 = stats.groups, stats.submissions
+        group_l.append(len(batch) / await ledger_concurrent(store, batch, workers))
+        groups = stats.groups - groups0
+        group_size = max(1, round((stats.submissions - subs0) / max(1, groups)))
+        raw_batch = make_transfers(f"rg{r}-", n * 4)
+        seconds, commits = await raw.insert(raw_batch, groups)
+        group_r.append(len(raw_batch) / seconds)
+        commits_l += groups
+        commits_r += commits
+        sizes += group_size
+    print(f"| {name}: ledger, one transfer per commit | {statistics.median(single_l):,.0f} /s |")
+    print(f"| {name}: raw INSERT, one row per commit | {statistics.median(single_r):,.0f} /s |")
+    print(f"| {name}: **ledger single / raw single** | {ratio(single_l, single_r)} |")
+    print(
+        f"| {name}: ledger, {workers} concurrent submitters (group commit) |"
+        f" {statistics.median(group_l):,.0f} /s |"
+    )
+    print(
+        f"| {name}: raw INSERT, as many commits as the ledger's groups (mean size)"
+        f" ({sizes / rounds:.0f}) | {statistics.median(group_r):,.0f} /s |"
+    )
+    grouped = ratio(group_l, group_r)
+    verdict = "met" if grouped.median >= 0.5 else "MISSED"
+    print(f"| {name}: **ledger grouped / raw grouped** (goal >= 0.5x: {verdict}) | {grouped} |")
+    print(
+        f"| {name}: commits (= WAL syncs) ledger vs raw, grouped blocks | {commits_l} vs {commits_r} |"
+    )
+    print(f"| {name}: group commit speed-up (grouped / single) | {ratio(group_l, single_l)} |")
 
 
-async def run(n: int, workers: int, with_postgres: bool) -> None:
-    results: list[tuple[str, float]] = []
+async def run(n: int, workers: int, rounds: int, with_postgres: bool) -> None:
+    print(f"{rounds} rounds; blocks of {n} single and {n * 4} grouped transfers, interleaved")
+    print("| measure | value |")
+    print("|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        counter = iter(range(100))
-
-        async def raw_sqlite_async(transfers: list[Transfer], group: int) -> float:
-            return raw_sqlite(Path(tmp) / f"raw{next(counter)}.db", transfers, group)
-
-        results += await measure(
-            "SQLite",
-            lambda: SqliteLedgerStore.open(Path(tmp) / "ledger.db"),
-            raw_sqlite_async,
-            n,
-            workers,
-        )
+        store = await SqliteLedgerStore.open(Path(tmp) / "ledger.db")
+        raw = RawSqlite(Path(tmp) / "raw.db")
+        try:
+            await measure("SQLite", store, raw, n, workers, rounds)
+        finally:
+            await store.close()
+            await raw.close()
     helper = load_throwaway_postgres()
     if with_postgres and helper.find_postgres_bin() is not None:
         server = helper.ThrowawayPostgres(durable=True)
         server.start()
         try:
-
-            async def raw_pg(transfers: list[Transfer], group: int) -> float:
-                return await raw_postgres(server.dsn, transfers, group)
-
-            results += await measure(
-                "PostgreSQL",
-                lambda: PostgresLedgerStore.open(server.dsn, pool_size=4),
-                raw_pg,
-                n,
-                workers,
-            )
+            pg_store = await PostgresLedgerStore.open(server.dsn, pool_size=4)
+            pg_raw = await RawPostgres.open(server.dsn)
+            try:
+                await measure("PostgreSQL", pg_store, pg_raw, n, workers, rounds)
+            finally:
+                await pg_store.close()
+                await pg_raw.close()
         finally:
             server.stop()
     elif with_postgres:
         print("PostgreSQL binaries not found: PostgreSQL figures skipped", file=sys.stderr)
-    for label, value in results:
-        shown = f"{value:,.2f}x" if ("/" in label or "speed-up" in label) else f"{value:,.0f}"
-        if "group size" in label:
-            shown = f"{value:.0f}"
-        print(f"| {label} | {shown} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=400, help="transfers in the single-commit runs")
+    parser.add_argument("--n", type=int, default=100, help="transfers per single-commit block")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    asyncio.run(run(args.n, args.concurrency, not args.no_postgres))
+    asyncio.run(run(args.n, args.concurrency, args.rounds, not args.no_postgres))
 
 
 if __name__ == "__main__":

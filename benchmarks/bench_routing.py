@@ -1,41 +1,178 @@
-"""Signed messages routed per second, sender -> node (persisted) -> waiting receiver.
+"""Signed messages routed per second, sender -> node (verified, persisted) -> subscribed receiver.
 
-Run: python benchmarks/bench_routing.py [--pairs 1 10 100] [--messages 200]
+Run: python benchmarks/bench_routing.py [--pairs 10 100 1000] [--messages 2000] [--rounds 5]
+     python benchmarks/bench_routing.py --address HOST:PORT [--pid PID]   (a node already running)
 
-For each concurrency level, P sender/receiver agent pairs share P threads on
-one real node process; each receiver holds a gRPC Subscribe stream and each
-sender submits signed messages over gRPC one after another. Latency is from
-the start of the sender's Submit to the receiver's stream delivering it. The
-baseline, measured in the same run, is a bare grpc.aio echo server with the
-same number of concurrent callers and the same payload size.
+For each level, P sender/receiver agent pairs each share a thread on one real
+node process, driven only through its public gRPC API: every receiver holds a
+``Subscribe`` stream and every sender makes plain unary ``Submit`` calls, one
+after another. Latency runs from the start of a Submit to the receiver's
+stream delivering that message. The baseline is a bare grpc.aio echo server
+in its own process, driven the same way: P concurrent callers, unary calls,
+the same serialized SubmitRequest as payload. The two are measured in
+alternating blocks (node, echo, node, echo, ...) and the ratio is the median
+over rounds with its spread. CPU per message is the server process's own
+user+system time over the block divided by the messages it handled; memory per
+waiting agent is the node's resident-memory growth when the P receivers open
+their streams, divided by P. The client (this process) signs every message
+before the block starts, so signing is not timed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
+import subprocess
 import sys
 import time
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._node import BenchNode
+from benchmarks._stats import cpu_seconds, pct, ratio, rss_bytes
 from coral.api.grpc.convert import record_to_proto
+from coral.eventloop import loop_name, run
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.codec import message_to_proto
 from coral.protocol.identity import Identity
 from coral.protocol.message import DataPart, Message, TextPart, new_message_id, now_ms
 from coral.protocol.request_auth import sign_request
 from coral.protocol.signing import sign_message
-from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
+from coral.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    coordination_pb2,
+    coordination_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+)
+
+HERE = Path(__file__).resolve().parent
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def signed_msg(
+    identity: Identity,
+    kind: str,
+    thread: str | None,
+    parts: list[Any],
+    mentions: tuple[str, ...] = (),
+) -> Message:
+    msg = Message(
+        id=new_message_id(),
+        kind=kind,
+        sender=identity.did,
+        thread=thread,
+        mentions=mentions,
+        created_at=now_ms(),
+        parts=tuple(parts),
+    )
+    return sign_message(msg, identity)
+
+
+@dataclass
+class Block:
+    """One timed block of one subject."""
+
+    rate: float
+    cpu_ms_per_msg: float | None
+    latencies: list[float]
+
+
+@dataclass
+class Pairs:
+    """P registered sender/receiver pairs, a thread each, receivers subscribed."""
+
+    coord: coordination_pb2_grpc.CoordinationServiceStub
+    senders: list[Identity]
+    receivers: list[Identity]
+    threads: list[str]
+    sent_at: dict[str, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    remaining: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: list[Any] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def subscribe(self) -> None:
+        for r in self.receivers:
+            req = coordination_pb2.WaitRequest(kind="mention")
+            auth = sign_request(
+                r,
+                "RPC",
+                "/coral.v1.CoordinationService/Subscribe",
+                req.SerializeToString(),
+                now_ms(),
+            )
+            stream = self.coord.Subscribe(req, metadata=(("coral-auth", auth),))
+            self.streams.append(stream)
+            self.tasks.append(asyncio.create_task(self._receive(stream)))
+
+    async def _receive(self, stream: Any) -> None:
+        try:
+            async for item in stream:
+                started = self.sent_at.pop(item.entry.message.id, None)
+                if started is not None:
+                    self.latencies.append(time.perf_counter() - started)
+                    self.remaining -= 1
+                    if self.remaining == 0:
+                        self.done.set()
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise
+
+    async def block(self, per_pair: int, pid: int | None) -> Block:
+        msgs = [
+            [
+                message_to_proto(
+                    signed_msg(
+                        s, "message", t, [TextPart(text=f"message {k} of {s.did[-6:]}")], (r.did,)
+                    )
+                )
+                for k in range(per_pair)
+            ]
+            for s, r, t in zip(self.senders, self.receivers, self.threads, strict=True)
+        ]
+        self.latencies = []
+        self.remaining = len(self.senders) * per_pair
+        self.done.clear()
+
+        async def send(batch: list[Any]) -> None:
+            for proto in batch:
+                self.sent_at[proto.id] = time.perf_counter()
+                await self.coord.Submit(coordination_pb2.SubmitRequest(message=proto))
+
+        cpu0 = cpu_seconds(pid) if pid else 0.0
+        start = time.perf_counter()
+        await asyncio.gather(*(send(b) for b in msgs))
+        await asyncio.wait_for(self.done.wait(), 300)
+        elapsed = time.perf_counter() - start
+        total = len(self.senders) * per_pair
+        cpu = (cpu_seconds(pid) - cpu0) * 1000 / total if pid else None
+        return Block(total / elapsed, cpu, self.latencies)
+
+    async def close(self) -> None:
+        for stream in self.streams:
+            stream.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _bounded(coros: list[Any], limit: int = 50) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
 
 
 async def register(stub: agents_pb2_grpc.AgentServiceStub, node_id: str, name: str) -> Identity:
@@ -52,145 +189,223 @@ async def register(stub: agents_pb2_grpc.AgentServiceStub, node_id: str, name: s
     return identity
 
 
-def signed_msg(identity: Identity, kind: str, thread: str | None, parts, mentions=()) -> Message:
-    msg = Message(
-        id=new_message_id(),
-        kind=kind,
-        sender=identity.did,
-        thread=thread,
-        mentions=tuple(mentions),
-        created_at=now_ms(),
-        parts=tuple(parts),
-    )
-    return sign_message(msg, identity)
+async def make_pairs(channel: grpc.aio.Channel, node_id: str, count: int, tag: str) -> Pairs:
+    agents = agents_pb2_grpc.AgentServiceStub(channel)
+    coord = coordination_pb2_grpc.CoordinationServiceStub(channel)
+    senders = await _bounded([register(agents, node_id, f"{tag}s{i}") for i in range(count)])
+    receivers = await _bounded([register(agents, node_id, f"{tag}r{i}") for i in range(count)])
+
+    async def create(i: int) -> str:
+        msg = signed_msg(
+            senders[i],
+            "thread.create",
+            None,
+            [DataPart(data={"name": f"{tag}t{i}", "participants": [receivers[i].did]})],
+        )
+        done = await coord.Submit(coordination_pb2.SubmitRequest(message=message_to_proto(msg)))
+        return str(done.thread.id)
+
+    threads = await _bounded([create(i) for i in range(count)])
+    return Pairs(coord, senders, receivers, threads)
 
 
-async def run_pairs(node: BenchNode, pairs: int, per_pair: int) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(node.info["grpc_address"]) as channel:
-        agents = agents_pb2_grpc.AgentServiceStub(channel)
-        coord = coordination_pb2_grpc.CoordinationServiceStub(channel)
-        node_id = node.info["node_id"]
-        senders, receivers, threads = [], [], []
-        for i in range(pairs):
-            s = await register(agents, node_id, f"s{i}")
-            r = await register(agents, node_id, f"r{i}")
-            created = await coord.Submit(
-                coordination_pb2.SubmitRequest(
-                    message=message_to_proto(
-                        signed_msg(
-                            s,
-                            "thread.create",
-                            None,
-                            [DataPart(data={"name": f"t{i}", "participants": [r.did]})],
-                        )
-                    )
-                )
-            )
-            senders.append(s)
-            receivers.append(r)
-            threads.append(created.thread.id)
-        sent_at: dict[str, float] = {}
-        latencies: list[float] = []
-        ready = [asyncio.Event() for _ in range(pairs)]
-
-        async def receive(i: int) -> None:
-            r = receivers[i]
-            req = coordination_pb2.WaitRequest(kind="mention")
-            auth = sign_request(
-                r,
-                "RPC",
-                "/coral.v1.CoordinationService/Subscribe",
-                req.SerializeToString(),
-                now_ms(),
-            )
-            stream = coord.Subscribe(req, metadata=(("coral-auth", auth),))
-            ready[i].set()
-            got = 0
-            async for item in stream:
-                mid = item.entry.message.id
-                if mid in sent_at:
-                    latencies.append(time.perf_counter() - sent_at[mid])
-                    got += 1
-                    if got == per_pair:
-                        stream.cancel()
-                        return
-
-        async def send(i: int) -> None:
-            await ready[i].wait()
-            s, r = senders[i], receivers[i]
-            for k in range(per_pair):
-                msg = signed_msg(
-                    s, "message", threads[i], [TextPart(text=f"message {k} of pair {i}")], [r.did]
-                )
-                sent_at[msg.id] = time.perf_counter()
-                await coord.Submit(coordination_pb2.SubmitRequest(message=message_to_proto(msg)))
-
-        receivers_tasks = [asyncio.create_task(receive(i)) for i in range(pairs)]
-        await asyncio.sleep(0.2)
-        start = time.perf_counter()
-        await asyncio.gather(*(send(i) for i in range(pairs)))
-        await asyncio.wait_for(asyncio.gather(*receivers_tasks), 120)
-        elapsed = time.perf_counter() - start
-    total = pairs * per_pair
-    return {
-        "rate": total / elapsed,
-        "p50": pct(latencies, 0.5) * 1000,
-        "p99": pct(latencies, 0.99) * 1000,
-    }
-
-
-async def run_baseline(pairs: int, per_pair: int, payload: bytes) -> dict[str, float]:
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+async def echo_block(
+    channel: grpc.aio.Channel, callers: int, per: int, payload: bytes, pid: int
+) -> Block:
+    echo = channel.unary_unary("/bench.Echo/Echo")
     latencies: list[float] = []
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        echo = channel.unary_unary("/bench.Echo/Echo")
 
-        async def caller() -> None:
-            for _ in range(per_pair):
-                t = time.perf_counter()
-                await echo(payload)
-                latencies.append(time.perf_counter() - t)
+    async def caller() -> None:
+        for _ in range(per):
+            t = time.perf_counter()
+            await echo(payload)
+            latencies.append(time.perf_counter() - t)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(pairs)))
-        elapsed = time.perf_counter() - start
-    await server.stop(0)
+    cpu0 = cpu_seconds(pid)
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    elapsed = time.perf_counter() - start
+    return Block(
+        callers * per / elapsed, (cpu_seconds(pid) - cpu0) * 1000 / (callers * per), latencies
+    )
+
+
+def waits_open(http: str) -> float:
+    with urllib.request.urlopen(f"{http}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("coral_waits_open "):
+                return float(line.split()[1])
+    return -1.0
+
+
+async def until_waiting(http: str | None, expected: int) -> None:
+    if not http:
+        await asyncio.sleep(1.0)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(waits_open, http) >= expected:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"receivers did not all subscribe ({expected})")
+
+
+async def level(
+    address: str,
+    http: str | None,
+    node_id: str,
+    pid: int | None,
+    echo: tuple[str, int],
+    pairs: int,
+    messages: int,
+    rounds: int,
+    tag: str,
+) -> dict[str, Any]:
+    per_pair = max(1, messages // (pairs * rounds))
+    sample = message_to_proto(
+        signed_msg(
+            Identity.generate(),
+            "message",
+            "t" * 26,
+            [TextPart(text="message 0 of xxxxxx")],
+            ("did:key:z" + "x" * 48,),
+        )
+    )
+    payload = coordination_pb2.SubmitRequest(message=sample).SerializeToString()
+    async with (
+        grpc.aio.insecure_channel(address) as channel,
+        grpc.aio.insecure_channel(echo[0]) as echo_channel,
+    ):
+        group = await make_pairs(channel, node_id, pairs, tag)
+        base_waits = await asyncio.to_thread(waits_open, http) if http else 0
+        rss0 = rss_bytes(pid) if pid else 0
+        await group.subscribe()
+        await until_waiting(http, int(base_waits) + pairs)
+        await asyncio.sleep(0.5)
+        rss1 = rss_bytes(pid) if pid else 0
+        # Warm both up (first calls set up connections, caches, code paths), then alternate.
+        await group.block(1, pid)
+        await echo_block(echo_channel, pairs, 1, payload, echo[1])
+        ours: list[Block] = []
+        base: list[Block] = []
+        for _ in range(rounds):
+            ours.append(await group.block(per_pair, pid))
+            base.append(await echo_block(echo_channel, pairs, per_pair, payload, echo[1]))
+        await group.close()
+    lat_ours = [x for b in ours for x in b.latencies]
+    lat_base = [x for b in base for x in b.latencies]
     return {
-        "rate": pairs * per_pair / elapsed,
-        "p50": pct(latencies, 0.5) * 1000,
-        "p99": pct(latencies, 0.99) * 1000,
+        "pairs": pairs,
+        "messages": pairs * per_pair * rounds,
+        "rate": statistics.median(b.rate for b in ours),
+        "echo": statistics.median(b.rate for b in base),
+        "ratio": ratio([b.rate for b in ours], [b.rate for b in base]),
+        "p50": pct(lat_ours, 0.5) * 1000,
+        "p99": pct(lat_ours, 0.99) * 1000,
+        "echo_p50": pct(lat_base, 0.5) * 1000,
+        "echo_p99": pct(lat_base, 0.99) * 1000,
+        "cpu": statistics.median(b.cpu_ms_per_msg for b in ours) if pid else None,
+        "echo_cpu": statistics.median(b.cpu_ms_per_msg or 0 for b in base),
+        # Resident-memory growth is in allocator-sized steps: below ~100 waits it is noise.
+        "kib_per_wait": (rss1 - rss0) / 1024 / pairs if pid and pairs >= 100 else None,
     }
+
+
+def print_goals(results: dict[int, dict[str, Any]]) -> None:
+    """The issue's goals, checked against this run's figures."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    if 100 in results:
+        r = results[100]
+        print(
+            f"goal, 100 pairs: routed/echo >= 0.60x: {r['ratio'].median:.2f}x, {verdict(r['ratio'].median >= 0.6)}"
+        )
+        print(f"goal, 100 pairs: p99 < 50 ms: {r['p99']:.0f} ms, {verdict(r['p99'] < 50)}")
+        if r["cpu"] is not None:
+            print(
+                f"goal, 100 pairs: node CPU <= 0.35 ms per routed message: {r['cpu']:.2f} ms"
+                f" (the bare echo server uses {r['echo_cpu']:.2f} ms per call),"
+                f" {verdict(r['cpu'] <= 0.35)}"
+            )
+    big = max(results) if results else 0
+    if big >= 1000 and results[big]["kib_per_wait"] is not None:
+        kib = results[big]["kib_per_wait"]
+        print(
+            f"goal, {big} pairs: <= 16 KiB per waiting agent: {kib:.1f} KiB, {verdict(kib <= 16)}"
+        )
+
+
+def start_echo() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_echo_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    port = proc.stdout.readline().strip()
+    return proc, f"127.0.0.1:{port}"
+
+
+async def node_id_of(address: str) -> str:
+    async with grpc.aio.insecure_channel(address) as channel:
+        info = await node_pb2_grpc.NodeServiceStub(channel).GetNodeInfo(
+            node_pb2.GetNodeInfoRequest()
+        )
+        return str(info.node_id)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, nargs="+", default=[1, 10, 100])
-    parser.add_argument("--messages", type=int, default=2000, help="total messages per level")
+    parser.add_argument("--pairs", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--messages", type=int, default=2000, help="timed messages per level")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating blocks of each subject")
+    parser.add_argument("--address", help="gRPC address of a running node (default: start one)")
+    parser.add_argument("--http", help="HTTP base URL of that node (for its /metrics)")
+    parser.add_argument("--pid", type=int, help="process id of that node (for CPU and memory)")
     args = parser.parse_args()
-    sample = message_to_proto(
-        signed_msg(Identity.generate(), "message", "t", [TextPart(text="message 0 of pair 0")])
-    )
-    payload = sample.SerializeToString()
-    print(
-        f"{'pairs':>5} {'routed/s':>9} {'p50 ms':>7} {'p99 ms':>7} | {'echo/s':>8} {'p50 ms':>7} {'p99 ms':>7} | ratio"
-    )
-    with BenchNode() as node:
-        for pairs in args.pairs:
-            per_pair = max(1, args.messages // pairs)
-            ours = await run_pairs(node, pairs, per_pair)
-            base = await run_baseline(pairs, per_pair, payload)
+    echo_proc, echo_address = start_echo()
+    try:
+        if args.address:
+            address, http, pid = args.address, args.http, args.pid
+            node = None
+        else:
+            node = BenchNode().__enter__()
+            address, http = node.info["grpc_address"], node.info["http_address"]
+            pid = node.proc.pid if node.proc else None
+        node_id = await node_id_of(address)
+        print(f"event loop: node and echo server use {loop_name()} (CORAL_EVENT_LOOP); client too")
+        print(
+            f"{'pairs':>5} {'msgs':>6} {'routed/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/msg':>10} |"
+            f" {'echo/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | {'KiB/wait':>8} | routed/echo"
+        )
+        results: dict[int, dict[str, Any]] = {}
+        for i, pairs in enumerate(args.pairs):
+            r = results[pairs] = await level(
+                address,
+                http,
+                node_id,
+                pid,
+                (echo_address, echo_proc.pid),
+                pairs,
+                args.messages,
+                args.rounds,
+                f"l{i}",
+            )
+            cpu = f"{r['cpu']:.3f}" if r["cpu"] is not None else "n/a"
+            kib = f"{r['kib_per_wait']:.1f}" if r["kib_per_wait"] is not None else "n/a"
             print(
-                f"{pairs:>5} {ours['rate']:>9.0f} {ours['p50']:>7.1f} {ours['p99']:>7.1f} | "
-                f"{base['rate']:>8.0f} {base['p50']:>7.2f} {base['p99']:>7.2f} | {base['rate'] / ours['rate']:.1f}x",
+                f"{pairs:>5} {r['messages']:>6} {r['rate']:>9.0f} {r['p50']:>7.1f} {r['p99']:>7.1f} {cpu:>10} |"
+                f" {r['echo']:>7.0f} {r['echo_p50']:>7.2f} {r['echo_p99']:>7.2f} {r['echo_cpu']:>7.3f} |"
+                f" {kib:>8} | {r['ratio']}",
                 flush=True,
             )
+        print_goals(results)
+        if node is not None:
+            node.__exit__(None, None, None)
+    finally:
+        echo_proc.terminate()
+        echo_proc.wait(10)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import urllib.error
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from coral import __version__
 from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
+from coral.eventloop import run as run_event_loop
 from coral.interop_cli import a2a_app, mcp_app
 from coral.keys import load_or_create_identity, load_or_create_token
 from coral.ledger_cli import ledger_app
@@ -34,7 +36,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-keys_app = typer.Typer(help="Show the node's keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Show or rotate the node's key.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(a2a_app, name="a2a")
@@ -165,7 +167,7 @@ def start(
     )
     configure_logging(cfg.log_level, cfg.log_json)
     try:
-        asyncio.run(_run_node(cfg))
+        run_event_loop(_run_node(cfg))
     except ConfigError as exc:  # e.g. the coral-server config.toml, read at start
         _fail(str(exc), 2)
     except Exception as exc:
@@ -413,6 +415,48 @@ def keys_show(
         out.print_json(json.dumps(info))
     else:
         _print_fields(info, tuple(info))
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    data_dir: DataDirOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Replace the node key with a new one, keeping a hand-over signed by both keys.
+
+    Run it while the node is stopped. On its next start the node publishes the
+    hand-over in its peer record; peers retire the old node id and refuse it
+    afterwards. The old seed is kept under keys/retired/ (0600). Agents homed on
+    this node re-register to be countersigned by the new key.
+
+    Example: coral-node keys rotate --data-dir ./node-a
+    """
+    from coral.keys import rotate_node_key
+    from coral.protocol.message import now_ms
+
+    cfg = _config(config, data_dir=data_dir)
+    if not (cfg.keys_dir / "node.key").exists():
+        _fail(f"no node key at {cfg.keys_dir / 'node.key'}; run `coral-node init` first", 1)
+    runtime = _runtime(cfg)
+    if runtime is not None and _pid_alive(int(runtime.get("pid", 0))):
+        _fail(f"the node is running (pid {runtime['pid']}); stop it, then rotate its key", 1)
+    handover = rotate_node_key(cfg.keys_dir, now_ms())
+    info = {"old_node_id": handover.old_did, "new_node_id": handover.new_did}
+    if as_json:
+        out.print_json(json.dumps(info))
+    else:
+        _print_fields(info, tuple(info))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @app.command()

@@ -99,6 +99,13 @@ class Config(BaseModel):
     #: Messages per second each agent may submit (bursts up to twice that).
     agent_message_rate: float = Field(default=500.0, gt=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0, le=300)
+    #: Node-wide cap on open waits and streams (long-polls, SSE, gRPC waits);
+    #: 0 derives it from the process's open-file limit, keeping headroom for
+    #: health checks, admin calls and the database.
+    max_open_waits: int = Field(default=0, ge=0)
+    #: Seconds a peer record stays valid; nodes re-issue theirs every third of
+    #: it, and forget peers whose record expired.
+    peer_record_ttl_s: float = Field(default=3600.0, ge=1, le=30 * 24 * 3600)
     #: Extra names (or IPs) under which browsers may reach the dashboard and MCP
     #: endpoints, besides loopback, ``host`` and ``advertise_host``; "*" turns
     #: the Host/Origin checks off (only behind a proxy that checks them).

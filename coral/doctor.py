@@ -305,10 +305,16 @@ def check_subsystem_imports(cfg: Config | None = None) -> list[Check]:
         ("postgres://", "postgresql://")
     )
     try:
+        from coral.config import Config, ConfigError
         from coral.subsystems import build_subsystems
 
         owners = {"node core": "coral.node"}
-        owners.update({s.name: type(s).__module__ for s in build_subsystems(cfg)})
+        # An invalid configuration is its own failed check; the imports are still worth checking.
+        try:
+            subsystems = build_subsystems(cfg if cfg is not None else Config())
+        except ConfigError as exc:
+            return [Check("subsystems", "fail", str(exc), "fix the configuration named above")]
+        owners.update({s.name: type(s).__module__ for s in subsystems})
     except ImportError as exc:
         return [_import_failure("subsystems", "coral.subsystems", exc)]
     checks = []

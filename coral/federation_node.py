@@ -31,12 +31,15 @@ from coral.coordination.errors import DuplicateMessage, ThreadExists
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.ports import HistoryGrant, ThreadWrite
 from coral.federation import (
+    GossipConfig,
     GossipState,
     PeerAddresses,
     PeerBanned,
+    PeerRecord,
     issue_peer_record,
     parse_peer_record,
 )
+from coral.federation.errors import ExpiredPeerRecord
 from coral.federation.wire import (
     digest_from_wire,
     digest_to_wire,
@@ -45,6 +48,7 @@ from coral.federation.wire import (
     request_from_wire,
     request_to_wire,
 )
+from coral.keys import load_node_handover
 from coral.protocol.agent import AgentRecord
 from coral.protocol.canonical import parse_json
 from coral.protocol.errors import CoralError, Forbidden, InvalidMessage, Unauthenticated
@@ -105,7 +109,10 @@ class FederationNode:
         self.ctx = ctx
         self.db = db
         self.did = ctx.identity.did
-        self.state = GossipState(self.did, rng=random.Random())
+        ttl_ms = int(ctx.config.peer_record_ttl_s * 1000)
+        self.state = GossipState(
+            self.did, rng=random.Random(), config=GossipConfig(peer_record_ttl_ms=ttl_ms)
+        )
         self.store = FederationStore(db)
         self.bootstrap = list(bootstrap)
         self.owners: dict[str, str] = {}
@@ -127,7 +134,14 @@ class FederationNode:
         rows = await self.db.fetchall("SELECT thread_id, owner FROM federation_thread_owners")
         self.owners = {str(r[0]): str(r[1]) for r in rows}
         now = now_ms()
-        self.state.merge(await self.store.load_records(), now)
+        loaded = self.state.merge(await self.store.load_records(), now)
+        expired = [
+            r.node
+            for r, reason in loaded.rejected
+            if isinstance(r, PeerRecord) and reason == ExpiredPeerRecord.reason
+        ]
+        if expired:  # peers that went quiet while this node was down
+            await self.store.delete_peers(expired)
         assert self.ctx.directory is not None
         local = await self.ctx.directory.search(local_only=True, include_deleted=True)
         self.state.merge(local, now)
@@ -138,7 +152,8 @@ class FederationNode:
     def publish_self(self) -> None:
         """(Re)issue our signed peer record with the addresses we listen on."""
         addresses = PeerAddresses(grpc=self.ctx.grpc_address, http=self.ctx.http_address)
-        record = issue_peer_record(self.ctx.identity, addresses, now_ms())
+        previous = load_node_handover(self.ctx.config.keys_dir, self.ctx.identity)
+        record = issue_peer_record(self.ctx.identity, addresses, now_ms(), previous=previous)
         self.state.merge([record], now_ms())
 
     def _on_local_record(self, record: AgentRecord) -> None:
@@ -180,12 +195,23 @@ class FederationNode:
         own = self.state.peers[self.did]
         request = federation_pb2.HelloRequest(peer_record_json=_dumps(own.model_dump(mode="json")))
         response = await self._call(address, "Hello", request)
-        record = parse_peer_record(json.loads(response.peer_record_json))
+        record = parse_peer_record(parse_json(response.peer_record_json))
         await self._merge([record], source=None)
         return record.node
 
     async def gossip_round(self) -> None:
-        """One push-pull round with this round's chosen peers."""
+        """One push-pull round with this round's chosen peers.
+
+        First keeps the peer table fresh: re-issues our own record when a
+        third of its TTL has passed, and forgets peers whose records expired.
+        """
+        now = now_ms()
+        if self.state.refresh_due(now):
+            self.publish_self()
+        expired = self.state.purge_expired_peers(now)
+        if expired:
+            log.info("forgot %d peer(s) whose records expired: %s", len(expired), expired)
+            await self.store.delete_peers(expired)
         for peer in self.state.choose_gossip_targets(now_ms()):
             address = self.address_of(peer)
             if address is None:
@@ -202,13 +228,13 @@ class FederationNode:
         digest_response = await self._call(address, "GossipHashes", hashes)
         if not digest_response.digest_json:
             return
-        diff = self.state.diff(digest_from_wire(json.loads(digest_response.digest_json)))
+        diff = self.state.diff(digest_from_wire(parse_json(digest_response.digest_json)))
         request = federation_pb2.GossipExchangeRequest(
             records_json=_dumps([record_to_wire(r) for r in diff.to_send]),
             request_json=_dumps(request_to_wire(diff.request)),
         )
         response = await self._call(address, "GossipExchange", request)
-        records = [record_from_wire(r) for r in json.loads(response.records_json)]
+        records = [record_from_wire(r) for r in parse_json(response.records_json)]
         await self._merge(records, source=peer)
 
     async def _merge(self, records: list[Any], source: str | None) -> None:
@@ -219,6 +245,9 @@ class FederationNode:
         for _record, reason in result.rejected:
             self.ctx.metrics.rejections.labels("federation", reason).inc()
             log.info("refused gossip record from %s: %s", source, reason)
+        if result.retired:
+            log.info("node ids retired by a key hand-over: %s", result.retired)
+            await self.store.delete_peers(result.retired)
         if not result.accepted:
             return
         await self.store.save_records(result.accepted)
@@ -233,7 +262,7 @@ class FederationNode:
     # -- gossip, server side ---------------------------------------------------------
 
     async def on_hello(self, caller: str, peer_record_json: str) -> str:
-        record = parse_peer_record(json.loads(peer_record_json))
+        record = parse_peer_record(parse_json(peer_record_json))
         if record.node != caller:
             self.state.scores.penalize(caller, 10.0, now_ms())
             raise Forbidden("a node may only introduce itself", reason="peer_impersonation")

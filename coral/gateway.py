@@ -15,6 +15,7 @@ from coral.coordination.commands import COMMAND_KINDS, apply_command
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.service import CoordinationService
 from coral.metrics import NodeMetrics
+from coral.protocol.agent import AgentRecord
 from coral.protocol.codec import check_limits
 from coral.protocol.message import Message
 from coral.protocol.verify import MessageVerifier
@@ -38,6 +39,42 @@ class Forwarder(Protocol):
         ...
 
 
+class RegisteredAgents:
+    """The directory facts a submit needs, answered from memory after the first look.
+
+    Kept exact by the directory's listeners (every record it stores, local or
+    replicated, passes through them); a lookup that raced a store is not cached.
+    """
+
+    def __init__(self, directory: AgentDirectory, max_entries: int = 100_000) -> None:
+        self.directory = directory
+        self.max_entries = max_entries
+        self._live: dict[str, bool] = {}
+        self._changes = 0
+        directory.listeners.append(self._stored)
+
+    def _stored(self, record: AgentRecord) -> None:
+        self._changes += 1
+        if record.agent in self._live or len(self._live) < self.max_entries:
+            self._live[record.agent] = not record.deleted
+
+    async def is_registered(self, did: str) -> bool:
+        """True when ``did`` has a live record here."""
+        live = self._live.get(did)
+        if live is not None:
+            return live
+        changes = self._changes
+        live = await self.directory.is_registered(did)
+        # Only yes is cached from a lookup: unknown senders must not fill the map.
+        if live and changes == self._changes and len(self._live) < self.max_entries:
+            self._live[did] = live
+        return live
+
+    async def resolve_did(self, ref: str) -> str:
+        """The did of an agent given by did or name; raises when unknown."""
+        return await self.directory.resolve_did(ref)
+
+
 class MessageGateway:
     """Verifies and applies agent messages for every front door."""
 
@@ -54,6 +91,7 @@ class MessageGateway:
         self.seen = seen
         self.engine = engine
         self.directory = directory
+        self.agents = RegisteredAgents(directory)
         self.metrics = metrics
         self.checks: list[AdmissionCheck] = []
         self.limiter = limiter
@@ -84,7 +122,7 @@ class MessageGateway:
             # refuses a replay, forever. Commands leave no such trace, so their
             # ids are remembered for the replay window.
             await self.seen.remember(message.id, forget_at)
-        result = await apply_command(message, self.engine, self.directory)
+        result = await apply_command(message, self.engine, self.agents)
         if isinstance(result, ThreadEntry):
             self.metrics.messages_routed.inc()
         return result

@@ -4,21 +4,74 @@ It holds keys for agents that cannot sign for themselves (MCP agents, the
 ``a2a-gateway`` that carries A2A tasks into threads, proxies of external A2A
 agents), installs the A2A routes and gRPC service, the MCP endpoints and the
 admin routes that create such agents.
+
+The a2a-sdk and mcp packages take longer to import than the rest of the node
+together, and nothing needs them before the first A2A or MCP request. So the
+node starts serving without them: this subsystem installs one HTTP fallback
+route and one gRPC generic handler, loads the front doors in the background
+once the node is up, and until then holds any A2A/MCP request until they are
+ready (``coral.interop_lazy``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import importlib.util
 import logging
+import sys
 from typing import Any
 
+import grpc
+from aiohttp import web
+
 from coral.context import NodeContext
+from coral.interop_lazy import LazyGrpcServices, LazyRoutes, RecordingServer
 from coral.subsystems import Subsystem
 
 log = logging.getLogger("coral.a2a")
 #: Seconds between two runs of the A2A task retention policy.
 RETENTION_EVERY_S = 60.0
+
+#: Modules the front doors need, imported off the event loop before they are built.
+HEAVY_MODULES = (
+    "coral.api.a2a.executor",
+    "coral.api.a2a.front_door",
+    "coral.api.a2a.outbound",
+    "coral.api.a2a.tasks",
+    "coral.api.mcp.admin",
+    "coral.api.mcp.server",
+    "coral.api.mcp.tools",
+    "coral.store.a2a_sqlite",
+)
+#: gRPC services the A2A front door adds (their names are needed before it loads).
+A2A_GRPC_SERVICES = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"]
+
+
+#: Packages the front doors need, checked (not imported) at setup: a broken install
+#: fails the start with one clear line instead of failing later in the background.
+REQUIRED_PACKAGES = ("a2a", "mcp", "mcp_types", "httpx", "starlette")
+
+
+def _import_heavy() -> None:
+    for name in HEAVY_MODULES:
+        importlib.import_module(name)
+
+
+def check_installed(packages: tuple[str, ...] = REQUIRED_PACKAGES) -> None:
+    """Raise ModuleNotFoundError for the first package that cannot be imported.
+
+    Finds each package without importing it (cheap), so start-up stays fast.
+    """
+    for name in packages:
+        try:
+            found = name not in sys.modules or sys.modules[name] is not None
+            found = found and importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 class InteropSubsystem(Subsystem):
@@ -27,25 +80,84 @@ class InteropSubsystem(Subsystem):
     name = "interop"
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
-        """Open the held-agent store and build both front doors (the A2A gateway agent is lazy)."""
+        """Open the held agents and MCP tools (others use them at setup); install the lazy
+        HTTP and gRPC entry points. Nothing from a2a-sdk or mcp is imported yet."""
+        from coral.api.mcp.held_agents import HeldAgents
+        from coral.api.mcp.tools import CoralTools
+        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
+
+        check_installed()
+        self._node = node
+        self._ctx = ctx
+        directory = ctx.require("directory")
+        engine = ctx.require("coordination")
+        self.held = HeldAgents(
+            node.db, ctx.config.keys_dir, ctx.identity, directory, ctx.require("gateway")
+        )
+        await self.held.open()
+        cursors = SqliteWaitCursors(node.db)
+        await cursors.open()
+        cap = ctx.config.mcp_max_wait_ms
+        self.tools = CoralTools(
+            self.held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
+        )
+        ctx.services["mcp_tools"] = self.tools
+        ctx.services["held_agents"] = self.held
+        self.routes = LazyRoutes()
+        self.services = LazyGrpcServices(A2A_GRPC_SERVICES, self.routes.ready)
+        self._loading: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
+        self._built = False
+        self.http_installers.append(lambda app, _ctx: self.routes.install(app))
+        self.grpc_installers.append(self._install_grpc)
+
+    def _install_grpc(self, server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
+        server.add_generic_rpc_handlers((self.services,))
+        return list(A2A_GRPC_SERVICES)
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        """Load and start the front doors in the background (requests wait for them)."""
+        self._loading = asyncio.create_task(self._load())
+
+    async def ready(self) -> None:
+        """Wait until the A2A and MCP front doors serve (raises what loading raised)."""
+        await self.routes.ready()
+
+    async def _load(self) -> None:
+        try:
+            await asyncio.to_thread(_import_heavy)
+            inner = await self._build(self._node, self._ctx)
+            recorder = RecordingServer()
+            for install in self._grpc_parts:
+                install(recorder, self._ctx)
+            self.services.load(recorder)
+            await self.mcp.start()
+            await self.proxies.start()
+            self._retention_task = asyncio.create_task(self._retain(), name="a2a-retention")
+            self._built = True
+            self.routes.load(inner)
+        except asyncio.CancelledError:
+            self.routes.fail(RuntimeError("the node stopped before interop was ready"))
+            raise
+        except Exception as exc:
+            self.routes.fail(exc)
+            raise
+
+    async def _build(self, node: Any, ctx: NodeContext) -> web.Application:
+        """Build both front doors; returns the app holding their HTTP routes."""
         from coral.api.a2a.executor import CoralAgentExecutor, LazyGateway
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
         from coral.api.a2a.tasks import RetentionPolicy, fail_interrupted
+        from coral.api.http.app import CTX
         from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
-        from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.server import McpFrontDoor
-        from coral.api.mcp.tools import CoralTools
         from coral.store.a2a_sqlite import SqliteA2ATaskRecords
-        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 
         directory = ctx.require("directory")
         engine = ctx.require("coordination")
-        held = HeldAgents(
-            node.db, ctx.config.keys_dir, ctx.identity, directory, ctx.require("gateway")
-        )
-        await held.open()
+        held = self.held
         self.gateway = LazyGateway(held, engine)
         a2a_config = ctx.config.a2a
         self.task_records = SqliteA2ATaskRecords(node.db)
@@ -55,7 +167,6 @@ class InteropSubsystem(Subsystem):
         interrupted = await fail_interrupted(self.task_records)
         if interrupted:
             log.info("A2A: %d tasks were running when the node stopped; marked failed", interrupted)
-        self._retention_task: asyncio.Task[None] | None = None
         executor = CoralAgentExecutor(
             held,
             self.gateway,
@@ -65,35 +176,23 @@ class InteropSubsystem(Subsystem):
             reply_timeout_s=a2a_config.reply_timeout_s,
         )
         self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config)
-        cursors = SqliteWaitCursors(node.db)
-        await cursors.open()
         cap = ctx.config.mcp_max_wait_ms
-        tools = CoralTools(
-            held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
-        )
         self.mcp = McpFrontDoor(
             held,
-            tools,
+            self.tools,
             policy=HostPolicy.from_config(ctx.config),
             max_wait_ms=cap,
             sse_retry_ms=ctx.config.mcp_sse_retry_ms,
         )
-        ctx.services["mcp_tools"] = tools
         self.proxies = A2AProxies(held, engine)
-        ctx.services["held_agents"] = held
         ctx.services["a2a_proxies"] = self.proxies
-        self.http_installers += [
-            self.a2a.install_http,
-            lambda app, _ctx: self.mcp.install(app),
-            admin.installer(held, self.proxies),
-        ]
-        self.grpc_installers.append(self.a2a.install_grpc)
-
-    async def started(self, node: Any, ctx: NodeContext) -> None:
-        """Start the MCP session manager and the A2A proxies."""
-        await self.mcp.start()
-        await self.proxies.start()
-        self._retention_task = asyncio.create_task(self._retain(), name="a2a-retention")
+        inner = web.Application()
+        inner[CTX] = ctx
+        self.a2a.install_http(inner, ctx)
+        self.mcp.install(inner)
+        admin.installer(held, self.proxies)(inner, ctx)
+        self._grpc_parts = [self.a2a.install_grpc]
+        return inner
 
     async def _retain(self) -> None:
         while True:
@@ -108,12 +207,16 @@ class InteropSubsystem(Subsystem):
 
     async def stopping(self, node: Any, ctx: NodeContext) -> None:
         """Stop background readers before the servers stop."""
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            await asyncio.gather(self._loading, return_exceptions=True)
         if self._retention_task is not None:
             self._retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention_task
-        await self.mcp.stop()
-        await self.proxies.stop()
-        await self.a2a.close()
-        await self.gateway.stop()
+        if self._built:
+            await self.mcp.stop()
+            await self.proxies.stop()
+            await self.a2a.close()
+            await self.gateway.stop()
         await super().stopping(node, ctx)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -27,7 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from coral.api.auth import authenticate_admin
-from coral.api.http.app import CTX
+from coral.api.http.app import CTX, read_json_body
 from coral.context import NodeContext
 from coral.keys import load_or_create_identity
 from coral.launcher import BackoffPolicy, InvalidLaunch, LaunchedAgent, LaunchSpec, LaunchTable
@@ -211,11 +210,8 @@ def _launcher(request: web.Request) -> tuple[NodeContext, AgentLauncher]:
 async def launch(request: web.Request) -> web.Response:
     """POST /v1/admin/launch {manifest, replicas?, options?, name?}."""
     _, launcher = _launcher(request)
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise InvalidLaunch("the body is not JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("manifest"), str):
+    body = await read_json_body(request, allow_empty=True)
+    if not isinstance(body.get("manifest"), str):
         raise InvalidLaunch("give 'manifest': a registry name or manifest path")
     replicas = body.get("replicas", 1)
     options = body.get("options") or {}

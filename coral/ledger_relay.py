@@ -22,14 +22,13 @@ from typing import Any
 
 from aiohttp import web
 
-from coral.api.http.app import CTX
+from coral.api.http.app import CTX, read_json_body
 from coral.api.http.coordination import caller as signed_caller
 from coral.context import NodeContext
 from coral.ledger.model import AccountKind
 from coral.ledger.service import LedgerService
 from coral.ledger_access import Caller, LedgerAccess, check_client_transfer_id
 from coral.ledger_subsystem import settlement_account_id
-from coral.protocol.canonical import parse_json
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound
 from coral.protocol.message import now_ms
 
@@ -176,10 +175,7 @@ def _relay(request: web.Request) -> PaymentRelay:
 
 
 async def _object(request: web.Request) -> dict[str, Any]:
-    body = parse_json(await request.read() or b"{}")
-    if not isinstance(body, dict):
-        raise InvalidMessage("the body is a JSON object", reason="invalid_request")
-    return body
+    return await read_json_body(request, allow_empty=True)
 
 
 async def send_remote_payment(request: web.Request) -> web.Response:

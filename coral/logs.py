@@ -29,6 +29,26 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class MalformedHttpFilter(logging.Filter):
+    """Turns aiohttp's traceback for an unparseable request into one info line.
+
+    A request line or header past the size limits (LineTooLong) or bytes
+    that are not HTTP are the client's mistake: aiohttp already answers 400,
+    so the node logs what was refused, not a stack trace.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "refused a malformed HTTP request (%s): %s"
+            record.args = (type(exc).__name__, str(exc.message).split("\n", 1)[0][:200])
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as a single JSON line with the standard fields."""
 
@@ -70,3 +90,6 @@ def configure_logging(level: str = "info", as_json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedHttpFilter())

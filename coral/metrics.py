@@ -30,6 +30,12 @@ class NodeMetrics:
         self.messages_routed = Counter(
             "coral_messages_routed", "Messages accepted into threads", registry=r
         )
+        self.client_disconnects = Counter(
+            "coral_client_disconnects",
+            "Requests whose client went away before the response was sent",
+            ["api"],
+            registry=r,
+        )
         self.waits_open = Gauge("coral_waits_open", "Agents currently waiting", registry=r)
         self.agents_registered = Gauge(
             "coral_agents_registered", "Agents homed on this node", registry=r

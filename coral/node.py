@@ -9,6 +9,8 @@ close the database.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import json
 import logging
 import os
@@ -116,8 +118,14 @@ class Node:
         ctx.grpc_address = f"{advertise}:{grpc_port}"
 
         app = build_http_app(ctx, http_installers)
+        # handler_cancellation: a client that disconnects cancels its handler,
+        # so a long-poll frees its wait slot at once (gRPC cancels the same way).
         self._http = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=cfg.shutdown_grace_s
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=cfg.shutdown_grace_s,
+            handler_cancellation=True,
         )
         await self._http.setup()
         site = web.TCPSite(
@@ -198,6 +206,12 @@ class Node:
         if self._runtime_written:  # never another node's file (same data dir, failed start)
             self._runtime_written = False
             self.config.runtime_file.unlink(missing_ok=True)
+        # At interpreter exit, freeze the heap before the final full garbage
+        # collection (seconds over a large heap on a busy host, after A2A or
+        # MCP traffic): the process is going away, so a SIGTERM exits promptly.
+        # atexit runs before that collection; unregister first keeps it once.
+        atexit.unregister(gc.freeze)
+        atexit.register(gc.freeze)
 
     async def run_until_signalled(self, stop_event: asyncio.Event) -> None:
         """Start, wait for ``stop_event``, stop."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -66,6 +67,21 @@ class Subsystem:
         self._tasks.append(asyncio.create_task(loop(), name=f"{self.name}-periodic"))
 
 
+def wait_budget(configured: int) -> int:
+    """The node-wide cap on open waits: ``configured``, or derived from RLIMIT_NOFILE.
+
+    Each open wait holds a connection (a file descriptor). The derived budget
+    leaves a quarter of the limit, at least 64 descriptors, for health checks,
+    admin calls, peers and the database.
+    """
+    if configured > 0:
+        return configured
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 65_536
+    return max(16, soft - max(64, soft // 4))
+
+
 class CoordinationSubsystem(Subsystem):
     """Agent directory, coordination engine and the message gateway."""
 
@@ -101,6 +117,7 @@ class CoordinationSubsystem(Subsystem):
             store,
             node_id=identity.did,
             clock=now_ms,
+            max_waits_total=wait_budget(node.config.max_open_waits),
             sign_event=lambda message: sign_message(message, identity),
         )
         rate = node.config.agent_message_rate
@@ -111,15 +128,27 @@ class CoordinationSubsystem(Subsystem):
         directory = ctx.directory
 
         async def count_local_agents() -> None:
-            ctx.metrics.agents_registered.set(len(await directory.search(local_only=True)))
+            # One count at a time; records stored meanwhile ask for one more pass,
+            # so a burst of registrations costs a few counts, not one each.
+            try:
+                while counting["again"]:
+                    counting["again"] = False
+                    count = len(await directory.search(local_only=True))
+                    ctx.metrics.agents_registered.set(count)
+            finally:
+                counting["running"] = False
 
+        counting = {"again": True, "running": True}
         await count_local_agents()
 
         def on_record(record: Any) -> None:
             if record.home_node == identity.did:
-                task = asyncio.get_running_loop().create_task(count_local_agents())
-                self._counting.add(task)
-                task.add_done_callback(self._counting.discard)
+                counting["again"] = True
+                if not counting["running"]:
+                    counting["running"] = True
+                    task = asyncio.get_running_loop().create_task(count_local_agents())
+                    self._counting.add(task)
+                    task.add_done_callback(self._counting.discard)
 
         self._counting: set[asyncio.Task[None]] = set()
         directory.listeners.append(on_record)

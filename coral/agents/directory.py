@@ -4,6 +4,16 @@ Local registration checks the agent's own signature, that the record names
 this node as home, that it is fresh and newer than what is stored, then
 countersigns it. Records from peers must carry both signatures already.
 A higher ``version`` always wins; a tombstone (``deleted``) wins the same way.
+
+Names: a name is bound, within a scope, to the first did that registers it
+on this node; another did registering it gets NameTaken (409). The binding
+outlives deregistration (so nobody can grab a name the moment its holder
+goes offline), moves with a key rotation, and is what name lookups resolve
+through. The node-wide scope is ``""``; a coral-server session may use its
+own scope, so the same name in two sessions is two agents. Agents homed on
+other nodes carry no binding here: a name with no local binding resolves to
+the one remote agent of that name, and is refused as ambiguous when several
+remote nodes list it (ask for the did instead).
 """
 
 from __future__ import annotations
@@ -34,6 +44,22 @@ class StaleRecord(Conflict):
     reason = "stale_record"
 
 
+class NameTaken(Conflict):
+    """The name is bound to another agent on this node."""
+
+    reason = "name_taken"
+
+
+class AmbiguousName(Conflict):
+    """Several remote agents carry the name and none is bound here."""
+
+    reason = "ambiguous_name"
+
+
+#: The node-wide naming scope (coral-server sessions may bind names in their own).
+NODE_SCOPE = ""
+
+
 class AgentStore(Protocol):
     """Persistence of agent records (one row per agent did)."""
 
@@ -56,6 +82,22 @@ class AgentStore(Protocol):
         """Records matching every given filter, by name then did."""
         ...
 
+    async def bind_name(self, scope: str, name: str, did: str, now_ms: int) -> str:
+        """Bind ``name`` to ``did`` unless already bound; returns the holder's did (atomic)."""
+        ...
+
+    async def name_holder(self, scope: str, name: str) -> str | None:
+        """The did ``name`` is bound to in ``scope``, or None."""
+        ...
+
+    async def rebind_name(self, scope: str, name: str, old_did: str, new_did: str) -> bool:
+        """Move a binding from ``old_did`` to ``new_did`` (idempotent); True when it moved."""
+        ...
+
+    async def release_name(self, scope: str, name: str, did: str) -> None:
+        """Drop ``did``'s binding of ``name`` (no-op when held by another did)."""
+        ...
+
 
 class AgentDirectory:
     """The node's view of every agent it knows, local and remote."""
@@ -75,7 +117,12 @@ class AgentDirectory:
         self.listeners: list[Callable[[AgentRecord], None]] = []
 
     async def register(self, record: AgentRecord) -> AgentRecord:
-        """Accept a record signed by its agent, countersign it, and store it."""
+        """Accept a record signed by its agent, countersign it, and store it.
+
+        Raises NameTaken when the record's name is bound to another did here,
+        StaleRecord for a version not newer than the stored one, and the
+        signature/freshness errors of the record checks.
+        """
         verify_agent_signature(record)
         if record.home_node != self.node.did:
             raise InvalidMessage(
@@ -95,6 +142,10 @@ class AgentDirectory:
             )
         if current is None and record.deleted:
             raise AgentNotRegistered("cannot deregister an agent that is not registered")
+        if not record.deleted:  # a tombstone claims nothing (nor frees its name)
+            await self._claim_name(record.manifest.name, record.agent)
+            if current is not None and current.manifest.name != record.manifest.name:
+                await self.store.release_name(NODE_SCOPE, current.manifest.name, record.agent)
         signed = countersign_record(record, self.node)
         await self.store.put(signed)
         for listener in self.listeners:
@@ -112,6 +163,11 @@ class AgentDirectory:
         check_agent_rotation(current, request, self.clock(), self.max_skew_ms)
         if await self.store.get(request.replacement.agent) is not None:
             raise RotationRefused("the new key already has a directory record")
+        # The name moves first: a crash before the records land leaves it with
+        # the new key, which the retried rotation then registers under it.
+        name = current.manifest.name
+        await self._claim_name(name, current.agent)
+        await self.store.rebind_name(NODE_SCOPE, name, current.agent, request.replacement.agent)
         tombstone = await self.register(request.tombstone)
         return tombstone, await self.register(request.replacement)
 
@@ -133,19 +189,54 @@ class AgentDirectory:
             raise AgentNotRegistered(f"agent {did} is not registered")
         return record
 
-    async def resolve(self, ref: str) -> AgentRecord:
-        """Find an agent by did or by name (local agents win a name clash)."""
+    async def _claim_name(self, name: str, did: str) -> None:
+        holder = await self.store.name_holder(NODE_SCOPE, name)
+        if holder is None:
+            # Records stored before names were bound: the earliest local holder
+            # keeps the name (a one-time catch-up per name).
+            earlier = [
+                r
+                for r in await self.store.search(name=name, home_node=self.node.did)
+                if r.agent != did
+            ]
+            first = min(earlier, key=lambda r: (r.updated_at, r.agent), default=None)
+            holder = await self.store.bind_name(
+                NODE_SCOPE, name, first.agent if first else did, self.clock()
+            )
+            if holder == did:
+                return
+        if holder != did:
+            raise NameTaken(f"the name {name!r} belongs to another agent on this node ({holder})")
+
+    async def resolve(self, ref: str, *, scope: str = NODE_SCOPE) -> AgentRecord:
+        """Find an agent by did or by name, through the name's binding.
+
+        Raises AgentNotRegistered when nothing answers to ``ref`` (or its
+        holder is deregistered), AmbiguousName when several remote agents
+        carry an unbound name.
+        """
         if ref.startswith("did:"):
             return await self.get(ref)
+        holder = await self.store.name_holder(scope, ref)
+        if holder is not None:
+            return await self.get(holder)
         matches = await self.store.search(name=ref)
-        if not matches:
-            raise AgentNotRegistered(f"no agent named {ref!r}")
         local = [r for r in matches if r.home_node == self.node.did]
-        return (local or matches)[0]
+        if local and scope == NODE_SCOPE:  # stored before names were bound
+            first = min(local, key=lambda r: (r.updated_at, r.agent))
+            return await self.get(await self.store.bind_name(scope, ref, first.agent, self.clock()))
+        remote = [r for r in matches if r.home_node != self.node.did]
+        if not remote:
+            raise AgentNotRegistered(f"no agent named {ref!r}")
+        if len(remote) > 1:
+            raise AmbiguousName(
+                f"{len(remote)} agents on other nodes are named {ref!r}; address one by its did"
+            )
+        return remote[0]
 
-    async def resolve_did(self, ref: str) -> str:
-        """The did of the agent named or identified by ``ref``."""
-        return (await self.resolve(ref)).agent
+    async def resolve_did(self, ref: str, *, scope: str = NODE_SCOPE) -> str:
+        """The did of the agent named or identified by ``ref`` (see ``resolve``)."""
+        return (await self.resolve(ref, scope=scope)).agent
 
     async def is_registered(self, did: str) -> bool:
         """True when ``did`` has a live record here."""

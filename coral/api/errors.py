@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import grpc
 
-from coral.protocol.errors import CoralError
+from coral.protocol.errors import CoralError, StorageUnavailable
 
 HTTP_STATUS = {
     "invalid": 400,
@@ -32,6 +33,19 @@ GRPC_STATUS = {
 
 #: Trailing-metadata key carrying the machine-readable reason on gRPC errors.
 GRPC_REASON_KEY = "coral-reason"
+
+
+def as_coral_error(exc: BaseException) -> CoralError | None:
+    """The typed error an adapter reports for ``exc``, or None for a server bug.
+
+    A database that cannot serve (locked, read-only, missing, full) is the
+    operator's to fix and the caller's to retry: StorageUnavailable.
+    """
+    if isinstance(exc, CoralError):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError):
+        return StorageUnavailable(f"storage unavailable: {exc}")
+    return None
 
 
 def http_status(error: CoralError) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from coral.protocol.errors import (
     Conflict,
+    CoralError,
     Forbidden,
     InvalidMessage,
     NotFound,
@@ -111,3 +112,11 @@ class TooManyWaits(ResourceExhausted):
     """The agent already has as many concurrent waits as the node allows."""
 
     reason = "too_many_waits"
+
+
+class WaitBudgetExhausted(CoralError):
+    """The node holds as many open waits and streams as its budget allows; retry soon."""
+
+    reason = "node_busy"
+    category = "unavailable"
+    retry_after_s = 1

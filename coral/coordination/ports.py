@@ -50,9 +50,13 @@ class ThreadWrite:
 class CoordinationStore(Protocol):
     """Persistence for threads, their logs and per-agent inboxes."""
 
-    async def apply(self, write: ThreadWrite) -> None:
+    async def apply(self, write: ThreadWrite) -> list[InboxEntry]:
         """Write everything or nothing; raise ThreadExists, ConcurrentUpdate or
-        DuplicateMessage when the write conflicts with what is stored."""
+        DuplicateMessage when the write conflicts with what is stored.
+
+        Returns the inbox rows written for ``write.entries`` (history grants
+        excluded), so waiting agents can be handed them without a read.
+        """
         ...
 
     async def get_thread(self, thread_id: str) -> Thread | None:
@@ -80,6 +84,17 @@ class CoordinationStore(Protocol):
         from_agent: str | None = None,
     ) -> list[InboxEntry]:
         """Inbox entries past cursor ``after`` that match the filter, in order."""
+        ...
+
+    async def inbox_page(
+        self,
+        agent: str,
+        after: int,
+        limit: int,
+        kind: WaitKind = "message",
+        from_agent: str | None = None,
+    ) -> tuple[list[InboxEntry], int]:
+        """Like ``inbox``, plus the agent's newest cursor at the time of the same read."""
         ...
 
     async def inbox_cursor(self, agent: str) -> int:

@@ -11,9 +11,10 @@ Messages given to ``send_message`` must already be signature-verified.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from coral.coordination import events as ev
@@ -28,6 +29,7 @@ from coral.coordination.errors import (
 from coral.coordination.model import (
     WAIT_KINDS,
     HistoryPage,
+    InboxEntry,
     Thread,
     ThreadEntry,
     WaitKind,
@@ -42,7 +44,7 @@ from coral.coordination.strategy import (
     ThreadView,
     TimedStrategy,
 )
-from coral.coordination.waiting import InboxSignals, KeyedLocks
+from coral.coordination.waiting import InboxListener, InboxSignals, KeyedLocks
 from coral.protocol.canonical import canonical_json
 from coral.protocol.errors import CoralError, Expired, InvalidMessage
 from coral.protocol.message import Message, new_message_id
@@ -68,6 +70,7 @@ class CoordinationService:
         clock: Callable[[], int],
         strategies: StrategyRegistry | None = None,
         max_waits_per_agent: int = 8,
+        max_waits_total: int | None = None,
         sign_event: ev.EventSigner | None = None,
         event_hooks: Mapping[str, EventHook] | None = None,
     ) -> None:
@@ -76,7 +79,7 @@ class CoordinationService:
         self.node_id = node_id
         self.clock = clock
         self.strategies = strategies if strategies is not None else StrategyRegistry.default()
-        self.signals = InboxSignals(max_waits_per_agent)
+        self.signals = InboxSignals(max_waits_per_agent, max_waits_total=max_waits_total)
         self._sign_event = sign_event
         self._event_hooks = dict(event_hooks or {})
         self._locks = KeyedLocks()
@@ -217,10 +220,13 @@ class CoordinationService:
             now = self.clock()
             if message.expires_at is not None and message.expires_at <= now:
                 raise Expired("the message expired before it was posted")
-            if await self.store.has_message(message.id):
-                raise DuplicateMessage(f"message {message.id} is already stored")
             strategy = self.strategies.get(thread.strategy)
             decision = _accepted(strategy.on_message(ThreadView.of(thread, now), message))
+            # The store refuses a stored message id as it writes (DuplicateMessage,
+            # nothing written); look first only when event hooks with effects
+            # outside the write (the ledger's) would run before that.
+            if self._runs_hooks(decision) and await self.store.has_message(message.id):
+                raise DuplicateMessage(f"message {message.id} is already stored")
             entry = ThreadEntry(thread.id, thread.last_seq + 1, message, now)
             recipients = tuple(p for p in thread.participants if p != message.sender)
             await self._commit(
@@ -304,6 +310,31 @@ class CoordinationService:
 
     # -- waiting ------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def wait_slot(self, agent: str) -> Iterator[InboxListener]:
+        """Reserve one of ``agent``'s wait slots for a stream of ``wait`` calls.
+
+        A streaming front door takes the slot before it starts its response,
+        so a refusal (TooManyWaits, WaitBudgetExhausted) is still a plain
+        error; it passes the slot to each ``wait``. Leaving the block frees it.
+        """
+        with self.signals.listen(agent) as slot:
+            yield slot
+
+    @staticmethod
+    def check_wait(
+        kind: str, from_agent: str | None, after: int, limit: int, timeout_ms: int
+    ) -> None:
+        """Raise InvalidWait unless these are valid ``wait`` arguments."""
+        if kind not in WAIT_KINDS:
+            raise InvalidWait(f"kind is one of {', '.join(WAIT_KINDS)}")
+        if (kind == "agent") != (from_agent is not None):
+            raise InvalidWait("from_agent is required for, and only for, kind 'agent'")
+        if not 0 < timeout_ms <= MAX_WAIT_MS:
+            raise InvalidWait(f"timeout_ms must be in (0, {MAX_WAIT_MS}]")
+        if after < 0 or not 0 < limit <= MAX_PAGE:
+            raise InvalidWait(f"after >= 0 and limit in 1..{MAX_PAGE}")
+
     async def wait(
         self,
         agent: str,
@@ -313,37 +344,91 @@ class CoordinationService:
         after: int = 0,
         timeout_ms: int = 30_000,
         limit: int = 100,
+        slot: InboxListener | None = None,
     ) -> WaitResult:
         """Inbox entries for ``agent`` past cursor ``after`` that match ``kind``.
 
         Returns at once when some exist, otherwise blocks until one arrives or
         ``timeout_ms`` passes (then returns none and the same cursor). Resuming
         with the returned cursor never skips or repeats a matching entry, also
-        across restarts. Cancelling the wait releases its slot.
+        across restarts. Cancelling the wait releases its slot. ``slot`` is
+        one reserved with ``wait_slot``; without it the wait takes its own.
+
+        Raises InvalidWait, TooManyWaits, WaitBudgetExhausted.
         """
-        if kind not in WAIT_KINDS:
-            raise InvalidWait(f"kind is one of {', '.join(WAIT_KINDS)}")
-        if (kind == "agent") != (from_agent is not None):
-            raise InvalidWait("from_agent is required for, and only for, kind 'agent'")
-        if not 0 < timeout_ms <= MAX_WAIT_MS:
-            raise InvalidWait(f"timeout_ms must be in (0, {MAX_WAIT_MS}]")
-        if after < 0 or not 0 < limit <= MAX_PAGE:
-            raise InvalidWait(f"after >= 0 and limit in 1..{MAX_PAGE}")
+        self.check_wait(kind, from_agent, after, limit, timeout_ms)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
-        with self.signals.listen(agent) as woken:
+        # A reserved slot is one listener kept across calls; without one, the next
+        # wait of a loop (long-poll, SSE, fan-out) resumes a parked listener.
+        reserved = (
+            contextlib.nullcontext(slot)
+            if slot is not None
+            else self.signals.listen(agent, resume=(kind, from_agent, limit, after))
+        )
+        with reserved as listener:
             while True:
-                woken.clear()
-                found = await self.store.inbox(agent, after, limit, kind, from_agent)
+                found = await self._look(listener, agent, after, limit, kind, from_agent)
                 if found:
-                    return WaitResult(tuple(found), found[-1].cursor)
+                    cursor = found[-1].cursor
+                    listener.park_as = (kind, from_agent, limit, cursor)
+                    return WaitResult(tuple(found), cursor)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
+                    listener.park_as = (kind, from_agent, limit, after)
                     return WaitResult((), after)
                 try:
-                    await asyncio.wait_for(woken.wait(), remaining)
+                    await asyncio.wait_for(listener.event.wait(), remaining)
                 except TimeoutError:
                     pass  # look once more, then report the timeout
+
+    async def subscribe(
+        self,
+        agent: str,
+        kind: WaitKind = "message",
+        *,
+        from_agent: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> AsyncIterator[WaitResult]:
+        """Yield batches of matching inbox entries past ``after``, forever (streams).
+
+        Like repeated ``wait`` calls resumed from each returned cursor, but the
+        wait stays registered between batches, so rows committed meanwhile are
+        taken from memory rather than read back from the store. Holds one of
+        the agent's wait slots until the iterator is closed or cancelled.
+        """
+        self.check_wait(kind, from_agent, after, limit, 1)
+        with self.signals.listen(agent) as listener:
+            while True:
+                found = await self._look(listener, agent, after, limit, kind, from_agent)
+                if found:
+                    after = found[-1].cursor
+                    yield WaitResult(tuple(found), after)
+                    continue
+                await listener.event.wait()
+
+    async def _look(
+        self,
+        listener: InboxListener,
+        agent: str,
+        after: int,
+        limit: int,
+        kind: WaitKind,
+        from_agent: str | None,
+    ) -> list[InboxEntry]:
+        """Matching entries past ``after``: from what was delivered, else from the store."""
+        listener.event.clear()
+        delivered = listener.take()
+        if delivered is not None:
+            found = [e for e in delivered if e.cursor > after and _matches(e, kind, from_agent)]
+            if len(found) <= limit:
+                return found
+        listener.reset()
+        found, head = await self.store.inbox_page(agent, after, limit, kind, from_agent)
+        if len(found) < limit:
+            listener.known(head)  # nothing else matches up to head
+        return found
 
     async def inbox_cursor(self, agent: str) -> int:
         """The newest cursor of ``agent``'s inbox: wait ``after`` it for new entries only."""
@@ -397,10 +482,13 @@ class CoordinationService:
         )
         expected = stored.last_seq if stored is not None else None
         membership_changed = stored is None or stored.participants != thread.participants
-        await self.store.apply(
+        delivered = await self.store.apply(
             ThreadWrite(new_thread, expected, tuple(pending), grants, membership_changed)
         )
-        self.signals.notify([*audience, *(g.agent for g in grants)])
+        # Waits get the new rows from memory; grants were not handed over, so
+        # joiners (and anyone else) look in the store.
+        self.signals.deliver(delivered)
+        self.signals.notify(g.agent for g in grants)
         for listener in self._commit_listeners:
             try:
                 listener(new_thread, tuple(p.entry for p in pending))
@@ -410,12 +498,26 @@ class CoordinationService:
             self._wakes_changed.set()
         return new_thread
 
+    def _runs_hooks(self, decision: Decision) -> bool:
+        names = {event.name for event in decision.events}
+        if decision.next_agents:
+            names.add(ev.TURN)
+        return not names.isdisjoint(self._event_hooks)
+
     async def _run_hook(self, thread: Thread, event: SystemEvent) -> SystemEvent:
         hook = self._event_hooks.get(event.name)
         if hook is None:
             return event
         extra = await hook(thread, event)
         return dataclasses.replace(event, data={**event.data, **extra}) if extra else event
+
+
+def _matches(item: InboxEntry, kind: WaitKind, from_agent: str | None) -> bool:
+    if kind == "mention":
+        return item.mentioned
+    if kind == "agent":
+        return item.entry.sender == from_agent
+    return True
 
 
 def _accepted(decision: Decision) -> Decision:

@@ -100,6 +100,13 @@ class OriginIndex:
         self.peers[record.node] = record
         self._dirty.add(record.node)
 
+    def remove_peer(self, node: str) -> PeerRecord | None:
+        """Forget a node's peer record (its agents' entries stay); returns it."""
+        old = self.peers.pop(node, None)
+        if old is not None:
+            self._dirty.add(node)
+        return old
+
     def put_agent(self, record: AgentRecord) -> None:
         """Store or replace the directory entry of ``record.agent``."""
         self.remove_agent(record.agent)

@@ -7,6 +7,7 @@ remote node unchanged, so a peer learns why its gossip was refused.
 from __future__ import annotations
 
 from coral.protocol.errors import (
+    Conflict,
     Expired,
     Forbidden,
     FromFuture,
@@ -43,6 +44,18 @@ class PeerTableFull(ResourceExhausted):
     """The known-peer table is at ``max_known_peers``; a new node's record is refused."""
 
     reason = "peer_table_full"
+
+
+class RetiredNodeKey(Conflict):
+    """A record signed by a node key that was rotated away (its hand-over is known)."""
+
+    reason = "retired_node_key"
+
+
+class ExpiredPeerRecord(Expired):
+    """A peer record older than its time to live: its node stopped refreshing it."""
+
+    reason = "expired_peer_record"
 
 
 class ExpiredTombstone(Expired):

@@ -28,7 +28,14 @@ from coral.federation.digest import (
     GossipRequest,
     OriginIndex,
 )
-from coral.federation.errors import ExpiredTombstone, PeerBanned, PeerFlooding, PeerTableFull
+from coral.federation.errors import (
+    ExpiredPeerRecord,
+    ExpiredTombstone,
+    PeerBanned,
+    PeerFlooding,
+    PeerTableFull,
+    RetiredNodeKey,
+)
 from coral.federation.peer_record import DEFAULT_MAX_FUTURE_SKEW_MS, PeerRecord
 from coral.federation.peers import PeerScores, PeerSet, ScoringPolicy
 from coral.federation.records import (
@@ -50,6 +57,9 @@ class GossipConfig:
     max_known_peers: int = 10_000
     #: Tombstones outlive any partition we expect to heal; then they are purged.
     tombstone_ttl_ms: int = 7 * 24 * 3600 * 1000
+    #: A peer record older than this is dropped: live nodes re-issue theirs
+    #: well within it (``refresh_due``) and gossip carries the fresh one.
+    peer_record_ttl_ms: int = 3600 * 1000
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
 
@@ -63,6 +73,8 @@ class MergeResult:
     rejected: list[tuple[GossipRecord, str]] = field(default_factory=list)
     #: Agents whose entries were removed because an expired tombstone outranked them.
     purged: list[str] = field(default_factory=list)
+    #: Node ids retired by a verified key hand-over (their peer records were dropped).
+    retired: list[str] = field(default_factory=list)
 
 
 class GossipState:
@@ -86,6 +98,8 @@ class GossipState:
         self.peer_set = PeerSet(self_did, self.config.max_active_peers)
         self._index = OriginIndex()
         self._tombstones: list[tuple[int, str, int]] = []
+        #: Retired node id -> the id it handed over to (verified node hand-overs).
+        self._successors: dict[str, str] = {}
 
     @property
     def peers(self) -> Mapping[str, PeerRecord]:
@@ -145,8 +159,16 @@ class GossipState:
                 return False
             if old_peer is None and len(self._index.peers) >= self.config.max_known_peers:
                 raise PeerTableFull("peer table is full")
+            if record.node != self.self_did and self._peer_expired(record, now_ms):
+                raise ExpiredPeerRecord("peer record is past its time to live")
+            if record.node in self._successors:
+                raise RetiredNodeKey(
+                    f"{record.node} handed over to {self._successors[record.node]}"
+                )
             self.verifier.check(record, now_ms)
             self._index.put_peer(record)
+            if record.previous is not None:
+                self._retire(record.previous.old_did, record.node, result)
             if record.node != self.self_did and not self.scores.is_banned(record.node, now_ms):
                 self.peer_set.add(record.node)
             return True
@@ -165,6 +187,47 @@ class GossipState:
         if record.deleted:
             heapq.heappush(self._tombstones, (expires_at, record.agent, record.version))
         return True
+
+    def _retire(self, old: str, new: str, result: MergeResult) -> None:
+        # A verified node hand-over: the old id is gone for good (a stolen
+        # old key cannot bring it back), and ``successor_of`` finds the new one.
+        self._successors[old] = new
+        if self._index.remove_peer(old) is not None:
+            result.retired.append(old)
+        self.peer_set.drop(old)
+
+    def successor_of(self, node: str) -> str:
+        """The id ``node`` handed its key over to, followed to the end (itself when none)."""
+        seen = {node}
+        while node in self._successors and self._successors[node] not in seen:
+            node = self._successors[node]
+            seen.add(node)
+        return node
+
+    def _peer_expired(self, record: PeerRecord, now_ms: int) -> bool:
+        return record.issued_at + self.config.peer_record_ttl_ms <= now_ms
+
+    def purge_expired_peers(self, now_ms: int) -> list[str]:
+        """Forget peers whose records passed their TTL; returns their dids.
+
+        A node that stopped refreshing its record (gone, or rotated away) leaves
+        the peer table and the active set; its agents' entries stay until
+        their own records say otherwise.
+        """
+        expired = [
+            node
+            for node, record in self._index.peers.items()
+            if node != self.self_did and self._peer_expired(record, now_ms)
+        ]
+        for node in expired:
+            self._index.remove_peer(node)
+            self.peer_set.drop(node)
+        return expired
+
+    def refresh_due(self, now_ms: int) -> bool:
+        """True when this node should re-issue its own record (a third of the TTL passed)."""
+        own = self._index.peers.get(self.self_did)
+        return own is None or now_ms - own.issued_at >= self.config.peer_record_ttl_ms // 3
 
     def purge_expired_tombstones(self, now_ms: int) -> list[str]:
         """Forget tombstones older than the TTL; returns the agent dids purged."""

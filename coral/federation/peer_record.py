@@ -4,6 +4,11 @@ A record is signed by the node key it names, so a node cannot publish an
 address for another node's id. ``seq`` grows with every new record from the
 same node (nodes use their issue time in ms, which survives restarts); the
 highest ``seq`` wins and anything else is stale.
+
+A node whose key was rotated carries ``previous``: the hand-over from its
+old key to the one that signs the record (``coral.keyrotation``, kind
+"node"). Peers verify it with the record and retire the old node id, so the
+rotation spreads by ordinary gossip.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coral.federation.errors import RecordFromFuture, UnsignedRecord
+from coral.keyrotation import KeyHandover, RotationRefused, verify_handover
 from coral.protocol.errors import InvalidMessage, SignatureError
 from coral.protocol.identity import Identity
 from coral.protocol.message import Did, Millis
@@ -44,11 +50,14 @@ class PeerRecord(BaseModel):
     protocol_version: Annotated[str, Field(pattern=r"^coral/v[0-9]+$")] = PROTOCOL_VERSION
     seq: Annotated[int, Field(ge=1, le=2**53 - 1)]
     issued_at: Millis
+    #: The hand-over from this node's previous key, after a key rotation.
+    previous: KeyHandover | None = None
     signature: str | None = None
 
     def body(self) -> dict[str, Any]:
-        """The fields the node signs (everything except the signature)."""
-        return self.model_dump(mode="json", exclude={"signature"})
+        """The fields the node signs (everything but the signature; ``previous`` when set)."""
+        exclude = {"signature"} if self.previous is not None else {"signature", "previous"}
+        return self.model_dump(mode="json", exclude=exclude)
 
 
 def sign_peer_record(record: PeerRecord, node: Identity) -> PeerRecord:
@@ -61,11 +70,23 @@ def sign_peer_record(record: PeerRecord, node: Identity) -> PeerRecord:
 
 
 def issue_peer_record(
-    node: Identity, addresses: PeerAddresses, now_ms: int, *, seq: int | None = None
+    node: Identity,
+    addresses: PeerAddresses,
+    now_ms: int,
+    *,
+    seq: int | None = None,
+    previous: KeyHandover | None = None,
 ) -> PeerRecord:
-    """Create and sign this node's record; ``seq`` defaults to ``now_ms`` (rises on restart)."""
+    """Create and sign this node's record; ``seq`` defaults to ``now_ms`` (rises on restart).
+
+    ``previous`` is the hand-over from the node's former key, after a rotation.
+    """
     record = PeerRecord(
-        node=node.did, addresses=addresses, seq=seq if seq is not None else now_ms, issued_at=now_ms
+        node=node.did,
+        addresses=addresses,
+        seq=seq if seq is not None else now_ms,
+        issued_at=now_ms,
+        previous=previous,
     )
     return sign_peer_record(record, node)
 
@@ -79,6 +100,11 @@ def verify_peer_record(
     if record.issued_at > now_ms + max_future_skew_ms:
         raise RecordFromFuture(f"peer record issued {record.issued_at - now_ms} ms in the future")
     verify_object(PEER_RECORD_DOMAIN, record.body(), record.signature, record.node)
+    if record.previous is not None:
+        handover = record.previous
+        if handover.kind != "node" or handover.new_did != record.node:
+            raise RotationRefused("the hand-over is not from a node key to this record's node")
+        verify_handover(handover, now_ms, max_future_skew_ms)
 
 
 def parse_peer_record(obj: Any) -> PeerRecord:

@@ -8,6 +8,8 @@ UTF-8) so that what we sign is exactly what we parsed.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 import rfc8785
@@ -17,6 +19,7 @@ from coral.protocol.errors import (
     MalformedJson,
     NonCanonicalNumber,
     TooDeep,
+    TooLarge,
 )
 from coral.protocol.limits import DEFAULT_LIMITS
 
@@ -24,6 +27,31 @@ JsonValue = Any
 
 
 _MAX_SAFE = 2**53 - 1
+# Built once: json.dumps with options builds a new encoder on every call.
+_PLAIN_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+
+
+def encode_plain(value: JsonValue) -> str:
+    """Sorted, compact JSON text of a value ``is_plain_json`` accepted (its JCS form).
+
+    Uses the C encoder directly where CPython has one (the JSONEncoder wrapper
+    rebuilds it on every call). Raises ValueError on a reference cycle.
+    """
+    if _C_ENCODER is None:
+        return _PLAIN_ENCODER.encode(value)
+    encoder = _C_ENCODER(
+        {},
+        _PLAIN_ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        True,
+        False,
+        True,
+    )
+    return "".join(encoder(value, 0))
 
 
 def _is_plain(value: JsonValue) -> bool:
@@ -52,6 +80,11 @@ def _is_plain(value: JsonValue) -> bool:
     return True
 
 
+def is_plain_json(value: JsonValue) -> bool:
+    """True when the stdlib encoder's sorted, compact output of ``value`` is its JCS form."""
+    return _is_plain(value)
+
+
 def canonical_json(value: JsonValue) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of a JSON value.
 
@@ -62,9 +95,7 @@ def canonical_json(value: JsonValue) -> bytes:
     """
     if _is_plain(value):
         try:
-            return json.dumps(
-                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
+            return encode_plain(value).encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidUtf8("string contains a lone surrogate") from None
     try:
@@ -106,6 +137,8 @@ def check_depth(value: JsonValue, max_depth: int) -> None:
 def _scan_depth(text: str, max_depth: int) -> None:
     # Cheap bracket scan before json.loads so hostile nesting never reaches the
     # recursive parser (which would raise RecursionError deep inside).
+    if text.count("[") + text.count("{") <= max_depth:
+        return  # cannot nest deeper than the brackets it holds (C-speed check)
     depth = 0
     in_string = False
     escaped = False
@@ -127,8 +160,31 @@ def _scan_depth(text: str, max_depth: int) -> None:
             depth -= 1
 
 
-def parse_json(raw: bytes | str, *, max_depth: int = DEFAULT_LIMITS.max_depth) -> JsonValue:
-    """Parse untrusted JSON strictly: valid UTF-8, no duplicate keys, bounded depth."""
+def _bounded(convert: Callable[[str], Any], max_chars: int) -> Callable[[str], Any]:
+    def parse_number(literal: str) -> Any:
+        if len(literal) > max_chars:
+            raise TooLarge(
+                f"a number literal is longer than {max_chars} characters",
+                reason="number_too_long",
+            )
+        return convert(literal)
+
+    return parse_number
+
+
+def parse_json(
+    raw: bytes | str,
+    *,
+    max_depth: int = DEFAULT_LIMITS.max_depth,
+    max_number_chars: int = DEFAULT_LIMITS.max_number_chars,
+) -> JsonValue:
+    """Parse untrusted JSON strictly: valid UTF-8, no duplicate keys, bounded depth and numbers.
+
+    This is the node's one parser for untrusted JSON. Every failure is a typed
+    ``InvalidMessage`` (never ``RecursionError`` or a bare ``ValueError``):
+    InvalidUtf8, MalformedJson, TooDeep, TooLarge (a number literal longer
+    than ``max_number_chars``) or NonCanonicalNumber (NaN, Infinity).
+    """
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")
@@ -137,12 +193,24 @@ def parse_json(raw: bytes | str, *, max_depth: int = DEFAULT_LIMITS.max_depth) -
     else:
         text = raw
     _scan_depth(text, max_depth)
+    hooks: dict[str, Any] = {}
+    if re.search(f"[0-9]{{{max_number_chars + 1}}}", text):
+        # Only a text holding a long digit run (maybe inside a string) pays for
+        # the per-number check; the common case parses at C speed.
+        hooks = {
+            "parse_int": _bounded(int, max_number_chars),
+            "parse_float": _bounded(float, max_number_chars),
+        }
     try:
         value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, **hooks
         )
     except json.JSONDecodeError as exc:
         raise MalformedJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise TooDeep(f"nesting deeper than {max_depth}") from None
+    except ValueError as exc:  # e.g. the interpreter's int-string conversion limit
+        raise TooLarge(f"a JSON value is out of range: {exc}", reason="number_too_long") from None
     check_strings(value)
     return value
 

@@ -57,7 +57,9 @@ def message_from_json(raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Mess
     size = len(raw.encode() if isinstance(raw, str) else raw)
     if size > limits.max_message_bytes:
         raise TooLarge(f"message is {size} bytes; the limit is {limits.max_message_bytes}")
-    message = from_wire(parse_json(raw, max_depth=limits.max_depth))
+    message = from_wire(
+        parse_json(raw, max_depth=limits.max_depth, max_number_chars=limits.max_number_chars)
+    )
     check_limits(message, limits)
     return message
 
@@ -119,7 +121,10 @@ def _part_from_pb(part: pb.Part, limits: Limits) -> dict[str, Any]:
     if which == "text":
         return {"type": "text", "text": part.text.text}
     if which == "data":
-        return {"type": "data", "data": parse_json(part.data.json, max_depth=limits.max_depth)}
+        data = parse_json(
+            part.data.json, max_depth=limits.max_depth, max_number_chars=limits.max_number_chars
+        )
+        return {"type": "data", "data": data}
     if which == "file":
         f = part.file
         obj: dict[str, Any] = {"type": "file", "uri": f.uri, "media_type": f.media_type}
@@ -153,9 +158,23 @@ def _has_unknown_fields(msg: ProtoMessage) -> bool:
     return False
 
 
+def _message_has_unknown_fields(msg: pb.Message) -> bool:
+    # The same walk as _has_unknown_fields, unrolled for coral.v1.Message (the
+    # hot path: every submitted message): parts hold one flat sub-message each.
+    if len(UnknownFieldSet(msg)):
+        return True
+    for part in msg.parts:
+        if len(UnknownFieldSet(part)):
+            return True
+        which = part.WhichOneof("content")
+        if which is not None and len(UnknownFieldSet(getattr(part, which))):
+            return True
+    return msg.HasField("payment") and bool(len(UnknownFieldSet(msg.payment)))
+
+
 def message_from_proto(msg: pb.Message, limits: Limits = DEFAULT_LIMITS) -> Message:
     """Validate a protobuf message into the model (same checks as JSON)."""
-    if _has_unknown_fields(msg):
+    if _message_has_unknown_fields(msg):
         raise UnknownField("protobuf message carries unknown fields")
     wire: dict[str, Any] = {
         "id": msg.id,

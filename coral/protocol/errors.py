@@ -15,6 +15,8 @@ class CoralError(Exception):
     #: Which adapter status family this maps to: invalid, unauthenticated,
     #: forbidden, not_found, conflict, exhausted, unavailable, internal.
     category: str = "invalid"
+    #: Seconds after which a retry may succeed (HTTP ``Retry-After``), when known.
+    retry_after_s: int | None = None
 
     def __init__(self, detail: str = "", *, reason: str | None = None) -> None:
         super().__init__(detail or self.reason)

@@ -8,9 +8,10 @@ method). Agents and nodes are both identified this way.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -84,6 +85,10 @@ class PublicIdentity:
 
     did: str
     verify_key: nacl.signing.VerifyKey
+    _raw: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_raw", bytes(self.verify_key))
 
     @classmethod
     def from_did(cls, did: str) -> PublicIdentity:
@@ -92,8 +97,11 @@ class PublicIdentity:
 
     def verify(self, payload: bytes, signature: bytes) -> None:
         """Raise SignatureError unless ``signature`` signs ``payload`` under this key."""
+        if len(signature) != nacl.bindings.crypto_sign_BYTES:
+            raise SignatureError("an Ed25519 signature is 64 bytes")
         try:
-            self.verify_key.verify(payload, signature)
+            # PyNaCl's binding directly: VerifyKey.verify adds only checks done here.
+            nacl.bindings.crypto_sign_open(signature + payload, self._raw)
         except (nacl.exceptions.BadSignatureError, ValueError):
             raise SignatureError(f"signature does not verify for {self.did}") from None
 
@@ -106,10 +114,11 @@ def _public_identity(did: str) -> PublicIdentity:
 class Identity:
     """An Ed25519 signing identity (an agent's or a node's private key)."""
 
-    __slots__ = ("_signing_key", "did", "public")
+    __slots__ = ("_secret", "_signing_key", "did", "public")
 
     def __init__(self, signing_key: nacl.signing.SigningKey) -> None:
         self._signing_key = signing_key
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(signing_key))[1]
         self.did = did_from_public_key(bytes(signing_key.verify_key))
         self.public = PublicIdentity(self.did, signing_key.verify_key)
 
@@ -134,7 +143,7 @@ class Identity:
 
     def sign(self, payload: bytes) -> bytes:
         """Return the 64-byte detached Ed25519 signature of ``payload``."""
-        return self._signing_key.sign(payload).signature
+        return nacl.bindings.crypto_sign(payload, self._secret)[: nacl.bindings.crypto_sign_BYTES]
 
     def __repr__(self) -> str:  # never print the seed
         return f"Identity({self.did})"

@@ -13,6 +13,10 @@ class Limits:
     max_parts: int = 64
     max_mentions: int = 64
     max_depth: int = 32
+    #: Longest JSON number literal (digits, sign, point, exponent) a parser
+    #: accepts; ledger amounts need 19 digits, so this leaves ample room while
+    #: keeping Python's quadratic int-from-string conversion out of reach.
+    max_number_chars: int = 100
     max_text_chars: int = 128 * 1024
     max_id_chars: int = 128
     #: Accepted clock skew into the future, in milliseconds.

@@ -21,14 +21,18 @@ class MessageVerifier:
         self.guard = ReplayGuard(limits)
         self._clock = clock
 
-    def verify(self, message: Message, *, check_replay: bool = True) -> None:
+    def verify(self, message: Message, *, check_replay: bool = True, remember: bool = True) -> None:
         """Raise a typed CoralError unless the message is signed, fresh and new.
 
-        With ``check_replay`` the id is recorded, so a second call with the
-        same message raises Replayed.
+        With ``check_replay`` an id seen before raises Replayed; with
+        ``remember`` as well, the id is recorded, so a second call raises.
+        Checks on behalf of a third party (the public verify routes) pass
+        ``remember=False``: asking must not burn the sender's id.
         """
         now = self._clock()
         self.guard.check_time(message, now)
         verify_message_signature(message, max_bytes=self.limits.max_message_bytes)
-        if check_replay:
+        if check_replay and remember:
             self.guard.accept(message, now)
+        elif check_replay:
+            self.guard.check(message, now)

@@ -27,7 +27,20 @@ MIGRATIONS = [
         );
         CREATE INDEX agent_capabilities_cap ON agent_capabilities(capability);
         """,
-    )
+    ),
+    Migration(
+        2,
+        """
+        CREATE TABLE agent_names (
+            scope TEXT NOT NULL,
+            name TEXT NOT NULL,
+            did TEXT NOT NULL,
+            bound_at INTEGER NOT NULL,
+            PRIMARY KEY (scope, name)
+        );
+        CREATE INDEX agent_names_did ON agent_names(did);
+        """,
+    ),
 ]
 
 
@@ -70,6 +83,40 @@ class SqliteAgentStore:
                 [(record.agent, c) for c in set(record.manifest.capabilities)],
             )
         return True
+
+    async def bind_name(self, scope: str, name: str, did: str, now_ms: int) -> str:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO agent_names(scope, name, did, bound_at) VALUES (?, ?, ?, ?)",
+                (scope, name, did, now_ms),
+            )
+            cur = await conn.execute(
+                "SELECT did FROM agent_names WHERE scope = ? AND name = ?", (scope, name)
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    async def name_holder(self, scope: str, name: str) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT did FROM agent_names WHERE scope = ? AND name = ?", (scope, name)
+        )
+        return str(row[0]) if row else None
+
+    async def rebind_name(self, scope: str, name: str, old_did: str, new_did: str) -> bool:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE agent_names SET did = ? WHERE scope = ? AND name = ? AND did IN (?, ?)",
+                (new_did, scope, name, old_did, new_did),
+            )
+            return cur.rowcount == 1
+
+    async def release_name(self, scope: str, name: str, did: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM agent_names WHERE scope = ? AND name = ? AND did = ?",
+                (scope, name, did),
+            )
 
     async def search(
         self,

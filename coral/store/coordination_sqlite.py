@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,8 +20,8 @@ import aiosqlite
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
 from coral.coordination.model import InboxEntry, Thread, ThreadEntry, WaitKind
 from coral.coordination.ports import HistoryGrant, ThreadWrite
-from coral.protocol.canonical import canonical_json
-from coral.protocol.message import from_wire, to_wire
+from coral.protocol.message import from_wire
+from coral.protocol.signing import canonical_wire
 from coral.store.sqlite import Migration, SqliteDatabase
 
 #: A synchronous function run inside a write's transaction (see write_hooks).
@@ -87,33 +88,62 @@ _ENTRY_COLUMNS = "e.thread_id, e.seq, e.system, e.recorded_at, e.wire"
 class SqliteCoordinationStore:
     """The default ``CoordinationStore``: one SQLite file shared with the other components."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, *, cached_threads: int = 10_000) -> None:
         self.db = db
         #: Called inside every write's transaction, after its rows: federation
         #: queues cross-node deliveries here so they commit with the entry or not at all.
         self.write_hooks: list[WriteHook] = []
+        # Threads as last committed, so a post needs no read before its write.
+        # Only this store writes the thread tables (one process per SQLite
+        # file); ``_writes`` counts committed writes so a read that raced one
+        # is not cached.
+        self._threads: OrderedDict[str, Thread] = OrderedDict()
+        self._cached_threads = cached_threads
+        self._writes = 0
+
+    def _remember(self, thread: Thread) -> None:
+        self._threads[thread.id] = thread
+        self._threads.move_to_end(thread.id)
+        if len(self._threads) > self._cached_threads:
+            self._threads.popitem(last=False)
 
     async def migrate(self) -> int:
         """Create or upgrade the coordination tables; return the schema version."""
         return await self.db.migrate(COMPONENT, MIGRATIONS)
 
-    async def apply(self, write: ThreadWrite) -> None:
+    async def apply(self, write: ThreadWrite) -> list[InboxEntry]:
         """Write the thread, its new entries, history grants and inbox rows atomically.
 
         Runs as one synchronous function on the database thread, folded by
         group commit into a shared transaction with concurrent writers (each
         under its own savepoint), so a busy node pays one round trip and one
-        commit for many messages.
+        commit for many messages. Returns the inbox rows of the new entries
+        (not of history grants), for delivery to waiting agents.
         """
         entry_rows = [_entry_row(pending.entry) for pending in write.entries]
         hooks = tuple(self.write_hooks)
+        stored = self._threads.get(write.thread.id)
+        progress_only = (
+            stored is not None
+            and stored.last_seq == write.expected_last_seq
+            and _only_progress(stored, write.thread)
+        )
 
-        def run(conn: sqlite3.Connection) -> None:
-            _apply(conn, write, entry_rows)
+        def run(conn: sqlite3.Connection) -> list[InboxEntry]:
+            delivered = _apply(conn, write, entry_rows, progress_only)
             for hook in hooks:
                 hook(conn, write)
+            return delivered
 
-        await self.db.write(run)
+        try:
+            delivered = await self.db.write(run)
+        except BaseException:
+            self._threads.pop(write.thread.id, None)
+            raise
+        finally:
+            self._writes += 1
+        self._remember(write.thread)
+        return delivered
 
     async def mirror(
         self,
@@ -138,14 +168,27 @@ class SqliteCoordinationStore:
                 return []
             return _mirror(conn, thread, rows, grants)
 
-        return await self.db.write(run)
+        try:
+            return await self.db.write(run)
+        finally:
+            self._writes += 1
+            self._threads.pop(thread.id, None)
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         """The thread, or None when no thread has that id."""
+        cached = self._threads.get(thread_id)
+        if cached is not None:
+            return cached
+        writes = self._writes
         row = await self.db.fetchone(
             "SELECT * FROM coordination_threads WHERE id = ?", (thread_id,)
         )
-        return _thread(row) if row is not None else None
+        if row is None:
+            return None
+        thread = _thread(row)
+        if writes == self._writes:  # no write landed while we read: the row is current
+            self._remember(thread)
+        return thread
 
     async def list_threads(self, agent: str, session_id: str | None = None) -> list[Thread]:
         """Threads ``agent`` currently participates in, oldest first."""
@@ -185,19 +228,29 @@ class SqliteCoordinationStore:
         from_agent: str | None = None,
     ) -> list[InboxEntry]:
         """Inbox entries past cursor ``after`` that match the filter, in order."""
-        sql = (
-            f"SELECT i.seq AS cursor, {_ENTRY_COLUMNS} FROM coordination_inbox i"
-            " JOIN coordination_entries e ON e.thread_id = i.thread_id AND e.seq = i.entry_seq"
-            " WHERE i.agent = ? AND i.seq > ?"
-        )
-        params: list[object] = [agent, after]
-        if kind == "mention":
-            sql += " AND i.mentioned = 1"
-        elif kind == "agent":
-            sql += " AND i.sender = ?"
-            params.append(from_agent)
-        rows = await self.db.fetchall(sql + " ORDER BY i.seq LIMIT ?", [*params, limit])
+        rows = await self.db.fetchall(*_inbox_query(agent, after, limit, kind, from_agent))
         return [InboxEntry(agent, int(row["cursor"]), _entry(row)) for row in rows]
+
+    async def inbox_page(
+        self,
+        agent: str,
+        after: int,
+        limit: int,
+        kind: WaitKind = "message",
+        from_agent: str | None = None,
+    ) -> tuple[list[InboxEntry], int]:
+        """``inbox(...)`` and the agent's newest cursor, read together in one hop."""
+        sql, params = _inbox_query(agent, after, limit, kind, from_agent)
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+            rows = conn.execute(sql, params).fetchall()
+            head = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM coordination_inbox WHERE agent = ?", (agent,)
+            ).fetchone()
+            return rows, int(head[0])
+
+        rows, head = await self.db.run(read)
+        return [InboxEntry(agent, int(row["cursor"]), _entry(row)) for row in rows], head
 
     async def inbox_cursor(self, agent: str) -> int:
         """The newest cursor in ``agent``'s inbox (0 when empty)."""
@@ -222,6 +275,23 @@ class SqliteCoordinationStore:
             " WHERE wake_at IS NOT NULL AND state = 'open'"
         )
         return int(row[0]) if row is not None and row[0] is not None else None
+
+
+def _inbox_query(
+    agent: str, after: int, limit: int, kind: WaitKind, from_agent: str | None
+) -> tuple[str, list[object]]:
+    sql = (
+        f"SELECT i.seq AS cursor, {_ENTRY_COLUMNS} FROM coordination_inbox i"
+        " JOIN coordination_entries e ON e.thread_id = i.thread_id AND e.seq = i.entry_seq"
+        " WHERE i.agent = ? AND i.seq > ?"
+    )
+    params: list[object] = [agent, after]
+    if kind == "mention":
+        sql += " AND i.mentioned = 1"
+    elif kind == "agent":
+        sql += " AND i.sender = ?"
+        params.append(from_agent)
+    return sql + " ORDER BY i.seq LIMIT ?", [*params, limit]
 
 
 def _write_thread(conn: sqlite3.Connection, write: ThreadWrite) -> None:
@@ -311,7 +381,7 @@ def _entry_row(entry: ThreadEntry) -> tuple[object, ...]:
         _json(list(message.mentions)),
         entry.system,
         entry.recorded_at,
-        canonical_json(to_wire(message)).decode(),
+        canonical_wire(message).decode(),
     )
 
 
@@ -344,15 +414,56 @@ def _entry(row: aiosqlite.Row) -> ThreadEntry:
     )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
+
+
+def _only_progress(stored: Thread, new: Thread) -> bool:
+    """True when ``new`` differs from ``stored`` at most in last_seq, strategy state, wake time."""
+    return (
+        stored.participants == new.participants
+        and stored.state == new.state
+        and stored.summary == new.summary
+        and stored.closed_at == new.closed_at
+        and stored.name == new.name
+        and stored.session_id == new.session_id
+        and stored.strategy == new.strategy
+        and stored.strategy_options == new.strategy_options
+    )
+
+
+def _write_progress(conn: sqlite3.Connection, write: ThreadWrite) -> None:
+    thread = write.thread
+    cur = conn.execute(
+        "UPDATE coordination_threads SET strategy_state = ?, last_seq = ?, wake_at = ?"
+        " WHERE id = ? AND last_seq = ?",
+        (
+            _json(thread.strategy_state),
+            thread.last_seq,
+            thread.wake_at,
+            thread.id,
+            write.expected_last_seq,
+        ),
+    )
+    if cur.rowcount != 1:
+        raise ConcurrentUpdate(f"thread {thread.id} changed; retry")
 
 
 def _apply(
-    conn: sqlite3.Connection, write: ThreadWrite, entry_rows: list[tuple[object, ...]]
-) -> None:
+    conn: sqlite3.Connection,
+    write: ThreadWrite,
+    entry_rows: list[tuple[object, ...]],
+    progress_only: bool = False,
+) -> list[InboxEntry]:
     # Runs on the database thread inside a transaction opened by group commit.
-    _write_thread(conn, write)
+    # A post changes only the thread's progress columns: the rest is not rewritten.
+    if progress_only:
+        _write_progress(conn, write)
+    else:
+        _write_thread(conn, write)
     recipients = {a for pending in write.entries for a in pending.recipients}
     heads = _inbox_heads(conn, recipients | {g.agent for g in write.grants})
     inbox_rows: list[tuple[object, ...]] = []
@@ -368,10 +479,12 @@ def _apply(
         if "message_id" in str(exc):
             raise DuplicateMessage("a message with this id is already stored") from None
         raise ConcurrentUpdate(f"thread {write.thread.id} changed; retry") from None
+    delivered: list[InboxEntry] = []
     for pending in write.entries:
         entry, mentions = pending.entry, pending.entry.message.mentions
         for agent in pending.recipients:
             heads[agent] += 1
+            delivered.append(InboxEntry(agent, heads[agent], entry))
             inbox_rows.append(
                 (
                     agent,
@@ -387,6 +500,7 @@ def _apply(
         " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
         inbox_rows,
     )
+    return delivered
 
 
 def _mirror(

@@ -295,6 +295,13 @@ class FederationStore:
                 agents,
             )
 
+    async def delete_peers(self, nodes: Iterable[str]) -> None:
+        """Drop expired peer records."""
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "DELETE FROM federation_peers WHERE node = ?", [(n,) for n in nodes]
+            )
+
     async def delete_agents(self, agents: Iterable[str]) -> None:
         """Drop purged directory entries (expired tombstones)."""
         async with self.db.transaction() as conn:

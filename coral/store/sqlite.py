@@ -138,13 +138,19 @@ class SqliteDatabase:
                 await self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise storage_error(exc) from exc
+            except BaseException:
+                # Cancelled while BEGIN was queued: it still runs on the database
+                # thread, and a transaction left open there would refuse every
+                # later BEGIN. Roll it back before giving up the write lock.
+                await asyncio.shield(self._rollback())
+                raise
             try:
                 yield self.conn
             except sqlite3.OperationalError as exc:
-                await self._rollback()
+                await asyncio.shield(self._rollback())
                 raise storage_error(exc) from exc
             except BaseException:
-                await self._rollback()
+                await asyncio.shield(self._rollback())
                 raise
             else:
                 try:
@@ -154,10 +160,7 @@ class SqliteDatabase:
                     raise storage_error(exc) from exc
 
     async def _rollback(self) -> None:
-        try:
-            await self.conn.execute("ROLLBACK")
-        except sqlite3.OperationalError:
-            pass  # no transaction left to roll back (SQLite already aborted it)
+        await self.run(_rollback_if_open)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a synchronous read function on the connection's thread in one hop."""
@@ -239,6 +242,15 @@ def _run_group(
             raw.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _rollback_if_open(raw: sqlite3.Connection) -> None:
+    # Runs on the database thread after whatever was queued before it.
+    if raw.in_transaction:
+        try:
+            raw.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # SQLite already aborted it
 
 
 def _split_sql(script: str) -> list[str]:

@@ -31,7 +31,6 @@ and never handles an entry twice or misses one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -314,14 +313,18 @@ class Agent:
             self.client.wait(self.listen, after=self.wait_cursor, timeout_ms=20_000)
         )
         stop = asyncio.create_task(self._stopping.wait())
-        done, _ = await asyncio.wait({wait, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if wait in done:
-            stop.cancel()
-            return wait.result()
-        wait.cancel()
-        with contextlib.suppress(asyncio.CancelledError, CoralApiError, OSError):
-            await wait
-        return None
+        try:
+            await asyncio.wait({wait, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when run() itself is cancelled: no child task outlives this
+            # call, and each one's outcome is retrieved (no "Task exception
+            # was never retrieved" once the client closes under it).
+            for task in (wait, stop):
+                task.cancel()
+            await asyncio.gather(wait, stop, return_exceptions=True)
+        if wait.cancelled():
+            return None  # stop() was called first
+        return wait.result()
 
     async def _handle(self, incoming: Incoming, semaphore: asyncio.Semaphore) -> None:
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from coral.config import Config
+from coral.interop_lazy import LazyRoutes
 from coral.node import Node
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.identity import Identity
@@ -82,6 +83,16 @@ class ThreadedNode:
         routes = set()
         for route in runner.app.router.routes():
             if route.method == "HEAD" or route.resource is None:
+                continue
+            late = getattr(route.handler, "__self__", None)
+            if isinstance(late, LazyRoutes):  # routes loaded after start (A2A, MCP, admin)
+                deadline = time.monotonic() + 120
+                while late.loaded_app is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert late.loaded_app is not None, "the late routes did not load"
+                for inner in late.loaded_app.router.routes():
+                    if inner.method != "HEAD" and inner.resource is not None:
+                        routes.add((inner.method, inner.resource.canonical))
                 continue
             routes.add((route.method, route.resource.canonical))
         return sorted(routes)

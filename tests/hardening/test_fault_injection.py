@@ -15,6 +15,7 @@ import asyncio
 import json
 import resource
 import sqlite3
+import uuid
 from typing import Any
 
 import aiohttp
@@ -164,7 +165,9 @@ async def _refused_writes(
         message = signed_message(alice, thread=thread, text="while storage is failing")
         status, body = await _post(session, node, "/v1/messages", message_to_json(message))
         results.append((status, body, message.id))
-        record = record_body(agent_record(Identity.generate(), node.node_id, "bob"))
+        record = record_body(
+            agent_record(Identity.generate(), node.node_id, f"bob-{uuid.uuid4().hex[:8]}")
+        )
         status, body = await _post(session, node, "/v1/agents", record)
         results.append((status, body, ""))
     return results

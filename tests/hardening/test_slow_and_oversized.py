@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -49,7 +50,9 @@ async def _normal_http_client_is_served(node: NodeProcess) -> float:
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async with session.get(node.http + "/healthz") as resp:
             assert resp.status == 200
-        body = record_body(agent_record(Identity.generate(), node.node_id, "steady"))
+        body = record_body(
+            agent_record(Identity.generate(), node.node_id, f"steady-{uuid.uuid4().hex[:8]}")
+        )
         headers = {"Content-Type": "application/json"}
         async with session.post(node.http + "/v1/agents", data=body, headers=headers) as resp:
             assert resp.status == 201, await resp.text()

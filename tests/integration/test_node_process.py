@@ -12,9 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coral.protocol.codec import message_to_json, message_to_proto
 from coral.protocol.identity import Identity
-from coral.protocol.message import Message, TextPart, new_message_id, now_ms
+from coral.protocol.message import DataPart, Message, TextPart, new_message_id, now_ms
 from coral.protocol.signing import sign_message
 from coral.v1 import node_pb2, node_pb2_grpc
+from tests.hardening.support import agent_record, record_body
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
@@ -72,7 +73,7 @@ def test_verify_message_over_http_json_and_protobuf(node):
     status, body = post(node.http + "/v1/messages/verify", message_to_json(msg))
     assert (status, body["valid"], body["message_id"]) == (200, True, msg.id)
     status, body = post(node.http + "/v1/messages/verify", message_to_json(msg))
-    assert (status, body["reason"]) == (409, "replayed")
+    assert (status, body["valid"]) == (200, True)  # checking does not record the id
     other = signed_message(alice, "proto")
     status, body = post(
         node.http + "/v1/messages/verify",
@@ -80,6 +81,35 @@ def test_verify_message_over_http_json_and_protobuf(node):
         "application/x-protobuf",
     )
     assert (status, body["valid"]) == (200, True)
+
+
+def test_verifying_a_message_does_not_burn_its_id_for_the_sender(node):
+    """A public verify of a message leaves the sender free to submit it (once)."""
+    alice = Identity.generate()
+    status, body = post(
+        node.http + "/v1/agents", record_body(agent_record(alice, node.node_id, "verifier"))
+    )
+    assert status == 201, body
+    create = Message(
+        id=new_message_id(),
+        kind="thread.create",
+        sender=alice.did,
+        created_at=now_ms(),
+        parts=(DataPart(data={"name": "verified first", "participants": [alice.did]}),),
+    )
+    raw = message_to_json(sign_message(create, alice))
+    status, body = post(node.http + "/v1/messages/verify", raw)
+    assert (status, body["valid"]) == (200, True)
+    with grpc.insecure_channel(node.grpc) as channel:
+        stub = node_pb2_grpc.NodeServiceStub(channel)
+        ok = stub.VerifyMessage(node_pb2.VerifyMessageRequest(json=raw.decode()), timeout=10)
+        assert ok.valid
+    status, body = post(node.http + "/v1/messages", raw)
+    assert status == 201, body
+    status, body = post(node.http + "/v1/messages/verify", raw)
+    assert (status, body["reason"]) == (409, "replayed")
+    status, body = post(node.http + "/v1/messages", raw)
+    assert (status, body["reason"]) == (409, "replayed")
 
 
 @pytest.mark.parametrize(

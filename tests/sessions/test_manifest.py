@@ -207,10 +207,10 @@ def test_the_sdk_reads_edition_4_keywords_as_capabilities_and_coral_server_optio
 
     trm = sdk_load("trm")
     assert trm.edition == 4
-    assert trm.agent.capabilities == ("puzzle.sudoku4", "reasoning.recursive")
+    assert trm.agent.capabilities == ("puzzle.sudoku6", "reasoning.recursive")
     runtime = trm.runtimes.executable
     assert runtime is not None and runtime.module == "coral_sdk.agents.trm_agent"
-    launched = {"CORAL_RUNTIME_ID": "executable", "max_batch_size": "8", "halt_early": "0"}
+    launched = {"CORAL_RUNTIME_ID": "executable", "max_batch_size": "8", "until_valid": "0"}
     options = trm.resolve_options(env=launched)
-    assert (options["max_batch_size"], options["halt_early"]) == (8, False)
+    assert (options["max_batch_size"], options["until_valid"]) == (8, False)
     assert trm.resolve_options(env={"max_batch_size": "8"})["max_batch_size"] == 64

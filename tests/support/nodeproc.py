@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -24,8 +26,15 @@ class NodeProcess:
     proc: subprocess.Popen[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
+    #: Soft RLIMIT_NOFILE for the node process (None: inherit the test's).
+    nofile: int | None = None
 
-    def start(self, timeout: float = 30.0) -> NodeProcess:
+    def start(self, timeout: float = 30.0, wait_for_front_doors: bool = True) -> NodeProcess:
+        """Start the node; return once it serves (and, by default, its A2A/MCP front doors too).
+
+        The node loads the A2A and MCP front doors in the background after it
+        serves; tests talk to them right away, so by default this waits for them.
+        """
         runtime = self.data_dir / "node.json"
         if runtime.exists():
             runtime.unlink()
@@ -50,6 +59,7 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            preexec_fn=self._limit_files if self.nofile is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -59,12 +69,28 @@ class NodeProcess:
                 info = json.loads(runtime.read_text())
                 if info.get("pid") == self.proc.pid:
                     self.info = info
+                    if wait_for_front_doors:
+                        self._wait_for_front_doors(max(60.0, deadline - time.monotonic()))
                     return self
             except (FileNotFoundError, json.JSONDecodeError):
                 pass
             time.sleep(0.05)
         self.kill()
         raise TimeoutError(f"node did not start:\n{self.output()}")
+
+    def _wait_for_front_doors(self, timeout: float) -> None:
+        # The node card is served by the lazily loaded A2A front door: it answers once loaded.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        url = self.http + "/.well-known/agent-card.json"
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+            resp.read()
+
+    def _limit_files(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
 
     @property
     def http(self) -> str:

@@ -38,7 +38,7 @@ from aiohttp import web
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from coral.agents.directory import AgentDirectory
+from coral.agents.directory import AgentDirectory, AgentNotRegistered
 from coral.api.a2a.asgi_bridge import AsgiApp, asgi_scope, call_asgi
 from coral.api.a2a.callers import (
     AuthenticatingGrpcHandler,
@@ -67,6 +67,7 @@ from coral.api.a2a.wire import (
     known_state,
     with_version,
 )
+from coral.api.http.app import interruptible
 from coral.api.mcp.held_agents import GATEWAY_KIND
 from coral.config import A2AConfig
 from coral.context import NodeContext
@@ -231,10 +232,15 @@ class A2AFrontDoor:
         return [r for r in records if GATEWAY_KIND not in r.manifest.capabilities]
 
     async def _record(self, name: str) -> Any:
-        for record in await self.directory.search(name=name):
-            if GATEWAY_KIND not in record.manifest.capabilities:
-                return record
-        raise UnknownA2AAgent(f"no agent named {name!r}")
+        # Through the name's binding, so a second key registering the name
+        # cannot take over this URL.
+        try:
+            record = await self.directory.resolve(name)
+        except AgentNotRegistered:
+            record = None
+        if record is None or GATEWAY_KIND in record.manifest.capabilities:
+            raise UnknownA2AAgent(f"no agent named {name!r}")
+        return record
 
     async def _card(self, name: str | None, *, extended: bool = False) -> a2a_pb2.AgentCard:
         http, grpc_address = self.ctx.http_address, self.ctx.grpc_address
@@ -286,6 +292,7 @@ class A2AFrontDoor:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
+        interruptible(request)  # may await the agent's reply: no drain at shutdown
         call = jsonrpc_call(await request.read())
         refused = invalid_list_filter(call)
         if refused is not None:
@@ -300,6 +307,7 @@ class A2AFrontDoor:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
+        interruptible(request)
         status = request.query.get("status")
         if tail == "tasks" and status is not None and not known_state(status):
             return web.json_response(

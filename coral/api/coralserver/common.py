@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from coral.api.errors import http_status
-from coral.protocol.errors import CoralError, InvalidMessage, Unauthenticated
+from coral.api.http.app import CTX
+from coral.protocol.canonical import parse_json
+from coral.protocol.errors import CoralError, InvalidMessage, MalformedJson, Unauthenticated
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -57,7 +58,9 @@ async def json_body(request: web.Request, *, empty: Any = None) -> Any:
         if empty is not None:
             return empty
         raise InvalidMessage("a JSON body is required", reason="malformed_json")
+    # The node's one bounded parser: depth, number length and UTF-8 refused as 4xx.
+    limits = request.app[CTX].verifier.limits
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidMessage("the body is not valid JSON", reason="malformed_json") from None
+        return parse_json(raw, max_depth=limits.max_depth, max_number_chars=limits.max_number_chars)
+    except MalformedJson as exc:
+        raise MalformedJson(f"the body is not valid JSON: {exc.detail}") from None

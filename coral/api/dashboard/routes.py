@@ -19,7 +19,6 @@ cannot send headers).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from aiohttp import web
 from coral.api.auth import authenticate_admin
 from coral.api.dashboard.feed import SnapshotFeed
 from coral.api.dashboard.snapshot import SnapshotBuilder, views_are_open
-from coral.api.http.app import CTX
+from coral.api.http.app import CTX, read_json_body
 from coral.api.http.host_guard import HostPolicy, guarded
 from coral.context import NodeContext
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound, ResourceExhausted
@@ -123,13 +122,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise InvalidMessage("the body is not JSON", reason="malformed_json") from None
-    if not isinstance(body, dict):
-        raise InvalidMessage("the body must be a JSON object", reason="invalid_body")
-    return body
+    return await read_json_body(request, allow_empty=True)
 
 
 async def close_thread(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from coral.api.errors import GRPC_REASON_KEY, grpc_status
+from coral.api.errors import GRPC_REASON_KEY, as_coral_error, grpc_status
 from coral.context import NodeContext
 from coral.protocol.errors import CoralError
 
@@ -48,7 +48,12 @@ def rpc(method: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
             except grpc.aio.AbortError:
                 status = "ABORTED_BY_HANDLER"
                 raise
-            except Exception:
+            except Exception as exc:
+                storage = as_coral_error(exc)
+                if storage is not None:  # the database cannot serve: UNAVAILABLE
+                    status = grpc_status(storage).name
+                    log.warning("%s: %s", method, storage.detail)
+                    await abort_with(context, ctx, storage)
                 status = "INTERNAL"
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")

@@ -9,7 +9,7 @@ from coral.protocol.agent import AgentManifest, AgentRecord, Price
 from coral.protocol.canonical import canonical_json
 from coral.protocol.codec import message_to_proto
 from coral.protocol.errors import InvalidMessage
-from coral.v1 import agents_pb2, coordination_pb2
+from coral.v1 import agents_pb2, coordination_pb2, message_pb2
 
 
 def record_to_proto(record: AgentRecord) -> agents_pb2.AgentRecord:
@@ -92,19 +92,27 @@ def thread_to_proto(thread: Thread) -> coordination_pb2.Thread:
     return out
 
 
-def entry_to_proto(entry: ThreadEntry) -> coordination_pb2.ThreadEntry:
+def entry_to_proto(
+    entry: ThreadEntry, message: message_pb2.Message | None = None
+) -> coordination_pb2.ThreadEntry:
+    """The entry as protobuf; ``message`` is the entry's message already in protobuf, if any."""
     return coordination_pb2.ThreadEntry(
         thread_id=entry.thread_id,
         seq=entry.seq,
-        message=message_to_proto(entry.message),
+        message=message if message is not None else message_to_proto(entry.message),
         recorded_at=entry.recorded_at,
         system=entry.system,
     )
 
 
-def inbox_to_proto(item: InboxEntry) -> coordination_pb2.InboxEntry:
+def inbox_to_proto(
+    item: InboxEntry, entry: coordination_pb2.ThreadEntry | None = None
+) -> coordination_pb2.InboxEntry:
+    """The inbox entry as protobuf; ``entry`` is its thread entry already in protobuf, if any."""
     return coordination_pb2.InboxEntry(
-        cursor=item.cursor, mentioned=item.mentioned, entry=entry_to_proto(item.entry)
+        cursor=item.cursor,
+        mentioned=item.mentioned,
+        entry=entry if entry is not None else entry_to_proto(item.entry),
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, TypeAlias
 
 import grpc
@@ -11,10 +13,16 @@ from coral.api.auth import authenticate_agent
 from coral.api.grpc import convert
 from coral.api.grpc.common import abort_with, rpc
 from coral.context import NodeContext
-from coral.coordination.model import Thread
+from coral.coordination.model import Thread, ThreadEntry
 from coral.protocol.codec import message_from_proto
 from coral.protocol.errors import CoralError, InvalidMessage
-from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
+from coral.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    coordination_pb2,
+    coordination_pb2_grpc,
+    message_pb2,
+)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 AUTH_METADATA = "coral-auth"
@@ -61,11 +69,43 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         return agents_pb2.ListAgentsResponse(agents=[convert.record_to_proto(r) for r in records])
 
 
+class EntryProtos:
+    """Thread entries converted to protobuf once, for the sender's reply and every stream.
+
+    Keyed by the entry object (held, so its id is not reused), newest ``size`` kept.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._protos: OrderedDict[int, tuple[ThreadEntry, coordination_pb2.ThreadEntry]] = (
+            OrderedDict()
+        )
+
+    def get(
+        self, entry: ThreadEntry, message: message_pb2.Message | None = None
+    ) -> coordination_pb2.ThreadEntry:
+        """The entry's protobuf; ``message`` (its message as received) spares re-encoding it."""
+        hit = self._protos.get(id(entry))
+        if hit is not None and hit[0] is entry:
+            return hit[1]
+        proto = convert.entry_to_proto(entry, message)
+        self._protos[id(entry)] = (entry, proto)
+        if len(self._protos) > self.size:
+            self._protos.popitem(last=False)
+        return proto
+
+
+def _reusable(message: message_pb2.Message) -> bool:
+    # Data parts are re-encoded canonically on the way out; other parts round-trip as is.
+    return all(part.WhichOneof("content") != "data" for part in message.parts)
+
+
 class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
     """Threads, messages and waiting."""
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
+        self.entries = EntryProtos()
 
     @rpc("Submit")
     async def Submit(
@@ -79,7 +119,8 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
             return coordination_pb2.SubmitResponse(thread=convert.thread_to_proto(result))
         if isinstance(result, dict):  # queued for the node that owns the thread
             return coordination_pb2.SubmitResponse(forwarded_to=result["owner"])
-        return coordination_pb2.SubmitResponse(entry=convert.entry_to_proto(result))
+        received = request.message if _reusable(request.message) else None
+        return coordination_pb2.SubmitResponse(entry=self.entries.get(result, received))
 
     @rpc("GetThread")
     async def GetThread(
@@ -141,18 +182,14 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
             from_agent = request.from_agent if request.HasField("from_agent") else None
             self.ctx.metrics.waits_open.inc()
             try:
-                while True:
-                    result = await engine.wait(
-                        agent,
-                        kind,
-                        from_agent=from_agent,
-                        after=after,
-                        timeout_ms=30_000,
-                        limit=request.limit or 100,
-                    )
-                    for item in result.entries:
-                        yield convert.inbox_to_proto(item)
-                    after = result.cursor
+                batches = engine.subscribe(
+                    agent, kind, from_agent=from_agent, after=after, limit=request.limit or 100
+                )
+                # aclosing: the wait slot is released when the client goes, not at GC.
+                async with aclosing(batches):
+                    async for result in batches:
+                        for item in result.entries:
+                            yield convert.inbox_to_proto(item, self.entries.get(item.entry))
             finally:
                 self.ctx.metrics.waits_open.dec()
         except CoralError as exc:

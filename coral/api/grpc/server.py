@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from coral.api.grpc.interceptors import ClientErrorsInterceptor
 from coral.api.grpc.node_service import NodeServicer
 from coral.context import NodeContext
 from coral.v1 import node_pb2, node_pb2_grpc
@@ -21,6 +22,7 @@ def build_grpc_server(
     """Create (not start) the server; installers add services and return their full names."""
     max_bytes = ctx.verifier.limits.max_message_bytes * 2 + 4096
     server = grpc.aio.server(
+        interceptors=[ClientErrorsInterceptor(ctx.metrics)],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -29,7 +31,7 @@ def build_grpc_server(
             # grpc enables SO_REUSEPORT by default: a second node on the same port would then
             # bind silently and take a share of this node's calls. Fail its start instead.
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(ctx), server)
     names = [node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name]

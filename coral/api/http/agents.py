@@ -5,12 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from coral.agents.directory import AgentDirectory
-from coral.api.http.app import CTX
+from coral.api.http.app import CTX, read_json_body
 from coral.context import NodeContext
 from coral.keyrotation import RotationRequest, parse_handover
 from coral.protocol.agent import parse_record
-from coral.protocol.canonical import parse_json
-from coral.protocol.errors import InvalidMessage
 
 
 def _directory(request: web.Request) -> AgentDirectory:
@@ -20,30 +18,25 @@ def _directory(request: web.Request) -> AgentDirectory:
 
 async def register_agent(request: web.Request) -> web.Response:
     """POST /v1/agents: a record signed by the agent; answers it countersigned."""
-    ctx = request.app[CTX]
-    raw = await request.read()
-    record = parse_record(parse_json(raw, max_depth=ctx.verifier.limits.max_depth))
+    record = parse_record(await read_json_body(request))
     signed = await _directory(request).register(record)
     return web.json_response(signed.model_dump(mode="json"), status=201)
 
 
 async def rotate_agent(request: web.Request) -> web.Response:
     """POST /v1/agents/rotate {handover, tombstone, replacement}: move an agent to a new key."""
-    ctx = request.app[CTX]
-    body = parse_json(await request.read(), max_depth=ctx.verifier.limits.max_depth)
-    if not isinstance(body, dict):
-        raise InvalidMessage("the body is a JSON object", reason="invalid_rotation")
+    body = await read_json_body(request)
     rotation = RotationRequest(
         handover=parse_handover(body.get("handover")),
         tombstone=parse_record(body.get("tombstone")),
         replacement=parse_record(body.get("replacement")),
     )
     tombstone, replacement = await _directory(request).rotate(rotation)
-    body = {
+    answer = {
         "tombstone": tombstone.model_dump(mode="json"),
         "record": replacement.model_dump(mode="json"),
     }
-    return web.json_response(body, status=201)
+    return web.json_response(answer, status=201)
 
 
 async def get_agent(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from coral.api.auth import authenticate_agent
-from coral.api.http.app import CTX, read_message
+from coral.api.http.app import CTX, cancel_on_disconnect, interruptible, read_message
 from coral.api.views import entry_view, history_view, inbox_view, thread_view, wait_view
 from coral.context import NodeContext
 from coral.coordination.model import Thread
@@ -100,9 +100,11 @@ def _wait_args(request: web.Request) -> dict[str, Any]:
     }
 
 
+@cancel_on_disconnect
 async def wait(request: web.Request) -> web.Response:
     """GET /v1/inbox?kind=mention|message|agent&from=&after=&timeout_ms=: long-poll."""
     agent = await caller(request)
+    interruptible(request)
     ctx = request.app[CTX]
     ctx.metrics.waits_open.inc()
     try:
@@ -114,6 +116,7 @@ async def wait(request: web.Request) -> web.Response:
     return web.json_response(wait_view(result))
 
 
+@cancel_on_disconnect
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /v1/inbox/events: Server-Sent Events of inbox entries past ``after``.
 
@@ -126,6 +129,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if last_event and last_event.isdigit():
         args["after"] = int(last_event)
     engine = _engine(request)
+    engine.check_wait(args["kind"], args["from_agent"], args["after"], args["limit"], 15_000)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -133,23 +137,27 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     ctx = request.app[CTX]
-    ctx.metrics.waits_open.inc()
-    try:
-        while True:
-            result = await engine.wait(agent, timeout_ms=15_000, **args)
-            if result.timed_out:
-                await response.write(b": keep-alive\n\n")
-                continue
-            for item in result.entries:
-                data = json.dumps(inbox_view(item), separators=(",", ":"))
-                await response.write(f"id: {item.cursor}\nevent: entry\ndata: {data}\n\n".encode())
-            args["after"] = result.cursor
-    except ConnectionResetError:
-        pass  # the client went away; its cursor lets it resume
-    finally:
-        ctx.metrics.waits_open.dec()
+    # Admission before the response starts, so a refusal is a real 429/503.
+    with engine.wait_slot(agent) as slot:
+        interruptible(request)
+        await response.prepare(request)
+        ctx.metrics.waits_open.inc()
+        try:
+            while True:
+                result = await engine.wait(agent, timeout_ms=15_000, slot=slot, **args)
+                if result.timed_out:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                for item in result.entries:
+                    data = json.dumps(inbox_view(item), separators=(",", ":"))
+                    event = f"id: {item.cursor}\nevent: entry\ndata: {data}\n\n"
+                    await response.write(event.encode())
+                args["after"] = result.cursor
+        except ConnectionResetError:
+            pass  # the client went away; its cursor lets it resume
+        finally:
+            ctx.metrics.waits_open.dec()
     return response
 
 

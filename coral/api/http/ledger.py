@@ -9,20 +9,19 @@ with the gRPC adapter. Receipt verification needs no authentication.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from coral.api.auth import authenticate_admin
-from coral.api.http.app import CTX
+from coral.api.http.app import CTX, read_json_body
 from coral.api.http.coordination import caller as signed_caller
 from coral.context import NodeContext
 from coral.ledger.model import Account, HistoryEntry
 from coral.ledger.receipts import Receipt, verify_receipt
 from coral.ledger.service import TransferOutcome
 from coral.ledger_access import Caller, LedgerAccess
-from coral.protocol.errors import CoralError, InvalidMessage, MalformedJson
+from coral.protocol.errors import CoralError, InvalidMessage
 
 
 def account_view(account: Account) -> dict[str, Any]:
@@ -74,13 +73,7 @@ def _access(request: web.Request) -> LedgerAccess:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedJson("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidMessage("the body is a JSON object", reason="invalid_request")
-    return body
+    return await read_json_body(request, allow_empty=True)
 
 
 def _int(body: dict[str, Any], name: str, default: int | None = None) -> int:

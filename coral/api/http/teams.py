@@ -19,11 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from coral.api.http.app import CTX
+from coral.api.http.app import CTX, read_json_body
 from coral.api.http.coordination import caller
 from coral.context import NodeContext
-from coral.protocol.canonical import parse_json
-from coral.protocol.errors import Forbidden, InvalidMessage
+from coral.protocol.errors import Forbidden
 from coral.teams import TeamState, parse_charter, parse_team_document
 from coral.teams_subsystem import TeamsService
 
@@ -35,11 +34,7 @@ def _service(request: web.Request) -> TeamsService:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (team documents are objects)."""
-    limits = request.app[CTX].verifier.limits
-    body = parse_json(await request.read(), max_depth=limits.max_depth)
-    if not isinstance(body, dict):
-        raise InvalidMessage("a team document is a JSON object", reason="invalid_team_document")
-    return body
+    return await read_json_body(request)
 
 
 def state_view(state: TeamState, now: int, thread_ids: list[str]) -> dict[str, Any]:

@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from coral.api.a2a.outbound import A2AProxies
 from coral.api.auth import authenticate_admin
-from coral.api.http.app import CTX
+from coral.api.http.app import CTX, read_json_body
 from coral.api.mcp.held_agents import MCP_KIND, HeldAgents
 from coral.protocol.agent import AgentManifest
 from coral.protocol.errors import InvalidMessage
@@ -31,13 +30,7 @@ def connection_urls(http_address: str, secret: str) -> dict[str, str]:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise InvalidMessage("the body is not JSON", reason="malformed_json") from None
-    if not isinstance(body, dict):
-        raise InvalidMessage("the body is a JSON object", reason="invalid_body")
-    return body
+    return await read_json_body(request, allow_empty=True)
 
 
 def _manifest(body: dict[str, Any]) -> AgentManifest:
