@@ -84,6 +84,9 @@ class LazyRoutes:
                 await _refuse_like_the_outer_router(request)
             raise match.http_exception
         match.add_app(inner)
+        # As for a sub-app: handlers see ``inner`` as their app, and the node app's
+        # keys (shutdown bookkeeping) through ``request.config_dict``.
+        match.add_app(request.app)
         return await _call(request, match)
 
 

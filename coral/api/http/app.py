@@ -195,7 +195,7 @@ def interruptible(request: web.Request) -> None:
     """
     task = asyncio.current_task()
     if task is not None:
-        tasks = request.app[INTERRUPTIBLE]
+        tasks = request.config_dict[INTERRUPTIBLE]
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
