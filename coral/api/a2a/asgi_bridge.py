@@ -109,7 +109,10 @@ async def call_asgi(app: AsgiApp, request: web.Request, scope: Scope) -> web.Str
     finally:
         finished.set()
     if response is None:
-        log.error("ASGI app returned without a response for %s %s", request.method, request.path)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        # The route pattern, not the path: paths may carry secrets (MCP agent URLs).
+        log.error("ASGI app returned without a response for %s %s", request.method, route)
         raise web.HTTPInternalServerError()
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await response.write_eof()

@@ -91,12 +91,12 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             return web.Response(status=CLIENT_CLOSED)
         storage = as_coral_error(exc)
         if storage is not None:  # the database cannot serve: 503 with a reason
-            log.warning("%s %s: %s", request.method, request.path, storage.detail)
+            log.warning("%s %s: %s", request.method, name, storage.detail)
             ctx.metrics.rejections.labels("http", storage.reason).inc()
             response = error_response(storage)
             _observe(ctx, request, name, response, started)
             return response
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", request.method, name)
         body = {
             "type": "about:blank",
             "title": "internal error",
@@ -147,7 +147,8 @@ def _client_gone(request: web.Request) -> bool:
 def _count_disconnect(request: web.Request, route: str) -> None:
     """Log at debug and count apart a request whose client went away."""
     ctx = request.app[CTX]
-    log.debug("client left during %s %s", request.method, request.path)
+    # The route pattern, not the path: paths may carry secrets (MCP agent URLs).
+    log.debug("client left during %s %s", request.method, route)
     ctx.metrics.client_disconnects.labels("http").inc()
     ctx.metrics.requests.labels("http", f"{request.method} {route}", str(CLIENT_CLOSED)).inc()
 
