@@ -58,11 +58,11 @@ async def environment(path: Path, *, dev_mode: bool = True) -> AsyncIterator[Env
     await agents.open()
     node = Identity.from_seed(b"n" * 32)
     directory = AgentDirectory(agents, node, now_ms)
-    for identity in AGENTS:
+    for index, identity in enumerate(AGENTS):
         record = AgentRecord(
             agent=identity.did,
             home_node=node.did,
-            manifest=AgentManifest(name="agent"),
+            manifest=AgentManifest(name=f"agent-{index}"),  # a name binds to one key
             version=1,
             updated_at=now_ms(),
         )

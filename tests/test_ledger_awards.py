@@ -51,11 +51,11 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     node = Identity.generate()
     directory = AgentDirectory(agents, node, clock)
     boss, winner = Identity.generate(), Identity.generate()
-    for identity in (boss, winner):
+    for name, identity in (("boss", boss), ("winner", winner)):
         record = AgentRecord(
             agent=identity.did,
             home_node=node.did,
-            manifest=AgentManifest(name="a"),
+            manifest=AgentManifest(name=name),  # a name binds to one key
             version=1,
             updated_at=clock(),
         )
