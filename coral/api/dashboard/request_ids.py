@@ -15,9 +15,9 @@ import time
 
 from aiohttp import web
 
+from coral.api.context import NodeContext
 from coral.api.http.app import Handler
-from coral.context import NodeContext
-from coral.logs import current_request_id
+from coral.node.logs import current_request_id
 
 HEADER = "X-Request-Id"
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("coral_request_id", str)

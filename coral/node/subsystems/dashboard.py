@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from coral.context import NodeContext
-from coral.subsystems import Subsystem
+from coral.api.context import NodeContext
+from coral.node.subsystems import Subsystem
 
 #: Seconds between rate samples (each adds one point to every chart).
 RATE_INTERVAL_S = 1.0
