@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from coral.node.logs import configure_logging, current_request_id
+from coral.api.http.request_ids import current_request_id
+from coral.node.logs import configure_logging
 
 
 @pytest.fixture
