@@ -307,7 +307,11 @@ class Config(BaseSettings):
 
 
 class _EnvironmentSource(EnvSettingsSource):
-    """CORAL_* variables read from a given mapping (``os.environ`` by default)."""
+    """CORAL_* variables read from the mapping ``load_config`` was given.
+
+    The node passes ``os.environ``; tests pass their own. ``_load_env_vars`` is
+    the one place pydantic-settings reads ``os.environ`` (pinned below 3).
+    """
 
     def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
         self._env = env
