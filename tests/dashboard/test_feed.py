@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any, Literal
 
-from coral.api.dashboard.feed import SnapshotFeed
+from coral.api.dashboard.feed import KEEPALIVE_S, SnapshotFeed
 
 
 class Source:
@@ -59,11 +59,11 @@ async def test_listeners_get_the_current_snapshot_then_only_changes():
     await feed.refresh()
     # The listener's next item is the changed snapshot: had the unchanged rebuild
     # been sent, it would have received value 0 here.
-    assert json.loads(await asyncio.wait_for(pending, 1))["value"] == 7
+    assert json.loads(await asyncio.wait_for(pending, 10))["value"] == 7
     # The slower listener catches up with the latest version, not every intermediate one.
     source.value = 8
     await feed.refresh()
-    assert json.loads(await asyncio.wait_for(anext(second), 1))["value"] == 8
+    assert json.loads(await asyncio.wait_for(anext(second), 10))["value"] == 8
     assert feed.subscribers == 2
     await first.aclose()
     await second.aclose()
@@ -82,7 +82,9 @@ async def test_close_ends_waiting_listeners_at_once():
             await asyncio.sleep(0.001)
     feed.close()
     try:
-        await asyncio.wait_for(waiting, 1)
+        # Not woken by close, the listener would send a keep-alive (None) after
+        # KEEPALIVE_S instead of ending; the outer bound only guards a hang.
+        await asyncio.wait_for(waiting, KEEPALIVE_S * 4)
         raise AssertionError("the stream went on after close")
     except StopAsyncIteration:
         pass
