@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from coral.ledger.access import LedgerAccess
     from coral.ledger.relay import PaymentRelay
     from coral.ledger.service import LedgerService
-    from coral.node.subsystems.launcher import AgentLauncher
+    from coral.agents.launcher import AgentLauncher
     from coral.sessions.service import SessionManager
     from coral.store.coordination_sqlite import SqliteCoordinationStore
     from coral.teams.service import TeamsService
