@@ -103,7 +103,7 @@ def test_manifests_resolve_by_path_or_registry_name(tmp_path: Path) -> None:
         'edition = 4\n[agent]\nname = "noexe"\nversion = "0.1.0"\n'
         '[runtimes.docker]\nimage = "x"\n'
     )
-    with pytest.raises(InvalidLaunch, match="runtimes.executable: missing"):
+    with pytest.raises(InvalidLaunch, match=r"runtimes\.executable: missing"):
         runtime_argv(read_manifest(tmp_path / "noexe.toml")[0])
 
 
@@ -118,7 +118,7 @@ def test_a_plan_carries_everything_the_child_needs_in_its_environment(tmp_path: 
     assert spec.env["CORAL_AGENT_KEY_FILE"] == str(tmp_path / "keys" / "tool-b.key")
     assert spec.env["CORAL_AGENT_MANIFEST"] == str((tmp_path / "tool.toml").resolve())
     assert spec.env["OMP_NUM_THREADS"] == "2" and spec.env["CORAL_OPTION_TOKEN"] == "t"
-    with pytest.raises(InvalidLaunch, match="^name:"):
+    with pytest.raises(InvalidLaunch, match=r"^name:"):
         launcher.plan("tool", 1, {"token": "t"}, "../escape")
 
 
