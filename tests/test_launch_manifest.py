@@ -100,8 +100,7 @@ def test_manifests_resolve_by_path_or_registry_name(tmp_path: Path) -> None:
     with pytest.raises(InvalidLaunch, match="edition"):
         read_manifest(tmp_path / "old.toml")
     (tmp_path / "noexe.toml").write_text(
-        'edition = 4\n[agent]\nname = "noexe"\nversion = "0.1.0"\n'
-        '[runtimes.docker]\nimage = "x"\n'
+        'edition = 4\n[agent]\nname = "noexe"\nversion = "0.1.0"\n[runtimes.docker]\nimage = "x"\n'
     )
     with pytest.raises(InvalidLaunch, match=r"runtimes\.executable: missing"):
         runtime_argv(read_manifest(tmp_path / "noexe.toml")[0])
