@@ -25,16 +25,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode
 
-import httpx
 import typer
 
 from coral.config import Config, ConfigError, load_config
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from coral.protocol.request_auth import sign_request
+
+if TYPE_CHECKING:
+    import httpx
 
 #: Seconds a call may take before it fails with NodeTimeout.
 DEFAULT_TIMEOUT_S = 30.0
@@ -179,6 +181,8 @@ class NodeClient:
         self.identity = identity
         self.timeout_s = timeout_s
         context = tls_verify() if verify is True else verify
+        import httpx  # here, not at the top: `coral-node start` never pays for it
+
         self._http = httpx.Client(timeout=timeout_s, verify=context, transport=transport)
 
     def __enter__(self) -> NodeClient:
@@ -225,6 +229,8 @@ class NodeClient:
             headers["Authorization"] = sign_request(
                 self.identity, method, target, content, now_ms()
             )
+        import httpx
+
         try:
             response = self._http.request(
                 method, self.base_url + target, content=content or None, headers=headers
