@@ -20,7 +20,7 @@ import pytest
 
 from coral.agents.directory import AgentDirectory
 from coral.coordination.gateway import MessageGateway
-from coral.coordination.model import Thread
+from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.service import CoordinationService
 from coral.federation.driver import FederationNode
 from coral.federation.memory import InMemoryFederationStore
@@ -266,6 +266,46 @@ async def test_a_thread_spanning_two_nodes_reaches_the_remote_member_exactly_onc
     )
     assert again is True  # a redelivery is a duplicate and changes nothing
     assert len(await b.threads.inbox(bob.did, 0, 10)) == len(inbox)
+
+
+def signed(sender: Identity, kind: str, thread: str | None, data: Any) -> Message:
+    message = Message(
+        id=new_message_id(now_ms()),
+        kind=kind,
+        sender=sender.did,
+        thread=thread,
+        created_at=now_ms(),
+        parts=(DataPart(data=data),),
+    )
+    return sign_message(message, sender)
+
+
+async def test_a_remote_joiner_receives_the_history_before_it_joined(
+    two_nodes: tuple[Node, Node],
+) -> None:
+    a, b = two_nodes
+    alice, bob = Identity.generate(), Identity.generate()
+    await a.register(alice, "alice")
+    await b.register(bob, "bob")
+    await gossip_both_ways(a, b)
+    thread = await a.gateway.submit(
+        signed(alice, "thread.create", None, {"name": "solo", "participants": [alice.did]})
+    )
+    assert isinstance(thread, Thread)
+    before = await a.gateway.submit(signed(alice, "message", thread.id, {"step": 1}))
+    assert isinstance(before, ThreadEntry)
+    assert not await a.outbox()  # nobody elsewhere is involved yet
+    await a.gateway.submit(signed(alice, "thread.add_participant", thread.id, {"agent": bob.did}))
+
+    async def bob_has_the_history() -> bool:
+        seen = {i.entry.message.id for i in await b.threads.inbox(bob.did, 0, 50)}
+        return before.message.id in seen
+
+    await with_outbox(a, lambda: until(bob_has_the_history))
+    inbox = await b.threads.inbox(bob.did, 0, 50)
+    seqs = [item.entry.seq for item in inbox]
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))  # the whole log, each entry once
+    assert (await b.threads.get_thread(thread.id)) is not None
 
 
 async def test_envelopes_of_a_registered_kind_arrive_in_the_order_queued(
