@@ -22,7 +22,7 @@ from coral import __version__
 from coral.agents.keyfile import load_or_create_identity
 from coral.cli.interop import a2a_app, mcp_app
 from coral.cli.ledger import ledger_app
-from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
+from coral.config import Config, ConfigError, config_template, load_config
 from coral.node.eventloop import run as run_event_loop
 from coral.node.keys import load_or_create_token
 
@@ -104,7 +104,7 @@ def init(
     if path.exists() and not force:
         err.print(f"{path} exists; keeping it (use --force to overwrite)", style="yellow")
     else:
-        path.write_text(CONFIG_TEMPLATE.format(data_dir=str(cfg.data_dir).replace("\\", "/")))
+        path.write_text(config_template(cfg.data_dir))
         wrote = True
     identity, created = load_or_create_identity(cfg.keys_dir / "node.key")
     load_or_create_token(cfg.keys_dir / "admin.token")
