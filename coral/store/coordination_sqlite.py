@@ -540,15 +540,29 @@ def _mirror(
         _write_thread(conn, ThreadWrite(thread, None))
     elif int(current[0]) <= thread.last_seq:
         _write_thread(conn, ThreadWrite(thread, int(current[0]), membership_changed=True))
+    # Same order as a local write: entries, then the history a joiner is granted,
+    # then the new entries' inbox rows, so a joiner's inbox reads history first.
     grew: set[str] = set()
+    fresh: list[tuple[ThreadEntry, tuple[str, ...]]] = []
     for row, entry, recipients in rows:
         cur = conn.execute(
             "INSERT OR IGNORE INTO coordination_entries (thread_id, seq, message_id, sender,"
             " mentions, system, recorded_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
-        if cur.rowcount != 1:
-            continue  # already mirrored, and so already delivered
+        if cur.rowcount == 1:  # otherwise already mirrored, and so already delivered
+            fresh.append((entry, recipients))
+    for grant in grants:
+        heads = _inbox_heads(conn, {grant.agent})
+        history = _history_rows(conn, thread.id, grant, heads)
+        conn.executemany(
+            "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
+            " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
+            history,
+        )
+        if history:
+            grew.add(grant.agent)
+    for entry, recipients in fresh:
         targets = [a for a in recipients if a != entry.sender]
         heads = _inbox_heads(conn, set(targets))
         mentions = entry.message.mentions
@@ -561,14 +575,4 @@ def _mirror(
             ],
         )
         grew.update(targets)
-    for grant in grants:
-        heads = _inbox_heads(conn, {grant.agent})
-        history = _history_rows(conn, thread.id, grant, heads)
-        conn.executemany(
-            "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
-            " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
-            history,
-        )
-        if history:
-            grew.add(grant.agent)
     return sorted(grew)
