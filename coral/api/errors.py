@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import grpc
 
 from coral.protocol.errors import CoralError, StorageUnavailable
+from coral.store.errors import is_storage_unavailable
 
 HTTP_STATUS = {
     "invalid": 400,
@@ -43,7 +43,7 @@ def as_coral_error(exc: BaseException) -> CoralError | None:
     """
     if isinstance(exc, CoralError):
         return exc
-    if isinstance(exc, sqlite3.OperationalError):
+    if is_storage_unavailable(exc):
         return StorageUnavailable(f"storage unavailable: {exc}")
     return None
 
