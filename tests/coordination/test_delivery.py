@@ -18,7 +18,7 @@ from .conftest import make_message, post
 
 
 class CountingReads:
-    """Counts inbox reads on the real store (everything else passes through)."""
+    """Counts inbox reads on the store (everything else passes through)."""
 
     def __init__(self, service: CoordinationService) -> None:
         self.reads = 0
