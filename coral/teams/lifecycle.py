@@ -114,9 +114,9 @@ class TeamStore(Protocol):
         ...
 
     async def teams_with_due_holds(self, now_ms: int) -> list[str]:
-        """Teams whose budget hold is still open at or past their deadline, earliest first
+        """Teams whose budget hold is still open at their deadline or past it.
 
-        (ties by team id).
+        Earliest deadline first, ties by team id.
         """
         ...
 

@@ -2,9 +2,10 @@
 
 ``TeamStore`` (team records, documents, escrow holds, encrypted thread posts)
 and ``TeamEscrow`` (budgets) are defined with the lifecycle that drives them;
-``TeamIndex`` answers the lookups a record cannot answer fast. Each has an
-in-memory twin in ``coral.teams.memory``; SQLite implements both in
-``coral.store.teams_sqlite``.
+``TeamIndex`` answers the lookups a record cannot answer fast. SQLite
+implements both in ``coral.store.teams_sqlite``; their in-memory twins are in
+``coral.teams.memory`` (the escrow's real implementation is
+``coral.ledger.team_escrow``).
 """
 
 from __future__ import annotations
