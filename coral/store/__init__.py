@@ -7,6 +7,6 @@ Each module implements the ports of one package (``agents_sqlite`` ->
 ``wait_cursors_sqlite``, ``interop_sqlite`` and ``dashboard_sqlite`` -> the
 ports their adapters in ``coral.api`` define, ``federation_sqlite`` ->
 ``coral.federation``). ``sqlite`` is the shared connection with group commit;
-``health`` and ``errors`` keep the CLI and the adapters off the drivers.
+``health`` keeps the CLI off the drivers.
 The table of ports, adapters and in-memory twins is in ``docs/storage.md``.
 """
