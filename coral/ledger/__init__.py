@@ -5,7 +5,9 @@ semantics; ``LedgerService`` is the async facade the node uses over any
 ``LedgerStore`` adapter (SQLite or PostgreSQL, in ``coral.store``).
 """
 
+from coral.ledger.access import Caller, LedgerAccess
 from coral.ledger.audit import find_violations
+from coral.ledger.awards import AwardEscrow
 from coral.ledger.conditional import (
     PathHop,
     PreparedPath,
@@ -30,10 +32,11 @@ from coral.ledger.model import (
     TransferFlags,
     TransferResult,
 )
-from coral.ledger.ports import LedgerStore
+from coral.ledger.ports import LedgerStore, LedgerTransaction, TransactionFactory
 from coral.ledger.receipts import RECEIPT_DOMAIN, Receipt, issue_receipt, verify_receipt
 from coral.ledger.service import LedgerService, TransferOutcome, operator_account_id
 from coral.ledger.state import LedgerState
+from coral.ledger.team_escrow import LedgerTeamEscrow
 
 __all__ = [
     "AMOUNT_MAX",
@@ -42,17 +45,23 @@ __all__ = [
     "AccountFlags",
     "AccountKind",
     "AccountResult",
+    "AwardEscrow",
+    "Caller",
     "HistoryEntry",
+    "LedgerAccess",
     "LedgerChanges",
     "LedgerError",
     "LedgerService",
     "LedgerState",
     "LedgerStore",
+    "LedgerTeamEscrow",
+    "LedgerTransaction",
     "PathHop",
     "PendingStatus",
     "PreparedPath",
     "Receipt",
     "Resolution",
+    "TransactionFactory",
     "Transfer",
     "TransferFlags",
     "TransferOutcome",

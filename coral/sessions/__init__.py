@@ -6,3 +6,17 @@ The domain side of the coral-server drop-in. ``manifest`` reads
 launches and supervises agent processes, and ``service`` runs sessions over
 the coordination engine. No HTTP here: ``coral.api.coralserver`` adapts it.
 """
+
+from coral.sessions.registry import AgentRegistry
+from coral.sessions.service import (
+    SessionAgentKeys,
+    SessionManager,
+    SessionServerSettings,
+)
+
+__all__ = [
+    "AgentRegistry",
+    "SessionAgentKeys",
+    "SessionManager",
+    "SessionServerSettings",
+]

@@ -37,21 +37,20 @@ from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentRecord
 from coral.protocol.errors import Conflict, Forbidden, InvalidMessage
 from coral.protocol.message import Message, now_ms
-from coral.teams import (
+from coral.teams.documents import (
     Invitation,
     MembershipCertificate,
     SignedTeamDocument,
     TeamCharter,
-    TeamEscrow,
-    TeamLifecycle,
     TeamRecord,
-    TeamState,
-    authorize_team_message,
-    match_candidates,
     parse_team_document,
 )
 from coral.teams.errors import NotAMember, NotAuthorized
+from coral.teams.lifecycle import TeamEscrow, TeamLifecycle
+from coral.teams.matching import match_candidates
+from coral.teams.messages import authorize_team_message
 from coral.teams.ports import TeamIndex, TeamStore
+from coral.teams.state import TeamState
 
 #: Message kind that carries one signed team document in its data part.
 TEAM_DOCUMENT_KIND = "team.document"
