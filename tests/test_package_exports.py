@@ -23,9 +23,16 @@ EXPECTED = {
         "AwardEscrow",
         "LedgerTeamEscrow",
         "TransactionFactory",
+        "PaymentRelay",
     ],
     "coral.sessions": ["SessionManager", "SessionAgentKeys"],
-    "coral.federation": ["GossipState", "PeerSet"],
+    "coral.federation": [
+        "GossipState",
+        "PeerSet",
+        "FederationNode",
+        "FederationStore",
+        "PeerTransport",
+    ],
 }
 
 _CHECK = """

@@ -16,7 +16,13 @@ from coral.coordination.model import (
     WaitKind,
     WaitResult,
 )
-from coral.coordination.ports import CoordinationStore, SeenIds, ThreadWrite
+from coral.coordination.ports import (
+    CoordinationStore,
+    ReplicatedThreads,
+    SeenIds,
+    ThreadWrite,
+    WriteScope,
+)
 from coral.coordination.registry import StrategyRegistry
 from coral.coordination.service import CoordinationService
 from coral.coordination.strategy import (
@@ -36,6 +42,7 @@ __all__ = [
     "HistoryPage",
     "InboxEntry",
     "MessageGateway",
+    "ReplicatedThreads",
     "SeenIds",
     "Strategy",
     "StrategyRegistry",
@@ -47,4 +54,5 @@ __all__ = [
     "TimedStrategy",
     "WaitKind",
     "WaitResult",
+    "WriteScope",
 ]

@@ -3,6 +3,9 @@
 The core (``LedgerState``) is a pure state machine with TigerBeetle's
 semantics; ``LedgerService`` is the async facade the node uses over any
 ``LedgerStore`` adapter (SQLite or PostgreSQL, in ``coral.store``).
+``LedgerAccess`` adds who may do what (both API adapters call it);
+``PaymentRelay`` carries payments between nodes, ``AwardEscrow`` pays
+contract-net awards and ``LedgerTeamEscrow`` holds team budgets.
 """
 
 from coral.ledger.access import Caller, LedgerAccess
@@ -32,8 +35,9 @@ from coral.ledger.model import (
     TransferFlags,
     TransferResult,
 )
-from coral.ledger.ports import LedgerStore, LedgerTransaction, TransactionFactory
+from coral.ledger.ports import FederationOutbox, LedgerStore, LedgerTransaction, TransactionFactory
 from coral.ledger.receipts import RECEIPT_DOMAIN, Receipt, issue_receipt, verify_receipt
+from coral.ledger.relay import PaymentRelay
 from coral.ledger.service import LedgerService, TransferOutcome, operator_account_id
 from coral.ledger.state import LedgerState
 from coral.ledger.team_escrow import LedgerTeamEscrow
@@ -47,6 +51,7 @@ __all__ = [
     "AccountResult",
     "AwardEscrow",
     "Caller",
+    "FederationOutbox",
     "HistoryEntry",
     "LedgerAccess",
     "LedgerChanges",
@@ -57,6 +62,7 @@ __all__ = [
     "LedgerTeamEscrow",
     "LedgerTransaction",
     "PathHop",
+    "PaymentRelay",
     "PendingStatus",
     "PreparedPath",
     "Receipt",
