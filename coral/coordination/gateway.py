@@ -34,7 +34,11 @@ class Forwarder(Protocol):
         ...
 
     async def forward(self, message: Message, owner: str) -> dict[str, Any]:
-        """Queue the verified message for its owner; a receipt for the sender."""
+        """Queue the verified message for its owner; a receipt for the sender.
+
+        Raises:
+            StorageUnavailable: the outbox could not be written.
+        """
         ...
 
 

@@ -40,15 +40,31 @@ class TeamEscrow(Protocol):
     async def reserve_budget(
         self, team_id: str, payer_did: str, amount: int, currency: str, timeout_ms: int
     ) -> str:
-        """Reserve ``amount`` from ``payer_did``; return the hold id. Voids itself at timeout."""
+        """Reserve ``amount`` from ``payer_did``; return the hold id. Voids itself at timeout.
+
+        Raises:
+            LedgerError: the ledger refused the hold (e.g. ``ExceedsCredits``:
+                the payer cannot fund it, ``UnknownAccount``: no account).
+        """
         ...
 
     async def pay_members(self, team_id: str, hold_id: str, shares: dict[str, int]) -> None:
-        """Post the hold: pay each did its share, return the remainder to the payer."""
+        """Post the hold: pay each did its share, return the remainder to the payer.
+
+        Raises:
+            LedgerError: the ledger refused the post or a payment (e.g. the
+                hold already expired: ``PendingExpired``).
+        """
         ...
 
     async def release(self, team_id: str, hold_id: str) -> None:
-        """Void the hold; the payer gets the whole amount back."""
+        """Void the hold; the payer gets the whole amount back.
+
+        A hold already resolved or expired counts as released, not an error.
+
+        Raises:
+            LedgerError: any other refusal of the void.
+        """
         ...
 
 
