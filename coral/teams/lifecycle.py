@@ -247,6 +247,8 @@ class TeamLifecycle:
         Raises:
             LedgerError: the ledger refused the payout or release; the hold
                 stays recorded as held, so a later call tries again.
+            Conflict: a concurrent settle recorded the outcome first
+                (``escrow_settled``); the ledger calls were idempotent.
             StorageUnavailable: the store or the ledger could not be written.
 
         Cancellation: the outcome is recorded only after the ledger calls,
