@@ -7,11 +7,9 @@ the record, the party index, the cached state and the budget hold agree.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -43,47 +41,9 @@ from coral.teams import (
     invite,
 )
 from coral.teams.service import TeamsService
+from tests.support.gates import Gated, cancel_at
 
 BUDGET = 40
-
-
-class Gated:
-    """Wraps ``inner``; once armed, the next call of ``method`` parks at a gate."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._method: str | None = None
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    def arm(self, method: str) -> None:
-        self._method = method
-        self.entered.clear()
-        self.release.clear()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if name != self._method:
-            return attr
-
-        async def parked(*args: Any, **kwargs: Any) -> Any:
-            self._method = None  # one call only
-            self.entered.set()
-            await self.release.wait()
-            return await attr(*args, **kwargs)
-
-        return parked
-
-
-async def cancel_at(gated: Gated, method: str, call: Awaitable[Any]) -> None:
-    """Run ``call``, cancel it while ``method`` is parked, and expect the CancelledError."""
-    gated.arm(method)
-    task = asyncio.ensure_future(call)
-    await gated.entered.wait()
-    task.cancel()
-    gated.release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 @dataclass
