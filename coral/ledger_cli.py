@@ -10,6 +10,7 @@ without ``--key`` use the operator's admin token from the data dir.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -135,7 +136,14 @@ def balance(
 ) -> None:
     """Show an account's balances (your own with --key; any with the admin token)."""
     if key is not None:
-        data = _agent_call(data_dir, key, lambda ledger: ledger.balance(account))
+        found = _agent_call(data_dir, key, lambda ledger: ledger.balance(account))
+        data = {
+            **dataclasses.asdict(found),
+            "kind": str(found.kind),
+            "flags": int(found.flags),
+            "balance": found.balance,
+            "available": found.available,
+        }
     elif account is not None:
         data = _admin_call(data_dir, "GET", f"/v1/ledger/accounts/{account}")
     else:
@@ -181,7 +189,7 @@ def transfer(
         lambda ledger: ledger.transfer(to=to, amount=amount, memo=memo, transfer_id=chosen),
     )
     data = {
-        "transfer": payment.transfer,
+        "transfer": payment.transfer.to_dict(),
         "receipt": payment.receipt.to_dict() if payment.receipt else None,
         "duplicate": payment.duplicate,
     }
@@ -199,9 +207,13 @@ def history(
 ) -> None:
     """List an account's transfers, oldest first, from the cursor ``--after``."""
     if key is not None:
-        data = _agent_call(
+        page = _agent_call(
             data_dir, key, lambda ledger: ledger.history(account, after=after, limit=limit)
         )
+        data = {
+            "entries": [{"seq": e.seq, "transfer": e.transfer.to_dict()} for e in page.entries],
+            "next_after": page.next_after,
+        }
     elif account is not None:
         path = f"/v1/ledger/accounts/{account}/history?after={after}&limit={limit}"
         data = _admin_call(data_dir, "GET", path)

@@ -13,7 +13,7 @@ import pytest
 
 from coral.protocol.agent import AgentManifest, Price
 from coral.protocol.identity import Identity
-from coral.protocol.message import from_wire, now_ms
+from coral.protocol.message import now_ms
 from coral.teams import (
     Acceptance,
     Invitation,
@@ -91,7 +91,7 @@ async def test_team_of_three_talks_encrypted_rekeys_and_dissolves(node_factory):
         with pytest.raises(CoralApiError) as info:
             await TeamClient(eve).record(team.team_id)
         assert info.value.reason == "not_a_member"
-        assert [t["team_id"] for t in await TeamClient(bob).teams()] == [team.team_id]
+        assert [t.team_id for t in await TeamClient(bob).teams()] == [team.team_id]
 
         bob_team, carol_team = TeamClient(bob), TeamClient(carol)
         assert (await bob_team.join(team.team_id)).thread_id == team.thread_id
@@ -115,7 +115,7 @@ async def test_team_of_three_talks_encrypted_rekeys_and_dissolves(node_factory):
         # Remove carol: she leaves the thread, the key rotates, new posts are closed to her.
         assert await teams.remove_member(team.team_id, carol.did, reason="done") == 2
         thread = await alice.thread(team.thread_id)
-        assert carol.did not in thread["participants"]
+        assert carol.did not in thread.participants
         await teams.send_team_message(team.team_id, SECRET_AFTER)
         assert [p.text for p in await bob_team.read_team_messages(team.team_id)][-1] == SECRET_AFTER
         state, _ = await carol_team.fetch(team.team_id)
@@ -123,7 +123,7 @@ async def test_team_of_three_talks_encrypted_rekeys_and_dissolves(node_factory):
         with pytest.raises(NotAMember):
             open_key_epoch(newest[-1], carol.identity)
         history = await bob.history(team.thread_id)
-        last = from_wire(history["entries"][-1]["message"])
+        last = history.entries[-1].message
         with pytest.raises(DecryptionFailed):
             read_team_message(last, carol_team.keys)
         with pytest.raises(CoralApiError) as info:
@@ -220,7 +220,7 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
         # A document carried by someone other than its signer is refused too.
         thread = await eve.create_thread("relay", [alice.did])
         with pytest.raises(CoralApiError) as info:
-            await TeamClient(eve).post_document(thread["id"], invitation)
+            await TeamClient(eve).post_document(thread.id, invitation)
         assert info.value.reason == "not_document_signer"
 
         # Binding a thread to a team needs team authority and exactly its members.
@@ -236,7 +236,7 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
                 accept(invitation, bob.identity, price=41, currency="CRL", now_ms=now_ms())
             )
         assert info.value.reason == "price_above_role_max"
-        assert (await TeamClient(bob).teams())[0]["members"] == {alice.did: "initiator"}
+        assert (await TeamClient(bob).teams())[0].members == {alice.did: "initiator"}
 
         # Reads are for the right callers only; proposing needs a registered initiator.
         with pytest.raises(CoralApiError) as info:
@@ -286,8 +286,8 @@ async def test_refusal_moves_to_next_candidate_and_timeout_cancels(node_factory)
         lonely = (RoleSpec(name="pilot", capabilities=("fly",)),)
         with pytest.raises(FormationTimedOut):
             await teams.form_team(goal="fly", roles=lonely, budget=Money(amount=1), timeout_s=0.5)
-        cancelled = [t for t in await teams.teams() if t["team_id"] != team.team_id]
-        assert len(cancelled) == 1 and cancelled[0]["open"] is False
+        cancelled = [t for t in await teams.teams() if t.team_id != team.team_id]
+        assert len(cancelled) == 1 and cancelled[0].open is False
     finally:
         for task, stop in handlers:
             stop.set()
