@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from coral.coordination.model import Thread
+from coral.coordination.model import Thread, WaitResult
 from coral.protocol.identity import Identity
 from coral_sdk import Agent, AgentManifest, CoralApiError, CoralClient, Incoming
 
@@ -151,7 +151,7 @@ async def test_a_flood_of_waits_is_bounded(node):
         results = await asyncio.gather(*waits, return_exceptions=True)
         refused = [r for r in results if isinstance(r, CoralApiError)]
         assert refused and all(r.status == 429 for r in refused)
-        assert any(isinstance(r, dict) for r in results)
+        assert any(isinstance(r, WaitResult) for r in results)
     finally:
         await alice.close()
 

@@ -8,6 +8,7 @@ removal with rekeying, and dissolution.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -192,7 +193,12 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
             .signature
         )
         with pytest.raises(CoralApiError) as info:
-            await teams._post(f"/v1/teams/{charter.team_id}/documents", body)
+            await alice._request(
+                "POST",
+                f"/v1/teams/{charter.team_id}/documents",
+                body=json.dumps(body).encode(),
+                signed=False,
+            )
         assert (info.value.status, info.value.reason) == (401, "bad_signature")
 
         # Eve answers bob's invitation with her own valid signature: not the invitee.
@@ -334,4 +340,70 @@ async def test_team_rules_survive_a_node_restart(node_factory):
         assert info.value.reason == "not_a_member"
     finally:
         for client in again.values():
+            await client.close()
+
+
+def _waits_open(node) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(node.http + "/metrics", timeout=10) as resp:
+        return next(
+            line
+            for line in resp.read().decode().splitlines()
+            if line.startswith("coral_waits_open ")
+        )
+
+
+async def test_team_long_poll_answers_when_a_document_lands(node_factory):
+    node = node_factory("node")
+    alice = await registered(node, "alice")
+    bob = await registered(node, "bob", "write")
+    eve = await registered(node, "eve")
+    teams = TeamClient(alice)
+    try:
+        charter = draft_charter(
+            alice.identity,
+            goal="long-poll",
+            roles=ROLES,
+            budget=Money(amount=10),
+            deadline_ms=now_ms() + 600_000,
+            now_ms=now_ms(),
+        )
+        await teams.propose(charter)
+        before = await teams.view(charter.team_id)
+        assert before.revision == 0 and before.record.documents == ()
+
+        # Nothing new: the wait ends at its timeout with the same view.
+        unchanged = await teams.view(charter.team_id, after_revision=before.revision, wait_ms=50)
+        assert unchanged.revision == before.revision
+
+        # A waiting reader is answered as soon as a document is applied.
+        waiter = asyncio.create_task(
+            teams.view(charter.team_id, after_revision=before.revision, wait_ms=60_000)
+        )
+        while _waits_open(node) != "coral_waits_open 1.0":  # the node holds the wait
+            await asyncio.sleep(0.02)
+        assert not waiter.done()
+        state, _ = await teams.fetch(charter.team_id)
+        invitation = invite(
+            state, alice.identity, invitee=bob.did, role="writer", now_ms=now_ms(), ttl_ms=60_000
+        )
+        await teams.submit_document(invitation)
+        after = await asyncio.wait_for(waiter, 30)
+        assert after.revision == before.revision + 1
+        assert [d.content_hash() for d in after.record.documents] == [invitation.content_hash()]
+
+        # A revision already passed answers at once; bad bounds are refused.
+        again = await teams.view(charter.team_id, after_revision=0, wait_ms=60_000)
+        assert again.revision == 1
+        for bad in ("-1", "60001", "soon"):
+            with pytest.raises(CoralApiError) as info:
+                await alice._request("GET", f"/v1/teams/{charter.team_id}", query={"wait_ms": bad})
+            assert (info.value.status, info.value.reason) == (400, "invalid_query")
+        # Only parties may wait on a team, as for a plain read.
+        with pytest.raises(CoralApiError) as info:
+            await TeamClient(eve).view(charter.team_id, wait_ms=50)
+        assert info.value.reason == "not_a_member"
+    finally:
+        for client in (alice, bob, eve):
             await client.close()

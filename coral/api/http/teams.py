@@ -101,9 +101,14 @@ async def get_team(request: web.Request) -> web.Response:
     after = _query_int(request, "after_revision", 0, 2**53)
     if wait_ms:
         interruptible(request)
-        view = await service.wait_view(
-            team_id, reader, after_revision=after or 0, timeout_ms=wait_ms
-        )
+        metrics = request.app[CTX].metrics
+        metrics.waits_open.inc()
+        try:
+            view = await service.wait_view(
+                team_id, reader, after_revision=after or 0, timeout_ms=wait_ms
+            )
+        finally:
+            metrics.waits_open.dec()
     else:
         view = await service.view(team_id, reader)
     body = {
