@@ -278,7 +278,15 @@ class TeamClient:
         the node's directory is matched against the charter. A refusal (or an
         acceptance over budget) moves to the next candidate. If some seat is
         still empty after ``timeout_s`` the team is dissolved as cancelled and
-        FormationTimedOut is raised.
+        FormationTimedOut is raised. Between steps it long-polls the team
+        (``view`` with ``wait_ms``), so it acts as soon as an invitee answers.
+        Cancelling it leaves the team proposed and its invitations out (they
+        expire after ``timeout_s``); dissolve the team to release its budget.
+
+        Raises:
+            FormationTimedOut: some seat was still empty after ``timeout_s``.
+            CoralApiError: the node refused a step (e.g. the budget cannot be held).
+            NodeUnreachable: no node answers.
         """
         now = now_ms()
         charter = draft_charter(
@@ -456,7 +464,16 @@ class TeamClient:
         return answer
 
     async def join(self, team_id: str, timeout_s: float = 30.0) -> FormedTeam:
-        """Wait until this agent holds the team's current key and a team thread exists."""
+        """Wait until this agent holds the team's current key and a team thread exists.
+
+        Long-polls the team record, so it returns as soon as the key epoch and
+        the thread are there.
+
+        Raises:
+            TimeoutError: the team did not open to this agent within ``timeout_s``.
+            NotAMember: the team was keyed without this agent.
+            CoralApiError: the node refused the read (e.g. not a party of the team).
+        """
         deadline = time.monotonic() + timeout_s
         revision: int | None = None
         while True:
