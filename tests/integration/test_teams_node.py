@@ -381,8 +381,9 @@ async def test_team_long_poll_answers_when_a_document_lands(node_factory):
         waiter = asyncio.create_task(
             teams.view(charter.team_id, after_revision=before.revision, wait_ms=60_000)
         )
-        while _waits_open(node) != "coral_waits_open 1.0":  # the node holds the wait
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(60):  # hang guard
+            while _waits_open(node) != "coral_waits_open 1.0":  # the node holds the wait
+                await asyncio.sleep(0.02)
         assert not waiter.done()
         state, _ = await teams.fetch(charter.team_id)
         invitation = invite(
