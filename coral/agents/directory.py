@@ -19,9 +19,9 @@ remote nodes list it (ask for the did instead).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 from coral.agents.keyrotation import RotationRefused, RotationRequest, check_agent_rotation
+from coral.agents.ports import AgentStore
 from coral.protocol.agent import (
     AgentRecord,
     countersign_record,
@@ -60,45 +60,6 @@ class AmbiguousName(Conflict):
 NODE_SCOPE = ""
 
 
-class AgentStore(Protocol):
-    """Persistence of agent records (one row per agent did)."""
-
-    async def get(self, did: str) -> AgentRecord | None:
-        """The stored record for ``did`` (tombstones included), or None."""
-        ...
-
-    async def put(self, record: AgentRecord) -> bool:
-        """Store the record if its version is newer; True when stored."""
-        ...
-
-    async def search(
-        self,
-        *,
-        name: str | None = None,
-        capability: str | None = None,
-        home_node: str | None = None,
-        include_deleted: bool = False,
-    ) -> list[AgentRecord]:
-        """Records matching every given filter, by name then did."""
-        ...
-
-    async def bind_name(self, scope: str, name: str, did: str, now_ms: int) -> str:
-        """Bind ``name`` to ``did`` unless already bound; returns the holder's did (atomic)."""
-        ...
-
-    async def name_holder(self, scope: str, name: str) -> str | None:
-        """The did ``name`` is bound to in ``scope``, or None."""
-        ...
-
-    async def rebind_name(self, scope: str, name: str, old_did: str, new_did: str) -> bool:
-        """Move a binding from ``old_did`` to ``new_did`` (idempotent); True when it moved."""
-        ...
-
-    async def release_name(self, scope: str, name: str, did: str) -> None:
-        """Drop ``did``'s binding of ``name`` (no-op when held by another did)."""
-        ...
-
-
 class AgentDirectory:
     """The node's view of every agent it knows, local and remote."""
 
@@ -119,9 +80,23 @@ class AgentDirectory:
     async def register(self, record: AgentRecord) -> AgentRecord:
         """Accept a record signed by its agent, countersign it, and store it.
 
-        Raises NameTaken when the record's name is bound to another did here,
-        StaleRecord for a version not newer than the stored one, and the
-        signature/freshness errors of the record checks.
+        Re-registering a record equal to the stored one (but for the node's
+        signature) returns the stored record: a retry is idempotent.
+
+        Raises:
+            SignatureError: the record is not signed by its agent
+                (``missing_signature`` when unsigned).
+            InvalidMessage: the record names another home node
+                (``wrong_home_node``).
+            FromFuture: ``updated_at`` lies beyond the allowed clock skew.
+            StaleRecord: the version is not newer than the stored one.
+            AgentNotRegistered: a tombstone for an agent never registered.
+            NameTaken: the record's name is bound to another did here.
+            StorageUnavailable: the store could not be read or written.
+
+        Cancellation: each step commits on its own. Cancelled after the
+        name was bound but before the record was stored, the name stays bound
+        to the agent (as after any failure there); registering again completes it.
         """
         verify_agent_signature(record)
         if record.home_node != self.node.did:
@@ -158,6 +133,22 @@ class AgentDirectory:
         ``request`` must pass ``check_agent_rotation`` against the stored record.
         Both records are stored through ``register``, so a retry after a crash
         between the two is idempotent. Returns (tombstone, new record), countersigned.
+
+        Raises:
+            AgentNotRegistered: the old did has no live record.
+            RotationRefused: the request does not continue the stored record
+                (wrong dids, changed manifest or home node, stale tombstone),
+                or the new key already has a record.
+            SignatureError: a hand-over or record signature is missing or wrong.
+            FromFuture: the hand-over is dated in the future.
+            InvalidMessage: the hand-over hands a key over to itself.
+            NameTaken: the name is bound to a third agent.
+            StorageUnavailable: the store could not be read or written.
+
+        Cancellation: the name moves first and each record lands on its own,
+        so a cancelled rotation may leave the name with the new key, or the
+        old did tombstoned without its replacement listed; retrying the same
+        request completes it (the same as after a crash).
         """
         current = await self.get(request.handover.old_did)
         check_agent_rotation(current, request, self.clock(), self.max_skew_ms)
@@ -172,7 +163,15 @@ class AgentDirectory:
         return tombstone, await self.register(request.replacement)
 
     async def merge_remote(self, record: AgentRecord) -> bool:
-        """Accept a fully signed record from a peer if newer; True when stored."""
+        """Accept a fully signed record from a peer if newer; True when stored.
+
+        Records homed on this node are ignored (False): this node is their authority.
+
+        Raises:
+            SignatureError: the agent's or the home node's signature is
+                missing or does not verify.
+            StorageUnavailable: the store could not be written.
+        """
         verify_record(record)
         if record.home_node == self.node.did:
             return False  # we are the authority for our own agents
@@ -183,7 +182,11 @@ class AgentDirectory:
         return stored
 
     async def get(self, did: str) -> AgentRecord:
-        """The live record of ``did``; AgentNotRegistered otherwise."""
+        """The live record of ``did``.
+
+        Raises:
+            AgentNotRegistered: no record, or only a tombstone, for ``did``.
+        """
         record = await self.store.get(did)
         if record is None or record.deleted:
             raise AgentNotRegistered(f"agent {did} is not registered")
@@ -211,9 +214,10 @@ class AgentDirectory:
     async def resolve(self, ref: str, *, scope: str = NODE_SCOPE) -> AgentRecord:
         """Find an agent by did or by name, through the name's binding.
 
-        Raises AgentNotRegistered when nothing answers to ``ref`` (or its
-        holder is deregistered), AmbiguousName when several remote agents
-        carry an unbound name.
+        Raises:
+            AgentNotRegistered: nothing answers to ``ref``, or its holder is
+                deregistered.
+            AmbiguousName: several remote agents carry an unbound name.
         """
         if ref.startswith("did:"):
             return await self.get(ref)
@@ -235,7 +239,12 @@ class AgentDirectory:
         return remote[0]
 
     async def resolve_did(self, ref: str, *, scope: str = NODE_SCOPE) -> str:
-        """The did of the agent named or identified by ``ref`` (see ``resolve``)."""
+        """The did of the agent named or identified by ``ref``.
+
+        Raises:
+            AgentNotRegistered: nothing answers to ``ref`` (see ``resolve``).
+            AmbiguousName: several remote agents carry an unbound name.
+        """
         return (await self.resolve(ref, scope=scope)).agent
 
     async def is_registered(self, did: str) -> bool:
