@@ -1,7 +1,7 @@
 """SQLite adapter for the ledger: durable group commit on an embedded file.
 
-Writes go through one ``GroupCommitWriter`` (so concurrent submitters share a
-fsync) inside ``SqliteDatabase.transaction()``; the ledger insists on
+Writes go through one ``LedgerWriter`` (so concurrent submitters share a
+fsync), each group inside one ``SqliteDatabase.transaction()``; the ledger insists on
 ``PRAGMA synchronous=FULL`` so an acknowledged transfer survives power loss.
 Transfer rows are insert-only (triggers refuse UPDATE and DELETE); balances
 change in the same transaction. Reads use a second connection, which sees
@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from coral.ledger.group_commit import GroupCommitStats, GroupCommitWriter
 from coral.ledger.model import (
     Account,
     AccountFlags,
@@ -33,6 +32,8 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
+from coral.store.group_commit import GroupCommitStats
+from coral.store.ledger_writer import LedgerWriter
 from coral.store.sqlite import Migration, SqliteDatabase
 
 COMPONENT = "ledger"
@@ -287,7 +288,7 @@ class SqliteLedgerStore:
 
     def __init__(self, db: SqliteDatabase, *, max_group: int = 512) -> None:
         self._db = db
-        self._writer = GroupCommitWriter(self._begin, max_group=max_group)
+        self._writer = LedgerWriter(self._begin, max_group=max_group)
         self._reader: aiosqlite.Connection | None = None
 
     @classmethod
