@@ -10,8 +10,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
+from coral.api.context import NodeContext
 from coral.api.errors import GRPC_REASON_KEY, as_coral_error, grpc_status
-from coral.context import NodeContext
 from coral.protocol.errors import CoralError
 
 log = logging.getLogger("coral.grpc")

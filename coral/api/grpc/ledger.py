@@ -3,7 +3,7 @@
 Agents sign each call in the ``coral-auth`` metadata (method ``RPC``, target
 ``/coral.v1.LedgerService/<Method>``, body = the serialized request); the
 operator sends ``authorization: Bearer <admin token>``. Authorization lives
-in ``coral.ledger_subsystem.LedgerAccess``.
+in ``coral.node.subsystems.ledger.LedgerAccess``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any, TypeAlias
 import grpc
 
 from coral.api.auth import authenticate_admin, authenticate_agent
+from coral.api.context import NodeContext, need
 from coral.api.grpc.common import rpc
-from coral.context import NodeContext
+from coral.ledger.access import Caller, LedgerAccess
 from coral.ledger.model import Account, Transfer
 from coral.ledger.receipts import Receipt, verify_receipt
 from coral.ledger.service import TransferOutcome
-from coral.ledger_access import Caller, LedgerAccess
 from coral.protocol.errors import CoralError
 from coral.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -93,7 +93,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     @property
     def access(self) -> LedgerAccess:
         """The shared ledger rules."""
-        access: LedgerAccess = self.ctx.require("ledger_access")
+        access: LedgerAccess = need(self.ctx.ledger_access, "ledger_access")
         return access
 
     def caller(self, context: Context, method: str, request: Any) -> Caller:

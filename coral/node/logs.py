@@ -7,16 +7,12 @@ that request runs, so a log line can be traced back to the request.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import sys
 import time
 
-#: The id of the request the current task is serving, or None outside a request.
-current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "coral_request_id", default=None
-)
+from coral.api.http.request_ids import current_request_id
 
 
 class RequestIdFilter(logging.Filter):
