@@ -299,7 +299,10 @@ class SqliteDatabase:
                 log.warning("rollback failed: %s", error)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a synchronous read function on the database thread in one hop.
+        """Run a synchronous read function on the write connection's thread in one hop.
+
+        It sees what is committed (and nothing of a ``transaction()`` still open,
+        which runs on the other connection).
 
         Raises:
             StorageUnavailable: SQLite cannot read now (I/O error, lock timeout).
