@@ -10,6 +10,7 @@ only committed state.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -217,8 +218,7 @@ class _SqliteLedgerTransaction:
         rows: list[aiosqlite.Row] = []
         for part in chunks(ids):
             marks = ",".join("?" * len(part))
-            cursor = await self._conn.execute(sql.format(marks=marks), part)
-            rows.extend(await cursor.fetchall())
+            rows.extend(await self._conn.execute_fetchall(sql.format(marks=marks), part))
         return rows
 
     async def load_accounts(self, ids: Collection[str]) -> list[Account]:
@@ -234,13 +234,13 @@ class _SqliteLedgerTransaction:
         return [resolution_from_row(r) for r in await self._select(sql, pending_ids)]
 
     async def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
-        cursor = await self._conn.execute(
+        rows = await self._conn.execute_fetchall(
             f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ("
             " SELECT pending_id FROM ledger_open_deadlines WHERE expires_at <= ?"
             " ORDER BY expires_at LIMIT ?)",
             (now_ms, limit),
         )
-        return [transfer_from_row(r) for r in await cursor.fetchall()]
+        return [transfer_from_row(r) for r in rows]
 
     async def persist(self, changes: LedgerChanges) -> None:
         conn = self._conn
@@ -355,8 +355,9 @@ class SqliteLedgerStore:
         return self._reader
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        cursor = await self._read.execute(sql, params)
-        return list(await cursor.fetchall())
+        # One hop that runs the query to its end even if we are cancelled: a statement
+        # left half-read would hold the reader's snapshot, hiding later commits.
+        return list(await self._read.execute_fetchall(sql, params))
 
     async def get_account(self, account_id: str) -> Account | None:
         """See LedgerStore.get_account."""
@@ -389,18 +390,32 @@ class SqliteLedgerStore:
         )
         return [HistoryEntry(row["seq"], transfer_from_row(row)) for row in rows]
 
-    async def load_snapshot(self) -> LedgerState:
-        """See LedgerStore.load_snapshot."""
-        # One read transaction, so the three queries see the same commit.
-        await self._read.execute("BEGIN")
+    async def _end_read(self) -> None:
         try:
+            await self._read.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "no transaction" not in str(exc):  # the BEGIN failed: nothing to end
+                raise
+
+    async def load_snapshot(self) -> LedgerState:
+        """See LedgerStore.load_snapshot.
+
+        Raises:
+            sqlite3.Error: the reader connection failed.
+
+        Cancellation: the read transaction is ended; nothing is written.
+        """
+        # One read transaction, so the three queries see the same commit. Even a
+        # cancelled BEGIN runs on the reader's thread, so the COMMIT always follows.
+        try:
+            await self._read.execute("BEGIN")
             accounts = await self._rows(f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts")
             transfers = await self._rows(
                 f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers ORDER BY seq"
             )
             resolutions = await self._rows("SELECT * FROM ledger_resolutions")
         finally:
-            await self._read.execute("COMMIT")
+            await self._end_read()
         return LedgerState(
             [account_from_row(r) for r in accounts],
             [transfer_from_row(r) for r in transfers],

@@ -119,3 +119,24 @@ def test_cancelled_postgres_ledger_submissions_are_whole_or_absent(
         return await PostgresLedgerStore.open(await create_database(postgres_server), pool_size=2)
 
     asyncio.run(scenario(open_store, plan))
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_a_cancelled_snapshot_leaves_the_reader_outside_any_transaction(
+    tmp_path: Path, turns: int
+) -> None:
+    store = await SqliteLedgerStore.open(tmp_path / "ledger.db")
+    try:
+        await store.create_accounts(
+            [Account("op", "usd", kind=AccountKind.OPERATOR), Account("a", "usd")], 0
+        )
+        reading = asyncio.create_task(store.load_snapshot())
+        for _ in range(turns):  # cancel during BEGIN, a query, or COMMIT
+            await asyncio.sleep(0)
+        reading.cancel()
+        await asyncio.wait({reading})
+        await store.create_transfers([Transfer("later", "op", "a", 3)], 1)
+        # A reader stuck in a read transaction would still see the old snapshot.
+        assert (await store.load_snapshot()).accounts["a"].credits_posted == 3
+    finally:
+        await store.close()
