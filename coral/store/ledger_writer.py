@@ -75,6 +75,9 @@ class LedgerWriter:
     async def close(self) -> None:
         """Commit everything already queued, then refuse new writes.
 
+        Raises:
+            Nothing of its own: commit failures go to the submitters.
+
         Cancellation: the group in flight and the queue keep committing.
         """
         await self._committer.close()

@@ -346,11 +346,23 @@ class SqliteDatabase:
             return await self._writer.call(lambda raw: _run_group(raw, group))
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
-        """All rows of one query, in a single hop to the database thread."""
+        """All rows of one query, in a single hop to the database thread.
+
+        Raises:
+            sqlite3.Error: the query failed.
+
+        Cancellation: the query still runs to its end on the database thread.
+        """
         return list(await self.conn.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Row | None:
-        """The first row of one query, in a single hop to the database thread."""
+        """The first row of one query, in a single hop to the database thread.
+
+        Raises:
+            sqlite3.Error: the query failed.
+
+        Cancellation: the query still runs to its end on the database thread.
+        """
         rows = await self.conn.execute_fetchall(sql, params)
         return next(iter(rows), None)
 
