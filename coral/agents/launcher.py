@@ -1,34 +1,76 @@
-"""The launcher's bookkeeping: which registry agents run, their replicas, restarts.
+"""The launcher: the node runs registry agents as supervised child processes.
 
-Sans-I/O: no processes, no clock. ``coral.node.subsystems.launcher`` spawns and
-watches the processes and feeds events in (``started``, ``exited``); this
-module decides what happens next (restart after a backoff delay, or stay
-down) and renders the state the admin API shows.
+Like coral-server's "executable" runtime: an operator asks (admin API) for a
+manifest from ``registry/`` with N replicas; ``AgentLauncher`` spawns each
+replica with its connection settings in environment variables
+(``CORAL_NODE_URL``, ``CORAL_AGENT_KEY_FILE``, ``CORAL_AGENT_NAME``,
+``CORAL_AGENT_MANIFEST``, ``CORAL_REPLICA_INDEX``/``COUNT``,
+``CORAL_OPTION_*``), restarts crashed ones with exponential backoff, and
+stops them all on node shutdown.
+
+The bookkeeping (``LaunchTable``, ``LaunchedAgent``) is sans-I/O: the
+supervisor feeds process events in (``started``, ``exited``) and the table
+decides what happens next (restart after a backoff delay, or stay down) and
+renders the state the admin API shows. Manifests are read with the node's own
+``coral-agent.toml`` parser (``coral.sessions.manifest``), never the SDK's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 import secrets
+import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from coral.protocol.errors import InvalidMessage, NotFound
+from pydantic import ValidationError
+
+from coral.agents.keyfile import load_or_create_identity
+from coral.agents.launch_manifest import (
+    REGISTRY_DIR,
+    InvalidLaunch,
+    find_manifest,
+    options_env,
+    read_manifest,
+    runtime_argv,
+)
+from coral.protocol.agent import AgentManifest
+from coral.protocol.errors import NotFound
+from coral.protocol.message import now_ms
+
+__all__ = [
+    "MAX_REPLICAS",
+    "REGISTRY_DIR",
+    "STOP_GRACE_S",
+    "AgentLauncher",
+    "BackoffPolicy",
+    "InvalidLaunch",
+    "LaunchNotFound",
+    "LaunchSpec",
+    "LaunchTable",
+    "LaunchedAgent",
+    "ReplicaState",
+    "ReplicaStatus",
+]
 
 ReplicaStatus = Literal["starting", "running", "backoff", "stopping", "stopped"]
 
 MAX_REPLICAS = 64
+#: How long stopped replicas get between SIGTERM and SIGKILL.
+STOP_GRACE_S = 10.0
+
+log = logging.getLogger("coral.agents.launcher")
 
 
 class LaunchNotFound(NotFound):
     """No launched agent has this id."""
 
     reason = "launch_not_found"
-
-
-class InvalidLaunch(InvalidMessage):
-    """A launch request that cannot be honoured (bad replica count, unknown manifest...)."""
-
-    reason = "invalid_launch"
 
 
 @dataclass(frozen=True)
@@ -201,3 +243,153 @@ class LaunchTable:
     def all(self) -> list[LaunchedAgent]:
         """Every launch, oldest first."""
         return sorted(self._agents.values(), key=lambda launched: launched.created_at)
+
+
+# -- process supervision ------------------------------------------------------
+
+
+class AgentLauncher:
+    """Spawns, supervises and stops launched agents' replica processes."""
+
+    def __init__(
+        self,
+        node_url: str,
+        keys_dir: Path,
+        logs_dir: Path,
+        backoff: BackoffPolicy | None = None,
+        registry_dir: Path = REGISTRY_DIR,
+    ) -> None:
+        self.node_url = node_url
+        self.keys_dir = keys_dir
+        self.logs_dir = logs_dir
+        self.registry_dir = registry_dir
+        self.table = LaunchTable(backoff)
+        self._supervisors: dict[str, list[asyncio.Task[None]]] = {}
+        self._processes: dict[tuple[str, int], asyncio.subprocess.Process] = {}
+
+    def plan(
+        self,
+        manifest_ref: str,
+        replicas: int = 1,
+        options: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> LaunchSpec:
+        """Validate a manifest and build the command line and environment for its replicas.
+
+        Raises:
+            InvalidLaunch: unknown manifest, no executable runtime, a bad name or option.
+        """
+        path = find_manifest(manifest_ref, self.registry_dir)
+        agent, runtime_env = read_manifest(path)
+        argv = runtime_argv(agent)
+        agent_name = name or agent.name
+        try:
+            AgentManifest(name=agent_name)
+        except ValidationError:
+            raise InvalidLaunch(f"name: {agent_name!r} is not a valid agent name") from None
+        env = {
+            **runtime_env,
+            "CORAL_NODE_URL": self.node_url,
+            "CORAL_AGENT_KEY_FILE": str(self.keys_dir / f"{agent_name}.key"),
+            "CORAL_AGENT_NAME": agent_name,
+            **options_env(agent, options or {}),
+            "CORAL_AGENT_MANIFEST": str(path.resolve()),
+        }
+        return LaunchSpec(agent_name, str(path), argv, env, replicas)
+
+    async def launch(self, spec: LaunchSpec) -> LaunchedAgent:
+        """Start every replica of ``spec``; they share one key, created here first.
+
+        Raises:
+            InvalidLaunch: a replica count outside 1..MAX_REPLICAS.
+        """
+        launched = self.table.add(spec, now_ms())
+        key_file = Path(spec.env["CORAL_AGENT_KEY_FILE"])
+        load_or_create_identity(key_file)
+        self._supervisors[launched.id] = [
+            asyncio.create_task(self._supervise(launched, i), name=f"launch-{launched.id}-{i}")
+            for i in range(spec.replicas)
+        ]
+        return launched
+
+    async def stop(self, launch_id: str) -> LaunchedAgent:
+        """Terminate a launch's replicas (SIGTERM, then SIGKILL after a grace period).
+
+        Raises:
+            LaunchNotFound: no launch has this id.
+
+        Cancelled while waiting, the launch is marked stopping (no restarts)
+        and its replicas may still be exiting.
+        """
+        launched = self.table.get(launch_id)
+        launched.stop()
+        tasks = self._supervisors.pop(launch_id, [])
+        for index, task in enumerate(tasks):
+            process = self._processes.get((launch_id, index))
+            if process is None or process.returncode is not None:
+                task.cancel()  # waiting out a restart backoff: nothing to terminate
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S) if tasks else (set(), set())
+        for index in range(len(launched.replicas)):
+            process = self._processes.pop((launch_id, index), None)
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_GRACE_S)
+        for task in pending:
+            task.cancel()
+        for replica in launched.replicas:
+            replica.status = "stopped"
+        self.table.remove(launch_id)
+        return launched
+
+    async def stop_all(self) -> None:
+        """Stop every launch (node shutdown)."""
+        await asyncio.gather(
+            *(self.stop(launched.id) for launched in self.table.all()), return_exceptions=True
+        )
+
+    async def _supervise(self, launched: LaunchedAgent, index: int) -> None:
+        spec = launched.spec
+        log_path = self.logs_dir / f"{spec.name}-{launched.id}-{index}.log"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        while not launched.stopping:
+            # The child writes its own log; the parent only hands over the descriptor.
+            with open(log_path, "ab") as log_file:  # noqa: ASYNC230
+                process = await asyncio.create_subprocess_exec(
+                    *spec.argv,
+                    env={
+                        **os.environ,
+                        "PYTHONUNBUFFERED": "1",
+                        "CORAL_PARENT_PID": str(os.getpid()),
+                        **spec.replica_env(index),
+                    },
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self._processes[(launched.id, index)] = process
+            launched.started(index, process.pid, now_ms())
+            log.info("launched %s replica %d as pid %d", spec.name, index, process.pid)
+            try:
+                code = await process.wait()
+            except asyncio.CancelledError:
+                if process.returncode is None:
+                    process.kill()
+                raise
+            delay_ms = launched.exited(index, code, now_ms())
+            if delay_ms is None:
+                break
+            log.warning(
+                "%s replica %d exited with %d; restarting in %d ms (log: %s)",
+                spec.name,
+                index,
+                code,
+                delay_ms,
+                log_path,
+            )
+            await asyncio.sleep(delay_ms / 1000)

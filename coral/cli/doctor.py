@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -21,13 +22,12 @@ import sqlite3
 import stat
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from coral.cli.client import NodeCallError, NodeClient, tls_verify
 from coral.config import Config, ConfigError, load_config
 from coral.node import preflight
 
@@ -143,13 +143,18 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def check_ports_or_health(cfg: Config, fetch: Callable[[str], object] | None = None) -> list[Check]:
-    """A running node answers /healthz; otherwise the configured ports are free to bind."""
+    """A running node answers /healthz; otherwise the configured ports are free to bind.
+
+    ``fetch(base_url)`` probes ``/healthz`` (default: the CLI's node client),
+    raising NodeCallError when it fails.
+    """
     info = running_node(cfg)
     if info is not None:
-        url = f"{info.get('http_address')}/healthz"
+        base = str(info.get("http_address"))
+        url = f"{base}/healthz"
         try:
-            (fetch or _fetch_json)(url)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+            (fetch or functools.partial(_probe_health, cfg=cfg))(base)
+        except NodeCallError as exc:
             return [
                 Check(
                     "node",
@@ -177,9 +182,9 @@ def check_ports_or_health(cfg: Config, fetch: Callable[[str], object] | None = N
     return checks
 
 
-def _fetch_json(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
+def _probe_health(base_url: str, cfg: Config) -> object:
+    with NodeClient(base_url, timeout_s=5.0, verify=tls_verify(cfg)) as node:
+        return node.get("/healthz")
 
 
 def check_sqlite(db_path: Path) -> Check:
