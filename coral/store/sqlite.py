@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,28 +67,54 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
+class _Job:
+    """One call waiting for, or running on, the connection's thread."""
+
+    __slots__ = ("end_waiter", "ended", "fn", "future", "loop")
+
+    def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.ended = False
+        self.end_waiter: asyncio.Future[None] | None = None
+
+
+def _job_ended(job: _Job, ok: bool, value: Any) -> None:
+    # On the event loop: deliver the outcome unless the caller gave up waiting.
+    job.ended = True
+    if not job.future.done():
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+    if job.end_waiter is not None and not job.end_waiter.done():
+        job.end_waiter.set_result(None)
+
+
 class _ConnectionThread:
     """A plain sqlite3 connection that lives on one dedicated thread.
 
-    Every call runs there, in submission order, in one hop. Once a call has
-    started it runs to the end even if its caller is cancelled, and the
-    caller waits for that end before the cancellation goes on: a function
-    that opens a transaction also closes it, so the connection is idle
-    whenever no call is running.
+    Every call runs there, in submission order, in one hop, and every call
+    that was submitted runs. A cancelled caller waits for its call to end
+    before the cancellation goes on: a function that opens a transaction
+    also closes it, so the connection is idle whenever no call is running.
     """
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coral-sqlite")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="coral-sqlite", daemon=True)
         self._raw: sqlite3.Connection | None = None
 
     async def open(self, path: str, pragmas: Sequence[str]) -> None:
         def connect() -> sqlite3.Connection:
-            raw = sqlite3.connect(path, isolation_level=None)
+            raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             raw.row_factory = sqlite3.Row
             for pragma in pragmas:
                 raw.execute(pragma)
             return raw
 
+        self._thread.start()
         self._raw = await self._submit(connect)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -100,17 +127,31 @@ class _ConnectionThread:
         raw, self._raw = self._raw, None
         if raw is not None:
             await self._submit(raw.close)
-        self._executor.shutdown(wait=False)
+        self._jobs.put(None)
 
     async def _submit(self, fn: Callable[[], T]) -> T:
-        job = self._executor.submit(fn)
-        waiter = asyncio.wrap_future(job)
+        job = _Job(fn, asyncio.get_running_loop())
+        self._jobs.put(job)
         try:
-            return await asyncio.shield(waiter)
+            result: T = await job.future
         except asyncio.CancelledError:
-            if not job.cancel():  # already running: let it end, so the connection is idle
-                await _run_to_end(waiter)
+            if not job.ended:  # let it end, so the connection is idle again
+                job.end_waiter = job.loop.create_future()
+                await _run_to_end(job.end_waiter)
             raise
+        return result
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                value, ok = job.fn(), True
+            except BaseException as exc:  # delivered to the caller on the event loop
+                value, ok = exc, False
+            try:
+                job.loop.call_soon_threadsafe(_job_ended, job, ok, value)
+            except RuntimeError:  # the event loop is closed: nobody is waiting
+                pass
+            del job, value  # drop a finished call's cursor before waiting for the next
 
 
 async def _run_to_end(future: asyncio.Future[Any]) -> None:
