@@ -26,6 +26,7 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
+from coral.store._ledger_writer import LedgerWriter
 from coral.store.group_commit import GroupCommitStats
 from coral.store.ledger_sqlite import (
     ACCOUNT_COLUMNS,
@@ -37,7 +38,6 @@ from coral.store.ledger_sqlite import (
     transfer_from_row,
     transfer_values,
 )
-from coral.store.ledger_writer import LedgerWriter
 
 COMPONENT = "ledger"
 

@@ -33,8 +33,8 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
+from coral.store._ledger_writer import LedgerWriter
 from coral.store.group_commit import GroupCommitStats
-from coral.store.ledger_writer import LedgerWriter
 from coral.store.sqlite import Migration, SqliteDatabase
 
 COMPONENT = "ledger"
