@@ -26,22 +26,22 @@ from coral.protocol.limits import DEFAULT_LIMITS
 JsonValue = Any
 
 
-_MAX_SAFE = 2**53 - 1
+#: The largest integer every JSON reader holds exactly (IEEE-754 doubles).
+MAX_SAFE_INTEGER = 2**53 - 1
+_MAX_SAFE = MAX_SAFE_INTEGER
 # Built once: json.dumps with options builds a new encoder on every call.
 _PLAIN_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
 
 
-def encode_plain(value: JsonValue) -> str:
-    """Sorted, compact JSON text of a value ``is_plain_json`` accepted (its JCS form).
-
-    Uses the C encoder directly where CPython has one (the JSONEncoder wrapper
-    rebuilds it on every call). Raises ValueError on a reference cycle.
-    """
-    if _C_ENCODER is None:
-        return _PLAIN_ENCODER.encode(value)
-    encoder = _C_ENCODER(
-        {},
+def _c_encoder() -> Callable[[Any, int], list[str]] | None:
+    # One C encoder for every call (JSONEncoder.encode rebuilds it each time).
+    # No cycle markers: a shared marker dict could keep stale entries after a
+    # failed encode; a cycle still fails, as RecursionError (mapped below).
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    encoder: Callable[[Any, int], list[str]] = make(
+        None,
         _PLAIN_ENCODER.default,
         json.encoder.encode_basestring,
         None,
@@ -51,7 +51,24 @@ def encode_plain(value: JsonValue) -> str:
         False,
         True,
     )
-    return "".join(encoder(value, 0))
+    return encoder
+
+
+_C_ENCODE = _c_encoder()
+
+
+def encode_plain(value: JsonValue) -> str:
+    """Sorted, compact JSON text of a value ``is_plain_json`` accepted (its JCS form).
+
+    Uses one prebuilt C encoder where CPython has one. Raises ValueError on a
+    reference cycle.
+    """
+    if _C_ENCODE is None:
+        return _PLAIN_ENCODER.encode(value)
+    try:
+        return "".join(_C_ENCODE(value, 0))
+    except RecursionError:
+        raise ValueError("value nests too deeply or holds a reference cycle") from None
 
 
 def _is_plain(value: JsonValue) -> bool:
@@ -59,22 +76,31 @@ def _is_plain(value: JsonValue) -> bool:
     # (ECMAScript number formatting differs from repr), integers within the
     # exact range, and object keys inside the BMP (so code-point order equals
     # JCS's UTF-16 order). Strings escape identically in both.
+    # Exact types are tested first (the common case, one identity test each);
+    # subclasses fall through to the isinstance checks.
     stack = [value]
+    pop = stack.pop
+    extend = stack.extend
     while stack:
-        item = stack.pop()
-        if item is None or item is True or item is False or isinstance(item, str):
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
             continue
-        if type(item) is int:
+        if kind is int:
             if -_MAX_SAFE <= item <= _MAX_SAFE:
                 continue
             return False
-        if isinstance(item, dict):
+        if kind is list or kind is tuple:
+            extend(item)
+        elif kind is dict or isinstance(item, dict):
             for key in item:
                 if not isinstance(key, str) or (not key.isascii() and max(map(ord, key)) > 0xFFFF):
                     return False
-            stack.extend(item.values())
+            extend(item.values())
+        elif isinstance(item, str):
+            continue
         elif isinstance(item, list | tuple):
-            stack.extend(item)
+            extend(item)
         else:
             return False
     return True
