@@ -48,7 +48,7 @@ class RotationRefused(Conflict):
 class KeyHandover(BaseModel):
     """Proof that identity ``old_did`` continues as ``new_did``; signed by both keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
     kind: SubjectKind
     old_did: Did
     new_did: Did

@@ -29,7 +29,7 @@ PROTOCOL_VERSION = "coral/v1"
 #: How far into the future a record's timestamp may lie (clock skew allowance).
 DEFAULT_MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
 Address = Annotated[str, Field(min_length=1, max_length=255)]
 
 

@@ -21,7 +21,7 @@ from coral.protocol.signing import sign_object, verify_object
 AGENT_DOMAIN = b"coral/v1/agent-record\x00"
 NODE_COUNTERSIGN_DOMAIN = b"coral/v1/agent-record-countersign\x00"
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
 
 AgentName = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=32)]
 Capability = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.:/-]{0,63}$")]

@@ -17,7 +17,9 @@ from ulid import ULID
 
 from coral.protocol.errors import InvalidMessage, UnknownField
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, str_max_length=1 << 20)
+# defer_build: each schema is built on first use, not at import (node start-up
+# reaches /healthz before any message is validated).
+_STRICT = ConfigDict(extra="forbid", frozen=True, str_max_length=1 << 20, defer_build=True)
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:~-]+$")]
 Did = Annotated[

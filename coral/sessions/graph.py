@@ -29,7 +29,7 @@ class InvalidGraph(InvalidMessage):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class RegistrySourceId(_Model):

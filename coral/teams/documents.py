@@ -9,6 +9,7 @@ ones by that hash, which is what chains a team record together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -34,7 +35,7 @@ KEY_EPOCH_DOMAIN = b"coral/v1/team-key-epoch\x00"
 #: The pseudo-role of the team's initiator; no charter role may use it.
 INITIATOR_ROLE = "initiator"
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
 
 TeamId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._~-]+$")]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -319,14 +320,17 @@ def parse_charter(raw: bytes | str | dict[str, Any]) -> TeamCharter:
         raise _first_error(exc, "charter") from None
 
 
-_DOCUMENT_ADAPTER: TypeAdapter[SignedTeamDocument] = TypeAdapter(TeamDocument)
+@functools.cache
+def _document_adapter() -> TypeAdapter[SignedTeamDocument]:
+    # Built on first use, not at import: start-up does not parse team documents.
+    return TypeAdapter(TeamDocument)
 
 
 def parse_team_document(raw: bytes | str | dict[str, Any]) -> SignedTeamDocument:
     """Parse untrusted JSON as one non-charter team document (dispatch on ``type``)."""
     obj = raw if isinstance(raw, dict) else parse_json(raw)
     try:
-        return _DOCUMENT_ADAPTER.validate_python(obj)
+        return _document_adapter().validate_python(obj)
     except ValidationError as exc:
         raise _first_error(exc, "document") from None
 

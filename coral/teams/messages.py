@@ -7,6 +7,7 @@ which travel as the canonical JSON list of their wire objects.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from pydantic import TypeAdapter, ValidationError
@@ -20,7 +21,12 @@ from coral.teams.keys import TeamKey, decrypt_team_message, encrypt_team_message
 from coral.teams.state import TeamState
 
 TEAM_MESSAGE_KIND = "team.message"
-_PARTS_ADAPTER: TypeAdapter[tuple[Part, ...]] = TypeAdapter(tuple[Part, ...])
+
+
+@functools.cache
+def _parts_adapter() -> TypeAdapter[tuple[Part, ...]]:
+    # Built on first use, not at import (node start-up decrypts no team message).
+    return TypeAdapter(tuple[Part, ...])
 
 
 def build_team_message(
@@ -85,6 +91,6 @@ def read_team_message(message: Message, keys: Mapping[str, TeamKey]) -> tuple[Pa
         raise DecryptionFailed(f"no key {part.key_id} held for this message")
     plaintext = decrypt_team_message(key, part, thread=message.thread, sender=message.sender)
     try:
-        return _PARTS_ADAPTER.validate_python(parse_json(plaintext))
+        return _parts_adapter().validate_python(parse_json(plaintext))
     except ValidationError:
         raise InvalidTeamDocument("decrypted team message is not a list of parts") from None
