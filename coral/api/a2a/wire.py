@@ -15,6 +15,7 @@ from a2a.utils.constants import PROTOCOL_VERSION_1_0, VERSION_HEADER
 from aiohttp import web
 
 from coral.api.a2a.asgi_bridge import AsgiApp, AsgiMessage, Receive, Scope, Send
+from coral.api.http import sse
 
 
 def with_version(
@@ -84,7 +85,7 @@ def errors_as_events(app: AsgiApp) -> AsgiApp:
                         "type": "http.response.start",
                         "status": 200,
                         "headers": [
-                            (b"content-type", b"text/event-stream"),
+                            (b"content-type", sse.CONTENT_TYPE.encode()),
                             (b"cache-control", b"no-store"),
                         ],
                     }
@@ -92,8 +93,8 @@ def errors_as_events(app: AsgiApp) -> AsgiApp:
                 body.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
-                message = {"type": "http.response.body", "body": b"data: " + b"".join(body)}
-                message["body"] += b"\n\n"
+                event = sse.encode_event(b"".join(body).decode(errors="replace"))
+                message = {"type": "http.response.body", "body": event}
             await send(message)
 
         await app(scope, receive, send_event)

@@ -30,6 +30,7 @@ from coral.api.dashboard.feed import SnapshotFeed
 from coral.api.dashboard.snapshot import SnapshotBuilder, views_are_open
 from coral.api.http.app import CTX, read_json_body
 from coral.api.http.host_guard import HostPolicy, guarded
+from coral.api.http.sse import EventStream
 from coral.context import NodeContext
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound, ResourceExhausted
 
@@ -99,26 +100,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     _authorize_view(request)
     if request.app[FEED].subscribers >= MAX_EVENT_STREAMS:
         raise ResourceExhausted("too many open dashboard streams", reason="too_many_streams")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
     updates = request.app[FEED].updates()
     try:
-        async for text in updates:
-            if text is None:
-                await response.write(b": keep-alive\n\n")
-            else:
-                await response.write(f"event: snapshot\ndata: {text}\n\n".encode())
-    except ConnectionResetError:
-        pass  # the browser went away; it reconnects by itself
+        async with EventStream(request) as stream:
+            async for text in updates:
+                if text is None:
+                    await stream.keep_alive()
+                else:
+                    await stream.send(text, event="snapshot")
     finally:
         await updates.aclose()
-    return response
+    return stream.response
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
