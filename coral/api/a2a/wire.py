@@ -7,7 +7,6 @@ streaming call's early error into a Server-Sent Event.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from a2a.types import a2a_pb2
@@ -53,15 +52,6 @@ def known_state(value: object) -> bool:
 
 #: JSON-RPC methods answered with Server-Sent Events, errors included.
 STREAMING_METHODS = frozenset({"SendStreamingMessage", "SubscribeToTask"})
-
-
-def jsonrpc_call(body: bytes) -> dict[str, Any]:
-    """The JSON-RPC call in a request body, or {} when it is not one (the dispatcher answers)."""
-    try:
-        call = json.loads(body)
-    except ValueError:
-        return {}
-    return call if isinstance(call, dict) else {}
 
 
 def errors_as_events(app: AsgiApp) -> AsgiApp:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -113,10 +112,6 @@ async def events(request: web.Request) -> web.StreamResponse:
     return stream.response
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    return await read_json_body(request, allow_empty=True)
-
-
 async def close_thread(request: web.Request) -> web.Response:
     """POST /v1/dashboard/admin/threads/{thread_id}/close ``{summary}``.
 
@@ -127,7 +122,7 @@ async def close_thread(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     authenticate_admin(ctx, request.headers.get("Authorization"))
     engine = ctx.require("coordination")
-    body = await _json_object(request)
+    body = await read_json_body(request, allow_empty=True)
     summary = str(body.get("summary") or "").strip()
     if len(summary) > MAX_SUMMARY_CHARS:
         raise InvalidMessage("the summary is too long", reason="invalid_summary")
