@@ -41,6 +41,6 @@ async def serve() -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
-    from coral.eventloop import run
+    from coral.node.eventloop import run
 
     run(serve())

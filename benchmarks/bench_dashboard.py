@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from coral.api.context import NodeContext
 from coral.api.dashboard.rates import RateSampler
 from coral.api.dashboard.snapshot import SnapshotBuilder
 from coral.config import Config
-from coral.context import NodeContext
 from coral.metrics import NodeMetrics
 from coral.protocol.identity import Identity
 from coral.protocol.limits import Limits

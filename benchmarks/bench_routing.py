@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._node import BenchNode
 from benchmarks._stats import cpu_seconds, pct, ratio, rss_bytes
 from coral.api.grpc.convert import record_to_proto
-from coral.eventloop import loop_name, run
+from coral.node.eventloop import loop_name, run
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.codec import message_to_proto
 from coral.protocol.identity import Identity

@@ -1,24 +1,52 @@
-"""One typed configuration: TOML file, then CORAL_* environment, then flags.
+"""One typed configuration: defaults, then a TOML file, then CORAL_* environment, then flags.
 
-Later sources win. Every field has a sane default so ``coral-node start``
-works with no file at all: SQLite and keys live in the platform's data dir,
-and both servers bind to 127.0.0.1.
+Later sources win; pydantic-settings does the layering. Every field has a
+sane default so ``coral-node start`` works with no file at all: SQLite and
+keys live in the platform's data dir, and both servers bind to 127.0.0.1.
+
+Nested tables are reachable from the environment with ``__``:
+``CORAL_LIMITS__MAX_MESSAGE_BYTES=1048576``, ``CORAL_A2A__PUSH_ALLOW='["10.0.0.0/8"]'``.
+``Config(...)`` itself takes only the values it is given; ``load_config``
+adds the file and the environment.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from coral.protocol.limits import Limits
 
 ENV_PREFIX = "CORAL_"
+#: Separates a table from its key in environment names: ``CORAL_LIMITS__MAX_PARTS``.
+ENV_NESTED_DELIMITER = "__"
+#: Names the config file when ``--config`` does not.
+CONFIG_ENV = "CORAL_CONFIG"
+
+
+#: The sources ``load_config`` puts under the flags, below ``Config``'s own arguments.
+_LAYERS: ContextVar[tuple[PydanticBaseSettingsSource, ...]] = ContextVar(
+    "coral_config_layers", default=()
+)
 
 
 class ConfigError(Exception):
@@ -30,96 +58,225 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("coral-node", appauthor=False))
 
 
+def _comma_list(value: Any) -> Any:
+    """``"a:1, b:2"`` (how the environment spells a list) becomes ``["a:1", "b:2"]``."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
 class LimitsConfig(BaseModel):
     """Protocol limits an operator may tune (see coral.protocol.limits)."""
 
     model_config = ConfigDict(extra="forbid")
-    max_message_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
-    max_parts: int = Field(default=64, ge=1, le=4096)
-    max_depth: int = Field(default=32, ge=4, le=256)
-    max_future_skew_ms: int = Field(default=300_000, ge=0)
-    max_age_ms: int = Field(default=900_000, ge=1000)
+    max_message_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest encoded message."
+    )
+    max_parts: int = Field(default=64, ge=1, le=4096, description="Most parts in one message.")
+    max_depth: int = Field(default=32, ge=4, le=256, description="Deepest JSON nesting in a part.")
+    max_number_chars: int = Field(
+        default=100,
+        ge=20,
+        le=4300,
+        description="Longest JSON number literal accepted (ledger amounts need 19 digits).",
+    )
+    max_future_skew_ms: int = Field(
+        default=300_000, ge=0, description="Accepted clock skew into the future (ms)."
+    )
+    max_age_ms: int = Field(
+        default=900_000, ge=1000, description="A message older than this is refused (ms)."
+    )
 
     def to_limits(self) -> Limits:
+        """The protocol's Limits with these values (the rest keep their defaults)."""
         return Limits(
             max_message_bytes=self.max_message_bytes,
             max_parts=self.max_parts,
             max_depth=self.max_depth,
+            max_number_chars=self.max_number_chars,
             max_future_skew_ms=self.max_future_skew_ms,
             max_age_ms=self.max_age_ms,
         )
 
 
 class A2AConfig(BaseModel):
-    """The A2A front door: task retention, default agent, push notifications, cards."""
+    """The A2A front door (docs/interop.md): task retention, default agent, push, cards."""
 
     model_config = ConfigDict(extra="forbid")
-    #: Agent that requests naming no agent (no URL name, no tenant) go to; "" = the router.
-    default_agent: str = ""
-    #: Finished tasks stay readable this long, then are evicted.
-    task_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
-    #: At most this many tasks are kept (oldest evicted first).
-    max_tasks: int = Field(default=100_000, ge=1)
-    #: A task whose agent sends no update for this long fails.
-    reply_timeout_s: float = Field(default=300.0, gt=0)
-    #: Push-notification webhooks may only target public addresses, plus these
-    #: hosts or CIDR ranges (e.g. "127.0.0.1", "10.0.0.0/8", "hooks.internal").
-    push_allow: list[str] = Field(default_factory=list)
-    #: Delivery attempts per notification (exponential back-off between them).
-    push_attempts: int = Field(default=3, ge=1, le=10)
-    #: Extra text for the extended card (authenticated callers only); "" = no extended card.
-    extended_card_description: str = ""
-    #: Callers that authenticate with ``Authorization: Bearer <token>``: name -> token.
-    #: An authenticated caller's tasks are visible to that caller only.
-    callers: dict[str, str] = Field(default_factory=dict)
+    default_agent: str = Field(
+        default="",
+        description='Agent that requests naming no agent go to; "" = the router.',
+    )
+    task_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="Finished tasks stay readable this long."
+    )
+    max_tasks: int = Field(
+        default=100_000, ge=1, description="At most this many tasks are kept (oldest evicted)."
+    )
+    reply_timeout_s: float = Field(
+        default=300.0, gt=0, description="A task whose agent sends no update this long fails."
+    )
+    push_allow: list[str] = Field(
+        default_factory=list,
+        description="Push webhooks may only target public addresses, plus these hosts or"
+        ' CIDR ranges (e.g. "127.0.0.1", "10.0.0.0/8", "hooks.internal").',
+    )
+    push_attempts: int = Field(
+        default=3, ge=1, le=10, description="Delivery attempts per notification (with back-off)."
+    )
+    extended_card_description: str = Field(
+        default="",
+        description='Extra text for the extended card (authenticated callers); "" = none.',
+    )
+    callers: dict[str, str] = Field(
+        default_factory=dict,
+        description='Callers that authenticate with "Authorization: Bearer <token>", as'
+        " name = token; each sees only its own tasks. None = anonymous A2A.",
+    )
 
 
-class Config(BaseModel):
+class Config(BaseSettings):
     """Everything the node reads at start-up."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+    )
 
-    data_dir: Path = Field(default_factory=default_data_dir)
-    host: str = "127.0.0.1"
-    grpc_port: int = Field(default=7420, ge=0, le=65535)
-    http_port: int = Field(default=7421, ge=0, le=65535)
-    #: Address other nodes use to reach us; defaults to host:port.
-    advertise_host: str | None = None
-    #: "sqlite" (file in data_dir) or a postgresql:// URL for the ledger.
-    database_url: str = "sqlite"
-    bootstrap_peers: list[str] = Field(default_factory=list)
-    #: Seconds between gossip rounds with peers.
-    gossip_interval_s: float = Field(default=1.0, gt=0, le=3600)
-    log_level: str = "info"
-    log_json: bool = False
-    dev_mode: bool = True
-    #: PEM certificate chain and key; when both are set, gRPC and HTTP serve TLS.
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    #: Messages per second each agent may submit (bursts up to twice that).
-    agent_message_rate: float = Field(default=500.0, gt=0)
-    shutdown_grace_s: float = Field(default=5.0, ge=0, le=300)
-    #: Node-wide cap on open waits and streams (long-polls, SSE, gRPC waits);
-    #: 0 derives it from the process's open-file limit, keeping headroom for
-    #: health checks, admin calls and the database.
-    max_open_waits: int = Field(default=0, ge=0)
-    #: Seconds a peer record stays valid; nodes re-issue theirs every third of
-    #: it, and forget peers whose record expired.
-    peer_record_ttl_s: float = Field(default=3600.0, ge=1, le=30 * 24 * 3600)
-    #: Extra names (or IPs) under which browsers may reach the dashboard and MCP
-    #: endpoints, besides loopback, ``host`` and ``advertise_host``; "*" turns
-    #: the Host/Origin checks off (only behind a proxy that checks them).
-    allowed_hosts: list[str] = Field(default_factory=list)
-    #: Longest an MCP wait tool holds its request; MCP clients give up at 60 s.
-    mcp_max_wait_ms: int = Field(default=60_000, ge=1_000, le=60_000)
-    #: ``retry`` (ms) sent in the priming event of MCP POST streams (2025-11-25 clients).
-    mcp_sse_retry_ms: int = Field(default=2_000, ge=100, le=60_000)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    a2a: A2AConfig = Field(default_factory=A2AConfig)
-    #: A coral-server ``config.toml`` (default: ``$CONFIG_FILE_PATH``) for the /api/v1 drop-in.
-    coral_server_config: Path | None = None
-    #: coral-server style ``--section.key=value`` overrides of that file.
-    coral_server_overrides: list[str] = Field(default_factory=list)
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the database, keys and runtime files live.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface to bind. Keep 127.0.0.1 unless a reverse proxy or TLS sits"
+        " in front.",
+    )
+    grpc_port: int = Field(
+        default=7420,
+        ge=0,
+        le=65535,
+        description="gRPC API (coral.v1 services, health, reflection).",
+    )
+    http_port: int = Field(
+        default=7421, ge=0, le=65535, description="HTTP/JSON API, dashboard and /metrics."
+    )
+    advertise_host: str | None = Field(
+        default=None,
+        description="Address other nodes use to reach us; defaults to host.",
+        examples=["node-a.example.org"],
+    )
+    database_url: str = Field(
+        default="sqlite",
+        description='"sqlite" keeps everything in data_dir/coral.db; a postgresql:// URL'
+        " moves the ledger there.",
+    )
+    bootstrap_peers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='Other nodes to contact at start, as "host:grpc_port" (comma separated'
+        " in the environment).",
+    )
+    gossip_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds between gossip rounds with peers."
+    )
+    log_level: str = Field(default="info", description="debug | info | warning | error")
+    log_json: bool = Field(default=False, description="One JSON object per log line.")
+    dev_mode: bool = Field(
+        default=True,
+        description="Development mode allows operator fund issuance for demos and tests.",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain and key; when both are set, gRPC and HTTP serve"
+        " TLS. Leave unset behind a TLS-terminating reverse proxy.",
+        examples=["/etc/coral/node.crt"],
+    )
+    tls_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key of tls_cert_file.",
+        examples=["/etc/coral/node.key"],
+    )
+    agent_message_rate: float = Field(
+        default=500.0,
+        gt=0,
+        description="Messages per second each agent may submit (bursts up to twice that).",
+    )
+    shutdown_grace_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="Seconds in-flight requests get to finish at shutdown.",
+    )
+    max_open_waits: int = Field(
+        default=0,
+        ge=0,
+        description="Node-wide cap on open waits and streams (long-polls, SSE, gRPC waits);"
+        " 0 derives it from the open-file limit, keeping headroom for health checks,"
+        " admin calls and the database.",
+    )
+    peer_record_ttl_s: float = Field(
+        default=3600.0,
+        ge=1,
+        le=30 * 24 * 3600,
+        description="Seconds a peer record stays valid; nodes re-issue theirs every third"
+        " of it and forget peers whose record expired.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Names browsers may use for the dashboard and MCP endpoints besides"
+        ' loopback, host and advertise_host (DNS-rebinding protection; "*" = off,'
+        " only behind a proxy that checks them). Comma separated in the environment.",
+    )
+    mcp_max_wait_ms: int = Field(
+        default=60_000,
+        ge=1_000,
+        le=60_000,
+        description="Longest an MCP wait tool holds its request; MCP clients give up at 60 s.",
+    )
+    mcp_sse_retry_ms: int = Field(
+        default=2_000,
+        ge=100,
+        le=60_000,
+        description="retry (ms) sent in the priming event of MCP POST streams.",
+    )
+    coral_server_config: Path | None = Field(
+        default=None,
+        description="A coral-server config.toml (default: $CONFIG_FILE_PATH) for the /api/v1"
+        " drop-in.",
+        examples=["/etc/coral/coral-server.toml"],
+    )
+    coral_server_overrides: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="coral-server style --section.key=value overrides of that file"
+        " (space separated in the environment).",
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="Protocol limits (coral.protocol.limits)."
+    )
+    a2a: A2AConfig = Field(default_factory=A2AConfig, description="The A2A front door.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then what ``load_config`` layers under them (nothing otherwise)."""
+        return (init_settings, *_LAYERS.get())
+
+    @field_validator("bootstrap_peers", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    @field_validator("coral_server_overrides", mode="before")
+    @classmethod
+    def _split_spaces(cls, value: Any) -> Any:
+        return value.split() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod
@@ -130,14 +287,17 @@ class Config(BaseModel):
 
     @property
     def tls_enabled(self) -> bool:
+        """True when both a certificate and a key file are configured."""
         return self.tls_cert_file is not None and self.tls_key_file is not None
 
     @property
     def db_path(self) -> Path:
+        """The SQLite database file."""
         return self.data_dir / "coral.db"
 
     @property
     def keys_dir(self) -> Path:
+        """The node key, admin token and agent keys."""
         return self.data_dir / "keys"
 
     @property
@@ -146,20 +306,32 @@ class Config(BaseModel):
         return self.data_dir / "node.json"
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for field in Config.model_fields:
-        if field in ("limits", "a2a"):
-            continue
-        key = ENV_PREFIX + field.upper()
-        if key in env:
-            value: Any = env[key]
-            if field in ("bootstrap_peers", "allowed_hosts"):
-                value = [p.strip() for p in env[key].split(",") if p.strip()]
-            elif field == "coral_server_overrides":
-                value = env[key].split()
-            out[field] = value
-    return out
+class _EnvironmentSource(EnvSettingsSource):
+    """CORAL_* variables read from the mapping ``load_config`` was given.
+
+    The node passes ``os.environ``; tests pass their own. ``_load_env_vars`` is
+    the one place pydantic-settings reads ``os.environ`` (pinned below 3).
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Names are matched case-insensitively, as pydantic-settings does for os.environ.
+        return {key.lower(): value for key, value in self._env.items()}
+
+
+def _config_file(path: Path | None, env: Mapping[str, str], data_dir: Any) -> Path | None:
+    """``path``, else ``$CORAL_CONFIG``, else ``<data_dir>/config.toml`` when it exists."""
+    if path is None and CONFIG_ENV in env:
+        path = Path(env[CONFIG_ENV])
+    if path is None:
+        candidate = Path(data_dir or default_data_dir()) / "config.toml"
+        return candidate if candidate.exists() else None
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    return Path(path)
 
 
 def load_config(
@@ -168,91 +340,85 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the Config from file, environment and flags (flags win).
+    """Build the Config from defaults, file, environment and flags (flags win).
 
     ``path`` defaults to ``$CORAL_CONFIG`` or ``<data_dir>/config.toml`` when
-    that file exists. Raises ConfigError naming the offending key.
+    that file exists; ``env`` to ``os.environ``. Flags whose value is None
+    are not set. Raises ConfigError naming the offending key.
     """
     env = os.environ if env is None else env
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-    layered: dict[str, Any] = {}
-    env_values = _env_overrides(env)
-    if path is None and "CORAL_CONFIG" in env:
-        path = Path(env["CORAL_CONFIG"])
-    if path is None:
-        data_dir = flags.get("data_dir") or env_values.get("data_dir") or default_data_dir()
-        candidate = Path(data_dir) / "config.toml"
-        path = candidate if candidate.exists() else None
-    if path is not None:
-        try:
-            layered.update(tomllib.loads(Path(path).read_text()))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    layered.update(env_values)
-    layered.update(flags)
+    toml_path: Path | None = None
     try:
-        return Config.model_validate(layered)
+        env_source = _EnvironmentSource(Config, env)
+        toml_path = _config_file(path, env, flags.get("data_dir") or env_source().get("data_dir"))
+        layers = _LAYERS.set((env_source, TomlConfigSettingsSource(Config, toml_file=toml_path)))
+        try:
+            return Config(**flags)
+        finally:
+            _LAYERS.reset(layers)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{toml_path}: {exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"invalid config value for {key!r}: {first['msg']}") from None
+    except SettingsError as exc:
+        # An environment value that should be JSON (a table or a list) is not.
+        raise ConfigError(f"invalid CORAL_* environment value: {exc}") from None
 
 
-CONFIG_TEMPLATE = """\
+_TEMPLATE_HEADER = """\
 # Coral Node configuration. Every key is optional; the values shown are the defaults.
 # Precedence: this file < CORAL_* environment variables < command-line flags.
-
-# Where the database, keys and runtime files live.
-data_dir = "{data_dir}"
-
-# Interface to bind. Keep 127.0.0.1 unless a reverse proxy or TLS sits in front.
-host = "127.0.0.1"
-grpc_port = 7420   # gRPC API (coral.v1 services, health, reflection)
-http_port = 7421   # HTTP/JSON API, dashboard and /metrics
-
-# "sqlite" keeps everything in data_dir/coral.db; a postgresql:// URL moves the ledger there.
-database_url = "sqlite"
-
-# Other nodes to contact at start, as "host:grpc_port".
-bootstrap_peers = []
-
-log_level = "info"   # debug | info | warning | error
-log_json = false     # one JSON object per log line
-
-# TLS for both servers: PEM files. Leave unset behind a TLS-terminating reverse proxy.
-# tls_cert_file = "/etc/coral/node.crt"
-# tls_key_file = "/etc/coral/node.key"
-
-# Names browsers may use for the dashboard and MCP endpoints besides loopback,
-# host and advertise_host (DNS-rebinding and cross-site protection; "*" = off).
-allowed_hosts = []
-
-# MCP: longest wait-tool call (clients time out at 60 s) and the SSE retry hint.
-mcp_max_wait_ms = 60000
-mcp_sse_retry_ms = 2000
-
-# Development mode allows operator fund issuance for demos and tests.
-dev_mode = true
-
-[limits]
-max_message_bytes = 262144
-max_parts = 64
-max_depth = 32
-max_future_skew_ms = 300000
-max_age_ms = 900000
-
-# The A2A front door (docs/interop.md).
-[a2a]
-default_agent = ""            # agent for requests that name none; "" = the router
-task_retention_s = 604800     # finished tasks stay readable this long
-max_tasks = 100000            # and at most this many tasks are kept
-reply_timeout_s = 300         # a task whose agent is silent this long fails
-push_allow = []               # webhook hosts/addresses/CIDRs allowed besides public ones
-push_attempts = 3
-extended_card_description = ""  # "" = no extended card
-
-# Callers that authenticate with "Authorization: Bearer <token>"; none = anonymous A2A.
-[a2a.callers]
+# In the environment a key is CORAL_<KEY>, a table's key CORAL_<TABLE>__<KEY>
+# (e.g. CORAL_LIMITS__MAX_PARTS=128); docs/deploy.md lists them.
 """
+
+
+def _comment(text: str | None) -> list[str]:
+    return [f"# {line}" for line in textwrap.wrap(text or "", width=86)]
+
+
+def _template_lines(model: type[BaseModel], values: Mapping[str, Any], table: str) -> list[str]:
+    """Comment and ``key = default`` lines for a model's scalar fields, then its tables."""
+    lines: list[str] = []
+    tables: list[tuple[str, FieldInfo]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            tables.append((name, field))
+            continue
+        value = values[name] if name in values else field.get_default(call_default_factory=True)
+        if isinstance(value, dict):
+            tables.append((name, field))
+            continue
+        lines += _comment(field.description)
+        if value is None:
+            example = (field.examples or [""])[0]
+            lines.append(f"# {tomli_w.dumps({name: example}).strip()}")
+        else:
+            lines.append(
+                tomli_w.dumps({name: str(value) if isinstance(value, Path) else value}).strip()
+            )
+        lines.append("")
+    for name, field in tables:
+        annotation = field.annotation
+        qualified = f"{table}.{name}" if table else name
+        lines += _comment(field.description)
+        lines.append(f"[{qualified}]")
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines += _template_lines(annotation, {}, qualified)
+        else:
+            lines.append("")
+    return lines
+
+
+def config_template(data_dir: Path) -> str:
+    """A commented config.toml showing every key at its default (``data_dir`` filled in).
+
+    Generated from the Config model's fields, defaults and descriptions, so it
+    always matches what the node accepts.
+    """
+    values = {"data_dir": str(data_dir).replace("\\", "/")}
+    return _TEMPLATE_HEADER + "\n" + "\n".join(_template_lines(Config, values, "")).rstrip() + "\n"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from coral.config import ConfigError, load_config
+from coral.config import Config, ConfigError, config_template, load_config
 
 
 def test_defaults_bind_localhost(tmp_path):
@@ -36,3 +36,40 @@ def test_broken_toml_is_refused(tmp_path):
     path.write_text("grpc_port = \n")
     with pytest.raises(ConfigError):
         load_config(path, env={})
+
+
+def test_limits_are_set_from_the_environment_over_the_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[limits]\nmax_parts = 10\nmax_depth = 9\n")
+    env = {"CORAL_LIMITS__MAX_DEPTH": "12", "CORAL_LIMITS__MAX_NUMBER_CHARS": "40"}
+    cfg = load_config(path, env=env, overrides={"data_dir": tmp_path})
+    assert (cfg.limits.max_parts, cfg.limits.max_depth) == (10, 12)
+    assert cfg.limits.to_limits().max_number_chars == 40
+
+
+def test_bad_nested_environment_value_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"limits\.max_parts"):
+        load_config(env={"CORAL_LIMITS__MAX_PARTS": "many"}, overrides={"data_dir": tmp_path})
+    with pytest.raises(ConfigError, match="limits"):
+        load_config(env={"CORAL_LIMITS": "not json"}, overrides={"data_dir": tmp_path})
+
+
+def test_config_file_named_by_environment_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(env={"CORAL_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_direct_construction_ignores_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORAL_HTTP_PORT", "5")
+    assert Config(data_dir=tmp_path).http_port == 7421
+    assert load_config(overrides={"data_dir": tmp_path}).http_port == 5
+
+
+def test_template_lists_every_key_at_its_default(tmp_path):
+    text = config_template(tmp_path)
+    (tmp_path / "config.toml").write_text(text)
+    assert load_config(env={}, overrides={"data_dir": tmp_path}) == Config(data_dir=tmp_path)
+    for name, field in Config.model_fields.items():
+        assert name in text
+        for sub in getattr(field.annotation, "model_fields", {}):
+            assert f"\n{sub} = " in text or f"\n[{name}.{sub}]" in text

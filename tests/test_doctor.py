@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coral.config import Config
-from coral.doctor import (
+from coral.agents.keyfile import load_or_create_identity
+from coral.cli.doctor import (
     check_data_dir,
     check_key_files,
     check_ports_or_health,
@@ -22,8 +22,9 @@ from coral.doctor import (
     check_tls,
     run_checks,
 )
-from coral.keys import load_or_create_identity, load_or_create_token
+from coral.config import Config
 from coral.node import Node
+from coral.node.keys import load_or_create_token
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:

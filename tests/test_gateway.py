@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from coral.agents.directory import AgentDirectory
+from coral.coordination.gateway import MessageGateway
 from coral.coordination.service import CoordinationService
-from coral.gateway import MessageGateway
-from coral.metrics import NodeMetrics
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.errors import Forbidden
 from coral.protocol.identity import Identity
@@ -36,7 +35,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[MessageGateway]:
     await store.migrate()
     directory = AgentDirectory(agents, node, now_ms)
     engine = CoordinationService(store, node_id=node.did, clock=now_ms)
-    yield MessageGateway(MessageVerifier(), seen, engine, directory, NodeMetrics())
+    yield MessageGateway(MessageVerifier(), seen, engine, directory)
     await db.close()
 
 

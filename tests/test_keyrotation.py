@@ -1,4 +1,4 @@
-"""Key hand-over records and agent rotation checks (coral/keyrotation.py)."""
+"""Key hand-over records and agent rotation checks (coral/agents/keyrotation.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coral.keyrotation import (
+from coral.agents.keyrotation import (
     RotationRefused,
     build_agent_rotation,
     check_agent_rotation,

@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from coral.agents.directory import AgentDirectory
 from coral.ledger import errors, find_violations
-from coral.ledger.service import LedgerService
-from coral.ledger_access import (
+from coral.ledger.access import (
     Caller,
     DevModeOnly,
     InvalidTransferId,
@@ -29,8 +28,8 @@ from coral.ledger_access import (
     MissingTransferId,
     NotAccountOwner,
 )
-from coral.ledger_subsystem import open_node_accounts, settlement_account_id
-from coral.metrics import NodeMetrics
+from coral.ledger.service import LedgerService
+from coral.node.subsystems.ledger import open_node_accounts, settlement_account_id
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.errors import CoralError, Forbidden
 from coral.protocol.identity import Identity
@@ -71,9 +70,7 @@ async def environment(path: Path, *, dev_mode: bool = True) -> AsyncIterator[Env
     ledger = LedgerService(store, node, now_ms)
     await open_node_accounts(ledger, node.did)
     try:
-        yield Env(
-            LedgerAccess(ledger, store, directory, NodeMetrics(), dev_mode=dev_mode), store, node
-        )
+        yield Env(LedgerAccess(ledger, store, directory, dev_mode=dev_mode), store, node)
     finally:
         await store.close()
         await db.close()

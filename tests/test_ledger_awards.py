@@ -16,10 +16,9 @@ from coral.agents.directory import AgentDirectory
 from coral.coordination.model import Thread
 from coral.coordination.strategies.contract_net import Award
 from coral.ledger import errors
+from coral.ledger.access import LedgerAccess, NotAccountOwner
+from coral.ledger.awards import AwardEscrow, award_transfer_id
 from coral.ledger.service import LedgerService
-from coral.ledger_access import LedgerAccess, NotAccountOwner
-from coral.ledger_awards import AwardEscrow, award_transfer_id
-from coral.metrics import NodeMetrics
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.errors import InvalidMessage
 from coral.protocol.identity import Identity
@@ -62,7 +61,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         await directory.register(sign_record_as_agent(record, identity))
     store = await SqliteLedgerStore.open(tmp_path / "ledger.db")
     ledger = LedgerService(store, node, clock)
-    access = LedgerAccess(ledger, store, directory, NodeMetrics(), dev_mode=True)
+    access = LedgerAccess(ledger, store, directory, dev_mode=True)
     await access.agent_account(boss.did)
     await ledger.issue(boss.did, 100)
     yield Env(clock, ledger, AwardEscrow(access, store, hold_ms=HOLD_MS), boss, winner)

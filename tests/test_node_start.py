@@ -270,9 +270,9 @@ def test_a_late_bind_failure_rolls_back_database_and_subsystems(tmp_path):
 async def test_grpc_server_does_not_share_a_port_through_so_reuseport(tmp_path):
     # A listener with SO_REUSEPORT is what grpc's default options would create. With the
     # option on, a second grpc server could bind the same port and take half its calls.
+    from coral.api.context import NodeContext
     from coral.api.grpc.server import build_grpc_server
     from coral.config import Config
-    from coral.context import NodeContext
     from coral.metrics import NodeMetrics
     from coral.protocol.identity import Identity
     from coral.protocol.verify import MessageVerifier

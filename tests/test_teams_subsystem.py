@@ -16,6 +16,7 @@ from coral.agents.directory import AgentDirectory
 from coral.coordination.service import CoordinationService
 from coral.ledger.errors import ExceedsCredits
 from coral.ledger.service import LedgerService
+from coral.ledger.team_escrow import LedgerTeamEscrow
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.errors import CoralError
 from coral.protocol.identity import Identity
@@ -25,7 +26,7 @@ from coral.store.agents_sqlite import SqliteAgentStore
 from coral.store.coordination_sqlite import SqliteCoordinationStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from coral.store.sqlite import SqliteDatabase
-from coral.store.teams_sqlite import SqliteTeamStore
+from coral.store.teams_sqlite import SqliteTeamIndex, SqliteTeamStore
 from coral.teams import (
     Money,
     RoleSpec,
@@ -41,7 +42,7 @@ from coral.teams import (
     new_key_epoch,
     remove,
 )
-from coral.teams_subsystem import LedgerTeamEscrow, SqliteTeamIndex, TeamsService
+from coral.teams.service import TeamsService
 
 
 @dataclass

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from coral.keyrotation import RotationRefused, RotationRequest, check_agent_rotation
+from coral.agents.keyrotation import RotationRefused, RotationRequest, check_agent_rotation
 from coral.protocol.agent import (
     AgentRecord,
     countersign_record,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from coral.context import NodeContext
+from coral.api.context import NodeContext
 from coral.protocol.errors import Unauthenticated
 from coral.protocol.message import now_ms
 from coral.protocol.request_auth import verify_request

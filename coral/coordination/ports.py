@@ -108,3 +108,19 @@ class CoordinationStore(Protocol):
     async def next_wake_at(self) -> int | None:
         """The earliest wake time any open thread asked for, or None."""
         ...
+
+
+class SeenIds(Protocol):
+    """Ids of commands already applied, kept for the replay window (persistent)."""
+
+    async def remember(self, message_id: str, forget_at: int) -> None:
+        """Record ``message_id`` until ``forget_at`` (ms).
+
+        Raises:
+            Replayed: the id is already remembered (a replay).
+        """
+        ...
+
+    async def prune(self, now_ms: int) -> int:
+        """Forget ids whose window ended before ``now_ms``; returns how many."""
+        ...

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from coral.coordination import events as ev
@@ -390,7 +390,7 @@ class CoordinationService:
         from_agent: str | None = None,
         after: int = 0,
         limit: int = 100,
-    ) -> AsyncIterator[WaitResult]:
+    ) -> AsyncGenerator[WaitResult, None]:
         """Yield batches of matching inbox entries past ``after``, forever (streams).
 
         Like repeated ``wait`` calls resumed from each returned cursor, but the

@@ -6,7 +6,7 @@ same node (nodes use their issue time in ms, which survives restarts); the
 highest ``seq`` wins and anything else is stale.
 
 A node whose key was rotated carries ``previous``: the hand-over from its
-old key to the one that signs the record (``coral.keyrotation``, kind
+old key to the one that signs the record (``coral.agents.keyrotation``, kind
 "node"). Peers verify it with the record and retire the old node id, so the
 rotation spreads by ordinary gossip.
 """
@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from coral.agents.keyrotation import KeyHandover, RotationRefused, verify_handover
 from coral.federation.errors import RecordFromFuture, UnsignedRecord
-from coral.keyrotation import KeyHandover, RotationRefused, verify_handover
 from coral.protocol.errors import InvalidMessage, SignatureError
 from coral.protocol.identity import Identity
 from coral.protocol.message import Did, Millis

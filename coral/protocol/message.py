@@ -13,10 +13,9 @@ import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ulid import ULID
 
 from coral.protocol.errors import InvalidMessage, UnknownField
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, str_max_length=1 << 20)
 
@@ -30,14 +29,14 @@ Millis = Annotated[int, Field(ge=0, le=2**53 - 1)]
 
 
 def new_message_id(now_ms: int | None = None) -> str:
-    """Return a ULID-style id: 48-bit millisecond time + 80 random bits, sortable."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        chars.append(_CROCKFORD[rem])
-    return "".join(reversed(chars))
+    """Return a ULID: 48-bit millisecond time + 80 fresh random bits, sortable by time.
+
+    python-ulid spells it (26 Crockford base32 characters). Every id takes new
+    randomness, as before; ULID's same-millisecond increment is not used, so
+    one id does not predict the next.
+    """
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    return str(ULID.from_bytes(ms.to_bytes(6, "big") + os.urandom(10)))
 
 
 def now_ms() -> int:

@@ -221,3 +221,100 @@ class SqliteTeamStore:
             (team_id, thread),
         )
         return [from_wire(parse_json(r["message_json"])) for r in rows]
+
+
+INDEX_COMPONENT = "teams_index"
+INDEX_MIGRATIONS = (
+    Migration(
+        1,
+        """
+        CREATE TABLE team_threads (
+            thread_id TEXT PRIMARY KEY,
+            team_id TEXT NOT NULL
+        );
+        CREATE INDEX team_threads_by_team ON team_threads(team_id);
+        CREATE TABLE team_parties (
+            did TEXT NOT NULL,
+            team_id TEXT NOT NULL,
+            PRIMARY KEY (did, team_id)
+        );
+        """,
+    ),
+)
+
+
+class SqliteTeamIndex:
+    """Lookups the team record cannot answer fast: thread bindings and who is in which team.
+
+    Bindings are also held in memory (this process is their only writer), because
+    every message the node admits asks whether its thread is a team thread.
+    """
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        self._bound: dict[str, str] = {}
+
+    async def migrate(self) -> int:
+        """Create or upgrade the index tables and load the bindings; returns the version."""
+        version = await self._db.migrate(INDEX_COMPONENT, INDEX_MIGRATIONS)
+        rows = await self._db.fetchall("SELECT thread_id, team_id FROM team_threads")
+        self._bound = {str(r["thread_id"]): str(r["team_id"]) for r in rows}
+        return version
+
+    async def bind_thread(self, thread_id: str, team_id: str) -> None:
+        """Bind ``thread_id`` to ``team_id``; Conflict if the thread is bound already."""
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                "SELECT team_id FROM team_threads WHERE thread_id = ?", (thread_id,)
+            )
+            if await cur.fetchone() is not None:
+                raise Conflict(f"thread {thread_id} is already a team thread", reason="bound")
+            await conn.execute(
+                "INSERT INTO team_threads(thread_id, team_id) VALUES (?, ?)", (thread_id, team_id)
+            )
+        self._bound[thread_id] = team_id
+
+    async def team_of_thread(self, thread_id: str) -> str | None:
+        """The team a thread is bound to, or None for an ordinary thread."""
+        return self._bound.get(thread_id)
+
+    async def threads_of_team(self, team_id: str) -> list[str]:
+        """Every thread bound to the team, in id order."""
+        rows = await self._db.fetchall(
+            "SELECT thread_id FROM team_threads WHERE team_id = ? ORDER BY thread_id", (team_id,)
+        )
+        return [str(r["thread_id"]) for r in rows]
+
+    async def add_party(self, team_id: str, did: str) -> None:
+        """Remember that ``did`` takes part in the team (initiator, invitee or member)."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO team_parties(did, team_id) VALUES (?, ?)", (did, team_id)
+            )
+
+    async def is_party(self, team_id: str, did: str) -> bool:
+        """True when ``did`` is the initiator, an invitee or a member of the team."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM team_parties WHERE did = ? AND team_id = ?", (did, team_id)
+        )
+        return row is not None
+
+    async def teams_with_due_holds(self, now_ms: int) -> list[str]:
+        """Teams past their deadline whose budget hold is still open.
+
+        Reads the team store's charter table (same database): the store has no
+        such query and only this periodic sweep needs it.
+        """
+        rows = await self._db.fetchall(
+            "SELECT team_id FROM team_charters WHERE escrow_outcome = 'held' AND deadline_ms <= ?"
+            " ORDER BY deadline_ms",
+            (now_ms,),
+        )
+        return [str(r["team_id"]) for r in rows]
+
+    async def teams_of(self, did: str) -> list[str]:
+        """Ids of the teams ``did`` takes part in."""
+        rows = await self._db.fetchall(
+            "SELECT team_id FROM team_parties WHERE did = ? ORDER BY team_id", (did,)
+        )
+        return [str(r["team_id"]) for r in rows]

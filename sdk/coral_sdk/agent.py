@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coral.keys import load_or_create_identity
+from coral.agents.keyfile import load_or_create_identity
 from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.identity import Identity
 from coral.protocol.message import DataPart, Message, Part, TextPart, from_wire

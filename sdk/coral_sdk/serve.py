@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from coral.keys import load_or_create_identity
+from coral.agents.keyfile import load_or_create_identity
 from coral.protocol.agent import AgentManifest
 from coral.protocol.identity import Identity
 from coral_sdk.model_agent import ModelAgent, ReplicaShard

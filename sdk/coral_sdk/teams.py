@@ -60,7 +60,7 @@ from coral.teams.errors import DecryptionFailed, NotAMember
 from coral.teams.messages import TEAM_MESSAGE_KIND
 from coral_sdk.client import CoralApiError, CoralClient
 
-#: Kind of a message carrying one signed team document (see coral.teams_subsystem).
+#: Kind of a message carrying one signed team document (see coral.node.subsystems.teams).
 TEAM_DOCUMENT_KIND = "team.document"
 #: Kind of the initiator's notice that the team is formed (data: team and thread ids).
 TEAM_FORMED_KIND = "team.formed"

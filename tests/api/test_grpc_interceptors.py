@@ -15,12 +15,12 @@ from typing import Any
 import grpc
 import pytest
 
+from coral.api.context import NodeContext
 from coral.api.grpc import auth
 from coral.api.grpc.auth import Caller, current_caller
 from coral.api.grpc.interceptors import CoralServerInterceptor
 from coral.api.grpc.server import build_grpc_server
 from coral.config import Config
-from coral.context import NodeContext
 from coral.metrics import NodeMetrics
 from coral.protocol.errors import NotFound
 from coral.protocol.identity import Identity

@@ -8,8 +8,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from coral.api.context import NodeContext
 from coral.config import Config
-from coral.context import NodeContext
 from coral.node import Node
 
 StartNode = Callable[..., Awaitable[tuple[Node, NodeContext]]]

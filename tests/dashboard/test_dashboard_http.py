@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 
 from coral.config import Config
-from coral.logs import RequestIdFilter
 from coral.node import Node
+from coral.node.logs import RequestIdFilter
 from coral.protocol.identity import Identity
 from coral.protocol.message import EncryptedPart
 from coral_sdk import AgentManifest, CoralApiError, CoralClient

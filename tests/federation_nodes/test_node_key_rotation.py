@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from coral.agents.keyrotation import issue_handover
 from coral.federation import GossipState, PeerAddresses, issue_peer_record
-from coral.keyrotation import issue_handover
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from tests.support.nodeproc import NodeProcess

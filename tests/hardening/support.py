@@ -11,8 +11,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from coral.api.lazy import LazyRoutes
 from coral.config import Config
-from coral.interop_lazy import LazyRoutes
 from coral.node import Node
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.identity import Identity

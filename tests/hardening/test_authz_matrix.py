@@ -25,7 +25,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 
-from coral.keyrotation import KeyHandover, build_agent_rotation, issue_handover
+from coral.agents.keyrotation import KeyHandover, build_agent_rotation, issue_handover
 from coral.protocol.codec import message_to_json, message_to_proto
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
@@ -89,7 +89,7 @@ HTTP_MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/messages/verify"): Rule(SIGNED_BODY, "/v1/messages/verify"),
     ("POST", "/v1/messages"): Rule(SIGNED_BODY, "/v1/messages", owner_scoped=True),
     ("POST", "/v1/agents"): Rule(SIGNED_BODY, "/v1/agents"),
-    # Key rotation (coral/keyrotation.py); skipped until the node serves it.
+    # Key rotation (coral/agents/keyrotation.py); skipped until the node serves it.
     ("POST", "/v1/agents/rotate"): Rule(SIGNED_BODY, "/v1/agents/rotate"),
     ("POST", "/v1/teams"): Rule(SIGNED_BODY, "/v1/teams"),
     ("POST", "/v1/teams/{team_id}/documents"): Rule(

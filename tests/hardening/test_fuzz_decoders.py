@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coral.keyrotation import issue_handover, parse_handover, verify_handover
+from coral.agents.keyrotation import issue_handover, parse_handover, verify_handover
 from coral.protocol.agent import parse_record, verify_record
 from coral.protocol.canonical import parse_json
 from coral.protocol.codec import (

@@ -1,4 +1,4 @@
-"""Key rotation through a running node: POST /v1/agents/rotate (coral/keyrotation.py)."""
+"""Key rotation through a running node: POST /v1/agents/rotate (coral/agents/keyrotation.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from coral.keyrotation import build_agent_rotation, issue_handover
+from coral.agents.keyrotation import build_agent_rotation, issue_handover
 from coral.protocol.agent import AgentRecord
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from coral.keys import load_or_create_identity, load_or_create_token
+from coral.agents.keyfile import load_or_create_identity
+from coral.node.keys import load_or_create_token
 from coral.protocol.identity import Identity
 from tests.hardening.support import agent_record, record_body
 from tests.support.nodeproc import NodeProcess

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from coral.keyrotation import build_agent_rotation
+from coral.agents.keyrotation import build_agent_rotation
 from coral.protocol.agent import AgentRecord
 from coral.protocol.codec import message_to_json
 from coral.protocol.identity import Identity

@@ -39,7 +39,7 @@ def test_start_serves_health_and_signed_info_then_exits_cleanly(node):
     assert node.get_json("/healthz") == {"status": "ok"}
     info = node.get_json("/v1/node")
     assert info["node_id"] == node.node_id and info["node_id"].startswith("did:key:z6Mk")
-    from coral.context import NODE_INFO_DOMAIN
+    from coral.api.context import NODE_INFO_DOMAIN
     from coral.protocol.signing import verify_object
 
     body = {k: v for k, v in info.items() if k != "signature"}

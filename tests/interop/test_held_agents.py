@@ -14,9 +14,8 @@ from coral.agents.directory import AgentDirectory
 from coral.api.mcp.held_agents import MCP_KIND, AgentNameTaken, HeldAgents, WrongSecret
 from coral.api.mcp.tool_specs import DEFAULTED
 from coral.api.mcp.tools import TOOL_SPECS, CoralTools, ToolArgumentError, check_arguments
+from coral.coordination.gateway import MessageGateway
 from coral.coordination.service import CoordinationService
-from coral.gateway import MessageGateway
-from coral.metrics import NodeMetrics
 from coral.protocol.agent import AgentManifest, verify_record
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
@@ -39,7 +38,7 @@ async def build(db: SqliteDatabase, keys: Path, node: Identity) -> tuple[HeldAge
     engine = CoordinationService(
         store, node_id=node.did, clock=now_ms, sign_event=lambda m: sign_message(m, node)
     )
-    gateway = MessageGateway(MessageVerifier(), seen, engine, directory, NodeMetrics())
+    gateway = MessageGateway(MessageVerifier(), seen, engine, directory)
     held = HeldAgents(db, keys, node, directory, gateway)
     await held.open()
     return held, CoralTools(held, directory, engine)

@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from typer.testing import CliRunner
 
-from coral.interop_cli import mcp_app
+from coral.cli.interop import mcp_app
 from tests.interop.conftest import admin_post, create_mcp_agent
 from tests.support.nodeproc import NodeProcess
 

@@ -13,12 +13,12 @@ import pytest
 
 from coral.api.mcp.held_agents import HeldAgents
 from coral.api.mcp.tools import CoralTools
+from coral.node.subsystems.sessions import HeldSessionAgentKeys
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from coral.sessions.graph import parse_session_request
 from coral.sessions.registry import AgentRegistry
 from coral.sessions.service import SessionManager, SessionServerSettings
-from coral.sessions_subsystem import HeldSessionAgentKeys
 from coral.store.sqlite import SqliteDatabase
 from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 from tests.interop.test_held_agents import build

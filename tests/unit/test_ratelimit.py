@@ -2,7 +2,7 @@
 
 import pytest
 
-from coral.ratelimit import RateLimited, RateLimiter
+from coral.coordination.ratelimit import RateLimited, RateLimiter
 
 
 def test_burst_then_refusal_then_refill():

@@ -66,10 +66,10 @@ from coral.api.a2a.wire import (
     known_state,
     with_version,
 )
+from coral.api.context import NodeContext, need
 from coral.api.http.app import interruptible, read_json_body
 from coral.api.mcp.held_agents import GATEWAY_KIND
 from coral.config import A2AConfig
-from coral.context import NodeContext
 from coral.protocol.errors import CoralError, NotFound
 
 A2A_SERVICE = "lf.a2a.v1.A2AService"
@@ -223,7 +223,7 @@ class A2AFrontDoor:
     @property
     def directory(self) -> AgentDirectory:
         """The node's agent directory."""
-        directory: AgentDirectory = self.ctx.require("directory")
+        directory: AgentDirectory = need(self.ctx.directory, "directory")
         return directory
 
     async def _listed(self) -> list[Any]:

@@ -25,12 +25,12 @@ from pathlib import Path
 from aiohttp import web
 
 from coral.api.auth import authenticate_admin
+from coral.api.context import NodeContext, need
 from coral.api.dashboard.feed import SnapshotFeed
 from coral.api.dashboard.snapshot import SnapshotBuilder, views_are_open
 from coral.api.http.app import CTX, read_json_body
 from coral.api.http.host_guard import HostPolicy, guarded
 from coral.api.http.sse import EventStream
-from coral.context import NodeContext
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound, ResourceExhausted
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -121,7 +121,7 @@ async def close_thread(request: web.Request) -> web.Response:
     """
     ctx = request.app[CTX]
     authenticate_admin(ctx, request.headers.get("Authorization"))
-    engine = ctx.require("coordination")
+    engine = need(ctx.coordination, "coordination")
     body = await read_json_body(request, allow_empty=True)
     summary = str(body.get("summary") or "").strip()
     if len(summary) > MAX_SUMMARY_CHARS:
@@ -130,7 +130,7 @@ async def close_thread(request: web.Request) -> web.Response:
     thread = await engine.store.get_thread(thread_id)
     if thread is None:
         raise NotFound(f"no thread {thread_id}", reason="thread_not_found")
-    teams = ctx.services.get("teams")
+    teams = ctx.teams
     if teams is not None and await teams.index.team_of_thread(thread_id) is not None:
         raise Forbidden("team threads are closed by their members", reason="team_thread")
     note = f"{OPERATOR_NOTE} {summary}".strip()

@@ -15,8 +15,8 @@ from dataclasses import asdict
 from typing import Any
 
 from coral import PROTOCOL_VERSION, __version__
+from coral.api.context import NodeContext, need
 from coral.api.dashboard.rates import RateSampler
-from coral.context import NodeContext
 from coral.protocol.agent import AgentRecord
 from coral.protocol.message import now_ms
 from coral.store import dashboard_sqlite as queries
@@ -24,7 +24,7 @@ from coral.store.sqlite import SqliteDatabase
 
 log = logging.getLogger("coral.dashboard")
 
-#: The ledger's own SQLite file in the data dir (see coral.ledger_subsystem).
+#: The ledger's own SQLite file in the data dir (see coral.node.subsystems.ledger).
 LEDGER_FILE = "ledger.db"
 THREADS_SHOWN = 20
 ENTRIES_PER_THREAD = 12
@@ -112,27 +112,26 @@ class SnapshotBuilder:
 
     def actions(self) -> dict[str, bool]:
         """Which operator actions this node can perform right now."""
-        services = self.ctx.services
+        ctx = self.ctx
         return {
-            "close_thread": self.ctx.coordination is not None,
-            "issue_funds": "ledger" in services and self.ctx.config.dev_mode,
-            "create_mcp_agent": "held_agents" in services,
-            "remove_peer": "federation" in services,
+            "close_thread": ctx.coordination is not None,
+            "issue_funds": ctx.ledger is not None and ctx.config.dev_mode,
+            "create_mcp_agent": ctx.held_agents is not None,
+            "remove_peer": ctx.federation is not None,
         }
 
     async def build(self) -> dict[str, Any]:
         """The full snapshot; ``generated_at`` is the only field that changes by itself."""
         ctx = self.ctx
-        services = ctx.services
         return {
             "node": self.node(),
             "actions": self.actions(),
             "views_need_token": not views_are_open(ctx),
             "agents": await _panel("agents", self.agents),
             "threads": await _panel("threads", self.threads),
-            "teams": await _panel("teams", self.teams) if "teams" in services else None,
-            "ledger": await _panel("ledger", self.ledger) if "ledger" in services else None,
-            "peers": await _panel("peers", self.peers) if "federation" in services else None,
+            "teams": await _panel("teams", self.teams) if ctx.teams is not None else None,
+            "ledger": await _panel("ledger", self.ledger) if ctx.ledger is not None else None,
+            "peers": await _panel("peers", self.peers) if ctx.federation is not None else None,
             "rates": self.rates.view(),
             "generated_at": now_ms(),
         }
@@ -148,10 +147,7 @@ class SnapshotBuilder:
             "grpc_address": ctx.grpc_address,
             "http_address": ctx.http_address,
             "dev_mode": ctx.config.dev_mode,
-            "subsystems": sorted(
-                name for name in ("directory", "coordination", "gateway") if getattr(ctx, name)
-            )
-            + sorted(ctx.services),
+            "subsystems": ctx.enabled_subsystems(),
         }
 
     async def agents(self) -> dict[str, Any]:
@@ -189,7 +185,7 @@ class SnapshotBuilder:
 
     async def teams(self) -> list[dict[str, Any]]:
         """Recent teams with goal, members and key epoch, from the team service."""
-        service = self.ctx.services["teams"]
+        service = need(self.ctx.teams, "teams")
         now = now_ms()
         teams = []
         for team_id in await queries.recent_team_ids(self.db):
@@ -228,7 +224,7 @@ class SnapshotBuilder:
 
     async def peers(self) -> list[dict[str, Any]]:
         """Known peer nodes from the federation's gossip state: addresses, active, banned."""
-        state = self.ctx.services["federation"].state
+        state = need(self.ctx.federation, "federation").state
         now = now_ms()
         own = self.ctx.identity.did
         return [

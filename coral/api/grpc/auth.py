@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from google.protobuf import descriptor_pool
 
 from coral.api.auth import authenticate_admin, authenticate_agent
-from coral.context import NodeContext
+from coral.api.context import NodeContext
 from coral.protocol.errors import Unauthenticated
 from coral.protocol.message import now_ms
 from coral.protocol.request_auth import verify_request

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import grpc
 
+from coral.api.context import NodeContext, need
 from coral.api.grpc import convert
 from coral.api.grpc.auth import current_caller
-from coral.context import NodeContext
-from coral.coordination.model import Thread, ThreadEntry
+from coral.coordination.model import Thread, ThreadEntry, WaitKind
 from coral.protocol.codec import message_from_proto
 from coral.protocol.errors import InvalidMessage
 from coral.v1 import (
@@ -36,17 +36,19 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         self, request: agents_pb2.RegisterAgentRequest, context: Context
     ) -> agents_pb2.AgentRecord:
         record = convert.record_from_proto(request.record)
-        return convert.record_to_proto(await self.ctx.require("directory").register(record))
+        return convert.record_to_proto(await need(self.ctx.directory, "directory").register(record))
 
     async def GetAgent(
         self, request: agents_pb2.GetAgentRequest, context: Context
     ) -> agents_pb2.AgentRecord:
-        return convert.record_to_proto(await self.ctx.require("directory").resolve(request.agent))
+        return convert.record_to_proto(
+            await need(self.ctx.directory, "directory").resolve(request.agent)
+        )
 
     async def ListAgents(
         self, request: agents_pb2.ListAgentsRequest, context: Context
     ) -> agents_pb2.ListAgentsResponse:
-        records = await self.ctx.require("directory").search(
+        records = await need(self.ctx.directory, "directory").search(
             name=request.name or None,
             capability=request.capability or None,
             local_only=not request.all,
@@ -99,7 +101,7 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         if not request.HasField("message"):
             raise InvalidMessage("no message given")
         message = message_from_proto(request.message, self.ctx.verifier.limits)
-        result = await self.ctx.require("gateway").submit(message)
+        result = await need(self.ctx.gateway, "gateway").submit(message)
         if isinstance(result, Thread):
             return coordination_pb2.SubmitResponse(thread=convert.thread_to_proto(result))
         if isinstance(result, dict):  # queued for the node that owns the thread
@@ -111,7 +113,9 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         self, request: coordination_pb2.GetThreadRequest, context: Context
     ) -> coordination_pb2.Thread:
         agent = current_caller().did
-        thread = await self.ctx.require("coordination").get_thread(agent, request.thread_id)
+        thread = await need(self.ctx.coordination, "coordination").get_thread(
+            agent, request.thread_id
+        )
         return convert.thread_to_proto(thread)
 
     async def ListThreads(
@@ -119,7 +123,7 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
     ) -> coordination_pb2.ListThreadsResponse:
         agent = current_caller().did
         session = request.session_id if request.HasField("session_id") else None
-        threads = await self.ctx.require("coordination").list_threads(agent, session)
+        threads = await need(self.ctx.coordination, "coordination").list_threads(agent, session)
         return coordination_pb2.ListThreadsResponse(
             threads=[convert.thread_to_proto(t) for t in threads]
         )
@@ -128,7 +132,7 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         self, request: coordination_pb2.HistoryRequest, context: Context
     ) -> coordination_pb2.HistoryResponse:
         agent = current_caller().did
-        page = await self.ctx.require("coordination").history(
+        page = await need(self.ctx.coordination, "coordination").history(
             agent, request.thread_id, request.after_seq, request.limit or 100
         )
         return convert.history_to_proto(page)
@@ -139,9 +143,9 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         agent = current_caller().did
         self.ctx.metrics.waits_open.inc()
         try:
-            result = await self.ctx.require("coordination").wait(
+            result = await need(self.ctx.coordination, "coordination").wait(
                 agent,
-                request.kind or "message",
+                cast(WaitKind, request.kind or "message"),
                 from_agent=request.from_agent if request.HasField("from_agent") else None,
                 after=request.after,
                 timeout_ms=request.timeout_ms or 30_000,
@@ -155,10 +159,10 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         self, request: coordination_pb2.WaitRequest, context: Context
     ) -> AsyncIterator[coordination_pb2.InboxEntry]:
         """Stream matching inbox entries past the cursor until the client cancels."""
-        engine = self.ctx.require("coordination")
+        engine = need(self.ctx.coordination, "coordination")
         agent = current_caller().did
         after = request.after
-        kind = request.kind or "message"
+        kind = cast(WaitKind, request.kind or "message")
         from_agent = request.from_agent if request.HasField("from_agent") else None
         self.ctx.metrics.waits_open.inc()
         try:

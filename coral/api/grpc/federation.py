@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
+from coral.api.context import NodeContext
 from coral.api.grpc.auth import NODE_AUTH, current_caller
-from coral.context import NodeContext
 from coral.protocol.errors import CoralError
 from coral.protocol.message import now_ms
 from coral.protocol.request_auth import sign_request
 from coral.v1 import federation_pb2, federation_pb2_grpc
 
 if TYPE_CHECKING:
-    from coral.federation_node import FederationNode
+    from coral.node.federation_driver import FederationNode
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 SERVICE = "/coral.v1.FederationService/"

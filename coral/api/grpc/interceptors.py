@@ -34,9 +34,9 @@ from typing import Any, NoReturn, TypeAlias
 import grpc
 from google.protobuf.message import DecodeError
 
+from coral.api.context import NodeContext
 from coral.api.errors import GRPC_REASON_KEY, as_coral_error, grpc_status
 from coral.api.grpc.auth import METHOD_RULES, Rule, authenticate_call
-from coral.context import NodeContext
 from coral.protocol.errors import CoralError, MalformedProtobuf
 
 log = logging.getLogger("coral.grpc")

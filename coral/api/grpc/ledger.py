@@ -4,7 +4,7 @@ Agents sign each call in the ``coral-auth`` metadata (method ``RPC``, target
 ``/coral.v1.LedgerService/<Method>``, body = the serialized request); the
 operator sends ``authorization: Bearer <admin token>``. The server
 interceptor checks that (``coral.api.grpc.auth``); what each caller may do
-lives in ``LedgerAccess``.
+lives in ``coral.ledger.access.LedgerAccess``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from coral.api.context import NodeContext, need
 from coral.api.grpc.auth import current_caller
-from coral.context import NodeContext
+from coral.ledger.access import Caller, LedgerAccess
 from coral.ledger.model import Account, Transfer
 from coral.ledger.receipts import Receipt, verify_receipt
 from coral.ledger.service import TransferOutcome
-from coral.ledger_access import Caller, LedgerAccess
 from coral.protocol.errors import CoralError
 from coral.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -91,7 +91,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     @property
     def access(self) -> LedgerAccess:
         """The shared ledger rules."""
-        access: LedgerAccess = self.ctx.require("ledger_access")
+        access: LedgerAccess = need(self.ctx.ledger_access, "ledger_access")
         return access
 
     def caller(self) -> Caller:

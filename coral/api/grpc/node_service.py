@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 
-from coral.context import NodeContext
+from coral.api.context import NodeContext
 from coral.protocol.codec import message_from_json, message_from_proto, message_from_protobuf_bytes
 from coral.protocol.errors import InvalidMessage
 from coral.v1 import node_pb2, node_pb2_grpc

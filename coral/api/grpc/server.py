@@ -8,10 +8,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from coral.api.context import NodeContext
 from coral.api.grpc.auth import unruled_methods
 from coral.api.grpc.interceptors import CoralServerInterceptor
 from coral.api.grpc.node_service import NodeServicer
-from coral.context import NodeContext
 from coral.v1 import node_pb2, node_pb2_grpc
 
 ServiceInstaller = Callable[[grpc.aio.Server, NodeContext], list[str]]

@@ -5,14 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from coral.agents.directory import AgentDirectory
+from coral.agents.keyrotation import RotationRequest, parse_handover
+from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, read_json_body
-from coral.context import NodeContext
-from coral.keyrotation import RotationRequest, parse_handover
 from coral.protocol.agent import parse_record
 
 
 def _directory(request: web.Request) -> AgentDirectory:
-    directory: AgentDirectory = request.app[CTX].require("directory")
+    directory: AgentDirectory = need(request.app[CTX].directory, "directory")
     return directory
 
 

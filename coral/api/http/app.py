@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from coral.api.context import NodeContext
 from coral.api.errors import as_coral_error, http_status, problem
-from coral.context import NodeContext
 from coral.protocol.canonical import parse_json
 from coral.protocol.codec import message_from_json, message_from_protobuf_bytes
 from coral.protocol.errors import CoralError, InvalidMessage, TooLarge

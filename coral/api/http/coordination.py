@@ -15,13 +15,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from coral.api.auth import authenticate_agent
+from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, cancel_on_disconnect, interruptible, read_message
 from coral.api.http.sse import EventStream
 from coral.api.views import entry_view, history_view, inbox_view, thread_view, wait_view
-from coral.context import NodeContext
+from coral.coordination.gateway import MessageGateway
 from coral.coordination.model import Thread
 from coral.coordination.service import CoordinationService
-from coral.gateway import MessageGateway
 from coral.protocol.errors import InvalidMessage
 
 
@@ -41,7 +41,7 @@ async def caller(request: web.Request) -> str:
 
 
 def _engine(request: web.Request) -> CoordinationService:
-    engine: CoordinationService = request.app[CTX].require("coordination")
+    engine: CoordinationService = need(request.app[CTX].coordination, "coordination")
     return engine
 
 
@@ -59,7 +59,7 @@ def _int(request: web.Request, name: str, default: int) -> int:
 
 async def submit(request: web.Request) -> web.Response:
     """POST /v1/messages: a signed message (JSON or protobuf body)."""
-    gateway: MessageGateway = request.app[CTX].require("gateway")
+    gateway: MessageGateway = need(request.app[CTX].gateway, "gateway")
     message = await read_message(request)
     result = await gateway.submit(message)
     if isinstance(result, Thread):

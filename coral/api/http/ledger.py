@@ -3,7 +3,7 @@
 Agents authenticate every call with a signed ``Authorization: Coral ...``
 value over method, path+query and body, exactly as for coordination reads;
 the operator may send ``Authorization: Bearer <admin token>`` instead.
-Authorization itself lives in ``coral.ledger_subsystem.LedgerAccess``, shared
+Authorization itself lives in ``coral.node.subsystems.ledger.LedgerAccess``, shared
 with the gRPC adapter. Receipt verification needs no authentication.
 """
 
@@ -14,13 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from coral.api.auth import authenticate_admin
+from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, read_json_body
 from coral.api.http.coordination import caller as signed_caller
-from coral.context import NodeContext
+from coral.ledger.access import Caller, LedgerAccess
 from coral.ledger.model import Account, HistoryEntry
 from coral.ledger.receipts import Receipt, verify_receipt
 from coral.ledger.service import TransferOutcome
-from coral.ledger_access import Caller, LedgerAccess
 from coral.protocol.errors import CoralError, InvalidMessage
 
 
@@ -68,7 +68,7 @@ async def _caller(request: web.Request) -> Caller:
 
 
 def _access(request: web.Request) -> LedgerAccess:
-    access: LedgerAccess = request.app[CTX].require("ledger_access")
+    access: LedgerAccess = need(request.app[CTX].ledger_access, "ledger_access")
     return access
 
 

@@ -19,16 +19,16 @@ from typing import Any
 
 from aiohttp import web
 
+from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, read_json_body
 from coral.api.http.coordination import caller
-from coral.context import NodeContext
 from coral.protocol.errors import Forbidden
 from coral.teams import TeamState, parse_charter, parse_team_document
-from coral.teams_subsystem import TeamsService
+from coral.teams.service import TeamsService
 
 
 def _service(request: web.Request) -> TeamsService:
-    service: TeamsService = request.app[CTX].require("teams")
+    service: TeamsService = need(request.app[CTX].teams, "teams")
     return service
 
 

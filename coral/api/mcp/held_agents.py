@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from coral.agents.directory import AgentDirectory
+from coral.agents.keyfile import load_or_create_identity
+from coral.coordination.gateway import MessageGateway
 from coral.coordination.model import Thread, ThreadEntry
-from coral.gateway import MessageGateway
-from coral.keys import load_or_create_identity
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.codec import check_limits, message_to_json
 from coral.protocol.errors import Conflict, TooLarge, Unauthenticated

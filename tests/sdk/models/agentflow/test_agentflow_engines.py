@@ -76,6 +76,27 @@ async def test_server_errors_and_rate_limits_are_retried_with_backoff(
     assert 0.005 <= delays[0] <= 0.01 and 0.02 <= delays[2] <= 0.04  # exponential, jittered
 
 
+async def test_retry_after_and_backoff_stay_under_the_cap(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.script = {
+        "other": [
+            Reply(status=429, headers={"Retry-After": "100"}),
+            Reply(status=503),
+            Reply(status=503),
+            Reply("done"),
+        ]
+    }
+    delays: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    config = config_for(scripted_llm, backoff_initial_s=1.0, backoff_max_s=0.05)
+    async with OpenAICompatibleEngine(config, sleep=record_sleep) as engine:
+        assert (await engine.generate("patience")).text == "done"
+    assert delays[0] == 0.05  # Retry-After capped
+    assert all(0.025 <= d <= 0.05 for d in delays[1:])  # backoff capped, still jittered
+
+
 async def test_client_errors_fail_at_once_without_retrying(scripted_llm: ScriptedLLM) -> None:
     scripted_llm.script = {"other": [Reply(status=400)]}
     async with OpenAICompatibleEngine(config_for(scripted_llm)) as engine:

@@ -1,20 +1,20 @@
 """OpenAI-compatible chat engine over aiohttp (OpenAI, vLLM, Ollama, LiteLLM, ...).
 
 Posts to ``{base_url}/chat/completions``. Retries 429, 5xx, connection errors
-and timeouts with exponential backoff (honouring ``Retry-After``); any other
-status fails at once with :class:`EngineRejected`.
+and timeouts with jittered exponential backoff (honouring ``Retry-After``),
+driven by tenacity; any other status fails at once with :class:`EngineRejected`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import tenacity
 
 from coral_sdk.models.agentflow.engines.base import Completion, EngineStats, estimate_tokens
 from coral_sdk.models.agentflow.errors import EngineError, EngineRejected
@@ -94,7 +94,14 @@ class OpenAICompatibleEngine:
         return self._session
 
     async def generate(self, prompt: str, system: str | None = None, **params: Any) -> Completion:
-        """POST one chat completion; retry transient failures, then raise EngineError."""
+        """POST one chat completion, retrying transient failures.
+
+        Raises:
+            EngineRejected: the service refused the request (a 4xx other than 408/409/425/429).
+            EngineError: a malformed answer, or transient failures past ``max_retries``.
+
+        Cancellation stops the current attempt or back-off sleep; nothing is left open.
+        """
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
         body: dict[str, Any] = {
@@ -108,40 +115,86 @@ class OpenAICompatibleEngine:
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         url = self.config.base_url.rstrip("/") + "/chat/completions"
-        last_problem = "no attempt made"
-        for attempt in range(self.config.max_retries + 1):
-            if attempt:
-                self.stats.retries += 1
-            retry_after: float | None = None
-            try:
-                async with self._client().post(url, json=body, headers=headers) as response:
-                    if response.status == 200:
-                        try:
-                            payload = await response.json(content_type=None)
-                        except ValueError:
-                            raise EngineError(f"{url} answered 200 with non-JSON body") from None
-                        completion = _completion_from(payload, prompt, system)
-                        self.stats.record(completion)
-                        return completion
-                    detail = (await response.text())[:300]
-                    if response.status not in RETRYABLE_STATUSES:
-                        raise EngineRejected(f"{url} answered {response.status}: {detail}")
-                    last_problem = f"{url} answered {response.status}: {detail}"
-                    retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                last_problem = f"cannot reach {url}: {exc}"
-            except TimeoutError:
-                last_problem = f"{url} timed out after {self.config.request_timeout_s} s"
-            if attempt < self.config.max_retries:
-                await self._sleep(self._backoff(attempt, retry_after))
-        raise EngineError(f"{last_problem} (gave up after {self.config.max_retries + 1} attempts)")
+        attempts = self.config.max_retries + 1
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=_RetryAfterOr(self._backoff(), cap_s=self.config.backoff_max_s),
+            retry=tenacity.retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            before_sleep=self._count_retry,
+        )
+        try:
+            completion: Completion = await retrying(
+                self._post_once, url, body, headers, prompt, system
+            )
+        except tenacity.RetryError as exc:
+            problem = exc.last_attempt.exception()
+            raise EngineError(f"{problem} (gave up after {attempts} attempts)") from None
+        self.stats.record(completion)
+        return completion
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.config.backoff_max_s)
-        delay = self.config.backoff_initial_s * (2.0**attempt)
-        # Jitter keeps many agents from retrying in lockstep after a shared outage.
-        return min(self.config.backoff_max_s, delay * (0.5 + random.random() / 2))
+    async def _post_once(
+        self,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        prompt: str,
+        system: str | None,
+    ) -> Completion:
+        """One POST: the completion, EngineRejected/EngineError, or _Transient to retry."""
+        try:
+            async with self._client().post(url, json=body, headers=headers) as response:
+                if response.status == 200:
+                    try:
+                        payload = await response.json(content_type=None)
+                    except ValueError:
+                        raise EngineError(f"{url} answered 200 with non-JSON body") from None
+                    return _completion_from(payload, prompt, system)
+                detail = (await response.text())[:300]
+                problem = f"{url} answered {response.status}: {detail}"
+                if response.status not in RETRYABLE_STATUSES:
+                    raise EngineRejected(problem)
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                raise _Transient(problem, retry_after)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise _Transient(f"cannot reach {url}: {exc}") from None
+        except TimeoutError:
+            raise _Transient(f"{url} timed out after {self.config.request_timeout_s} s") from None
+
+    def _count_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        self.stats.retries += 1
+
+    def _backoff(self) -> tenacity.wait.wait_base:
+        """Exponential from ``backoff_initial_s``, capped at ``backoff_max_s``, half of it jitter.
+
+        Jitter keeps many agents from retrying in lockstep after a shared outage.
+        """
+        half_initial, half_cap = self.config.backoff_initial_s / 2, self.config.backoff_max_s / 2
+        return tenacity.wait_exponential(
+            multiplier=half_initial, max=half_cap
+        ) + tenacity.wait_random_exponential(multiplier=half_initial, max=half_cap)
+
+
+class _Transient(Exception):
+    """A failure worth another attempt: 408/429/5xx, a dropped connection, a timeout."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after
+
+
+class _RetryAfterOr(tenacity.wait.wait_base):
+    """The server's ``Retry-After`` (capped) when it sent one, else ``backoff``."""
+
+    def __init__(self, backoff: tenacity.wait.wait_base, *, cap_s: float) -> None:
+        self.backoff = backoff
+        self.cap_s = cap_s
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(failure, _Transient) and failure.retry_after is not None:
+            return min(failure.retry_after, self.cap_s)
+        return self.backoff(retry_state)
 
 
 def _parse_retry_after(value: str | None) -> float | None:

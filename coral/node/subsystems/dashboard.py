@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from coral.context import NodeContext
-from coral.subsystems import Subsystem
+from coral.api.context import NodeContext
+from coral.node.subsystems import Subsystem
 
 #: Seconds between rate samples (each adds one point to every chart).
 RATE_INTERVAL_S = 1.0
@@ -25,10 +25,11 @@ class DashboardSubsystem(Subsystem):
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         """Build the snapshot builder and feed; register the routes and request ids."""
-        from coral.api.dashboard import request_ids, routes
+        from coral.api.dashboard import routes
         from coral.api.dashboard.feed import SnapshotFeed
         from coral.api.dashboard.rates import RateSampler
         from coral.api.dashboard.snapshot import SnapshotBuilder
+        from coral.api.http import request_ids
 
         self.rates = RateSampler(ctx.metrics.registry, time.monotonic)
         self.builder = SnapshotBuilder(ctx, node.db, self.rates)

@@ -16,8 +16,8 @@ import re
 import secrets
 from typing import Any
 
-from coral.context import NodeContext
-from coral.subsystems import Subsystem
+from coral.api.context import NodeContext, need
+from coral.node.subsystems import Subsystem
 
 log = logging.getLogger("coral.sessions")
 
@@ -90,12 +90,12 @@ class SessionsSubsystem(Subsystem):
         if server.include_coral_home_agents:
             patterns.append(str(coral_home_agents()))
         registry = AgentRegistry.scan(patterns)
-        tools = ctx.require("mcp_tools")
-        held = ctx.require("held_agents")
+        tools = need(ctx.mcp_tools, "mcp_tools")
+        held = need(ctx.held_agents, "held_agents")
         self.apps = AppClient()
         self.manager = SessionManager(
             registry,
-            ctx.require("coordination"),
+            need(ctx.coordination, "coordination"),
             HeldSessionAgentKeys(held),
             SessionServerSettings("", server.webhook_secret, server.default_wait_ms),
             self.apps.post_webhook,
@@ -108,7 +108,7 @@ class SessionsSubsystem(Subsystem):
         tools.custom_tool_secret = server.custom_tool_secret
         tools.max_wait_ms = server.max_wait_ms
         tools.default_wait_ms = server.default_wait_ms
-        ctx.services["sessions"] = self.manager
+        ctx.sessions = self.manager
         keys = [*server.auth_keys, ctx.admin_token]
 
         def install(app: Any, _ctx: NodeContext) -> None:

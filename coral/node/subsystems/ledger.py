@@ -4,12 +4,12 @@
 with ``synchronous=FULL`` and group commit, or PostgreSQL when
 ``database_url`` is a ``postgresql://`` URL), opens the operator (issuance)
 and node settlement accounts, builds a ``LedgerService`` signed by the node
-key (``ctx.services["ledger"]``) and the ``LedgerAccess`` rules both APIs
-call (``ctx.services["ledger_access"]``, see ``coral.ledger_access``), wires
-contract-net awards (``coral.ledger_awards``), expires overdue reservations
+key (``need(ctx.ledger, "ledger")``) and the ``LedgerAccess`` rules both APIs
+call (``need(ctx.ledger_access, "ledger_access")``, see ``coral.ledger.access``), wires
+contract-net awards (``coral.ledger.awards``), expires overdue reservations
 every second and exports ``coral_ledger_transfers`` by outcome and the
 ``coral_ledger_escrow_held`` gauge. The teams subsystem finds the service in
-``ctx.services["ledger"]`` and moves team budgets through it.
+``need(ctx.ledger, "ledger")`` and moves team budgets through it.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from coral.api.context import NodeContext, need
 from coral.config import Config
-from coral.context import NodeContext
+from coral.ledger.access import LedgerAccess
 from coral.ledger.model import AccountKind
 from coral.ledger.ports import LedgerStore
 from coral.ledger.service import LedgerService, operator_account_id
-from coral.ledger_access import LedgerAccess
+from coral.node.subsystems import Subsystem
 from coral.protocol.message import now_ms
-from coral.subsystems import Subsystem
 
 #: How often overdue reservations are expired (their funds return to the payer).
 EXPIRY_SWEEP_S = 1.0
@@ -93,7 +93,7 @@ async def escrow_held(config: Config) -> int:
 
 
 class LedgerSubsystem(Subsystem):
-    """Payments: ``ctx.services["ledger"]`` and ``["ledger_access"]``, routes, award escrow."""
+    """Payments: ``need(ctx.ledger, "ledger")`` and ``["ledger_access"]``, routes, award escrow."""
 
     name = "ledger"
 
@@ -106,19 +106,23 @@ class LedgerSubsystem(Subsystem):
         from coral.api.grpc import ledger as grpc_ledger
         from coral.api.http import ledger as http_ledger
         from coral.coordination.strategies.contract_net import award_hook
-        from coral.ledger_awards import AwardEscrow
+        from coral.ledger.awards import AwardEscrow
 
         store = self._store = await open_ledger_store(ctx.config)
         service = LedgerService(store, ctx.identity, now_ms)
         access = LedgerAccess(
-            service, store, ctx.require("directory"), ctx.metrics, dev_mode=ctx.config.dev_mode
+            service,
+            store,
+            need(ctx.directory, "directory"),
+            dev_mode=ctx.config.dev_mode,
+            count_transfer=lambda outcome: ctx.metrics.ledger_transfers.labels(outcome).inc(),
         )
         await open_node_accounts(service, ctx.identity.did)
-        ctx.services["ledger"] = service
-        ctx.services["ledger_access"] = access
+        ctx.ledger = service
+        ctx.ledger_access = access
         awards = AwardEscrow(access, store)
-        ctx.require("coordination").add_event_hook("award", award_hook(awards.on_award))
-        ctx.require("gateway").checks.append(awards.admit)
+        need(ctx.coordination, "coordination").add_event_hook("award", award_hook(awards.on_award))
+        need(ctx.gateway, "gateway").checks.append(awards.admit)
         self._gauge = Gauge(
             "coral_ledger_escrow_held",
             "Funds reserved in pending transfers (escrow), in minor units",
@@ -128,7 +132,7 @@ class LedgerSubsystem(Subsystem):
         self.grpc_installers.append(grpc_ledger.install)
 
     async def started(self, node: Any, ctx: NodeContext) -> None:
-        service: LedgerService = ctx.services["ledger"]
+        service: LedgerService = need(ctx.ledger, "ledger")
 
         async def expire() -> None:
             expired = await service.expire_due()

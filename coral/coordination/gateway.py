@@ -13,14 +13,13 @@ from typing import Any, Protocol
 from coral.agents.directory import AgentDirectory
 from coral.coordination.commands import COMMAND_KINDS, apply_command
 from coral.coordination.model import Thread, ThreadEntry
+from coral.coordination.ports import SeenIds
+from coral.coordination.ratelimit import RateLimiter
 from coral.coordination.service import CoordinationService
-from coral.metrics import NodeMetrics
 from coral.protocol.agent import AgentRecord
 from coral.protocol.codec import check_limits
 from coral.protocol.message import Message
 from coral.protocol.verify import MessageVerifier
-from coral.ratelimit import RateLimiter
-from coral.store.seen_sqlite import SqliteSeenStore
 
 #: An extra admission check a subsystem adds (e.g. team certificates); it
 #: raises a CoralError to refuse the message before anything is written.
@@ -81,18 +80,19 @@ class MessageGateway:
     def __init__(
         self,
         verifier: MessageVerifier,
-        seen: SqliteSeenStore,
+        seen: SeenIds,
         engine: CoordinationService,
         directory: AgentDirectory,
-        metrics: NodeMetrics,
+        *,
         limiter: RateLimiter | None = None,
+        on_routed: Callable[[], object] | None = None,
     ) -> None:
         self.verifier = verifier
         self.seen = seen
         self.engine = engine
         self.directory = directory
         self.agents = RegisteredAgents(directory)
-        self.metrics = metrics
+        self._on_routed = on_routed
         self.checks: list[AdmissionCheck] = []
         self.limiter = limiter
         #: Set by federation: forwards messages for threads another node owns.
@@ -123,6 +123,6 @@ class MessageGateway:
             # ids are remembered for the replay window.
             await self.seen.remember(message.id, forget_at)
         result = await apply_command(message, self.engine, self.agents)
-        if isinstance(result, ThreadEntry):
-            self.metrics.messages_routed.inc()
+        if isinstance(result, ThreadEntry) and self._on_routed is not None:
+            self._on_routed()
         return result

@@ -7,16 +7,16 @@ from typing import Any
 from aiohttp import web
 
 from coral.api.auth import authenticate_admin
+from coral.api.context import NodeContext, need
 from coral.api.grpc.federation import installer
 from coral.api.http.app import CTX
-from coral.context import NodeContext
-from coral.federation_node import FederationNode
+from coral.node.federation_driver import FederationNode
+from coral.node.subsystems import Subsystem
 from coral.protocol.message import now_ms
-from coral.subsystems import Subsystem
 
 
 def _driver(request: web.Request) -> FederationNode:
-    driver: FederationNode = request.app[CTX].require("federation")
+    driver: FederationNode = need(request.app[CTX].federation, "federation")
     return driver
 
 
@@ -63,16 +63,16 @@ class FederationSubsystem(Subsystem):
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         self.driver = FederationNode(ctx, node.db, node.config.bootstrap_peers)
         await self.driver.open()
-        ctx.services["federation"] = self.driver
+        ctx.federation = self.driver
         assert ctx.gateway is not None
         ctx.gateway.forwarder = self.driver
         self.grpc_installers.append(installer(self.driver))
         self.http_installers.append(install_routes)
-        if "ledger" in ctx.services:  # cross-node payments ride the same outbox
-            from coral import ledger_relay
+        if ctx.ledger is not None:  # cross-node payments ride the same outbox
+            from coral.node import ledger_relay
 
-            ctx.services["payment_relay"] = ledger_relay.PaymentRelay(
-                ctx, ctx.services["ledger"], ctx.services["ledger_access"]
+            ctx.payment_relay = ledger_relay.PaymentRelay(
+                ctx, need(ctx.ledger, "ledger"), need(ctx.ledger_access, "ledger_access")
             )
             self.http_installers.append(ledger_relay.install)
 

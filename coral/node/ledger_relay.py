@@ -22,13 +22,13 @@ from typing import Any
 
 from aiohttp import web
 
+from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, read_json_body
 from coral.api.http.coordination import caller as signed_caller
-from coral.context import NodeContext
+from coral.ledger.access import Caller, LedgerAccess, check_client_transfer_id
 from coral.ledger.model import AccountKind
 from coral.ledger.service import LedgerService
-from coral.ledger_access import Caller, LedgerAccess, check_client_transfer_id
-from coral.ledger_subsystem import settlement_account_id
+from coral.node.subsystems.ledger import settlement_account_id
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound
 from coral.protocol.message import now_ms
 
@@ -48,7 +48,7 @@ class PaymentRelay:
         self.ctx = ctx
         self.ledger = ledger
         self.access = access
-        self.federation: Any = ctx.services["federation"]
+        self.federation: Any = need(ctx.federation, "federation")
         self.federation.handlers["payment_prepare"] = self.on_prepare
         self.federation.handlers["payment_fulfil"] = self.on_fulfil
 
@@ -170,7 +170,7 @@ class PaymentRelay:
 
 
 def _relay(request: web.Request) -> PaymentRelay:
-    relay: PaymentRelay = request.app[CTX].require("payment_relay")
+    relay: PaymentRelay = need(request.app[CTX].payment_relay, "payment_relay")
     return relay
 
 

@@ -1,4 +1,4 @@
-"""Teams in the running node: the team service, its admission check, escrow and tables.
+"""The teams use cases: propose, submit, read, match, and admit team traffic.
 
 How team traffic flows (every document stays signed by its author; the node
 only verifies, stores and delivers):
@@ -28,24 +28,15 @@ only verifies, stores and delivers):
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import secrets
 from collections.abc import Callable
 from typing import Any
 
 from coral.agents.directory import AgentDirectory
-from coral.context import NodeContext
 from coral.coordination.commands import ADD, CLOSE, CREATE, REMOVE
 from coral.coordination.service import CoordinationService
-from coral.ledger.errors import PendingAlreadyResolved, PendingExpired
-from coral.ledger.model import AccountKind
-from coral.ledger.service import LedgerService
 from coral.protocol.agent import AgentRecord
 from coral.protocol.errors import Conflict, Forbidden, InvalidMessage
 from coral.protocol.message import Message, now_ms
-from coral.store.sqlite import Migration, SqliteDatabase
-from coral.store.teams_sqlite import SqliteTeamStore
-from coral.subsystems import Subsystem
 from coral.teams import (
     Invitation,
     MembershipCertificate,
@@ -60,107 +51,12 @@ from coral.teams import (
     parse_team_document,
 )
 from coral.teams.errors import NotAMember, NotAuthorized
+from coral.teams.ports import TeamIndex, TeamStore
 
 #: Message kind that carries one signed team document in its data part.
 TEAM_DOCUMENT_KIND = "team.document"
 #: Argument of ``thread.create`` that binds the new thread to a team.
 TEAM_THREAD_ARG = "team_id"
-
-INDEX_COMPONENT = "teams_index"
-INDEX_MIGRATIONS = (
-    Migration(
-        1,
-        """
-        CREATE TABLE team_threads (
-            thread_id TEXT PRIMARY KEY,
-            team_id TEXT NOT NULL
-        );
-        CREATE INDEX team_threads_by_team ON team_threads(team_id);
-        CREATE TABLE team_parties (
-            did TEXT NOT NULL,
-            team_id TEXT NOT NULL,
-            PRIMARY KEY (did, team_id)
-        );
-        """,
-    ),
-)
-
-
-class SqliteTeamIndex:
-    """Lookups the team record cannot answer fast: thread bindings and who is in which team.
-
-    Bindings are also held in memory (this process is their only writer), because
-    every message the node admits asks whether its thread is a team thread.
-    """
-
-    def __init__(self, db: SqliteDatabase) -> None:
-        self._db = db
-        self._bound: dict[str, str] = {}
-
-    async def migrate(self) -> int:
-        """Create or upgrade the index tables and load the bindings; returns the version."""
-        version = await self._db.migrate(INDEX_COMPONENT, INDEX_MIGRATIONS)
-        rows = await self._db.fetchall("SELECT thread_id, team_id FROM team_threads")
-        self._bound = {str(r["thread_id"]): str(r["team_id"]) for r in rows}
-        return version
-
-    async def bind_thread(self, thread_id: str, team_id: str) -> None:
-        """Bind ``thread_id`` to ``team_id``; Conflict if the thread is bound already."""
-        async with self._db.transaction() as conn:
-            cur = await conn.execute(
-                "SELECT team_id FROM team_threads WHERE thread_id = ?", (thread_id,)
-            )
-            if await cur.fetchone() is not None:
-                raise Conflict(f"thread {thread_id} is already a team thread", reason="bound")
-            await conn.execute(
-                "INSERT INTO team_threads(thread_id, team_id) VALUES (?, ?)", (thread_id, team_id)
-            )
-        self._bound[thread_id] = team_id
-
-    async def team_of_thread(self, thread_id: str) -> str | None:
-        """The team a thread is bound to, or None for an ordinary thread."""
-        return self._bound.get(thread_id)
-
-    async def threads_of_team(self, team_id: str) -> list[str]:
-        """Every thread bound to the team, in id order."""
-        rows = await self._db.fetchall(
-            "SELECT thread_id FROM team_threads WHERE team_id = ? ORDER BY thread_id", (team_id,)
-        )
-        return [str(r["thread_id"]) for r in rows]
-
-    async def add_party(self, team_id: str, did: str) -> None:
-        """Remember that ``did`` takes part in the team (initiator, invitee or member)."""
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO team_parties(did, team_id) VALUES (?, ?)", (did, team_id)
-            )
-
-    async def is_party(self, team_id: str, did: str) -> bool:
-        """True when ``did`` is the initiator, an invitee or a member of the team."""
-        row = await self._db.fetchone(
-            "SELECT 1 FROM team_parties WHERE did = ? AND team_id = ?", (did, team_id)
-        )
-        return row is not None
-
-    async def teams_with_due_holds(self, now_ms: int) -> list[str]:
-        """Teams past their deadline whose budget hold is still open.
-
-        Reads the team store's charter table (same database): the store has no
-        such query and only this periodic sweep needs it.
-        """
-        rows = await self._db.fetchall(
-            "SELECT team_id FROM team_charters WHERE escrow_outcome = 'held' AND deadline_ms <= ?"
-            " ORDER BY deadline_ms",
-            (now_ms,),
-        )
-        return [str(r["team_id"]) for r in rows]
-
-    async def teams_of(self, did: str) -> list[str]:
-        """Ids of the teams ``did`` takes part in."""
-        rows = await self._db.fetchall(
-            "SELECT team_id FROM team_parties WHERE did = ? ORDER BY team_id", (did,)
-        )
-        return [str(r["team_id"]) for r in rows]
 
 
 class TeamsService:
@@ -173,8 +69,8 @@ class TeamsService:
 
     def __init__(
         self,
-        store: SqliteTeamStore,
-        index: SqliteTeamIndex,
+        store: TeamStore,
+        index: TeamIndex,
         directory: AgentDirectory,
         coordination: CoordinationService,
         *,
@@ -332,103 +228,3 @@ def _carried_document(message: Message) -> SignedTeamDocument:
             "a team document travels in a message from its own signer", reason="not_document_signer"
         )
     return document
-
-
-class LedgerTeamEscrow:
-    """``TeamEscrow`` over the node's ledger: one escrow account per team.
-
-    Agents' ledger accounts are named by their did. The budget is reserved as
-    a pending transfer from the initiator to ``team:<team_id>``; paying posts
-    only the shares (the ledger returns the rest to the payer) and moves each
-    share on to its member. Transfer ids derive from the hold id, so a
-    repeated settle after a crash is a ledger-level no-op.
-    """
-
-    def __init__(self, ledger: LedgerService) -> None:
-        self._ledger = ledger
-
-    def _ledger_name(self, currency: str) -> str:
-        # "CRL", the charter's default currency, is the node's default ledger.
-        return self._ledger.default_ledger if currency == "CRL" else currency
-
-    async def reserve_budget(
-        self, team_id: str, payer_did: str, amount: int, currency: str, timeout_ms: int
-    ) -> str:
-        """Hold the budget from ``payer_did`` in the team's escrow account; returns the hold id."""
-        hold_id = f"teamhold-{secrets.token_hex(12)}"
-        if amount == 0:
-            return hold_id + "-empty"
-        escrow = await self._ledger.open_account(
-            f"team:{team_id}",
-            owner=payer_did,
-            kind=AccountKind.TEAM_ESCROW,
-            ledger=self._ledger_name(currency),
-        )
-        await self._ledger.reserve(
-            payer_did,
-            escrow.id,
-            amount,
-            timeout_ms=max(1, timeout_ms),
-            transfer_id=hold_id,
-            memo=f"budget of team {team_id}",
-        )
-        return hold_id
-
-    async def pay_members(self, team_id: str, hold_id: str, shares: dict[str, int]) -> None:
-        """Post the agreed shares out of the hold and pay each member its share."""
-        total = sum(shares.values())
-        if hold_id.endswith("-empty"):
-            return
-        if total == 0:
-            await self.release(team_id, hold_id)
-            return
-        posted = await self._ledger.post(hold_id, amount=total, transfer_id=f"{hold_id}.post")
-        escrow = posted.transfer.credit_account
-        ledger = posted.transfer.ledger
-        for member, amount in sorted(shares.items()):
-            if amount <= 0:
-                continue
-            await self._ledger.open_account(member, owner=member, ledger=ledger)
-            tag = hashlib.sha256(member.encode()).hexdigest()[:24]
-            await self._ledger.transfer(
-                escrow, member, amount, transfer_id=f"{hold_id}.pay.{tag}", memo=f"team {team_id}"
-            )
-
-    async def release(self, team_id: str, hold_id: str) -> None:
-        """Void the hold; a hold that already timed out counts as released."""
-        if hold_id.endswith("-empty"):
-            return
-        try:
-            await self._ledger.void(hold_id, transfer_id=f"{hold_id}.void")
-        except PendingAlreadyResolved:
-            pass
-        except PendingExpired:
-            # Past its timeout the hold can no longer be voided, only expired; do it
-            # now rather than wait for the ledger's own sweep, so funds return at once.
-            await self._ledger.expire_due()
-
-
-class TeamsSubsystem(Subsystem):
-    """Team formation in the node: service in ``ctx.services["teams"]``, routes, admission."""
-
-    name = "teams"
-
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
-        from coral.api.http import teams as http_teams
-
-        store = SqliteTeamStore(node.db)
-        await store.migrate()
-        index = SqliteTeamIndex(node.db)
-        await index.migrate()
-        service = TeamsService(store, index, ctx.require("directory"), ctx.require("coordination"))
-        self.service = service
-        ctx.services["teams"] = service
-        ctx.require("gateway").checks.append(service.admit)
-        self.http_installers.append(http_teams.install)
-
-    async def started(self, node: Any, ctx: NodeContext) -> None:
-        # Looked up now, not in setup, so the ledger subsystem may come in any order.
-        ledger = ctx.services.get("ledger")
-        if isinstance(ledger, LedgerService):
-            self.service.attach_escrow(LedgerTeamEscrow(ledger))
-            self.every(30.0, self.service.settle_due)

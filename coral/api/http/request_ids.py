@@ -8,6 +8,7 @@ a response is prepared, which also covers streamed (SSE) responses.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import secrets
@@ -15,9 +16,14 @@ import time
 
 from aiohttp import web
 
+from coral.api.context import NodeContext
 from coral.api.http.app import Handler
-from coral.context import NodeContext
-from coral.logs import current_request_id
+
+#: The id of the request the current task is serving, or None outside a request.
+#: The logging filter (``coral.node.logs``) copies it onto every record.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "coral_request_id", default=None
+)
 
 HEADER = "X-Request-Id"
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("coral_request_id", str)

@@ -10,7 +10,7 @@ together, and nothing needs them before the first A2A or MCP request. So the
 node starts serving without them: this subsystem installs one HTTP fallback
 route and one gRPC generic handler, loads the front doors in the background
 once the node is up, and until then holds any A2A/MCP request until they are
-ready (``coral.interop_lazy``).
+ready (``coral.api.lazy``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from coral.context import NodeContext
-from coral.interop_lazy import LazyGrpcServices, LazyRoutes, RecordingServer
-from coral.subsystems import Subsystem
+from coral.api.context import NodeContext, need
+from coral.api.lazy import LazyGrpcServices, LazyRoutes, RecordingServer
+from coral.node.subsystems import Subsystem
 
 log = logging.getLogger("coral.a2a")
 #: Seconds between two runs of the A2A task retention policy.
@@ -89,10 +89,10 @@ class InteropSubsystem(Subsystem):
         check_installed()
         self._node = node
         self._ctx = ctx
-        directory = ctx.require("directory")
-        engine = ctx.require("coordination")
+        directory = need(ctx.directory, "directory")
+        engine = need(ctx.coordination, "coordination")
         self.held = HeldAgents(
-            node.db, ctx.config.keys_dir, ctx.identity, directory, ctx.require("gateway")
+            node.db, ctx.config.keys_dir, ctx.identity, directory, need(ctx.gateway, "gateway")
         )
         await self.held.open()
         cursors = SqliteWaitCursors(node.db)
@@ -101,8 +101,8 @@ class InteropSubsystem(Subsystem):
         self.tools = CoralTools(
             self.held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
         )
-        ctx.services["mcp_tools"] = self.tools
-        ctx.services["held_agents"] = self.held
+        ctx.mcp_tools = self.tools
+        ctx.held_agents = self.held
         self.routes = LazyRoutes()
         self.services = LazyGrpcServices(A2A_GRPC_SERVICES, self.routes.ready)
         self._loading: asyncio.Task[None] | None = None
@@ -155,8 +155,8 @@ class InteropSubsystem(Subsystem):
         from coral.api.mcp.server import McpFrontDoor
         from coral.store.a2a_sqlite import SqliteA2ATaskRecords
 
-        directory = ctx.require("directory")
-        engine = ctx.require("coordination")
+        directory = need(ctx.directory, "directory")
+        engine = need(ctx.coordination, "coordination")
         held = self.held
         self.gateway = LazyGateway(held, engine)
         a2a_config = ctx.config.a2a
@@ -185,7 +185,7 @@ class InteropSubsystem(Subsystem):
             sse_retry_ms=ctx.config.mcp_sse_retry_ms,
         )
         self.proxies = A2AProxies(held, engine)
-        ctx.services["a2a_proxies"] = self.proxies
+        ctx.a2a_proxies = self.proxies
         inner = web.Application()
         inner[CTX] = ctx
         self.a2a.install_http(inner, ctx)

@@ -21,17 +21,18 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from coral import preflight
+from coral.agents.keyfile import load_or_create_identity
+from coral.api.context import NodeContext
 from coral.api.grpc.server import build_grpc_server, set_serving
 from coral.api.http.app import build_http_app
 from coral.config import Config
-from coral.context import NodeContext
-from coral.keys import load_or_create_identity, load_or_create_token
 from coral.metrics import NodeMetrics
+from coral.node import preflight
+from coral.node.keys import load_or_create_token
+from coral.node.subsystems import Subsystem, build_subsystems
 from coral.protocol.message import now_ms
 from coral.protocol.verify import MessageVerifier
 from coral.store.sqlite import SqliteDatabase
-from coral.subsystems import Subsystem, build_subsystems
 
 log = logging.getLogger("coral.node")
 

@@ -7,16 +7,14 @@ that request runs, so a log line can be traced back to the request.
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
 import sys
 import time
+from typing import Any
 
-#: The id of the request the current task is serving, or None outside a request.
-current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "coral_request_id", default=None
-)
+from pythonjsonlogger import json as jsonlogger
+
+from coral.api.http.request_ids import current_request_id
 
 
 class RequestIdFilter(logging.Filter):
@@ -49,24 +47,37 @@ class MalformedHttpFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """Formats a record as a single JSON line with the standard fields."""
+class JsonFormatter(jsonlogger.JsonFormatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, then the
+    record's ``extra=`` fields (``request_id``, ``peer``, ``agent``, ``thread_id``, ...)
+    and ``exc`` (the formatted traceback) when there is one.
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        # ``thread`` would collide with LogRecord's own thread id: callers pass ``thread_id``.
-        for key in ("request_id", "peer", "agent", "thread_id"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+    python-json-logger does the record-to-JSON work; this only fixes the field
+    names and the timestamp form (UTC, milliseconds, ``Z``). Callers pass
+    ``thread_id``, not ``thread``, which is LogRecord's own thread id.
+    """
+
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={
+                "asctime": "ts",
+                "levelname": "level",
+                "name": "logger",
+                "message": "msg",
+                "exc_info": "exc",
+            },
+            json_ensure_ascii=False,
+        )
+        self.converter = time.gmtime
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        """Levels are lower case (``info``), as the human lines' config spells them."""
+        log_data["level"] = str(log_data["level"]).lower()
+        return log_data
 
 
 class HumanFormatter(logging.Formatter):

@@ -25,16 +25,22 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from coral.agents.keyfile import load_or_create_identity
+from coral.agents.launcher import (
+    BackoffPolicy,
+    InvalidLaunch,
+    LaunchedAgent,
+    LaunchSpec,
+    LaunchTable,
+)
 from coral.api.auth import authenticate_admin
+from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, read_json_body
-from coral.context import NodeContext
-from coral.keys import load_or_create_identity
-from coral.launcher import BackoffPolicy, InvalidLaunch, LaunchedAgent, LaunchSpec, LaunchTable
+from coral.node.subsystems import Subsystem
 from coral.protocol.agent import AgentManifest
 from coral.protocol.message import now_ms
-from coral.subsystems import Subsystem
 
-log = logging.getLogger("coral.launcher")
+log = logging.getLogger("coral.agents.launcher")
 
 STOP_GRACE_S = 10.0
 
@@ -187,7 +193,7 @@ class LauncherSubsystem(Subsystem):
         """Build the launcher (its node URL is filled in once the HTTP server listens)."""
         data_dir = ctx.config.data_dir
         self.launcher = AgentLauncher("", ctx.config.keys_dir / "agents", data_dir / "launched")
-        ctx.services["launcher"] = self.launcher
+        ctx.launcher = self.launcher
         self.http_installers.append(install)
 
     async def started(self, node: Any, ctx: NodeContext) -> None:
@@ -203,7 +209,7 @@ class LauncherSubsystem(Subsystem):
 def _launcher(request: web.Request) -> tuple[NodeContext, AgentLauncher]:
     ctx = request.app[CTX]
     authenticate_admin(ctx, request.headers.get("Authorization"))
-    launcher: AgentLauncher = ctx.require("launcher")
+    launcher: AgentLauncher = need(ctx.launcher, "launcher")
     return ctx, launcher
 
 

@@ -19,11 +19,12 @@ import typer
 from rich.console import Console
 
 from coral import __version__
-from coral.config import CONFIG_TEMPLATE, Config, ConfigError, load_config
-from coral.eventloop import run as run_event_loop
-from coral.interop_cli import a2a_app, mcp_app
-from coral.keys import load_or_create_identity, load_or_create_token
-from coral.ledger_cli import ledger_app
+from coral.agents.keyfile import load_or_create_identity
+from coral.cli.interop import a2a_app, mcp_app
+from coral.cli.ledger import ledger_app
+from coral.config import Config, ConfigError, config_template, load_config
+from coral.node.eventloop import run as run_event_loop
+from coral.node.keys import load_or_create_token
 
 app = typer.Typer(
     name="coral-node",
@@ -103,7 +104,7 @@ def init(
     if path.exists() and not force:
         err.print(f"{path} exists; keeping it (use --force to overwrite)", style="yellow")
     else:
-        path.write_text(CONFIG_TEMPLATE.format(data_dir=str(cfg.data_dir).replace("\\", "/")))
+        path.write_text(config_template(cfg.data_dir))
         wrote = True
     identity, created = load_or_create_identity(cfg.keys_dir / "node.key")
     load_or_create_token(cfg.keys_dir / "admin.token")
@@ -151,7 +152,7 @@ def start(
     coral-server's ``--section.key=value`` arguments override keys of the
     coral-server config.toml named by CONFIG_FILE_PATH (see docs/interop.md).
     """
-    from coral.logs import configure_logging
+    from coral.node.logs import configure_logging
 
     cfg = _config(
         config,
@@ -209,7 +210,7 @@ async def _run_node(cfg: Config) -> None:
 
 def _start_failure(exc: BaseException) -> str:
     """One line naming why a start failed and what to do about it."""
-    from coral.preflight import StartError
+    from coral.node.preflight import StartError
 
     if isinstance(exc, StartError):
         return str(exc)
@@ -430,7 +431,7 @@ def keys_rotate(
 
     Example: coral-node keys rotate --data-dir ./node-a
     """
-    from coral.keys import rotate_node_key
+    from coral.node.keys import rotate_node_key
     from coral.protocol.message import now_ms
 
     cfg = _config(config, data_dir=data_dir)
@@ -478,7 +479,7 @@ def doctor(
     from rich.table import Table
     from rich.text import Text
 
-    from coral.doctor import run_checks
+    from coral.cli.doctor import run_checks
 
     checks = run_checks(config, {"data_dir": data_dir})
     failed = [c for c in checks if c.status == "fail"]

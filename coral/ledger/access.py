@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,7 +26,6 @@ from coral.ledger.model import Account, AccountKind, HistoryEntry, Transfer
 from coral.ledger.ports import LedgerStore
 from coral.ledger.receipts import Receipt
 from coral.ledger.service import LedgerService, TransferOutcome
-from coral.metrics import NodeMetrics
 from coral.protocol.errors import Forbidden, InvalidMessage
 
 #: Account definitions kept in memory for authorization (cleared when full).
@@ -84,14 +83,14 @@ class LedgerAccess:
         ledger: LedgerService,
         store: LedgerStore,
         directory: AgentDirectory,
-        metrics: NodeMetrics,
         *,
         dev_mode: bool,
+        count_transfer: Callable[[str], object] | None = None,
     ) -> None:
         self.ledger = ledger
         self._store = store
         self._directory = directory
-        self._metrics = metrics
+        self._count_transfer = count_transfer
         self._dev_mode = dev_mode
         # Owner, kind and ledger of an account never change, so authorization reads
         # them from memory; balances are always read fresh.
@@ -293,4 +292,5 @@ class LedgerAccess:
             raise
 
     def _count(self, outcome: str) -> None:
-        self._metrics.ledger_transfers.labels(outcome).inc()
+        if self._count_transfer is not None:
+            self._count_transfer(outcome)

@@ -23,13 +23,14 @@ from typing import Any
 
 import grpc
 
+from coral.api.context import NodeContext, need
 from coral.api.grpc.federation import node_auth_metadata
 from coral.api.views import entry_view, thread_view
-from coral.context import NodeContext
 from coral.coordination.commands import COMMAND_KINDS, apply_command
 from coral.coordination.errors import DuplicateMessage, ThreadExists
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.ports import HistoryGrant, ThreadWrite
+from coral.coordination.ratelimit import RateLimiter
 from coral.federation import (
     GossipConfig,
     GossipState,
@@ -48,13 +49,12 @@ from coral.federation.wire import (
     request_from_wire,
     request_to_wire,
 )
-from coral.keys import load_node_handover
+from coral.node.keys import load_node_handover
 from coral.protocol.agent import AgentRecord
 from coral.protocol.canonical import parse_json
 from coral.protocol.errors import CoralError, Forbidden, InvalidMessage, Unauthenticated
 from coral.protocol.message import Message, from_wire, new_message_id, now_ms, to_wire
 from coral.protocol.signing import verify_message_signature
-from coral.ratelimit import RateLimiter
 from coral.store.federation_sqlite import FederationStore
 from coral.store.sqlite import Migration, SqliteDatabase
 from coral.v1 import federation_pb2, federation_pb2_grpc
@@ -145,7 +145,7 @@ class FederationNode:
         assert self.ctx.directory is not None
         local = await self.ctx.directory.search(local_only=True, include_deleted=True)
         self.state.merge(local, now)
-        store = self.ctx.services["coordination_store"]
+        store = need(self.ctx.coordination_store, "coordination_store")
         store.write_hooks.append(self._fanout_hook)
         self.ctx.directory.listeners.append(self._on_local_record)
 
@@ -429,7 +429,7 @@ class FederationNode:
             for g in payload.get("grants", [])
             if self.home_of(g["agent"]) == self.did
         ]
-        store = self.ctx.services["coordination_store"]
+        store = need(self.ctx.coordination_store, "coordination_store")
         fresh = [False]
 
         def first_time(conn: sqlite3.Connection) -> bool:

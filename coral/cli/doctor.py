@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from coral import preflight
 from coral.config import Config, ConfigError, load_config
+from coral.node import preflight
 
 Status = Literal["ok", "warn", "fail"]
 MIN_PYTHON = (3, 11)
@@ -306,7 +306,7 @@ def check_subsystem_imports(cfg: Config | None = None) -> list[Check]:
     )
     try:
         from coral.config import Config, ConfigError
-        from coral.subsystems import build_subsystems
+        from coral.node.subsystems import build_subsystems
 
         owners = {"node core": "coral.node"}
         # An invalid configuration is its own failed check; the imports are still worth checking.
@@ -316,7 +316,7 @@ def check_subsystem_imports(cfg: Config | None = None) -> list[Check]:
             return [Check("subsystems", "fail", str(exc), "fix the configuration named above")]
         owners.update({s.name: type(s).__module__ for s in subsystems})
     except ImportError as exc:
-        return [_import_failure("subsystems", "coral.subsystems", exc)]
+        return [_import_failure("subsystems", "coral.node.subsystems", exc)]
     checks = []
     for name, module_name in owners.items():
         try:

@@ -29,8 +29,8 @@ from coral.coordination.model import Thread
 from coral.coordination.strategies.contract_net import Award
 from coral.coordination.strategy import data_with_key
 from coral.ledger import errors
+from coral.ledger.access import LedgerAccess, NotAccountOwner
 from coral.ledger.ports import LedgerStore
-from coral.ledger_access import LedgerAccess, NotAccountOwner
 from coral.protocol.errors import InvalidMessage
 from coral.protocol.message import Message
 

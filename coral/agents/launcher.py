@@ -1,6 +1,6 @@
 """The launcher's bookkeeping: which registry agents run, their replicas, restarts.
 
-Sans-I/O: no processes, no clock. ``coral.launcher_subsystem`` spawns and
+Sans-I/O: no processes, no clock. ``coral.node.subsystems.launcher`` spawns and
 watches the processes and feeds events in (``started``, ``exited``); this
 module decides what happens next (restart after a backoff delay, or stay
 down) and renders the state the admin API shows.

@@ -1,0 +1,104 @@
+"""The node's subsystems, in start order.
+
+A subsystem builds its services during ``setup`` (before servers start),
+contributes gRPC/HTTP route installers, starts background work once the
+servers listen, and closes in reverse order. ``build_subsystems`` is the
+single place that decides what a node runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from coral.api.context import NodeContext
+
+log = logging.getLogger("coral.node")
+
+
+class Subsystem:
+    """Default no-op hooks; subclasses override what they need."""
+
+    name = "subsystem"
+
+    def __init__(self) -> None:
+        self.grpc_installers: list[Any] = []
+        self.http_installers: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def setup(self, node: Any, ctx: NodeContext) -> None:
+        """Build services and register route installers."""
+
+    async def started(self, node: Any, ctx: NodeContext) -> None:
+        """Servers are listening; start background tasks."""
+
+    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+        """Servers are about to stop: cancel background tasks."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def close(self, node: Any, ctx: NodeContext) -> None:
+        """Servers are stopped; release resources."""
+
+    def background(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run a long-lived coroutine until stopping."""
+        self._tasks.append(asyncio.create_task(job, name=f"{self.name}-background"))
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` every ``seconds`` until stopping; failures are logged, not fatal."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await job()
+                except Exception:
+                    log.exception("%s: periodic job failed", self.name)
+
+        self._tasks.append(asyncio.create_task(loop(), name=f"{self.name}-periodic"))
+
+
+def wait_budget(configured: int) -> int:
+    """The node-wide cap on open waits: ``configured``, or derived from RLIMIT_NOFILE.
+
+    Each open wait holds a connection (a file descriptor). The derived budget
+    leaves a quarter of the limit, at least 64 descriptors, for health checks,
+    admin calls, peers and the database.
+    """
+    if configured > 0:
+        return configured
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 65_536
+    return max(16, soft - max(64, soft // 4))
+
+
+def build_subsystems(config: Any) -> list[Subsystem]:
+    """Fresh subsystem instances for one node, in start order."""
+    from coral.node.subsystems.coordination import CoordinationSubsystem
+    from coral.node.subsystems.dashboard import DashboardSubsystem
+    from coral.node.subsystems.federation import FederationSubsystem
+    from coral.node.subsystems.interop import InteropSubsystem
+    from coral.node.subsystems.launcher import LauncherSubsystem
+    from coral.node.subsystems.ledger import LedgerSubsystem
+    from coral.node.subsystems.sessions import SessionsSubsystem
+    from coral.node.subsystems.teams import TeamsSubsystem
+
+    return [
+        CoordinationSubsystem(),
+        LedgerSubsystem(),
+        FederationSubsystem(),
+        TeamsSubsystem(),
+        InteropSubsystem(),
+        SessionsSubsystem(config),
+        DashboardSubsystem(),
+        LauncherSubsystem(),
+    ]
