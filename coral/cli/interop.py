@@ -7,15 +7,13 @@ data dir, so the node (which holds the keys) does the work.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from coral.config import ConfigError, load_config
+from coral.cli.client import RunningNode, node_errors
 
 mcp_app = typer.Typer(
     help="MCP agents hosted by this node (coral-server compatible).", no_args_is_help=True
@@ -35,30 +33,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 def admin_post(data_dir: Path | None, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST ``body`` to the running node's admin route ``path``; exits 1 with the reason."""
-    try:
-        cfg = load_config(None, overrides={"data_dir": data_dir})
-        runtime = json.loads(cfg.runtime_file.read_text())
-        token = (cfg.keys_dir / "admin.token").read_text().strip()
-    except (ConfigError, FileNotFoundError, json.JSONDecodeError) as exc:
-        err.print(f"no running node found ({exc}); start it with coral-node start")
-        raise typer.Exit(1) from None
-    request = urllib.request.Request(
-        runtime["http_address"] + path,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            result: dict[str, Any] = json.loads(resp.read())
-            return result
-    except urllib.error.HTTPError as exc:
-        problem = json.loads(exc.read() or b"{}")
-        err.print(f"refused: {problem.get('reason', exc.code)}: {problem.get('detail', '')}")
-        raise typer.Exit(1) from None
-    except (urllib.error.URLError, OSError) as exc:
-        err.print(f"node not reachable: {exc}")
-        raise typer.Exit(1) from None
+    with node_errors(), RunningNode.from_data_dir(data_dir).client(admin=True) as node:
+        result: dict[str, Any] = node.post(path, body, auth="admin")
+    return result
 
 
 @mcp_app.command("create")

@@ -9,19 +9,16 @@ without ``--key`` use the operator's admin token from the data dir.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from coral.config import ConfigError, load_config
+from coral.cli.client import RunningNode, new_transfer_id, node_errors, path_segment
 from coral.ledger.receipts import Receipt, verify_receipt
 from coral.protocol.errors import CoralError
 from coral.protocol.identity import Identity
@@ -33,7 +30,6 @@ ledger_app = typer.Typer(
 out = Console(emoji=False, highlight=False)
 # Errors print literally on one line: "[Errno 111]" or "[postgres]" are not markup.
 err = Console(stderr=True, emoji=False, highlight=False, markup=False, soft_wrap=True)
-T = TypeVar("T")
 
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", "-d", help="Data directory of the running node.")
@@ -45,17 +41,6 @@ KeyOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _node(data_dir: Path | None) -> tuple[dict[str, Any], Path]:
-    """The running node's runtime info and its keys directory; exits 1 when none runs."""
-    try:
-        cfg = load_config(None, overrides={"data_dir": data_dir})
-        runtime: dict[str, Any] = json.loads(cfg.runtime_file.read_text())
-    except (ConfigError, FileNotFoundError, json.JSONDecodeError) as exc:
-        err.print(f"no running node found ({exc}); start it with coral-node start")
-        raise typer.Exit(1) from None
-    return runtime, cfg.keys_dir
-
-
 def _identity(key: Path) -> Identity:
     try:
         return Identity.from_seed(bytes.fromhex(key.read_text().strip()))
@@ -64,48 +49,30 @@ def _identity(key: Path) -> Identity:
         raise typer.Exit(2) from None
 
 
-def _agent_call(data_dir: Path | None, key: Path, call: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``call(LedgerClient)`` for the agent in ``key``; node refusals exit 1."""
-    from coral_sdk.client import CoralApiError, CoralClient
-    from coral_sdk.ledger import LedgerClient
-
-    runtime, _ = _node(data_dir)
+def _agent_call(
+    data_dir: Path | None,
+    key: Path,
+    method: str,
+    path: Callable[[Identity], str],
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``method path(agent)`` signed by the agent whose seed is in ``key``; refusals exit 1."""
+    with node_errors():
+        running = RunningNode.from_data_dir(data_dir)
     identity = _identity(key)
-
-    async def run() -> T:
-        async with CoralClient(runtime["http_address"], identity) as client:
-            client.node_id = runtime["node_id"]
-            return await call(LedgerClient(client))
-
-    try:
-        return asyncio.run(run())
-    except CoralApiError as exc:
-        err.print(f"refused: {exc.reason}: {exc.detail}")
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        err.print(f"node not reachable: {exc}")
-        raise typer.Exit(1) from None
+    with node_errors(), running.client(identity=identity) as node:
+        data: dict[str, Any] = node.request(method, path(identity), auth="agent", **kwargs)
+    return data
 
 
-def _admin_call(data_dir: Path | None, method: str, path: str, body: Any = None) -> Any:
-    runtime, keys_dir = _node(data_dir)
-    token = (keys_dir / "admin.token").read_text().strip()
-    request = urllib.request.Request(
-        runtime["http_address"] + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method=method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        problem = json.loads(exc.read() or b"{}")
-        err.print(f"refused: {problem.get('reason', exc.code)}: {problem.get('detail', '')}")
-        raise typer.Exit(1) from None
-    except (urllib.error.URLError, OSError) as exc:
-        err.print(f"node not reachable: {exc}")
-        raise typer.Exit(1) from None
+def _admin_call(data_dir: Path | None, method: str, path: str, **kwargs: Any) -> Any:
+    """``method path`` with the operator's admin token; node refusals exit 1."""
+    with node_errors(), RunningNode.from_data_dir(data_dir).client(admin=True) as node:
+        return node.request(method, path, auth="admin", **kwargs)
+
+
+def _account_path(account: str, suffix: str = "") -> str:
+    return "/v1/ledger/accounts/" + path_segment(account) + suffix
 
 
 def _print_json(data: Any) -> None:
@@ -135,9 +102,9 @@ def balance(
 ) -> None:
     """Show an account's balances (your own with --key; any with the admin token)."""
     if key is not None:
-        data = _agent_call(data_dir, key, lambda ledger: ledger.balance(account))
+        data = _agent_call(data_dir, key, "GET", lambda agent: _account_path(account or agent.did))
     elif account is not None:
-        data = _admin_call(data_dir, "GET", f"/v1/ledger/accounts/{account}")
+        data = _admin_call(data_dir, "GET", _account_path(account))
     else:
         err.print("give an account id, or --key for your own account")
         raise typer.Exit(2)
@@ -172,18 +139,18 @@ def transfer(
     if key is None:
         err.print("--key is required: only an account's owner pays from it")
         raise typer.Exit(2)
-    from coral_sdk.ledger import new_transfer_id
-
-    chosen = transfer_id or new_transfer_id()
-    payment = _agent_call(
-        data_dir,
-        key,
-        lambda ledger: ledger.transfer(to=to, amount=amount, memo=memo, transfer_id=chosen),
-    )
+    body = {
+        "transfer_id": transfer_id or new_transfer_id(),
+        "to": to,
+        "amount": amount,
+        "memo": memo,
+    }
+    answer = _agent_call(data_dir, key, "POST", lambda _: "/v1/ledger/transfers", body=body)
+    receipt = answer.get("receipt")
     data = {
-        "transfer": payment.transfer,
-        "receipt": payment.receipt.to_dict() if payment.receipt else None,
-        "duplicate": payment.duplicate,
+        "transfer": answer["transfer"],
+        "receipt": Receipt.from_dict(receipt).to_dict() if isinstance(receipt, dict) else None,
+        "duplicate": bool(answer.get("duplicate")),
     }
     _print_transfer(data, as_json)
 
@@ -198,13 +165,17 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """List an account's transfers, oldest first, from the cursor ``--after``."""
+    query = {"after": after, "limit": limit}
     if key is not None:
         data = _agent_call(
-            data_dir, key, lambda ledger: ledger.history(account, after=after, limit=limit)
+            data_dir,
+            key,
+            "GET",
+            lambda agent: _account_path(account or agent.did, "/history"),
+            query=query,
         )
     elif account is not None:
-        path = f"/v1/ledger/accounts/{account}/history?after={after}&limit={limit}"
-        data = _admin_call(data_dir, "GET", path)
+        data = _admin_call(data_dir, "GET", _account_path(account, "/history"), query=query)
     else:
         err.print("give an account id, or --key for your own account")
         raise typer.Exit(2)
@@ -246,7 +217,10 @@ def verify_receipt_command(
     except (OSError, ValueError, CoralError) as exc:
         err.print(f"not a receipt: {exc}")
         raise typer.Exit(2) from None
-    expected = node_did or _node(data_dir)[0]["node_id"]
+    if node_did is None:
+        with node_errors():
+            node_did = RunningNode.from_data_dir(data_dir).node_id
+    expected = node_did
     try:
         verify_receipt(receipt, expected)
         result = {"valid": True, "reason": "", "node": expected}
@@ -277,4 +251,4 @@ def issue(
     body: dict[str, Any] = {"account": account, "amount": amount}
     if transfer_id:
         body["transfer_id"] = transfer_id
-    _print_transfer(_admin_call(data_dir, "POST", "/v1/admin/ledger/issue", body), as_json)
+    _print_transfer(_admin_call(data_dir, "POST", "/v1/admin/ledger/issue", body=body), as_json)

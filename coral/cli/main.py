@@ -9,9 +9,6 @@ import logging
 import os
 import signal
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,6 +17,7 @@ from rich.console import Console
 
 from coral import __version__
 from coral.agents.keyfile import load_or_create_identity
+from coral.cli.client import NodeClient, RunningNode, node_errors, tls_verify
 from coral.cli.interop import a2a_app, mcp_app
 from coral.cli.ledger import ledger_app
 from coral.config import Config, ConfigError, config_template, load_config
@@ -239,9 +237,19 @@ def _runtime(cfg: Config) -> dict[str, Any] | None:
         return None
 
 
-def http_get(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
+#: Seconds status, agents and peers wait for the node.
+READ_TIMEOUT_S = 5.0
+
+
+def _node_client(cfg: Config, url: str | None) -> NodeClient:
+    """A client for ``--url``, else for the node started from the data dir.
+
+    Raises:
+        NoRunningNode: no ``--url`` and no node runs from the data dir.
+    """
+    if url is not None:
+        return NodeClient(url, timeout_s=READ_TIMEOUT_S, verify=tls_verify(cfg))
+    return RunningNode.find(cfg, or_url=True).client(timeout_s=READ_TIMEOUT_S)
 
 
 @app.command()
@@ -258,26 +266,17 @@ def status(
     Example: coral-node status --data-dir ./node-a --json
     """
     cfg = _config(config, data_dir=data_dir)
-    if url is None:
-        runtime = _runtime(cfg)
-        if runtime is None:
-            err.print(f"no running node found in {cfg.data_dir} (is it started?)")
-            raise typer.Exit(1)
-        url = runtime["http_address"]
-    try:
-        health = http_get(f"{url}/healthz")
-        info = http_get(f"{url}/v1/node")
-    except (urllib.error.URLError, OSError) as exc:
-        err.print(f"node at {url} is not reachable: {exc}")
-        raise typer.Exit(1) from None
-    result = {"url": url, "health": health.get("status"), **info}
+    with node_errors(), _node_client(cfg, url) as node:
+        health = node.get("/healthz")
+        info = node.get("/v1/node")
+    result = {"url": node.base_url, "health": health.get("status"), **info}
     if as_json:
         out.print_json(json.dumps(result))
         return
     _print_fields(
         result, ("node_id", "health", "version", "protocol_version", "grpc_address", "http_address")
     )
-    out.print(f"dashboard         {url}/")
+    out.print(f"dashboard         {node.base_url}/")
 
 
 def _print_fields(values: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -289,16 +288,6 @@ def _print_fields(values: dict[str, Any], keys: tuple[str, ...]) -> None:
     for key in keys:
         table.add_row(key, str(values.get(key)))
     out.print(table)
-
-
-def _node_url(cfg: Config, url: str | None) -> str:
-    if url is not None:
-        return url.rstrip("/")
-    runtime = _runtime(cfg)
-    if runtime is None:
-        err.print(f"no running node found in {cfg.data_dir}; start one or pass --url")
-        raise typer.Exit(1)
-    return str(runtime["http_address"])
 
 
 @app.command()
@@ -322,23 +311,9 @@ def agents(
     Examples: coral-node agents --all ; coral-node agents --capability sudoku --json
     """
     cfg = _config(config, data_dir=data_dir)
-    base = _node_url(cfg, url)
-    query = urllib.parse.urlencode(
-        {
-            k: v
-            for k, v in {
-                "all": "true" if all_nodes else None,
-                "capability": capability,
-                "name": name,
-            }.items()
-            if v
-        }
-    )
-    try:
-        records = http_get(f"{base}/v1/agents" + (f"?{query}" if query else ""))["agents"]
-    except (urllib.error.URLError, OSError) as exc:
-        err.print(f"node at {base} is not reachable: {exc}")
-        raise typer.Exit(1) from None
+    query = {"all": "true" if all_nodes else None, "capability": capability, "name": name}
+    with node_errors(), _node_client(cfg, url) as node:
+        records = node.get("/v1/agents", query={k: v for k, v in query.items() if v})["agents"]
     if as_json:
         out.print_json(json.dumps(records))
         return
@@ -368,12 +343,8 @@ def peers(
     Examples: coral-node peers ; coral-node peers --url http://127.0.0.1:7421 --json
     """
     cfg = _config(config, data_dir=data_dir)
-    base = _node_url(cfg, url)
-    try:
-        data = http_get(f"{base}/v1/peers")
-    except (urllib.error.URLError, OSError) as exc:
-        err.print(f"node at {base} is not reachable: {exc}")
-        raise typer.Exit(1) from None
+    with node_errors(), _node_client(cfg, url) as node:
+        data = node.get("/v1/peers")
     if as_json:
         out.print_json(json.dumps(data))
         return

@@ -2,11 +2,14 @@
 
 The service decides everything (sequence numbers, recipients, new thread
 state); a store only has to write one ``ThreadWrite`` atomically and answer a
-few reads. ``coral.store.coordination_sqlite`` is the default implementation.
+few reads. ``coral.store.coordination_sqlite`` (and ``seen_sqlite``) implement
+the ports over the node database; ``coral.coordination.memory`` holds the
+in-memory twins fast tests use. Both pass ``tests/coordination/test_ports.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,11 +54,17 @@ class CoordinationStore(Protocol):
     """Persistence for threads, their logs and per-agent inboxes."""
 
     async def apply(self, write: ThreadWrite) -> list[InboxEntry]:
-        """Write everything or nothing; raise ThreadExists, ConcurrentUpdate or
-        DuplicateMessage when the write conflicts with what is stored.
+        """Write everything or nothing.
 
-        Returns the inbox rows written for ``write.entries`` (history grants
-        excluded), so waiting agents can be handed them without a read.
+        Grants are delivered before entries; each agent's inbox cursor counts
+        up from 1. Returns the inbox rows written for ``write.entries`` (history
+        grants excluded), so waiting agents can be handed them without a read.
+
+        Raises:
+            ThreadExists: the write creates a thread whose id is taken.
+            ConcurrentUpdate: the stored thread's ``last_seq`` is not
+                ``expected_last_seq`` (or the thread is gone), or an entry's seq is taken.
+            DuplicateMessage: an entry's message id is already stored.
         """
         ...
 
@@ -64,7 +73,7 @@ class CoordinationStore(Protocol):
         ...
 
     async def list_threads(self, agent: str, session_id: str | None = None) -> list[Thread]:
-        """Threads ``agent`` currently participates in, oldest first."""
+        """Threads ``agent`` currently participates in, oldest first (ties: creation order)."""
         ...
 
     async def has_message(self, message_id: str) -> bool:
@@ -102,11 +111,61 @@ class CoordinationStore(Protocol):
         ...
 
     async def due_threads(self, now_ms: int) -> list[str]:
-        """Ids of open threads whose strategy asked to be woken at or before now."""
+        """Ids of open threads whose strategy asked to be woken at or before now.
+
+        Ordered by wake time, then id.
+        """
         ...
 
     async def next_wake_at(self) -> int | None:
         """The earliest wake time any open thread asked for, or None."""
+        ...
+
+
+class WriteScope(Protocol):
+    """A thread write's open transaction, as a write hook sees it.
+
+    Another package's store on the same database joins the transaction through
+    ``transaction`` (an opaque handle only stores understand), so its rows commit
+    with the thread write or not at all.
+    """
+
+    @property
+    def transaction(self) -> object:
+        """The store's native transaction handle (for another store on the same database)."""
+        ...
+
+    def entries_through(self, thread_id: str, through_seq: int) -> list[ThreadEntry]:
+        """Entries with seq <= ``through_seq``, in order, read inside the transaction."""
+        ...
+
+
+#: Runs synchronously inside every thread write's transaction, after its rows;
+#: raising aborts the write.
+WriteHook = Callable[[ThreadWrite, WriteScope], None]
+
+
+class ReplicatedThreads(Protocol):
+    """What federation needs from coordination storage to replicate threads across nodes."""
+
+    def add_write_hook(self, hook: WriteHook) -> None:
+        """Run ``hook`` inside every later thread write's transaction."""
+        ...
+
+    async def mirror(
+        self,
+        thread: Thread,
+        entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
+        grants: Sequence[HistoryGrant] = (),
+        first_time: Callable[[WriteScope], bool] | None = None,
+    ) -> list[str]:
+        """Store entries of a thread another node owns, for this node's participants.
+
+        Each entry comes with the local agents whose inbox receives it; grants
+        deliver the history to a local agent who just joined. ``first_time``
+        runs in the same transaction and returns False for a delivery seen
+        before, which then changes nothing. Returns the agents whose inbox grew.
+        """
         ...
 
 
@@ -122,5 +181,5 @@ class SeenIds(Protocol):
         ...
 
     async def prune(self, now_ms: int) -> int:
-        """Forget ids whose window ended before ``now_ms``; returns how many."""
+        """Forget ids whose window ended at or before ``now_ms``; returns how many."""
         ...

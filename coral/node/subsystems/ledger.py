@@ -24,6 +24,7 @@ from coral.config import Config
 from coral.ledger.access import LedgerAccess
 from coral.ledger.model import AccountKind
 from coral.ledger.ports import LedgerStore
+from coral.ledger.relay import settlement_account_id
 from coral.ledger.service import LedgerService, operator_account_id
 from coral.node.subsystems import Subsystem
 from coral.protocol.message import now_ms
@@ -55,11 +56,6 @@ def ledger_db_path(config: Config) -> Path:
     return config.data_dir / "ledger.db"
 
 
-def settlement_account_id(node_did: str) -> str:
-    """The account that records what this node owes, or is owed by, its peers."""
-    return f"settlement:{node_did}"
-
-
 async def open_node_accounts(service: LedgerService, node_did: str) -> None:
     """Open the operator (issuance) and node settlement accounts; no-op when they exist."""
     ledger = service.default_ledger
@@ -67,29 +63,6 @@ async def open_node_accounts(service: LedgerService, node_did: str) -> None:
     await service.open_account(
         settlement_account_id(node_did), owner=node_did, kind=AccountKind.NODE_SETTLEMENT
     )
-
-
-async def escrow_held(config: Config) -> int:
-    """Sum of all reserved (pending) debits: what escrow holds right now.
-
-    A read-only side connection, so the gauge never queues behind the writer.
-    """
-    sql = "SELECT COALESCE(SUM(debits_pending), 0) FROM ledger_accounts"
-    if is_postgres_url(config.database_url):
-        import asyncpg
-
-        conn = await asyncpg.connect(config.database_url)
-        try:
-            return int(await conn.fetchval(sql))
-        finally:
-            await conn.close()
-    import aiosqlite
-
-    uri = ledger_db_path(config).resolve().as_uri() + "?mode=ro"
-    async with aiosqlite.connect(uri, uri=True) as conn:
-        async with conn.execute(sql) as cursor:
-            row = await cursor.fetchone()
-    return int(row[0]) if row is not None else 0
 
 
 class LedgerSubsystem(Subsystem):
@@ -140,8 +113,8 @@ class LedgerSubsystem(Subsystem):
                 ctx.metrics.ledger_transfers.labels("expired").inc(len(expired))
 
         async def refresh_gauge() -> None:
-            if self._gauge is not None:
-                self._gauge.set(await escrow_held(ctx.config))
+            if self._gauge is not None and self._store is not None:
+                self._gauge.set(await self._store.escrow_held())
 
         await refresh_gauge()
         self.every(EXPIRY_SWEEP_S, expire)
