@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from coral.protocol.errors import InvalidMessage
+from coral.protocol.tasks import run_to_completion
 from coral.sessions.graph import GraphAgent
 from coral.sessions.options import env_value, file_values
 
@@ -177,7 +178,19 @@ class ExecutableProcess:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self, on_exit: ExitCallback) -> None:
-        """Spawn the process (own process group) and watch it until it exits."""
+        """Spawn the process (own process group) and watch it until it exits.
+
+        ``on_exit`` is called with the exit code once the process has exited
+        and its output is drained.
+
+        Raises:
+            OSError: the program could not be spawned (missing, not
+                executable, bad working directory).
+
+        Cancellation: cancelled while spawning, asyncio kills the child
+        before the cancellation propagates and nothing is watched; once
+        started, the watching task runs on its own and ``stop`` ends it.
+        """
         self.proc = await asyncio.create_subprocess_exec(
             *self.plan.argv,
             cwd=self.plan.cwd,
@@ -218,7 +231,13 @@ class ExecutableProcess:
         on_exit(self.returncode)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM the process group, then SIGKILL after ``grace_s``; returns once it exited."""
+        """SIGTERM the process group, then SIGKILL after ``grace_s``; returns once it exited.
+
+        Cancellation: a cancelled stop gives no more grace: the process group
+        gets SIGKILL at once (if it still runs), then ``CancelledError`` is
+        raised. The watching task (shielded) keeps running, so ``on_exit``
+        still fires when the process has exited.
+        """
         proc = self.proc
         if proc is None or self._watch is None:
             return
@@ -229,9 +248,18 @@ class ExecutableProcess:
                 await asyncio.wait_for(asyncio.shield(self._watch), grace_s)
             except TimeoutError:
                 log.warning("agent %s: no exit %.1fs after SIGTERM; SIGKILL", self.name, grace_s)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                self._kill(proc)
+            except asyncio.CancelledError:
+                log.warning("agent %s: stop cancelled during the grace period; SIGKILL", self.name)
+                self._kill(proc)
+                raise
         await asyncio.shield(self._watch)
+
+    @staticmethod
+    def _kill(proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 class DockerContainer:
@@ -261,7 +289,20 @@ class DockerContainer:
         return client
 
     async def start(self, on_exit: ExitCallback) -> None:
-        """Create and start the container, then follow its logs until it exits."""
+        """Create and start the container, then follow its logs until it exits.
+
+        Raises:
+            RuntimeUnavailable: no Docker daemon (or no ``docker`` package).
+            Exception: the Docker SDK's errors (image not found, API error),
+                unwrapped.
+
+        Cancellation: the start (client, container run, log follower) runs
+        as one step that finishes before ``CancelledError`` is raised, so a
+        container started after the cancel is followed and ``stop`` stops it.
+        """
+        await run_to_completion(self._start(on_exit))
+
+    async def _start(self, on_exit: ExitCallback) -> None:
         client = await asyncio.to_thread(self.client)
         spec = self.spec
         self.container = await asyncio.to_thread(
@@ -286,7 +327,13 @@ class DockerContainer:
         self._watch = asyncio.create_task(follow(), name=f"container-{self.name}")
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """``docker stop`` (SIGTERM, then SIGKILL after the grace period)."""
+        """``docker stop`` (SIGTERM, then SIGKILL after the grace period).
+
+        Docker errors are suppressed: a container that is gone counts as stopped.
+
+        Cancellation: the ``docker stop`` already running in its worker thread
+        completes; this call just stops waiting for it.
+        """
         if self.container is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.container.stop, timeout=int(grace_s))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from coral.agents.directory import AgentDirectory
@@ -37,21 +38,21 @@ from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentRecord
 from coral.protocol.errors import Conflict, Forbidden, InvalidMessage
 from coral.protocol.message import Message, now_ms
-from coral.teams import (
+from coral.protocol.tasks import run_to_completion
+from coral.teams.documents import (
     Invitation,
     MembershipCertificate,
     SignedTeamDocument,
     TeamCharter,
-    TeamEscrow,
-    TeamLifecycle,
     TeamRecord,
-    TeamState,
-    authorize_team_message,
-    match_candidates,
     parse_team_document,
 )
 from coral.teams.errors import NotAMember, NotAuthorized
+from coral.teams.lifecycle import TeamEscrow, TeamLifecycle
+from coral.teams.matching import match_candidates
+from coral.teams.messages import authorize_team_message
 from coral.teams.ports import TeamIndex, TeamStore
+from coral.teams.state import TeamState
 
 #: Message kind that carries one signed team document in its data part.
 TEAM_DOCUMENT_KIND = "team.document"
@@ -59,12 +60,33 @@ TEAM_DOCUMENT_KIND = "team.document"
 TEAM_THREAD_ARG = "team_id"
 
 
+@dataclass(frozen=True)
+class TeamView:
+    """A team's signed record and bound threads as one reader sees them.
+
+    ``revision`` grows by one with every document applied and every thread
+    bound, so a reader can wait for "anything new since revision R".
+    """
+
+    record: TeamRecord
+    thread_ids: list[str]
+    revision: int
+
+
 class TeamsService:
     """The node's team operations: propose, submit, read, match, and admit team traffic.
 
     Documents of one team are applied one at a time (a per-team lock), and the
     verified state is cached in memory because every team post is checked
-    against it; the store stays the source of truth after a restart.
+    against it; the store stays the source of truth after a restart. Any
+    method may also raise ``StorageUnavailable`` when the store cannot be
+    read or written.
+
+    Cancellation: the writes of one ``propose`` or ``submit`` (the record,
+    its escrow hold, the party index, the cached state) run as one step that
+    finishes even if the caller is cancelled; the caller then sees its
+    ``CancelledError``. A cancelled call thus leaves either nothing or the
+    whole step written, never a record naming a party the index does not know.
     """
 
     def __init__(
@@ -85,6 +107,8 @@ class TeamsService:
         self._clock = clock
         self._states: dict[str, TeamState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Set (and dropped) when a team changes; waiters of that team wake up.
+        self._changed: dict[str, asyncio.Event] = {}
 
     def now(self) -> int:
         """The service clock, in milliseconds."""
@@ -95,7 +119,15 @@ class TeamsService:
         self.lifecycle = TeamLifecycle(self._store, escrow)
 
     async def settle_due(self) -> int:
-        """Release (or pay) the holds of teams whose deadline passed; returns how many."""
+        """Release (or pay) the holds of teams whose deadline passed; returns how many.
+
+        Raises:
+            LedgerError: the ledger refused a payout or release; holds settled
+                before it stay settled, the rest wait for the next call.
+
+        Cancellation: safe to call again: settling is idempotent per hold
+        (see ``TeamLifecycle.settle``).
+        """
         settled = 0
         for team_id in await self._store.teams_with_due_holds(self._clock()):
             if await self.lifecycle.settle(team_id, self._clock()) not in (None, "held"):
@@ -103,33 +135,99 @@ class TeamsService:
         return settled
 
     async def propose(self, charter: TeamCharter) -> TeamState:
-        """Store a new team; its initiator must be a registered agent."""
+        """Store a new team; its initiator must be a registered agent.
+
+        Raises:
+            Forbidden: the initiator is not a registered agent
+                (``agent_not_registered``).
+            SignatureError: the charter is not signed by its initiator.
+            FromFuture: the charter is dated in the future.
+            Conflict: the team id exists (``team_exists``).
+
+        Cancellation: cancelled once the charter is being stored, the call
+        first finishes storing it and indexing the initiator as its party,
+        then raises ``CancelledError``; a retry then gets ``team_exists``.
+        """
         if not await self._directory.is_registered(charter.initiator):
             raise Forbidden(
                 f"initiator {charter.initiator} is not a registered agent",
                 reason="agent_not_registered",
             )
+        return await run_to_completion(self._propose(charter))
+
+    async def _propose(self, charter: TeamCharter) -> TeamState:
         state = await self.lifecycle.propose(charter, self._clock())
         await self.index.add_party(charter.team_id, charter.initiator)
         self._states[charter.team_id] = state
         return state
 
     async def submit(self, team_id: str, document: SignedTeamDocument) -> TeamState:
-        """Apply one signed document to the team (or raise its typed refusal)."""
+        """Apply one signed document to the team (or raise its typed refusal).
+
+        Raises:
+            InvalidMessage: the document belongs to another team (``wrong_team``).
+            NotFound: no team ``team_id`` (``team_not_found``).
+            InvalidTeamDocument: the document is malformed or inconsistent.
+            SignatureError: its signature is missing or wrong
+                (``DecryptionFailed`` for a sealed key that does not open).
+            Forbidden: ``WrongTeam``, ``NotAuthorized``, ``NotAMember``,
+                ``NotTheInvitee`` or ``PriceAboveRoleMax``.
+            UnknownReference: it refers to an invitation or acceptance the
+                team never saw.
+            Expired: ``InvitationExpired`` or ``TeamExpired``.
+            InvitationReplayed: an invitation id or certificate used twice.
+            Conflict: ``TeamDissolved``, ``AlreadyAnswered``, ``AlreadyMember``,
+                ``RoleFull``, ``OverBudget``, ``StaleKeyEpoch``,
+                ``KeyRecipientsMismatch``, ``RekeyRequired``, or
+                ``team_changed`` when another writer appended first.
+            LedgerError: the escrow refused the budget hold an acceptance
+                takes (e.g. ``ExceedsCredits``: the initiator cannot fund it),
+                or the payout a dissolution triggers.
+
+        Any failure drops the cached state, so the next read replays the
+        store (a refused payout leaves the dissolution stored).
+
+        Cancellation: cancelled while waiting for the per-team lock, nothing
+        is written. Once the document is being applied, the call first
+        finishes the whole step (document, escrow as in
+        ``TeamLifecycle.submit``, party index, cache), then releases the lock
+        and raises ``CancelledError``.
+        """
         if document.team_id != team_id:
             raise InvalidMessage("document belongs to another team", reason="wrong_team")
         lock = self._locks.setdefault(team_id, asyncio.Lock())
         async with lock:
+            return await run_to_completion(self._submit(team_id, document))
+
+    async def _submit(self, team_id: str, document: SignedTeamDocument) -> TeamState:
+        try:
             state = await self.lifecycle.submit(team_id, document, self._clock())
-            self._states[team_id] = state
-        if isinstance(document, Invitation):
-            await self.index.add_party(team_id, document.invitee)
-        elif isinstance(document, MembershipCertificate):
-            await self.index.add_party(team_id, document.member)
+            if isinstance(document, Invitation):
+                await self.index.add_party(team_id, document.invitee)
+            elif isinstance(document, MembershipCertificate):
+                await self.index.add_party(team_id, document.member)
+        except BaseException:
+            # The store may hold more than the cache knows (a dissolution whose
+            # payout was refused, a document whose party index failed): read
+            # it again next time, and let waiters look again.
+            self._states.pop(team_id, None)
+            self._notify(team_id)
+            raise
+        self._states[team_id] = state
+        self._notify(team_id)
         return state
 
+    def _notify(self, team_id: str) -> None:
+        event = self._changed.pop(team_id, None)
+        if event is not None:
+            event.set()
+
     async def state(self, team_id: str) -> TeamState:
-        """The team's verified current state (from cache, else replayed from the store)."""
+        """The team's verified current state (from cache, else replayed from the store).
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+        """
         cached = self._states.get(team_id)
         if cached is not None:
             return cached
@@ -138,14 +236,58 @@ class TeamsService:
         return self._states[team_id]
 
     async def record(self, team_id: str, reader: str) -> TeamRecord:
-        """The full signed record, for the initiator and agents named in it only."""
+        """The full signed record, for the initiator and agents named in it only.
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+            NotAMember: ``reader`` takes no part in the team.
+        """
         record = await self._store.load_record(team_id)
         if not await self.index.is_party(team_id, reader):
             raise NotAMember(f"{reader} takes no part in team {team_id}")
         return record
 
+    async def view(self, team_id: str, reader: str) -> TeamView:
+        """The record, bound threads and revision of the team, for its parties only."""
+        record = await self.record(team_id, reader)
+        threads = await self.index.threads_of_team(team_id)
+        return TeamView(record, threads, len(record.documents) + len(threads))
+
+    async def wait_view(
+        self, team_id: str, reader: str, *, after_revision: int, timeout_ms: int
+    ) -> TeamView:
+        """The team's view once its revision passes ``after_revision``, or at the timeout.
+
+        Returns at once when the team already changed; otherwise blocks until a
+        document is applied or a thread bound, or ``timeout_ms`` passes (then
+        the unchanged view). Cancelling the wait leaves nothing behind.
+
+        Raises:
+            NotFound: no such team (reason ``team_not_found``).
+            NotAMember: ``reader`` takes no part in the team.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        while True:
+            # Taken before reading, so a change during the read still wakes us.
+            changed = self._changed.setdefault(team_id, asyncio.Event())
+            view = await self.view(team_id, reader)
+            remaining = deadline - loop.time()
+            if view.revision > after_revision or remaining <= 0:
+                return view
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                pass  # one more read returns the unchanged view
+
     async def candidates(self, team_id: str, reader: str) -> dict[str, list[AgentRecord]]:
-        """Directory records (local and replicated) that could fill each role, cheapest first."""
+        """Directory records (local and replicated) that could fill each role, cheapest first.
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+            NotAuthorized: ``reader`` may not recruit for the team.
+        """
         state = await self.state(team_id)
         if not state.has_authority(reader):
             raise NotAuthorized(f"{reader} may not recruit for team {team_id}")
@@ -155,7 +297,28 @@ class TeamsService:
     # -- the gateway admission check ------------------------------------------------
 
     async def admit(self, message: Message) -> None:
-        """Refuse (typed) any message that breaks a team rule; apply carried team documents."""
+        """Refuse (typed) any message that breaks a team rule; apply carried team documents.
+
+        Raises:
+            InvalidMessage: a malformed team ``thread.create`` or
+                ``team.document`` message.
+            Forbidden: a carried document travels in a message from someone
+                other than its signer (``not_document_signer``).
+            NotAuthorized: the sender may not open, change or close the
+                team's threads.
+            NotAMember: the sender of a team thread post is not a member, or a
+                team thread's participants are not exactly the current members.
+            Conflict: the thread to bind already exists (``thread_exists``)
+                or is already a team thread (``bound``).
+            AgentNotRegistered: a participant named does not resolve.
+            AmbiguousName: a participant name fits several remote agents.
+            CoralError: ``authorize_team_message``'s refusal of a team post
+                (key epoch, encryption), or a carried document's refusal (see
+                ``submit``).
+
+        Cancellation: see ``submit``; a thread binding written before the
+        cancel stays (the id stays reserved for the team).
+        """
         if message.kind == CREATE:
             args = _arguments(message)
             team_id = args.get(TEAM_THREAD_ARG) if args is not None else None
@@ -193,6 +356,7 @@ class TeamsService:
         if await self._coordination.store.get_thread(thread_id) is not None:
             raise Conflict(f"thread {thread_id} already exists", reason="thread_exists")
         await self.index.bind_thread(thread_id, team_id)
+        self._notify(team_id)
 
     async def _authorize_thread_op(self, state: TeamState, message: Message) -> None:
         sender = message.sender

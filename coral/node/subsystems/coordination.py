@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral.api.context import NodeContext
 from coral.node.subsystems.base import Subsystem, wait_budget
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 
 class CoordinationSubsystem(Subsystem):
@@ -15,7 +18,7 @@ class CoordinationSubsystem(Subsystem):
 
     name = "coordination"
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         from coral.agents.directory import AgentDirectory
         from coral.api.grpc import coordination as grpc_coordination
         from coral.api.http import agents as http_agents
@@ -88,7 +91,7 @@ class CoordinationSubsystem(Subsystem):
         self.grpc_installers.append(grpc_coordination.install)
         self.http_installers += [http_agents.install, http_coordination.install]
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         from coral.protocol.message import now_ms
 
         engine = ctx.coordination
