@@ -63,7 +63,7 @@ async def test_events_carry_their_cursor_as_id_and_resume_after_last_event_id(
         await bob.register(AgentManifest(name=f"bob-{uuid.uuid4().hex[:8]}"))
         thread = await alice.create_thread("sse", [receiver.did])
         first = await _first_event(http, node, receiver, None)  # the thread's creation
-        await alice.send(thread["id"], "hello")
+        await alice.send(thread.id, "hello")
         resumed = await _first_event(http, node, receiver, first["id"])
     first_data, resumed_data = json.loads(first["data"]), json.loads(resumed["data"])
     assert first["event"] == resumed["event"] == "entry"
