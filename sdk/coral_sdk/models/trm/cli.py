@@ -148,6 +148,12 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ablation", action="store_true", help="also train T=1, n=1 into <out>-norec"
     )
+    parser.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="start every supervision step from the initial y, z (no recursion at all; "
+        "recorded in the checkpoint and honoured by eval and the served path)",
+    )
     parser.add_argument("--no-ema", action="store_true", help="disable the weight EMA")
     parser.add_argument("--no-augment", action="store_true", help="disable data augmentation")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -197,6 +203,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     for flag, field in _TRAIN_FLAGS.items():
         if getattr(args, flag, None) is not None:
             train_values[field] = getattr(args, flag)
+    if getattr(args, "no_carry", False):
+        model_values["carry"] = False
     model_config = TrmConfig(vocab_size=task.vocab_size, seq_len=task.seq_len, **model_values)
     if getattr(args, "minimal", False):
         train_values["minimal"] = True
