@@ -301,8 +301,9 @@ def evaluate(args: argparse.Namespace) -> int:
     rows: list[tuple[str, float | None]] = []
     counts = _step_counts(m.n_sup)
     bar = tqdm(total=len(counts) + 3, desc=f"eval {task.name}", disable=args.quiet, unit="run")
+    carry = "" if m.carry else ", no carry"
     for steps in counts:
-        label = f"TRM (T={m.T}, n={m.n}), {steps} of N_sup={m.n_sup} supervision steps"
+        label = f"TRM (T={m.T}, n={m.n}{carry}), {steps} of N_sup={m.n_sup} supervision steps"
         rows.append((label, exact_accuracy(model, task, puzzles, solutions, steps=steps)))
         bar.update(1)
     rows.append(
@@ -327,7 +328,9 @@ def evaluate(args: argparse.Namespace) -> int:
         flat_model, flat_config = load_model(ablation, device)
         rows.append(
             (
-                f"trained without recursion (T={flat_config.model.T}, n={flat_config.model.n})",
+                f"trained without recursion (T={flat_config.model.T}, n={flat_config.model.n}"
+                + ("" if flat_config.model.carry else ", no carry")
+                + ")",
                 exact_accuracy(flat_model, task, puzzles, solutions),
             )
         )
