@@ -145,11 +145,12 @@ def test_no_carry_is_recorded_and_honoured_by_eval_and_the_served_path(
     one, _, halt_one = predict_grids(model, task, puzzles, steps=1)
     every, _, halt_every = predict_grids(model, task, puzzles, steps=3)
     assert np.array_equal(one, every) and np.allclose(halt_one, halt_every)
-    # Served: the checker may ask for more steps, but each answers as the first.
+    # Served: further steps would repeat the first answer, so it answers after one.
     solver = TrmSolver.from_checkpoint(out, device="cpu")
     served = solver.solve_batch([{"task": "sudoku4", "grid": p.tolist()} for p in puzzles])
     for puzzle, first, response in zip(puzzles, one, served, strict=True):
         assert np.array_equal(np.where(puzzle > 0, puzzle, first), response["solution"])
+        assert response["supervision_steps"] == 1
     capsys.readouterr()
     assert coral_agent(["eval", "trm", "--checkpoint", str(out), "--threads", "1"]) == 0
     assert "exact accuracy on 8 held-out puzzles" in capsys.readouterr().out
