@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
+if TYPE_CHECKING:  # asyncpg is the optional "postgres" extra: imported where a pool opens
+    import asyncpg
 
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -46,6 +48,8 @@ async def open_pool(dsn: str, *, max_size: int = 8) -> asyncpg.Pool:
     Raises:
         OSError, asyncpg.PostgresError: the server is unreachable or refused us.
     """
+    import asyncpg
+
     pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
     return pool
 

@@ -82,7 +82,12 @@ def wait_budget(configured: int) -> int:
 
 
 def build_subsystems(config: Any) -> list[Subsystem]:
-    """Fresh subsystem instances for one node, in start order."""
+    """Fresh subsystem instances for one node, in start order.
+
+    On PostgreSQL (``database_url`` a postgresql:// URL) the node runs without
+    federation for now: federation replicates threads inside SQLite write
+    transactions, and its PostgreSQL store is not written yet (issue #24).
+    """
     from coral.node.subsystems.coordination import CoordinationSubsystem
     from coral.node.subsystems.dashboard import DashboardSubsystem
     from coral.node.subsystems.federation import FederationSubsystem
@@ -91,11 +96,15 @@ def build_subsystems(config: Any) -> list[Subsystem]:
     from coral.node.subsystems.ledger import LedgerSubsystem
     from coral.node.subsystems.sessions import SessionsSubsystem
     from coral.node.subsystems.teams import TeamsSubsystem
+    from coral.store.postgres import is_postgres_url
 
+    federation: list[Subsystem] = []
+    if not is_postgres_url(config.database_url):
+        federation.append(FederationSubsystem())
     return [
         CoordinationSubsystem(),
         LedgerSubsystem(),
-        FederationSubsystem(),
+        *federation,
         TeamsSubsystem(),
         InteropSubsystem(),
         SessionsSubsystem(config),

@@ -1,4 +1,9 @@
-"""Agent directory, coordination engine and the message gateway."""
+"""Agent directory, coordination engine and the message gateway.
+
+Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
+file, or, when ``database_url`` is a ``postgresql://`` URL, in PostgreSQL on
+one connection pool this subsystem opens and closes.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,25 @@ import asyncio
 import time
 from typing import Any
 
+from coral.agents.directory import AgentStore
 from coral.api.context import NodeContext
+from coral.coordination.ports import CoordinationStore, SeenIds
 from coral.node.subsystems.base import Subsystem, wait_budget
 
 
 class CoordinationSubsystem(Subsystem):
-    """Agent directory, coordination engine and the message gateway."""
+    """Agent directory, coordination engine and the message gateway.
+
+    Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
+    file, or, when ``database_url`` is a ``postgresql://`` URL, in PostgreSQL on
+    one connection pool this subsystem opens and closes.
+    """
 
     name = "coordination"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         from coral.agents.directory import AgentDirectory
@@ -25,18 +41,9 @@ class CoordinationSubsystem(Subsystem):
         from coral.coordination.service import CoordinationService
         from coral.protocol.message import now_ms
         from coral.protocol.signing import sign_message
-        from coral.store.agents_sqlite import SqliteAgentStore
-        from coral.store.coordination_sqlite import SqliteCoordinationStore
-        from coral.store.seen_sqlite import SqliteSeenStore
 
-        agents = SqliteAgentStore(node.db)
-        await agents.open()
-        seen = SqliteSeenStore(node.db)
-        await seen.open()
+        agents, seen, store = await self._open_stores(node, ctx)
         self.seen = seen
-        store = SqliteCoordinationStore(node.db)
-        await store.migrate()
-        ctx.coordination_store = store
         identity = ctx.identity
         ctx.directory = AgentDirectory(
             agents, identity, now_ms, ctx.verifier.limits.max_future_skew_ms
@@ -87,6 +94,43 @@ class CoordinationSubsystem(Subsystem):
         directory.listeners.append(on_record)
         self.grpc_installers.append(grpc_coordination.install)
         self.http_installers += [http_agents.install, http_coordination.install]
+
+    async def _open_stores(
+        self, node: Any, ctx: NodeContext
+    ) -> tuple[AgentStore, SeenIds, CoordinationStore]:
+        """The three stores, migrated: on PostgreSQL for a postgresql:// URL, else SQLite."""
+        from coral.store.postgres import is_postgres_url
+
+        if is_postgres_url(node.config.database_url):
+            from coral.store.agents_postgres import PostgresAgentStore
+            from coral.store.coordination_postgres import PostgresCoordinationStore
+            from coral.store.postgres import open_pool
+            from coral.store.seen_postgres import PostgresSeenStore
+
+            pool = self._pool = await open_pool(node.config.database_url)
+            pg_agents, pg_seen = PostgresAgentStore(pool), PostgresSeenStore(pool)
+            pg_store = PostgresCoordinationStore(pool)
+            await pg_agents.open()
+            await pg_seen.open()
+            await pg_store.migrate()
+            return pg_agents, pg_seen, pg_store
+        from coral.store.agents_sqlite import SqliteAgentStore
+        from coral.store.coordination_sqlite import SqliteCoordinationStore
+        from coral.store.seen_sqlite import SqliteSeenStore
+
+        sqlite_agents, sqlite_seen = SqliteAgentStore(node.db), SqliteSeenStore(node.db)
+        await sqlite_agents.open()
+        await sqlite_seen.open()
+        sqlite_store = SqliteCoordinationStore(node.db)
+        await sqlite_store.migrate()
+        ctx.coordination_store = sqlite_store  # federation replicates threads through it
+        return sqlite_agents, sqlite_seen, sqlite_store
+
+    async def close(self, node: Any, ctx: NodeContext) -> None:
+        """Close the PostgreSQL pool, if this subsystem opened one."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def started(self, node: Any, ctx: NodeContext) -> None:
         from coral.protocol.message import now_ms
