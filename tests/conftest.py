@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.nodeproc import NodeProcess
@@ -25,6 +26,11 @@ async def postgres_pool(postgres_server: ThrowawayPostgres) -> AsyncIterator[asy
     pool = await fresh_schema_pool(postgres_server)
     yield pool
     await pool.close()
+
+# Hypothesis' per-example deadline is a wall-clock assertion; on a shared 2-core
+# machine it fails correct code. Examples are bounded by count, never by time.
+settings.register_profile("coral", deadline=None)
+settings.load_profile("coral")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ Real SQLite files, real ledger service, real signatures throughout.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,7 +365,10 @@ async def test_sweep_releases_the_hold_of_a_team_that_passed_its_deadline(env: E
         await store.migrate()
         index = SqliteTeamIndex(db)
         await index.migrate()
-        service = TeamsService(store, index, directory, coordination)
+        ahead = [0]  # how far the service's clock runs ahead of the real one
+        service = TeamsService(
+            store, index, directory, coordination, clock=lambda: now_ms() + ahead[0]
+        )
         service.attach_escrow(LedgerTeamEscrow(env.ledger))
         await _register(directory, node, env.alice, "alice")
         now = now_ms()
@@ -375,7 +377,7 @@ async def test_sweep_releases_the_hold_of_a_team_that_passed_its_deadline(env: E
             goal="quick",
             roles=(RoleSpec(name="worker"),),
             budget=Money(amount=30),
-            deadline_ms=now + 1_000,
+            deadline_ms=now + 60_000,
             now_ms=now,
         )
         state = await service.propose(charter)
@@ -389,7 +391,7 @@ async def test_sweep_releases_the_hold_of_a_team_that_passed_its_deadline(env: E
         )
         assert (await env.ledger.balance(env.alice.did)).available == 70
         assert await service.settle_due() == 0  # still open: the hold stays
-        await asyncio.sleep(max(0, charter.deadline_ms - now_ms()) / 1000 + 0.05)
+        ahead[0] = charter.deadline_ms - now + 1  # the deadline has passed
         assert await service.settle_due() == 1
         assert (await env.ledger.balance(env.alice.did)).available == 100
         hold = await store.load_escrow(charter.team_id)

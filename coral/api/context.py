@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from coral.api.mcp.held_agents import HeldAgents
     from coral.api.mcp.tools import CoralTools
     from coral.coordination.gateway import MessageGateway
+    from coral.coordination.ports import ReplicatedThreads
     from coral.coordination.service import CoordinationService
     from coral.federation.driver import FederationNode
     from coral.ledger.access import LedgerAccess
     from coral.ledger.relay import PaymentRelay
     from coral.ledger.service import LedgerService
     from coral.sessions.service import SessionManager
-    from coral.store.coordination_sqlite import SqliteCoordinationStore
     from coral.teams.service import TeamsService
 
 NODE_INFO_DOMAIN = b"coral/v1/node-info\x00"
@@ -74,7 +74,7 @@ class NodeContext:
     # coordination subsystem
     directory: AgentDirectory | None = None
     coordination: CoordinationService | None = None
-    coordination_store: SqliteCoordinationStore | None = None
+    coordination_store: ReplicatedThreads | None = None
     gateway: MessageGateway | None = None
     # ledger subsystem
     ledger: LedgerService | None = None

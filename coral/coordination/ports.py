@@ -7,6 +7,7 @@ few reads. ``coral.store.coordination_sqlite`` is the default implementation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -107,6 +108,53 @@ class CoordinationStore(Protocol):
 
     async def next_wake_at(self) -> int | None:
         """The earliest wake time any open thread asked for, or None."""
+        ...
+
+
+class WriteScope(Protocol):
+    """A thread write's open transaction, as a write hook sees it.
+
+    Another package's store on the same database joins the transaction through
+    ``transaction`` (an opaque handle only stores understand), so its rows commit
+    with the thread write or not at all.
+    """
+
+    @property
+    def transaction(self) -> object:
+        """The store's native transaction handle (for another store on the same database)."""
+        ...
+
+    def entries_through(self, thread_id: str, through_seq: int) -> list[ThreadEntry]:
+        """Entries with seq <= ``through_seq``, in order, read inside the transaction."""
+        ...
+
+
+#: Runs synchronously inside every thread write's transaction, after its rows;
+#: raising aborts the write.
+WriteHook = Callable[[ThreadWrite, WriteScope], None]
+
+
+class ReplicatedThreads(Protocol):
+    """What federation needs from coordination storage to replicate threads across nodes."""
+
+    def add_write_hook(self, hook: WriteHook) -> None:
+        """Run ``hook`` inside every later thread write's transaction."""
+        ...
+
+    async def mirror(
+        self,
+        thread: Thread,
+        entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
+        grants: Sequence[HistoryGrant] = (),
+        first_time: Callable[[WriteScope], bool] | None = None,
+    ) -> list[str]:
+        """Store entries of a thread another node owns, for this node's participants.
+
+        Each entry comes with the local agents whose inbox receives it; grants
+        deliver the history to a local agent who just joined. ``first_time``
+        runs in the same transaction and returns False for a delivery seen
+        before, which then changes nothing. Returns the agents whose inbox grew.
+        """
         ...
 
 

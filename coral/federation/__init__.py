@@ -1,8 +1,10 @@
 """Federation core: peer records, gossip of the agent directory, routing, retry timing.
 
 Sans-I/O: callers pass the current time and a ``random.Random``; the node's
-transport carries the values these functions return. Persistence lives in
-``coral.store.federation_sqlite``.
+transport carries the values these functions return. ``driver`` (the use
+cases) runs these over the ``ports`` (storage, peer calls, metrics), which
+``coral.store.federation_sqlite`` and ``coral.api.grpc.federation_client``
+implement; ``memory`` is the in-memory store for tests.
 """
 
 from coral.federation.digest import Digest, DigestDiff, GossipRequest, OriginSummary

@@ -8,9 +8,9 @@ and commits each group of concurrent submissions in one durable transaction.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from coral.ledger.model import (
     Account,
@@ -95,4 +95,24 @@ class TransactionFactory(Protocol):
 
     def __call__(self) -> AbstractAsyncContextManager[LedgerTransaction]:
         """Begin a write transaction."""
+        ...
+
+
+#: ``handler(origin_node, envelope_id, payload) -> duplicate``.
+EnvelopeHandler = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
+
+
+class FederationOutbox(Protocol):
+    """What cross-node payments need from federation: agents' homes and a durable outbox."""
+
+    def home_of(self, agent: str) -> str | None:
+        """The node ``agent`` is homed on, or None when unknown."""
+        ...
+
+    async def send_envelope(self, kind: str, key: str, destination: str, payload: Any) -> None:
+        """Durably queue ``payload`` for ``destination`` (idempotent by kind and key)."""
+        ...
+
+    def on_envelope(self, kind: str, handler: EnvelopeHandler) -> None:
+        """Let ``handler`` apply envelopes of ``kind`` that peers deliver."""
         ...

@@ -19,13 +19,10 @@ import aiosqlite
 
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
 from coral.coordination.model import InboxEntry, Thread, ThreadEntry, WaitKind
-from coral.coordination.ports import HistoryGrant, ThreadWrite
+from coral.coordination.ports import HistoryGrant, ThreadWrite, WriteHook, WriteScope
 from coral.protocol.message import from_wire
 from coral.protocol.signing import canonical_wire
 from coral.store.sqlite import Migration, SqliteDatabase
-
-#: A synchronous function run inside a write's transaction (see write_hooks).
-WriteHook = Callable[[sqlite3.Connection, ThreadWrite], None]
 
 COMPONENT = "coordination"
 
@@ -90,9 +87,9 @@ class SqliteCoordinationStore:
 
     def __init__(self, db: SqliteDatabase, *, cached_threads: int = 10_000) -> None:
         self.db = db
-        #: Called inside every write's transaction, after its rows: federation
-        #: queues cross-node deliveries here so they commit with the entry or not at all.
-        self.write_hooks: list[WriteHook] = []
+        # Called inside every write's transaction, after its rows: federation
+        # queues cross-node deliveries here so they commit with the entry or not at all.
+        self._write_hooks: list[WriteHook] = []
         # Threads as last committed, so a post needs no read before its write.
         # Only this store writes the thread tables (one process per SQLite
         # file); ``_writes`` counts committed writes so a read that raced one
@@ -106,6 +103,10 @@ class SqliteCoordinationStore:
         self._threads.move_to_end(thread.id)
         if len(self._threads) > self._cached_threads:
             self._threads.popitem(last=False)
+
+    def add_write_hook(self, hook: WriteHook) -> None:
+        """Run ``hook`` inside every later write's transaction, after the write's rows."""
+        self._write_hooks.append(hook)
 
     async def migrate(self) -> int:
         """Create or upgrade the coordination tables; return the schema version."""
@@ -121,7 +122,7 @@ class SqliteCoordinationStore:
         (not of history grants), for delivery to waiting agents.
         """
         entry_rows = [_entry_row(pending.entry) for pending in write.entries]
-        hooks = tuple(self.write_hooks)
+        hooks = tuple(self._write_hooks)
         stored = self._threads.get(write.thread.id)
         progress_only = (
             stored is not None
@@ -131,8 +132,9 @@ class SqliteCoordinationStore:
 
         def run(conn: sqlite3.Connection) -> list[InboxEntry]:
             delivered = _apply(conn, write, entry_rows, progress_only)
+            scope = _Scope(conn)
             for hook in hooks:
-                hook(conn, write)
+                hook(write, scope)
             return delivered
 
         try:
@@ -150,7 +152,7 @@ class SqliteCoordinationStore:
         thread: Thread,
         entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
         grants: Sequence[HistoryGrant] = (),
-        first_time: Callable[[sqlite3.Connection], bool] | None = None,
+        first_time: Callable[[WriteScope], bool] | None = None,
     ) -> list[str]:
         """Store entries of a thread another node owns, for this node's participants.
 
@@ -164,7 +166,7 @@ class SqliteCoordinationStore:
         rows = [(_entry_row(e), e, tuple(r)) for e, r in entries]
 
         def run(conn: sqlite3.Connection) -> list[str]:
-            if first_time is not None and not first_time(conn):
+            if first_time is not None and not first_time(_Scope(conn)):
                 return []
             return _mirror(conn, thread, rows, grants)
 
@@ -275,6 +277,27 @@ class SqliteCoordinationStore:
             " WHERE wake_at IS NOT NULL AND state = 'open'"
         )
         return int(row[0]) if row is not None and row[0] is not None else None
+
+
+class _Scope:
+    """A write's open SQLite transaction, handed to write hooks (``WriteScope``)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def transaction(self) -> sqlite3.Connection:
+        return self._conn
+
+    def entries_through(self, thread_id: str, through_seq: int) -> list[ThreadEntry]:
+        rows = self._conn.execute(
+            "SELECT thread_id, seq, system, recorded_at, wire FROM coordination_entries"
+            " WHERE thread_id = ? AND seq <= ? ORDER BY seq",
+            (thread_id, through_seq),
+        ).fetchall()
+        return [_entry(row) for row in rows]
 
 
 def _inbox_query(
@@ -517,15 +540,29 @@ def _mirror(
         _write_thread(conn, ThreadWrite(thread, None))
     elif int(current[0]) <= thread.last_seq:
         _write_thread(conn, ThreadWrite(thread, int(current[0]), membership_changed=True))
+    # Same order as a local write: entries, then the history a joiner is granted,
+    # then the new entries' inbox rows, so a joiner's inbox reads history first.
     grew: set[str] = set()
+    fresh: list[tuple[ThreadEntry, tuple[str, ...]]] = []
     for row, entry, recipients in rows:
         cur = conn.execute(
             "INSERT OR IGNORE INTO coordination_entries (thread_id, seq, message_id, sender,"
             " mentions, system, recorded_at, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
-        if cur.rowcount != 1:
-            continue  # already mirrored, and so already delivered
+        if cur.rowcount == 1:  # otherwise already mirrored, and so already delivered
+            fresh.append((entry, recipients))
+    for grant in grants:
+        heads = _inbox_heads(conn, {grant.agent})
+        history = _history_rows(conn, thread.id, grant, heads)
+        conn.executemany(
+            "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
+            " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
+            history,
+        )
+        if history:
+            grew.add(grant.agent)
+    for entry, recipients in fresh:
         targets = [a for a in recipients if a != entry.sender]
         heads = _inbox_heads(conn, set(targets))
         mentions = entry.message.mentions
@@ -538,14 +575,4 @@ def _mirror(
             ],
         )
         grew.update(targets)
-    for grant in grants:
-        heads = _inbox_heads(conn, {grant.agent})
-        history = _history_rows(conn, thread.id, grant, heads)
-        conn.executemany(
-            "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender,"
-            " mentioned) VALUES (?, ?, ?, ?, ?, ?)",
-            history,
-        )
-        if history:
-            grew.add(grant.agent)
     return sorted(grew)

@@ -1,4 +1,5 @@
-"""Durable federation state in the node's SQLite file: outbox, inbox dedupe, peers, directory.
+"""Durable federation state in the node's SQLite file: outbox, inbox dedupe, peers,
+directory, and the owners of mirrored threads (``coral.federation.ports.FederationStore``).
 
 The outbox holds every envelope bound for another node until that node
 acknowledges it, so deliveries survive restarts and partitions. Claiming an
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import aiosqlite
 
 from coral.federation.peer_record import PeerRecord, parse_peer_record
+from coral.federation.ports import OutboxItem, RetryPolicy
 from coral.federation.records import GossipRecord
 from coral.federation.retry import next_retry_ms
 from coral.protocol.agent import parse_record
@@ -63,28 +65,31 @@ MIGRATIONS = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One envelope waiting for delivery to one destination node."""
+#: Which node owns each thread this node mirrors (its own component, as before).
+OWNERS_COMPONENT = "federation_routing"
+OWNERS_MIGRATIONS = [
+    Migration(
+        1, "CREATE TABLE federation_thread_owners (thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL)"
+    )
+]
 
-    envelope_id: str
-    destination: str
-    payload: bytes
-    enqueued_at: int
-    attempts: int
-    next_attempt_at: int
-    last_error: str
+__all__ = ["FederationStore", "OutboxItem", "RetryPolicy"]
+
+_ENQUEUE_SQL = (
+    "INSERT OR IGNORE INTO federation_outbox "
+    "(envelope_id, destination, payload, enqueued_at, next_attempt_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_INBOUND_SQL = (
+    "INSERT OR IGNORE INTO federation_inbox (message_id, origin, received_at) VALUES (?, ?, ?)"
+)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Backoff bounds for failed deliveries, and when to give up (dead-letter)."""
-
-    base_ms: int = 500
-    cap_ms: int = 5 * 60 * 1000
-    max_attempts: int = 30
-    #: How long a claimed item stays invisible to other claims before it is due again.
-    claim_lease_ms: int = 30_000
+def _joined(transaction: object) -> sqlite3.Connection:
+    """The SQLite connection of a transaction another store on this database opened."""
+    if not isinstance(transaction, sqlite3.Connection):
+        raise TypeError(f"not a SQLite transaction: {type(transaction).__name__}")
+    return transaction
 
 
 _OUTBOX_COLUMNS = (
@@ -120,6 +125,7 @@ class FederationStore:
 
     async def migrate(self) -> int:
         """Create or upgrade the federation tables; returns the schema version."""
+        await self.db.migrate(OWNERS_COMPONENT, OWNERS_MIGRATIONS)
         return await self.db.migrate(COMPONENT, MIGRATIONS)
 
     async def enqueue(
@@ -135,18 +141,24 @@ class FederationStore:
         Pass ``conn`` (from ``db.transaction()``) to enqueue atomically with the
         caller's own writes, e.g. appending the message to its thread.
         """
-        sql = (
-            "INSERT OR IGNORE INTO federation_outbox "
-            "(envelope_id, destination, payload, enqueued_at, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?)"
-        )
         params = (envelope_id, destination, payload, now_ms, now_ms)
         if conn is not None:
-            cur = await conn.execute(sql, params)
+            cur = await conn.execute(_ENQUEUE_SQL, params)
             return cur.rowcount == 1
         async with self.db.transaction() as own:
-            cur = await own.execute(sql, params)
+            cur = await own.execute(_ENQUEUE_SQL, params)
             return cur.rowcount == 1
+
+    def enqueue_in(
+        self, transaction: object, envelope_id: str, destination: str, payload: bytes, now_ms: int
+    ) -> bool:
+        """``enqueue`` inside another store's open transaction on this database (synchronous).
+
+        Raises:
+            TypeError: ``transaction`` is not a SQLite connection.
+        """
+        params = (envelope_id, destination, payload, now_ms, now_ms)
+        return _joined(transaction).execute(_ENQUEUE_SQL, params).rowcount == 1
 
     async def claim_due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
         """Lease up to ``limit`` due items, oldest due first; ack or fail each one."""
@@ -251,16 +263,23 @@ class FederationStore:
         Pass ``conn`` to make "record and deliver" one transaction, so a crash
         cannot record a message that was never delivered.
         """
-        sql = (
-            "INSERT OR IGNORE INTO federation_inbox (message_id, origin, received_at) "
-            "VALUES (?, ?, ?)"
-        )
         if conn is not None:
-            cur = await conn.execute(sql, (message_id, origin, now_ms))
+            cur = await conn.execute(_INBOUND_SQL, (message_id, origin, now_ms))
             return cur.rowcount == 1
         async with self.db.transaction() as own:
-            cur = await own.execute(sql, (message_id, origin, now_ms))
+            cur = await own.execute(_INBOUND_SQL, (message_id, origin, now_ms))
             return cur.rowcount == 1
+
+    def record_inbound_in(
+        self, transaction: object, message_id: str, origin: str, now_ms: int
+    ) -> bool:
+        """``record_inbound`` inside another store's open transaction (synchronous).
+
+        Raises:
+            TypeError: ``transaction`` is not a SQLite connection.
+        """
+        cur = _joined(transaction).execute(_INBOUND_SQL, (message_id, origin, now_ms))
+        return cur.rowcount == 1
 
     async def prune_inbox(self, received_before_ms: int) -> int:
         """Forget inbox ids older than the replay window; returns how many."""
@@ -317,3 +336,16 @@ class FederationStore:
         for row in await self.db.fetchall("SELECT record FROM federation_agents ORDER BY agent"):
             records.append(parse_record(json.loads(row[0])))
         return records
+
+    async def thread_owners(self) -> dict[str, str]:
+        """Which node owns each mirrored thread (thread id -> node did)."""
+        rows = await self.db.fetchall("SELECT thread_id, owner FROM federation_thread_owners")
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def set_thread_owner(self, thread_id: str, owner: str) -> None:
+        """Record ``owner`` as the node owning ``thread_id`` (the first one recorded wins)."""
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO federation_thread_owners VALUES (?, ?)", (thread_id, owner)
+            )
+        )

@@ -18,18 +18,32 @@ from .conftest import make_message, post
 
 
 class CountingReads:
-    """Counts inbox reads on the real store (everything else passes through)."""
+    """Counts inbox reads on the real store (everything else passes through).
+
+    ``finished`` is set when a read has returned: a wait that found nothing goes
+    from there to waiting on its wake-up event without yielding to the loop, so
+    once the test resumes after ``finished`` the wait is blocked (see ``blocked``).
+    """
 
     def __init__(self, service: CoordinationService) -> None:
         self.reads = 0
+        self.finished = asyncio.Event()
         store = service.store
         real = store.inbox_page
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
             self.reads += 1
-            return await real(*args, **kwargs)
+            try:
+                return await real(*args, **kwargs)
+            finally:
+                self.finished.set()
 
         store.inbox_page = counted  # type: ignore[method-assign]
+
+    async def blocked(self, service: CoordinationService, agent: str) -> None:
+        """Return once ``agent``'s one wait has read the (empty) inbox and sleeps."""
+        await asyncio.wait_for(self.finished.wait(), 10)
+        assert service.signals.active_waits(agent) == 1
 
 
 async def take(stream: AsyncIterator[WaitResult], count: int) -> list[str]:
@@ -50,7 +64,7 @@ async def test_subscription_gets_posts_from_memory_after_its_first_read(
     reads = CountingReads(service)
     stream = service.subscribe(b.did, "mention", after=after)
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.05)  # the subscription has read the (empty) inbox and waits
+    await reads.blocked(service, b.did)  # the subscription read the (empty) inbox and waits
     assert reads.reads == 1
     sent = [(await post(service, a, thread.id, mentions=(b,))).message.id for _ in range(5)]
     got = [item.entry.message.id for item in (await asyncio.wait_for(first, 5)).entries]
@@ -69,7 +83,7 @@ async def test_filtered_out_entries_keep_the_memory_path_contiguous(
     reads = CountingReads(service)
     stream = service.subscribe(b.did, "mention", after=await service.inbox_cursor(b.did))
     pending = asyncio.ensure_future(take(stream, 2))
-    await asyncio.sleep(0.05)
+    await reads.blocked(service, b.did)
     await post(service, a, thread.id, text="not for b")
     one = await post(service, a, thread.id, mentions=(b,))
     await post(service, a, thread.id, text="also not for b")
@@ -86,10 +100,11 @@ async def test_a_joiner_with_history_falls_back_to_the_store_and_misses_nothing(
     thread = await service.create_thread(a.did, "chat", [b.did])
     before = [(await post(service, a, thread.id)).message.id for _ in range(3)]
     history = [e.message.id for e in (await service.history(a.did, thread.id)).entries]
+    reads = CountingReads(service)
     stream = service.subscribe(c.did, "message", after=await service.inbox_cursor(c.did))
     # The whole history so far, the "joined" event, then the next post.
     pending = asyncio.ensure_future(take(stream, len(history) + 2))
-    await asyncio.sleep(0.05)
+    await reads.blocked(service, c.did)  # c's subscription is waiting before it joins
     await service.add_participant(a.did, thread.id, c.did)  # history grant + joined event
     after = (await post(service, a, thread.id)).message.id
     got = await pending
@@ -104,9 +119,10 @@ async def test_a_slow_consumer_beyond_the_memory_cap_reads_the_store_in_order(
     monkeypatch.setattr(waiting, "MAX_PENDING", 3)
     a, b = agents[:2]
     thread = await service.create_thread(a.did, "chat", [b.did])
+    reads = CountingReads(service)
     stream = service.subscribe(b.did, "message", after=await service.inbox_cursor(b.did))
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.05)
+    await reads.blocked(service, b.did)  # the posts below overflow a waiting subscription
     sent = [(await post(service, a, thread.id)).message.id for _ in range(10)]
     got = [item.entry.message.id for item in (await asyncio.wait_for(first, 5)).entries]
     got += await take(stream, 10 - len(got))
@@ -120,11 +136,13 @@ async def test_blocked_waits_return_memory_deliveries_with_the_right_cursor(
     a, b = agents[:2]
     thread = await service.create_thread(a.did, "chat", [b.did])
     cursor = await service.inbox_cursor(b.did)
+    reads = CountingReads(service)
     waiting_task = asyncio.create_task(service.wait(b.did, "mention", after=cursor))
-    await asyncio.sleep(0.05)
+    await reads.blocked(service, b.did)
     sent = await post(service, a, thread.id, mentions=(b,))
     result = await asyncio.wait_for(waiting_task, 5)
     assert [e.entry.message.id for e in result.entries] == [sent.message.id]
+    assert reads.reads == 1  # the blocked wait was handed the post from memory
     # The cursor is the stored one: resuming from it finds nothing new.
     again = await service.wait(b.did, "mention", after=result.cursor, timeout_ms=1)
     assert again.timed_out and result.cursor == result.entries[0].cursor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ from coral.coordination.service import CoordinationService
 from coral.protocol.identity import Identity
 
 from .conftest import FakeClock, open_service, post
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (a hang guard, not a speed claim)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.001)
 
 
 async def test_wait_returns_existing_entries_immediately(
@@ -44,13 +52,13 @@ async def test_blocked_wait_is_woken_by_a_new_message(
     thread = await service.create_thread(a.did, "chat", [b.did])
     cursor = await service.inbox_cursor(b.did)
     waiting = asyncio.create_task(service.wait(b.did, "mention", after=cursor, timeout_ms=60_000))
-    await asyncio.sleep(0.01)
+    await until(lambda: service.signals.active_waits(b.did) == 1)
     assert not waiting.done()
     await post(service, a, thread.id, text="no mention")
-    await asyncio.sleep(0.01)
-    assert not waiting.done()  # a plain message does not satisfy a mention wait
     sent = await post(service, a, thread.id, mentions=(b,))
     result = await asyncio.wait_for(waiting, 5)
+    # Had the plain message satisfied the mention wait, the wait would have
+    # returned it (alone or first) instead of exactly the mention.
     assert [e.entry.message.id for e in result.entries] == [sent.message.id]
 
 
@@ -139,7 +147,7 @@ async def test_a_flood_of_waits_is_bounded_per_agent(
         asyncio.create_task(service.wait(b.did, "mention", after=cursor, timeout_ms=60_000))
         for _ in range(8)
     ]
-    await asyncio.sleep(0.01)
+    await until(lambda: service.signals.active_waits(b.did) == 8)
     with pytest.raises(TooManyWaits) as caught:
         await service.wait(b.did, "mention", after=cursor, timeout_ms=60_000)
     assert caught.value.reason == "too_many_waits"
@@ -147,7 +155,8 @@ async def test_a_flood_of_waits_is_bounded_per_agent(
     other = await service.wait(a.did, "mention", timeout_ms=1)
     assert other.timed_out
     waits[0].cancel()
-    await asyncio.sleep(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await waits[0]  # the cancelled wait has ended, so its slot is released
     assert service.signals.active_waits(b.did) == 7
     await post(service, a, thread.id, mentions=(b,))
     results = await asyncio.wait_for(asyncio.gather(*waits[1:]), 5)

@@ -1,7 +1,7 @@
 """Slow clients and oversized requests against a real node process, on both servers.
 
 Many half-sent HTTP requests and stalled HTTP/2 connections must not stop a
-normal client from being served within a bounded time; oversized bodies and
+normal client from being served while they hang on; oversized bodies and
 headers get a 4xx (413, 431 or 400) or RESOURCE_EXHAUSTED, never a crash.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,9 +24,20 @@ from coral.v1 import coordination_pb2, coordination_pb2_grpc, node_pb2, node_pb2
 from tests.hardening.support import agent_record, record_body, signed_message
 from tests.support.nodeproc import NodeProcess
 
+T = TypeVar("T")
+
 SLOW_CLIENTS = 200
-#: Generous for a shared two-core machine; a blocked server would take forever.
-SERVED_WITHIN_S = 10.0
+#: A hang guard, not a speed claim: a server blocked by the slow clients never
+#: answers, and the guard turns that into a failure with a message.
+HANG_GUARD_S = 60.0
+
+
+async def _served(call: Awaitable[T], what: str) -> T:
+    """Await ``call``; a hang (the server is blocked) fails with a clear message."""
+    try:
+        return await asyncio.wait_for(call, HANG_GUARD_S)
+    except TimeoutError:
+        raise AssertionError(f"{what} was never served: the node is blocked") from None
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +55,8 @@ def _host_port(address: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-async def _normal_http_client_is_served(node: NodeProcess) -> float:
-    started = time.monotonic()
-    timeout = aiohttp.ClientTimeout(total=SERVED_WITHIN_S)
+async def _normal_http_client_is_served(node: NodeProcess) -> None:
+    timeout = aiohttp.ClientTimeout(total=HANG_GUARD_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async with session.get(node.http + "/healthz") as resp:
             assert resp.status == 200
@@ -56,7 +66,6 @@ async def _normal_http_client_is_served(node: NodeProcess) -> float:
         headers = {"Content-Type": "application/json"}
         async with session.post(node.http + "/v1/agents", data=body, headers=headers) as resp:
             assert resp.status == 201, await resp.text()
-    return time.monotonic() - started
 
 
 async def _open_slow_http_clients(node: NodeProcess) -> list[asyncio.StreamWriter]:
@@ -84,10 +93,9 @@ async def test_slow_http_clients_do_not_block_normal_ones(node: NodeProcess) -> 
         # Keep trickling bytes, as slowloris does, while normal clients are served.
         for writer in writers[::2]:
             writer.write(b"a")
-        elapsed = await asyncio.wait_for(_normal_http_client_is_served(node), SERVED_WITHIN_S)
-        assert elapsed < SERVED_WITHIN_S
-        results = await asyncio.gather(*[_normal_http_client_is_served(node) for _ in range(5)])
-        assert max(results) < SERVED_WITHIN_S
+        await _served(_normal_http_client_is_served(node), "a normal HTTP client")
+        normal = [_normal_http_client_is_served(node) for _ in range(5)]
+        await _served(asyncio.gather(*normal), "five concurrent normal HTTP clients")
     finally:
         for writer in writers:
             writer.close()
@@ -106,13 +114,12 @@ async def test_stalled_http2_clients_do_not_block_grpc(node: NodeProcess) -> Non
         await writer.drain()
         writers.append(writer)
     try:
-        started = time.monotonic()
         async with grpc.aio.insecure_channel(node.grpc) as channel:
-            info = await node_pb2_grpc.NodeServiceStub(channel).GetNodeInfo(
-                node_pb2.GetNodeInfoRequest(), timeout=SERVED_WITHIN_S
+            call = node_pb2_grpc.NodeServiceStub(channel).GetNodeInfo(
+                node_pb2.GetNodeInfoRequest(), timeout=HANG_GUARD_S
             )
+            info = await _served(call, "a gRPC call beside stalled HTTP/2 clients")
         assert info.node_id == node.node_id
-        assert time.monotonic() - started < SERVED_WITHIN_S
     finally:
         for writer in writers:
             writer.close()
@@ -126,7 +133,7 @@ async def test_stalled_grpc_stream_does_not_block_other_calls(node: NodeProcess)
         stalled = stub.Subscribe(coordination_pb2.WaitRequest(kind="message"))
         async with grpc.aio.insecure_channel(node.grpc) as channel:
             info = await node_pb2_grpc.NodeServiceStub(channel).GetNodeInfo(
-                node_pb2.GetNodeInfoRequest(), timeout=SERVED_WITHIN_S
+                node_pb2.GetNodeInfoRequest(), timeout=HANG_GUARD_S
             )
             assert info.node_id == node.node_id
         stalled.cancel()
@@ -162,7 +169,7 @@ async def _raw_http(node: NodeProcess, request: bytes) -> bytes:
     try:
         writer.write(request)
         await writer.drain()
-        return await asyncio.wait_for(reader.read(4096), SERVED_WITHIN_S)
+        return await _served(reader.read(4096), "a refusal of an oversized request")
     finally:
         writer.close()
 
@@ -182,7 +189,7 @@ async def test_oversized_headers_and_lines_are_refused(node: NodeProcess) -> Non
     for request in (huge_header, many_headers, long_line):
         status = _status(await _raw_http(node, request))
         assert status in (400, 413, 414, 431), status
-    assert (await _normal_http_client_is_served(node)) < SERVED_WITHIN_S
+    await _served(_normal_http_client_is_served(node), "a normal HTTP client afterwards")
 
 
 async def test_oversized_grpc_messages_get_resource_exhausted(node: NodeProcess) -> None:
@@ -210,6 +217,6 @@ async def test_oversized_grpc_messages_get_resource_exhausted(node: NodeProcess)
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         )
         info_reply = await node_pb2_grpc.NodeServiceStub(channel).GetNodeInfo(
-            node_pb2.GetNodeInfoRequest(), timeout=SERVED_WITHIN_S
+            node_pb2.GetNodeInfoRequest(), timeout=HANG_GUARD_S
         )
         assert info_reply.node_id == node.node_id

@@ -151,8 +151,16 @@ async def test_replicas_answer_every_request_exactly_once(node: Any, tmp_path: P
             for i in range(30):
                 await alice.send(thread["id"], f"request {i}", mentions=[replicas[0].did])
             answers = await replies(alice, 30)
-            await asyncio.sleep(0.5)  # a duplicate answer would arrive by now
-            late = await alice.wait("mention", after=0, timeout_ms=200, limit=100)
+            # Barrier: a replica's cursor passes an entry only once its handler has
+            # finished (its reply, if any, posted). When every replica is past the
+            # last request, every answer any of them would give has arrived.
+            shared = await replicas[0].client.wait("mention", after=0, timeout_ms=1, limit=100)
+            assert len(shared["entries"]) == 30
+            last_request = shared["cursor"]
+            async with asyncio.timeout(60):
+                while any(replica.cursor < last_request for replica in replicas):
+                    await asyncio.sleep(0.05)
+            late = await alice.wait("mention", after=0, timeout_ms=1, limit=100)
     finally:
         await alice.close()
     echoed = sorted(data_of(m)["echo"] for m in answers)

@@ -291,13 +291,15 @@ async def test_subscriber_sees_the_cancellation(interop_node, silent: Silent):
         unary = await client_for(card, "HTTP+JSON", http)
         task_id = final_task_id([e async for e in unary.send_message(request)])
         seen: list[a2a_pb2.StreamResponse] = []
+        subscribed = asyncio.Event()
 
         async def subscribe() -> None:
             async for event in client.subscribe(a2a_pb2.SubscribeToTaskRequest(id=task_id)):
                 seen.append(event)
+                subscribed.set()  # the stream opens with the task as it stands
 
         watcher = asyncio.create_task(subscribe())
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(subscribed.wait(), 30)  # subscribed before the cancel
         await unary.cancel_task(a2a_pb2.CancelTaskRequest(id=task_id))
         await asyncio.wait_for(watcher, 10)
         states = [e.status_update.status.state for e in seen if e.HasField("status_update")]

@@ -100,7 +100,9 @@ async def test_wait_tools_deliver_each_message_once_and_respect_the_start_time(
     await tools.call(
         ann, "coral_send_message", {"threadId": thread["id"], "content": "old", "mentions": []}
     )
-    await asyncio.sleep(0.01)
+    old_sent_by = now_ms()  # "old" was recorded at or before this
+    while now_ms() <= old_sent_by:  # until the clock has moved past it
+        await asyncio.sleep(0.001)
     after_old = now_ms()
     await tools.call(
         ann, "coral_send_message", {"threadId": thread["id"], "content": "new", "mentions": ["bob"]}

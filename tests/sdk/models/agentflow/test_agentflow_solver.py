@@ -7,7 +7,7 @@ client, parsing, memory, solver and tools (sandboxed calculator, BM25) are real.
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -152,12 +152,10 @@ async def test_time_limit_cuts_a_slow_turn_and_still_answers(
     }
     config = FlowConfig(max_steps=50, max_time_s=0.6, output_types=frozenset({"direct"}))
     solver = build_solver(engine, tools=default_tools(engine), config=config)
-    started = time.monotonic()
-    result = await solver.solve("What is 2 * 3?")
-    elapsed = time.monotonic() - started
+    # The time limit is what stopped it (not the 50-step limit); wait_for only guards a hang.
+    result = await asyncio.wait_for(solver.solve("What is 2 * 3?"), 120)
     assert result.stop_reason == "max_time"
     assert 1 <= result.step_count < 50
-    assert elapsed < 3.0
     assert result.direct_output == "6"
 
 

@@ -20,21 +20,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
-from coral.api.context import NodeContext, need
-from coral.api.http.app import CTX, read_json_body
-from coral.api.http.coordination import caller as signed_caller
 from coral.ledger.access import Caller, LedgerAccess, check_client_transfer_id
 from coral.ledger.model import AccountKind
+from coral.ledger.ports import FederationOutbox
 from coral.ledger.service import LedgerService
-from coral.node.subsystems.ledger import settlement_account_id
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound
 from coral.protocol.message import now_ms
 
 #: How much earlier the receiving hop expires than the sending hop.
 HOP_MARGIN_MS = 2_000
 MIN_TIMEOUT_MS = 5_000
+
+
+def settlement_account_id(node_did: str) -> str:
+    """The account that records what this node owes, or is owed by, its peers."""
+    return f"settlement:{node_did}"
 
 
 def _hop_ids(payment_id: str) -> tuple[str, str]:
@@ -44,13 +44,19 @@ def _hop_ids(payment_id: str) -> tuple[str, str]:
 class PaymentRelay:
     """Sends, receives and completes cross-node conditional payments."""
 
-    def __init__(self, ctx: NodeContext, ledger: LedgerService, access: LedgerAccess) -> None:
-        self.ctx = ctx
+    def __init__(
+        self,
+        node_did: str,
+        ledger: LedgerService,
+        access: LedgerAccess,
+        federation: FederationOutbox,
+    ) -> None:
+        self.node_did = node_did
         self.ledger = ledger
         self.access = access
-        self.federation: Any = need(ctx.federation, "federation")
-        self.federation.handlers["payment_prepare"] = self.on_prepare
-        self.federation.handlers["payment_fulfil"] = self.on_fulfil
+        self.federation = federation
+        federation.on_envelope("payment_prepare", self.on_prepare)
+        federation.on_envelope("payment_fulfil", self.on_fulfil)
 
     async def _settlement(self, peer: str) -> str:
         account = settlement_account_id(peer)
@@ -76,7 +82,7 @@ class PaymentRelay:
         home = self.federation.home_of(payee)
         if home is None:
             raise NotFound(f"no node is known to host {payee}", reason="agent_not_registered")
-        if home == self.ctx.identity.did:
+        if home == self.node_did:
             raise InvalidMessage(
                 "the payee is on this node: use a reservation", reason="not_remote"
             )
@@ -117,7 +123,7 @@ class PaymentRelay:
         """Reserve this node's hop toward the local payee (idempotent by payment id)."""
         payment_id = str(payload["payment_id"])
         payee = str(payload["payee"])
-        if self.federation.home_of(payee) != self.ctx.identity.did:
+        if self.federation.home_of(payee) != self.node_did:
             raise Forbidden(f"{payee} is not homed here", reason="not_home_node")
         if self.federation.home_of(str(payload["payer"])) != origin:
             raise Forbidden("the payer is not homed on the sending node", reason="not_home_node")
@@ -167,47 +173,3 @@ class PaymentRelay:
             out_id, preimage, transfer_id=f"xpay-{payload['payment_id']}-fulfil-out"
         )
         return outcome.duplicate
-
-
-def _relay(request: web.Request) -> PaymentRelay:
-    relay: PaymentRelay = need(request.app[CTX].payment_relay, "payment_relay")
-    return relay
-
-
-async def _object(request: web.Request) -> dict[str, Any]:
-    return await read_json_body(request, allow_empty=True)
-
-
-async def send_remote_payment(request: web.Request) -> web.Response:
-    """POST /v1/ledger/remote-payments {payment_id, to, amount, condition, timeout_ms}."""
-    payer = await signed_caller(request)
-    body = await _object(request)
-    try:
-        result = await _relay(request).send(
-            payer,
-            payment_id=str(body["payment_id"]),
-            payee=str(body["to"]),
-            amount=int(body["amount"]),
-            condition=str(body["condition"]),
-            timeout_ms=int(body.get("timeout_ms", 60_000)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidMessage(f"bad remote payment: {exc}", reason="invalid_request") from None
-    return web.json_response(result, status=202)
-
-
-async def fulfil_remote_payment(request: web.Request) -> web.Response:
-    """POST /v1/ledger/remote-payments/{payment_id}/fulfil {preimage (hex)} by the payee."""
-    payee = await signed_caller(request)
-    body = await _object(request)
-    try:
-        preimage = bytes.fromhex(str(body["preimage"]))
-    except (KeyError, ValueError):
-        raise InvalidMessage("preimage is 32 bytes in hex", reason="invalid_request") from None
-    result = await _relay(request).fulfil(payee, request.match_info["payment_id"], preimage)
-    return web.json_response(result)
-
-
-def install(app: web.Application, ctx: NodeContext) -> None:
-    app.router.add_post("/v1/ledger/remote-payments", send_remote_payment)
-    app.router.add_post("/v1/ledger/remote-payments/{payment_id}/fulfil", fulfil_remote_payment)
