@@ -27,6 +27,7 @@ async def postgres_pool(postgres_server: ThrowawayPostgres) -> AsyncIterator[asy
     yield pool
     await pool.close()
 
+
 # Hypothesis' per-example deadline is a wall-clock assertion; on a shared 2-core
 # machine it fails correct code. Examples are bounded by count, never by time.
 settings.register_profile("coral", deadline=None)
