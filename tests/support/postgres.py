@@ -45,15 +45,25 @@ async def fresh_database(server: ThrowawayPostgres, prefix: str = "test") -> str
     return server.dsn_for(name)
 
 
-async def fresh_schema_pool(server: ThrowawayPostgres, *, max_size: int = 4) -> asyncpg.Pool:
-    """A pool whose connections work in a new, empty schema (cheaper than a database)."""
+async def fresh_schema(server: ThrowawayPostgres) -> str:
+    """Create an empty schema on ``server``'s default database; returns its name."""
     name = f"test_{next(_database_names)}"
     conn = await asyncpg.connect(server.dsn)
     try:
         await conn.execute(f'CREATE SCHEMA "{name}"')
     finally:
         await conn.close()
+    return name
+
+
+async def schema_pool(server: ThrowawayPostgres, schema: str, *, max_size: int = 4) -> asyncpg.Pool:
+    """A pool whose connections work in ``schema`` (one per simulated node process)."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        server.dsn, min_size=1, max_size=max_size, server_settings={"search_path": name}
+        server.dsn, min_size=1, max_size=max_size, server_settings={"search_path": schema}
     )
     return pool
+
+
+async def fresh_schema_pool(server: ThrowawayPostgres, *, max_size: int = 4) -> asyncpg.Pool:
+    """A pool working in a new, empty schema (cheaper than a new database)."""
+    return await schema_pool(server, await fresh_schema(server), max_size=max_size)
