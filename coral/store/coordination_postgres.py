@@ -14,11 +14,15 @@ transaction, and the database decides the order, not a process's memory:
   cursor of an agent commits after every earlier one, so a reader that sees
   cursor N has already seen every cursor below it: catch-up by cursor never
   skips an entry.
+
+Each write that grows inboxes also sends a ``coordination`` NOTIFY naming
+the agents, so other processes wake their waits (``wakeups_postgres``).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import asyncpg
@@ -29,6 +33,7 @@ from coral.coordination.ports import ThreadWrite
 from coral.protocol.message import from_wire
 from coral.protocol.signing import canonical_wire
 from coral.store.postgres import PostgresMigration, migrate
+from coral.store.wakeups_postgres import CHANNEL, wake_payload
 
 COMPONENT = "coordination"
 
@@ -100,8 +105,11 @@ _ENTRY_COLUMNS = "e.thread_id, e.seq, e.system, e.recorded_at, e.wire"
 class PostgresCoordinationStore:
     """``CoordinationStore`` on a shared PostgreSQL pool; safe for several node processes."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, notify: bool = True) -> None:
         self._pool = pool
+        self._notify = notify
+        #: This store's token in wake-up notices (``coral.store.wakeups_postgres``).
+        self.writer = secrets.token_hex(8)
 
     async def migrate(self) -> int:
         """Create or upgrade the coordination tables; return the schema version."""
@@ -119,7 +127,13 @@ class PostgresCoordinationStore:
         Cancelled while in flight, the transaction rolls back: nothing is written.
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            return await _apply(conn, write)
+            delivered = await _apply(conn, write)
+            woken = {e.agent for e in delivered} | {g.agent for g in write.grants}
+            if self._notify and woken:  # sent by PostgreSQL only if this commits
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", CHANNEL, wake_payload(self.writer, sorted(woken))
+                )
+            return delivered
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         """The thread, or None when no thread has that id."""

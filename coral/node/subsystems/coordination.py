@@ -2,7 +2,8 @@
 
 Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
 file, or, when ``database_url`` is a ``postgresql://`` URL, in PostgreSQL on
-one connection pool this subsystem opens and closes.
+one connection pool this subsystem opens and closes; there a LISTEN task
+wakes local waits for messages other node processes commit.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class CoordinationSubsystem(Subsystem):
     def __init__(self) -> None:
         super().__init__()
         self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._wake_writer: str | None = None  # the PostgreSQL store's token in NOTIFYs
 
     async def setup(self, node: Any, ctx: NodeContext) -> None:
         from coral.agents.directory import AgentDirectory
@@ -110,6 +112,7 @@ class CoordinationSubsystem(Subsystem):
             pool = self._pool = await open_pool(node.config.database_url)
             pg_agents, pg_seen = PostgresAgentStore(pool), PostgresSeenStore(pool)
             pg_store = PostgresCoordinationStore(pool)
+            self._wake_writer = pg_store.writer
             await pg_agents.open()
             await pg_seen.open()
             await pg_store.migrate()
@@ -137,5 +140,16 @@ class CoordinationSubsystem(Subsystem):
 
         engine = ctx.coordination
         assert engine is not None
+        if self._wake_writer is not None:
+            # Other processes on the same database wake this one's waits.
+            from coral.store.wakeups_postgres import PostgresWakeups
+
+            wakeups = PostgresWakeups(
+                node.config.database_url,
+                own_writer=self._wake_writer,
+                wake=engine.signals.notify,
+                wake_all=engine.signals.notify_all,
+            )
+            self.background(wakeups.run())
         self.background(engine.run_timers())
         self.every(60.0, lambda: self.seen.prune(now_ms()))
