@@ -19,9 +19,9 @@ remote nodes list it (ask for the did instead).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 from coral.agents.keyrotation import RotationRefused, RotationRequest, check_agent_rotation
+from coral.agents.ports import AgentStore
 from coral.protocol.agent import (
     AgentRecord,
     countersign_record,
@@ -58,45 +58,6 @@ class AmbiguousName(Conflict):
 
 #: The node-wide naming scope (coral-server sessions may bind names in their own).
 NODE_SCOPE = ""
-
-
-class AgentStore(Protocol):
-    """Persistence of agent records (one row per agent did)."""
-
-    async def get(self, did: str) -> AgentRecord | None:
-        """The stored record for ``did`` (tombstones included), or None."""
-        ...
-
-    async def put(self, record: AgentRecord) -> bool:
-        """Store the record if its version is newer; True when stored."""
-        ...
-
-    async def search(
-        self,
-        *,
-        name: str | None = None,
-        capability: str | None = None,
-        home_node: str | None = None,
-        include_deleted: bool = False,
-    ) -> list[AgentRecord]:
-        """Records matching every given filter, by name then did."""
-        ...
-
-    async def bind_name(self, scope: str, name: str, did: str, now_ms: int) -> str:
-        """Bind ``name`` to ``did`` unless already bound; returns the holder's did (atomic)."""
-        ...
-
-    async def name_holder(self, scope: str, name: str) -> str | None:
-        """The did ``name`` is bound to in ``scope``, or None."""
-        ...
-
-    async def rebind_name(self, scope: str, name: str, old_did: str, new_did: str) -> bool:
-        """Move a binding from ``old_did`` to ``new_did`` (idempotent); True when it moved."""
-        ...
-
-    async def release_name(self, scope: str, name: str, did: str) -> None:
-        """Drop ``did``'s binding of ``name`` (no-op when held by another did)."""
-        ...
 
 
 class AgentDirectory:

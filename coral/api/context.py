@@ -22,7 +22,6 @@ from coral.protocol.verify import MessageVerifier
 
 if TYPE_CHECKING:
     from coral.agents.directory import AgentDirectory
-    from coral.agents.launcher import AgentLauncher
     from coral.api.a2a.outbound import A2AProxies
     from coral.api.mcp.held_agents import HeldAgents
     from coral.api.mcp.tools import CoralTools
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from coral.ledger.access import LedgerAccess
     from coral.ledger.relay import PaymentRelay
     from coral.ledger.service import LedgerService
+    from coral.sessions.launcher import AgentLauncher
     from coral.sessions.service import SessionManager
     from coral.teams.service import TeamsService
 

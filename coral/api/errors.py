@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import grpc
@@ -39,13 +38,20 @@ def as_coral_error(exc: BaseException) -> CoralError | None:
     """The typed error an adapter reports for ``exc``, or None for a server bug.
 
     A database that cannot serve (locked, read-only, missing, full) is the
-    operator's to fix and the caller's to retry: StorageUnavailable.
+    operator's to fix and the caller's to retry: StorageUnavailable. The stores
+    map what they can themselves; what escapes them is recognised by the
+    DB-API (PEP 249) category every driver names ``OperationalError``
+    (sqlite3, aiosqlite, psycopg), so adapters import no driver.
     """
     if isinstance(exc, CoralError):
         return exc
-    if isinstance(exc, sqlite3.OperationalError):
+    if _is_operational_error(exc):
         return StorageUnavailable(f"storage unavailable: {exc}")
     return None
+
+
+def _is_operational_error(exc: BaseException) -> bool:
+    return any(cls.__name__ == "OperationalError" for cls in type(exc).__mro__)
 
 
 def http_status(error: CoralError) -> int:

@@ -18,7 +18,6 @@ import inspect
 import json
 import os
 import socket
-import sqlite3
 import stat
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from typing import Literal
 from coral.cli.client import NodeCallError, NodeClient, tls_verify
 from coral.config import Config, ConfigError, load_config
 from coral.node import preflight
+from coral.protocol.errors import StorageUnavailable
+from coral.store.health import postgres_server_version, probe_sqlite
 
 Status = Literal["ok", "warn", "fail"]
 MIN_PYTHON = (3, 11)
@@ -197,18 +198,14 @@ def check_sqlite(db_path: Path) -> Check:
             with tempfile.TemporaryDirectory(dir=db_path.parent) as scratch:
                 return _sqlite_probe(Path(scratch) / "probe.db", "scratch database")
         return _sqlite_probe(target, str(target))
-    except sqlite3.Error as exc:
+    except StorageUnavailable as exc:
         return Check("sqlite", "fail", f"{db_path}: {exc}", "restore the file from a backup")
 
 
 def _sqlite_probe(path: Path, label: str) -> Check:
-    conn = sqlite3.connect(path, timeout=5)
-    try:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-    finally:
-        conn.close()
-    detail = f"{label}: journal_mode={mode}, quick_check={verdict}, SQLite {sqlite3.sqlite_version}"
+    health = probe_sqlite(path)
+    mode, verdict = health.journal_mode, health.quick_check
+    detail = f"{label}: journal_mode={mode}, quick_check={verdict}, SQLite {health.sqlite_version}"
     if mode != "wal":
         return Check("sqlite", "fail", detail, "put the data dir on a local filesystem (not NFS)")
     if verdict != "ok":
@@ -241,17 +238,10 @@ def check_postgres(database_url: str, timeout_s: float = 5.0) -> Check:
             "pip install 'coral-node[postgres]'",
         )
 
-    async def probe() -> str:
-        import asyncpg
-
-        conn = await asyncpg.connect(database_url, timeout=timeout_s)
-        try:
-            return str(await conn.fetchval("SHOW server_version"))
-        finally:
-            await conn.close()
-
     try:
-        version = asyncio.run(asyncio.wait_for(probe(), timeout_s + 1))
+        version = asyncio.run(
+            asyncio.wait_for(postgres_server_version(database_url, timeout_s), timeout_s + 1)
+        )
     except Exception as exc:
         return Check(
             "postgresql",

@@ -2,7 +2,9 @@
 
 The service decides everything (sequence numbers, recipients, new thread
 state); a store only has to write one ``ThreadWrite`` atomically and answer a
-few reads. ``coral.store.coordination_sqlite`` is the default implementation.
+few reads. ``coral.store.coordination_sqlite`` (and ``seen_sqlite``) implement
+the ports over the node database; ``coral.coordination.memory`` holds the
+in-memory twins fast tests use. Both pass ``tests/coordination/test_ports.py``.
 """
 
 from __future__ import annotations
@@ -52,11 +54,17 @@ class CoordinationStore(Protocol):
     """Persistence for threads, their logs and per-agent inboxes."""
 
     async def apply(self, write: ThreadWrite) -> list[InboxEntry]:
-        """Write everything or nothing; raise ThreadExists, ConcurrentUpdate or
-        DuplicateMessage when the write conflicts with what is stored.
+        """Write everything or nothing.
 
-        Returns the inbox rows written for ``write.entries`` (history grants
-        excluded), so waiting agents can be handed them without a read.
+        Grants are delivered before entries; each agent's inbox cursor counts
+        up from 1. Returns the inbox rows written for ``write.entries`` (history
+        grants excluded), so waiting agents can be handed them without a read.
+
+        Raises:
+            ThreadExists: the write creates a thread whose id is taken.
+            ConcurrentUpdate: the stored thread's ``last_seq`` is not
+                ``expected_last_seq`` (or the thread is gone), or an entry's seq is taken.
+            DuplicateMessage: an entry's message id is already stored.
         """
         ...
 
@@ -65,7 +73,7 @@ class CoordinationStore(Protocol):
         ...
 
     async def list_threads(self, agent: str, session_id: str | None = None) -> list[Thread]:
-        """Threads ``agent`` currently participates in, oldest first."""
+        """Threads ``agent`` currently participates in, oldest first (ties: creation order)."""
         ...
 
     async def has_message(self, message_id: str) -> bool:
@@ -103,7 +111,10 @@ class CoordinationStore(Protocol):
         ...
 
     async def due_threads(self, now_ms: int) -> list[str]:
-        """Ids of open threads whose strategy asked to be woken at or before now."""
+        """Ids of open threads whose strategy asked to be woken at or before now.
+
+        Ordered by wake time, then id.
+        """
         ...
 
     async def next_wake_at(self) -> int | None:
@@ -170,5 +181,5 @@ class SeenIds(Protocol):
         ...
 
     async def prune(self, now_ms: int) -> int:
-        """Forget ids whose window ended before ``now_ms``; returns how many."""
+        """Forget ids whose window ended at or before ``now_ms``; returns how many."""
         ...

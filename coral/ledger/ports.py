@@ -61,6 +61,13 @@ class LedgerStore(Protocol):
         """Everything, as a LedgerState (audits and tests; not for hot paths)."""
         ...
 
+    async def escrow_held(self) -> int:
+        """Sum of all reserved (pending) debits: what escrow holds right now.
+
+        Reads committed state without queueing behind the writer (for the gauge).
+        """
+        ...
+
     async def close(self) -> None:
         """Finish queued writes and release the database."""
         ...

@@ -1,5 +1,6 @@
 """Read-only queries for the operator dashboard, across every component's tables.
 
+``SqliteDashboardReads`` implements ``coral.api.dashboard.ports.DashboardReads``.
 The domain services answer questions for one agent at a time (an agent sees
 only its own threads); an operator needs the whole node at a glance. These
 helpers read the tables directly and never write. Tables of components a
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
+
+from coral.api.dashboard.ports import EntryRow, ThreadRow
 
 #: Largest page any helper returns, whatever the caller asks for.
 MAX_ROWS = 200
@@ -65,34 +67,6 @@ class ReadOnlySqlite:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadRow:
-    """One thread as the operator sees it (no per-agent filtering)."""
-
-    id: str
-    name: str
-    creator: str
-    participants: list[str]
-    state: str
-    summary: str | None
-    strategy: str
-    created_at: int
-    closed_at: int | None
-    last_seq: int
-    team_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class EntryRow:
-    """One entry of a thread log: the stored wire message plus its position."""
-
-    thread_id: str
-    seq: int
-    system: bool
-    recorded_at: int
-    message: dict[str, Any]
 
 
 def _limit(limit: int) -> int:
@@ -253,3 +227,51 @@ def _transfer(row: Any) -> dict[str, Any]:
         "memo": row["memo"],
         "created_at": int(row["created_at"]),
     }
+
+
+class SqliteDashboardReads:
+    """``DashboardReads`` over the node database and, read-only, the ledger's own file."""
+
+    def __init__(self, db: RowSource, ledger_path: Path) -> None:
+        self._db = db
+        self._ledger_path = ledger_path
+        self._ledger: ReadOnlySqlite | None = None
+
+    def _ledger_db(self) -> ReadOnlySqlite:
+        if self._ledger is None:
+            self._ledger = ReadOnlySqlite(self._ledger_path)
+        return self._ledger
+
+    async def recent_threads(self, limit: int) -> list[ThreadRow]:
+        """The most recently active threads of every agent, newest activity first."""
+        return await recent_threads(self._db, limit)
+
+    async def recent_entries(self, thread_id: str, limit: int) -> list[EntryRow]:
+        """The last ``limit`` entries of one thread, oldest first."""
+        return await recent_entries(self._db, thread_id, limit)
+
+    async def coordination_totals(self) -> dict[str, int]:
+        """Counts of open and closed threads and of stored entries."""
+        return await coordination_totals(self._db)
+
+    async def recent_team_ids(self, limit: int) -> list[str]:
+        """Ids of the most recently proposed teams (newest first)."""
+        return await recent_team_ids(self._db, limit)
+
+    async def ledger_accounts(self, limit: int) -> list[dict[str, Any]]:
+        """Accounts with their balances, from the ledger's file (opened on first use)."""
+        return await ledger_accounts(self._ledger_db(), limit)
+
+    async def ledger_pending(self, limit: int) -> list[dict[str, Any]]:
+        """Open escrow holds, from the ledger's file."""
+        return await ledger_pending(self._ledger_db(), limit)
+
+    async def ledger_recent_transfers(self, limit: int) -> list[dict[str, Any]]:
+        """The newest transfers, from the ledger's file."""
+        return await ledger_recent_transfers(self._ledger_db(), limit)
+
+    async def close(self) -> None:
+        """Close the read-only ledger connection (safe to call twice)."""
+        if self._ledger is not None:
+            await self._ledger.close()
+            self._ledger = None

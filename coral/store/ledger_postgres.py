@@ -277,6 +277,11 @@ class PostgresLedgerStore:
         )
         return [HistoryEntry(row["seq"], transfer_from_row(row)) for row in rows]
 
+    async def escrow_held(self) -> int:
+        """See LedgerStore.escrow_held."""
+        rows = await self._fetch("SELECT COALESCE(SUM(debits_pending), 0) FROM ledger_accounts")
+        return int(rows[0][0])
+
     async def load_snapshot(self) -> LedgerState:
         """See LedgerStore.load_snapshot (one repeatable-read snapshot)."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):

@@ -388,6 +388,11 @@ class SqliteLedgerStore:
         )
         return [HistoryEntry(row["seq"], transfer_from_row(row)) for row in rows]
 
+    async def escrow_held(self) -> int:
+        """See LedgerStore.escrow_held (on the read connection: never behind the writer)."""
+        rows = await self._rows("SELECT COALESCE(SUM(debits_pending), 0) FROM ledger_accounts")
+        return int(rows[0][0])
+
     async def load_snapshot(self) -> LedgerState:
         """See LedgerStore.load_snapshot."""
         # One read transaction, so the three queries see the same commit.

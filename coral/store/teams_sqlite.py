@@ -178,6 +178,15 @@ class SqliteTeamStore:
             if cur.rowcount != 1:
                 raise Conflict(f"team {team_id} holds no open escrow", reason="escrow_settled")
 
+    async def teams_with_due_holds(self, now_ms: int) -> list[str]:
+        """Teams past their deadline whose budget hold is still open, earliest first."""
+        rows = await self._db.fetchall(
+            "SELECT team_id FROM team_charters WHERE escrow_outcome = 'held' AND deadline_ms <= ?"
+            " ORDER BY deadline_ms, team_id",
+            (now_ms,),
+        )
+        return [str(r["team_id"]) for r in rows]
+
     async def latest_key_epoch(self, team_id: str) -> KeyEpoch | None:
         """The newest key epoch document of the team (what a member unseals)."""
         row = await self._db.fetchone(
@@ -298,19 +307,6 @@ class SqliteTeamIndex:
             "SELECT 1 FROM team_parties WHERE did = ? AND team_id = ?", (did, team_id)
         )
         return row is not None
-
-    async def teams_with_due_holds(self, now_ms: int) -> list[str]:
-        """Teams past their deadline whose budget hold is still open.
-
-        Reads the team store's charter table (same database): the store has no
-        such query and only this periodic sweep needs it.
-        """
-        rows = await self._db.fetchall(
-            "SELECT team_id FROM team_charters WHERE escrow_outcome = 'held' AND deadline_ms <= ?"
-            " ORDER BY deadline_ms",
-            (now_ms,),
-        )
-        return [str(r["team_id"]) for r in rows]
 
     async def teams_of(self, did: str) -> list[str]:
         """Ids of the teams ``did`` takes part in."""

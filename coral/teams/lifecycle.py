@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from coral.protocol.message import Message
 from coral.teams.documents import (
     Acceptance,
     Dissolution,
+    KeyEpoch,
     SignedTeamDocument,
     TeamCharter,
     TeamRecord,
@@ -59,14 +61,26 @@ class EscrowHold:
 
 
 class TeamStore(Protocol):
-    """Persistence of team records (implemented by coral.store.teams_sqlite)."""
+    """Persistence of team records, escrow holds and encrypted team posts.
+
+    Implemented by ``coral.store.teams_sqlite.SqliteTeamStore``; the in-memory
+    twin is ``coral.teams.memory.MemoryTeamStore``.
+    """
 
     async def create_team(self, charter: TeamCharter) -> None:
-        """Store a new team's charter; Conflict if the team id exists."""
+        """Store a new team's charter.
+
+        Raises:
+            Conflict: a team with this id exists (reason ``team_exists``).
+        """
         ...
 
     async def load_record(self, team_id: str) -> TeamRecord:
-        """The team's charter and documents in order; NotFound if unknown."""
+        """The team's charter and documents in acceptance order.
+
+        Raises:
+            NotFound: no team has this id (reason ``team_not_found``).
+        """
         ...
 
     async def append_document(
@@ -79,7 +93,11 @@ class TeamStore(Protocol):
     ) -> None:
         """Append as document number ``expected_count`` (and record a new hold), atomically.
 
-        Raises Conflict when another writer appended first.
+        Raises:
+            NotFound: no team has this id.
+            Conflict: another writer appended first, or ``escrow_hold`` is given and
+                the team already holds a budget (reason ``team_changed``); nothing
+                is written.
         """
         ...
 
@@ -88,7 +106,37 @@ class TeamStore(Protocol):
         ...
 
     async def settle_escrow(self, team_id: str, outcome: EscrowOutcome) -> None:
-        """Record that the hold was paid out or released."""
+        """Record that the hold was paid out or released (only from ``held``).
+
+        Raises:
+            Conflict: the team holds no open escrow (reason ``escrow_settled``).
+        """
+        ...
+
+    async def teams_with_due_holds(self, now_ms: int) -> list[str]:
+        """Teams whose budget hold is still open at their deadline or past it.
+
+        Earliest deadline first, ties by team id.
+        """
+        ...
+
+    async def latest_key_epoch(self, team_id: str) -> KeyEpoch | None:
+        """The newest key epoch document of the team (what a member unseals), or None."""
+        ...
+
+    async def append_thread_message(self, team_id: str, message: Message) -> None:
+        """Store a team post as received (ciphertext only).
+
+        Raises:
+            InvalidTeamDocument: the message is not an encrypted team message.
+            Conflict: the message belongs to another team or has no thread
+                (reason ``wrong_team``).
+            Replayed: a message with this id is already stored.
+        """
+        ...
+
+    async def thread_messages(self, team_id: str, thread: str) -> list[Message]:
+        """The stored posts of one team thread, by ``created_at`` then message id."""
         ...
 
 

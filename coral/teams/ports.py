@@ -2,7 +2,10 @@
 
 ``TeamStore`` (team records, documents, escrow holds, encrypted thread posts)
 and ``TeamEscrow`` (budgets) are defined with the lifecycle that drives them;
-``TeamIndex`` answers the lookups a record cannot answer fast.
+``TeamIndex`` answers the lookups a record cannot answer fast. SQLite
+implements both in ``coral.store.teams_sqlite``; their in-memory twins are in
+``coral.teams.memory`` (the escrow's real implementation is
+``coral.ledger.team_escrow``).
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ class TeamIndex(Protocol):
     """Thread bindings and team parties, kept beside the team records."""
 
     async def bind_thread(self, thread_id: str, team_id: str) -> None:
-        """Reserve ``thread_id`` for ``team_id``.
+        """Reserve ``thread_id`` for ``team_id`` (at most one team per thread).
 
         Raises:
-            Conflict: the thread id is already bound to another team.
+            Conflict: the thread id is already bound (reason ``bound``).
         """
         ...
 
@@ -30,21 +33,17 @@ class TeamIndex(Protocol):
         ...
 
     async def threads_of_team(self, team_id: str) -> list[str]:
-        """Threads bound to ``team_id``."""
+        """Threads bound to ``team_id``, in id order."""
         ...
 
     async def add_party(self, team_id: str, did: str) -> None:
-        """Record that ``did`` may read ``team_id`` (initiator, invitee, member)."""
+        """Record that ``did`` may read ``team_id`` (initiator, invitee, member); idempotent."""
         ...
 
     async def is_party(self, team_id: str, did: str) -> bool:
         """Whether ``did`` may read ``team_id``."""
         ...
 
-    async def teams_with_due_holds(self, now_ms: int) -> list[str]:
-        """Teams whose escrow hold is past its deadline at ``now_ms``."""
-        ...
-
     async def teams_of(self, did: str) -> list[str]:
-        """Teams ``did`` is a party of."""
+        """Teams ``did`` is a party of, in id order."""
         ...

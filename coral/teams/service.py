@@ -97,7 +97,7 @@ class TeamsService:
     async def settle_due(self) -> int:
         """Release (or pay) the holds of teams whose deadline passed; returns how many."""
         settled = 0
-        for team_id in await self.index.teams_with_due_holds(self._clock()):
+        for team_id in await self._store.teams_with_due_holds(self._clock()):
             if await self.lifecycle.settle(team_id, self._clock()) not in (None, "held"):
                 settled += 1
         return settled

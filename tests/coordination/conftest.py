@@ -1,13 +1,15 @@
-"""Shared fixtures: deterministic identities, a controllable clock, a real SQLite service."""
+"""Shared fixtures: deterministic identities, a controllable clock, services over the
+in-memory store twin or a real SQLite file."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from coral.coordination.memory import MemoryCoordinationStore
 from coral.coordination.model import ThreadEntry
 from coral.coordination.registry import StrategyRegistry
 from coral.coordination.service import CoordinationService
@@ -67,12 +69,13 @@ async def open_service(
 
 
 @pytest.fixture
-async def service(
-    tmp_path: Path, clock: FakeClock, node_identity: Identity
-) -> AsyncIterator[CoordinationService]:
-    db, svc = await open_service(tmp_path / "node.db", clock, node_identity)
-    yield svc
-    await db.close()
+def service(clock: FakeClock, node_identity: Identity) -> CoordinationService:
+    """A service over the in-memory store twin (domain logic only).
+
+    The twin passes the same port contract as SQLite (``test_ports.py``); tests
+    that restart a node use ``open_service`` on a real SQLite file.
+    """
+    return CoordinationService(MemoryCoordinationStore(), node_id=node_identity.did, clock=clock)
 
 
 def make_message(

@@ -18,7 +18,7 @@ from .conftest import make_message, post
 
 
 class CountingReads:
-    """Counts inbox reads on the real store (everything else passes through).
+    """Counts inbox reads on the store (everything else passes through).
 
     ``finished`` is set when a read has returned: a wait that found nothing goes
     from there to waiting on its wake-up event without yielding to the loop, so

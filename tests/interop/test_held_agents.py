@@ -23,6 +23,7 @@ from coral.protocol.signing import sign_message
 from coral.protocol.verify import MessageVerifier
 from coral.store.agents_sqlite import SqliteAgentStore
 from coral.store.coordination_sqlite import SqliteCoordinationStore
+from coral.store.interop_sqlite import SqliteHeldAgentRecords
 from coral.store.seen_sqlite import SqliteSeenStore
 from coral.store.sqlite import SqliteDatabase
 
@@ -39,7 +40,9 @@ async def build(db: SqliteDatabase, keys: Path, node: Identity) -> tuple[HeldAge
         store, node_id=node.did, clock=now_ms, sign_event=lambda m: sign_message(m, node)
     )
     gateway = MessageGateway(MessageVerifier(), seen, engine, directory)
-    held = HeldAgents(db, keys, node, directory, gateway)
+    records = SqliteHeldAgentRecords(db)
+    await records.open()
+    held = HeldAgents(records, keys, node, directory, gateway)
     await held.open()
     return held, CoralTools(held, directory, engine)
 
@@ -63,7 +66,8 @@ async def test_created_agents_are_registered_keyed_and_found_by_secret_only(
     key = tmp_path / "keys" / "mcp" / "ann.key"
     assert key.stat().st_mode & 0o777 == 0o600
     assert (await held.by_secret(secret)).did == agent.did
-    rows = await held.db.fetchall("SELECT secret_sha256 FROM interop_agents")
+    assert isinstance(held.records, SqliteHeldAgentRecords)
+    rows = await held.records.db.fetchall("SELECT secret_sha256 FROM interop_agents")
     assert secret not in str([tuple(r) for r in rows])  # only the hash is stored
     with pytest.raises(WrongSecret):
         await held.by_secret(secret + "x")

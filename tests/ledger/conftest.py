@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from coral.ledger import LedgerService, LedgerStore
+from coral.ledger.memory import MemoryLedgerStore
 from coral.protocol.identity import Identity
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
@@ -37,9 +38,17 @@ async def postgres_store(postgres_server: ThrowawayPostgres) -> AsyncIterator[Po
     await store.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
+async def memory_store() -> AsyncIterator[MemoryLedgerStore]:
+    """The in-memory twin (``coral.ledger.memory``)."""
+    store = MemoryLedgerStore()
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_store(request: pytest.FixtureRequest) -> LedgerStore:
-    """Each ledger store adapter in turn."""
+    """Each ledger store adapter, and the in-memory twin, in turn."""
     store: LedgerStore = request.getfixturevalue(f"{request.param}_store")
     return store
 

@@ -83,10 +83,15 @@ async def test_escrow_reserve_post_partial_and_release(service: LedgerService) -
         await service.void(hold.id)
 
 
-async def test_void_releases_the_whole_reservation(service: LedgerService) -> None:
+async def test_void_releases_the_whole_reservation(
+    service: LedgerService, any_store: LedgerStore
+) -> None:
     await funded(service)
+    assert await any_store.escrow_held() == 0
     hold = await service.reserve("alice", "bob", 60)
+    assert await any_store.escrow_held() == 60  # what the escrow gauge reports
     voided = await service.void(hold.id)
+    assert await any_store.escrow_held() == 0
     assert voided.amount == 60 and voided.flags == TransferFlags.VOID_PENDING
     assert (await service.balance("alice")).available == 100
     with pytest.raises(e.NotPosted):

@@ -1,9 +1,10 @@
-"""The stateful ledger property test, run against the SQLite and PostgreSQL stores.
+"""The stateful ledger property test, run against the SQLite and PostgreSQL stores and
+the in-memory twin.
 
 Same model, same random operations and the same invariants after every step
 as for the pure state machine, but every step goes through the store's group
-commit into a real database and the invariants are checked on what the
-database holds (reloaded in full each step).
+commit into a real database (the twin: through its port into memory) and the
+invariants are checked on what the store holds (reloaded in full each step).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from coral.ledger import Account, LedgerState, LedgerStore, Transfer, TransferResult
+from coral.ledger.memory import MemoryLedgerStore
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger.ledger_model import LedgerMachine, LedgerUnderTest
@@ -91,6 +93,29 @@ def test_sqlite_store_keeps_ledger_invariants() -> None:
         run_state_machine_as_test(  # type: ignore[no-untyped-call]
             SqliteMachine, settings=settings(STORE_SETTINGS, max_examples=20)
         )
+
+
+def test_memory_twin_keeps_ledger_invariants() -> None:
+    class MemoryMachine(LedgerMachine):
+        def make_ledger(self) -> LedgerUnderTest:
+            store = MemoryLedgerStore()
+
+            async def open_store() -> LedgerStore:
+                return store
+
+            async def count() -> tuple[int, int]:
+                # Rows as the port shows them: every transfer is in its accounts' histories.
+                ids_by_seq: dict[int, str] = {}
+                for account_id in (await store.load_snapshot()).accounts:
+                    for entry in await store.history(account_id, 0, 10**6):
+                        ids_by_seq[entry.seq] = entry.transfer.id
+                return len(ids_by_seq), len(set(ids_by_seq.values()))
+
+            return StoreLedger(open_store, count)
+
+    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        MemoryMachine, settings=settings(STORE_SETTINGS, max_examples=20)
+    )
 
 
 @pytest.mark.postgres

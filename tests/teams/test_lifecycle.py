@@ -1,16 +1,13 @@
-"""TeamLifecycle over the real SQLite store: persistence, races and the escrow seam."""
+"""TeamLifecycle over the in-memory store twin: persistence, races and the escrow seam."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 from team_builders import DEADLINE, MINUTE, T0, form_team, identity
 
 from coral.protocol.errors import Conflict, CoralError
-from coral.store.sqlite import SqliteDatabase
-from coral.store.teams_sqlite import SqliteTeamStore
 from coral.teams import (
     TeamLifecycle,
     accept,
@@ -20,6 +17,7 @@ from coral.teams import (
     verify_team,
 )
 from coral.teams.errors import InvitationExpired, StaleKeyEpoch
+from coral.teams.memory import MemoryTeamStore
 
 
 class RecordingEscrow:
@@ -56,16 +54,12 @@ class RecordingEscrow:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteTeamStore]:
-    db = SqliteDatabase(tmp_path / "node.db")
-    await db.open()
-    team_store = SqliteTeamStore(db)
-    await team_store.migrate()
-    yield team_store
-    await db.close()
+def store() -> MemoryTeamStore:
+    """The in-memory twin: it passes the same port contract as SQLite (tests/teams/test_ports.py)."""
+    return MemoryTeamStore()
 
 
-async def test_formation_persists_and_reserves_the_budget_once(store: SqliteTeamStore) -> None:
+async def test_formation_persists_and_reserves_the_budget_once(store: MemoryTeamStore) -> None:
     escrow = RecordingEscrow()
     lifecycle = TeamLifecycle(store, escrow)
     built = form_team(2)
@@ -87,7 +81,7 @@ async def test_formation_persists_and_reserves_the_budget_once(store: SqliteTeam
     assert await lifecycle.settle(built.state.team_id, built.now) == "paid"  # idempotent
 
 
-async def test_cancellation_and_deadline_release_the_hold(store: SqliteTeamStore) -> None:
+async def test_cancellation_and_deadline_release_the_hold(store: MemoryTeamStore) -> None:
     escrow = RecordingEscrow()
     lifecycle = TeamLifecycle(store, escrow)
     for first_seed, close in ((1, "cancel"), (500, "deadline")):
@@ -122,7 +116,7 @@ async def test_cancellation_and_deadline_release_the_hold(store: SqliteTeamStore
         assert escrow.holds[hold.hold_id] == "voided"
 
 
-async def test_refused_document_stores_nothing(store: SqliteTeamStore) -> None:
+async def test_refused_document_stores_nothing(store: MemoryTeamStore) -> None:
     lifecycle = TeamLifecycle(store, RecordingEscrow())
     built = form_team(1, with_key=False)
     await lifecycle.propose(built.state.charter, T0)
@@ -136,7 +130,7 @@ async def test_refused_document_stores_nothing(store: SqliteTeamStore) -> None:
     assert await store.load_escrow(built.state.team_id) is None
 
 
-async def test_racing_first_acceptances_keep_exactly_one_hold(store: SqliteTeamStore) -> None:
+async def test_racing_first_acceptances_keep_exactly_one_hold(store: MemoryTeamStore) -> None:
     escrow = RecordingEscrow()
     lifecycle = TeamLifecycle(store, escrow)
     built = form_team(0, with_key=False)
@@ -171,7 +165,7 @@ async def test_racing_first_acceptances_keep_exactly_one_hold(store: SqliteTeamS
     assert len(escrow.holds) == 2
 
 
-async def test_concurrent_rekeys_one_wins_the_other_retries(store: SqliteTeamStore) -> None:
+async def test_concurrent_rekeys_one_wins_the_other_retries(store: MemoryTeamStore) -> None:
     lifecycle = TeamLifecycle(store)
     built = form_team(2)
     team_id = built.state.team_id
@@ -191,7 +185,7 @@ async def test_concurrent_rekeys_one_wins_the_other_retries(store: SqliteTeamSto
     verify_team(await store.load_record(team_id), built.now)
 
 
-async def test_duplicate_team_and_unknown_team_are_typed_errors(store: SqliteTeamStore) -> None:
+async def test_duplicate_team_and_unknown_team_are_typed_errors(store: MemoryTeamStore) -> None:
     lifecycle = TeamLifecycle(store)
     built = form_team(0, with_key=False)
     await lifecycle.propose(built.state.charter, T0)

@@ -16,17 +16,18 @@ from typing import Any
 
 from coral import PROTOCOL_VERSION, __version__
 from coral.api.context import NodeContext, need
+from coral.api.dashboard.ports import DashboardReads
 from coral.api.dashboard.rates import RateSampler
 from coral.protocol.agent import AgentRecord
 from coral.protocol.message import now_ms
-from coral.store import dashboard_sqlite as queries
-from coral.store.sqlite import SqliteDatabase
 
 log = logging.getLogger("coral.dashboard")
 
-#: The ledger's own SQLite file in the data dir (see coral.node.subsystems.ledger).
-LEDGER_FILE = "ledger.db"
 THREADS_SHOWN = 20
+TEAMS_SHOWN = 20
+LEDGER_ACCOUNTS_SHOWN = 50
+LEDGER_PENDING_SHOWN = 50
+LEDGER_TRANSFERS_SHOWN = 20
 ENTRIES_PER_THREAD = 12
 TEXT_CHARS = 2000
 DATA_CHARS = 400
@@ -102,13 +103,12 @@ async def _panel(name: str, build: Callable[[], Awaitable[Any]]) -> Any:
 
 
 class SnapshotBuilder:
-    """Builds the dashboard snapshot from the node's context and database."""
+    """Builds the dashboard snapshot from the node's context and its read-only views."""
 
-    def __init__(self, ctx: NodeContext, db: SqliteDatabase, rates: RateSampler) -> None:
+    def __init__(self, ctx: NodeContext, reads: DashboardReads, rates: RateSampler) -> None:
         self.ctx = ctx
-        self.db = db
+        self.reads = reads
         self.rates = rates
-        self._ledger_db: queries.ReadOnlySqlite | None = None
 
     def actions(self) -> dict[str, bool]:
         """Which operator actions this node can perform right now."""
@@ -166,10 +166,10 @@ class SnapshotBuilder:
 
     async def threads(self) -> dict[str, Any]:
         """The most recently active threads with their latest messages."""
-        rows = await queries.recent_threads(self.db, THREADS_SHOWN)
+        rows = await self.reads.recent_threads(THREADS_SHOWN)
         shown = []
         for row in rows:
-            entries = await queries.recent_entries(self.db, row.id, ENTRIES_PER_THREAD)
+            entries = await self.reads.recent_entries(row.id, ENTRIES_PER_THREAD)
             shown.append(
                 {
                     **asdict(row),
@@ -180,7 +180,7 @@ class SnapshotBuilder:
                     ],
                 }
             )
-        totals = await queries.coordination_totals(self.db)
+        totals = await self.reads.coordination_totals()
         return {"totals": totals, "recent": shown}
 
     async def teams(self) -> list[dict[str, Any]]:
@@ -188,7 +188,7 @@ class SnapshotBuilder:
         service = need(self.ctx.teams, "teams")
         now = now_ms()
         teams = []
-        for team_id in await queries.recent_team_ids(self.db):
+        for team_id in await self.reads.recent_team_ids(TEAMS_SHOWN):
             state = await service.state(team_id)
             charter = state.charter
             teams.append(
@@ -213,13 +213,11 @@ class SnapshotBuilder:
         """Balances, open escrow holds and the newest transfers, from the ledger's own file."""
         if self.ctx.config.database_url.startswith(("postgres://", "postgresql://")):
             return {"unavailable": "the ledger is in PostgreSQL; use the ledger API or /metrics"}
-        if self._ledger_db is None:
-            self._ledger_db = queries.ReadOnlySqlite(self.ctx.config.data_dir / LEDGER_FILE)
-        db = self._ledger_db
+        reads = self.reads
         return {
-            "accounts": await queries.ledger_accounts(db),
-            "pending": await queries.ledger_pending(db),
-            "recent": await queries.ledger_recent_transfers(db),
+            "accounts": await reads.ledger_accounts(LEDGER_ACCOUNTS_SHOWN),
+            "pending": await reads.ledger_pending(LEDGER_PENDING_SHOWN),
+            "recent": await reads.ledger_recent_transfers(LEDGER_TRANSFERS_SHOWN),
         }
 
     async def peers(self) -> list[dict[str, Any]]:
@@ -239,12 +237,6 @@ class SnapshotBuilder:
             for did, record in sorted(state.peers.items())
             if did != own
         ]
-
-    async def close(self) -> None:
-        """Release the ledger connection, if one was opened."""
-        if self._ledger_db is not None:
-            await self._ledger_db.close()
-            self._ledger_db = None
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}

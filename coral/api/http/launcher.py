@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coral.agents.launcher import AgentLauncher, InvalidLaunch
 from coral.api.auth import authenticate_admin
 from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, read_json_body
+from coral.sessions.launcher import AgentLauncher, InvalidLaunch
 
 
 def _launcher(request: web.Request) -> AgentLauncher:

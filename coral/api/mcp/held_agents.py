@@ -4,7 +4,9 @@ Such an agent cannot sign for itself (an MCP client only knows a URL with a
 secret; an external A2A agent knows nothing of Coral), so the node keeps its
 key in a 0600 file and signs every record and message as that agent. Each
 message still passes the gateway like any other. The connection secret is
-stored only as a SHA-256 hash, mapped to the agent in the ``interop`` tables.
+stored only as a SHA-256 hash, mapped to the agent by a ``HeldAgentRecords``
+store (``coral.store.interop_sqlite`` in a node, ``MemoryHeldAgentRecords`` in
+tests).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from coral.agents.directory import AgentDirectory
 from coral.agents.keyfile import load_or_create_identity
@@ -26,23 +28,6 @@ from coral.protocol.errors import Conflict, TooLarge, Unauthenticated
 from coral.protocol.identity import Identity
 from coral.protocol.message import DataPart, Message, Part, TextPart, new_message_id, now_ms
 from coral.protocol.signing import sign_message
-from coral.store.sqlite import Migration, SqliteDatabase
-
-MIGRATIONS = [
-    Migration(
-        1,
-        """
-        CREATE TABLE interop_agents (
-            did TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            secret_sha256 TEXT UNIQUE,
-            card_url TEXT,
-            created_at INTEGER NOT NULL
-        );
-        """,
-    )
-]
 
 MCP_KIND = "mcp"
 GATEWAY_KIND = "a2a-gateway"
@@ -81,18 +66,88 @@ class HeldAgent:
         return self.identity.did
 
 
+@dataclass(frozen=True, slots=True)
+class HeldAgentRow:
+    """What is stored of a held agent (its key lives in a file under the keys folder)."""
+
+    did: str
+    name: str
+    kind: str
+    card_url: str | None = None
+
+
+class HeldAgentRecords(Protocol):
+    """Storage of the node-held agents and the hashes of their connection secrets."""
+
+    async def all(self) -> list[HeldAgentRow]:
+        """Every held agent, in no particular order."""
+        ...
+
+    async def add(self, row: HeldAgentRow, secret_sha256: str | None, created_at: int) -> None:
+        """Record a held agent.
+
+        Raises:
+            Conflict: the did, the name or the secret hash is already recorded
+                (reason ``held_agent_exists``); nothing is stored.
+        """
+        ...
+
+    async def remove(self, did: str) -> None:
+        """Forget a held agent (no-op when unknown)."""
+        ...
+
+    async def did_for_secret(self, secret_sha256: str) -> str | None:
+        """The did whose connection secret hashes to ``secret_sha256``, or None."""
+        ...
+
+
+class MemoryHeldAgentRecords:
+    """``HeldAgentRecords`` in memory: the twin fast tests use."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[HeldAgentRow, str | None]] = {}
+
+    async def all(self) -> list[HeldAgentRow]:
+        """Every held agent."""
+        return [row for row, _ in self._rows.values()]
+
+    async def add(self, row: HeldAgentRow, secret_sha256: str | None, created_at: int) -> None:
+        """Record a held agent; Conflict when the did, name or secret hash is taken."""
+        for held, secret in self._rows.values():
+            if (
+                held.did == row.did
+                or held.name == row.name
+                or (secret_sha256 is not None and secret == secret_sha256)
+            ):
+                raise Conflict(
+                    f"held agent {row.name!r} is already recorded", reason="held_agent_exists"
+                )
+        self._rows[row.did] = (row, secret_sha256)
+
+    async def remove(self, did: str) -> None:
+        """Forget a held agent (no-op when unknown)."""
+        self._rows.pop(did, None)
+
+    async def did_for_secret(self, secret_sha256: str) -> str | None:
+        """The did whose secret hashes to ``secret_sha256``, or None."""
+        for row, secret in self._rows.values():
+            if secret == secret_sha256:
+                return row.did
+        return None
+
+
 class HeldAgents:
     """Creates, finds and signs for node-held agents."""
 
     def __init__(
         self,
-        db: SqliteDatabase,
+        records: HeldAgentRecords,
         keys_dir: Path,
         node: Identity,
         directory: AgentDirectory,
         gateway: MessageGateway,
     ) -> None:
-        self.db = db
+        self.records = records
         self.keys_dir = keys_dir
         self.node = node
         self.directory = directory
@@ -103,10 +158,9 @@ class HeldAgents:
         self.connection_listeners: list[Callable[[str], None]] = []
 
     async def open(self) -> None:
-        """Create the tables; load every held agent's key."""
-        await self.db.migrate("interop", MIGRATIONS)
-        for row in await self.db.fetchall("SELECT did, name, kind, card_url FROM interop_agents"):
-            self._remember(row["name"], row["kind"], row["card_url"])
+        """Load every held agent's key."""
+        for row in await self.records.all():
+            self._remember(row.name, row.kind, row.card_url)
 
     def _key_path(self, name: str, kind: str) -> Path:
         folder = "mcp" if kind == MCP_KIND else "a2a"
@@ -135,19 +189,11 @@ class HeldAgents:
         agent = self._remember(manifest.name, kind, card_url)
         await self.register(agent, manifest)
         secret = secrets.token_urlsafe(24) if with_secret else None
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO interop_agents(did, name, kind, secret_sha256, card_url, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    agent.did,
-                    agent.name,
-                    kind,
-                    secret_hash(secret) if secret else None,
-                    card_url,
-                    now_ms(),
-                ),
-            )
+        await self.records.add(
+            HeldAgentRow(agent.did, agent.name, kind, card_url),
+            secret_hash(secret) if secret else None,
+            now_ms(),
+        )
         return agent, secret
 
     async def ensure(self, manifest: AgentManifest, kind: str) -> HeldAgent:
@@ -194,17 +240,14 @@ class HeldAgents:
                 deleted=True,
             )
             await self.directory.register(sign_record_as_agent(record, agent.identity))
-        async with self.db.transaction() as conn:
-            await conn.execute("DELETE FROM interop_agents WHERE did = ?", (did,))
+        await self.records.remove(did)
         self._by_did.pop(did, None)
         self._key_path(agent.name, agent.kind).unlink(missing_ok=True)
 
     async def by_secret(self, secret: str) -> HeldAgent:
         """The agent this connection secret belongs to; WrongSecret otherwise."""
-        row = await self.db.fetchone(
-            "SELECT did FROM interop_agents WHERE secret_sha256 = ?", (secret_hash(secret),)
-        )
-        agent = self._by_did.get(row["did"]) if row is not None else None
+        did = await self.records.did_for_secret(secret_hash(secret))
+        agent = self._by_did.get(did) if did is not None else None
         if agent is None:
             raise WrongSecret("unknown agent secret")
         for listener in self.connection_listeners:

@@ -30,9 +30,12 @@ class DashboardSubsystem(Subsystem):
         from coral.api.dashboard.rates import RateSampler
         from coral.api.dashboard.snapshot import SnapshotBuilder
         from coral.api.http import request_ids
+        from coral.node.subsystems.ledger import ledger_db_path
+        from coral.store.dashboard_sqlite import SqliteDashboardReads
 
         self.rates = RateSampler(ctx.metrics.registry, time.monotonic)
-        self.builder = SnapshotBuilder(ctx, node.db, self.rates)
+        self.reads = SqliteDashboardReads(node.db, ledger_db_path(ctx.config))
+        self.builder = SnapshotBuilder(ctx, self.reads, self.rates)
         self.feed = SnapshotFeed(self.builder.build)
         builder, feed = self.builder, self.feed
         self.http_installers += [
@@ -53,4 +56,4 @@ class DashboardSubsystem(Subsystem):
 
     async def close(self, node: Any, ctx: NodeContext) -> None:
         """Close the dashboard's read-only ledger connection."""
-        await self.builder.close()
+        await self.reads.close()

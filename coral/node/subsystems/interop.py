@@ -84,6 +84,7 @@ class InteropSubsystem(Subsystem):
         HTTP and gRPC entry points. Nothing from a2a-sdk or mcp is imported yet."""
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.tools import CoralTools
+        from coral.store.interop_sqlite import SqliteHeldAgentRecords
         from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 
         check_installed()
@@ -91,8 +92,10 @@ class InteropSubsystem(Subsystem):
         self._ctx = ctx
         directory = need(ctx.directory, "directory")
         engine = need(ctx.coordination, "coordination")
+        records = SqliteHeldAgentRecords(node.db)
+        await records.open()
         self.held = HeldAgents(
-            node.db, ctx.config.keys_dir, ctx.identity, directory, need(ctx.gateway, "gateway")
+            records, ctx.config.keys_dir, ctx.identity, directory, need(ctx.gateway, "gateway")
         )
         await self.held.open()
         cursors = SqliteWaitCursors(node.db)

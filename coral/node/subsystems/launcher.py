@@ -1,17 +1,17 @@
-"""The launcher subsystem: wires ``coral.agents.launcher.AgentLauncher`` into the node.
+"""The launcher subsystem: wires ``coral.sessions.launcher.AgentLauncher`` into the node.
 
 The launcher itself (manifests, child processes, restarts) lives in
-``coral/agents/launcher.py``; its admin routes in ``coral/api/http/launcher.py``.
+``coral/sessions/launcher.py``; its admin routes in ``coral/api/http/launcher.py``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from coral.agents.launcher import AgentLauncher
 from coral.api.context import NodeContext
 from coral.api.http import launcher as http_launcher
 from coral.node.subsystems import Subsystem
+from coral.sessions.launcher import AgentLauncher
 
 
 class LauncherSubsystem(Subsystem):

@@ -65,29 +65,6 @@ async def open_node_accounts(service: LedgerService, node_did: str) -> None:
     )
 
 
-async def escrow_held(config: Config) -> int:
-    """Sum of all reserved (pending) debits: what escrow holds right now.
-
-    A read-only side connection, so the gauge never queues behind the writer.
-    """
-    sql = "SELECT COALESCE(SUM(debits_pending), 0) FROM ledger_accounts"
-    if is_postgres_url(config.database_url):
-        import asyncpg
-
-        conn = await asyncpg.connect(config.database_url)
-        try:
-            return int(await conn.fetchval(sql))
-        finally:
-            await conn.close()
-    import aiosqlite
-
-    uri = ledger_db_path(config).resolve().as_uri() + "?mode=ro"
-    async with aiosqlite.connect(uri, uri=True) as conn:
-        async with conn.execute(sql) as cursor:
-            row = await cursor.fetchone()
-    return int(row[0]) if row is not None else 0
-
-
 class LedgerSubsystem(Subsystem):
     """Payments: ``need(ctx.ledger, "ledger")`` and ``["ledger_access"]``, routes, award escrow."""
 
@@ -136,8 +113,8 @@ class LedgerSubsystem(Subsystem):
                 ctx.metrics.ledger_transfers.labels("expired").inc(len(expired))
 
         async def refresh_gauge() -> None:
-            if self._gauge is not None:
-                self._gauge.set(await escrow_held(ctx.config))
+            if self._gauge is not None and self._store is not None:
+                self._gauge.set(await self._store.escrow_held())
 
         await refresh_gauge()
         self.every(EXPIRY_SWEEP_S, expire)

@@ -1,4 +1,4 @@
-"""The launcher reads manifests itself (coral/agents/launch_manifest.py): argv, env, options."""
+"""The launcher reads manifests itself (coral/sessions/launch_manifest.py): argv, env, options."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from coral.agents.launch_manifest import (
+from coral.sessions.launch_manifest import (
     InvalidLaunch,
     find_manifest,
     options_env,
     read_manifest,
     runtime_argv,
 )
-from coral.agents.launcher import AgentLauncher
+from coral.sessions.launcher import AgentLauncher
 
 MANIFEST = """
 edition = 4

@@ -1,14 +1,14 @@
-"""The gateway's cached directory facts stay exact: real SQLite, real directory, real engine."""
+"""The gateway's cached directory facts stay exact: real directory and engine over the
+in-memory store twins (they pass the same port contracts as SQLite)."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from coral.agents.directory import AgentDirectory
+from coral.agents.memory import MemoryAgentStore
 from coral.coordination.gateway import MessageGateway
+from coral.coordination.memory import MemoryCoordinationStore, MemorySeenIds
 from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.errors import Forbidden
@@ -16,27 +16,14 @@ from coral.protocol.identity import Identity
 from coral.protocol.message import DataPart, Message, TextPart, new_message_id, now_ms
 from coral.protocol.signing import sign_message
 from coral.protocol.verify import MessageVerifier
-from coral.store.agents_sqlite import SqliteAgentStore
-from coral.store.coordination_sqlite import SqliteCoordinationStore
-from coral.store.seen_sqlite import SqliteSeenStore
-from coral.store.sqlite import SqliteDatabase
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[MessageGateway]:
-    db = SqliteDatabase(tmp_path / "coral.db")
-    await db.open()
+def gateway() -> MessageGateway:
     node = Identity.generate()
-    agents = SqliteAgentStore(db)
-    await agents.open()
-    seen = SqliteSeenStore(db)
-    await seen.open()
-    store = SqliteCoordinationStore(db)
-    await store.migrate()
-    directory = AgentDirectory(agents, node, now_ms)
-    engine = CoordinationService(store, node_id=node.did, clock=now_ms)
-    yield MessageGateway(MessageVerifier(), seen, engine, directory)
-    await db.close()
+    directory = AgentDirectory(MemoryAgentStore(), node, now_ms)
+    engine = CoordinationService(MemoryCoordinationStore(), node_id=node.did, clock=now_ms)
+    return MessageGateway(MessageVerifier(), MemorySeenIds(), engine, directory)
 
 
 async def register(gateway: MessageGateway, who: Identity, version: int, deleted: bool = False):

@@ -1,4 +1,4 @@
-"""The launcher's bookkeeping (coral/agents/launcher.py): backoff, restarts, stopping, views."""
+"""The launcher's bookkeeping (coral/sessions/launcher.py): backoff, restarts, stopping, views."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coral.agents.launcher import (
+from coral.sessions.launcher import (
     BackoffPolicy,
     InvalidLaunch,
     LaunchNotFound,

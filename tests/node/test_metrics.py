@@ -10,7 +10,7 @@ from coral.config import Config
 from coral.metrics import NodeMetrics
 from coral.node import Node
 
-OPERATIONS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def exported_names(metrics: NodeMetrics) -> set[str]:

@@ -31,7 +31,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from coral.agents.keyfile import load_or_create_identity
-from coral.agents.launch_manifest import (
+from coral.protocol.agent import AgentManifest
+from coral.protocol.errors import NotFound
+from coral.protocol.message import now_ms
+from coral.sessions.launch_manifest import (
     REGISTRY_DIR,
     InvalidLaunch,
     find_manifest,
@@ -39,9 +42,6 @@ from coral.agents.launch_manifest import (
     read_manifest,
     runtime_argv,
 )
-from coral.protocol.agent import AgentManifest
-from coral.protocol.errors import NotFound
-from coral.protocol.message import now_ms
 
 __all__ = [
     "MAX_REPLICAS",
@@ -64,7 +64,7 @@ MAX_REPLICAS = 64
 #: How long stopped replicas get between SIGTERM and SIGKILL.
 STOP_GRACE_S = 10.0
 
-log = logging.getLogger("coral.agents.launcher")
+log = logging.getLogger("coral.sessions.launcher")
 
 
 class LaunchNotFound(NotFound):

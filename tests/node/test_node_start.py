@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.nodeproc import NodeProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: A failed start must be over well within this; it is a hang detector, not a benchmark.
 FAIL_FAST_TIMEOUT_S = 30
 

@@ -1,6 +1,7 @@
 """The ledger's access rules without HTTP: only owners spend, invariants always hold.
 
-Real SQLite files, a real agent directory and real signatures; hypothesis
+The in-memory store twins (they pass the same contract tests as the SQLite
+stores), a real agent directory and real signatures; hypothesis
 drives random operations by random callers and checks after every step
 that money left an account only at its owner's request and that the ledger
 still balances.
@@ -8,17 +9,16 @@ still balances.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coral.agents.directory import AgentDirectory
+from coral.agents.memory import MemoryAgentStore
 from coral.ledger import errors, find_violations
 from coral.ledger.access import (
     Caller,
@@ -28,15 +28,13 @@ from coral.ledger.access import (
     MissingTransferId,
     NotAccountOwner,
 )
+from coral.ledger.memory import MemoryLedgerStore
 from coral.ledger.service import LedgerService
 from coral.node.subsystems.ledger import open_node_accounts, settlement_account_id
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.errors import CoralError, Forbidden
 from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
-from coral.store.agents_sqlite import SqliteAgentStore
-from coral.store.ledger_sqlite import SqliteLedgerStore
-from coral.store.sqlite import SqliteDatabase
 
 AGENTS = [Identity.from_seed(bytes([i]) * 32) for i in range(1, 4)]
 STRANGER = Identity.from_seed(b"s" * 32)  # signs requests but never registered
@@ -45,16 +43,13 @@ STRANGER = Identity.from_seed(b"s" * 32)  # signs requests but never registered
 @dataclass
 class Env:
     access: LedgerAccess
-    store: SqliteLedgerStore
+    store: MemoryLedgerStore
     node: Identity
 
 
 @asynccontextmanager
-async def environment(path: Path, *, dev_mode: bool = True) -> AsyncIterator[Env]:
-    db = SqliteDatabase(path / "node.db")
-    await db.open()
-    agents = SqliteAgentStore(db)
-    await agents.open()
+async def environment(*, dev_mode: bool = True) -> AsyncIterator[Env]:
+    agents = MemoryAgentStore()
     node = Identity.from_seed(b"n" * 32)
     directory = AgentDirectory(agents, node, now_ms)
     for index, identity in enumerate(AGENTS):
@@ -66,19 +61,18 @@ async def environment(path: Path, *, dev_mode: bool = True) -> AsyncIterator[Env
             updated_at=now_ms(),
         )
         await directory.register(sign_record_as_agent(record, identity))
-    store = await SqliteLedgerStore.open(path / "ledger.db")
+    store = MemoryLedgerStore()
     ledger = LedgerService(store, node, now_ms)
     await open_node_accounts(ledger, node.did)
     try:
         yield Env(LedgerAccess(ledger, store, directory, dev_mode=dev_mode), store, node)
     finally:
         await store.close()
-        await db.close()
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with environment(tmp_path) as value:
+async def env() -> AsyncIterator[Env]:
+    async with environment() as value:
         yield value
 
 
@@ -139,8 +133,8 @@ async def test_transfer_ids_are_required_and_restricted(env: Env):
     assert (await env.access.balance(agent(0), AGENTS[0].did)).balance == 50
 
 
-async def test_issuing_is_refused_outside_dev_mode(tmp_path: Path):
-    async with environment(tmp_path, dev_mode=False) as env:
+async def test_issuing_is_refused_outside_dev_mode():
+    async with environment(dev_mode=False) as env:
         with pytest.raises(DevModeOnly):
             await env.access.issue(Caller(admin=True), AGENTS[0].did, 5)
 
@@ -157,38 +151,37 @@ operation = st.tuples(
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(operation, min_size=1, max_size=12))
 async def test_only_owners_move_money_and_the_ledger_always_balances(ops):
-    with tempfile.TemporaryDirectory() as tmp:
-        async with environment(Path(tmp)) as env:
-            for index in range(len(AGENTS)):
-                await env.access.issue(Caller(admin=True), AGENTS[index].did, 100)
-            pendings: list[str] = []
-            for step, (kind, who, debit, credit, amount) in enumerate(ops):
-                before = {a.did: (await env.access.ledger.balance(a.did)) for a in AGENTS}
-                caller, tid = agent(who), f"op{step}"
-                try:
-                    if kind in ("transfer", "reserve"):
-                        call = env.access.transfer if kind == "transfer" else env.access.reserve
-                        result = await call(
-                            caller,
-                            transfer_id=tid,
-                            debit_account=AGENTS[debit].did,
-                            credit_account=AGENTS[credit].did,
-                            amount=amount,
-                        )
-                        if kind == "reserve":
-                            pendings.append(result.id)  # type: ignore[union-attr]
-                    elif pendings:
-                        pending = pendings[amount % len(pendings)]
-                        if kind == "post":
-                            await env.access.post(caller, pending, transfer_id=tid)
-                        else:
-                            await env.access.void(caller, pending, transfer_id=tid)
-                except CoralError:
-                    pass
-                for a in AGENTS:
-                    now = await env.access.ledger.balance(a.did)
-                    spent = now.debits_posted + now.debits_pending
-                    if a.did != caller.did:
-                        was = before[a.did]
-                        assert spent <= was.debits_posted + was.debits_pending
-                assert find_violations(await env.store.load_snapshot()) == []
+    async with environment() as env:
+        for index in range(len(AGENTS)):
+            await env.access.issue(Caller(admin=True), AGENTS[index].did, 100)
+        pendings: list[str] = []
+        for step, (kind, who, debit, credit, amount) in enumerate(ops):
+            before = {a.did: (await env.access.ledger.balance(a.did)) for a in AGENTS}
+            caller, tid = agent(who), f"op{step}"
+            try:
+                if kind in ("transfer", "reserve"):
+                    call = env.access.transfer if kind == "transfer" else env.access.reserve
+                    result = await call(
+                        caller,
+                        transfer_id=tid,
+                        debit_account=AGENTS[debit].did,
+                        credit_account=AGENTS[credit].did,
+                        amount=amount,
+                    )
+                    if kind == "reserve":
+                        pendings.append(result.id)  # type: ignore[union-attr]
+                elif pendings:
+                    pending = pendings[amount % len(pendings)]
+                    if kind == "post":
+                        await env.access.post(caller, pending, transfer_id=tid)
+                    else:
+                        await env.access.void(caller, pending, transfer_id=tid)
+            except CoralError:
+                pass
+            for a in AGENTS:
+                now = await env.access.ledger.balance(a.did)
+                spent = now.debits_posted + now.debits_pending
+                if a.did != caller.did:
+                    was = before[a.did]
+                    assert spent <= was.debits_posted + was.debits_pending
+            assert find_violations(await env.store.load_snapshot()) == []
