@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Any
 
-from coral.agents.directory import AgentStore
+from coral.agents.ports import AgentStore
 from coral.api.context import NodeContext
 from coral.coordination.ports import CoordinationStore, SeenIds
 from coral.node.subsystems.base import Subsystem, wait_budget
