@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import tomli_w
@@ -170,7 +170,14 @@ class Config(BaseSettings):
     database_url: str = Field(
         default="sqlite",
         description='"sqlite" keeps everything in data_dir/coral.db; a postgresql:// URL'
-        " moves the ledger there.",
+        " moves the ledger there (and more, see database_stores).",
+    )
+    database_stores: Literal["ledger", "all"] = Field(
+        default="ledger",
+        description='With a postgresql:// database_url: "ledger" keeps only the ledger there;'
+        ' "all" also moves the agent directory, seen ids, threads and inboxes, so several'
+        " node processes can share them. Federation's store is not on PostgreSQL yet, so"
+        ' with "all" the node runs without federation.',
     )
     bootstrap_peers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

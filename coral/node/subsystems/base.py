@@ -84,11 +84,11 @@ def wait_budget(configured: int) -> int:
 def build_subsystems(config: Any) -> list[Subsystem]:
     """Fresh subsystem instances for one node, in start order.
 
-    On PostgreSQL (``database_url`` a postgresql:// URL) the node runs without
-    federation for now: federation replicates threads inside SQLite write
-    transactions, and its PostgreSQL store is not written yet (issue #24).
+    With threads on PostgreSQL (``database_stores = "all"``) the node runs
+    without federation for now: federation replicates threads inside SQLite
+    write transactions, and its PostgreSQL store is not written yet.
     """
-    from coral.node.subsystems.coordination import CoordinationSubsystem
+    from coral.node.subsystems.coordination import CoordinationSubsystem, on_postgres
     from coral.node.subsystems.dashboard import DashboardSubsystem
     from coral.node.subsystems.federation import FederationSubsystem
     from coral.node.subsystems.interop import InteropSubsystem
@@ -96,10 +96,9 @@ def build_subsystems(config: Any) -> list[Subsystem]:
     from coral.node.subsystems.ledger import LedgerSubsystem
     from coral.node.subsystems.sessions import SessionsSubsystem
     from coral.node.subsystems.teams import TeamsSubsystem
-    from coral.store.postgres import is_postgres_url
 
     federation: list[Subsystem] = []
-    if not is_postgres_url(config.database_url):
+    if not on_postgres(config):
         federation.append(FederationSubsystem())
     return [
         CoordinationSubsystem(),

@@ -1,9 +1,10 @@
 """Agent directory, coordination engine and the message gateway.
 
 Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
-file, or, when ``database_url`` is a ``postgresql://`` URL, in PostgreSQL on
-one connection pool this subsystem opens and closes; there a LISTEN task
-wakes local waits for messages other node processes commit.
+file, or, when ``database_url`` is a ``postgresql://`` URL and
+``database_stores = "all"``, in PostgreSQL on one connection pool this
+subsystem opens and closes; there a LISTEN task wakes local waits for
+messages other node processes commit.
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ from typing import Any
 
 from coral.agents.ports import AgentStore
 from coral.api.context import NodeContext
+from coral.config import Config
 from coral.coordination.ports import CoordinationStore, SeenIds
 from coral.node.subsystems.base import Subsystem, wait_budget
+
+
+def on_postgres(config: Config) -> bool:
+    """True when the directory, seen ids and threads live in PostgreSQL (``database_stores``)."""
+    from coral.store.postgres import is_postgres_url
+
+    return is_postgres_url(config.database_url) and config.database_stores == "all"
 
 
 class CoordinationSubsystem(Subsystem):
     """Agent directory, coordination engine and the message gateway.
 
-    Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
-    file, or, when ``database_url`` is a ``postgresql://`` URL, in PostgreSQL on
-    one connection pool this subsystem opens and closes.
+    Their stores live in SQLite, or in PostgreSQL (see the module docstring).
     """
 
     name = "coordination"
@@ -101,9 +108,7 @@ class CoordinationSubsystem(Subsystem):
         self, node: Any, ctx: NodeContext
     ) -> tuple[AgentStore, SeenIds, CoordinationStore]:
         """The three stores, migrated: on PostgreSQL for a postgresql:// URL, else SQLite."""
-        from coral.store.postgres import is_postgres_url
-
-        if is_postgres_url(node.config.database_url):
+        if on_postgres(node.config):
             from coral.store.agents_postgres import PostgresAgentStore
             from coral.store.coordination_postgres import PostgresCoordinationStore
             from coral.store.postgres import open_pool
