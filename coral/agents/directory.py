@@ -80,9 +80,23 @@ class AgentDirectory:
     async def register(self, record: AgentRecord) -> AgentRecord:
         """Accept a record signed by its agent, countersign it, and store it.
 
-        Raises NameTaken when the record's name is bound to another did here,
-        StaleRecord for a version not newer than the stored one, and the
-        signature/freshness errors of the record checks.
+        Re-registering a record equal to the stored one (but for the node's
+        signature) returns the stored record: a retry is idempotent.
+
+        Raises:
+            SignatureError: the record is not signed by its agent
+                (``missing_signature`` when unsigned).
+            InvalidMessage: the record names another home node
+                (``wrong_home_node``).
+            FromFuture: ``updated_at`` lies beyond the allowed clock skew.
+            StaleRecord: the version is not newer than the stored one.
+            AgentNotRegistered: a tombstone for an agent never registered.
+            NameTaken: the record's name is bound to another did here.
+            StorageUnavailable: the store could not be read or written.
+
+        Cancellation: each step commits on its own. Cancelled after the
+        name was bound but before the record was stored, the name stays bound
+        to the agent (as after any failure there); registering again completes it.
         """
         verify_agent_signature(record)
         if record.home_node != self.node.did:
@@ -119,6 +133,22 @@ class AgentDirectory:
         ``request`` must pass ``check_agent_rotation`` against the stored record.
         Both records are stored through ``register``, so a retry after a crash
         between the two is idempotent. Returns (tombstone, new record), countersigned.
+
+        Raises:
+            AgentNotRegistered: the old did has no live record.
+            RotationRefused: the request does not continue the stored record
+                (wrong dids, changed manifest or home node, stale tombstone),
+                or the new key already has a record.
+            SignatureError: a hand-over or record signature is missing or wrong.
+            FromFuture: the hand-over is dated in the future.
+            InvalidMessage: the hand-over hands a key over to itself.
+            NameTaken: the name is bound to a third agent.
+            StorageUnavailable: the store could not be read or written.
+
+        Cancellation: the name moves first and each record lands on its own,
+        so a cancelled rotation may leave the name with the new key, or the
+        old did tombstoned without its replacement listed; retrying the same
+        request completes it (the same as after a crash).
         """
         current = await self.get(request.handover.old_did)
         check_agent_rotation(current, request, self.clock(), self.max_skew_ms)
@@ -133,7 +163,15 @@ class AgentDirectory:
         return tombstone, await self.register(request.replacement)
 
     async def merge_remote(self, record: AgentRecord) -> bool:
-        """Accept a fully signed record from a peer if newer; True when stored."""
+        """Accept a fully signed record from a peer if newer; True when stored.
+
+        Records homed on this node are ignored (False): this node is their authority.
+
+        Raises:
+            SignatureError: the agent's or the home node's signature is
+                missing or does not verify.
+            StorageUnavailable: the store could not be written.
+        """
         verify_record(record)
         if record.home_node == self.node.did:
             return False  # we are the authority for our own agents
@@ -144,7 +182,11 @@ class AgentDirectory:
         return stored
 
     async def get(self, did: str) -> AgentRecord:
-        """The live record of ``did``; AgentNotRegistered otherwise."""
+        """The live record of ``did``.
+
+        Raises:
+            AgentNotRegistered: no record, or only a tombstone, for ``did``.
+        """
         record = await self.store.get(did)
         if record is None or record.deleted:
             raise AgentNotRegistered(f"agent {did} is not registered")
@@ -172,9 +214,10 @@ class AgentDirectory:
     async def resolve(self, ref: str, *, scope: str = NODE_SCOPE) -> AgentRecord:
         """Find an agent by did or by name, through the name's binding.
 
-        Raises AgentNotRegistered when nothing answers to ``ref`` (or its
-        holder is deregistered), AmbiguousName when several remote agents
-        carry an unbound name.
+        Raises:
+            AgentNotRegistered: nothing answers to ``ref``, or its holder is
+                deregistered.
+            AmbiguousName: several remote agents carry an unbound name.
         """
         if ref.startswith("did:"):
             return await self.get(ref)
@@ -196,7 +239,12 @@ class AgentDirectory:
         return remote[0]
 
     async def resolve_did(self, ref: str, *, scope: str = NODE_SCOPE) -> str:
-        """The did of the agent named or identified by ``ref`` (see ``resolve``)."""
+        """The did of the agent named or identified by ``ref``.
+
+        Raises:
+            AgentNotRegistered: nothing answers to ``ref`` (see ``resolve``).
+            AmbiguousName: several remote agents carry an unbound name.
+        """
         return (await self.resolve(ref, scope=scope)).agent
 
     async def is_registered(self, did: str) -> bool:

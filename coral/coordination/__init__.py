@@ -1,11 +1,13 @@
 """The coordination engine: sessions of threads, pluggable strategies, and waiting.
 
-Adapters call ``CoordinationService``; storage plugs in through
+Adapters call ``CoordinationService``, and every inbound agent message goes
+through ``MessageGateway``; storage plugs in through
 ``CoordinationStore`` (``coral.store.coordination_sqlite`` by default);
 strategies plug in through ``StrategyRegistry`` and the entry point group
 ``coral.strategies``.
 """
 
+from coral.coordination.gateway import MessageGateway
 from coral.coordination.model import (
     HistoryPage,
     InboxEntry,
@@ -14,7 +16,13 @@ from coral.coordination.model import (
     WaitKind,
     WaitResult,
 )
-from coral.coordination.ports import CoordinationStore, ThreadWrite
+from coral.coordination.ports import (
+    CoordinationStore,
+    ReplicatedThreads,
+    SeenIds,
+    ThreadWrite,
+    WriteScope,
+)
 from coral.coordination.registry import StrategyRegistry
 from coral.coordination.service import CoordinationService
 from coral.coordination.strategy import (
@@ -33,6 +41,9 @@ __all__ = [
     "Decision",
     "HistoryPage",
     "InboxEntry",
+    "MessageGateway",
+    "ReplicatedThreads",
+    "SeenIds",
     "Strategy",
     "StrategyRegistry",
     "SystemEvent",
@@ -43,4 +54,5 @@ __all__ = [
     "TimedStrategy",
     "WaitKind",
     "WaitResult",
+    "WriteScope",
 ]

@@ -34,7 +34,11 @@ class Forwarder(Protocol):
         ...
 
     async def forward(self, message: Message, owner: str) -> dict[str, Any]:
-        """Queue the verified message for its owner; a receipt for the sender."""
+        """Queue the verified message for its owner; a receipt for the sender.
+
+        Raises:
+            StorageUnavailable: the outbox could not be written.
+        """
         ...
 
 
@@ -58,7 +62,11 @@ class RegisteredAgents:
             self._live[record.agent] = not record.deleted
 
     async def is_registered(self, did: str) -> bool:
-        """True when ``did`` has a live record here."""
+        """True when ``did`` has a live record here.
+
+        Raises:
+            StorageUnavailable: the directory store could not be read.
+        """
         live = self._live.get(did)
         if live is not None:
             return live
@@ -70,7 +78,12 @@ class RegisteredAgents:
         return live
 
     async def resolve_did(self, ref: str) -> str:
-        """The did of an agent given by did or name; raises when unknown."""
+        """The did of an agent given by did or name.
+
+        Raises:
+            AgentNotRegistered: nothing live answers to ``ref``.
+            AmbiguousName: several remote agents carry the unbound name.
+        """
         return await self.directory.resolve_did(ref)
 
 
@@ -103,6 +116,31 @@ class MessageGateway:
 
         For a thread another node owns, the verified message is queued for
         that node and a receipt ``{"message_id", "owner", "queued"}`` returned.
+
+        Raises:
+            RateLimited: the sender is over its rate limit.
+            LimitExceeded: the message breaks a size limit (``TooLarge``,
+                ``TooDeep``).
+            FreshnessError: ``Expired``, ``FromFuture``, or ``Replayed`` for an
+                id seen within the replay window (in memory, or for commands
+                in the persistent ``SeenIds``).
+            SignatureError: the signature is missing or does not verify.
+            Forbidden: a reserved kind, or the sender is not a registered agent.
+            InvalidMessage: a malformed command (``invalid_command``).
+            AgentNotRegistered: a command names an unknown agent.
+            StorageUnavailable: the store could not be read or written.
+            CoralError: an admission check's refusal (team rules, award
+                settlement: ``NotAMember``, ``PendingNotFound``, ...), or any
+                refusal of the ``CoordinationService`` operation the message
+                maps to (``ThreadNotFound``, ``NotParticipant``, ``OutOfTurn``, ...).
+
+        Once the signature checks pass, the message id counts as seen: after
+        any later refusal, or a cancellation, the same signed message is
+        refused as ``Replayed`` within the replay window; sign a new one.
+
+        Cancellation: an admission check that already ran keeps its effect (a
+        carried team document stays applied, an award payment stays settled);
+        for the coordination write see ``CoordinationService``.
         """
         if self.limiter is not None:
             self.limiter.take(message.sender)

@@ -60,7 +60,22 @@ log = logging.getLogger(__name__)
 
 
 class CoordinationService:
-    """Sessions of threads where agents post, take turns, and wait for each other."""
+    """Sessions of threads where agents post, take turns, and wait for each other.
+
+    Every operation that changes a thread holds that thread's lock (a
+    ``KeyedLocks`` entry) from its read to its write, so writes to one thread
+    never interleave. Errors are typed ``CoralError`` subclasses; any call that
+    reads or writes the store may also raise ``StorageUnavailable`` when the
+    database cannot be reached or written (disk full, read-only, locked).
+
+    Cancelling a changing call releases the thread's lock. Cancelled before
+    the write reaches the store, nothing is written. Cancelled while the store
+    applies it, the write may still commit (the SQLite store does not withdraw
+    a write it has queued); if it does, waiting agents are not woken for it and
+    commit listeners are not told, so waits find it only on a later read of the
+    store. An event hook that already ran keeps its effect either way (the
+    ledger's award hook reserves under the award's id, so a retry reserves once).
+    """
 
     def __init__(
         self,
@@ -104,7 +119,14 @@ class CoordinationService:
         """Close every open thread of ``session_id`` that ``members`` are in; returns how many.
 
         A coral-server session ends its threads with it; this records that end
-        in each thread's log, signed by the node.
+        in each thread's log, signed by the node. Threads closed before a
+        failure stay closed.
+
+        Raises:
+            ThreadClosed: a thread was closed by someone else meanwhile.
+            StorageUnavailable: the store could not be read or written.
+
+        Cancellation: threads closed so far stay closed; see ``force_close``.
         """
         closed = 0
         seen: set[str] = set()
@@ -129,7 +151,21 @@ class CoordinationService:
         session_id: str | None = None,
         thread_id: str | None = None,
     ) -> Thread:
-        """Create an open thread (the creator joins first) run by ``strategy``."""
+        """Create an open thread (the creator joins first) run by ``strategy``.
+
+        Raises:
+            UnknownStrategy: no strategy is registered under ``strategy``.
+            InvalidStrategyOptions: the strategy refused ``strategy_options``, or
+                they are not JSON.
+            InvalidThread: a bad thread or session id, name, creator or
+                participant id, or too many participants.
+            ThreadExists: ``thread_id`` is taken.
+            CoralError: the strategy's refusal of the new thread, or an event
+                hook's (nothing is written).
+
+        Cancellation: releases the new thread's lock; see the class docstring
+        for a write the store already took.
+        """
         now = self.clock()
         chosen = self.strategies.get(strategy)
         options = chosen.validate_options(dict(strategy_options or {}))
@@ -163,7 +199,18 @@ class CoordinationService:
             return await self._commit(thread, None, now, [created], decision)
 
     async def add_participant(self, requester: str, thread_id: str, agent: str) -> Thread:
-        """Add ``agent``; it receives the whole history so far in its inbox."""
+        """Add ``agent``; it receives the whole history so far in its inbox.
+
+        Raises:
+            ThreadNotFound: no thread ``thread_id``.
+            NotParticipant: ``requester`` is not in the thread.
+            ThreadClosed: the thread is closed.
+            InvalidThread: ``agent`` is not a did:key, or the thread is full.
+            AlreadyParticipant: ``agent`` is already in the thread.
+            ConcurrentUpdate: the thread changed under the write; retry.
+
+        Cancellation: releases the thread's lock; see the class docstring.
+        """
         async with self._locks.hold(thread_id):
             thread = await self._load(thread_id)
             joined = rules.with_participant_added(thread, requester, agent)
@@ -172,7 +219,17 @@ class CoordinationService:
             return await self._commit(joined, thread, self.clock(), [added], grants=(grant,))
 
     async def remove_participant(self, requester: str, thread_id: str, agent: str) -> Thread:
-        """Remove ``agent`` (the requester must be a participant); it is told it left."""
+        """Remove ``agent`` (the requester must be a participant); it is told it left.
+
+        Raises:
+            ThreadNotFound: no thread ``thread_id``.
+            NotParticipant: ``requester`` is not in the thread.
+            ThreadClosed: the thread is closed.
+            AgentNotFound: ``agent`` is not in the thread.
+            ConcurrentUpdate: the thread changed under the write; retry.
+
+        Cancellation: releases the thread's lock; see the class docstring.
+        """
         async with self._locks.hold(thread_id):
             thread = await self._load(thread_id)
             left = rules.with_participant_removed(thread, requester, agent)
@@ -182,7 +239,17 @@ class CoordinationService:
             )
 
     async def close_thread(self, requester: str, thread_id: str, summary: str) -> Thread:
-        """Close the thread with a summary (its conclusion); nothing more may be posted."""
+        """Close the thread with a summary (its conclusion); nothing more may be posted.
+
+        Raises:
+            ThreadNotFound: no thread ``thread_id``.
+            NotParticipant: ``requester`` is not in the thread.
+            ThreadClosed: the thread is already closed.
+            InvalidThread: the summary is too long.
+            ConcurrentUpdate: the thread changed under the write; retry.
+
+        Cancellation: releases the thread's lock; see the class docstring.
+        """
         async with self._locks.hold(thread_id):
             thread = await self._load(thread_id)
             now = self.clock()
@@ -191,7 +258,16 @@ class CoordinationService:
             return await self._commit(done, thread, now, [closed])
 
     async def force_close(self, thread_id: str, summary: str) -> Thread:
-        """Close a thread on the node operator's authority (recorded as by the node)."""
+        """Close a thread on the node operator's authority (recorded as by the node).
+
+        Raises:
+            ThreadNotFound: no thread ``thread_id``.
+            ThreadClosed: the thread is already closed.
+            InvalidThread: the summary is too long.
+            ConcurrentUpdate: the thread changed under the write; retry.
+
+        Cancellation: releases the thread's lock; see the class docstring.
+        """
         async with self._locks.hold(thread_id):
             thread = await self._load(thread_id)
             now = self.clock()
@@ -207,6 +283,22 @@ class CoordinationService:
         """Append a verified agent message to its thread; return the stored entry.
 
         Raises (and writes nothing) when the rules or the thread's strategy refuse it.
+
+        Raises:
+            InvalidMessage: the kind is reserved for node events (``reserved_kind``).
+            ThreadRequired: the message names no thread.
+            ThreadNotFound: no such thread.
+            NotParticipant: the sender is not in the thread.
+            ThreadClosed: the thread is closed.
+            MentionSelf: the message mentions its sender.
+            MentionNotParticipant: it mentions an agent outside the thread.
+            Expired: the message expired before it was posted.
+            DuplicateMessage: a message with this id is already stored.
+            ConcurrentUpdate: the thread changed under the write; retry.
+            CoralError: the strategy's refusal (``OutOfTurn``, or the reason of
+                vote, contract-net or planner rules), or an event hook's.
+
+        Cancellation: releases the thread's lock; see the class docstring.
         """
         if message.kind.startswith(ev.EVENT_KIND_PREFIX):
             raise InvalidMessage(
@@ -235,7 +327,18 @@ class CoordinationService:
             return entry
 
     async def tick(self, thread_id: str) -> tuple[ThreadEntry, ...]:
-        """Let the thread's strategy react to time passing (e.g. an auction deadline)."""
+        """Let the thread's strategy react to time passing (e.g. an auction deadline).
+
+        Returns the entries the tick appended (none when nothing changed).
+
+        Raises:
+            ThreadNotFound: no thread ``thread_id``.
+            UnknownStrategy: the thread's strategy is no longer registered.
+            ConcurrentUpdate: the thread changed under the write; retry.
+            CoralError: an event hook's refusal (nothing is written).
+
+        Cancellation: releases the thread's lock; see the class docstring.
+        """
         async with self._locks.hold(thread_id):
             thread = await self._load(thread_id)
             if not thread.is_open:
@@ -254,7 +357,12 @@ class CoordinationService:
             return tuple(page)
 
     async def tick_due(self) -> int:
-        """Tick every thread whose strategy asked to be woken by now; return how many."""
+        """Tick every thread whose strategy asked to be woken by now; return how many.
+
+        Raises:
+            CoralError: the first failing ``tick``'s error; threads ticked
+                before it stay ticked, later ones are not ticked.
+        """
         due = await self.store.due_threads(self.clock())
         for thread_id in due:
             await self.tick(thread_id)
@@ -265,6 +373,13 @@ class CoordinationService:
 
         Sleeps until the earliest wake time and is re-planned by any change to
         one, so nothing polls. A tick that fails is logged and retried later.
+
+        Raises:
+            StorageUnavailable: listing due threads or the next wake time
+                failed; the loop ends (a failing tick does not end it).
+
+        Cancellation: the only way it ends normally; a tick in progress is
+        cancelled with it (see the class docstring).
         """
         while True:
             self._wakes_changed.clear()
@@ -287,7 +402,12 @@ class CoordinationService:
     # -- reading ------------------------------------------------------------
 
     async def get_thread(self, requester: str, thread_id: str) -> Thread:
-        """The thread, if ``requester`` is one of its participants."""
+        """The thread, if ``requester`` is one of its participants.
+
+        Raises:
+            ThreadNotFound: no thread ``thread_id``.
+            NotParticipant: ``requester`` is not in the thread.
+        """
         thread = await self._load(thread_id)
         rules.require_participant(thread, requester)
         return thread
@@ -299,7 +419,14 @@ class CoordinationService:
     async def history(
         self, requester: str, thread_id: str, after_seq: int = 0, limit: int = 100
     ) -> HistoryPage:
-        """One page of the thread's log after ``after_seq``; participants only."""
+        """One page of the thread's log after ``after_seq``; participants only.
+
+        Raises:
+            InvalidMessage: ``limit`` is outside 1..MAX_PAGE or ``after_seq`` is
+                negative (``invalid_page``).
+            ThreadNotFound: no thread ``thread_id``.
+            NotParticipant: ``requester`` is not in the thread.
+        """
         if not 0 < limit <= MAX_PAGE or after_seq < 0:
             raise InvalidMessage(f"limit is 1..{MAX_PAGE}, after_seq >= 0", reason="invalid_page")
         await self.get_thread(requester, thread_id)
@@ -317,6 +444,10 @@ class CoordinationService:
         A streaming front door takes the slot before it starts its response,
         so a refusal (TooManyWaits, WaitBudgetExhausted) is still a plain
         error; it passes the slot to each ``wait``. Leaving the block frees it.
+
+        Raises:
+            TooManyWaits: ``agent`` already holds as many waits as allowed.
+            WaitBudgetExhausted: the node holds its budget of waits (retryable).
         """
         with self.signals.listen(agent) as slot:
             yield slot
@@ -325,7 +456,13 @@ class CoordinationService:
     def check_wait(
         kind: str, from_agent: str | None, after: int, limit: int, timeout_ms: int
     ) -> None:
-        """Raise InvalidWait unless these are valid ``wait`` arguments."""
+        """Check ``wait`` arguments.
+
+        Raises:
+            InvalidWait: a bad kind, ``from_agent`` given for a kind other
+                than ``agent`` (or missing for it), a timeout outside
+                (0, MAX_WAIT_MS], a negative cursor or a bad limit.
+        """
         if kind not in WAIT_KINDS:
             raise InvalidWait(f"kind is one of {', '.join(WAIT_KINDS)}")
         if (kind == "agent") != (from_agent is not None):
@@ -351,10 +488,21 @@ class CoordinationService:
         Returns at once when some exist, otherwise blocks until one arrives or
         ``timeout_ms`` passes (then returns none and the same cursor). Resuming
         with the returned cursor never skips or repeats a matching entry, also
-        across restarts. Cancelling the wait releases its slot. ``slot`` is
-        one reserved with ``wait_slot``; without it the wait takes its own.
+        across restarts. ``slot`` is one reserved with ``wait_slot``; without
+        it the wait takes its own.
 
-        Raises InvalidWait, TooManyWaits, WaitBudgetExhausted.
+        Raises:
+            InvalidWait: the arguments are invalid (see ``check_wait``).
+            TooManyWaits: without ``slot``, ``agent`` already holds as many
+                waits as allowed.
+            WaitBudgetExhausted: without ``slot``, the node holds its budget of
+                waits (retryable).
+            StorageUnavailable: the inbox could not be read.
+
+        Cancellation: frees the slot the wait took, without parking it for a
+        next wait to take over (a reserved ``slot`` stays with its
+        ``wait_slot`` block). Nothing is consumed: resuming from the caller's
+        cursor loses no entry.
         """
         self.check_wait(kind, from_agent, after, limit, timeout_ms)
         loop = asyncio.get_running_loop()
@@ -395,8 +543,20 @@ class CoordinationService:
 
         Like repeated ``wait`` calls resumed from each returned cursor, but the
         wait stays registered between batches, so rows committed meanwhile are
-        taken from memory rather than read back from the store. Holds one of
-        the agent's wait slots until the iterator is closed or cancelled.
+        taken from memory rather than read back from the store.
+
+        Errors surface from the first ``__anext__``, where the body starts.
+
+        Raises:
+            InvalidWait: the arguments are invalid (see ``check_wait``).
+            TooManyWaits: ``agent`` already holds as many waits as allowed.
+            WaitBudgetExhausted: the node holds its budget of waits (retryable).
+            StorageUnavailable: the inbox could not be read.
+
+        Cancellation: holds one of the agent's wait slots from the first
+        ``__anext__`` until the iterator is closed (``aclose``) or a pending
+        ``__anext__`` is cancelled; either frees it. Batches already yielded
+        stay delivered: resume from the last cursor received.
         """
         self.check_wait(kind, from_agent, after, limit, 1)
         with self.signals.listen(agent) as listener:

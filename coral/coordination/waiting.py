@@ -94,11 +94,16 @@ class InboxSignals:
 
     @contextmanager
     def listen(self, agent: str, resume: Hashable | None = None) -> Iterator[InboxListener]:
-        """Register a wait for ``agent``; TooManyWaits when it already has the maximum.
+        """Register a wait for ``agent`` for the duration of the block.
 
         With ``resume`` equal to a parked wait's ``park_as``, that wait's
-        listener (and what it collected) is taken over. Raises
-        WaitBudgetExhausted (retryable) when the node holds ``max_waits_total``.
+        listener (and what it collected) is taken over. Leaving the block, also
+        by an exception or cancellation, unregisters the wait; a listener whose
+        ``park_as`` was set and that knows its inbox is then parked.
+
+        Raises:
+            WaitBudgetExhausted: the node holds ``max_waits_total`` waits (retryable).
+            TooManyWaits: ``agent`` already has ``max_waits_per_agent`` waits.
         """
         if self.max_waits_total is not None and self._total >= self.max_waits_total:
             raise WaitBudgetExhausted(
@@ -186,7 +191,12 @@ class KeyedLocks:
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the lock for ``key`` for the duration of the block."""
+        """Hold the lock for ``key`` for the duration of the block.
+
+        Cancellation: cancelled while waiting for the lock, or inside the
+        block, the lock is released (or never taken) and the key's entry is
+        dropped once nobody holds or awaits it.
+        """
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:

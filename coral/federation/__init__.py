@@ -8,6 +8,7 @@ implement; ``memory`` is the in-memory store for tests.
 """
 
 from coral.federation.digest import Digest, DigestDiff, GossipRequest, OriginSummary
+from coral.federation.driver import FederationNode
 from coral.federation.errors import (
     ExpiredTombstone,
     PeerBanned,
@@ -28,6 +29,7 @@ from coral.federation.peer_record import (
     verify_peer_record,
 )
 from coral.federation.peers import PeerScores, PeerSet, ScoringPolicy
+from coral.federation.ports import FederationMetrics, FederationStore, PeerTransport
 from coral.federation.records import GossipRecord, RecordVerifier, record_origin
 from coral.federation.retry import next_retry_ms
 from coral.federation.routing import (
@@ -45,6 +47,9 @@ __all__ = [
     "DigestDiff",
     "ExchangeStats",
     "ExpiredTombstone",
+    "FederationMetrics",
+    "FederationNode",
+    "FederationStore",
     "GossipConfig",
     "GossipRecord",
     "GossipRequest",
@@ -58,6 +63,7 @@ __all__ = [
     "PeerScores",
     "PeerSet",
     "PeerTableFull",
+    "PeerTransport",
     "RecordFromFuture",
     "RecordVerifier",
     "Route",

@@ -3,9 +3,14 @@
 The core (``LedgerState``) is a pure state machine with TigerBeetle's
 semantics; ``LedgerService`` is the async facade the node uses over any
 ``LedgerStore`` adapter (SQLite or PostgreSQL, in ``coral.store``).
+``LedgerAccess`` adds who may do what (both API adapters call it);
+``PaymentRelay`` carries payments between nodes, ``AwardEscrow`` pays
+contract-net awards and ``LedgerTeamEscrow`` holds team budgets.
 """
 
+from coral.ledger.access import Caller, LedgerAccess
 from coral.ledger.audit import find_violations
+from coral.ledger.awards import AwardEscrow
 from coral.ledger.conditional import (
     PathHop,
     PreparedPath,
@@ -30,10 +35,12 @@ from coral.ledger.model import (
     TransferFlags,
     TransferResult,
 )
-from coral.ledger.ports import LedgerStore
+from coral.ledger.ports import FederationOutbox, LedgerStore, LedgerTransaction, TransactionFactory
 from coral.ledger.receipts import RECEIPT_DOMAIN, Receipt, issue_receipt, verify_receipt
+from coral.ledger.relay import PaymentRelay
 from coral.ledger.service import LedgerService, TransferOutcome, operator_account_id
 from coral.ledger.state import LedgerState
+from coral.ledger.team_escrow import LedgerTeamEscrow
 
 __all__ = [
     "AMOUNT_MAX",
@@ -42,17 +49,25 @@ __all__ = [
     "AccountFlags",
     "AccountKind",
     "AccountResult",
+    "AwardEscrow",
+    "Caller",
+    "FederationOutbox",
     "HistoryEntry",
+    "LedgerAccess",
     "LedgerChanges",
     "LedgerError",
     "LedgerService",
     "LedgerState",
     "LedgerStore",
+    "LedgerTeamEscrow",
+    "LedgerTransaction",
     "PathHop",
+    "PaymentRelay",
     "PendingStatus",
     "PreparedPath",
     "Receipt",
     "Resolution",
+    "TransactionFactory",
     "Transfer",
     "TransferFlags",
     "TransferOutcome",

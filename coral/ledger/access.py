@@ -76,7 +76,17 @@ def check_client_transfer_id(transfer_id: str) -> str:
 
 
 class LedgerAccess:
-    """The ledger operations agents and operators may call, with their authorization."""
+    """The ledger operations agents and operators may call, with their authorization.
+
+    Each method checks the caller first, then calls ``LedgerService`` and
+    raises its refusals unchanged (see its methods); any method may raise
+    ``StorageUnavailable`` as the service does.
+
+    Cancellation: as for ``LedgerService``: a write already submitted may
+    still commit, and retrying with the same ``transfer_id`` (required of
+    clients) returns its outcome instead of moving money twice. Opening an
+    agent's account on first use commits separately and is idempotent.
+    """
 
     def __init__(
         self,
@@ -99,7 +109,12 @@ class LedgerAccess:
     # --- accounts -------------------------------------------------------------------
 
     async def agent_account(self, account_id: str) -> Account:
-        """The account, opening it first when it is a registered agent's did."""
+        """The account, opening it first when it is a registered agent's did.
+
+        Raises:
+            UnknownAccount: no such account, and ``account_id`` is not the did
+                of an agent registered here.
+        """
         try:
             return await self.ledger.balance(account_id)
         except errors.UnknownAccount:
@@ -130,13 +145,23 @@ class LedgerAccess:
         return account
 
     async def balance(self, caller: Caller, account_id: str) -> Account:
-        """An account's balances; its owner's (or the operator's) to read."""
+        """An account's balances; its owner's (or the operator's) to read.
+
+        Raises:
+            UnknownAccount: no such account (see ``agent_account``).
+            NotAccountOwner: the caller neither owns it nor is the operator.
+        """
         return await self._owned(caller, account_id, spending=False)
 
     async def history(
         self, caller: Caller, account_id: str, after: int, limit: int
     ) -> list[HistoryEntry]:
-        """A page of the account's transfers after sequence ``after``, oldest first."""
+        """A page of the account's transfers after sequence ``after``, oldest first.
+
+        Raises:
+            UnknownAccount: no such account (see ``agent_account``).
+            NotAccountOwner: the caller neither owns it nor is the operator.
+        """
         await self._owned(caller, account_id, spending=False)
         return await self.ledger.history(account_id, after=after, limit=limit)
 
@@ -152,7 +177,16 @@ class LedgerAccess:
         amount: int,
         memo: str = "",
     ) -> TransferOutcome:
-        """Pay at once from the caller's account; a retry with the same id is a no-op."""
+        """Pay at once from the caller's account; a retry with the same id is a no-op.
+
+        Raises:
+            MissingTransferId: ``transfer_id`` is empty.
+            InvalidTransferId: ``transfer_id`` breaks the client id alphabet.
+            UnknownAccount: the debit account does not exist.
+            NotAccountOwner: the caller does not own the debit account, or it
+                is not an agent account.
+            LedgerError: the refusals of ``LedgerService.transfer``.
+        """
         check_client_transfer_id(transfer_id)
         await self._owned(caller, debit_account, spending=True)
         await self._credit_side(credit_account)
@@ -176,7 +210,16 @@ class LedgerAccess:
         condition: str = "",
         memo: str = "",
     ) -> Transfer:
-        """Hold funds in escrow (optionally hash-locked) from the caller's account."""
+        """Hold funds in escrow (optionally hash-locked) from the caller's account.
+
+        Raises:
+            MissingTransferId: ``transfer_id`` is empty.
+            InvalidTransferId: ``transfer_id`` breaks the client id alphabet.
+            UnknownAccount: the debit account does not exist.
+            NotAccountOwner: the caller does not own the debit account, or it
+                is not an agent account.
+            LedgerError: the refusals of ``LedgerService.reserve``.
+        """
         check_client_transfer_id(transfer_id)
         await self._owned(caller, debit_account, spending=True)
         await self._credit_side(credit_account)
@@ -197,7 +240,15 @@ class LedgerAccess:
     async def post(
         self, caller: Caller, pending_id: str, *, transfer_id: str, amount: int = 0
     ) -> TransferOutcome:
-        """Settle a reservation the caller made (``amount`` 0 posts all of it)."""
+        """Settle a reservation the caller made (``amount`` 0 posts all of it).
+
+        Raises:
+            MissingTransferId: ``transfer_id`` is empty.
+            InvalidTransferId: ``transfer_id`` breaks the client id alphabet.
+            PendingNotFound: no transfer ``pending_id``.
+            NotAccountOwner: the caller is not the reservation's payer.
+            LedgerError: the refusals of ``LedgerService.post``.
+        """
         check_client_transfer_id(transfer_id)
         await self._pending_of(caller, pending_id, payer_only=True)
         outcome = await self._counted(
@@ -207,7 +258,15 @@ class LedgerAccess:
         return outcome
 
     async def void(self, caller: Caller, pending_id: str, *, transfer_id: str) -> Transfer:
-        """Cancel a reservation the caller made, releasing all of it."""
+        """Cancel a reservation the caller made, releasing all of it.
+
+        Raises:
+            MissingTransferId: ``transfer_id`` is empty.
+            InvalidTransferId: ``transfer_id`` breaks the client id alphabet.
+            PendingNotFound: no transfer ``pending_id``.
+            NotAccountOwner: the caller is not the reservation's payer.
+            LedgerError: the refusals of ``LedgerService.void``.
+        """
         check_client_transfer_id(transfer_id)
         await self._pending_of(caller, pending_id, payer_only=True)
         transfer = await self._counted(self.ledger.void(pending_id, transfer_id=transfer_id))
@@ -217,7 +276,15 @@ class LedgerAccess:
     async def fulfil(
         self, caller: Caller, pending_id: str, *, transfer_id: str, preimage: bytes
     ) -> TransferOutcome:
-        """Post a hash-locked reservation by revealing its preimage (payer or payee)."""
+        """Post a hash-locked reservation by revealing its preimage (payer or payee).
+
+        Raises:
+            MissingTransferId: ``transfer_id`` is empty.
+            InvalidTransferId: ``transfer_id`` breaks the client id alphabet.
+            PendingNotFound: no transfer ``pending_id``.
+            NotAccountOwner: the caller is neither payer nor payee.
+            LedgerError: the refusals of ``LedgerService.fulfil_conditional``.
+        """
         check_client_transfer_id(transfer_id)
         await self._pending_of(caller, pending_id, payer_only=False)
         outcome = await self._counted(
@@ -229,7 +296,15 @@ class LedgerAccess:
     async def issue(
         self, caller: Caller, account_id: str, amount: int, *, transfer_id: str | None = None
     ) -> TransferOutcome:
-        """Dev-mode funding by the operator from the ledger's operator account."""
+        """Dev-mode funding by the operator from the ledger's operator account.
+
+        Raises:
+            Forbidden: the caller is not the operator (``admin_required``).
+            DevModeOnly: the node does not run in dev mode.
+            InvalidTransferId: a given ``transfer_id`` breaks the client id alphabet.
+            UnknownAccount: no such account (see ``agent_account``).
+            LedgerError: the refusals of ``LedgerService.issue``.
+        """
         if not caller.admin:
             raise Forbidden("issuing funds needs the admin token", reason="admin_required")
         if not self._dev_mode:
@@ -246,7 +321,13 @@ class LedgerAccess:
     # --- receipts -------------------------------------------------------------------
 
     async def receipt(self, caller: Caller, transfer_id: str) -> Receipt:
-        """The signed receipt of a posted transfer, for either party (or the operator)."""
+        """The signed receipt of a posted transfer, for either party (or the operator).
+
+        Raises:
+            TransferNotFound: no transfer ``transfer_id``.
+            NotAccountOwner: the caller is neither party nor the operator.
+            NotPosted: the transfer posted no funds.
+        """
         transfer = await self._store.get_transfer(transfer_id)
         if transfer is None:
             raise errors.TransferNotFound(f"no transfer {transfer_id}")

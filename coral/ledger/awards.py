@@ -54,7 +54,18 @@ class AwardEscrow:
         self._hold_ms = hold_ms
 
     async def on_award(self, thread: Thread, award: Award) -> Mapping[str, Any] | None:
-        """Reserve the price; returns the ``payment`` data merged into the award event."""
+        """Reserve the price; returns the ``payment`` data merged into the award event.
+
+        A ledger refusal does not raise: the payment is reported ``unfunded``
+        with the refusal's reason.
+
+        Raises:
+            StorageUnavailable: the ledger store is closed or its commit failed.
+
+        Cancellation: the reservation may still commit (see
+        ``LedgerService``); it is made under the award's id
+        (``award_transfer_id``), so the retried award reserves once.
+        """
         transfer_id = award_transfer_id(award.cfp_message_id)
         if award.price <= 0:
             return {"payment": {"status": "free", "transfer_id": "", "amount": 0}}
@@ -88,7 +99,22 @@ class AwardEscrow:
         }
 
     async def admit(self, message: Message) -> None:
-        """Gateway check: settle the award payment a message accepts or rejects."""
+        """Gateway check: settle the award payment a message accepts or rejects.
+
+        Messages that neither accept nor reject an award pass unchanged.
+
+        Raises:
+            InvalidMessage: both keys, or a value that is not a cfp message id,
+                or no thread (``invalid_award_reply``).
+            PendingNotFound: no award payment for that cfp in this thread.
+            NotAccountOwner: the sender is not the auction's initiator.
+            LedgerError: the ledger's refusal of the post or void
+                (``PendingAlreadyResolved``, ``PendingExpired``, ...).
+
+        Cancellation: the post or void may still commit; it uses a fixed id
+        (``award:<cfp>.post`` / ``.void``), so a new reply for the same
+        award settles once.
+        """
         accept = data_with_key(message, ACCEPT_KEY)
         reject = data_with_key(message, REJECT_KEY)
         if accept is None and reject is None:

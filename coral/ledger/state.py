@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from coral.ledger import errors
+from coral.ledger._validation import check_account, check_transfer_shape, condition_met
 from coral.ledger.model import (
     AMOUNT_MAX,
     Account,
@@ -26,7 +27,6 @@ from coral.ledger.model import (
     TransferResult,
     has_flag,
 )
-from coral.ledger.validation import check_account, check_transfer_shape, condition_met
 
 
 @dataclass(slots=True)

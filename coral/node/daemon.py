@@ -23,8 +23,8 @@ from aiohttp import web
 
 from coral.agents.keyfile import load_or_create_identity
 from coral.api.context import NodeContext
-from coral.api.grpc.server import build_grpc_server, set_serving
-from coral.api.http.app import build_http_app
+from coral.api.grpc.server import ServiceInstaller, build_grpc_server, set_serving
+from coral.api.http.app import RouteInstaller, build_http_app
 from coral.config import Config
 from coral.metrics import NodeMetrics
 from coral.node import preflight
@@ -89,8 +89,8 @@ class Node:
             started_at=now_ms(),
         )
         self.ctx = ctx
-        grpc_installers: list[Any] = []
-        http_installers: list[Any] = []
+        grpc_installers: list[ServiceInstaller] = []
+        http_installers: list[RouteInstaller] = []
         for subsystem in self.subsystems:
             self._set_up.append(subsystem)
             await subsystem.setup(self, ctx)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from coral.protocol._replay import ReplayGuard
 from coral.protocol.limits import DEFAULT_LIMITS, Limits
 from coral.protocol.message import Message, now_ms
-from coral.protocol.replay import ReplayGuard
 from coral.protocol.signing import verify_message_signature
 
 

@@ -8,3 +8,17 @@ the coordination engine. ``launcher`` (with ``launch_manifest``) is the
 node's admin launcher: registry agents started as supervised replicas.
 No HTTP here: ``coral.api.coralserver`` and ``coral.api.http.launcher`` adapt it.
 """
+
+from coral.sessions.registry import AgentRegistry
+from coral.sessions.service import (
+    SessionAgentKeys,
+    SessionManager,
+    SessionServerSettings,
+)
+
+__all__ = [
+    "AgentRegistry",
+    "SessionAgentKeys",
+    "SessionManager",
+    "SessionServerSettings",
+]

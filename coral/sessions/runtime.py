@@ -177,7 +177,19 @@ class ExecutableProcess:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self, on_exit: ExitCallback) -> None:
-        """Spawn the process (own process group) and watch it until it exits."""
+        """Spawn the process (own process group) and watch it until it exits.
+
+        ``on_exit`` is called with the exit code once the process has exited
+        and its output is drained.
+
+        Raises:
+            OSError: the program could not be spawned (missing, not
+                executable, bad working directory).
+
+        Cancellation: cancelled while spawning, asyncio kills the child
+        before the cancellation propagates and nothing is watched; once
+        started, the watching task runs on its own and ``stop`` ends it.
+        """
         self.proc = await asyncio.create_subprocess_exec(
             *self.plan.argv,
             cwd=self.plan.cwd,
@@ -218,7 +230,12 @@ class ExecutableProcess:
         on_exit(self.returncode)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM the process group, then SIGKILL after ``grace_s``; returns once it exited."""
+        """SIGTERM the process group, then SIGKILL after ``grace_s``; returns once it exited.
+
+        Cancellation: the SIGTERM already sent stands and the watching task
+        (shielded) keeps running, so ``on_exit`` still fires when the process
+        exits, but no SIGKILL is sent: call ``stop`` again to enforce it.
+        """
         proc = self.proc
         if proc is None or self._watch is None:
             return
@@ -261,7 +278,17 @@ class DockerContainer:
         return client
 
     async def start(self, on_exit: ExitCallback) -> None:
-        """Create and start the container, then follow its logs until it exits."""
+        """Create and start the container, then follow its logs until it exits.
+
+        Raises:
+            RuntimeUnavailable: no Docker daemon (or no ``docker`` package).
+            Exception: the Docker SDK's errors (image not found, API error),
+                unwrapped.
+
+        Cancellation: the Docker calls run in worker threads, which finish
+        regardless: a container started after the cancel is neither followed
+        nor stopped by this object.
+        """
         client = await asyncio.to_thread(self.client)
         spec = self.spec
         self.container = await asyncio.to_thread(
@@ -286,7 +313,13 @@ class DockerContainer:
         self._watch = asyncio.create_task(follow(), name=f"container-{self.name}")
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """``docker stop`` (SIGTERM, then SIGKILL after the grace period)."""
+        """``docker stop`` (SIGTERM, then SIGKILL after the grace period).
+
+        Docker errors are suppressed: a container that is gone counts as stopped.
+
+        Cancellation: the ``docker stop`` already running in its worker thread
+        completes; this call just stops waiting for it.
+        """
         if self.container is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.container.stop, timeout=int(grace_s))

@@ -237,7 +237,12 @@ class Session:
 
 
 class SessionManager:
-    """Namespaces and sessions: create, launch, observe and end them."""
+    """Namespaces and sessions: create, launch, observe and end them.
+
+    Sessions live in memory; their threads and messages live in the
+    coordination store, so the calls that read them may raise
+    ``StorageUnavailable``.
+    """
 
     def __init__(
         self,
@@ -306,7 +311,14 @@ class SessionManager:
         return session
 
     async def delete_namespace(self, name: str) -> None:
-        """End every session of the namespace, then remove it."""
+        """End every session of the namespace, then remove it.
+
+        Raises:
+            NamespaceNotFound: no namespace ``name``.
+
+        Cancellation: sessions ended so far stay ended; see ``end`` for the
+        one being ended.
+        """
         namespace = self.namespace(name)
         for session in list(namespace.sessions.values()):
             await self.end(session, "namespace deleted")
@@ -329,8 +341,22 @@ class SessionManager:
     async def create(self, request: SessionRequest) -> Session:
         """Check the request completely, then create the session (and launch it unless deferred).
 
-        Raises InvalidGraph / RuntimeUnavailable (400) or NamespaceNotFound (404)
-        before anything is created.
+        Raises:
+            InvalidGraph: the graph is malformed or names an agent, runtime
+                or option the registry does not have (before anything is made).
+            RuntimeUnavailable: an agent's runtime cannot run here (no
+                executable, no Docker daemon), before anything is made.
+            NamespaceNotFound: the namespace to use does not exist.
+            CoralError: ``SessionAgentKeys.create_session_agent``'s refusal;
+                the agents created so far are retired first.
+
+        An agent that fails to start does not raise: it is marked stopped,
+        with the reason in its output.
+
+        Cancellation: cancelled while the session agents are made, those
+        made so far are retired (shielded) before the cancellation
+        propagates, and no session exists. Cancelled while an immediate
+        session launches, the session exists; see ``launch``.
         """
         graph = resolve_graph(request.agentGraphRequest, self.registry)
         self._check_runtimes(graph)
@@ -407,7 +433,18 @@ class SessionManager:
         return env
 
     async def launch(self, session: Session, settings: RuntimeSettings) -> None:
-        """Start every agent of a pending session (NotPendingExecution otherwise)."""
+        """Start every agent of a pending session, one after the other.
+
+        An agent that fails to start is marked stopped (its output says why);
+        when every agent has stopped the session ends by itself.
+
+        Raises:
+            NotPendingExecution: the session is not pending execution.
+
+        Cancellation: the session is already marked executed; agents started
+        so far keep running, the others stay waiting and no TTL is armed.
+        ``end`` stops what runs.
+        """
         if session.status != "pending_execution":
             raise NotPendingExecution(f"session {session.id} is not pending execution")
         session.status = "executed"
@@ -471,7 +508,15 @@ class SessionManager:
             self._spawn(None, self.end(session, "all agents exited"))
 
     async def stop_agent(self, session: Session, name: str) -> None:
-        """Stop one running agent (SIGTERM, then SIGKILL); AgentNotRunning when not running."""
+        """Stop one running agent (SIGTERM, then SIGKILL after the grace period).
+
+        Raises:
+            SessionAgentNotFound: the session has no agent ``name``.
+            AgentNotRunning: the agent has no running runtime.
+
+        Cancellation: see ``ExecutableProcess.stop``: the SIGTERM stands, the
+        SIGKILL after the grace period is not sent.
+        """
         agent = session.agent(name)
         if agent.status != "running" or agent.runtime is None:
             raise AgentNotRunning(f"agent {name!r} is not running")
@@ -480,7 +525,17 @@ class SessionManager:
     async def end(self, session: Session, reason: str) -> None:
         """Stop the agents (SIGTERM then SIGKILL), close its threads, send the webhook, remove it.
 
-        Idempotent: a second call waits for the first to finish.
+        Idempotent: a second call waits for the first to finish. Failures to
+        close the threads or retire an agent are logged, not raised; the
+        webhook is sent in the background.
+
+        Raises:
+            StorageUnavailable: reading the threads for an extended end
+                report failed (the session stays ``closing``).
+
+        Cancellation: the session stays ``closing`` with the steps done so
+        far (agents signalled, threads closed, agents retired); a later
+        ``end`` waits for it until ``close_all`` drops it.
         """
         if session.status == "closing":
             await session.ended.wait()
@@ -567,7 +622,11 @@ class SessionManager:
             log.warning("session-end webhook to %s failed: %s", url, exc)
 
     async def end_report(self, session: Session, extended: bool) -> dict[str, Any]:
-        """coral-server's ``SessionEndReport``."""
+        """coral-server's ``SessionEndReport``.
+
+        Raises:
+            StorageUnavailable: ``extended`` and the threads could not be read.
+        """
         now = self.clock()
         if extended:
             state: dict[str, Any] = {
@@ -596,7 +655,11 @@ class SessionManager:
         }
 
     async def close_all(self) -> None:
-        """End every session (the node is stopping)."""
+        """End every session (the node is stopping), then its background tasks.
+
+        Cancellation: sessions ended so far stay ended; the background tasks
+        (webhooks, delayed removals) are then not cancelled.
+        """
         for namespace in list(self.namespaces.values()):
             for session in list(namespace.sessions.values()):
                 if session.status == "closing" and session.closing_ms is not None:
@@ -613,7 +676,11 @@ class SessionManager:
     # -- state ------------------------------------------------------------------
 
     async def threads(self, session: Session) -> list[Thread]:
-        """Every thread of the session that one of its agents is in, oldest first."""
+        """Every thread of the session that one of its agents is in, oldest first.
+
+        Raises:
+            StorageUnavailable: the coordination store could not be read.
+        """
         found: dict[str, Thread] = {}
         for agent in session.agents.values():
             for thread in await self.engine.list_threads(agent.did, session.id):
@@ -621,12 +688,20 @@ class SessionManager:
         return sorted(found.values(), key=lambda t: (t.created_at, t.id))
 
     async def thread_json(self, session: Session, thread: Thread) -> dict[str, Any]:
-        """A session thread with its messages, as coral-server's ``SessionThread``."""
+        """A session thread with its messages, as coral-server's ``SessionThread``.
+
+        Raises:
+            StorageUnavailable: the coordination store could not be read.
+        """
         entries = await self.engine.store.history(thread.id, 0, MAX_PAGE)
         return await thread_view(thread, self.names_for(session), entries)
 
     async def extended_state(self, session: Session) -> dict[str, Any]:
-        """coral-server's ``SessionStateExtended``."""
+        """coral-server's ``SessionStateExtended``.
+
+        Raises:
+            StorageUnavailable: the coordination store could not be read.
+        """
         return {
             "base": session.base_state(self.clock()),
             "agents": [a.state() for a in session.agents.values()],
@@ -662,7 +737,10 @@ class SessionManager:
         """For a ``blocking`` agent: wait until its blocking peers have connected (at most 60 s).
 
         As coral-server: a group with blocking agents talks only once they are all
-        there. On timeout it logs and lets the agent go on.
+        there. On timeout, or on finding the session no longer executing, it
+        logs and lets the agent go on; it never raises a refusal.
+
+        Cancellation: holds nothing; the wait just ends.
         """
         session = self._by_did.get(did)
         agent = session.agent_by_did(did) if session is not None else None

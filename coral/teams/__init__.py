@@ -58,7 +58,9 @@ from coral.teams.keys import (
 from coral.teams.lifecycle import EscrowHold, TeamEscrow, TeamLifecycle, TeamStore
 from coral.teams.matching import match_candidates
 from coral.teams.messages import authorize_team_message, build_team_message, read_team_message
+from coral.teams.ports import TeamIndex
 from coral.teams.record import verify_team
+from coral.teams.service import TeamsService
 from coral.teams.state import Member, TeamState
 
 __all__ = [
@@ -78,11 +80,13 @@ __all__ = [
     "SignedTeamDocument",
     "TeamCharter",
     "TeamEscrow",
+    "TeamIndex",
     "TeamKey",
     "TeamLifecycle",
     "TeamRecord",
     "TeamState",
     "TeamStore",
+    "TeamsService",
     "accept",
     "agreed_payouts",
     "authorize_team_message",

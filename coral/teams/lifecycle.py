@@ -40,15 +40,31 @@ class TeamEscrow(Protocol):
     async def reserve_budget(
         self, team_id: str, payer_did: str, amount: int, currency: str, timeout_ms: int
     ) -> str:
-        """Reserve ``amount`` from ``payer_did``; return the hold id. Voids itself at timeout."""
+        """Reserve ``amount`` from ``payer_did``; return the hold id. Voids itself at timeout.
+
+        Raises:
+            LedgerError: the ledger refused the hold (e.g. ``ExceedsCredits``:
+                the payer cannot fund it, ``UnknownAccount``: no account).
+        """
         ...
 
     async def pay_members(self, team_id: str, hold_id: str, shares: dict[str, int]) -> None:
-        """Post the hold: pay each did its share, return the remainder to the payer."""
+        """Post the hold: pay each did its share, return the remainder to the payer.
+
+        Raises:
+            LedgerError: the ledger refused the post or a payment (e.g. the
+                hold already expired: ``PendingExpired``).
+        """
         ...
 
     async def release(self, team_id: str, hold_id: str) -> None:
-        """Void the hold; the payer gets the whole amount back."""
+        """Void the hold; the payer gets the whole amount back.
+
+        A hold already resolved or expired counts as released, not an error.
+
+        Raises:
+            LedgerError: any other refusal of the void.
+        """
         ...
 
 
@@ -148,17 +164,53 @@ class TeamLifecycle:
         self._escrow = escrow
 
     async def propose(self, charter: TeamCharter, now_ms: int) -> TeamState:
-        """Verify and store a new charter; returns the empty team's state."""
+        """Verify and store a new charter; returns the empty team's state.
+
+        Raises:
+            SignatureError: the charter is not signed by its initiator.
+            FromFuture: the charter is dated in the future.
+            Conflict: the team id exists (``team_exists``).
+            StorageUnavailable: the store could not be written.
+        """
         state = TeamState(charter, now_ms)
         await self._store.create_team(charter)
         return state
 
     async def state(self, team_id: str, now_ms: int) -> TeamState:
-        """The team's current state, re-verified from the stored record."""
+        """The team's current state, re-verified from the stored record.
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+            StorageUnavailable: the store could not be read.
+        """
         return verify_team(await self._store.load_record(team_id), now_ms)
 
     async def submit(self, team_id: str, document: SignedTeamDocument, now_ms: int) -> TeamState:
-        """Apply ``document`` to the team and persist it; raise (storing nothing) if refused."""
+        """Apply ``document`` to the team and persist it; raise (storing nothing) if refused.
+
+        The first accepted invitation reserves the budget before the document
+        is appended; should the append fail, that hold is voided again. A
+        dissolution settles the escrow after it is appended.
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+            CoralError: the document's refusal by the team rules (the
+                ``coral.teams.errors`` classes, ``SignatureError``, ...).
+            Conflict: another writer appended first (``team_changed``);
+                retry on the new state.
+            LedgerError: the escrow refused the budget hold (e.g.
+                ``ExceedsCredits``) or a dissolution's payout; a refused
+                payout leaves the dissolution stored and the hold open.
+            StorageUnavailable: the store or the ledger could not be written.
+
+        Cancellation: cancelled while the budget is being reserved, the hold
+        may still be made but is not recorded: it expires back to the
+        initiator at the team's deadline. Cancelled during the append, the
+        hold is voided before the cancellation propagates, as for any failed
+        append. Cancelled while a dissolution settles, the document stands and
+        the hold stays open until ``settle`` runs again (``settle_due`` does
+        once the deadline passes).
+        """
         record = await self._store.load_record(team_id)
         state = verify_team(record, now_ms)
         state.apply(document, now_ms, live=True)
@@ -191,6 +243,16 @@ class TeamLifecycle:
 
         Returns the hold's outcome, or None when there is no hold. A team that
         is still open keeps its hold ("held").
+
+        Raises:
+            LedgerError: the ledger refused the payout or release; the hold
+                stays recorded as held, so a later call tries again.
+            Conflict: a concurrent settle recorded the outcome first
+                (``escrow_settled``); the ledger calls were idempotent.
+            StorageUnavailable: the store or the ledger could not be written.
+
+        Cancellation: the outcome is recorded only after the ledger calls,
+        which are idempotent per hold id, so calling again finishes the job.
         """
         hold = await self._store.load_escrow(team_id)
         if hold is None or hold.outcome != "held" or self._escrow is None:

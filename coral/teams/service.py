@@ -37,21 +37,20 @@ from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentRecord
 from coral.protocol.errors import Conflict, Forbidden, InvalidMessage
 from coral.protocol.message import Message, now_ms
-from coral.teams import (
+from coral.teams.documents import (
     Invitation,
     MembershipCertificate,
     SignedTeamDocument,
     TeamCharter,
-    TeamEscrow,
-    TeamLifecycle,
     TeamRecord,
-    TeamState,
-    authorize_team_message,
-    match_candidates,
     parse_team_document,
 )
 from coral.teams.errors import NotAMember, NotAuthorized
+from coral.teams.lifecycle import TeamEscrow, TeamLifecycle
+from coral.teams.matching import match_candidates
+from coral.teams.messages import authorize_team_message
 from coral.teams.ports import TeamIndex, TeamStore
+from coral.teams.state import TeamState
 
 #: Message kind that carries one signed team document in its data part.
 TEAM_DOCUMENT_KIND = "team.document"
@@ -64,7 +63,15 @@ class TeamsService:
 
     Documents of one team are applied one at a time (a per-team lock), and the
     verified state is cached in memory because every team post is checked
-    against it; the store stays the source of truth after a restart.
+    against it; the store stays the source of truth after a restart. Any
+    method may also raise ``StorageUnavailable`` when the store cannot be
+    read or written.
+
+    Cancellation: the steps of a call (store, party index, ledger escrow)
+    commit one by one, and a cancelled call keeps the steps already done. The
+    party index is written after the record: cancelled between the two, an
+    initiator, invitee or member is not indexed as a party of the team, so
+    ``record`` refuses them with ``NotAMember`` although the record names them.
     """
 
     def __init__(
@@ -95,7 +102,15 @@ class TeamsService:
         self.lifecycle = TeamLifecycle(self._store, escrow)
 
     async def settle_due(self) -> int:
-        """Release (or pay) the holds of teams whose deadline passed; returns how many."""
+        """Release (or pay) the holds of teams whose deadline passed; returns how many.
+
+        Raises:
+            LedgerError: the ledger refused a payout or release; holds settled
+                before it stay settled, the rest wait for the next call.
+
+        Cancellation: safe to call again: settling is idempotent per hold
+        (see ``TeamLifecycle.settle``).
+        """
         settled = 0
         for team_id in await self._store.teams_with_due_holds(self._clock()):
             if await self.lifecycle.settle(team_id, self._clock()) not in (None, "held"):
@@ -103,7 +118,18 @@ class TeamsService:
         return settled
 
     async def propose(self, charter: TeamCharter) -> TeamState:
-        """Store a new team; its initiator must be a registered agent."""
+        """Store a new team; its initiator must be a registered agent.
+
+        Raises:
+            Forbidden: the initiator is not a registered agent
+                (``agent_not_registered``).
+            SignatureError: the charter is not signed by its initiator.
+            FromFuture: the charter is dated in the future.
+            Conflict: the team id exists (``team_exists``).
+
+        Cancellation: see the class docstring: cancelled after the team is
+        stored, a retry gets ``team_exists``.
+        """
         if not await self._directory.is_registered(charter.initiator):
             raise Forbidden(
                 f"initiator {charter.initiator} is not a registered agent",
@@ -115,7 +141,32 @@ class TeamsService:
         return state
 
     async def submit(self, team_id: str, document: SignedTeamDocument) -> TeamState:
-        """Apply one signed document to the team (or raise its typed refusal)."""
+        """Apply one signed document to the team (or raise its typed refusal).
+
+        Raises:
+            InvalidMessage: the document belongs to another team (``wrong_team``).
+            NotFound: no team ``team_id`` (``team_not_found``).
+            InvalidTeamDocument: the document is malformed or inconsistent.
+            SignatureError: its signature is missing or wrong
+                (``DecryptionFailed`` for a sealed key that does not open).
+            Forbidden: ``WrongTeam``, ``NotAuthorized``, ``NotAMember``,
+                ``NotTheInvitee`` or ``PriceAboveRoleMax``.
+            UnknownReference: it refers to an invitation or acceptance the
+                team never saw.
+            Expired: ``InvitationExpired`` or ``TeamExpired``.
+            InvitationReplayed: an invitation id or certificate used twice.
+            Conflict: ``TeamDissolved``, ``AlreadyAnswered``, ``AlreadyMember``,
+                ``RoleFull``, ``OverBudget``, ``StaleKeyEpoch``,
+                ``KeyRecipientsMismatch``, ``RekeyRequired``, or
+                ``team_changed`` when another writer appended first.
+            LedgerError: the escrow refused the budget hold an acceptance
+                takes (e.g. ``ExceedsCredits``: the initiator cannot fund it),
+                or the payout a dissolution triggers.
+
+        Cancellation: releases the per-team lock; see ``TeamLifecycle.submit``
+        for the document and its escrow, and the class docstring for the
+        party index.
+        """
         if document.team_id != team_id:
             raise InvalidMessage("document belongs to another team", reason="wrong_team")
         lock = self._locks.setdefault(team_id, asyncio.Lock())
@@ -129,7 +180,11 @@ class TeamsService:
         return state
 
     async def state(self, team_id: str) -> TeamState:
-        """The team's verified current state (from cache, else replayed from the store)."""
+        """The team's verified current state (from cache, else replayed from the store).
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+        """
         cached = self._states.get(team_id)
         if cached is not None:
             return cached
@@ -138,14 +193,24 @@ class TeamsService:
         return self._states[team_id]
 
     async def record(self, team_id: str, reader: str) -> TeamRecord:
-        """The full signed record, for the initiator and agents named in it only."""
+        """The full signed record, for the initiator and agents named in it only.
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+            NotAMember: ``reader`` takes no part in the team.
+        """
         record = await self._store.load_record(team_id)
         if not await self.index.is_party(team_id, reader):
             raise NotAMember(f"{reader} takes no part in team {team_id}")
         return record
 
     async def candidates(self, team_id: str, reader: str) -> dict[str, list[AgentRecord]]:
-        """Directory records (local and replicated) that could fill each role, cheapest first."""
+        """Directory records (local and replicated) that could fill each role, cheapest first.
+
+        Raises:
+            NotFound: no team ``team_id`` (``team_not_found``).
+            NotAuthorized: ``reader`` may not recruit for the team.
+        """
         state = await self.state(team_id)
         if not state.has_authority(reader):
             raise NotAuthorized(f"{reader} may not recruit for team {team_id}")
@@ -155,7 +220,28 @@ class TeamsService:
     # -- the gateway admission check ------------------------------------------------
 
     async def admit(self, message: Message) -> None:
-        """Refuse (typed) any message that breaks a team rule; apply carried team documents."""
+        """Refuse (typed) any message that breaks a team rule; apply carried team documents.
+
+        Raises:
+            InvalidMessage: a malformed team ``thread.create`` or
+                ``team.document`` message.
+            Forbidden: a carried document travels in a message from someone
+                other than its signer (``not_document_signer``).
+            NotAuthorized: the sender may not open, change or close the
+                team's threads.
+            NotAMember: the sender of a team thread post is not a member, or a
+                team thread's participants are not exactly the current members.
+            Conflict: the thread to bind already exists (``thread_exists``)
+                or is already a team thread (``bound``).
+            AgentNotRegistered: a participant named does not resolve.
+            AmbiguousName: a participant name fits several remote agents.
+            CoralError: ``authorize_team_message``'s refusal of a team post
+                (key epoch, encryption), or a carried document's refusal (see
+                ``submit``).
+
+        Cancellation: see ``submit``; a thread binding written before the
+        cancel stays (the id stays reserved for the team).
+        """
         if message.kind == CREATE:
             args = _arguments(message)
             team_id = args.get(TEAM_THREAD_ARG) if args is not None else None

@@ -13,9 +13,15 @@ import contextlib
 import logging
 import resource
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral.api.context import NodeContext
+from coral.api.grpc.server import ServiceInstaller
+from coral.api.http.app import RouteInstaller
+from coral.config import Config
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 log = logging.getLogger("coral.node")
 
@@ -26,17 +32,17 @@ class Subsystem:
     name = "subsystem"
 
     def __init__(self) -> None:
-        self.grpc_installers: list[Any] = []
-        self.http_installers: list[Any] = []
+        self.grpc_installers: list[ServiceInstaller] = []
+        self.http_installers: list[RouteInstaller] = []
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         """Build services and register route installers."""
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         """Servers are listening; start background tasks."""
 
-    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+    async def stopping(self, node: Node, ctx: NodeContext) -> None:
         """Servers are about to stop: cancel background tasks."""
         for task in self._tasks:
             task.cancel()
@@ -45,7 +51,7 @@ class Subsystem:
                 await task
         self._tasks.clear()
 
-    async def close(self, node: Any, ctx: NodeContext) -> None:
+    async def close(self, node: Node, ctx: NodeContext) -> None:
         """Servers are stopped; release resources."""
 
     def background(self, job: Coroutine[Any, Any, None]) -> None:
@@ -81,7 +87,7 @@ def wait_budget(configured: int) -> int:
     return max(16, soft - max(64, soft // 4))
 
 
-def build_subsystems(config: Any) -> list[Subsystem]:
+def build_subsystems(config: Config) -> list[Subsystem]:
     """Fresh subsystem instances for one node, in start order.
 
     With threads on PostgreSQL (``database_stores = "all"``) the node runs

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral.agents.ports import AgentStore
 from coral.api.context import NodeContext
 from coral.config import Config
 from coral.coordination.ports import CoordinationStore, SeenIds
 from coral.node.subsystems.base import Subsystem, wait_budget
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 
 def on_postgres(config: Config) -> bool:
@@ -40,7 +43,7 @@ class CoordinationSubsystem(Subsystem):
         self._pool: Any = None  # the asyncpg pool, on PostgreSQL
         self._wake_writer: str | None = None  # the PostgreSQL store's token in NOTIFYs
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         from coral.agents.directory import AgentDirectory
         from coral.api.grpc import coordination as grpc_coordination
         from coral.api.http import agents as http_agents
@@ -105,7 +108,7 @@ class CoordinationSubsystem(Subsystem):
         self.http_installers += [http_agents.install, http_coordination.install]
 
     async def _open_stores(
-        self, node: Any, ctx: NodeContext
+        self, node: Node, ctx: NodeContext
     ) -> tuple[AgentStore, SeenIds, CoordinationStore]:
         """The three stores, migrated: on PostgreSQL for a postgresql:// URL, else SQLite."""
         if on_postgres(node.config):
@@ -134,13 +137,13 @@ class CoordinationSubsystem(Subsystem):
         ctx.coordination_store = sqlite_store  # federation replicates threads through it
         return sqlite_agents, sqlite_seen, sqlite_store
 
-    async def close(self, node: Any, ctx: NodeContext) -> None:
+    async def close(self, node: Node, ctx: NodeContext) -> None:
         """Close the PostgreSQL pool, if this subsystem opened one."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         from coral.protocol.message import now_ms
 
         engine = ctx.coordination

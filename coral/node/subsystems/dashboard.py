@@ -7,10 +7,13 @@ context, so each panel can tell whether its source exists.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from coral.api.context import NodeContext
 from coral.node.subsystems import Subsystem
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 #: Seconds between rate samples (each adds one point to every chart).
 RATE_INTERVAL_S = 1.0
@@ -23,7 +26,7 @@ class DashboardSubsystem(Subsystem):
 
     name = "dashboard"
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         """Build the snapshot builder and feed; register the routes and request ids."""
         from coral.api.dashboard import routes
         from coral.api.dashboard.feed import SnapshotFeed
@@ -43,17 +46,17 @@ class DashboardSubsystem(Subsystem):
             lambda app, c: routes.install(app, c, builder, feed),
         ]
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         """Sample rates and refresh the feed in the background."""
         self.rates.sample()
         self.every(RATE_INTERVAL_S, self.rates.sample_async)
         self.every(FEED_INTERVAL_S, self.feed.refresh)
 
-    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+    async def stopping(self, node: Node, ctx: NodeContext) -> None:
         """End open event streams so the HTTP server need not wait out its grace period."""
         self.feed.close()
         await super().stopping(node, ctx)
 
-    async def close(self, node: Any, ctx: NodeContext) -> None:
+    async def close(self, node: Node, ctx: NodeContext) -> None:
         """Close the dashboard's read-only ledger connection."""
         await self.reads.close()

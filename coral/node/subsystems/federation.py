@@ -10,7 +10,7 @@ ride the same outbox when the ledger runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from coral.api.context import NodeContext, need
 from coral.api.grpc.federation import installer
@@ -24,6 +24,9 @@ from coral.metrics import NodeMetrics
 from coral.node.keys import load_node_handover
 from coral.node.subsystems import Subsystem
 from coral.store.federation_sqlite import FederationStore
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 
 class PrometheusFederationMetrics:
@@ -51,7 +54,7 @@ class FederationSubsystem(Subsystem):
 
     name = "federation"
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         store = FederationStore(node.db)
         await store.migrate()
         gateway = need(ctx.gateway, "gateway")
@@ -82,10 +85,10 @@ class FederationSubsystem(Subsystem):
             )
             self.http_installers.append(ledger_relay_routes.install)
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         self.driver.publish_self(PeerAddresses(grpc=ctx.grpc_address, http=ctx.http_address))
         self.background(self.driver.run_gossip(node.config.gossip_interval_s))
         self.background(self.driver.run_outbox())
 
-    async def close(self, node: Any, ctx: NodeContext) -> None:
+    async def close(self, node: Node, ctx: NodeContext) -> None:
         await self.driver.close()

@@ -21,7 +21,7 @@ import importlib
 import importlib.util
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
@@ -29,6 +29,9 @@ from aiohttp import web
 from coral.api.context import NodeContext, need
 from coral.api.lazy import LazyGrpcServices, LazyRoutes, RecordingServer
 from coral.node.subsystems import Subsystem
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 log = logging.getLogger("coral.a2a")
 #: Seconds between two runs of the A2A task retention policy.
@@ -79,7 +82,7 @@ class InteropSubsystem(Subsystem):
 
     name = "interop"
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         """Open the held agents and MCP tools (others use them at setup); install the lazy
         HTTP and gRPC entry points. Nothing from a2a-sdk or mcp is imported yet."""
         from coral.api.mcp.held_agents import HeldAgents
@@ -118,7 +121,7 @@ class InteropSubsystem(Subsystem):
         server.add_generic_rpc_handlers((self.services,))
         return list(A2A_GRPC_SERVICES)
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         """Load and start the front doors in the background (requests wait for them)."""
         self._loading = asyncio.create_task(self._load())
 
@@ -146,7 +149,7 @@ class InteropSubsystem(Subsystem):
             self.routes.fail(exc)
             raise
 
-    async def _build(self, node: Any, ctx: NodeContext) -> web.Application:
+    async def _build(self, node: Node, ctx: NodeContext) -> web.Application:
         """Build both front doors; returns the app holding their HTTP routes."""
         from coral.api.a2a.executor import CoralAgentExecutor, LazyGateway
         from coral.api.a2a.front_door import A2AFrontDoor
@@ -208,7 +211,7 @@ class InteropSubsystem(Subsystem):
             if gone:
                 log.info("A2A task retention evicted %d tasks", gone)
 
-    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+    async def stopping(self, node: Node, ctx: NodeContext) -> None:
         """Stop background readers before the servers stop."""
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()

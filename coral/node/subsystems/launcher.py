@@ -6,12 +6,15 @@ The launcher itself (manifests, child processes, restarts) lives in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from coral.api.context import NodeContext
 from coral.api.http import launcher as http_launcher
 from coral.node.subsystems import Subsystem
 from coral.sessions.launcher import AgentLauncher
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 
 class LauncherSubsystem(Subsystem):
@@ -19,18 +22,18 @@ class LauncherSubsystem(Subsystem):
 
     name = "launcher"
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         """Build the launcher (its node URL is filled in once the HTTP server listens)."""
         data_dir = ctx.config.data_dir
         self.launcher = AgentLauncher("", ctx.config.keys_dir / "agents", data_dir / "launched")
         ctx.launcher = self.launcher
         self.http_installers.append(http_launcher.install)
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         """Children connect to the address the HTTP server actually bound."""
         self.launcher.node_url = ctx.http_address
 
-    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+    async def stopping(self, node: Node, ctx: NodeContext) -> None:
         """Stop every launched agent before the servers go away."""
         await self.launcher.stop_all()
         await super().stopping(node, ctx)

@@ -15,7 +15,7 @@ every second and exports ``coral_ledger_transfers`` by outcome and the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
 
@@ -28,6 +28,9 @@ from coral.ledger.relay import settlement_account_id
 from coral.ledger.service import LedgerService, operator_account_id
 from coral.node.subsystems import Subsystem
 from coral.protocol.message import now_ms
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 #: How often overdue reservations are expired (their funds return to the payer).
 EXPIRY_SWEEP_S = 1.0
@@ -75,7 +78,7 @@ class LedgerSubsystem(Subsystem):
         self._store: LedgerStore | None = None
         self._gauge: Gauge | None = None
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         from coral.api.grpc import ledger as grpc_ledger
         from coral.api.http import ledger as http_ledger
         from coral.coordination.strategies.contract_net import award_hook
@@ -104,7 +107,7 @@ class LedgerSubsystem(Subsystem):
         self.http_installers.append(http_ledger.install)
         self.grpc_installers.append(grpc_ledger.install)
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         service: LedgerService = need(ctx.ledger, "ledger")
 
         async def expire() -> None:
@@ -120,7 +123,7 @@ class LedgerSubsystem(Subsystem):
         self.every(EXPIRY_SWEEP_S, expire)
         self.every(ESCROW_GAUGE_S, refresh_gauge)
 
-    async def close(self, node: Any, ctx: NodeContext) -> None:
+    async def close(self, node: Node, ctx: NodeContext) -> None:
         if self._store is not None:
             await self._store.close()
             self._store = None

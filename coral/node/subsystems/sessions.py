@@ -14,10 +14,13 @@ import logging
 import os
 import re
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coral.api.context import NodeContext, need
 from coral.node.subsystems import Subsystem
+
+if TYPE_CHECKING:
+    from coral.node.daemon import Node
 
 log = logging.getLogger("coral.sessions")
 
@@ -75,7 +78,7 @@ class SessionsSubsystem(Subsystem):
         except CoralServerConfigError as exc:
             raise ConfigError(f"coral-server config: {exc}") from None
 
-    async def setup(self, node: Any, ctx: NodeContext) -> None:
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
         """Read the coral-server config, scan the registry, build the session manager."""
         from coral.api.coralserver.custom_tools import AppClient
         from coral.api.coralserver.events import install_events
@@ -120,7 +123,7 @@ class SessionsSubsystem(Subsystem):
 
         self.http_installers.append(install)
 
-    async def started(self, node: Any, ctx: NodeContext) -> None:
+    async def started(self, node: Node, ctx: NodeContext) -> None:
         """Open the coral-server listener when configured; set the agents' API URL."""
         import dataclasses
 
@@ -143,7 +146,7 @@ class SessionsSubsystem(Subsystem):
             self.every(server.rescan_s, lambda: asyncio.to_thread(registry.rescan))
         self.api_url = api_url
 
-    async def stopping(self, node: Any, ctx: NodeContext) -> None:
+    async def stopping(self, node: Node, ctx: NodeContext) -> None:
         """End every session (stopping its agents) before the servers stop."""
         await self.manager.close_all()
         await self.apps.close()
