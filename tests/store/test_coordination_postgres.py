@@ -20,6 +20,7 @@ from coral.coordination import rules
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.ports import PendingEntry, ThreadWrite
+from coral.coordination.service import CoordinationService
 from coral.protocol.identity import Identity
 from coral.protocol.message import Message, TextPart, new_message_id
 from coral.protocol.signing import sign_message
@@ -172,3 +173,31 @@ async def test_a_refused_write_moves_neither_the_thread_nor_any_inbox_head(
         )
     assert await store.inbox_cursor(BOB.did) == 1
     assert (await store.get_thread(thread.id)) == moved
+
+
+async def test_services_in_two_processes_posting_to_one_thread_all_land_in_one_order(
+    two_processes: list[PostgresCoordinationStore],
+) -> None:
+    node = Identity.from_seed(b"\xee" * 32)
+    services = [
+        CoordinationService(
+            store,
+            node_id=node.did,
+            clock=lambda: NOW,
+            sign_event=lambda m: sign_message(m, node),
+        )
+        for store in two_processes
+    ]
+    thread = await services[0].create_thread(ALICE.did, "busy", [BOB.did])
+    # Each lost race means another post landed, so 16 posts need at most 16 attempts
+    # each (POST_ATTEMPTS is 32): every post succeeds however the races fall.
+    posts = [
+        services[n % 2].send_message(message(thread.id, f"post {n}"))  # alternate processes
+        for n in range(16)
+    ]
+    entries = await asyncio.gather(*posts)
+    log = await two_processes[1].history(thread.id, 0, 100)
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    assert sorted(e.seq for e in entries) == [e.seq for e in log if not e.system]
+    posted = {e.message.id for e in entries}
+    assert {e.message.id for e in log if not e.system} == posted
