@@ -22,7 +22,14 @@ from typing import Annotated, Any, Literal
 
 import platformdirs
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -291,6 +298,14 @@ class Config(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("log_level is one of debug, info, warning, error")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _stores_need_postgres(self) -> Config:
+        if self.database_stores == "all" and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError('database_stores = "all" needs a postgresql:// database_url')
+        return self
 
     @property
     def tls_enabled(self) -> bool:
