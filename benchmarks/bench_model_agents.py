@@ -53,17 +53,17 @@ async def run(node_url: str, batch: int, requests: list[dict[str, Any]]) -> tupl
         while agent.record is None:  # noqa: ASYNC110 - run() sets it; no event to await
             await asyncio.sleep(0.05)
         thread = await user.create_thread("bench", [agent.did])
-        await user.send(thread["id"], data=requests[0], mentions=[agent.did])  # warm-up load
-        cursor = (await user.wait("mention", timeout_ms=60_000))["cursor"]
+        await user.send(thread.id, data=requests[0], mentions=[agent.did])  # warm-up load
+        cursor = (await user.wait("mention", timeout_ms=60_000)).cursor
         started = time.perf_counter()
         await asyncio.gather(
-            *(user.send(thread["id"], data=r, mentions=[agent.did]) for r in requests)
+            *(user.send(thread.id, data=r, mentions=[agent.did]) for r in requests)
         )
         got = 0
         while got < len(requests):
             page = await user.wait("mention", after=cursor, timeout_ms=60_000)
-            got += len(page["entries"])
-            cursor = page["cursor"]
+            got += len(page.entries)
+            cursor = page.cursor
         elapsed = time.perf_counter() - started
         stats = agent.batcher.stats()
         agent.stop()

@@ -59,7 +59,7 @@ async def run(url: str, n: int, rounds: int, admin_token: str) -> None:
     for _ in range(rounds):
         t0 = time.perf_counter()
         for _ in range(n):
-            await lead.send(plain["id"], TEXT)
+            await lead.send(plain.id, TEXT)
         plain_times.append((time.perf_counter() - t0) / n)
         t0 = time.perf_counter()
         for _ in range(n):
@@ -71,7 +71,7 @@ async def run(url: str, n: int, rounds: int, admin_token: str) -> None:
         await client.close()
     plain_ms = statistics.median(plain_times) * 1000
     team_ms = statistics.median(team_times) * 1000
-    print(f"team formation (3 members, over HTTP, SDK polling): {formation_s * 1000:.0f} ms")
+    print(f"team formation (3 members, over HTTP, SDK long-poll): {formation_s * 1000:.0f} ms")
     print(f"plain thread post:      {plain_ms:.2f} ms/post (median of {rounds} rounds x {n})")
     print(f"encrypted team post:    {team_ms:.2f} ms/post")
     print(f"team / plain post cost: {team_ms / plain_ms:.2f}x")

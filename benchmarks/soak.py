@@ -140,7 +140,7 @@ async def workload_round(
             await client.send(thread, f"round {round_no} from {client.did[-6:]}")
         for client in clients:
             page = await client.wait("message", after=cursors[client.did], timeout_ms=2_000)
-            cursors[client.did] = page["cursor"]
+            cursors[client.did] = page.cursor
     if "payments" in kinds:  # payer -> payee on the same node
         for payer, payee in zip(clients[0::2], clients[1::2], strict=False):
             await LedgerClient(payer).transfer(to=payee.did, amount=1, memo=f"soak {round_no}")
@@ -171,7 +171,7 @@ async def soak(minutes: float, sample_seconds: float, kinds: set[str]) -> list[S
                     await fund(session, node, client.did, 10**9)
                 async with asyncio.timeout(60):
                     await wait_for_directory(clients[0], {c.did for c in clients})
-                thread = (await clients[0].create_thread("soak", [c.did for c in clients]))["id"]
+                thread = (await clients[0].create_thread("soak", [c.did for c in clients])).id
                 async with asyncio.timeout(60):
                     for client in clients:
                         await thread_visible(client, thread)

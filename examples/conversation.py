@@ -40,13 +40,13 @@ async def main() -> None:
         thread = await teacher.create_thread("lesson", [student.did])
         cursor = 0
         for question in ("What is 2 + 3?", "What is 6 * 7?", "What is 12 + 30?"):
-            await teacher.send(thread["id"], question, mentions=[student.did])
+            await teacher.send(thread.id, question, mentions=[student.did])
             print(f"teacher: {question}", flush=True)
             got = await teacher.wait("mention", after=cursor, timeout_ms=10_000)
-            cursor = got["cursor"]
-            for item in got["entries"]:
-                print(f"student: {item['entry']['message']['parts'][0]['text']}", flush=True)
-        await teacher.close_thread(thread["id"], "lesson over")
+            cursor = got.cursor
+            for item in got.entries:
+                print(f"student: {item.entry.message.text()}", flush=True)
+        await teacher.close_thread(thread.id, "lesson over")
     student.stop()
     await runner
 

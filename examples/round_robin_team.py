@@ -25,8 +25,8 @@ async def speaker(client: CoralClient, thread_id: str, name: str) -> list[str]:
     for round_number in range(1, ROUNDS + 1):
         while turns_owed == 0:  # wait for the node to give us the turn
             got = await client.wait("mention", after=cursor, timeout_ms=20_000)
-            cursor = got["cursor"]
-            kinds = [e["entry"]["message"]["kind"] for e in got["entries"]]
+            cursor = got.cursor
+            kinds = [e.entry.message.kind for e in got.entries]
             turns_owed += kinds.count("coral.turn")
         turns_owed -= 1
         text = f"{name} speaking in round {round_number}"
@@ -52,7 +52,7 @@ async def main() -> None:
             "standup", [c.did for c in clients[1:]], strategy="round_robin"
         )
         await asyncio.gather(
-            *(speaker(c, thread["id"], n) for c, n in zip(clients, names, strict=True))
+            *(speaker(c, thread.id, n) for c, n in zip(clients, names, strict=True))
         )
     print("rounds complete", flush=True)
 

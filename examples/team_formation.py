@@ -110,7 +110,7 @@ async def main() -> None:
                 print(f"  tester decrypted <{role}>: {post.text}")
 
             result = await teams.dissolve(team.team_id, goal_met=True)
-            print(f"dissolved (goal met); team open: {result['team']['open']}")
+            print(f"dissolved (goal met); team open: {result.team.open}")
         stop.set()
         await asyncio.gather(*handlers)
         for client in members.values():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.nodeproc import NodeProcess
@@ -28,9 +28,10 @@ async def postgres_pool(postgres_server: ThrowawayPostgres) -> AsyncIterator[asy
     await pool.close()
 
 
-# Hypothesis' per-example deadline is a wall-clock assertion; on a shared 2-core
-# machine it fails correct code. Examples are bounded by count, never by time.
-settings.register_profile("coral", deadline=None)
+# Hypothesis' per-example deadline and its "generation is slow" check are
+# wall-clock assertions; on a shared 2-core machine they fail correct code.
+# Examples are bounded by count, never by time.
+settings.register_profile("coral", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("coral")
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from coral.agents.directory import AgentDirectory
@@ -56,6 +57,19 @@ from coral.teams.state import TeamState
 TEAM_DOCUMENT_KIND = "team.document"
 #: Argument of ``thread.create`` that binds the new thread to a team.
 TEAM_THREAD_ARG = "team_id"
+
+
+@dataclass(frozen=True)
+class TeamView:
+    """A team's signed record and bound threads as one reader sees them.
+
+    ``revision`` grows by one with every document applied and every thread
+    bound, so a reader can wait for "anything new since revision R".
+    """
+
+    record: TeamRecord
+    thread_ids: list[str]
+    revision: int
 
 
 class TeamsService:
@@ -92,6 +106,8 @@ class TeamsService:
         self._clock = clock
         self._states: dict[str, TeamState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Set (and dropped) when a team changes; waiters of that team wake up.
+        self._changed: dict[str, asyncio.Event] = {}
 
     def now(self) -> int:
         """The service clock, in milliseconds."""
@@ -177,7 +193,13 @@ class TeamsService:
             await self.index.add_party(team_id, document.invitee)
         elif isinstance(document, MembershipCertificate):
             await self.index.add_party(team_id, document.member)
+        self._notify(team_id)
         return state
+
+    def _notify(self, team_id: str) -> None:
+        event = self._changed.pop(team_id, None)
+        if event is not None:
+            event.set()
 
     async def state(self, team_id: str) -> TeamState:
         """The team's verified current state (from cache, else replayed from the store).
@@ -203,6 +225,40 @@ class TeamsService:
         if not await self.index.is_party(team_id, reader):
             raise NotAMember(f"{reader} takes no part in team {team_id}")
         return record
+
+    async def view(self, team_id: str, reader: str) -> TeamView:
+        """The record, bound threads and revision of the team, for its parties only."""
+        record = await self.record(team_id, reader)
+        threads = await self.index.threads_of_team(team_id)
+        return TeamView(record, threads, len(record.documents) + len(threads))
+
+    async def wait_view(
+        self, team_id: str, reader: str, *, after_revision: int, timeout_ms: int
+    ) -> TeamView:
+        """The team's view once its revision passes ``after_revision``, or at the timeout.
+
+        Returns at once when the team already changed; otherwise blocks until a
+        document is applied or a thread bound, or ``timeout_ms`` passes (then
+        the unchanged view). Cancelling the wait leaves nothing behind.
+
+        Raises:
+            NotFound: no such team (reason ``team_not_found``).
+            NotAMember: ``reader`` takes no part in the team.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        while True:
+            # Taken before reading, so a change during the read still wakes us.
+            changed = self._changed.setdefault(team_id, asyncio.Event())
+            view = await self.view(team_id, reader)
+            remaining = deadline - loop.time()
+            if view.revision > after_revision or remaining <= 0:
+                return view
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                pass  # one more read returns the unchanged view
 
     async def candidates(self, team_id: str, reader: str) -> dict[str, list[AgentRecord]]:
         """Directory records (local and replicated) that could fill each role, cheapest first.
@@ -279,6 +335,7 @@ class TeamsService:
         if await self._coordination.store.get_thread(thread_id) is not None:
             raise Conflict(f"thread {thread_id} already exists", reason="thread_exists")
         await self.index.bind_thread(thread_id, team_id)
+        self._notify(team_id)
 
     async def _authorize_thread_op(self, state: TeamState, message: Message) -> None:
         sender = message.sender

@@ -39,10 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from coral.agents.keyfile import load_or_create_identity
+from coral.coordination.model import InboxEntry, ThreadEntry, WaitResult
 from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.identity import Identity
-from coral.protocol.message import DataPart, Message, Part, TextPart, from_wire
+from coral.protocol.message import DataPart, Message, Part, TextPart
 from coral_sdk.client import CoralApiError, CoralClient
+from coral_sdk.types import Forwarded
 
 log = logging.getLogger("coral_sdk.agent")
 
@@ -120,7 +122,7 @@ class TaskHandle:
         self.client = client
         self.incoming = incoming
 
-    async def post(self, update: TaskUpdate) -> dict[str, Any]:
+    async def post(self, update: TaskUpdate) -> ThreadEntry | Forwarded:
         """Post one update (tied to the message it answers); returns the stored entry."""
         parts: list[Part] = []
         if update.text is not None:
@@ -184,15 +186,16 @@ class Incoming:
         return self.message.sender
 
     @classmethod
-    def from_inbox(cls, item: dict[str, Any]) -> Incoming:
-        entry = item["entry"]
+    def from_inbox(cls, item: InboxEntry) -> Incoming:
+        """The delivered entry ``item`` as the agent's handler sees it."""
+        entry = item.entry
         return cls(
-            message=from_wire(entry["message"]),
-            thread_id=entry["thread_id"],
-            seq=entry["seq"],
-            cursor=item["cursor"],
-            mentioned=item["mentioned"],
-            system=entry["system"],
+            message=entry.message,
+            thread_id=entry.thread_id,
+            seq=entry.seq,
+            cursor=item.cursor,
+            mentioned=item.mentioned,
+            system=entry.system,
         )
 
 
@@ -265,7 +268,7 @@ class Agent:
         self.record = await self.client.register(self.manifest)
         return self.record
 
-    async def reply(self, to: Incoming, reply: Reply) -> dict[str, Any]:
+    async def reply(self, to: Incoming, reply: Reply) -> ThreadEntry | Forwarded:
         """Post ``reply`` to the sender's thread, mentioning the sender."""
         text = reply if isinstance(reply, str) else None
         data = None if isinstance(reply, str) else reply
@@ -296,19 +299,19 @@ class Agent:
                     continue
                 if result is None:
                     break
-                for item in result["entries"]:
+                for item in result.entries:
                     await semaphore.acquire()
-                    self._dispatched.append(item["cursor"])
+                    self._dispatched.append(item.cursor)
                     task = asyncio.create_task(self._handle(Incoming.from_inbox(item), semaphore))
                     self._handlers.add(task)
                     task.add_done_callback(self._handlers.discard)
-                self.wait_cursor = result["cursor"]
+                self.wait_cursor = result.cursor
         finally:
             if self._handlers:
                 await asyncio.gather(*self._handlers, return_exceptions=True)
             await self.client.close()
 
-    async def _wait_or_stop(self) -> dict[str, Any] | None:
+    async def _wait_or_stop(self) -> WaitResult | None:
         wait = asyncio.create_task(
             self.client.wait(self.listen, after=self.wait_cursor, timeout_ms=20_000)
         )

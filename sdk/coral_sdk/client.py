@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from coral.coordination.model import HistoryPage, InboxEntry, Thread, ThreadEntry, WaitResult
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.codec import message_to_json
 from coral.protocol.identity import Identity
@@ -29,6 +30,20 @@ from coral.protocol.message import (
 )
 from coral.protocol.request_auth import sign_request
 from coral.protocol.signing import sign_message
+from coral_sdk.types import (
+    Forwarded,
+    NodeInfo,
+    PeerInfo,
+    parse_entry,
+    parse_history,
+    parse_inbox_entry,
+    parse_thread,
+    parse_wait,
+)
+
+#: What submitting a message yields: the created thread, the stored entry, or a
+#: queued delivery to the node that owns the thread.
+Submitted = Thread | ThreadEntry | Forwarded
 
 
 class CoralApiError(Exception):
@@ -137,14 +152,20 @@ class CoralClient:
 
     # -- node and directory -------------------------------------------------
 
-    async def node_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = await self._request("GET", "/v1/node", signed=False)
-        self.node_id = info["node_id"]
+    async def node_info(self) -> NodeInfo:
+        """The node's signed self-description; remembers its did as ``node_id``."""
+        info = NodeInfo.model_validate(await self._request("GET", "/v1/node", signed=False))
+        self.node_id = info.node_id
         return info
+
+    async def peers(self) -> list[PeerInfo]:
+        """Every node this node knows, with its signed record and standing."""
+        data = await self._request("GET", "/v1/peers", signed=False)
+        return [PeerInfo.model_validate(peer) for peer in data["peers"]]
 
     async def register(self, manifest: AgentManifest, *, deleted: bool = False) -> AgentRecord:
         """Register (or update) this agent with its manifest; returns the countersigned record."""
-        node_id = self.node_id or (await self.node_info())["node_id"]
+        node_id = self.node_id or (await self.node_info()).node_id
         now = now_ms()
         version = now
         try:
@@ -209,12 +230,21 @@ class CoralClient:
         )
         return sign_message(message, self.identity)
 
-    async def submit(self, message: Message) -> dict[str, Any]:
-        """Submit a signed message; returns ``{"thread": ...}`` or ``{"entry": ...}``."""
-        result: dict[str, Any] = await self._request(
+    async def submit(self, message: Message) -> Submitted:
+        """Submit a signed message.
+
+        Returns the thread a ``thread.create`` made, the stored entry of any
+        other message, or a ``Forwarded`` receipt when the thread lives on
+        another node and delivery is queued.
+        """
+        result = await self._request(
             "POST", "/v1/messages", body=message_to_json(message), signed=False
         )
-        return result
+        if "thread" in result:
+            return parse_thread(result["thread"])
+        if "forwarded" in result:
+            return Forwarded.model_validate(result["forwarded"])
+        return parse_entry(result["entry"])
 
     async def create_thread(
         self,
@@ -224,7 +254,7 @@ class CoralClient:
         strategy: str = "broadcast",
         strategy_options: dict[str, Any] | None = None,
         session_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Thread:
         """Create a thread with these participants (dids or names); returns the thread."""
         args: dict[str, Any] = {
             "name": name,
@@ -235,26 +265,37 @@ class CoralClient:
             args["strategy_options"] = strategy_options
         if session_id:
             args["session_id"] = session_id
-        result = await self.submit(
+        return await self.submit_thread_create(
             self.build_message(kind="thread.create", parts=[DataPart(data=args)])
         )
-        thread: dict[str, Any] = result["thread"]
-        return thread
 
-    async def _thread_op(self, kind: str, thread_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def submit_thread_create(self, message: Message) -> Thread:
+        """Submit a signed ``thread.create`` message; returns the new thread."""
+        result = await self.submit(message)
+        if not isinstance(result, Thread):
+            raise CoralApiError(502, "unexpected_answer", f"thread.create answered {result!r}")
+        return result
+
+    async def _thread_op(
+        self, kind: str, thread_id: str, args: dict[str, Any]
+    ) -> Thread | Forwarded:
         result = await self.submit(
             self.build_message(kind=kind, thread=thread_id, parts=[DataPart(data=args)])
         )
-        thread: dict[str, Any] = result.get("thread") or result["forwarded"]
-        return thread
+        if isinstance(result, ThreadEntry):
+            raise CoralApiError(502, "unexpected_answer", f"{kind} answered an entry")
+        return result
 
-    async def add_participant(self, thread_id: str, agent: str) -> dict[str, Any]:
+    async def add_participant(self, thread_id: str, agent: str) -> Thread | Forwarded:
+        """Add ``agent`` to the thread; returns the thread (or the queued delivery)."""
         return await self._thread_op("thread.add_participant", thread_id, {"agent": agent})
 
-    async def remove_participant(self, thread_id: str, agent: str) -> dict[str, Any]:
+    async def remove_participant(self, thread_id: str, agent: str) -> Thread | Forwarded:
+        """Remove ``agent`` from the thread (anyone may remove itself)."""
         return await self._thread_op("thread.remove_participant", thread_id, {"agent": agent})
 
-    async def close_thread(self, thread_id: str, summary: str = "") -> dict[str, Any]:
+    async def close_thread(self, thread_id: str, summary: str = "") -> Thread | Forwarded:
+        """Close the thread with a summary; returns the closed thread."""
         return await self._thread_op("thread.close", thread_id, {"summary": summary})
 
     async def send(
@@ -267,11 +308,11 @@ class CoralClient:
         kind: str = "message",
         parts: Sequence[Part] = (),
         payment: PaymentRef | None = None,
-    ) -> dict[str, Any]:
+    ) -> ThreadEntry | Forwarded:
         """Post to a thread; returns the stored entry (with its sequence number).
 
         For a thread owned by another node the node queues the message for the
-        owner and the result is ``{"message_id", "owner", "queued": True}``.
+        owner and the result is a ``Forwarded`` receipt.
         """
         all_parts: list[Part] = list(parts)
         if text is not None:
@@ -281,29 +322,33 @@ class CoralClient:
         message = self.build_message(
             kind=kind, thread=thread_id, parts=all_parts, mentions=mentions, payment=payment
         )
+        return await self.submit_to_thread(message)
+
+    async def submit_to_thread(self, message: Message) -> ThreadEntry | Forwarded:
+        """Submit a signed message for an existing thread; returns its entry (or the queued
+        delivery when another node owns the thread)."""
         result = await self.submit(message)
-        if "forwarded" in result:  # the thread lives on another node; delivery is queued
-            forwarded: dict[str, Any] = result["forwarded"]
-            return forwarded
-        entry: dict[str, Any] = result["entry"]
-        return entry
+        if isinstance(result, Thread):
+            raise CoralApiError(502, "unexpected_answer", f"{message.kind} answered a thread")
+        return result
 
     # -- reads: signed requests --------------------------------------------
 
-    async def threads(self, session_id: str | None = None) -> list[dict[str, Any]]:
+    async def threads(self, session_id: str | None = None) -> list[Thread]:
+        """The threads this agent takes part in (of one session, when given)."""
         data = await self._request("GET", "/v1/threads", query={"session_id": session_id})
-        threads: list[dict[str, Any]] = data["threads"]
-        return threads
+        return [parse_thread(t) for t in data["threads"]]
 
-    async def thread(self, thread_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = await self._request("GET", f"/v1/threads/{thread_id}")
-        return data
+    async def thread(self, thread_id: str) -> Thread:
+        """One thread this agent takes part in."""
+        return parse_thread(await self._request("GET", f"/v1/threads/{thread_id}"))
 
-    async def history(self, thread_id: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
-        data: dict[str, Any] = await self._request(
+    async def history(self, thread_id: str, after: int = 0, limit: int = 100) -> HistoryPage:
+        """The thread's log entries after sequence number ``after``, oldest first."""
+        data = await self._request(
             "GET", f"/v1/threads/{thread_id}/messages", query={"after": after, "limit": limit}
         )
-        return data
+        return parse_history(data)
 
     async def wait(
         self,
@@ -313,8 +358,12 @@ class CoralClient:
         after: int = 0,
         timeout_ms: int = 30_000,
         limit: int = 100,
-    ) -> dict[str, Any]:
-        """Long-poll the inbox past cursor ``after``; returns entries and the new cursor."""
+    ) -> WaitResult:
+        """Long-poll the inbox past cursor ``after``; returns entries and the new cursor.
+
+        Cancelling the call closes its connection; the node frees the wait and
+        nothing is consumed (resume from the same cursor).
+        """
         query = {
             "kind": kind,
             "from": from_agent,
@@ -322,12 +371,11 @@ class CoralClient:
             "timeout_ms": timeout_ms,
             "limit": limit,
         }
-        data: dict[str, Any] = await self._request("GET", "/v1/inbox", query=query)
-        return data
+        return parse_wait(self.did, await self._request("GET", "/v1/inbox", query=query))
 
     async def events(
         self, kind: str = "mention", *, from_agent: str | None = None, after: int = 0
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[InboxEntry]:
         """Server-Sent Events of inbox entries past ``after`` (runs until cancelled)."""
         query = {
             k: str(v)
@@ -354,4 +402,4 @@ class CoralClient:
             async for raw in resp.content:
                 line = raw.decode().rstrip("\n")
                 if line.startswith("data: "):
-                    yield json.loads(line[6:])
+                    yield parse_inbox_entry(self.did, json.loads(line[6:]))

@@ -5,7 +5,7 @@ ledger = LedgerClient(client)
 paid = await ledger.transfer(to=other_did, amount=250, memo="summary")
 ledger.verify_receipt(paid.receipt, node_did)   # offline
 hold = await ledger.reserve(to=other_did, amount=100, timeout_ms=60_000)
-await ledger.post(hold["id"])                # or ledger.void(hold["id"])
+await ledger.post(hold.id)                   # or ledger.void(hold.id)
 ```
 
 Every call is signed by the client's agent key; the node lets an agent move
@@ -18,13 +18,22 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from coral.ledger.model import Account, Transfer
 from coral.ledger.receipts import Receipt
 from coral.ledger.receipts import verify_receipt as _verify_receipt
 from coral_sdk.client import CoralApiError, CoralClient, NodeUnreachable
+from coral_sdk.types import (
+    LedgerHistoryPage,
+    Payment,
+    RemoteFulfilment,
+    RemotePayment,
+    parse_account,
+    parse_receipt,
+    parse_transfer,
+)
 
 
 def _segment(value: str) -> str:
@@ -36,22 +45,6 @@ def _segment(value: str) -> str:
 def new_transfer_id() -> str:
     """A fresh random transfer id (128 bits), safe to reuse when retrying one call."""
     return "t" + os.urandom(16).hex()
-
-
-@dataclass(frozen=True)
-class Payment:
-    """A stored transfer, its node-signed receipt (posted funds only), and if it was a retry."""
-
-    transfer: dict[str, Any]
-    receipt: Receipt | None
-    duplicate: bool
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Payment:
-        """Parse the node's ``{transfer, receipt, duplicate}`` answer."""
-        raw = data.get("receipt")
-        receipt = Receipt.from_dict(raw) if isinstance(raw, dict) else None
-        return cls(data["transfer"], receipt, bool(data.get("duplicate")))
 
 
 class LedgerClient:
@@ -68,22 +61,19 @@ class LedgerClient:
     def _account_path(account: str) -> str:
         return "/v1/ledger/accounts/" + _segment(account)
 
-    async def balance(self, account: str | None = None) -> dict[str, Any]:
+    async def balance(self, account: str | None = None) -> Account:
         """Balances of ``account`` (default: this agent's own, opened on first use)."""
-        data: dict[str, Any] = await self._call(
-            "GET", self._account_path(account or self.client.did)
+        return parse_account(
+            await self._call("GET", self._account_path(account or self.client.did))
         )
-        return data
 
     async def history(
         self, account: str | None = None, *, after: int = 0, limit: int = 100
-    ) -> dict[str, Any]:
-        """A page ``{entries: [{seq, transfer}], next_after}`` of the account's transfers."""
+    ) -> LedgerHistoryPage:
+        """A page of the account's transfers (oldest first) and the cursor for the next."""
         path = self._account_path(account or self.client.did) + "/history"
-        data: dict[str, Any] = await self.client._request(
-            "GET", path, query={"after": after, "limit": limit}
-        )
-        return data
+        data = await self.client._request("GET", path, query={"after": after, "limit": limit})
+        return LedgerHistoryPage.model_validate(data)
 
     async def transfer(
         self, *, to: str, amount: int, memo: str = "", transfer_id: str | None = None
@@ -100,7 +90,7 @@ class LedgerClient:
     async def receipt(self, transfer_id: str) -> Receipt:
         """The node-signed receipt of a posted transfer this agent took part in."""
         data = await self._call("GET", f"/v1/ledger/transfers/{_segment(transfer_id)}/receipt")
-        return Receipt.from_dict(data)
+        return parse_receipt(data)
 
     def verify_receipt(self, receipt: Receipt, node_did: str | None = None) -> None:
         """Check a receipt offline; raises SignatureError unless the node signed exactly it.
@@ -122,7 +112,7 @@ class LedgerClient:
         condition: str = "",
         memo: str = "",
         transfer_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Transfer:
         """Hold ``amount`` in escrow for ``to``; returns the pending transfer.
 
         With ``condition`` (hex SHA-256 of a 32-byte preimage) only ``fulfil``
@@ -137,8 +127,7 @@ class LedgerClient:
             "memo": memo,
         }
         data = await self._call("POST", "/v1/ledger/reservations", body)
-        transfer: dict[str, Any] = data["transfer"]
-        return transfer
+        return parse_transfer(data["transfer"])
 
     async def post(
         self, pending_id: str, *, amount: int = 0, transfer_id: str | None = None
@@ -148,13 +137,12 @@ class LedgerClient:
         path = f"/v1/ledger/reservations/{_segment(pending_id)}/post"
         return Payment.from_json(await self._call("POST", path, body))
 
-    async def void(self, pending_id: str, *, transfer_id: str | None = None) -> dict[str, Any]:
+    async def void(self, pending_id: str, *, transfer_id: str | None = None) -> Transfer:
         """Cancel a reservation, returning all of it to this agent."""
         body = {"transfer_id": transfer_id or new_transfer_id()}
         path = f"/v1/ledger/reservations/{_segment(pending_id)}/void"
         data = await self._call("POST", path, body)
-        transfer: dict[str, Any] = data["transfer"]
-        return transfer
+        return parse_transfer(data["transfer"])
 
     async def fulfil(
         self, pending_id: str, preimage: bytes, *, transfer_id: str | None = None
@@ -166,7 +154,7 @@ class LedgerClient:
 
     async def pay_remote(
         self, payment_id: str, to: str, amount: int, condition: str, *, timeout_ms: int = 60_000
-    ) -> dict[str, Any]:
+    ) -> RemotePayment:
         """Pay an agent homed on another node, locked by ``condition`` (SHA-256 hex).
 
         The payer's funds are held until the payee reveals the preimage on its
@@ -179,22 +167,28 @@ class LedgerClient:
             "condition": condition,
             "timeout_ms": timeout_ms,
         }
-        data: dict[str, Any] = await self._call("POST", "/v1/ledger/remote-payments", body)
-        return data
+        data = await self._call("POST", "/v1/ledger/remote-payments", body)
+        return RemotePayment.model_validate(data)
 
-    async def fulfil_remote(self, payment_id: str, preimage: bytes) -> dict[str, Any]:
+    async def fulfil_remote(self, payment_id: str, preimage: bytes) -> RemoteFulfilment:
         """As the payee: reveal the preimage to collect a payment from another node."""
         path = f"/v1/ledger/remote-payments/{_segment(payment_id)}/fulfil"
-        data: dict[str, Any] = await self._call("POST", path, {"preimage": preimage.hex()})
-        return data
+        data = await self._call("POST", path, {"preimage": preimage.hex()})
+        return RemoteFulfilment.model_validate(data)
 
 
-__all__ = ["LedgerClient", "Payment", "issue_dev_funds", "new_transfer_id"]
+__all__ = [
+    "LedgerClient",
+    "LedgerHistoryPage",
+    "Payment",
+    "RemoteFulfilment",
+    "RemotePayment",
+    "issue_dev_funds",
+    "new_transfer_id",
+]
 
 
-async def issue_dev_funds(
-    node_url: str, admin_token: str, account: str, amount: int
-) -> dict[str, Any]:
+async def issue_dev_funds(node_url: str, admin_token: str, account: str, amount: int) -> Payment:
     """Fund ``account`` from the operator account (node in dev mode; admin token needed).
 
     Raises:
@@ -218,4 +212,4 @@ async def issue_dev_funds(
         raise NodeUnreachable(node_url.rstrip("/"), exc) from exc
     if resp.status >= 400:
         raise CoralApiError(resp.status, data.get("reason", "error"), data.get("detail", ""))
-    return data
+    return Payment.from_json(data)

@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlparse
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from coral.coordination.model import ThreadEntry
 from coral.protocol.agent import AgentManifest, AgentRecord, Price
 from coral.protocol.errors import CoralError
 from coral.protocol.identity import Identity
@@ -41,6 +42,7 @@ from coral.protocol.message import FilePart
 from coral_sdk.agent import Agent, Incoming, Reply
 from coral_sdk.client import CoralApiError
 from coral_sdk.runtime.batcher import DynamicBatcher
+from coral_sdk.types import Forwarded
 
 log = logging.getLogger("coral_sdk.model_agent")
 
@@ -266,7 +268,7 @@ class ModelAgent(Agent, Generic[Req, Res]):
         log.debug("answered in %.1f ms", 1e3 * (time.perf_counter() - started))
         return self.render(result)
 
-    async def reply(self, to: Incoming, reply: Reply) -> dict[str, Any]:
+    async def reply(self, to: Incoming, reply: Reply) -> ThreadEntry | Forwarded:
         """Reply with a short text part plus the JSON data part, mentioning the sender."""
         if not isinstance(reply, dict):
             return await super().reply(to, reply)

@@ -25,9 +25,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from coral.coordination.model import ThreadEntry
 from coral.protocol.agent import AgentRecord
 from coral.protocol.errors import CoralError
-from coral.protocol.message import DataPart, Message, Part, TextPart, from_wire, now_ms
+from coral.protocol.message import DataPart, Message, Part, TextPart, now_ms
 from coral.teams import (
     Acceptance,
     Invitation,
@@ -59,12 +62,28 @@ from coral.teams import (
 from coral.teams.errors import DecryptionFailed, NotAMember
 from coral.teams.messages import TEAM_MESSAGE_KIND
 from coral_sdk.client import CoralApiError, CoralClient
+from coral_sdk.types import DocumentAccepted, Forwarded, TeamProposal, TeamSummary
 
 #: Kind of a message carrying one signed team document (see coral.node.subsystems.teams).
 TEAM_DOCUMENT_KIND = "team.document"
 #: Kind of the initiator's notice that the team is formed (data: team and thread ids).
 TEAM_FORMED_KIND = "team.formed"
-_POLL_S = 0.1
+#: Longest single long-poll on a team (the node bounds waits to 60 s).
+_WAIT_MS = 30_000
+
+
+class TeamView(BaseModel):
+    """``GET /v1/teams/{id}``: the signed record (unverified as parsed), bound threads, revision.
+
+    ``revision`` grows with every document applied and thread bound; pass it
+    back as ``after_revision`` to wait for the next change.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    record: TeamRecord
+    thread_ids: tuple[str, ...]
+    revision: int = 0
 
 
 class FormationTimedOut(TimeoutError):
@@ -129,17 +148,19 @@ class TeamClient:
 
     # -- plain calls ------------------------------------------------------------
 
-    async def propose(self, charter: TeamCharter) -> dict[str, Any]:
+    async def propose(self, charter: TeamCharter) -> TeamProposal:
         """Propose a team from a charter this agent signed."""
-        return await self._post("/v1/teams", charter.model_dump(mode="json"))
+        body = json.dumps(charter.model_dump(mode="json")).encode()
+        data = await self.client._request("POST", "/v1/teams", body=body, signed=False)
+        return TeamProposal.model_validate(data)
 
-    async def submit_document(self, document: SignedTeamDocument) -> dict[str, Any]:
+    async def submit_document(self, document: SignedTeamDocument) -> DocumentAccepted:
         """Post one signed document to its team; returns the node's summary of the team."""
         path = f"/v1/teams/{document.team_id}/documents"
         body = json.dumps(document.model_dump(mode="json")).encode()
         home = await self._home(document.team_id)
-        result: dict[str, Any] = await home._request("POST", path, body=body, signed=False)
-        return result
+        data = await home._request("POST", path, body=body, signed=False)
+        return DocumentAccepted.model_validate(data)
 
     async def _home(self, team_id: str) -> CoralClient:
         """The client for the node holding ``team_id``: ours, or a peer that has it."""
@@ -151,9 +172,8 @@ class TeamClient:
         except CoralApiError as exc:
             if exc.reason != "team_not_found":
                 return self.client  # the team is here; the caller sees the real error
-        peers = await self.client._request("GET", "/v1/peers", signed=False)
-        for peer in peers.get("peers", []):
-            url = peer["record"]["addresses"].get("http")
+        for peer in await self.client.peers():
+            url = peer.record.addresses.http
             if not url:
                 continue
             remote = CoralClient(url, self.client.identity)
@@ -175,7 +195,7 @@ class TeamClient:
 
     async def post_document(
         self, thread_id: str, document: SignedTeamDocument, mentions: Iterable[str] = ()
-    ) -> dict[str, Any]:
+    ) -> ThreadEntry | Forwarded:
         """Deliver a document this agent signed as a ``team.document`` message in a thread."""
         message = self.client.build_message(
             kind=TEAM_DOCUMENT_KIND,
@@ -183,14 +203,36 @@ class TeamClient:
             parts=[DataPart(data=document.model_dump(mode="json"))],
             mentions=mentions,
         )
-        return await self.client.submit(message)
+        return await self.client.submit_to_thread(message)
+
+    async def view(
+        self, team_id: str, *, after_revision: int | None = None, wait_ms: int = 0
+    ) -> TeamView:
+        """The team's record as the node serves it (not yet verified), threads and revision.
+
+        With ``wait_ms`` the node holds the call until the team's revision
+        passes ``after_revision`` or ``wait_ms`` passes (a long-poll; at most
+        60 s). Cancelling the call closes its connection and changes nothing.
+
+        Raises:
+            CoralApiError: the team is unknown, or this agent takes no part in it.
+            NodeUnreachable: no node answers.
+        """
+        home = await self._home(team_id)
+        query: dict[str, Any] = {}
+        if wait_ms > 0:
+            query = {"after_revision": after_revision or 0, "wait_ms": wait_ms}
+        data = await home._request("GET", f"/v1/teams/{team_id}", query=query)
+        return TeamView(
+            record=parse_team_record(data["record"]),
+            thread_ids=tuple(data["thread_ids"]),
+            revision=data.get("revision", 0),
+        )
 
     async def load(self, team_id: str) -> tuple[TeamRecord, TeamState, list[str]]:
         """The team's signed record, its state as verified here, and its bound thread ids."""
-        home = await self._home(team_id)
-        data = await home._request("GET", f"/v1/teams/{team_id}")
-        record = parse_team_record(data["record"])
-        return record, verify_team(record, now_ms()), list(data["thread_ids"])
+        view = await self.view(team_id)
+        return view.record, verify_team(view.record, now_ms()), list(view.thread_ids)
 
     async def fetch(self, team_id: str) -> tuple[TeamState, list[str]]:
         """The team's verified state and its bound thread ids."""
@@ -211,17 +253,11 @@ class TeamClient:
             for role, records in data["roles"].items()
         }
 
-    async def teams(self) -> list[dict[str, Any]]:
+    async def teams(self) -> list[TeamSummary]:
         """Summaries of the teams this agent takes part in."""
         query = {"member": self.did}
         data = await self.client._request("GET", "/v1/teams", query=query)
-        teams: list[dict[str, Any]] = data["teams"]
-        return teams
-
-    async def _post(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(obj).encode()
-        result: dict[str, Any] = await self.client._request("POST", path, body=body, signed=False)
-        return result
+        return [TeamSummary.model_validate(team) for team in data["teams"]]
 
     # -- forming a team ---------------------------------------------------------
 
@@ -242,7 +278,15 @@ class TeamClient:
         the node's directory is matched against the charter. A refusal (or an
         acceptance over budget) moves to the next candidate. If some seat is
         still empty after ``timeout_s`` the team is dissolved as cancelled and
-        FormationTimedOut is raised.
+        FormationTimedOut is raised. Between steps it long-polls the team
+        (``view`` with ``wait_ms``), so it acts as soon as an invitee answers.
+        Cancelling it leaves the team proposed and its invitations out (they
+        expire after ``timeout_s``); dissolve the team to release its budget.
+
+        Raises:
+            FormationTimedOut: some seat was still empty after ``timeout_s``.
+            CoralApiError: the node refused a step (e.g. the budget cannot be held).
+            NodeUnreachable: no node answers.
         """
         now = now_ms()
         charter = draft_charter(
@@ -270,17 +314,22 @@ class TeamClient:
         formation = await self.client.create_thread(
             f"formation of {team_id}", [did for did, _ in first]
         )
-        formation_id = str(formation["id"])
+        formation_id = formation.id
         ttl_ms = max(1, int(timeout_s * 1000))
         pending: dict[str, Invitation] = {}
         for did, role in first:
             pending[did] = await self._invite(local, formation_id, did, role, ttl_ms, add=False)
         deadline = time.monotonic() + timeout_s
+        revision: int | None = None
         while True:
-            state, _ = await self.fetch(team_id)
+            # Long-poll: the node answers as soon as an answer (or any document) lands.
+            wait_ms = _remaining_ms(deadline) if revision is not None else 0
+            view = await self.view(team_id, after_revision=revision, wait_ms=wait_ms)
+            revision = view.revision
+            state = verify_team(view.record, now_ms())
             if all(state.role_seats_taken(r.name) >= r.count for r in charter.roles):
                 break
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 await self.submit_document(
                     dissolve(state, self.client.identity, now_ms=now_ms(), goal_met=False)
                 )
@@ -299,7 +348,6 @@ class TeamClient:
                 if nxt is not None:
                     role = invitation.role
                     pending[nxt] = await self._invite(local, formation_id, nxt, role, ttl_ms)
-            await asyncio.sleep(_POLL_S)
         key_epoch, key = new_key_epoch(state, self.client.identity, now_ms())
         await self.submit_document(key_epoch)
         self.keys[key.key_id] = key
@@ -372,8 +420,7 @@ class TeamClient:
             "team_id": team_id,
         }
         message = self.client.build_message(kind="thread.create", parts=[DataPart(data=args)])
-        result = await self.client.submit(message)
-        thread_id = str(result["thread"]["id"])
+        thread_id = (await self.client.submit_thread_create(message)).id
         self._threads[team_id] = thread_id
         return thread_id
 
@@ -417,10 +464,23 @@ class TeamClient:
         return answer
 
     async def join(self, team_id: str, timeout_s: float = 30.0) -> FormedTeam:
-        """Wait until this agent holds the team's current key and a team thread exists."""
+        """Wait until this agent holds the team's current key and a team thread exists.
+
+        Long-polls the team record, so it returns as soon as the key epoch and
+        the thread are there.
+
+        Raises:
+            TimeoutError: the team did not open to this agent within ``timeout_s``.
+            NotAMember: the team was keyed without this agent.
+            CoralApiError: the node refused the read (e.g. not a party of the team).
+        """
         deadline = time.monotonic() + timeout_s
+        revision: int | None = None
         while True:
-            state = await self._refresh_keys(team_id)
+            wait_ms = _remaining_ms(deadline) if revision is not None else 0
+            view = await self.view(team_id, after_revision=revision, wait_ms=wait_ms)
+            revision = view.revision
+            state = self._take_keys(team_id, view)
             thread_id = self._threads.get(team_id)
             if thread_id and self.did in state.key_recipients and not state.rekey_required:
                 return FormedTeam(
@@ -431,15 +491,19 @@ class TeamClient:
                 )
             if self.did not in state.member_dids() and state.key_epoch > 0:
                 raise NotAMember(f"{self.did} is not a member of team {team_id}")
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise TimeoutError(f"team {team_id} did not open to {self.did} in {timeout_s}s")
-            await asyncio.sleep(_POLL_S)
 
     # -- encrypted team threads --------------------------------------------------
 
     async def _refresh_keys(self, team_id: str) -> TeamState:
         """Unseal every key epoch of the team sealed to this agent (old ones read history)."""
-        record, state, threads = await self.load(team_id)
+        return self._take_keys(team_id, await self.view(team_id))
+
+    def _take_keys(self, team_id: str, view: TeamView) -> TeamState:
+        """Verify the record, unseal its key epochs for this agent, note the team thread."""
+        record, threads = view.record, view.thread_ids
+        state = verify_team(record, now_ms())
         for document in record.documents:
             if isinstance(document, KeyEpoch) and self.did in document.recipients():
                 key_id = f"{team_id}/{document.epoch}"
@@ -464,7 +528,7 @@ class TeamClient:
         *,
         data: Any = None,
         mentions: Iterable[str] = (),
-    ) -> dict[str, Any]:
+    ) -> ThreadEntry | Forwarded:
         """Encrypt and post to the team thread under the current key; returns the entry."""
         parts: list[Part] = []
         if text is not None:
@@ -483,7 +547,7 @@ class TeamClient:
 
     async def _post_encrypted(
         self, team_id: str, thread_id: str, parts: tuple[Part, ...], mentions: tuple[str, ...]
-    ) -> dict[str, Any]:
+    ) -> ThreadEntry | Forwarded:
         epoch = self._epochs.get(team_id, 0)
         key = self.keys.get(f"{team_id}/{epoch}")
         if key is None:
@@ -496,10 +560,8 @@ class TeamClient:
             now_ms=now_ms(),
             mentions=mentions,
         )
-        result = await self.client.submit(message)
         # A team thread owned by another node answers with a delivery receipt.
-        entry: dict[str, Any] = result.get("entry") or result["forwarded"]
-        return entry
+        return await self.client.submit_to_thread(message)
 
     async def read_team_messages(self, team_id: str, after_seq: int = 0) -> list[TeamPost]:
         """Decrypt the team thread's posts after ``after_seq`` (system entries skipped)."""
@@ -507,24 +569,24 @@ class TeamClient:
         page = await self.client.history(thread_id, after=after_seq, limit=1000)
         posts: list[TeamPost] = []
         refreshed = False
-        for entry in page["entries"]:
-            message = from_wire(entry["message"])
-            if entry["system"] or message.kind != TEAM_MESSAGE_KIND:
+        for entry in page.entries:
+            message = entry.message
+            if entry.system or message.kind != TEAM_MESSAGE_KIND:
                 continue
             try:
                 parts = read_team_message(message, self.keys)
             except DecryptionFailed:
                 if refreshed:
-                    posts.append(TeamPost(entry["seq"], message.sender, (), readable=False))
+                    posts.append(TeamPost(entry.seq, message.sender, (), readable=False))
                     continue
                 await self._refresh_keys(team_id)
                 refreshed = True
                 try:
                     parts = read_team_message(message, self.keys)
                 except DecryptionFailed:
-                    posts.append(TeamPost(entry["seq"], message.sender, (), readable=False))
+                    posts.append(TeamPost(entry.seq, message.sender, (), readable=False))
                     continue
-            posts.append(TeamPost(entry["seq"], message.sender, parts))
+            posts.append(TeamPost(entry.seq, message.sender, parts))
         return posts
 
     # -- changing and closing a team -------------------------------------------------
@@ -549,7 +611,7 @@ class TeamClient:
 
     async def dissolve(
         self, team_id: str, *, goal_met: bool, payouts: tuple[Payout, ...] | None = None
-    ) -> dict[str, Any]:
+    ) -> DocumentAccepted:
         """Dissolve the team (initiator only) and close its threads."""
         state, threads = await self.fetch(team_id)
         document = dissolve(
@@ -559,6 +621,11 @@ class TeamClient:
         for thread_id in threads:
             await self.client.close_thread(thread_id, "team dissolved")
         return result
+
+
+def _remaining_ms(deadline: float) -> int:
+    """Milliseconds to ``deadline`` for one long-poll (at least 1, at most ``_WAIT_MS``)."""
+    return max(1, min(_WAIT_MS, int((deadline - time.monotonic()) * 1000)))
 
 
 def _first_picks(charter: TeamCharter, queues: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -604,8 +671,8 @@ async def accept_invitations(
     cursor = after
     while (stop is None or not stop.is_set()) and (limit is None or len(answers) < limit):
         result = await client.wait("mention", after=cursor, timeout_ms=1000)
-        for item in result["entries"]:
-            message = from_wire(item["entry"]["message"])
+        for item in result.entries:
+            message = item.entry.message
             try:
                 answer = await teams.answer_invitation(message, decide)
             except (CoralApiError, CoralError):
@@ -613,5 +680,5 @@ async def accept_invitations(
                 answer = None
             if answer is not None:
                 answers.append(answer)
-        cursor = result["cursor"]
+        cursor = result.cursor
     return answers

@@ -69,8 +69,8 @@ async def _agents_talk(base: str) -> tuple[str, list[CoralClient]]:
     await alice.register(AgentManifest(name="alice", capabilities=("chat",)))
     await bob.register(AgentManifest(name="bob", capabilities=("chat", "review")))
     thread = await alice.create_thread("browser-demo", [bob.did])
-    await alice.send(thread["id"], "hello from the SDK", mentions=[bob.did])
-    return str(thread["id"]), [alice, bob]
+    await alice.send(thread.id, "hello from the SDK", mentions=[bob.did])
+    return str(thread.id), [alice, bob]
 
 
 async def _close_all(clients: list[CoralClient]) -> None:

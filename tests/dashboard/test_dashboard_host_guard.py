@@ -36,11 +36,11 @@ async def _post_secret(base: str) -> str:
         await alice.register(AgentManifest(name="guard-alice"))
         await bob.register(AgentManifest(name="guard-bob"))
         thread = await alice.create_thread("plans", [bob.did])
-        await alice.send(thread["id"], SECRET_TEXT, mentions=[bob.did])
+        await alice.send(thread.id, SECRET_TEXT, mentions=[bob.did])
     finally:
         await alice.close()
         await bob.close()
-    return str(thread["id"])
+    return str(thread.id)
 
 
 @pytest.fixture(scope="module")

@@ -65,9 +65,9 @@ async def test_snapshot_shows_agents_threads_and_hides_ciphertext(start_node, ht
     bob = await registered(base, "bob", "chat")
     try:
         thread = await alice.create_thread("planning", [bob.did])
-        await alice.send(thread["id"], "hello bob", mentions=[bob.did])
+        await alice.send(thread.id, "hello bob", mentions=[bob.did])
         secret = EncryptedPart(alg="x", key_id="k1", nonce="AAAA", ciphertext="c2VjcmV0LXRleHQ")
-        await bob.send(thread["id"], parts=[secret])
+        await bob.send(thread.id, parts=[secret])
         snap = await get_json(http, base + "/v1/dashboard/snapshot")
     finally:
         await alice.close()
@@ -75,7 +75,7 @@ async def test_snapshot_shows_agents_threads_and_hides_ciphertext(start_node, ht
     assert snap["node"]["node_id"] == ctx.identity.did and snap["views_need_token"] is False
     local = {a["name"]: a for a in snap["agents"]["local"]}
     assert local["alice"]["capabilities"] == ["chat", "math"] and local["bob"]["did"] == bob.did
-    [shown] = [t for t in snap["threads"]["recent"] if t["id"] == thread["id"]]
+    [shown] = [t for t in snap["threads"]["recent"] if t["id"] == thread.id]
     assert shown["state"] == "open" and shown["participants"] == [alice.did, bob.did]
     texts = [p for m in shown["messages"] for p in m["parts"]]
     assert {"type": "text", "text": "hello bob"} in texts
@@ -102,7 +102,7 @@ async def test_events_push_a_new_message_without_polling(start_node, http):
             assert resp.headers["Content-Type"].startswith("text/event-stream")
             first = await next_snapshot(resp.content)
             assert first["threads"]["totals"]["entries"] >= 1
-            await alice.send(thread["id"], "pushed live", mentions=[bob.did])
+            await alice.send(thread.id, "pushed live", mentions=[bob.did])
             seen_at = asyncio.get_running_loop().time()
             while True:
                 snap = await asyncio.wait_for(next_snapshot(resp.content), 10)
@@ -127,7 +127,7 @@ async def test_admin_close_needs_the_token_and_records_the_operator(start_node, 
     bob = await registered(base, "bob")
     try:
         thread = await alice.create_thread("to-close", [bob.did])
-        url = f"{base}/v1/dashboard/admin/threads/{thread['id']}/close"
+        url = f"{base}/v1/dashboard/admin/threads/{thread.id}/close"
         async with http.post(url, json={"summary": "done"}) as resp:
             assert resp.status == 401 and (await resp.json())["reason"] == "admin_required"
         async with http.post(url, json={}, headers={"Authorization": "Bearer nope"}) as resp:
@@ -140,7 +140,7 @@ async def test_admin_close_needs_the_token_and_records_the_operator(start_node, 
         assert body["summary"] == "[closed by the node operator] stale work"
         # The engine really closed it: participants can no longer post.
         try:
-            await bob.send(thread["id"], "too late")
+            await bob.send(thread.id, "too late")
             raise AssertionError("posting to a closed thread was accepted")
         except CoralApiError as exc:
             assert exc.status == 409 or "closed" in exc.reason

@@ -44,7 +44,7 @@ async def test_unknown_garbage_forged_and_misrouted_envelopes_are_refused(node):
     await alice.register(AgentManifest(name="alice"))
     bob = CoralClient(node.http, Identity.generate())
     await bob.register(AgentManifest(name="bob"))
-    tid = (await alice.create_thread("t", [bob.did]))["id"]
+    tid = (await alice.create_thread("t", [bob.did])).id
     before = await alice.history(tid)
     try:
         async with grpc.aio.insecure_channel(node.grpc) as channel:

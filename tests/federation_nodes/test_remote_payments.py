@@ -38,24 +38,24 @@ async def test_payment_crosses_nodes_once_the_payee_reveals_the_preimage(two_nod
         await issue_dev_funds(a.http, token, payer.did, 100)
         preimage = os.urandom(32)
         sent = await pay(payer, "p1", payee.did, 40, condition_for(preimage), 30_000)
-        assert sent["node"] == b.node_id
+        assert sent.node == b.node_id
         payer_ledger, payee_ledger = LedgerClient(payer), LedgerClient(payee)
         held = await payer_ledger.balance()
-        assert (held["debits_pending"], held["available"]) == (40, 60)
+        assert (held.debits_pending, held.available) == (40, 60)
 
         async def payee_sees_the_hold():
-            return (await payee_ledger.balance())["credits_pending"] == 40
+            return (await payee_ledger.balance()).credits_pending == 40
 
         await eventually(payee_sees_the_hold, what="the receiving hop on node B")
         with pytest.raises(CoralApiError) as info:
             await fulfil(payee, "p1", os.urandom(32))  # wrong preimage
         assert info.value.reason == "condition_not_met"
         await fulfil(payee, "p1", preimage)
-        assert (await payee_ledger.balance())["credits_posted"] == 40
+        assert (await payee_ledger.balance()).credits_posted == 40
 
         async def payer_settled():
             state = await payer_ledger.balance()
-            return state["debits_posted"] == 40 and state["debits_pending"] == 0
+            return state.debits_posted == 40 and state.debits_pending == 0
 
         await eventually(payer_settled, what="the sending hop posted on node A")
     finally:
@@ -74,17 +74,17 @@ async def test_an_unfulfilled_payment_rolls_back_on_both_hops(two_nodes):
         payer_ledger, payee_ledger = LedgerClient(payer), LedgerClient(payee)
 
         async def payee_sees_the_hold():
-            return (await payee_ledger.balance())["credits_pending"] == 25
+            return (await payee_ledger.balance()).credits_pending == 25
 
         await eventually(payee_sees_the_hold, what="the receiving hop")
 
         async def both_rolled_back():
             mine, theirs = await payer_ledger.balance(), await payee_ledger.balance()
             return (
-                mine["debits_pending"],
-                mine["available"],
-                theirs["credits_pending"],
-                theirs["credits_posted"],
+                mine.debits_pending,
+                mine.available,
+                theirs.credits_pending,
+                theirs.credits_posted,
             ) == (0, 100, 0, 0)
 
         await eventually(both_rolled_back, timeout=30, what="expiry on both nodes")

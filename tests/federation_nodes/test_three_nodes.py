@@ -10,6 +10,7 @@ import pytest
 
 from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
+from coral_sdk.types import Forwarded
 
 GOSSIP = ["--log-level", "warning"]
 
@@ -95,22 +96,19 @@ async def test_cross_node_thread_with_mentions(node_factory):
     try:
         await converged([a, b, c], [alice, bob, carol])
         thread = await alice.create_thread("across", [bob.did, carol.did])
-        tid = thread["id"]
+        tid = thread.id
         await alice.send(tid, "hello bob", mentions=[bob.did])
         got = await bob.wait("mention", timeout_ms=15_000)
-        assert got["entries"][0]["entry"]["message"]["parts"][0]["text"] == "hello bob"
+        assert got.entries[0].entry.message.text() == "hello bob"
         receipt = await bob.send(tid, "hi alice", mentions=[alice.did])
-        assert receipt["queued"] and receipt["owner"] == a.node_id
+        assert isinstance(receipt, Forwarded)
+        assert receipt.queued and receipt.owner == a.node_id
         got = await alice.wait("mention", timeout_ms=15_000)
-        assert got["entries"][0]["entry"]["message"]["parts"][0]["text"] == "hi alice"
+        assert got.entries[0].entry.message.text() == "hi alice"
 
         async def carol_sees_both():
             page = await carol.history(tid)
-            texts = [
-                e["message"]["parts"][0].get("text")
-                for e in page["entries"]
-                if e["message"]["kind"] == "message"
-            ]
+            texts = [e.message.text() for e in page.entries if e.message.kind == "message"]
             return texts if texts == ["hello bob", "hi alice"] else None
 
         await eventually(carol_sees_both, what="carol's mirror")
@@ -125,9 +123,9 @@ async def test_kill_9_then_restart_delivers_every_message_exactly_once(node_fact
     bob = await agent(b, "bob", bob_id)
     try:
         await converged([a, b, c], [alice, bob])
-        tid = (await alice.create_thread("burst", [bob.did]))["id"]
+        tid = (await alice.create_thread("burst", [bob.did])).id
         start = await bob.wait("message", timeout_ms=10_000)
-        cursor = start["cursor"]
+        cursor = start.cursor
         await bob.close()
         sent = []
         for i in range(30):
@@ -144,8 +142,8 @@ async def test_kill_9_then_restart_delivers_every_message_exactly_once(node_fact
         deadline = time.monotonic() + 40
         while "end" not in seen and time.monotonic() < deadline:
             got = await bob.wait("mention", after=cursor, timeout_ms=5000)
-            seen += [e["entry"]["message"]["parts"][0]["text"] for e in got["entries"]]
-            cursor = got["cursor"]
+            seen += [e.entry.message.text() for e in got.entries]
+            cursor = got.cursor
         assert seen == [*sent, "end"], "a message was lost or delivered twice"
     finally:
         await alice.close()
@@ -158,7 +156,7 @@ async def test_partition_healed_by_the_outbox(node_factory):
     carol = await agent(c, "carol", carol_id)
     try:
         await converged([a, b, c], [alice, carol])
-        tid = (await alice.create_thread("partition", [carol.did]))["id"]
+        tid = (await alice.create_thread("partition", [carol.did])).id
         await carol.close()
         assert c.terminate() == 0  # carol's node is cut off
         for i in range(5):
@@ -175,11 +173,9 @@ async def test_partition_healed_by_the_outbox(node_factory):
         while len(texts) < 5 and time.monotonic() < deadline:
             got = await carol.wait("mention", after=cursor, timeout_ms=5000)
             texts += [
-                e["entry"]["message"]["parts"][0]["text"]
-                for e in got["entries"]
-                if e["entry"]["message"]["kind"] == "message"
+                e.entry.message.text() for e in got.entries if e.entry.message.kind == "message"
             ]
-            cursor = got["cursor"]
+            cursor = got.cursor
         assert texts == [f"while away {i}" for i in range(5)]
     finally:
         await alice.close()

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from coral.coordination.model import Thread, WaitResult
 from coral.protocol.identity import Identity
 from coral_sdk import Agent, AgentManifest, CoralApiError, CoralClient, Incoming
 
@@ -51,12 +52,12 @@ async def test_echo_agent_answers_a_mention(node, tmp_path):
                 break
             await asyncio.sleep(0.05)
         thread = await alice.create_thread("chat", ["echo"])
-        assert thread["participants"] == [alice.did, echo.did]
-        await alice.send(thread["id"], "hello", mentions=[echo.did])
+        assert thread.participants == (alice.did, echo.did)
+        await alice.send(thread.id, "hello", mentions=[echo.did])
         got = await alice.wait("mention", timeout_ms=10_000)
-        reply = got["entries"][0]["entry"]["message"]
-        assert reply["sender"] == echo.did
-        assert reply["parts"][0]["text"] == "echo: hello"
+        reply = got.entries[0].entry.message
+        assert reply.sender == echo.did
+        assert reply.text() == "echo: hello"
     finally:
         echo.stop()
         await runner
@@ -70,7 +71,7 @@ async def test_every_thread_operation_and_its_refusals(node):
     carol = await registered(node, "carol")
     try:
         thread = await alice.create_thread("work", [bob.did])
-        tid = thread["id"]
+        tid = thread.id
         await alice.send(tid, "first", mentions=[bob.did])
         # Mentions must name participants, and not the sender.
         with pytest.raises(CoralApiError) as info:
@@ -89,19 +90,20 @@ async def test_every_thread_operation_and_its_refusals(node):
         # A new participant receives the history.
         await alice.add_participant(tid, "carol")
         got = await carol.wait("message", timeout_ms=5_000)
-        texts = [e["entry"]["message"]["parts"][0].get("text") for e in got["entries"]]
+        texts = [e.entry.message.text() for e in got.entries]
         assert "first" in texts
         page = await carol.history(tid)
-        assert [e["seq"] for e in page["entries"]] == list(range(1, len(page["entries"]) + 1))
+        assert [e.seq for e in page.entries] == list(range(1, len(page.entries) + 1))
         await alice.remove_participant(tid, carol.did)
         with pytest.raises(CoralApiError):
             await carol.send(tid, "still here?")
         closed = await alice.close_thread(tid, "done")
-        assert (closed["state"], closed["summary"]) == ("closed", "done")
+        assert isinstance(closed, Thread)
+        assert (closed.state, closed.summary) == ("closed", "done")
         with pytest.raises(CoralApiError) as info:
             await bob.send(tid, "too late")
         assert info.value.reason == "thread_closed"
-        assert [t["id"] for t in await bob.threads()] == [tid]
+        assert [t.id for t in await bob.threads()] == [tid]
     finally:
         for c in (alice, bob, carol):
             await c.close()
@@ -126,17 +128,17 @@ async def test_wait_from_agent_and_absurd_timeouts(node):
     alice = await registered(node, "alice")
     bob = await registered(node, "bob")
     try:
-        tid = (await alice.create_thread("t", [bob.did]))["id"]
-        cursor = (await bob.wait("message", timeout_ms=2000))["cursor"]
+        tid = (await alice.create_thread("t", [bob.did])).id
+        cursor = (await bob.wait("message", timeout_ms=2000)).cursor
         await alice.send(tid, "from alice")
         got = await bob.wait("agent", from_agent=alice.did, after=cursor, timeout_ms=5000)
-        assert got["entries"][0]["entry"]["message"]["sender"] == alice.did
+        assert got.entries[0].entry.message.sender == alice.did
         for bad in (0, -5, 3_600_000):
             with pytest.raises(CoralApiError) as info:
                 await bob.wait("mention", timeout_ms=bad)
             assert info.value.status == 400
-        timed_out = await bob.wait("mention", after=got["cursor"], timeout_ms=100)
-        assert timed_out["timed_out"] and timed_out["cursor"] == got["cursor"]
+        timed_out = await bob.wait("mention", after=got.cursor, timeout_ms=100)
+        assert timed_out.timed_out and timed_out.cursor == got.cursor
     finally:
         await alice.close()
         await bob.close()
@@ -149,7 +151,7 @@ async def test_a_flood_of_waits_is_bounded(node):
         results = await asyncio.gather(*waits, return_exceptions=True)
         refused = [r for r in results if isinstance(r, CoralApiError)]
         assert refused and all(r.status == 429 for r in refused)
-        assert any(isinstance(r, dict) for r in results)
+        assert any(isinstance(r, WaitResult) for r in results)
     finally:
         await alice.close()
 
@@ -203,7 +205,7 @@ async def test_message_flood_from_one_agent_is_rate_limited(node_factory):
     alice = await registered(node, "alice")
     bob = await registered(node, "bob")
     try:
-        tid = (await alice.create_thread("t", [bob.did]))["id"]
+        tid = (await alice.create_thread("t", [bob.did])).id
         outcomes = []
         for i in range(30):
             try:

@@ -128,9 +128,9 @@ async def test_waiting_resumes_from_a_cursor_across_a_restart_and_a_crash(node):
     bob = CoralClient(node.http, bob_id)
     await alice.register(AgentManifest(name="alice"))
     await bob.register(AgentManifest(name="bob"))
-    tid = (await alice.create_thread("t", [bob.did]))["id"]
+    tid = (await alice.create_thread("t", [bob.did])).id
     first = await bob.wait("mention", timeout_ms=200)
-    cursor = first["cursor"]
+    cursor = first.cursor
     await alice.send(tid, "before restart", mentions=[bob.did])
     await alice.close()
     await bob.close()
@@ -139,8 +139,8 @@ async def test_waiting_resumes_from_a_cursor_across_a_restart_and_a_crash(node):
     node.start()
     bob = CoralClient(node.http, bob_id)
     got = await bob.wait("mention", after=cursor, timeout_ms=5000)
-    assert [e["entry"]["message"]["parts"][0]["text"] for e in got["entries"]] == ["before restart"]
-    cursor = got["cursor"]
+    assert [e.entry.message.text() for e in got.entries] == ["before restart"]
+    cursor = got.cursor
 
     alice = CoralClient(node.http, alice.identity)
     acked = [await alice.send(tid, f"burst {i}", mentions=[bob.did]) for i in range(20)]
@@ -151,13 +151,13 @@ async def test_waiting_resumes_from_a_cursor_across_a_restart_and_a_crash(node):
     seen: list[str] = []
     while len(seen) < len(acked):
         got = await bob.wait("mention", after=cursor, timeout_ms=3000)
-        assert not got["timed_out"], f"lost messages after crash: have {len(seen)} of {len(acked)}"
-        seen += [e["entry"]["message"]["parts"][0]["text"] for e in got["entries"]]
-        cursor = got["cursor"]
+        assert not got.timed_out, f"lost messages after crash: have {len(seen)} of {len(acked)}"
+        seen += [e.entry.message.text() for e in got.entries]
+        cursor = got.cursor
     assert seen == [f"burst {i}" for i in range(20)]
     # Nothing is delivered in the background here: a duplicate would be in the
     # store already, and an immediate look past the cursor would return it.
     again = await bob.wait("mention", after=cursor, timeout_ms=1)
-    assert again["timed_out"] and again["entries"] == []
+    assert again.timed_out and again.entries == ()
     await alice.close()
     await bob.close()

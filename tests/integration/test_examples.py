@@ -54,10 +54,10 @@ async def test_echo_example(node, tmp_path):
         async with CoralClient(node.http, Identity.generate()) as alice:
             await alice.register(AgentManifest(name="alice"))
             thread = await alice.create_thread("t", ["echo"])
-            echo_did = thread["participants"][1]
-            await alice.send(thread["id"], "ping", mentions=[echo_did])
+            echo_did = thread.participants[1]
+            await alice.send(thread.id, "ping", mentions=[echo_did])
             got = await alice.wait("mention", timeout_ms=10_000)
-            assert got["entries"][0]["entry"]["message"]["parts"][0]["text"] == "echo: ping"
+            assert got.entries[0].entry.message.text() == "echo: ping"
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 20) == 0

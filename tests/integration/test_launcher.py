@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from coral.protocol.identity import Identity
+from coral.protocol.message import Message
 from coral_sdk import AgentManifest, CoralClient
 
 
@@ -94,15 +95,15 @@ async def test_launch_replicas_answer_once_restart_after_crash_and_stop(node: An
         echo = await asyncio.wait_for(registered(), 60)
         thread = await alice.create_thread("t", ["echo"])
         for i in range(10):
-            await alice.send(thread["id"], f"m{i}", mentions=[echo.agent])
-        answers: list[dict[str, Any]] = []
+            await alice.send(thread.id, f"m{i}", mentions=[echo.agent])
+        answers: list[Message] = []
         cursor = 0
         async with asyncio.timeout(60):
             while len(answers) < 10:
                 page = await alice.wait("mention", after=cursor, timeout_ms=10_000)
-                answers += [item["entry"]["message"] for item in page["entries"]]
-                cursor = page["cursor"]
-        data = [next(p["data"] for p in m["parts"] if p["type"] == "data") for m in answers]
+                answers += [item.entry.message for item in page.entries]
+                cursor = page.cursor
+        data = [m.data()[0] for m in answers]
         assert sorted(d["echo"] for d in data) == sorted(f"re: m{i}" for i in range(10))
         assert {d["pid"] for d in data} <= set(pids(view()))
 

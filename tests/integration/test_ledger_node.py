@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from coral.api.grpc.ledger import receipt_to_proto
+from coral.coordination.model import HistoryPage
 from coral.ledger.model import AMOUNT_MAX
 from coral.protocol.agent import AgentManifest
 from coral.protocol.errors import SignatureError
@@ -65,7 +66,7 @@ async def issue(
 
 
 async def balance_of(client: CoralClient) -> int:
-    return int((await LedgerClient(client).balance())["balance"])
+    return (await LedgerClient(client).balance()).balance
 
 
 async def refused(call: Any) -> tuple[int, str]:
@@ -108,8 +109,8 @@ async def test_fund_pay_retry_and_verify_receipts_offline(node_factory):
         assert check["valid"] is True
 
         first = await ledger.history(limit=1)
-        rest = await ledger.history(after=first["next_after"])
-        ids = [e["transfer"]["id"] for e in first["entries"] + rest["entries"]]
+        rest = await ledger.history(after=first.next_after)
+        ids = [e.transfer.id for e in first.entries + rest.entries]
         assert ids == [funded["transfer"]["id"], "pay-1"]
 
         async with alice._http().get(node.http + "/metrics") as resp:
@@ -132,7 +133,7 @@ async def test_bad_inputs_are_refused_with_typed_reasons_and_change_nothing(node
         await lb.balance()  # opens bob's account
         hold = await la.reserve(to=bob.did, amount=100, transfer_id="hold-1")
         voided = await la.reserve(to=bob.did, amount=50, transfer_id="hold-2")
-        await la.void(voided["id"], transfer_id="hold-2-void")
+        await la.void(voided.id, transfer_id="hold-2-void")
         preimage = os.urandom(32)
         locked = await la.reserve(
             to=bob.did,
@@ -182,20 +183,20 @@ async def test_bad_inputs_are_refused_with_typed_reasons_and_change_nothing(node
             ),
             (lm.balance(alice.did), (403, "not_account_owner")),
             (lm.history(alice.did), (403, "not_account_owner")),
-            (lm.receipt(hold["id"]), (403, "not_account_owner")),
-            (lm.post(hold["id"]), (403, "not_account_owner")),
-            (lb.void(hold["id"]), (403, "not_account_owner")),
-            (la.post(hold["id"], amount=101), (409, "exceeds_pending_amount")),
-            (la.post(voided["id"]), (409, "pending_already_resolved")),
+            (lm.receipt(hold.id), (403, "not_account_owner")),
+            (lm.post(hold.id), (403, "not_account_owner")),
+            (lb.void(hold.id), (403, "not_account_owner")),
+            (la.post(hold.id, amount=101), (409, "exceeds_pending_amount")),
+            (la.post(voided.id), (409, "pending_already_resolved")),
             (la.post("no-such-hold"), (404, "pending_not_found")),
-            (la.post(locked["id"]), (400, "fulfillment_required")),
-            (lb.fulfil(locked["id"], os.urandom(32)), (403, "condition_not_met")),
-            (lm.fulfil(locked["id"], preimage), (403, "not_account_owner")),
+            (la.post(locked.id), (400, "fulfillment_required")),
+            (lb.fulfil(locked.id, os.urandom(32)), (403, "condition_not_met")),
+            (lm.fulfil(locked.id, preimage), (403, "not_account_owner")),
             (
                 la.reserve(to=bob.did, amount=1, timeout_ms=9, condition="ab"),
                 (400, "invalid_condition"),
             ),
-            (la.receipt(hold["id"]), (409, "transfer_not_posted")),
+            (la.receipt(hold.id), (409, "transfer_not_posted")),
             (issue(alice, node, "no-such-account", 5), (404, "unknown_account")),
         ]
         for call, expected in cases:
@@ -203,10 +204,10 @@ async def test_bad_inputs_are_refused_with_typed_reasons_and_change_nothing(node
         # The expiry sweep (a background job) returns the short lock's funds once its
         # 1 s timeout has passed: poll for that outcome, with a generous hang guard.
         async with asyncio.timeout(60):
-            while (await lb.balance())["credits_pending"] != before[1]["credits_pending"] - 30:
+            while (await lb.balance()).credits_pending != before[1].credits_pending - 30:
                 await asyncio.sleep(0.1)
         # Expired (and swept): fulfilling it now is a conflict, nothing paid.
-        status, reason = await refused(lb.fulfil(short["id"], preimage))
+        status, reason = await refused(lb.fulfil(short.id, preimage))
         assert status == 409 and reason in {"pending_expired", "pending_already_resolved"}
         # Unsigned and wrongly signed calls never reach the ledger.
         assert (
@@ -218,15 +219,17 @@ async def test_bad_inputs_are_refused_with_typed_reasons_and_change_nothing(node
         )
 
         after_alice, after_bob = await la.balance(), await lb.balance()
-        assert after_bob == {**before[1], "credits_pending": before[1]["credits_pending"] - 30}
-        assert after_alice["balance"] == before[0]["balance"] == 1_000
-        assert after_alice["debits_pending"] == before[0]["debits_pending"] - 30
+        assert after_bob == dataclasses.replace(
+            before[1], credits_pending=before[1].credits_pending - 30
+        )
+        assert after_alice.balance == before[0].balance == 1_000
+        assert after_alice.debits_pending == before[0].debits_pending - 30
 
         # The good paths still work after all of that.
-        posted = await la.post(hold["id"], amount=60, transfer_id="hold-1-post")
+        posted = await la.post(hold.id, amount=60, transfer_id="hold-1-post")
         assert posted.receipt is not None and posted.receipt.amount == 60
-        fulfilled = await lb.fulfil(locked["id"], preimage, transfer_id="lock-1-fulfil")
-        assert fulfilled.transfer["amount"] == 70
+        fulfilled = await lb.fulfil(locked.id, preimage, transfer_id="lock-1-fulfil")
+        assert fulfilled.transfer.amount == 70
         assert await balance_of(alice) == 870 and await balance_of(bob) == 130
     finally:
         for client in (alice, bob, mallory):
@@ -377,12 +380,8 @@ async def test_grpc_pays_escrows_and_maps_errors(node_factory):
         await bob.close()
 
 
-def award_events(page: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        e["message"]["parts"][0]["data"]
-        for e in page["entries"]
-        if e["message"]["kind"] == "coral.award"
-    ]
+def award_events(page: HistoryPage) -> list[dict[str, Any]]:
+    return [e.message.data()[0] for e in page.entries if e.message.kind == "coral.award"]
 
 
 async def run_auction(
@@ -391,7 +390,7 @@ async def run_auction(
     cfp = await boss.send(thread, data={"cfp": {"task": "t", "deadline_ms": now_ms() + 60_000}})
     for bidder, price in zip(bidders, prices, strict=True):
         await bidder.send(thread, data={"bid": {"price": price}})
-    return cfp["message"]["id"], award_events(await boss.history(thread))[-1]
+    return cfp.message.id, award_events(await boss.history(thread))[-1]
 
 
 async def test_contract_net_award_reserves_and_acceptance_pays(node_factory):
@@ -399,15 +398,13 @@ async def test_contract_net_award_reserves_and_acceptance_pays(node_factory):
     boss, cheap, dear = await agents(node, "boss", "cheap", "dear")
     try:
         await issue(boss, node, boss.did, 100)
-        thread = (await boss.create_thread("cn", [cheap.did, dear.did], strategy="contract_net"))[
-            "id"
-        ]
+        thread = (await boss.create_thread("cn", [cheap.did, dear.did], strategy="contract_net")).id
         cfp_id, award = await run_auction(boss, [cheap, dear], thread, [30, 45])
         assert award["award"]["winner"] == cheap.did
         assert award["payment"]["status"] == "reserved"
         assert award["payment"]["transfer_id"] == f"award:{cfp_id}"
         held = await LedgerClient(boss).balance()
-        assert (held["balance"], held["available"]) == (100, 70)
+        assert (held.balance, held.available) == (100, 70)
 
         # Only the initiator settles; then acceptance pays the winner.
         assert await refused(cheap.send(thread, data={"accept_award": cfp_id})) == (
@@ -426,10 +423,10 @@ async def test_contract_net_award_reserves_and_acceptance_pays(node_factory):
         # Second round: rejection voids the reservation and the funds come back.
         cfp2, award2 = await run_auction(boss, [cheap, dear], thread, [60, 50])
         assert award2["award"]["winner"] == dear.did and award2["payment"]["status"] == "reserved"
-        assert (await LedgerClient(boss).balance())["available"] == 20
+        assert (await LedgerClient(boss).balance()).available == 20
         await boss.send(thread, data={"reject_award": cfp2})
         held = await LedgerClient(boss).balance()
-        assert (held["balance"], held["available"]) == (70, 70)
+        assert (held.balance, held.available) == (70, 70)
         assert await balance_of(dear) == 0
 
         # An initiator who cannot pay still gets an award, marked unfunded.
@@ -580,7 +577,7 @@ async def test_team_budget_is_escrowed_and_paid_through_the_ledger(node_factory)
             goal="report", roles=roles, budget=Money(amount=100), timeout_s=20
         )
         held = await LedgerClient(alice).balance()
-        assert (held["balance"], held["available"]) == (1_000, 900)
+        assert (held.balance, held.available) == (1_000, 900)
         # The escrow account is node-held: not even the initiator may spend from it.
         escrow_id = f"team:{team.team_id}"
         grab = post_json(
@@ -593,7 +590,7 @@ async def test_team_budget_is_escrowed_and_paid_through_the_ledger(node_factory)
         await teams.dissolve(team.team_id, goal_met=True)
         assert await balance_of(bob) == 30 and await balance_of(carol) == 5
         after = await LedgerClient(alice).balance()
-        assert (after["balance"], after["available"]) == (965, 965)
+        assert (after.balance, after.available) == (965, 965)
     finally:
         stop.set()
         await asyncio.gather(*handlers, return_exceptions=True)

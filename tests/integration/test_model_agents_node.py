@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from coral.protocol.identity import Identity
+from coral.protocol.message import Message
 from coral_sdk import AgentManifest, CoralClient
 from coral_sdk.agent import Agent
 from coral_sdk.agents.agentflow_agent import AgentFlowAgent
@@ -79,15 +80,15 @@ async def user(node: Any, name: str = "alice") -> CoralClient:
     return client
 
 
-async def replies(client: CoralClient, count: int, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+async def replies(client: CoralClient, count: int, timeout_s: float = 60.0) -> list[Message]:
     """Wait for ``count`` mentions of ``client``; returns their messages."""
-    got: list[dict[str, Any]] = []
+    got: list[Message] = []
     cursor = 0
     async with asyncio.timeout(timeout_s):
         while len(got) < count:
             page = await client.wait("mention", after=cursor, timeout_ms=10_000)
-            got += [item["entry"]["message"] for item in page["entries"]]
-            cursor = page["cursor"]
+            got += [item.entry.message for item in page.entries]
+            cursor = page.cursor
     return got
 
 
@@ -102,12 +103,12 @@ async def fund(node: Any, client: CoralClient, account: str, amount: int) -> Non
         assert resp.status < 300, await resp.text()
 
 
-def data_of(message: dict[str, Any]) -> Any:
-    return next(p["data"] for p in message["parts"] if p["type"] == "data")
+def data_of(message: Message) -> Any:
+    return message.data()[0]
 
 
-def text_of(message: dict[str, Any]) -> str:
-    return "\n".join(p["text"] for p in message["parts"] if p["type"] == "text")
+def text_of(message: Message) -> str:
+    return message.text()
 
 
 async def test_trm_agent_solves_a_puzzle_sent_through_the_node(node: Any, tmp_path: Path) -> None:
@@ -122,8 +123,8 @@ async def test_trm_agent_solves_a_puzzle_sent_through_the_node(node: Any, tmp_pa
             record = await alice.get_agent("trm")
             assert record.manifest.name == "trm" and record.agent == trm.did
             thread = await alice.create_thread("sudoku", ["trm"])
-            await alice.send(thread["id"], data=puzzle, mentions=[trm.did])
-            await alice.send(thread["id"], data={"task": "sudoku4"}, mentions=[trm.did])
+            await alice.send(thread.id, data=puzzle, mentions=[trm.did])
+            await alice.send(thread.id, data={"task": "sudoku4"}, mentions=[trm.did])
             answers = await replies(alice, 2)
     finally:
         await alice.close()
@@ -137,7 +138,7 @@ async def test_trm_agent_solves_a_puzzle_sent_through_the_node(node: Any, tmp_pa
     assert data_of(by_kind[True]) == {
         "error": {"reason": "malformed_puzzle", "detail": "missing 'grid'"}
     }
-    assert all(m["sender"] == trm.did and m["thread"] == thread["id"] for m in answers)
+    assert all(m.sender == trm.did and m.thread == thread.id for m in answers)
 
 
 async def test_replicas_answer_every_request_exactly_once(node: Any, tmp_path: Path) -> None:
@@ -149,14 +150,14 @@ async def test_replicas_answer_every_request_exactly_once(node: Any, tmp_path: P
         async with running(*replicas):
             thread = await alice.create_thread("load", ["echo"])
             for i in range(30):
-                await alice.send(thread["id"], f"request {i}", mentions=[replicas[0].did])
+                await alice.send(thread.id, f"request {i}", mentions=[replicas[0].did])
             answers = await replies(alice, 30)
             # Barrier: a replica's cursor passes an entry only once its handler has
             # finished (its reply, if any, posted). When every replica is past the
             # last request, every answer any of them would give has arrived.
             shared = await replicas[0].client.wait("mention", after=0, timeout_ms=1, limit=100)
-            assert len(shared["entries"]) == 30
-            last_request = shared["cursor"]
+            assert len(shared.entries) == 30
+            last_request = shared.cursor
             async with asyncio.timeout(60):
                 while any(replica.cursor < last_request for replica in replicas):
                     await asyncio.sleep(0.05)
@@ -165,7 +166,7 @@ async def test_replicas_answer_every_request_exactly_once(node: Any, tmp_path: P
         await alice.close()
     echoed = sorted(data_of(m)["echo"] for m in answers)
     assert echoed == sorted(f"request {i}" for i in range(30))
-    assert len(late["entries"]) == 30  # no second answer to anything
+    assert len(late.entries) == 30  # no second answer to anything
     shares = [sum(data_of(m)["replica"] == i for m in answers) for i in range(3)]
     assert all(share > 0 for share in shares) and sum(shares) == 30
     for replica in replicas:  # each replica saved its own cursor
@@ -215,10 +216,10 @@ async def test_agentflow_agent_calls_the_trm_agent_as_a_tool(node: Any, tmp_path
         async with running(trm, flow):
             await fund(node, alice, flow.did, 10)
             thread = await alice.create_thread("ask", ["agentflow"])
-            await alice.send(thread["id"], "Solve this sudoku: " + request, mentions=[flow.did])
+            await alice.send(thread.id, "Solve this sudoku: " + request, mentions=[flow.did])
             [answer] = await replies(alice, 1)
             balances = [
-                (await LedgerClient(agent.client).balance())["balance"] for agent in (flow, trm)
+                (await LedgerClient(agent.client).balance()).balance for agent in (flow, trm)
             ]
     finally:
         await alice.close()
@@ -227,7 +228,7 @@ async def test_agentflow_agent_calls_the_trm_agent_as_a_tool(node: Any, tmp_path
     [payment] = flow.network_tool.payments
     assert payment["agent"] == "trm" and payment["amount"] == 2 and payment["status"] == "posted"
     result = data_of(answer)
-    assert answer["sender"] == flow.did
+    assert answer.sender == flow.did
     assert result["answer"] == "solved: yes" and text_of(answer) == "solved: yes"
     assert result["stop_reason"] == "verifier_stop" and result["steps"] == 1
     [call] = result["tool_calls"]
@@ -272,21 +273,21 @@ async def test_opentslm_agent_answers_series_questions(node: Any, tmp_path: Path
     try:
         async with running(agent):
             thread = await alice.create_thread("series", ["opentslm"])
-            await alice.send(thread["id"], data=request, mentions=[agent.did])
+            await alice.send(thread.id, data=request, mentions=[agent.did])
             from coral.protocol.message import FilePart
 
             await alice.send(
-                thread["id"],
+                thread.id,
                 "What activity is this?",
                 parts=[FilePart(uri=npy.as_uri(), media_type="application/x-npy")],
                 mentions=[agent.did],
             )
-            await alice.send(thread["id"], data={"series": []}, mentions=[agent.did])
+            await alice.send(thread.id, data={"series": []}, mentions=[agent.did])
             # Outside the trained contract: refused with what it can answer, not a label.
             heart = {"question": "What is the heart rate?", "series": [series] * 3}
-            await alice.send(thread["id"], data=heart, mentions=[agent.did])
+            await alice.send(thread.id, data=heart, mentions=[agent.did])
             ecg = {"question": "What activity is this?", "series": [series] * 12}
-            await alice.send(thread["id"], data=ecg, mentions=[agent.did])
+            await alice.send(thread.id, data=ecg, mentions=[agent.did])
             answers = await replies(alice, 5, timeout_s=120)
             record = await alice.get_agent(agent.did)
     finally:
@@ -346,7 +347,7 @@ async def test_serve_runs_a_manifest_with_replicas_until_sigterm(node: Any, tmp_
                     await asyncio.sleep(0.2)
         thread = await alice.create_thread("cli", ["echo"])
         for i in range(12):
-            await alice.send(thread["id"], f"x{i}", mentions=[echo.agent])
+            await alice.send(thread.id, f"x{i}", mentions=[echo.agent])
         answers = await replies(alice, 12)
     finally:
         await alice.close()
@@ -389,7 +390,7 @@ async def test_network_tool_pays_on_answers_and_voids_on_refusals(
             stingy = CoralNetworkTool(bob, ledger=LedgerClient(bob), max_price=1)
             with pytest.raises(PriceAboveLimit):
                 await stingy.call("trm", json.dumps(puzzle))
-            balances = [(await LedgerClient(c).balance())["balance"] for c in (bob, trm.client)]
+            balances = [(await LedgerClient(c).balance()).balance for c in (bob, trm.client)]
     finally:
         await tool.aclose()
         await bob.close()
@@ -425,9 +426,9 @@ async def test_trained_planner_engine_serves_the_flow_grpo_policy_calling_trm(
     try:
         async with running(trm, flow):
             thread = await alice.create_thread("ask", ["agentflow"])
-            await alice.send(thread["id"], puzzle_question(puzzle.tolist()), mentions=[flow.did])
+            await alice.send(thread.id, puzzle_question(puzzle.tolist()), mentions=[flow.did])
             [solved] = await replies(alice, 1, timeout_s=180)
-            await alice.send(thread["id"], arithmetic.question, mentions=[flow.did])
+            await alice.send(thread.id, arithmetic.question, mentions=[flow.did])
             computed = await replies(alice, 2, timeout_s=180)
     finally:
         await alice.close()

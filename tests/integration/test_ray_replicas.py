@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from coral.protocol.identity import Identity
+from coral.protocol.message import Message
 from coral_sdk import AgentManifest, CoralClient
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ray[serve]'")
@@ -48,19 +49,19 @@ async def test_ray_serve_replicas_answer_each_request_once(
                 await asyncio.sleep(0.05)
         thread = await alice.create_thread("ray", ["echo"])
         for i in range(16):
-            await alice.send(thread["id"], f"q{i}", mentions=[agent.did])
-        answers: list[dict[str, Any]] = []
+            await alice.send(thread.id, f"q{i}", mentions=[agent.did])
+        answers: list[Message] = []
         cursor = 0
         async with asyncio.timeout(90):
             while len(answers) < 16:
                 page = await alice.wait("mention", after=cursor, timeout_ms=10_000)
-                answers += [item["entry"]["message"] for item in page["entries"]]
-                cursor = page["cursor"]
+                answers += [item.entry.message for item in page.entries]
+                cursor = page.cursor
     finally:
         agent.stop()
         await runner
         await alice.close()
-    data = [next(p["data"] for p in m["parts"] if p["type"] == "data") for m in answers]
+    data = [m.data()[0] for m in answers]
     assert sorted(d["echo"] for d in data) == sorted(f"ray: q{i}" for i in range(16))
     replica_pids = {d["_replica_pid"] for d in data}
     assert all(pid != __import__("os").getpid() for pid in replica_pids)

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from coral.coordination.model import HistoryPage
 from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralApiError, CoralClient
 
@@ -24,25 +25,24 @@ async def close_all(clients: list[CoralClient]) -> None:
         await c.close()
 
 
-def events(page: dict, name: str) -> list[dict]:
+def events(page: HistoryPage, name: str) -> list[dict]:
     out = []
-    for e in page["entries"]:
-        msg = e["message"]
-        if msg["kind"] == f"coral.{name}":
-            out.append(msg["parts"][0]["data"])
+    for e in page.entries:
+        if e.message.kind == f"coral.{name}":
+            out.append(e.message.data()[0])
     return out
 
 
 async def test_round_robin_refuses_out_of_turn_and_notifies_the_next(node):
     a, b, c = await team(node, "a", "b", "c")
     try:
-        tid = (await a.create_thread("rr", [b.did, c.did], strategy="round_robin"))["id"]
+        tid = (await a.create_thread("rr", [b.did, c.did], strategy="round_robin")).id
         await a.send(tid, "a speaks")
         with pytest.raises(CoralApiError) as info:
             await c.send(tid, "c jumps in")
         assert info.value.reason == "out_of_turn"
         turn = await b.wait("mention", timeout_ms=5000)
-        assert any(e["entry"]["message"]["kind"] == "coral.turn" for e in turn["entries"])
+        assert any(e.entry.message.kind == "coral.turn" for e in turn.entries)
         await b.send(tid, "b speaks")
         await c.send(tid, "c speaks")
         page = await a.history(tid)
@@ -54,14 +54,14 @@ async def test_round_robin_refuses_out_of_turn_and_notifies_the_next(node):
 async def test_planner_led_collects_results_for_the_planner(node):
     planner, w1, w2 = await team(node, "planner", "w1", "w2")
     try:
-        tid = (await planner.create_thread("plan", [w1.did, w2.did], strategy="planner"))["id"]
+        tid = (await planner.create_thread("plan", [w1.did, w2.did], strategy="planner")).id
         plan = [
             {"task_id": "t1", "assignee": w1.did, "instruction": "add 2+2"},
             {"task_id": "t2", "assignee": w2.did, "instruction": "capital of France"},
         ]
         await planner.send(tid, "plan", data={"plan": plan})
         got = await w1.wait("mention", timeout_ms=5000)
-        assert got["entries"]
+        assert got.entries
         await w1.send(tid, data={"task_id": "t1", "result": "4"})
         await w2.send(tid, data={"task_id": "t2", "result": "Paris"})
         done = events(await planner.history(tid), "plan_complete")
@@ -75,7 +75,7 @@ async def test_planner_led_collects_results_for_the_planner(node):
 async def test_contract_net_awards_the_lowest_bid(node):
     boss, x, y = await team(node, "boss", "x", "y")
     try:
-        tid = (await boss.create_thread("cn", [x.did, y.did], strategy="contract_net"))["id"]
+        tid = (await boss.create_thread("cn", [x.did, y.did], strategy="contract_net")).id
         from coral.protocol.message import now_ms
 
         await boss.send(
@@ -94,7 +94,7 @@ async def test_contract_net_awards_the_lowest_bid(node):
 async def test_majority_vote_reports_the_result(node):
     a, b, c = await team(node, "a", "b", "c")
     try:
-        tid = (await a.create_thread("vote", [b.did, c.did], strategy="majority_vote"))["id"]
+        tid = (await a.create_thread("vote", [b.did, c.did], strategy="majority_vote")).id
         await a.send(tid, data={"proposal": {"adopt": "plan B"}})
         await b.send(tid, data={"vote": "yes"})
         await c.send(tid, data={"vote": "yes"})
@@ -152,7 +152,7 @@ async def test_third_party_strategy_loads_from_an_entry_point(node_factory, thir
     node = node_factory("tp", PYTHONPATH=env_path)
     boss, other = await team(node, "boss", "other")
     try:
-        tid = (await boss.create_thread("q", [other.did], strategy="quiet"))["id"]
+        tid = (await boss.create_thread("q", [other.did], strategy="quiet")).id
         await boss.send(tid, "only me")
         with pytest.raises(CoralApiError) as info:
             await other.send(tid, "may I?")

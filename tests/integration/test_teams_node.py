@@ -8,12 +8,13 @@ removal with rekeying, and dissolution.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from coral.protocol.agent import AgentManifest, Price
 from coral.protocol.identity import Identity
-from coral.protocol.message import from_wire, now_ms
+from coral.protocol.message import now_ms
 from coral.teams import (
     Acceptance,
     Invitation,
@@ -91,7 +92,7 @@ async def test_team_of_three_talks_encrypted_rekeys_and_dissolves(node_factory):
         with pytest.raises(CoralApiError) as info:
             await TeamClient(eve).record(team.team_id)
         assert info.value.reason == "not_a_member"
-        assert [t["team_id"] for t in await TeamClient(bob).teams()] == [team.team_id]
+        assert [t.team_id for t in await TeamClient(bob).teams()] == [team.team_id]
 
         bob_team, carol_team = TeamClient(bob), TeamClient(carol)
         assert (await bob_team.join(team.team_id)).thread_id == team.thread_id
@@ -115,7 +116,7 @@ async def test_team_of_three_talks_encrypted_rekeys_and_dissolves(node_factory):
         # Remove carol: she leaves the thread, the key rotates, new posts are closed to her.
         assert await teams.remove_member(team.team_id, carol.did, reason="done") == 2
         thread = await alice.thread(team.thread_id)
-        assert carol.did not in thread["participants"]
+        assert carol.did not in thread.participants
         await teams.send_team_message(team.team_id, SECRET_AFTER)
         assert [p.text for p in await bob_team.read_team_messages(team.team_id)][-1] == SECRET_AFTER
         state, _ = await carol_team.fetch(team.team_id)
@@ -123,7 +124,7 @@ async def test_team_of_three_talks_encrypted_rekeys_and_dissolves(node_factory):
         with pytest.raises(NotAMember):
             open_key_epoch(newest[-1], carol.identity)
         history = await bob.history(team.thread_id)
-        last = from_wire(history["entries"][-1]["message"])
+        last = history.entries[-1].message
         with pytest.raises(DecryptionFailed):
             read_team_message(last, carol_team.keys)
         with pytest.raises(CoralApiError) as info:
@@ -192,7 +193,12 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
             .signature
         )
         with pytest.raises(CoralApiError) as info:
-            await teams._post(f"/v1/teams/{charter.team_id}/documents", body)
+            await alice._request(
+                "POST",
+                f"/v1/teams/{charter.team_id}/documents",
+                body=json.dumps(body).encode(),
+                signed=False,
+            )
         assert (info.value.status, info.value.reason) == (401, "bad_signature")
 
         # Eve answers bob's invitation with her own valid signature: not the invitee.
@@ -220,7 +226,7 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
         # A document carried by someone other than its signer is refused too.
         thread = await eve.create_thread("relay", [alice.did])
         with pytest.raises(CoralApiError) as info:
-            await TeamClient(eve).post_document(thread["id"], invitation)
+            await TeamClient(eve).post_document(thread.id, invitation)
         assert info.value.reason == "not_document_signer"
 
         # Binding a thread to a team needs team authority and exactly its members.
@@ -236,7 +242,7 @@ async def test_forged_and_misaddressed_documents_are_refused_with_reasons(node_f
                 accept(invitation, bob.identity, price=41, currency="CRL", now_ms=now_ms())
             )
         assert info.value.reason == "price_above_role_max"
-        assert (await TeamClient(bob).teams())[0]["members"] == {alice.did: "initiator"}
+        assert (await TeamClient(bob).teams())[0].members == {alice.did: "initiator"}
 
         # Reads are for the right callers only; proposing needs a registered initiator.
         with pytest.raises(CoralApiError) as info:
@@ -286,8 +292,8 @@ async def test_refusal_moves_to_next_candidate_and_timeout_cancels(node_factory)
         lonely = (RoleSpec(name="pilot", capabilities=("fly",)),)
         with pytest.raises(FormationTimedOut):
             await teams.form_team(goal="fly", roles=lonely, budget=Money(amount=1), timeout_s=0.5)
-        cancelled = [t for t in await teams.teams() if t["team_id"] != team.team_id]
-        assert len(cancelled) == 1 and cancelled[0]["open"] is False
+        cancelled = [t for t in await teams.teams() if t.team_id != team.team_id]
+        assert len(cancelled) == 1 and cancelled[0].open is False
     finally:
         for task, stop in handlers:
             stop.set()
@@ -334,4 +340,71 @@ async def test_team_rules_survive_a_node_restart(node_factory):
         assert info.value.reason == "not_a_member"
     finally:
         for client in again.values():
+            await client.close()
+
+
+def _waits_open(node) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(node.http + "/metrics", timeout=10) as resp:
+        return next(
+            line
+            for line in resp.read().decode().splitlines()
+            if line.startswith("coral_waits_open ")
+        )
+
+
+async def test_team_long_poll_answers_when_a_document_lands(node_factory):
+    node = node_factory("node")
+    alice = await registered(node, "alice")
+    bob = await registered(node, "bob", "write")
+    eve = await registered(node, "eve")
+    teams = TeamClient(alice)
+    try:
+        charter = draft_charter(
+            alice.identity,
+            goal="long-poll",
+            roles=ROLES,
+            budget=Money(amount=10),
+            deadline_ms=now_ms() + 600_000,
+            now_ms=now_ms(),
+        )
+        await teams.propose(charter)
+        before = await teams.view(charter.team_id)
+        assert before.revision == 0 and before.record.documents == ()
+
+        # Nothing new: the wait ends at its timeout with the same view.
+        unchanged = await teams.view(charter.team_id, after_revision=before.revision, wait_ms=50)
+        assert unchanged.revision == before.revision
+
+        # A waiting reader is answered as soon as a document is applied.
+        waiter = asyncio.create_task(
+            teams.view(charter.team_id, after_revision=before.revision, wait_ms=60_000)
+        )
+        async with asyncio.timeout(60):  # hang guard
+            while _waits_open(node) != "coral_waits_open 1.0":  # the node holds the wait
+                await asyncio.sleep(0.02)
+        assert not waiter.done()
+        state, _ = await teams.fetch(charter.team_id)
+        invitation = invite(
+            state, alice.identity, invitee=bob.did, role="writer", now_ms=now_ms(), ttl_ms=60_000
+        )
+        await teams.submit_document(invitation)
+        after = await asyncio.wait_for(waiter, 30)
+        assert after.revision == before.revision + 1
+        assert [d.content_hash() for d in after.record.documents] == [invitation.content_hash()]
+
+        # A revision already passed answers at once; bad bounds are refused.
+        again = await teams.view(charter.team_id, after_revision=0, wait_ms=60_000)
+        assert again.revision == 1
+        for bad in ("-1", "60001", "soon"):
+            with pytest.raises(CoralApiError) as info:
+                await alice._request("GET", f"/v1/teams/{charter.team_id}", query={"wait_ms": bad})
+            assert (info.value.status, info.value.reason) == (400, "invalid_query")
+        # Only parties may wait on a team, as for a plain read.
+        with pytest.raises(CoralApiError) as info:
+            await TeamClient(eve).view(charter.team_id, wait_ms=50)
+        assert info.value.reason == "not_a_member"
+    finally:
+        for client in (alice, bob, eve):
             await client.close()

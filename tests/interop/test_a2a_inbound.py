@@ -13,6 +13,7 @@ from a2a.client import A2ACardResolver, ClientConfig, create_client
 from a2a.types import a2a_pb2, a2a_pb2_grpc
 from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
 
+from coral.coordination.model import ThreadEntry
 from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
 from tests.interop.conftest import Echo, Silent
@@ -232,9 +233,9 @@ async def test_follow_up_in_same_context_reuses_the_thread(interop_node, echo: E
     await asyncio.sleep(0)
 
 
-async def _next_mention(agent: CoralClient, after: int) -> tuple[dict, int]:
+async def _next_mention(agent: CoralClient, after: int) -> tuple[ThreadEntry, int]:
     got = await agent.wait("mention", after=after, timeout_ms=10_000)
-    return got["entries"][0]["entry"], got["cursor"]
+    return got.entries[0].entry, got.cursor
 
 
 async def test_task_state_follows_the_agent_and_the_thread(interop_node):
@@ -252,9 +253,7 @@ async def test_task_state_follows_the_agent_and_the_thread(interop_node):
         async def answer(kind: str, text: str) -> None:
             nonlocal cursor
             entry, cursor = await _next_mention(clerk, cursor)
-            await clerk.send(
-                entry["thread_id"], text, kind=kind, mentions=[entry["message"]["sender"]]
-            )
+            await clerk.send(entry.thread_id, text, kind=kind, mentions=[entry.message.sender])
 
         pending = asyncio.create_task(ask("book a room"))
         await answer("a2a.input_required", "which day?")
@@ -274,7 +273,7 @@ async def test_task_state_follows_the_agent_and_the_thread(interop_node):
 
         pending = asyncio.create_task(ask("anything else?"))
         entry, cursor = await _next_mention(clerk, cursor)
-        await clerk.close_thread(entry["thread_id"], "nothing more to do")
+        await clerk.close_thread(entry.thread_id, "nothing more to do")
         closed = await pending
         assert closed.status.state == COMPLETED
         assert closed.artifacts[0].parts[0].text == "nothing more to do"

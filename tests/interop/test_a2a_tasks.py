@@ -124,7 +124,7 @@ async def test_accepted_task_returns_working_and_completes_after_the_call(
         await client.close()
     # In Coral terms the updates are messages of the agent in the task's thread.
     history = await worker.client.history(worker.threads[-1])
-    kinds = [e["message"]["kind"] for e in history["entries"] if not e["system"]]
+    kinds = [e.message.kind for e in history.entries if not e.system]
     assert kinds[-3:] == ["a2a.accepted", "a2a.artifact", "a2a.completed"]
 
 

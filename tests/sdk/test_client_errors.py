@@ -47,4 +47,4 @@ async def test_agent_run_without_a_node_raises_and_closes_its_client():
 
 async def test_a_running_node_is_reachable(node):
     async with CoralClient(node.http, Identity.generate()) as client:
-        assert (await client.node_info())["node_id"] == node.node_id
+        assert (await client.node_info()).node_id == node.node_id

@@ -5,6 +5,7 @@ Real SQLite files, real ledger service, real signatures throughout.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,3 +400,36 @@ async def test_sweep_releases_the_hold_of_a_team_that_passed_its_deadline(env: E
         assert await service.settle_due() == 0
     finally:
         await db.close()
+
+
+async def test_wait_view_wakes_on_a_thread_bind_and_survives_cancelled_waiters(
+    bound_team: Parts,
+):
+    t = bound_team
+    alice = t.people["alice"]
+    view = await t.service.view(t.team_id, alice.did)
+    # Twelve documents after the charter, and one bound thread.
+    assert (len(view.record.documents), view.thread_ids, view.revision) == (12, [t.thread_id], 13)
+    assert (
+        await t.service.wait_view(t.team_id, alice.did, after_revision=12, timeout_ms=1)
+    ) == view
+
+    cancelled = asyncio.create_task(
+        t.service.wait_view(t.team_id, alice.did, after_revision=13, timeout_ms=60_000)
+    )
+    waiter = asyncio.create_task(
+        t.service.wait_view(t.team_id, t.people["bob"].did, after_revision=13, timeout_ms=60_000)
+    )
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    members = [t.people["bob"].did, t.people["carol"].did]
+    second = _signed(
+        alice,
+        kind="thread.create",
+        thread=None,
+        parts=(DataPart(data={"name": "t2", "participants": members, "team_id": t.team_id}),),
+    )
+    await t.service.admit(second)
+    woken = await asyncio.wait_for(waiter, 30)
+    assert woken.revision == 14 and woken.thread_ids[-1] == second.id

@@ -6,8 +6,10 @@ relay may post them); reads are signed requests from a party of the team.
 - ``POST /v1/teams``: a signed charter; proposes the team.
 - ``POST /v1/teams/{team_id}/documents``: one signed document (invitation,
   acceptance, refusal, certificate, removal, dissolution, key epoch).
-- ``GET /v1/teams/{team_id}``: ``{"record", "thread_ids"}``; the record
-  verifies offline with ``coral.teams.verify_team``.
+- ``GET /v1/teams/{team_id}``: ``{"record", "thread_ids", "revision"}``; the
+  record verifies offline with ``coral.teams.verify_team``. With
+  ``?after_revision=R&wait_ms=M`` it is a long-poll: the answer comes once the
+  revision (documents applied plus threads bound) passes R, or after M ms.
 - ``GET /v1/teams/{team_id}/candidates``: directory matches per role.
 - ``GET /v1/teams?member=did``: summaries of the caller's teams.
 """
@@ -20,9 +22,10 @@ from typing import Any
 from aiohttp import web
 
 from coral.api.context import NodeContext, need
-from coral.api.http.app import CTX, read_json_body
+from coral.api.http.app import CTX, cancel_on_disconnect, interruptible, read_json_body
 from coral.api.http.coordination import caller
-from coral.protocol.errors import Forbidden
+from coral.coordination.service import MAX_WAIT_MS
+from coral.protocol.errors import Forbidden, InvalidMessage
 from coral.teams import TeamState, parse_charter, parse_team_document
 from coral.teams.service import TeamsService
 
@@ -71,14 +74,49 @@ async def submit_document(request: web.Request) -> web.Response:
     return web.json_response({"document_hash": document.content_hash(), "team": view}, status=201)
 
 
+def _query_int(request: web.Request, name: str, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidMessage(f"{name} is an integer in [{low}, {high}]", reason="invalid_query")
+    return value
+
+
+@cancel_on_disconnect
 async def get_team(request: web.Request) -> web.Response:
-    """GET /v1/teams/{team_id}: the whole signed record, for parties of the team."""
+    """GET /v1/teams/{team_id}[?after_revision=&wait_ms=]: the whole signed record.
+
+    For parties of the team. With ``wait_ms`` the call waits (at most the
+    node's long-poll bound) until the team's revision passes ``after_revision``.
+    """
     reader = await caller(request)
     service = _service(request)
     team_id = request.match_info["team_id"]
-    record = await service.record(team_id, reader)
-    threads = await service.index.threads_of_team(team_id)
-    return web.json_response({"record": json.loads(record.to_json()), "thread_ids": threads})
+    wait_ms = _query_int(request, "wait_ms", 0, MAX_WAIT_MS)
+    after = _query_int(request, "after_revision", 0, 2**53)
+    if wait_ms:
+        interruptible(request)
+        metrics = request.app[CTX].metrics
+        metrics.waits_open.inc()
+        try:
+            view = await service.wait_view(
+                team_id, reader, after_revision=after or 0, timeout_ms=wait_ms
+            )
+        finally:
+            metrics.waits_open.dec()
+    else:
+        view = await service.view(team_id, reader)
+    body = {
+        "record": json.loads(view.record.to_json()),
+        "thread_ids": view.thread_ids,
+        "revision": view.revision,
+    }
+    return web.json_response(body)
 
 
 async def candidates(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from typing import Any
 
 from coral.protocol.agent import AgentRecord
 from coral.protocol.errors import CoralError, Expired, Forbidden, NotFound
-from coral.protocol.message import PaymentRef
+from coral.protocol.message import Message, PaymentRef
 from coral_sdk.client import CoralApiError, CoralClient
 from coral_sdk.ledger import LedgerClient
 
@@ -80,7 +80,7 @@ class CoralNetworkTool:
         #: Threads this tool opened; the owning agent ignores replies arriving there.
         self.threads: set[str] = set()
         self.calls = 0
-        self._waiting: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._waiting: dict[str, tuple[str, asyncio.Future[Message]]] = {}
         self._cursor = 0
         self._router: asyncio.Task[None] | None = None
 
@@ -93,10 +93,10 @@ class CoralNetworkTool:
         target = record.agent
         amount = self._amount_to_pay(agent_name, record)
         thread = await self.client.create_thread(f"tool call to {agent_name}", [target])
-        thread_id = thread["id"]
+        thread_id = thread.id
         self.threads.add(thread_id)
         self.calls += 1
-        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        reply: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[thread_id] = (target, reply)
         self._ensure_router()
         text, data = _as_parts(request)
@@ -139,7 +139,7 @@ class CoralNetworkTool:
             memo=f"tool call to {agent_name}",
         )
         ledger_name = self.client.node_id or "coral"
-        return PaymentRef(ledger=ledger_name, transfer_id=hold["id"], amount=amount)
+        return PaymentRef(ledger=ledger_name, transfer_id=hold.id, amount=amount)
 
     async def _settle(self, agent_name: str, payment: PaymentRef | None, *, paid: bool) -> None:
         if payment is None or self.ledger is None:
@@ -177,14 +177,14 @@ class CoralNetworkTool:
             except (CoralApiError, OSError):
                 await asyncio.sleep(0.2)
                 continue
-            for item in page["entries"]:
-                entry = item["entry"]
-                waiting = self._waiting.get(entry["thread_id"])
-                if waiting is None or entry["message"]["sender"] != waiting[0]:
+            for item in page.entries:
+                entry = item.entry
+                waiting = self._waiting.get(entry.thread_id)
+                if waiting is None or entry.message.sender != waiting[0]:
                     continue
                 if not waiting[1].done():
-                    waiting[1].set_result(entry["message"])
-            self._cursor = page["cursor"]
+                    waiting[1].set_result(entry.message)
+            self._cursor = page.cursor
 
 
 def _as_parts(request: str | dict[str, Any]) -> tuple[str | None, Any]:
@@ -197,12 +197,11 @@ def _as_parts(request: str | dict[str, Any]) -> tuple[str | None, Any]:
     return request, None
 
 
-def _reply_text(agent_name: str, message: dict[str, Any]) -> str:
-    parts = message.get("parts", [])
-    data = [p["data"] for p in parts if p.get("type") == "data"]
+def _reply_text(agent_name: str, message: Message) -> str:
+    data = message.data()
     if data and isinstance(data[0], dict) and "error" in data[0]:
         error = data[0]["error"]
         raise AgentRefused(f"{agent_name} refused ({error.get('reason')}): {error.get('detail')}")
     if data:
         return json.dumps(data[0] if len(data) == 1 else data, separators=(",", ":"))
-    return "\n".join(p["text"] for p in parts if p.get("type") == "text")
+    return message.text()
