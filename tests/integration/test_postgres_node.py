@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from coral.coordination.model import InboxEntry, ThreadEntry
 from coral.protocol.identity import Identity
+from coral.protocol.message import TextPart
 from coral_sdk import AgentManifest, CoralApiError, CoralClient
 from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.postgres import fresh_database
@@ -28,19 +30,25 @@ async def registered(node: Any, identity: Identity, name: str) -> CoralClient:
     return client
 
 
-async def mentions_for(client: CoralClient, count: int, after: int = 0) -> list[dict[str, Any]]:
+async def mentions_for(client: CoralClient, count: int, after: int = 0) -> list[InboxEntry]:
     """Wait (long-poll) until ``count`` mentions past ``after`` arrived; return them in order."""
-    found: list[dict[str, Any]] = []
+    found: list[InboxEntry] = []
     while len(found) < count:
         got = await client.wait("mention", after=after, timeout_ms=20_000)
-        assert got["entries"], "the wait timed out before the message arrived"
-        found += got["entries"]
-        after = got["cursor"]
+        assert got.entries, "the wait timed out before the message arrived"
+        found += got.entries
+        after = got.cursor
     return found
 
 
-def texts(entries: list[dict[str, Any]]) -> list[str]:
-    return [e["entry"]["message"]["parts"][0]["text"] for e in entries]
+def texts(entries: list[InboxEntry]) -> list[str]:
+    return [text_of(e.entry) for e in entries]
+
+
+def text_of(entry: ThreadEntry) -> str:
+    part = entry.message.parts[0]
+    assert isinstance(part, TextPart)
+    return part.text
 
 
 async def test_a_node_on_postgresql_routes_wakes_waiters_and_keeps_history_across_restart(
@@ -53,14 +61,14 @@ async def test_a_node_on_postgresql_routes_wakes_waiters_and_keeps_history_acros
     bob = await registered(node, bob_key, "bob")
     try:
         thread = await alice.create_thread("work", ["bob"])
-        tid = thread["id"]
+        tid = thread.id
         waiting = asyncio.create_task(mentions_for(bob, 1))  # parked before anything is sent
         await alice.send(tid, "one", mentions=[bob.did])
         first = await waiting
         assert texts(first) == ["one"]
         for text in ("two", "three"):
             await alice.send(tid, text, mentions=[bob.did])
-        rest = await mentions_for(bob, 2, after=first[-1]["cursor"])
+        rest = await mentions_for(bob, 2, after=first[-1].cursor)
         assert texts(rest) == ["two", "three"]
         impostor = CoralClient(node.http, Identity.generate())
         with pytest.raises(CoralApiError) as refused:
@@ -89,11 +97,11 @@ async def test_a_node_on_postgresql_routes_wakes_waiters_and_keeps_history_acros
     try:
         assert (await bob.get_agent("alice")).agent == alice_key.did
         history = await bob.history(tid)
-        sent = [e for e in history["entries"] if not e["system"]]
-        assert [e["message"]["parts"][0]["text"] for e in sent] == ["one", "two", "three"]
+        sent = [e for e in history.entries if not e.system]
+        assert [text_of(e) for e in sent] == ["one", "two", "three"]
         assert texts(await mentions_for(bob, 3)) == ["one", "two", "three"]
         await alice.send(tid, "four", mentions=[bob.did])
-        assert texts(await mentions_for(bob, 1, after=rest[-1]["cursor"])) == ["four"]
+        assert texts(await mentions_for(bob, 1, after=rest[-1].cursor)) == ["four"]
     finally:
         await alice.close()
         await bob.close()

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from coral.coordination.model import InboxEntry, ThreadEntry
 from coral.protocol.identity import Identity
+from coral.protocol.message import TextPart
 from coral_sdk import AgentManifest, CoralClient
 from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.nodeproc import NodeProcess
@@ -27,6 +29,12 @@ from tests.support.postgres import fresh_database
 pytestmark = pytest.mark.postgres
 
 HANG_GUARD_S = 60
+
+
+def text_of(entry: ThreadEntry) -> str:
+    part = entry.message.parts[0]
+    assert isinstance(part, TextPart)
+    return part.text
 
 
 def open_waits(node: NodeProcess) -> str:
@@ -42,16 +50,16 @@ async def next_mention_after_post(
     thread_id: str,
     text: str,
     after: int,
-) -> dict[str, Any]:
-    """Open a mention stream for ``waiter``; once its replica counts it, post; return the event."""
-    stream: AsyncIterator[dict[str, Any]] = waiter.events("mention", after=after)
+) -> str:
+    """Open a mention stream for ``waiter``; once its replica counts it, post; return the text."""
+    stream: AsyncIterator[InboxEntry] = waiter.events("mention", after=after)
     first = asyncio.ensure_future(anext(stream))
     try:
         async with asyncio.timeout(HANG_GUARD_S):
             while await asyncio.to_thread(open_waits, waiter_node) != "coral_waits_open 1.0":
                 await asyncio.sleep(0.05)
             await sender.send(thread_id, text, mentions=[waiter.did])
-            return await first
+            return text_of((await first).entry)
     finally:
         first.cancel()
         await asyncio.gather(first, return_exceptions=True)
@@ -75,23 +83,23 @@ async def test_two_replicas_share_agents_and_threads_and_wake_each_other(
         await bob.register(AgentManifest(name="bob"))
         assert (await bob.get_agent("alice")).agent == alice.did
         thread = await alice.create_thread("across", ["bob"])  # bob's name, from replica one
-        tid = thread["id"]
+        tid = thread.id
 
         got = await next_mention_after_post(bob, two, alice, tid, "hello from one", 0)
-        assert got["entry"]["message"]["parts"][0]["text"] == "hello from one"
+        assert got == "hello from one"
         back = await next_mention_after_post(alice, one, bob, tid, "hello from two", 0)
-        assert back["entry"]["message"]["parts"][0]["text"] == "hello from two"
+        assert back == "hello from two"
 
         # Posts through both replicas land in one order, the same seen from either.
         for n in range(3):
             await alice.send(tid, f"a{n}")
             await bob.send(tid, f"b{n}")
-        seen_from_one = (await alice.history(tid))["entries"]
-        seen_from_two = (await bob.history(tid))["entries"]
+        seen_from_one = (await alice.history(tid)).entries
+        seen_from_two = (await bob.history(tid)).entries
         assert seen_from_one == seen_from_two
-        texts = [e["message"]["parts"][0]["text"] for e in seen_from_two if not e["system"]]
+        texts = [text_of(e) for e in seen_from_two if not e.system]
         assert texts[-6:] == ["a0", "b0", "a1", "b1", "a2", "b2"]
-        assert [e["seq"] for e in seen_from_two] == list(range(1, len(seen_from_two) + 1))
+        assert [e.seq for e in seen_from_two] == list(range(1, len(seen_from_two) + 1))
     finally:
         await alice.close()
         await bob.close()
