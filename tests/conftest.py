@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.nodeproc import NodeProcess
 from tests.support.postgres import fresh_schema_pool, session_server
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ from coral.coordination.model import InboxEntry, ThreadEntry
 from coral.protocol.identity import Identity
 from coral.protocol.message import TextPart
 from coral_sdk import AgentManifest, CoralApiError, CoralClient
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.postgres import fresh_database
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.postgres
 

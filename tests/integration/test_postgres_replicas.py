@@ -22,9 +22,9 @@ from coral.coordination.model import InboxEntry, ThreadEntry
 from coral.protocol.identity import Identity
 from coral.protocol.message import TextPart
 from coral_sdk import AgentManifest, CoralClient
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.nodeproc import NodeProcess
 from tests.support.postgres import fresh_database
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.postgres
 

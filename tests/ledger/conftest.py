@@ -19,7 +19,7 @@ from coral.protocol.identity import Identity
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger.ledger_support import Clock, create_database
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 
 @pytest.fixture

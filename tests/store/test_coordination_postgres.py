@@ -27,8 +27,8 @@ from coral.protocol.signing import sign_message
 from coral.store.agents_postgres import PostgresAgentStore
 from coral.store.coordination_postgres import PostgresCoordinationStore
 from coral.store.seen_postgres import PostgresSeenStore
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.postgres import fresh_schema, schema_pool
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.postgres
 

@@ -25,8 +25,8 @@ from coral.protocol.message import Message, TextPart, new_message_id
 from coral.protocol.signing import sign_message
 from coral.store.coordination_postgres import PostgresCoordinationStore
 from coral.store.wakeups_postgres import PostgresWakeups, read_payload, wake_payload
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
 from tests.support.postgres import fresh_database
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.postgres
 

@@ -2,7 +2,7 @@
 
 ``postgres_server`` (a fixture in ``tests/conftest.py``) starts the server
 once (initdb + postgres on a free 127.0.0.1 port, see
-``tests.ledger.throwaway_postgres``); ``fresh_database`` gives a test an
+``tests.support.throwaway_postgres``); ``fresh_database`` gives a test an
 empty database on it, ``fresh_schema_pool`` (the ``postgres_pool`` fixture)
 an empty schema, which is cheaper. Without server binaries the PostgreSQL tests skip with
 a loud reason, and fail under ``CI=true`` (``tests.support.requirements``).
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import asyncpg
 
-from tests.ledger.throwaway_postgres import ThrowawayPostgres, find_postgres_bin
 from tests.support.requirements import missing_requirement
+from tests.support.throwaway_postgres import ThrowawayPostgres, find_postgres_bin
 
 _database_names = itertools.count()
 
