@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from coral.protocol.errors import InvalidMessage
+from coral.protocol.tasks import run_to_completion
 from coral.sessions.graph import GraphAgent
 from coral.sessions.options import env_value, file_values
 
@@ -232,9 +233,10 @@ class ExecutableProcess:
     async def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the process group, then SIGKILL after ``grace_s``; returns once it exited.
 
-        Cancellation: the SIGTERM already sent stands and the watching task
-        (shielded) keeps running, so ``on_exit`` still fires when the process
-        exits, but no SIGKILL is sent: call ``stop`` again to enforce it.
+        Cancellation: a cancelled stop gives no more grace: the process group
+        gets SIGKILL at once (if it still runs), then ``CancelledError`` is
+        raised. The watching task (shielded) keeps running, so ``on_exit``
+        still fires when the process has exited.
         """
         proc = self.proc
         if proc is None or self._watch is None:
@@ -246,9 +248,18 @@ class ExecutableProcess:
                 await asyncio.wait_for(asyncio.shield(self._watch), grace_s)
             except TimeoutError:
                 log.warning("agent %s: no exit %.1fs after SIGTERM; SIGKILL", self.name, grace_s)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                self._kill(proc)
+            except asyncio.CancelledError:
+                log.warning("agent %s: stop cancelled during the grace period; SIGKILL", self.name)
+                self._kill(proc)
+                raise
         await asyncio.shield(self._watch)
+
+    @staticmethod
+    def _kill(proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 class DockerContainer:
@@ -285,10 +296,13 @@ class DockerContainer:
             Exception: the Docker SDK's errors (image not found, API error),
                 unwrapped.
 
-        Cancellation: the Docker calls run in worker threads, which finish
-        regardless: a container started after the cancel is neither followed
-        nor stopped by this object.
+        Cancellation: the start (client, container run, log follower) runs
+        as one step that finishes before ``CancelledError`` is raised, so a
+        container started after the cancel is followed and ``stop`` stops it.
         """
+        await run_to_completion(self._start(on_exit))
+
+    async def _start(self, on_exit: ExitCallback) -> None:
         client = await asyncio.to_thread(self.client)
         spec = self.spec
         self.container = await asyncio.to_thread(

@@ -28,6 +28,7 @@ from coral.coordination import events as ev
 from coral.coordination.model import Thread, ThreadEntry
 from coral.coordination.service import MAX_PAGE, CoordinationService
 from coral.protocol.errors import Conflict, InvalidMessage, NotFound
+from coral.protocol.tasks import run_to_completion
 from coral.sessions.events import EventBus, webhook_headers
 from coral.sessions.graph import (
     GraphAgent,
@@ -356,7 +357,8 @@ class SessionManager:
         Cancellation: cancelled while the session agents are made, those
         made so far are retired (shielded) before the cancellation
         propagates, and no session exists. Cancelled while an immediate
-        session launches, the session exists; see ``launch``.
+        session launches, the launch finishes first (see ``launch``) and the
+        session exists.
         """
         graph = resolve_graph(request.agentGraphRequest, self.registry)
         self._check_runtimes(graph)
@@ -441,9 +443,14 @@ class SessionManager:
         Raises:
             NotPendingExecution: the session is not pending execution.
 
-        Cancellation: the session is already marked executed; agents started
-        so far keep running, the others stay waiting and no TTL is armed.
-        ``end`` stops what runs.
+        Should the session begin ending meanwhile, the agents not yet started
+        stay waiting, an agent starting just then is stopped again, and no
+        TTL is armed.
+
+        Cancellation: the launch (every agent started, the TTL armed) runs as
+        one step that finishes before ``CancelledError`` is raised, so a
+        cancelled launch leaves no agent waiting and no session without its
+        TTL.
         """
         if session.status != "pending_execution":
             raise NotPendingExecution(f"session {session.id} is not pending execution")
@@ -457,9 +464,14 @@ class SessionManager:
                 namespaceState=session.namespace.state(),
             )
         )
+        await run_to_completion(self._launch_agents(session, settings))
+
+    async def _launch_agents(self, session: Session, settings: RuntimeSettings) -> None:
         for agent in session.agents.values():
+            if session.status != "executed":
+                return  # the session is ending: start nothing more
             await self._start_agent(session, agent)
-        if settings.ttl is not None:
+        if settings.ttl is not None and session.status == "executed":
             self._spawn(session, self._ttl(session, settings.ttl))
 
     async def _ttl(self, session: Session, ttl_ms: int) -> None:
@@ -493,6 +505,9 @@ class SessionManager:
             self._on_exit(session, agent, None)
             return
         self._publish(session, "runtime_started", name=agent.name)
+        if session.status != "executed":
+            # ``end`` ran while this agent was starting and found nothing to stop yet.
+            await agent.runtime.stop(self.settings.stop_grace_s)
 
     def _on_exit(self, session: Session, agent: SessionAgent, code: int | None) -> None:
         agent.status = "stopped"
@@ -514,8 +529,8 @@ class SessionManager:
             SessionAgentNotFound: the session has no agent ``name``.
             AgentNotRunning: the agent has no running runtime.
 
-        Cancellation: see ``ExecutableProcess.stop``: the SIGTERM stands, the
-        SIGKILL after the grace period is not sent.
+        Cancellation: see ``ExecutableProcess.stop``: a cancelled stop sends
+        SIGKILL at once.
         """
         agent = session.agent(name)
         if agent.status != "running" or agent.runtime is None:
@@ -533,9 +548,11 @@ class SessionManager:
             StorageUnavailable: reading the threads for an extended end
                 report failed (the session stays ``closing``).
 
-        Cancellation: the session stays ``closing`` with the steps done so
-        far (agents signalled, threads closed, agents retired); a later
-        ``end`` waits for it until ``close_all`` drops it.
+        Cancellation: once the session is ``closing``, the ending (agents
+        stopped, threads closed, webhook queued, agents retired, session
+        removed or held) runs as one step that finishes before
+        ``CancelledError`` is raised. A call cancelled while it waits for
+        another call's ending holds nothing; the other call goes on.
         """
         if session.status == "closing":
             await session.ended.wait()
@@ -555,6 +572,9 @@ class SessionManager:
         for task in list(session.tasks):
             if task is not current:
                 task.cancel()
+        await run_to_completion(self._finish_end(session, reason))
+
+    async def _finish_end(self, session: Session, reason: str) -> None:
         await asyncio.gather(
             *(
                 a.runtime.stop(self.settings.stop_grace_s)

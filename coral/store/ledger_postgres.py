@@ -1,6 +1,6 @@
 """PostgreSQL adapter for the ledger (asyncpg), with the same semantics as SQLite.
 
-The shared ``GroupCommitWriter`` runs each group in one transaction on one
+The shared ``LedgerWriter`` runs each group in one transaction on one
 pooled connection; account rows are locked ``FOR UPDATE`` (in id order, so
 two writers cannot deadlock), which keeps balances right even if several
 node processes share the database. Commits use the server's durable
@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 
-from coral.ledger.group_commit import GroupCommitStats, GroupCommitWriter
 from coral.ledger.model import (
     Account,
     AccountResult,
@@ -27,6 +26,8 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
+from coral.store._ledger_writer import LedgerWriter
+from coral.store.group_commit import GroupCommitStats
 from coral.store.ledger_sqlite import (
     ACCOUNT_COLUMNS,
     TRANSFER_COLUMNS,
@@ -187,7 +188,7 @@ class PostgresLedgerStore:
 
     def __init__(self, pool: asyncpg.Pool, *, max_group: int = 512) -> None:
         self._pool = pool
-        self._writer = GroupCommitWriter(self._begin, max_group=max_group)
+        self._writer = LedgerWriter(self._begin, max_group=max_group)
 
     @classmethod
     async def open(

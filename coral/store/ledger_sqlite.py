@@ -1,7 +1,7 @@
 """SQLite adapter for the ledger: durable group commit on an embedded file.
 
-Writes go through one ``GroupCommitWriter`` (so concurrent submitters share a
-fsync) inside ``SqliteDatabase.transaction()``; the ledger insists on
+Writes go through one ``LedgerWriter`` (so concurrent submitters share a
+fsync), each group inside one ``SqliteDatabase.transaction()``; the ledger insists on
 ``PRAGMA synchronous=FULL`` so an acknowledged transfer survives power loss.
 Transfer rows are insert-only (triggers refuse UPDATE and DELETE); balances
 change in the same transaction. Reads use a second connection, which sees
@@ -10,6 +10,7 @@ only committed state.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from coral.ledger.group_commit import GroupCommitStats, GroupCommitWriter
 from coral.ledger.model import (
     Account,
     AccountFlags,
@@ -33,6 +33,8 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
+from coral.store._ledger_writer import LedgerWriter
+from coral.store.group_commit import GroupCommitStats
 from coral.store.sqlite import Migration, SqliteDatabase
 
 COMPONENT = "ledger"
@@ -216,8 +218,7 @@ class _SqliteLedgerTransaction:
         rows: list[aiosqlite.Row] = []
         for part in chunks(ids):
             marks = ",".join("?" * len(part))
-            cursor = await self._conn.execute(sql.format(marks=marks), part)
-            rows.extend(await cursor.fetchall())
+            rows.extend(await self._conn.execute_fetchall(sql.format(marks=marks), part))
         return rows
 
     async def load_accounts(self, ids: Collection[str]) -> list[Account]:
@@ -233,13 +234,13 @@ class _SqliteLedgerTransaction:
         return [resolution_from_row(r) for r in await self._select(sql, pending_ids)]
 
     async def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
-        cursor = await self._conn.execute(
+        rows = await self._conn.execute_fetchall(
             f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ("
             " SELECT pending_id FROM ledger_open_deadlines WHERE expires_at <= ?"
             " ORDER BY expires_at LIMIT ?)",
             (now_ms, limit),
         )
-        return [transfer_from_row(r) for r in await cursor.fetchall()]
+        return [transfer_from_row(r) for r in rows]
 
     async def persist(self, changes: LedgerChanges) -> None:
         conn = self._conn
@@ -287,7 +288,7 @@ class SqliteLedgerStore:
 
     def __init__(self, db: SqliteDatabase, *, max_group: int = 512) -> None:
         self._db = db
-        self._writer = GroupCommitWriter(self._begin, max_group=max_group)
+        self._writer = LedgerWriter(self._begin, max_group=max_group)
         self._reader: aiosqlite.Connection | None = None
 
     @classmethod
@@ -354,8 +355,9 @@ class SqliteLedgerStore:
         return self._reader
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        cursor = await self._read.execute(sql, params)
-        return list(await cursor.fetchall())
+        # One hop that runs the query to its end even if we are cancelled: a statement
+        # left half-read would hold the reader's snapshot, hiding later commits.
+        return list(await self._read.execute_fetchall(sql, params))
 
     async def get_account(self, account_id: str) -> Account | None:
         """See LedgerStore.get_account."""
@@ -393,18 +395,32 @@ class SqliteLedgerStore:
         rows = await self._rows("SELECT COALESCE(SUM(debits_pending), 0) FROM ledger_accounts")
         return int(rows[0][0])
 
-    async def load_snapshot(self) -> LedgerState:
-        """See LedgerStore.load_snapshot."""
-        # One read transaction, so the three queries see the same commit.
-        await self._read.execute("BEGIN")
+    async def _end_read(self) -> None:
         try:
+            await self._read.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "no transaction" not in str(exc):  # the BEGIN failed: nothing to end
+                raise
+
+    async def load_snapshot(self) -> LedgerState:
+        """See LedgerStore.load_snapshot.
+
+        Raises:
+            sqlite3.Error: the reader connection failed.
+
+        Cancellation: the read transaction is ended; nothing is written.
+        """
+        # One read transaction, so the three queries see the same commit. Even a
+        # cancelled BEGIN runs on the reader's thread, so the COMMIT always follows.
+        try:
+            await self._read.execute("BEGIN")
             accounts = await self._rows(f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts")
             transfers = await self._rows(
                 f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers ORDER BY seq"
             )
             resolutions = await self._rows("SELECT * FROM ledger_resolutions")
         finally:
-            await self._read.execute("COMMIT")
+            await self._end_read()
         return LedgerState(
             [account_from_row(r) for r in accounts],
             [transfer_from_row(r) for r in transfers],

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from coral.protocol.message import Message
+from coral.protocol.tasks import run_to_completion
 from coral.teams.documents import (
     Acceptance,
     Dissolution,
@@ -189,8 +190,9 @@ class TeamLifecycle:
         """Apply ``document`` to the team and persist it; raise (storing nothing) if refused.
 
         The first accepted invitation reserves the budget before the document
-        is appended; should the append fail, that hold is voided again. A
-        dissolution settles the escrow after it is appended.
+        is appended; should the append fail, that hold is voided again (and
+        the append's error raised). A dissolution settles the escrow after it
+        is appended.
 
         Raises:
             NotFound: no team ``team_id`` (``team_not_found``).
@@ -203,17 +205,26 @@ class TeamLifecycle:
                 payout leaves the dissolution stored and the hold open.
             StorageUnavailable: the store or the ledger could not be written.
 
-        Cancellation: cancelled while the budget is being reserved, the hold
-        may still be made but is not recorded: it expires back to the
-        initiator at the team's deadline. Cancelled during the append, the
-        hold is voided before the cancellation propagates, as for any failed
-        append. Cancelled while a dissolution settles, the document stands and
-        the hold stays open until ``settle`` runs again (``settle_due`` does
-        once the deadline passes).
+        Cancellation: cancelled while the record is read, nothing is written.
+        From the budget reservation on, the writes (hold, append, the void of
+        a hold whose append failed, a dissolution's settlement) run as one
+        step that finishes before ``CancelledError`` is raised, so no hold is
+        left unrecorded and no stored dissolution is left unsettled by a
+        cancel.
         """
         record = await self._store.load_record(team_id)
         state = verify_team(record, now_ms)
         state.apply(document, now_ms, live=True)
+        return await run_to_completion(self._commit(team_id, record, state, document, now_ms))
+
+    async def _commit(
+        self,
+        team_id: str,
+        record: TeamRecord,
+        state: TeamState,
+        document: SignedTeamDocument,
+        now_ms: int,
+    ) -> TeamState:
         hold_id = None
         if isinstance(document, Acceptance) and self._escrow is not None:
             if await self._store.load_escrow(team_id) is None:

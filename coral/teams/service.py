@@ -38,6 +38,7 @@ from coral.coordination.service import CoordinationService
 from coral.protocol.agent import AgentRecord
 from coral.protocol.errors import Conflict, Forbidden, InvalidMessage
 from coral.protocol.message import Message, now_ms
+from coral.protocol.tasks import run_to_completion
 from coral.teams.documents import (
     Invitation,
     MembershipCertificate,
@@ -81,11 +82,11 @@ class TeamsService:
     method may also raise ``StorageUnavailable`` when the store cannot be
     read or written.
 
-    Cancellation: the steps of a call (store, party index, ledger escrow)
-    commit one by one, and a cancelled call keeps the steps already done. The
-    party index is written after the record: cancelled between the two, an
-    initiator, invitee or member is not indexed as a party of the team, so
-    ``record`` refuses them with ``NotAMember`` although the record names them.
+    Cancellation: the writes of one ``propose`` or ``submit`` (the record,
+    its escrow hold, the party index, the cached state) run as one step that
+    finishes even if the caller is cancelled; the caller then sees its
+    ``CancelledError``. A cancelled call thus leaves either nothing or the
+    whole step written, never a record naming a party the index does not know.
     """
 
     def __init__(
@@ -143,14 +144,18 @@ class TeamsService:
             FromFuture: the charter is dated in the future.
             Conflict: the team id exists (``team_exists``).
 
-        Cancellation: see the class docstring: cancelled after the team is
-        stored, a retry gets ``team_exists``.
+        Cancellation: cancelled once the charter is being stored, the call
+        first finishes storing it and indexing the initiator as its party,
+        then raises ``CancelledError``; a retry then gets ``team_exists``.
         """
         if not await self._directory.is_registered(charter.initiator):
             raise Forbidden(
                 f"initiator {charter.initiator} is not a registered agent",
                 reason="agent_not_registered",
             )
+        return await run_to_completion(self._propose(charter))
+
+    async def _propose(self, charter: TeamCharter) -> TeamState:
         state = await self.lifecycle.propose(charter, self._clock())
         await self.index.add_party(charter.team_id, charter.initiator)
         self._states[charter.team_id] = state
@@ -179,20 +184,36 @@ class TeamsService:
                 takes (e.g. ``ExceedsCredits``: the initiator cannot fund it),
                 or the payout a dissolution triggers.
 
-        Cancellation: releases the per-team lock; see ``TeamLifecycle.submit``
-        for the document and its escrow, and the class docstring for the
-        party index.
+        Any failure drops the cached state, so the next read replays the
+        store (a refused payout leaves the dissolution stored).
+
+        Cancellation: cancelled while waiting for the per-team lock, nothing
+        is written. Once the document is being applied, the call first
+        finishes the whole step (document, escrow as in
+        ``TeamLifecycle.submit``, party index, cache), then releases the lock
+        and raises ``CancelledError``.
         """
         if document.team_id != team_id:
             raise InvalidMessage("document belongs to another team", reason="wrong_team")
         lock = self._locks.setdefault(team_id, asyncio.Lock())
         async with lock:
+            return await run_to_completion(self._submit(team_id, document))
+
+    async def _submit(self, team_id: str, document: SignedTeamDocument) -> TeamState:
+        try:
             state = await self.lifecycle.submit(team_id, document, self._clock())
-            self._states[team_id] = state
-        if isinstance(document, Invitation):
-            await self.index.add_party(team_id, document.invitee)
-        elif isinstance(document, MembershipCertificate):
-            await self.index.add_party(team_id, document.member)
+            if isinstance(document, Invitation):
+                await self.index.add_party(team_id, document.invitee)
+            elif isinstance(document, MembershipCertificate):
+                await self.index.add_party(team_id, document.member)
+        except BaseException:
+            # The store may hold more than the cache knows (a dissolution whose
+            # payout was refused, a document whose party index failed): read
+            # it again next time, and let waiters look again.
+            self._states.pop(team_id, None)
+            self._notify(team_id)
+            raise
+        self._states[team_id] = state
         self._notify(team_id)
         return state
 
