@@ -2,9 +2,10 @@
 
 Each component (ledger, agents, seen, coordination, ...) owns an ordered list
 of ``PostgresMigration`` steps and records how far it got in a
-``schema_migrations`` table laid out as SQLite's (component, version). Steps run once, each in its own
-transaction under a per-component advisory lock, so several node processes
-starting against one database never apply a step twice.
+``schema_migrations`` table laid out as SQLite's (component, version). Steps
+run once, each in its own transaction under a per-component advisory lock,
+so several node processes starting against one database never apply a step
+twice.
 """
 
 from __future__ import annotations
