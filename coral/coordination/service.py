@@ -402,11 +402,15 @@ class CoordinationService:
             await self.tick(thread_id)
         return len(due)
 
-    async def run_timers(self, retry_after_ms: int = 1000) -> None:
+    async def run_timers(
+        self, retry_after_ms: int = 1000, *, max_sleep_ms: int | None = None
+    ) -> None:
         """Tick threads as their wake times come due, until cancelled (run it as a task).
 
         Sleeps until the earliest wake time and is re-planned by any change to
         one, so nothing polls. A tick that fails is logged and retried later.
+        With ``max_sleep_ms`` it also looks again at least that often (wake
+        times written by other processes on a shared database do not re-plan it).
 
         Raises:
             StorageUnavailable: listing due threads or the next wake time
@@ -427,6 +431,8 @@ class CoordinationService:
             next_wake = await self.store.next_wake_at()
             if delay_ms is None and next_wake is not None:
                 delay_ms = max(0, next_wake - self.clock())
+            if max_sleep_ms is not None:
+                delay_ms = max_sleep_ms if delay_ms is None else min(delay_ms, max_sleep_ms)
             try:
                 timeout = None if delay_ms is None else delay_ms / 1000
                 await asyncio.wait_for(self._wakes_changed.wait(), timeout)

@@ -19,6 +19,7 @@ from coral.api.context import NodeContext
 from coral.api.grpc.server import ServiceInstaller
 from coral.api.http.app import RouteInstaller
 from coral.config import Config
+from coral.node.leases import Lease, while_leading
 
 if TYPE_CHECKING:
     from coral.node.daemon import Node
@@ -58,12 +59,26 @@ class Subsystem:
         """Run a long-lived coroutine until stopping."""
         self._tasks.append(asyncio.create_task(job, name=f"{self.name}-background"))
 
-    def every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` every ``seconds`` until stopping; failures are logged, not fatal."""
+    def leading(self, lease: Lease, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job()`` while this process holds ``lease``, until stopping (``while_leading``)."""
+        self._tasks.append(
+            asyncio.create_task(while_leading(lease, job), name=f"{self.name}-leading")
+        )
+
+    def every(
+        self, seconds: float, job: Callable[[], Awaitable[object]], *, lease: Lease | None = None
+    ) -> None:
+        """Run ``job`` every ``seconds`` until stopping; failures are logged, not fatal.
+
+        With ``lease``, a round is skipped while this process does not hold it
+        (work that must run once per logical node; see ``coral.node.leases``).
+        """
 
         async def loop() -> None:
             while True:
                 await asyncio.sleep(seconds)
+                if lease is not None and not lease.held:
+                    continue
                 try:
                     await job()
                 except Exception:

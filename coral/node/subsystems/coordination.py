@@ -22,6 +22,11 @@ from coral.node.subsystems.base import Subsystem, wait_budget
 if TYPE_CHECKING:
     from coral.node.daemon import Node
 
+#: How often seen ids past their window are deleted.
+SEEN_PRUNE_S = 60.0
+#: On PostgreSQL, the longest the leading replica's timer loop sleeps between looks at due threads.
+TIMER_POLL_MS = 1000
+
 
 def on_postgres(config: Config) -> bool:
     """True when the directory, seen ids and threads live in PostgreSQL (``database_stores``)."""
@@ -159,5 +164,10 @@ class CoordinationSubsystem(Subsystem):
                 wake_all=engine.signals.notify_all,
             )
             self.background(wakeups.run())
-        self.background(engine.run_timers())
-        self.every(60.0, lambda: self.seen.prune(now_ms()))
+        if self._wake_writer is None:
+            self.background(engine.run_timers())
+        else:
+            # One replica ticks; wake times other replicas write reach it by a
+            # bounded sleep (their commits do not wake this process's timer loop).
+            self.leading(node.lease, lambda: engine.run_timers(max_sleep_ms=TIMER_POLL_MS))
+        self.every(SEEN_PRUNE_S, lambda: self.seen.prune(now_ms()), lease=node.lease)
