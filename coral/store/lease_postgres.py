@@ -5,7 +5,9 @@ connection (not the pool's) for as long as it leads; PostgreSQL releases the
 lock when that connection ends, so a dead holder's lease frees itself. Every
 ``retry_s`` seconds a follower tries to take the lock and a leader checks its
 connection still answers; a leader whose connection fails stops leading at
-once (lost connection = lost lease).
+once (lost connection = lost lease) and sits out one extra retry period,
+so a follower that is still connected normally takes over (either one
+leading is correct).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class PostgresLease:
         self._free = asyncio.Event()
         self._free.set()
         self._conn: Any = None  # the asyncpg connection, while open
+        self._just_lost = False  # set on losing the lease: sit out one round
 
     @property
     def held(self) -> bool:
@@ -56,6 +59,7 @@ class PostgresLease:
             log.info("lease %s: now leading", self.name)
         elif not held and self._held.is_set():
             log.warning("lease %s: no longer leading", self.name)
+            self._just_lost = True
         (self._held if held else self._free).set()
         (self._free if held else self._held).clear()
 
@@ -88,6 +92,9 @@ class PostgresLease:
                     log.warning("lease %s: %s", self.name, exc)
                     await self._drop()
                 await asyncio.sleep(self.retry_s)
+                if self._just_lost:
+                    self._just_lost = False
+                    await asyncio.sleep(self.retry_s)
         finally:
             self._set(False)
             await self._drop()
