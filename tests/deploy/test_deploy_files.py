@@ -294,6 +294,7 @@ def test_haproxy_routes_grpc_as_h2c_and_http_to_both_replicas_with_health_checks
                 # gRPC to the replica is HTTP/2 cleartext; health is asked on the HTTP port.
                 assert server[server.index("proto") + 1] == "h2"
                 assert server[server.index("port") + 1] == http
+                assert server[server.index("check-proto") + 1] == "h1"
 
 
 def k8s_replica_objects() -> dict[str, dict[str, Any]]:
