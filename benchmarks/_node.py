@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,14 +16,21 @@ from typing import Any
 class BenchNode:
     """A node subprocess in a temporary data dir; use as a context manager."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(
+        self, *extra: str, env: dict[str, str] | None = None, keys_from: Path | None = None
+    ) -> None:
+        """``env`` adds CORAL_* variables; ``keys_from`` is a keys dir to start with (a replica)."""
         self._tmp = tempfile.TemporaryDirectory(prefix="coral-bench-")
         self.data_dir = Path(self._tmp.name) / "node"
         self.extra = list(extra)
+        self.env = env or {}
+        self.keys_from = keys_from
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> BenchNode:
+        if self.keys_from is not None:
+            shutil.copytree(self.keys_from, self.data_dir / "keys")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -40,6 +49,7 @@ class BenchNode:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
         )
         runtime = self.data_dir / "node.json"
         deadline = time.monotonic() + 30

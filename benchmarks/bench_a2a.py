@@ -178,7 +178,7 @@ async def agent_hop(grpc_address: str, n: int, concurrency: int) -> dict[str, fl
 def start_reference() -> tuple[subprocess.Popen[str], dict[str, str]]:
     """The reference server in its own process, and where it listens."""
     reference = subprocess.Popen(
-        [sys.executable, "-m", "tests.interop.reference_a2a"],
+        [sys.executable, "-m", "tests.api.interop.reference_a2a"],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

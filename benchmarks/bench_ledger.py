@@ -44,7 +44,7 @@ AGENTS = [f"agent{i}" for i in range(16)]
 
 def load_throwaway_postgres() -> ModuleType:
     """Import the test suite's throwaway-server helper by path (benchmarks are not a package)."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "ledger" / "throwaway_postgres.py"
+    path = Path(__file__).resolve().parents[1] / "tests" / "support" / "throwaway_postgres.py"
     spec = importlib.util.spec_from_file_location("throwaway_postgres", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -50,6 +50,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_federation": ["--pairs", "2", "--messages", "100"],
     "bench_dashboard": ["--repeats", "5"],
     "bench_load": ["--agents", "1000", "--messages", "100"],
+    "bench_replicas": ["--quick"],
 }
 #: What ``--quick`` runs: the node's own performance figures (issue "Performance").
 QUICK_SET = [

@@ -18,11 +18,18 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -170,7 +177,14 @@ class Config(BaseSettings):
     database_url: str = Field(
         default="sqlite",
         description='"sqlite" keeps everything in data_dir/coral.db; a postgresql:// URL'
-        " moves the ledger there.",
+        " moves the ledger there (and more, see database_stores).",
+    )
+    database_stores: Literal["ledger", "all"] = Field(
+        default="ledger",
+        description='With a postgresql:// database_url: "ledger" keeps only the ledger there;'
+        ' "all" also moves the agent directory, seen ids, threads and inboxes, so several'
+        " node processes can share them. Federation's store is not on PostgreSQL yet, so"
+        ' with "all" the node runs without federation.',
     )
     bootstrap_peers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -284,6 +298,14 @@ class Config(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("log_level is one of debug, info, warning, error")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _stores_need_postgres(self) -> Config:
+        if self.database_stores == "all" and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError('database_stores = "all" needs a postgresql:// database_url')
+        return self
 
     @property
     def tls_enabled(self) -> bool:

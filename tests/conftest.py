@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.support.nodeproc import NodeProcess
+from tests.support.postgres import fresh_schema_pool, session_server
+from tests.support.throwaway_postgres import ThrowawayPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """A private PostgreSQL server shared by the whole session (skips if not installed)."""
+    yield from session_server()
+
+
+@pytest.fixture
+async def postgres_pool(postgres_server: ThrowawayPostgres) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool to a fresh, empty schema on the session's server."""
+    pool = await fresh_schema_pool(postgres_server)
+    yield pool
+    await pool.close()
+
 
 # Hypothesis' per-example deadline and its "generation is slow" check are
 # wall-clock assertions; on a shared 2-core machine they fail correct code.

@@ -20,6 +20,7 @@ from typing import Any
 from coral.coordination import events as ev
 from coral.coordination import rules
 from coral.coordination.errors import (
+    ConcurrentUpdate,
     DuplicateMessage,
     InvalidStrategyOptions,
     InvalidWait,
@@ -52,6 +53,16 @@ from coral.protocol.message import Message, new_message_id
 #: coral-server caps a wait at one minute; so do we.
 MAX_WAIT_MS = 60_000
 MAX_PAGE = 1000
+
+#: How many times a post is decided and written before ConcurrentUpdate reaches the caller.
+#: Only node processes sharing one database race for a thread, and each lost attempt means
+#: another post landed in between, so a burst of N posts to a thread needs at most N attempts.
+POST_ATTEMPTS = 32
+
+
+class _Retry(Exception):
+    """The thread moved between our read and our write: decide again."""
+
 
 #: Told of each committed write: the thread as written and the entries appended.
 CommitListener = Callable[[Thread, tuple[ThreadEntry, ...]], None]
@@ -294,7 +305,9 @@ class CoordinationService:
             MentionNotParticipant: it mentions an agent outside the thread.
             Expired: the message expired before it was posted.
             DuplicateMessage: a message with this id is already stored.
-            ConcurrentUpdate: the thread changed under the write; retry.
+            ConcurrentUpdate: the thread kept changing under the write (other node
+                processes on a shared database; tried ``POST_ATTEMPTS`` times), or
+                changed once after event hooks acted; retry.
             CoralError: the strategy's refusal (``OutOfTurn``, or the reason of
                 vote, contract-net or planner rules), or an event hook's.
 
@@ -306,8 +319,20 @@ class CoordinationService:
             )
         if message.thread is None:
             raise ThreadRequired("a thread message must name its thread")
-        async with self._locks.hold(message.thread):
-            thread = await self._load(message.thread)
+        attempt = 1
+        while True:
+            try:
+                return await self._post(message.thread, message)
+            except _Retry:
+                attempt += 1  # another process appended first: decide again on the new state
+                if attempt > POST_ATTEMPTS:
+                    raise ConcurrentUpdate(
+                        f"thread {message.thread} kept changing; retry"
+                    ) from None
+
+    async def _post(self, thread_id: str, message: Message) -> ThreadEntry:
+        async with self._locks.hold(thread_id):
+            thread = await self._load(thread_id)
             rules.check_post(thread, message)
             now = self.clock()
             if message.expires_at is not None and message.expires_at <= now:
@@ -317,13 +342,22 @@ class CoordinationService:
             # The store refuses a stored message id as it writes (DuplicateMessage,
             # nothing written); look first only when event hooks with effects
             # outside the write (the ledger's) would run before that.
-            if self._runs_hooks(decision) and await self.store.has_message(message.id):
+            hooks = self._runs_hooks(decision)
+            if hooks and await self.store.has_message(message.id):
                 raise DuplicateMessage(f"message {message.id} is already stored")
             entry = ThreadEntry(thread.id, thread.last_seq + 1, message, now)
             recipients = tuple(p for p in thread.participants if p != message.sender)
-            await self._commit(
-                thread, thread, now, [], decision, first=PendingEntry(entry, recipients)
-            )
+            try:
+                await self._commit(
+                    thread, thread, now, [], decision, first=PendingEntry(entry, recipients)
+                )
+            except ConcurrentUpdate:
+                # Only one process writes a thread on SQLite; on a shared database another
+                # may have appended since our read. Deciding again is safe unless event
+                # hooks already acted outside the write (the ledger's): then the caller retries.
+                if hooks:
+                    raise
+                raise _Retry from None
             return entry
 
     async def tick(self, thread_id: str) -> tuple[ThreadEntry, ...]:
@@ -368,11 +402,15 @@ class CoordinationService:
             await self.tick(thread_id)
         return len(due)
 
-    async def run_timers(self, retry_after_ms: int = 1000) -> None:
+    async def run_timers(
+        self, retry_after_ms: int = 1000, *, max_sleep_ms: int | None = None
+    ) -> None:
         """Tick threads as their wake times come due, until cancelled (run it as a task).
 
         Sleeps until the earliest wake time and is re-planned by any change to
         one, so nothing polls. A tick that fails is logged and retried later.
+        With ``max_sleep_ms`` it also looks again at least that often (wake
+        times written by other processes on a shared database do not re-plan it).
 
         Raises:
             StorageUnavailable: listing due threads or the next wake time
@@ -393,6 +431,8 @@ class CoordinationService:
             next_wake = await self.store.next_wake_at()
             if delay_ms is None and next_wake is not None:
                 delay_ms = max(0, next_wake - self.clock())
+            if max_sleep_ms is not None:
+                delay_ms = max_sleep_ms if delay_ms is None else min(delay_ms, max_sleep_ms)
             try:
                 timeout = None if delay_ms is None else delay_ms / 1000
                 await asyncio.wait_for(self._wakes_changed.wait(), timeout)

@@ -159,6 +159,14 @@ class InboxSignals:
                 listener.stale = True
                 listener.event.set()
 
+    def notify_all(self) -> None:
+        """Wake every wait (parked ones too): each looks in the store again from its cursor.
+
+        For a wake-up feed that may have missed notices (a reconnect), this
+        turns "something may have arrived" into a catch-up read by cursor.
+        """
+        self.notify([*self._waiters, *self._parked])
+
     def deliver(self, entries: Iterable[InboxEntry]) -> None:
         """Hand just-committed inbox rows to the waits of their agents, and wake them."""
         for item in entries:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import gc
 import json
 import logging
@@ -29,6 +30,7 @@ from coral.config import Config
 from coral.metrics import NodeMetrics
 from coral.node import preflight
 from coral.node.keys import load_or_create_token
+from coral.node.leases import Lease, background_lease
 from coral.node.subsystems import Subsystem, build_subsystems
 from coral.protocol.message import now_ms
 from coral.protocol.verify import MessageVerifier
@@ -50,6 +52,9 @@ class Node:
         self._health: Any = None
         self._http: web.AppRunner | None = None
         self.subsystems = build_subsystems(config)
+        #: Who runs the once-per-logical-node background work (see ``coral.node.leases``).
+        self.lease: Lease = background_lease(config)
+        self._lease_task: asyncio.Task[None] | None = None
         #: Subsystems whose setup began: the ones stop (or a failed start) must close.
         self._set_up: list[Subsystem] = []
         self._runtime_written = False
@@ -80,6 +85,7 @@ class Node:
         identity, self.created_identity = load_or_create_identity(cfg.keys_dir / "node.key")
         admin_token = load_or_create_token(cfg.keys_dir / "admin.token")
         await self.db.open()
+        self._lease_task = asyncio.create_task(self.lease.run(), name="node-lease")
         ctx = NodeContext(
             config=cfg,
             identity=identity,
@@ -159,6 +165,7 @@ class Node:
         if ctx is not None:
             for subsystem in reversed(self._set_up):
                 await _quietly(subsystem.stopping(self, ctx))
+        await self._stop_lease()
         if self._grpc is not None:
             await _quietly(self._grpc.stop(0))
             self._grpc = None
@@ -170,6 +177,14 @@ class Node:
                 await _quietly(subsystem.close(self, ctx))
         self._set_up.clear()
         await _quietly(self.db.close())
+
+    async def _stop_lease(self) -> None:
+        """Give up the lease (leased jobs stopped with their subsystems)."""
+        task, self._lease_task = self._lease_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _write_runtime_file(self, ctx: NodeContext) -> None:
         info = {
@@ -193,6 +208,7 @@ class Node:
         if ctx is not None:
             for subsystem in reversed(self._set_up):
                 await subsystem.stopping(self, ctx)
+        await self._stop_lease()
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None

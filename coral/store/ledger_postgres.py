@@ -38,12 +38,13 @@ from coral.store.ledger_sqlite import (
     transfer_from_row,
     transfer_values,
 )
+from coral.store.postgres import PostgresMigration, migrate
 
 COMPONENT = "ledger"
 
-#: (version, sql) steps; each runs in its own transaction under an advisory lock.
-MIGRATIONS: list[tuple[int, str]] = [
-    (
+#: Schema steps; ``coral.store.postgres.migrate`` applies each once, under an advisory lock.
+MIGRATIONS = [
+    PostgresMigration(
         1,
         """
         CREATE TABLE ledger_accounts (
@@ -99,15 +100,6 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     )
 ]
-
-_BOOTSTRAP = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    component TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (component, version)
-)
-"""
 
 
 def _placeholders(count: int) -> str:
@@ -214,24 +206,7 @@ class PostgresLedgerStore:
 
     async def start(self) -> None:
         """Apply pending ledger migrations (serialized by an advisory lock)."""
-        async with self._pool.acquire() as conn:
-            await conn.execute(_BOOTSTRAP)
-            for version, sql in MIGRATIONS:
-                async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('coral.ledger'))")
-                    done = await conn.fetchval(
-                        "SELECT 1 FROM schema_migrations WHERE component = $1 AND version = $2",
-                        COMPONENT,
-                        version,
-                    )
-                    if done:
-                        continue
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)",
-                        COMPONENT,
-                        version,
-                    )
+        await migrate(self._pool, COMPONENT, MIGRATIONS)
 
     async def close(self) -> None:
         """Commit queued writes, then close the pool."""

@@ -1,7 +1,9 @@
-"""The coordination ports: SQLite and the in-memory twins behave alike.
+"""The coordination ports: SQLite, PostgreSQL and the in-memory twins behave alike.
 
-Every test runs once per implementation (the fixtures' params); a PostgreSQL
-store joins by adding a parameter. SQLite-only behaviour (rows on disk,
+Every test runs once per implementation (the fixtures' params); the
+PostgreSQL cases skip with a reason when no server binaries are installed
+(and fail under CI=true). What only a database shared by several processes
+must prove is in ``tests/store/test_coordination_postgres.py``. SQLite-only behaviour (rows on disk,
 reopening the file) stays in ``tests/store/test_coordination_sqlite.py``.
 """
 
@@ -11,6 +13,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from coral.coordination import rules
@@ -23,7 +26,9 @@ from coral.protocol.errors import Replayed
 from coral.protocol.identity import Identity
 from coral.protocol.message import Message, TextPart, new_message_id
 from coral.protocol.signing import sign_message
+from coral.store.coordination_postgres import PostgresCoordinationStore
 from coral.store.coordination_sqlite import SqliteCoordinationStore
+from coral.store.seen_postgres import PostgresSeenStore
 from coral.store.seen_sqlite import SqliteSeenStore
 from coral.store.sqlite import SqliteDatabase
 
@@ -39,22 +44,59 @@ async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
     await database.close()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, db: SqliteDatabase) -> CoordinationStore:
-    if request.param == "memory":
-        return MemoryCoordinationStore()
+IMPLEMENTATIONS = ["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+async def sqlite_store(db: SqliteDatabase) -> CoordinationStore:
     sqlite_store = SqliteCoordinationStore(db)
     await sqlite_store.migrate()
     return sqlite_store
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def seen(request: pytest.FixtureRequest, db: SqliteDatabase) -> SeenIds:
-    if request.param == "memory":
-        return MemorySeenIds()
+@pytest.fixture
+async def memory_store() -> CoordinationStore:
+    return MemoryCoordinationStore()
+
+
+@pytest.fixture
+async def postgres_store(postgres_pool: asyncpg.Pool) -> CoordinationStore:
+    postgres_store = PostgresCoordinationStore(postgres_pool)
+    await postgres_store.migrate()
+    return postgres_store
+
+
+@pytest.fixture
+async def sqlite_seen(db: SqliteDatabase) -> SeenIds:
     sqlite_seen = SqliteSeenStore(db)
     await sqlite_seen.open()
     return sqlite_seen
+
+
+@pytest.fixture
+async def memory_seen() -> SeenIds:
+    return MemorySeenIds()
+
+
+@pytest.fixture
+async def postgres_seen(postgres_pool: asyncpg.Pool) -> SeenIds:
+    postgres_seen = PostgresSeenStore(postgres_pool)
+    await postgres_seen.open()
+    return postgres_seen
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def store(request: pytest.FixtureRequest) -> CoordinationStore:
+    """Each CoordinationStore in turn (PostgreSQL on a fresh schema of the session's server)."""
+    chosen: CoordinationStore = request.getfixturevalue(f"{request.param}_store")
+    return chosen
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def seen(request: pytest.FixtureRequest) -> SeenIds:
+    """Each SeenIds in turn."""
+    chosen: SeenIds = request.getfixturevalue(f"{request.param}_seen")
+    return chosen
 
 
 def new_thread(thread_id: str = "t1", *, created_at: int = NOW, session: str = "s1") -> Thread:

@@ -439,40 +439,29 @@ async def test_contract_net_award_reserves_and_acceptance_pays(node_factory):
 
 
 @pytest.mark.postgres
-async def test_ledger_api_on_postgresql_survives_restart(node_factory, tmp_path: Path):
-    from tests.ledger.ledger_support import create_database
-    from tests.ledger.throwaway_postgres import ThrowawayPostgres, find_postgres_bin
-    from tests.support.requirements import missing_requirement
+async def test_ledger_api_on_postgresql_survives_restart(node_factory, postgres_server):
+    from tests.support.postgres import fresh_database
 
-    if find_postgres_bin() is None:
-        missing_requirement(
-            "PostgreSQL binaries (initdb/postgres) not found: POSTGRES LEDGER TEST SKIPPED"
-        )
-    server = ThrowawayPostgres()
-    server.start()
+    dsn = await fresh_database(postgres_server, "ledger_node")
+    node = node_factory("pg", CORAL_DATABASE_URL=dsn)
+    alice, bob = await agents(node, "alice", "bob")
+    la = LedgerClient(alice)
+    await issue(alice, node, alice.did, 300)
+    paid = await la.transfer(to=bob.did, amount=120, transfer_id="pg-1")
+    assert (await la.transfer(to=bob.did, amount=120, transfer_id="pg-1")).duplicate
+    la.verify_receipt(paid.receipt, node.node_id)
+    assert await refused(la.transfer(to=bob.did, amount=1_000)) == (409, "exceeds_credits")
+    assert not (node.data_dir / "ledger.db").exists()
+    await alice.close()
+    await bob.close()
+    node.kill()
+    node.start()
+    alice = CoralClient(node.http, alice.identity)
     try:
-        dsn = await create_database(server)
-        node = node_factory("pg", CORAL_DATABASE_URL=dsn)
-        alice, bob = await agents(node, "alice", "bob")
-        la = LedgerClient(alice)
-        await issue(alice, node, alice.did, 300)
-        paid = await la.transfer(to=bob.did, amount=120, transfer_id="pg-1")
-        assert (await la.transfer(to=bob.did, amount=120, transfer_id="pg-1")).duplicate
-        la.verify_receipt(paid.receipt, node.node_id)
-        assert await refused(la.transfer(to=bob.did, amount=1_000)) == (409, "exceeds_credits")
-        assert not (node.data_dir / "ledger.db").exists()
-        await alice.close()
-        await bob.close()
-        node.kill()
-        node.start()
-        alice = CoralClient(node.http, alice.identity)
-        try:
-            assert await balance_of(alice) == 180
-            assert (await LedgerClient(alice).receipt("pg-1")) == paid.receipt
-        finally:
-            await alice.close()
+        assert await balance_of(alice) == 180
+        assert (await LedgerClient(alice).receipt("pg-1")) == paid.receipt
     finally:
-        server.stop()
+        await alice.close()
 
 
 def cli(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:

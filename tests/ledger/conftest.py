@@ -1,15 +1,14 @@
 """Ledger test fixtures: real SQLite files and a throwaway PostgreSQL server.
 
-The PostgreSQL server starts once per session (initdb + postgres on a free
-127.0.0.1 port, as an unprivileged user when the tests run as root); each
-test gets its own fresh database on it. Without server binaries the
-PostgreSQL tests skip with a loud reason (and fail under CI=true).
+The PostgreSQL server is the session's one (``postgres_server`` in
+``tests/conftest.py``); each test gets its own fresh database on it. Without
+server binaries the PostgreSQL tests skip with a loud reason (and fail under
+CI=true).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,7 @@ from coral.protocol.identity import Identity
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger.ledger_support import Clock, create_database
-from tests.ledger.throwaway_postgres import ThrowawayPostgres, find_postgres_bin
-from tests.support.requirements import missing_requirement
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[ThrowawayPostgres]:
-    """A private PostgreSQL server for the whole session (skips if not installed)."""
-    if find_postgres_bin() is None:
-        message = "PostgreSQL binaries (initdb/postgres) not found: PostgreSQL LEDGER TESTS SKIPPED"
-        warnings.warn(message, stacklevel=1)
-        missing_requirement(message)
-    server = ThrowawayPostgres()
-    server.start()
-    yield server
-    server.stop()
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 
 @pytest.fixture

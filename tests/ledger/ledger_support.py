@@ -6,7 +6,7 @@ import itertools
 
 import asyncpg
 
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 _database_names = itertools.count()
 

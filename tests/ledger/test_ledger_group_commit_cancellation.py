@@ -25,7 +25,7 @@ from coral.ledger import Account, AccountKind, LedgerStore, Transfer, find_viola
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger.ledger_support import create_database
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 #: Bounds a hang in close() so it fails the test instead of stalling the suite.
 HANG_GUARD_S = 60

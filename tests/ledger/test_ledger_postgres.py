@@ -10,7 +10,7 @@ import pytest
 from coral.ledger import Account, AccountKind, Transfer, find_violations
 from coral.store.ledger_postgres import PostgresLedgerStore
 from tests.ledger.ledger_support import create_database
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.postgres
 

@@ -27,7 +27,7 @@ from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger.ledger_model import LedgerMachine, LedgerUnderTest
 from tests.ledger.ledger_support import create_database
-from tests.ledger.throwaway_postgres import ThrowawayPostgres
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 T = TypeVar("T")
 

@@ -54,6 +54,15 @@ def test_bad_nested_environment_value_names_the_key(tmp_path):
         load_config(env={"CORAL_LIMITS": "not json"}, overrides={"data_dir": tmp_path})
 
 
+def test_all_stores_on_postgresql_need_a_postgresql_url(tmp_path):
+    with pytest.raises(ConfigError, match="database_stores"):
+        load_config(env={"CORAL_DATABASE_STORES": "all"}, overrides={"data_dir": tmp_path})
+    env = {"CORAL_DATABASE_STORES": "all", "CORAL_DATABASE_URL": "postgresql://db/coral"}
+    assert load_config(env=env, overrides={"data_dir": tmp_path}).database_stores == "all"
+    with pytest.raises(ConfigError, match="database_stores"):
+        load_config(env={"CORAL_DATABASE_STORES": "most"}, overrides={"data_dir": tmp_path})
+
+
 def test_config_file_named_by_environment_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(env={"CORAL_CONFIG": str(tmp_path / "missing.toml")})

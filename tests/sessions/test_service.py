@@ -21,7 +21,7 @@ from coral.sessions.registry import AgentRegistry
 from coral.sessions.service import SessionManager, SessionServerSettings
 from coral.store.sqlite import SqliteDatabase
 from coral.store.wait_cursors_sqlite import SqliteWaitCursors
-from tests.interop.test_held_agents import build
+from tests.api.interop.test_held_agents import build
 
 QUITTER = """
 edition = 4

@@ -63,15 +63,14 @@ from coral.api.a2a.wire import (
     STREAMING_METHODS,
     errors_as_events,
     invalid_list_filter,
-    jsonrpc_call,
     known_state,
     with_version,
 )
 from coral.api.context import NodeContext, need
-from coral.api.http.app import interruptible
+from coral.api.http.app import interruptible, read_json_body
 from coral.api.mcp.held_agents import GATEWAY_KIND
 from coral.config import A2AConfig
-from coral.protocol.errors import NotFound
+from coral.protocol.errors import CoralError, NotFound
 
 A2A_SERVICE = "lf.a2a.v1.A2AService"
 #: First path segments under /a2a/ that are the router's HTTP+JSON routes, not agents.
@@ -293,7 +292,10 @@ class A2AFrontDoor:
         if denied is not None:
             return denied
         interruptible(request)  # may await the agent's reply: no drain at shutdown
-        call = jsonrpc_call(await request.read())
+        try:
+            call = await read_json_body(request)
+        except CoralError:
+            call = {}  # not a JSON-RPC object: the library's dispatcher answers it
         refused = invalid_list_filter(call)
         if refused is not None:
             return web.json_response(refused)

@@ -7,7 +7,6 @@ streaming call's early error into a Server-Sent Event.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from a2a.types import a2a_pb2
@@ -15,6 +14,7 @@ from a2a.utils.constants import PROTOCOL_VERSION_1_0, VERSION_HEADER
 from aiohttp import web
 
 from coral.api.a2a.asgi_bridge import AsgiApp, AsgiMessage, Receive, Scope, Send
+from coral.api.http import sse
 
 
 def with_version(
@@ -54,15 +54,6 @@ def known_state(value: object) -> bool:
 STREAMING_METHODS = frozenset({"SendStreamingMessage", "SubscribeToTask"})
 
 
-def jsonrpc_call(body: bytes) -> dict[str, Any]:
-    """The JSON-RPC call in a request body, or {} when it is not one (the dispatcher answers)."""
-    try:
-        call = json.loads(body)
-    except ValueError:
-        return {}
-    return call if isinstance(call, dict) else {}
-
-
 def errors_as_events(app: AsgiApp) -> AsgiApp:
     """Wrap an ASGI app so that a plain JSON answer becomes one Server-Sent Event.
 
@@ -84,7 +75,7 @@ def errors_as_events(app: AsgiApp) -> AsgiApp:
                         "type": "http.response.start",
                         "status": 200,
                         "headers": [
-                            (b"content-type", b"text/event-stream"),
+                            (b"content-type", sse.CONTENT_TYPE.encode()),
                             (b"cache-control", b"no-store"),
                         ],
                     }
@@ -92,8 +83,8 @@ def errors_as_events(app: AsgiApp) -> AsgiApp:
                 body.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
-                message = {"type": "http.response.body", "body": b"data: " + b"".join(body)}
-                message["body"] += b"\n\n"
+                event = sse.encode_event(b"".join(body).decode(errors="replace"))
+                message = {"type": "http.response.body", "body": event}
             await send(message)
 
         await app(scope, receive, send_event)

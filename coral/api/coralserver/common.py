@@ -10,9 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from coral.api.errors import http_status
-from coral.api.http.app import CTX
-from coral.protocol.canonical import parse_json
-from coral.protocol.errors import CoralError, InvalidMessage, MalformedJson, Unauthenticated
+from coral.api.http.app import read_json_body
+from coral.protocol.errors import CoralError, MalformedJson, Unauthenticated
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,16 +50,16 @@ def coral_server_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-async def json_body(request: web.Request, *, empty: Any = None) -> Any:
-    """The request body as JSON (``empty`` when there is none); InvalidMessage otherwise."""
-    raw = await request.read()
-    if not raw.strip():
-        if empty is not None:
-            return empty
-        raise InvalidMessage("a JSON body is required", reason="malformed_json")
-    # The node's one bounded parser: depth, number length and UTF-8 refused as 4xx.
-    limits = request.app[CTX].verifier.limits
+async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The body as a JSON object, through the node's one parser (``read_json_body``).
+
+    Only the wording of unparsable JSON is coral-server's.
+
+    Raises:
+        InvalidMessage: the body is empty (unless ``allow_empty``: ``{}``), not
+            JSON (``malformed_json``), over a limit, or not an object.
+    """
     try:
-        return parse_json(raw, max_depth=limits.max_depth, max_number_chars=limits.max_number_chars)
+        return await read_json_body(request, allow_empty=allow_empty)
     except MalformedJson as exc:
         raise MalformedJson(f"the body is not valid JSON: {exc.detail}") from None

@@ -18,7 +18,7 @@ from coral.api.coralserver.common import coral_server_errors, json_body
 from coral.api.coralserver.routes import authorize
 from coral.api.mcp.held_agents import HeldAgent
 from coral.api.mcp.tools import CoralTools
-from coral.protocol.errors import InvalidMessage, NotFound
+from coral.protocol.errors import NotFound
 
 TOOLS: web.AppKey[CoralTools] = web.AppKey("coral_server_tools", CoralTools)
 
@@ -34,13 +34,6 @@ def _puppet(request: web.Request) -> tuple[CoralTools, HeldAgent]:
     return tools, held
 
 
-async def _object(request: web.Request) -> dict[str, Any]:
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidMessage("the body is a JSON object", reason="invalid_body")
-    return body
-
-
 async def _run(request: web.Request, tool: str, args: dict[str, Any]) -> dict[str, Any]:
     tools, agent = _puppet(request)
     return await tools.call(agent, tool, args)
@@ -49,33 +42,33 @@ async def _run(request: web.Request, tool: str, args: dict[str, Any]) -> dict[st
 @coral_server_errors
 async def create_thread(request: web.Request) -> web.Response:
     """POST .../thread: CreateThreadInput -> CreateThreadOutput."""
-    return web.json_response(await _run(request, "coral_create_thread", await _object(request)))
+    return web.json_response(await _run(request, "coral_create_thread", await json_body(request)))
 
 
 @coral_server_errors
 async def close_thread(request: web.Request) -> web.Response:
     """DELETE .../thread: CloseThreadInput."""
-    await _run(request, "coral_close_thread", await _object(request))
+    await _run(request, "coral_close_thread", await json_body(request))
     return web.Response(status=200)
 
 
 @coral_server_errors
 async def send_message(request: web.Request) -> web.Response:
     """POST .../thread/message: SendMessageInput -> SendMessageOutput."""
-    return web.json_response(await _run(request, "coral_send_message", await _object(request)))
+    return web.json_response(await _run(request, "coral_send_message", await json_body(request)))
 
 
 @coral_server_errors
 async def add_participant(request: web.Request) -> web.Response:
     """POST .../thread/participant: AddParticipantInput."""
-    await _run(request, "coral_add_participant", await _object(request))
+    await _run(request, "coral_add_participant", await json_body(request))
     return web.Response(status=200)
 
 
 @coral_server_errors
 async def remove_participant(request: web.Request) -> web.Response:
     """DELETE .../thread/participant: RemoveParticipantInput."""
-    await _run(request, "coral_remove_participant", await _object(request))
+    await _run(request, "coral_remove_participant", await json_body(request))
     return web.Response(status=200)
 
 

@@ -40,7 +40,7 @@ async def start_session(request: web.Request) -> web.Response:
     """POST /api/v1/local/session/{namespace}/{sessionId}: run a deferred session."""
     manager = authorize(request)
     session = manager.session(request.match_info["namespace"], request.match_info["sessionId"])
-    settings = parse_runtime_settings(await json_body(request, empty={}))
+    settings = parse_runtime_settings(await json_body(request, allow_empty=True))
     await manager.launch(session, settings)
     return web.Response(status=200)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +30,7 @@ from coral.api.dashboard.feed import SnapshotFeed
 from coral.api.dashboard.snapshot import SnapshotBuilder, views_are_open
 from coral.api.http.app import CTX, read_json_body
 from coral.api.http.host_guard import HostPolicy, guarded
+from coral.api.http.sse import EventStream
 from coral.protocol.errors import Forbidden, InvalidMessage, NotFound, ResourceExhausted
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -99,30 +99,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     _authorize_view(request)
     if request.app[FEED].subscribers >= MAX_EVENT_STREAMS:
         raise ResourceExhausted("too many open dashboard streams", reason="too_many_streams")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
     updates = request.app[FEED].updates()
     try:
-        async for text in updates:
-            if text is None:
-                await response.write(b": keep-alive\n\n")
-            else:
-                await response.write(f"event: snapshot\ndata: {text}\n\n".encode())
-    except ConnectionResetError:
-        pass  # the browser went away; it reconnects by itself
+        async with EventStream(request) as stream:
+            async for text in updates:
+                if text is None:
+                    await stream.keep_alive()
+                else:
+                    await stream.send(text, event="snapshot")
     finally:
         await updates.aclose()
-    return response
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    return await read_json_body(request, allow_empty=True)
+    return stream.response
 
 
 async def close_thread(request: web.Request) -> web.Response:
@@ -135,7 +122,7 @@ async def close_thread(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     authenticate_admin(ctx, request.headers.get("Authorization"))
     engine = need(ctx.coordination, "coordination")
-    body = await _json_object(request)
+    body = await read_json_body(request, allow_empty=True)
     summary = str(body.get("summary") or "").strip()
     if len(summary) > MAX_SUMMARY_CHARS:
         raise InvalidMessage("the summary is too long", reason="invalid_summary")

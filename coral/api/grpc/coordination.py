@@ -9,13 +9,12 @@ from typing import Any, TypeAlias, cast
 
 import grpc
 
-from coral.api.auth import authenticate_agent
 from coral.api.context import NodeContext, need
 from coral.api.grpc import convert
-from coral.api.grpc.common import abort_with, rpc
+from coral.api.grpc.auth import current_caller
 from coral.coordination.model import Thread, ThreadEntry, WaitKind
 from coral.protocol.codec import message_from_proto
-from coral.protocol.errors import CoralError, InvalidMessage
+from coral.protocol.errors import InvalidMessage
 from coral.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -25,16 +24,6 @@ from coral.v1 import (
 )
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-AUTH_METADATA = "coral-auth"
-
-
-def _caller(ctx: NodeContext, context: Context, method: str, request: Any) -> str:
-    metadata = dict(context.invocation_metadata() or ())
-    header = metadata.get(AUTH_METADATA)
-    target = f"/coral.v1.CoordinationService/{method}"
-    return authenticate_agent(
-        ctx, str(header) if header else None, "RPC", target, request.SerializeToString()
-    )
 
 
 class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
@@ -43,14 +32,12 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
 
-    @rpc("RegisterAgent")
     async def RegisterAgent(
         self, request: agents_pb2.RegisterAgentRequest, context: Context
     ) -> agents_pb2.AgentRecord:
         record = convert.record_from_proto(request.record)
         return convert.record_to_proto(await need(self.ctx.directory, "directory").register(record))
 
-    @rpc("GetAgent")
     async def GetAgent(
         self, request: agents_pb2.GetAgentRequest, context: Context
     ) -> agents_pb2.AgentRecord:
@@ -58,7 +45,6 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
             await need(self.ctx.directory, "directory").resolve(request.agent)
         )
 
-    @rpc("ListAgents")
     async def ListAgents(
         self, request: agents_pb2.ListAgentsRequest, context: Context
     ) -> agents_pb2.ListAgentsResponse:
@@ -109,7 +95,6 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         self.ctx = ctx
         self.entries = EntryProtos()
 
-    @rpc("Submit")
     async def Submit(
         self, request: coordination_pb2.SubmitRequest, context: Context
     ) -> coordination_pb2.SubmitResponse:
@@ -124,42 +109,38 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
         received = request.message if _reusable(request.message) else None
         return coordination_pb2.SubmitResponse(entry=self.entries.get(result, received))
 
-    @rpc("GetThread")
     async def GetThread(
         self, request: coordination_pb2.GetThreadRequest, context: Context
     ) -> coordination_pb2.Thread:
-        agent = _caller(self.ctx, context, "GetThread", request)
+        agent = current_caller().did
         thread = await need(self.ctx.coordination, "coordination").get_thread(
             agent, request.thread_id
         )
         return convert.thread_to_proto(thread)
 
-    @rpc("ListThreads")
     async def ListThreads(
         self, request: coordination_pb2.ListThreadsRequest, context: Context
     ) -> coordination_pb2.ListThreadsResponse:
-        agent = _caller(self.ctx, context, "ListThreads", request)
+        agent = current_caller().did
         session = request.session_id if request.HasField("session_id") else None
         threads = await need(self.ctx.coordination, "coordination").list_threads(agent, session)
         return coordination_pb2.ListThreadsResponse(
             threads=[convert.thread_to_proto(t) for t in threads]
         )
 
-    @rpc("History")
     async def History(
         self, request: coordination_pb2.HistoryRequest, context: Context
     ) -> coordination_pb2.HistoryResponse:
-        agent = _caller(self.ctx, context, "History", request)
+        agent = current_caller().did
         page = await need(self.ctx.coordination, "coordination").history(
             agent, request.thread_id, request.after_seq, request.limit or 100
         )
         return convert.history_to_proto(page)
 
-    @rpc("Wait")
     async def Wait(
         self, request: coordination_pb2.WaitRequest, context: Context
     ) -> coordination_pb2.WaitResponse:
-        agent = _caller(self.ctx, context, "Wait", request)
+        agent = current_caller().did
         self.ctx.metrics.waits_open.inc()
         try:
             result = await need(self.ctx.coordination, "coordination").wait(
@@ -179,25 +160,22 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
     ) -> AsyncIterator[coordination_pb2.InboxEntry]:
         """Stream matching inbox entries past the cursor until the client cancels."""
         engine = need(self.ctx.coordination, "coordination")
+        agent = current_caller().did
+        after = request.after
+        kind = cast(WaitKind, request.kind or "message")
+        from_agent = request.from_agent if request.HasField("from_agent") else None
+        self.ctx.metrics.waits_open.inc()
         try:
-            agent = _caller(self.ctx, context, "Subscribe", request)
-            after = request.after
-            kind = cast(WaitKind, request.kind or "message")
-            from_agent = request.from_agent if request.HasField("from_agent") else None
-            self.ctx.metrics.waits_open.inc()
-            try:
-                batches = engine.subscribe(
-                    agent, kind, from_agent=from_agent, after=after, limit=request.limit or 100
-                )
-                # aclosing: the wait slot is released when the client goes, not at GC.
-                async with aclosing(batches):
-                    async for result in batches:
-                        for item in result.entries:
-                            yield convert.inbox_to_proto(item, self.entries.get(item.entry))
-            finally:
-                self.ctx.metrics.waits_open.dec()
-        except CoralError as exc:
-            await abort_with(context, self.ctx, exc)
+            batches = engine.subscribe(
+                agent, kind, from_agent=from_agent, after=after, limit=request.limit or 100
+            )
+            # aclosing: the wait slot is released when the client goes, not at GC.
+            async with aclosing(batches):
+                async for result in batches:
+                    for item in result.entries:
+                        yield convert.inbox_to_proto(item, self.entries.get(item.entry))
+        finally:
+            self.ctx.metrics.waits_open.dec()
 
 
 def install(server: grpc.aio.Server, ctx: NodeContext) -> list[str]:

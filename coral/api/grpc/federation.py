@@ -12,17 +12,16 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 
 from coral.api.context import NodeContext
-from coral.api.grpc.common import rpc
-from coral.protocol.errors import CoralError, Unauthenticated
+from coral.api.grpc.auth import NODE_AUTH, current_caller
+from coral.protocol.errors import CoralError
 from coral.protocol.message import now_ms
-from coral.protocol.request_auth import sign_request, verify_request
+from coral.protocol.request_auth import sign_request
 from coral.v1 import federation_pb2, federation_pb2_grpc
 
 if TYPE_CHECKING:
     from coral.federation.driver import FederationNode
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-NODE_AUTH = "coral-node-auth"
 SERVICE = "/coral.v1.FederationService/"
 
 
@@ -32,24 +31,6 @@ def node_auth_metadata(node: Any, method: str, request: Any) -> tuple[tuple[str,
     return ((NODE_AUTH, value),)
 
 
-def calling_node(ctx: NodeContext, context: Context, method: str, request: Any) -> str:
-    """The did of the node that signed this call; Unauthenticated otherwise."""
-    metadata = dict(context.invocation_metadata() or ())
-    header = metadata.get(NODE_AUTH)
-    if not header:
-        raise Unauthenticated(
-            "node-to-node calls need coral-node-auth", reason="node_auth_required"
-        )
-    return verify_request(
-        str(header),
-        "RPC",
-        SERVICE + method,
-        request.SerializeToString(),
-        now_ms(),
-        ctx.verifier.limits.max_future_skew_ms,
-    )
-
-
 class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
     """Translates node-to-node RPCs into calls on the FederationNode driver."""
 
@@ -57,47 +38,42 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
         self.ctx = ctx
         self.driver = driver
 
-    @rpc("Hello")
     async def Hello(
         self, request: federation_pb2.HelloRequest, context: Context
     ) -> federation_pb2.HelloResponse:
-        caller = calling_node(self.ctx, context, "Hello", request)
+        caller = current_caller().did
         own = await self.driver.on_hello(caller, request.peer_record_json)
         return federation_pb2.HelloResponse(peer_record_json=own)
 
-    @rpc("GossipHashes")
     async def GossipHashes(
         self, request: federation_pb2.GossipHashesRequest, context: Context
     ) -> federation_pb2.GossipDigestResponse:
-        caller = calling_node(self.ctx, context, "GossipHashes", request)
+        caller = current_caller().did
         digest = self.driver.on_gossip_hashes(caller, list(request.bucket_hashes))
         return federation_pb2.GossipDigestResponse(digest_json=digest)
 
-    @rpc("GossipExchange")
     async def GossipExchange(
         self, request: federation_pb2.GossipExchangeRequest, context: Context
     ) -> federation_pb2.GossipExchangeResponse:
-        caller = calling_node(self.ctx, context, "GossipExchange", request)
+        caller = current_caller().did
         records = await self.driver.on_gossip_exchange(
             caller, request.records_json, request.request_json
         )
         return federation_pb2.GossipExchangeResponse(records_json=records)
 
-    @rpc("Deliver")
     async def Deliver(
         self, request: federation_pb2.Envelope, context: Context
     ) -> federation_pb2.DeliverResponse:
-        caller = calling_node(self.ctx, context, "Deliver", request)
+        caller = current_caller().did
         duplicate = await self.driver.on_deliver(
             caller, request.id, request.kind, request.payload_json
         )
         return federation_pb2.DeliverResponse(duplicate=duplicate)
 
-    @rpc("DeliverBatch")
     async def DeliverBatch(
         self, request: federation_pb2.EnvelopeBatch, context: Context
     ) -> federation_pb2.DeliverBatchResponse:
-        caller = calling_node(self.ctx, context, "DeliverBatch", request)
+        caller = current_caller().did
         applied = 0
         for envelope in request.envelopes:
             try:

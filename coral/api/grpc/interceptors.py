@@ -1,118 +1,187 @@
-"""Server interceptor applied once to every gRPC method, ours and third parties'.
+"""The server interceptor applied once to every gRPC method, ours and third parties'.
 
-It takes over request decoding, so bytes that are not the method's protobuf
-are a client error (INVALID_ARGUMENT ``malformed_protobuf``, logged at info
-without a traceback) instead of grpc's UNKNOWN with a logged stack trace. It
-also maps what a handler lets escape: typed errors to their status, storage
-failures to UNAVAILABLE ``storage_unavailable``; anything else stays a bare
-INTERNAL with the traceback in the node's log.
+For each asynchronous unary-unary and unary-stream method it:
+
+- decodes the request itself, so bytes that are not the method's protobuf are
+  a client error (INVALID_ARGUMENT ``malformed_protobuf``, logged at info
+  without a traceback) instead of grpc's UNKNOWN with a logged stack trace;
+- checks the caller rule of coral.v1 methods (``coral.api.grpc.auth``) before
+  the handler runs;
+- maps what a handler lets escape: typed errors to their status with the
+  reason in ``coral-reason`` trailing metadata, storage failures to
+  UNAVAILABLE ``storage_unavailable``; anything else is a bare INTERNAL with
+  the traceback in the node's log;
+- counts the call in ``coral_requests{api="grpc", method, status}`` (and
+  unary calls in ``coral_request_seconds``; a stream's lifetime is not a
+  latency) and refusals in ``coral_rejections``.
+
+A cancelled call (client gone, deadline, shutdown) is counted with status
+``CANCELLED``, is neither a rejection nor logged, and the cancellation keeps
+propagating. Synchronous handlers (the health servicer's, run on grpc's thread
+pool) and request-streaming ones (reflection) pass through untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from coral.api.context import NodeContext
 from coral.api.errors import GRPC_REASON_KEY, as_coral_error, grpc_status
-from coral.metrics import NodeMetrics
+from coral.api.grpc.auth import METHOD_RULES, Rule, authenticate_call
 from coral.protocol.errors import CoralError, MalformedProtobuf
 
 log = logging.getLogger("coral.grpc")
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+Deserializer: TypeAlias = Callable[[bytes], Any] | None
+
+#: The ``status`` label of a call cancelled before it finished.
+CANCELLED = "CANCELLED"
+#: The ``status`` label of a call its handler ended with ``context.abort``.
+ABORTED_BY_HANDLER = "ABORTED_BY_HANDLER"
 
 
-class ClientErrorsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Decode requests and map escaping errors for every unary and server-streaming method."""
+class CoralServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Decoding, caller rules, error mapping and metrics for every method, in one place."""
 
-    def __init__(self, metrics: NodeMetrics) -> None:
-        self.metrics = metrics
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.metrics = ctx.metrics
+        # method path -> (the handler grpc found, our wrapper of it): one wrapper per
+        # method instead of one per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """The wrapped handler of the called method (grpc's own when we leave it alone)."""
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming:
             return handler
         method = str(handler_call_details.method)
-        # Only asynchronous handlers: grpc runs synchronous ones (the health
-        # servicer's) on its thread pool, which a wrapper here would bypass.
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        rule = METHOD_RULES.get(method, Rule.PUBLIC)
+        deserialize = handler.request_deserializer
         if inspect.iscoroutinefunction(handler.unary_unary):
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, handler.request_deserializer, method),
+                self._unary(handler.unary_unary, deserialize, method, rule),
                 response_serializer=handler.response_serializer,
             )
         if inspect.isasyncgenfunction(handler.unary_stream) or inspect.iscoroutinefunction(
             handler.unary_stream
         ):
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(handler.unary_stream, handler.request_deserializer, method),
+                self._streaming(handler.unary_stream, deserialize, method, rule),
                 response_serializer=handler.response_serializer,
             )
         return handler
 
     def _unary(
-        self, inner: Callable[..., Any], deserialize: Callable[[bytes], Any] | None, method: str
+        self, inner: Callable[..., Any], deserialize: Deserializer, method: str, rule: Rule
     ) -> Callable[[bytes, Context], Awaitable[Any]]:
+        label = method.rsplit("/", 1)[-1]
+        requests = self.metrics.requests
+        seconds = self.metrics.request_seconds.labels("grpc")
+
         async def unary(raw: bytes, context: Context) -> Any:
-            request = await self._decode(raw, deserialize, context, method)
+            started = time.perf_counter()
+            status = "OK"
             try:
+                request = self._admit(raw, deserialize, context, method, rule)
                 return await inner(request, context)
+            except asyncio.CancelledError:
+                status = CANCELLED
+                raise
             except grpc.aio.AbortError:
+                status = ABORTED_BY_HANDLER
                 raise
             except Exception as exc:
-                await self._escaped(exc, context, method)
+                error = as_coral_error(exc)
+                status = "INTERNAL" if error is None else grpc_status(error).name
+                await self._abort(context, method, error)
+            finally:
+                requests.labels("grpc", label, status).inc()
+                if status != CANCELLED:
+                    seconds.observe(time.perf_counter() - started)
 
         return unary
 
     def _streaming(
-        self, inner: Callable[..., Any], deserialize: Callable[[bytes], Any] | None, method: str
+        self, inner: Callable[..., Any], deserialize: Deserializer, method: str, rule: Rule
     ) -> Callable[[bytes, Context], AsyncIterator[Any]]:
+        label = method.rsplit("/", 1)[-1]
+        requests = self.metrics.requests
+
         async def streaming(raw: bytes, context: Context) -> AsyncIterator[Any]:
-            request = await self._decode(raw, deserialize, context, method)
+            status = "OK"
             try:
+                request = self._admit(raw, deserialize, context, method, rule)
                 result = inner(request, context)
                 if inspect.isasyncgen(result):
-                    async for item in result:
-                        yield item
+                    # aclosing: the handler's own cleanup (a wait slot) runs when the
+                    # call ends, not when the generator is collected.
+                    async with aclosing(result):
+                        async for item in result:
+                            yield item
                 else:  # a coroutine that writes through context.write
                     await result
+            except (asyncio.CancelledError, GeneratorExit):
+                status = CANCELLED
+                raise
             except grpc.aio.AbortError:
+                status = ABORTED_BY_HANDLER
                 raise
             except Exception as exc:
-                await self._escaped(exc, context, method)
+                error = as_coral_error(exc)
+                status = "INTERNAL" if error is None else grpc_status(error).name
+                await self._abort(context, method, error)
+            finally:
+                requests.labels("grpc", label, status).inc()
 
         return streaming
 
-    async def _decode(
-        self, raw: bytes, deserialize: Callable[[bytes], Any] | None, context: Context, method: str
+    def _admit(
+        self, raw: bytes, deserialize: Deserializer, context: Context, method: str, rule: Rule
     ) -> Any:
-        if deserialize is None:
-            return raw
-        try:
-            return deserialize(raw)
-        except (DecodeError, RuntimeError, ValueError) as exc:
-            log.info("undecodable request to %s from %s: %s", method, context.peer(), exc)
-            await self._abort(context, MalformedProtobuf(f"cannot parse the request: {exc}"))
+        """The decoded request once its caller passed the method's rule."""
+        request = raw
+        if deserialize is not None:
+            try:
+                request = deserialize(raw)
+            except (DecodeError, RuntimeError, ValueError) as exc:
+                log.info("undecodable request to %s from %s: %s", method, context.peer(), exc)
+                raise MalformedProtobuf(f"cannot parse the request: {exc}") from None
+        if rule is not Rule.PUBLIC:
+            metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
+            authenticate_call(self.ctx, rule, metadata, method, raw)
+        return request
 
-    async def _escaped(self, exc: Exception, context: Context, method: str) -> NoReturn:
-        error = as_coral_error(exc)
+    async def _abort(self, context: Context, method: str, error: CoralError | None) -> NoReturn:
+        """Abort the call for what its handler let escape (``None``: a server bug)."""
         if error is None:
             log.exception("unhandled error in %s", method)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             raise AssertionError("context.abort returned")
         if error.category == "unavailable":
             log.warning("%s: %s", method, error.detail)
-        await self._abort(context, error)
-
-    async def _abort(self, context: Context, error: CoralError) -> NoReturn:
         self.metrics.rejections.labels("grpc", error.reason).inc()
         context.set_trailing_metadata(((GRPC_REASON_KEY, error.reason),))
         await context.abort(grpc_status(error), f"{error.reason}: {error.detail}")

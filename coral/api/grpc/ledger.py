@@ -2,8 +2,9 @@
 
 Agents sign each call in the ``coral-auth`` metadata (method ``RPC``, target
 ``/coral.v1.LedgerService/<Method>``, body = the serialized request); the
-operator sends ``authorization: Bearer <admin token>``. Authorization lives
-in ``coral.node.subsystems.ledger.LedgerAccess``.
+operator sends ``authorization: Bearer <admin token>``. The server
+interceptor checks that (``coral.api.grpc.auth``); what each caller may do
+lives in ``coral.ledger.access.LedgerAccess``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from coral.api.auth import authenticate_admin, authenticate_agent
 from coral.api.context import NodeContext, need
-from coral.api.grpc.common import rpc
+from coral.api.grpc.auth import current_caller
 from coral.ledger.access import Caller, LedgerAccess
 from coral.ledger.model import Account, Transfer
 from coral.ledger.receipts import Receipt, verify_receipt
@@ -23,8 +23,6 @@ from coral.protocol.errors import CoralError
 from coral.v1 import ledger_pb2, ledger_pb2_grpc
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-AUTH_METADATA = "coral-auth"
-SERVICE = "/coral.v1.LedgerService/"
 
 
 def account_to_proto(account: Account) -> ledger_pb2.LedgerAccount:
@@ -96,36 +94,22 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         access: LedgerAccess = need(self.ctx.ledger_access, "ledger_access")
         return access
 
-    def caller(self, context: Context, method: str, request: Any) -> Caller:
+    def caller(self) -> Caller:
         """The agent that signed this call, or the operator holding the admin token."""
-        metadata = {k: v for k, v in (context.invocation_metadata() or ())}
-        bearer = metadata.get("authorization")
-        if bearer is not None:
-            authenticate_admin(self.ctx, str(bearer))
-            return Caller(admin=True)
-        header = metadata.get(AUTH_METADATA)
-        did = authenticate_agent(
-            self.ctx,
-            str(header) if header else None,
-            "RPC",
-            SERVICE + method,
-            request.SerializeToString(),
-        )
-        return Caller(did=did)
+        verified = current_caller()
+        return Caller(admin=True) if verified.admin else Caller(did=verified.did)
 
-    @rpc("GetBalance")
     async def GetBalance(
         self, request: ledger_pb2.GetBalanceRequest, context: Context
     ) -> ledger_pb2.LedgerAccount:
-        who = self.caller(context, "GetBalance", request)
+        who = self.caller()
         account = await self.access.balance(who, request.account or who.did)
         return account_to_proto(account)
 
-    @rpc("Transfer")
     async def Transfer(
         self, request: ledger_pb2.LedgerTransferRequest, context: Context
     ) -> ledger_pb2.LedgerTransferResponse:
-        who = self.caller(context, "Transfer", request)
+        who = self.caller()
         outcome = await self.access.transfer(
             who,
             transfer_id=request.transfer_id,
@@ -136,11 +120,10 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         )
         return outcome_to_proto(outcome)
 
-    @rpc("History")
     async def History(
         self, request: ledger_pb2.LedgerHistoryRequest, context: Context
     ) -> ledger_pb2.LedgerHistoryResponse:
-        who = self.caller(context, "History", request)
+        who = self.caller()
         entries = await self.access.history(
             who, request.account or who.did, request.after_seq, request.limit or 100
         )
@@ -152,14 +135,12 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             next_after_seq=entries[-1].seq if entries else request.after_seq,
         )
 
-    @rpc("GetReceipt")
     async def GetReceipt(
         self, request: ledger_pb2.GetReceiptRequest, context: Context
     ) -> ledger_pb2.LedgerReceipt:
-        who = self.caller(context, "GetReceipt", request)
+        who = self.caller()
         return receipt_to_proto(await self.access.receipt(who, request.transfer_id))
 
-    @rpc("VerifyReceipt")
     async def VerifyReceipt(
         self, request: ledger_pb2.VerifyReceiptRequest, context: Context
     ) -> ledger_pb2.VerifyReceiptResponse:
@@ -171,11 +152,10 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             return ledger_pb2.VerifyReceiptResponse(valid=False, reason=exc.reason)
         return ledger_pb2.VerifyReceiptResponse(valid=True)
 
-    @rpc("Reserve")
     async def Reserve(
         self, request: ledger_pb2.LedgerReserveRequest, context: Context
     ) -> ledger_pb2.LedgerTransfer:
-        who = self.caller(context, "Reserve", request)
+        who = self.caller()
         pending = await self.access.reserve(
             who,
             transfer_id=request.transfer_id,
@@ -188,39 +168,35 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         )
         return transfer_to_proto(pending)
 
-    @rpc("Post")
     async def Post(
         self, request: ledger_pb2.LedgerPostRequest, context: Context
     ) -> ledger_pb2.LedgerTransferResponse:
-        who = self.caller(context, "Post", request)
+        who = self.caller()
         outcome = await self.access.post(
             who, request.pending_id, transfer_id=request.transfer_id, amount=request.amount
         )
         return outcome_to_proto(outcome)
 
-    @rpc("Void")
     async def Void(
         self, request: ledger_pb2.LedgerVoidRequest, context: Context
     ) -> ledger_pb2.LedgerTransfer:
-        who = self.caller(context, "Void", request)
+        who = self.caller()
         voided = await self.access.void(who, request.pending_id, transfer_id=request.transfer_id)
         return transfer_to_proto(voided)
 
-    @rpc("Fulfil")
     async def Fulfil(
         self, request: ledger_pb2.LedgerFulfilRequest, context: Context
     ) -> ledger_pb2.LedgerTransferResponse:
-        who = self.caller(context, "Fulfil", request)
+        who = self.caller()
         outcome = await self.access.fulfil(
             who, request.pending_id, transfer_id=request.transfer_id, preimage=request.preimage
         )
         return outcome_to_proto(outcome)
 
-    @rpc("Issue")
     async def Issue(
         self, request: ledger_pb2.LedgerIssueRequest, context: Context
     ) -> ledger_pb2.LedgerTransferResponse:
-        who = self.caller(context, "Issue", request)
+        who = self.caller()
         outcome = await self.access.issue(
             who, request.account, request.amount, transfer_id=request.transfer_id or None
         )

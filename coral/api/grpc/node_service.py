@@ -7,7 +7,6 @@ from typing import Any
 import grpc
 
 from coral.api.context import NodeContext
-from coral.api.grpc.common import rpc
 from coral.protocol.codec import message_from_json, message_from_proto, message_from_protobuf_bytes
 from coral.protocol.errors import InvalidMessage
 from coral.v1 import node_pb2, node_pb2_grpc
@@ -19,13 +18,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
 
-    @rpc("GetNodeInfo")
     async def GetNodeInfo(
         self, request: node_pb2.GetNodeInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> node_pb2.NodeInfo:
         return node_pb2.NodeInfo(**self.ctx.node_info())
 
-    @rpc("VerifyMessage")
     async def VerifyMessage(
         self, request: node_pb2.VerifyMessageRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> node_pb2.VerifyMessageResponse:

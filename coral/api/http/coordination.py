@@ -17,6 +17,7 @@ from aiohttp import web
 from coral.api.auth import authenticate_agent
 from coral.api.context import NodeContext, need
 from coral.api.http.app import CTX, cancel_on_disconnect, interruptible, read_message
+from coral.api.http.sse import EventStream
 from coral.api.views import entry_view, history_view, inbox_view, thread_view, wait_view
 from coral.coordination.gateway import MessageGateway
 from coral.coordination.model import Thread
@@ -130,35 +131,25 @@ async def events(request: web.Request) -> web.StreamResponse:
         args["after"] = int(last_event)
     engine = _engine(request)
     engine.check_wait(args["kind"], args["from_agent"], args["after"], args["limit"], 15_000)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
     ctx = request.app[CTX]
     # Admission before the response starts, so a refusal is a real 429/503.
     with engine.wait_slot(agent) as slot:
         interruptible(request)
-        await response.prepare(request)
-        ctx.metrics.waits_open.inc()
-        try:
-            while True:
-                result = await engine.wait(agent, timeout_ms=15_000, slot=slot, **args)
-                if result.timed_out:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                for item in result.entries:
-                    data = json.dumps(inbox_view(item), separators=(",", ":"))
-                    event = f"id: {item.cursor}\nevent: entry\ndata: {data}\n\n"
-                    await response.write(event.encode())
-                args["after"] = result.cursor
-        except ConnectionResetError:
-            pass  # the client went away; its cursor lets it resume
-        finally:
-            ctx.metrics.waits_open.dec()
-    return response
+        async with EventStream(request) as stream:
+            ctx.metrics.waits_open.inc()
+            try:
+                while True:
+                    result = await engine.wait(agent, timeout_ms=15_000, slot=slot, **args)
+                    if result.timed_out:
+                        await stream.keep_alive()
+                        continue
+                    for item in result.entries:
+                        data = json.dumps(inbox_view(item), separators=(",", ":"))
+                        await stream.send(data, event="entry", id=item.cursor)
+                    args["after"] = result.cursor
+            finally:
+                ctx.metrics.waits_open.dec()
+    return stream.response
 
 
 async def strategies(request: web.Request) -> web.Response:

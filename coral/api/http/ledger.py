@@ -72,10 +72,6 @@ def _access(request: web.Request) -> LedgerAccess:
     return access
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    return await read_json_body(request, allow_empty=True)
-
-
 def _int(body: dict[str, Any], name: str, default: int | None = None) -> int:
     value = body.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -121,7 +117,7 @@ async def history(request: web.Request) -> web.Response:
 async def transfer(request: web.Request) -> web.Response:
     """POST /v1/ledger/transfers {transfer_id, to, amount, memo?, from?}: pay at once."""
     who = await _caller(request)
-    body = await _body(request)
+    body = await read_json_body(request, allow_empty=True)
     outcome = await _access(request).transfer(
         who,
         transfer_id=_str(body, "transfer_id", ""),
@@ -143,7 +139,7 @@ async def receipt(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     """POST /v1/ledger/receipts/verify {receipt, node?}: check a receipt's signature."""
     ctx = request.app[CTX]
-    body = await _body(request)
+    body = await read_json_body(request, allow_empty=True)
     raw = body.get("receipt")
     if not isinstance(raw, dict):
         raise InvalidMessage("receipt must be an object", reason="invalid_request")
@@ -157,7 +153,7 @@ async def verify(request: web.Request) -> web.Response:
 async def reserve(request: web.Request) -> web.Response:
     """POST /v1/ledger/reservations {transfer_id, to, amount, timeout_ms?, condition?}."""
     who = await _caller(request)
-    body = await _body(request)
+    body = await read_json_body(request, allow_empty=True)
     pending = await _access(request).reserve(
         who,
         transfer_id=_str(body, "transfer_id", ""),
@@ -174,7 +170,7 @@ async def reserve(request: web.Request) -> web.Response:
 async def post(request: web.Request) -> web.Response:
     """POST /v1/ledger/reservations/{pending_id}/post {transfer_id, amount?}."""
     who = await _caller(request)
-    body = await _body(request)
+    body = await read_json_body(request, allow_empty=True)
     outcome = await _access(request).post(
         who,
         request.match_info["pending_id"],
@@ -187,7 +183,7 @@ async def post(request: web.Request) -> web.Response:
 async def void(request: web.Request) -> web.Response:
     """POST /v1/ledger/reservations/{pending_id}/void {transfer_id}."""
     who = await _caller(request)
-    body = await _body(request)
+    body = await read_json_body(request, allow_empty=True)
     voided = await _access(request).void(
         who, request.match_info["pending_id"], transfer_id=_str(body, "transfer_id", "")
     )
@@ -197,7 +193,7 @@ async def void(request: web.Request) -> web.Response:
 async def fulfil(request: web.Request) -> web.Response:
     """POST /v1/ledger/reservations/{pending_id}/fulfil {transfer_id, preimage (hex)}."""
     who = await _caller(request)
-    body = await _body(request)
+    body = await read_json_body(request, allow_empty=True)
     try:
         preimage = bytes.fromhex(_str(body, "preimage"))
     except ValueError:
@@ -214,7 +210,7 @@ async def fulfil(request: web.Request) -> web.Response:
 async def issue(request: web.Request) -> web.Response:
     """POST /v1/admin/ledger/issue {account, amount, transfer_id?}: dev-mode funding."""
     authenticate_admin(request.app[CTX], request.headers.get("Authorization"))
-    body = await _body(request)
+    body = await read_json_body(request, allow_empty=True)
     transfer_id = body.get("transfer_id")
     outcome = await _access(request).issue(
         Caller(admin=True),

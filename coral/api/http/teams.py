@@ -35,11 +35,6 @@ def _service(request: web.Request) -> TeamsService:
     return service
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object (team documents are objects)."""
-    return await read_json_body(request)
-
-
 def state_view(state: TeamState, now: int, thread_ids: list[str]) -> dict[str, Any]:
     """A summary of a team's current state (the record is the proof, this is the digest)."""
     return {
@@ -57,7 +52,7 @@ def state_view(state: TeamState, now: int, thread_ids: list[str]) -> dict[str, A
 
 async def propose(request: web.Request) -> web.Response:
     """POST /v1/teams: a charter signed by its initiator."""
-    charter = parse_charter(await _json_body(request))
+    charter = parse_charter(await read_json_body(request))
     state = await _service(request).propose(charter)
     body = {"team_id": state.team_id, "charter_hash": state.charter_hash}
     return web.json_response(body, status=201)
@@ -67,7 +62,7 @@ async def submit_document(request: web.Request) -> web.Response:
     """POST /v1/teams/{team_id}/documents: one signed team document."""
     service = _service(request)
     team_id = request.match_info["team_id"]
-    document = parse_team_document(await _json_body(request))
+    document = parse_team_document(await read_json_body(request))
     state = await service.submit(team_id, document)
     now = service.now()
     view = state_view(state, now, await service.index.threads_of_team(team_id))

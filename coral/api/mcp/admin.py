@@ -29,10 +29,6 @@ def connection_urls(http_address: str, secret: str) -> dict[str, str]:
     return {"streamable_http": f"{base}/mcp", "sse": f"{base}/sse"}
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    return await read_json_body(request, allow_empty=True)
-
-
 def _manifest(body: dict[str, Any]) -> AgentManifest:
     try:
         return AgentManifest.model_validate(
@@ -53,7 +49,7 @@ async def create_mcp_agent(request: web.Request) -> web.Response:
     """POST /v1/admin/mcp-agents."""
     ctx = request.app[CTX]
     authenticate_admin(ctx, request.headers.get("Authorization"))
-    manifest = _manifest(await _json_object(request))
+    manifest = _manifest(await read_json_body(request, allow_empty=True))
     agent, secret = await request.app[HELD].create(manifest, MCP_KIND, with_secret=True)
     assert secret is not None
     body = {
@@ -69,7 +65,7 @@ async def create_a2a_proxy(request: web.Request) -> web.Response:
     """POST /v1/admin/a2a-agents."""
     ctx = request.app[CTX]
     authenticate_admin(ctx, request.headers.get("Authorization"))
-    body = await _json_object(request)
+    body = await read_json_body(request, allow_empty=True)
     card_url = body.get("card_url")
     name = body.get("name")
     if not isinstance(card_url, str) or not card_url.startswith(("http://", "https://")):

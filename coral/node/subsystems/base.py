@@ -19,6 +19,7 @@ from coral.api.context import NodeContext
 from coral.api.grpc.server import ServiceInstaller
 from coral.api.http.app import RouteInstaller
 from coral.config import Config
+from coral.node.leases import Lease, while_leading
 
 if TYPE_CHECKING:
     from coral.node.daemon import Node
@@ -58,12 +59,26 @@ class Subsystem:
         """Run a long-lived coroutine until stopping."""
         self._tasks.append(asyncio.create_task(job, name=f"{self.name}-background"))
 
-    def every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` every ``seconds`` until stopping; failures are logged, not fatal."""
+    def leading(self, lease: Lease, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job()`` while this process holds ``lease``, until stopping (``while_leading``)."""
+        self._tasks.append(
+            asyncio.create_task(while_leading(lease, job), name=f"{self.name}-leading")
+        )
+
+    def every(
+        self, seconds: float, job: Callable[[], Awaitable[object]], *, lease: Lease | None = None
+    ) -> None:
+        """Run ``job`` every ``seconds`` until stopping; failures are logged, not fatal.
+
+        With ``lease``, a round is skipped while this process does not hold it
+        (work that must run once per logical node; see ``coral.node.leases``).
+        """
 
         async def loop() -> None:
             while True:
                 await asyncio.sleep(seconds)
+                if lease is not None and not lease.held:
+                    continue
                 try:
                     await job()
                 except Exception:
@@ -88,8 +103,13 @@ def wait_budget(configured: int) -> int:
 
 
 def build_subsystems(config: Config) -> list[Subsystem]:
-    """Fresh subsystem instances for one node, in start order."""
-    from coral.node.subsystems.coordination import CoordinationSubsystem
+    """Fresh subsystem instances for one node, in start order.
+
+    With threads on PostgreSQL (``database_stores = "all"``) the node runs
+    without federation for now: federation replicates threads inside SQLite
+    write transactions, and its PostgreSQL store is not written yet.
+    """
+    from coral.node.subsystems.coordination import CoordinationSubsystem, on_postgres
     from coral.node.subsystems.dashboard import DashboardSubsystem
     from coral.node.subsystems.federation import FederationSubsystem
     from coral.node.subsystems.interop import InteropSubsystem
@@ -98,10 +118,13 @@ def build_subsystems(config: Config) -> list[Subsystem]:
     from coral.node.subsystems.sessions import SessionsSubsystem
     from coral.node.subsystems.teams import TeamsSubsystem
 
+    federation: list[Subsystem] = []
+    if not on_postgres(config):
+        federation.append(FederationSubsystem())
     return [
         CoordinationSubsystem(),
         LedgerSubsystem(),
-        FederationSubsystem(),
+        *federation,
         TeamsSubsystem(),
         InteropSubsystem(),
         SessionsSubsystem(config),

@@ -1,4 +1,11 @@
-"""Agent directory, coordination engine and the message gateway."""
+"""Agent directory, coordination engine and the message gateway.
+
+Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
+file, or, when ``database_url`` is a ``postgresql://`` URL and
+``database_stores = "all"``, in PostgreSQL on one connection pool this
+subsystem opens and closes; there a LISTEN task wakes local waits for
+messages other node processes commit.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,40 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from coral.agents.ports import AgentStore
 from coral.api.context import NodeContext
+from coral.config import Config
+from coral.coordination.ports import CoordinationStore, SeenIds
 from coral.node.subsystems.base import Subsystem, wait_budget
 
 if TYPE_CHECKING:
     from coral.node.daemon import Node
 
+#: How often seen ids past their window are deleted.
+SEEN_PRUNE_S = 60.0
+#: On PostgreSQL, the longest the leading replica's timer loop sleeps between looks at due threads.
+TIMER_POLL_MS = 1000
+
+
+def on_postgres(config: Config) -> bool:
+    """True when the directory, seen ids and threads live in PostgreSQL (``database_stores``)."""
+    from coral.store.postgres import is_postgres_url
+
+    return is_postgres_url(config.database_url) and config.database_stores == "all"
+
 
 class CoordinationSubsystem(Subsystem):
-    """Agent directory, coordination engine and the message gateway."""
+    """Agent directory, coordination engine and the message gateway.
+
+    Their stores live in SQLite, or in PostgreSQL (see the module docstring).
+    """
 
     name = "coordination"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._wake_writer: str | None = None  # the PostgreSQL store's token in NOTIFYs
 
     async def setup(self, node: Node, ctx: NodeContext) -> None:
         from coral.agents.directory import AgentDirectory
@@ -28,18 +58,9 @@ class CoordinationSubsystem(Subsystem):
         from coral.coordination.service import CoordinationService
         from coral.protocol.message import now_ms
         from coral.protocol.signing import sign_message
-        from coral.store.agents_sqlite import SqliteAgentStore
-        from coral.store.coordination_sqlite import SqliteCoordinationStore
-        from coral.store.seen_sqlite import SqliteSeenStore
 
-        agents = SqliteAgentStore(node.db)
-        await agents.open()
-        seen = SqliteSeenStore(node.db)
-        await seen.open()
+        agents, seen, store = await self._open_stores(node, ctx)
         self.seen = seen
-        store = SqliteCoordinationStore(node.db)
-        await store.migrate()
-        ctx.coordination_store = store
         identity = ctx.identity
         ctx.directory = AgentDirectory(
             agents, identity, now_ms, ctx.verifier.limits.max_future_skew_ms
@@ -91,10 +112,62 @@ class CoordinationSubsystem(Subsystem):
         self.grpc_installers.append(grpc_coordination.install)
         self.http_installers += [http_agents.install, http_coordination.install]
 
+    async def _open_stores(
+        self, node: Node, ctx: NodeContext
+    ) -> tuple[AgentStore, SeenIds, CoordinationStore]:
+        """The three stores, migrated: on PostgreSQL for a postgresql:// URL, else SQLite."""
+        if on_postgres(node.config):
+            from coral.store.agents_postgres import PostgresAgentStore
+            from coral.store.coordination_postgres import PostgresCoordinationStore
+            from coral.store.postgres import open_pool
+            from coral.store.seen_postgres import PostgresSeenStore
+
+            pool = self._pool = await open_pool(node.config.database_url)
+            pg_agents, pg_seen = PostgresAgentStore(pool), PostgresSeenStore(pool)
+            pg_store = PostgresCoordinationStore(pool)
+            self._wake_writer = pg_store.writer
+            await pg_agents.open()
+            await pg_seen.open()
+            await pg_store.migrate()
+            return pg_agents, pg_seen, pg_store
+        from coral.store.agents_sqlite import SqliteAgentStore
+        from coral.store.coordination_sqlite import SqliteCoordinationStore
+        from coral.store.seen_sqlite import SqliteSeenStore
+
+        sqlite_agents, sqlite_seen = SqliteAgentStore(node.db), SqliteSeenStore(node.db)
+        await sqlite_agents.open()
+        await sqlite_seen.open()
+        sqlite_store = SqliteCoordinationStore(node.db)
+        await sqlite_store.migrate()
+        ctx.coordination_store = sqlite_store  # federation replicates threads through it
+        return sqlite_agents, sqlite_seen, sqlite_store
+
+    async def close(self, node: Node, ctx: NodeContext) -> None:
+        """Close the PostgreSQL pool, if this subsystem opened one."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
     async def started(self, node: Node, ctx: NodeContext) -> None:
         from coral.protocol.message import now_ms
 
         engine = ctx.coordination
         assert engine is not None
-        self.background(engine.run_timers())
-        self.every(60.0, lambda: self.seen.prune(now_ms()))
+        if self._wake_writer is not None:
+            # Other processes on the same database wake this one's waits.
+            from coral.store.wakeups_postgres import PostgresWakeups
+
+            wakeups = PostgresWakeups(
+                node.config.database_url,
+                own_writer=self._wake_writer,
+                wake=engine.signals.notify,
+                wake_all=engine.signals.notify_all,
+            )
+            self.background(wakeups.run())
+        if self._wake_writer is None:
+            self.background(engine.run_timers())
+        else:
+            # One replica ticks; wake times other replicas write reach it by a
+            # bounded sleep (their commits do not wake this process's timer loop).
+            self.leading(node.lease, lambda: engine.run_timers(max_sleep_ms=TIMER_POLL_MS))
+        self.every(SEEN_PRUNE_S, lambda: self.seen.prune(now_ms()), lease=node.lease)

@@ -120,7 +120,7 @@ class LedgerSubsystem(Subsystem):
                 self._gauge.set(await self._store.escrow_held())
 
         await refresh_gauge()
-        self.every(EXPIRY_SWEEP_S, expire)
+        self.every(EXPIRY_SWEEP_S, expire, lease=node.lease)
         self.every(ESCROW_GAUGE_S, refresh_gauge)
 
     async def close(self, node: Node, ctx: NodeContext) -> None:

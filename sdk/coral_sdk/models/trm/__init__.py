@@ -19,12 +19,16 @@ if TYPE_CHECKING:
     from coral_sdk.models.trm.solver import MalformedPuzzle, ParsedPuzzle, TrmSolver
 
 #: Shipped checkpoints: 6x6 minimal Sudoku (the default) and 4x4, each with its
-#: no-recursion ablation (T=1, n=1, same parameters and budget).
+#: no-recursion ablation (T=1, n=1, same parameters and budget; y and z still
+#: carried across supervision steps). 6x6 also ships the ablation without any
+#: recursion (``SHIPPED_SUDOKU6_NOCARRY``: T=1, n=1 and every supervision step
+#: starts from the initial y, z, so each answer is one network application).
 CHECKPOINTS_DIR = Path(__file__).parent / "checkpoints"
 SHIPPED_SUDOKU4 = CHECKPOINTS_DIR / "sudoku4"
 SHIPPED_SUDOKU4_ABLATION = CHECKPOINTS_DIR / "sudoku4-norec"
 SHIPPED_SUDOKU6 = CHECKPOINTS_DIR / "sudoku6"
 SHIPPED_SUDOKU6_ABLATION = CHECKPOINTS_DIR / "sudoku6-norec"
+SHIPPED_SUDOKU6_NOCARRY = CHECKPOINTS_DIR / "sudoku6-nocarry"
 SHIPPED_CHECKPOINT = SHIPPED_SUDOKU6
 SHIPPED_ABLATION = SHIPPED_SUDOKU6_ABLATION
 
@@ -45,6 +49,7 @@ __all__ = [
     "SHIPPED_SUDOKU4_ABLATION",
     "SHIPPED_SUDOKU6",
     "SHIPPED_SUDOKU6_ABLATION",
+    "SHIPPED_SUDOKU6_NOCARRY",
     "MalformedPuzzle",
     "ParsedPuzzle",
     "TinyRecursiveModel",

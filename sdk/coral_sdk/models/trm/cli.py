@@ -148,6 +148,12 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ablation", action="store_true", help="also train T=1, n=1 into <out>-norec"
     )
+    parser.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="start every supervision step from the initial y, z (no recursion at all; "
+        "recorded in the checkpoint and honoured by eval and the served path)",
+    )
     parser.add_argument("--no-ema", action="store_true", help="disable the weight EMA")
     parser.add_argument("--no-augment", action="store_true", help="disable data augmentation")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -197,6 +203,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     for flag, field in _TRAIN_FLAGS.items():
         if getattr(args, flag, None) is not None:
             train_values[field] = getattr(args, flag)
+    if getattr(args, "no_carry", False):
+        model_values["carry"] = False
     model_config = TrmConfig(vocab_size=task.vocab_size, seq_len=task.seq_len, **model_values)
     if getattr(args, "minimal", False):
         train_values["minimal"] = True
@@ -293,8 +301,9 @@ def evaluate(args: argparse.Namespace) -> int:
     rows: list[tuple[str, float | None]] = []
     counts = _step_counts(m.n_sup)
     bar = tqdm(total=len(counts) + 3, desc=f"eval {task.name}", disable=args.quiet, unit="run")
+    carry = "" if m.carry else ", no carry"
     for steps in counts:
-        label = f"TRM (T={m.T}, n={m.n}), {steps} of N_sup={m.n_sup} supervision steps"
+        label = f"TRM (T={m.T}, n={m.n}{carry}), {steps} of N_sup={m.n_sup} supervision steps"
         rows.append((label, exact_accuracy(model, task, puzzles, solutions, steps=steps)))
         bar.update(1)
     rows.append(
@@ -319,7 +328,9 @@ def evaluate(args: argparse.Namespace) -> int:
         flat_model, flat_config = load_model(ablation, device)
         rows.append(
             (
-                f"trained without recursion (T={flat_config.model.T}, n={flat_config.model.n})",
+                f"trained without recursion (T={flat_config.model.T}, n={flat_config.model.n}"
+                + ("" if flat_config.model.carry else ", no carry")
+                + ")",
                 exact_accuracy(flat_model, task, puzzles, solutions),
             )
         )

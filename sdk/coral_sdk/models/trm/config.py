@@ -26,6 +26,13 @@ class TrmConfig(BaseModel):
     T: int = Field(default=3, ge=1, description="H_cycles: deep recursions per supervision step")
     n: int = Field(default=6, ge=1, description="L_cycles: latent updates per recursion")
     n_sup: int = Field(default=16, ge=1, description="maximum deep-supervision steps")
+    carry: bool = Field(
+        default=True,
+        description=(
+            "carry y and z from one supervision step to the next (the paper); False starts "
+            "every step from the learned initial y, z (the no-recursion-at-all ablation)"
+        ),
+    )
     mixer: Literal["attention", "mlp"] = "attention"
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
     #: puzzle-embedding tokens prepended to the sequence; the halting head reads

@@ -107,7 +107,14 @@ class TinyRecursiveModel(nn.Module):
         return Carry(y, z)
 
     def deep_recursion(self, x: torch.Tensor, carry: Carry) -> StepOutput:
-        """T latent recursions: T-1 without gradients, the last one backpropagated."""
+        """T latent recursions: T-1 without gradients, the last one backpropagated.
+
+        Without ``config.carry`` the given carry is ignored and every step starts
+        from the learned initial ``y``, ``z``: each step then answers from one
+        application of the recursion, whatever steps came before.
+        """
+        if not self.config.carry:
+            carry = self.initial_carry(x.shape[0])
         with torch.no_grad():
             for _ in range(self.config.T - 1):
                 carry = self.latent_recursion(x, carry)

@@ -155,7 +155,9 @@ class SupervisionBatch:
     ``(ticket, response)`` of each puzzle that finished on it. Rows never
     interact, so a puzzle's answer does not depend on which others share its
     batch. With ``until_valid=False`` the halting head decides instead (a
-    halt logit > 0 stops a puzzle), as a model without a checker would.
+    halt logit > 0 stops a puzzle), as a model without a checker would. A
+    model trained without carry (``config.carry`` false) answers after one
+    step: every further step would repeat that answer.
     """
 
     def __init__(
@@ -236,7 +238,8 @@ class SupervisionBatch:
                 answer = np.where(live.grid > 0, live.grid, answer)
             verified = verify_answer(self.task, live.grid, answer)
             done = verified if self.until_valid else bool(halting[row])
-            if done or live.steps >= self.max_steps:
+            # Without carry every further step repeats this answer: stop here.
+            if done or live.steps >= self.max_steps or not self.model.config.carry:
                 response = {
                     "solution": answer.tolist(),
                     "supervision_steps": live.steps,

@@ -118,6 +118,30 @@ def test_x_is_injected_into_z_updates_only() -> None:
         y = y_update["out"]
 
 
+def test_without_carry_every_supervision_step_answers_as_the_first() -> None:
+    torch.manual_seed(0)
+    model = TinyRecursiveModel(tiny_config(T=1, n=1, carry=False)).eval()
+    inputs = torch.randint(1, 6, (3, 16))
+    with torch.no_grad():
+        first = model(inputs)
+        later = first
+        for _ in range(model.config.n_sup - 1):
+            later = model(inputs, later.carry)
+        # The same weights carrying y, z: a later step sees the first step's state.
+        carried = TinyRecursiveModel(tiny_config(T=1, n=1)).eval()
+        carried.load_state_dict(model.state_dict())
+        carried_second = carried(inputs, carried(inputs).carry)
+    torch.testing.assert_close(later.logits, first.logits)
+    torch.testing.assert_close(later.q_halt_logits, first.q_halt_logits)
+    torch.testing.assert_close(later.carry.y, first.carry.y)
+    assert not torch.allclose(carried_second.logits, first.logits, atol=1e-4)
+    one, _, halt_one = model.predict(inputs, steps=1)
+    every, used, halt_every = model.predict(inputs)
+    assert used.tolist() == [model.config.n_sup] * 3
+    assert torch.equal(one, every)
+    torch.testing.assert_close(halt_one, halt_every)
+
+
 def test_halting_head_starts_closed_and_predict_stops_when_it_opens() -> None:
     model = TinyRecursiveModel(tiny_config(n_sup=5)).eval()
     inputs = torch.randint(1, 6, (3, 16))

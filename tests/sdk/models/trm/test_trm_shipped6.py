@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from coral_sdk.models.trm import SHIPPED_SUDOKU6, SHIPPED_SUDOKU6_ABLATION
+from coral_sdk.models.trm import (
+    SHIPPED_SUDOKU6,
+    SHIPPED_SUDOKU6_ABLATION,
+    SHIPPED_SUDOKU6_NOCARRY,
+)
 from coral_sdk.models.trm.checkpoint import load_model, read_state
 from coral_sdk.models.trm.data import difficulty_of, heldout_set
 from coral_sdk.models.trm.evaluation import exact_accuracy, served_metrics
@@ -52,6 +56,28 @@ def test_trm_and_ablation_match_their_recorded_accuracy(heldout: tuple[Grids, Gr
     for name in measured:
         assert abs(measured[name] - recorded[name]) <= MARGIN, (measured, recorded)
     assert recorded["trm"] > recorded["flat"]
+
+
+def test_no_carry_ablation_matches_its_record_and_answers_in_one_application(
+    heldout: tuple[Grids, Grids],
+) -> None:
+    task = get_task("sudoku6")
+    trm, trm_config = load_model(SHIPPED_SUDOKU6)
+    flat, flat_config = load_model(SHIPPED_SUDOKU6_NOCARRY)
+    # Same parameters, data, optimizer and optimizer steps; no recursion at all.
+    assert sum(p.numel() for p in trm.parameters()) == sum(p.numel() for p in flat.parameters())
+    assert read_state(SHIPPED_SUDOKU6_NOCARRY).step == read_state(SHIPPED_SUDOKU6).step
+    model = flat_config.model
+    assert (model.T, model.n, model.n_sup, model.carry) == (1, 1, trm_config.model.n_sup, False)
+    # The preset's 4000-step schedule is constant after warm-up: only the stop differs.
+    assert flat_config.train.model_copy(update={"steps": 0}) == trm_config.train.model_copy(
+        update={"steps": 0}
+    )
+    measured = exact_accuracy(flat, task, *heldout)
+    recorded = read_state(SHIPPED_SUDOKU6_NOCARRY).history[-1]["heldout_exact"]
+    assert abs(measured - recorded) <= MARGIN, (measured, recorded)
+    assert exact_accuracy(flat, task, *heldout, steps=1) == measured
+    assert read_state(SHIPPED_SUDOKU6).history[-1]["heldout_exact"] > recorded
 
 
 def test_served_path_is_at_least_as_trained_and_never_wrongly_verified(

@@ -122,6 +122,40 @@ def test_cli_trains_with_ablation_and_evaluates_both(
     assert "trained without recursion (T=1, n=1)" in report
 
 
+def test_no_carry_is_recorded_and_honoured_by_eval_and_the_served_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from coral_sdk.models.trm.data import heldout_set
+    from coral_sdk.models.trm.evaluation import predict_grids
+    from coral_sdk.models.trm.solver import TrmSolver
+    from coral_sdk.models.trm.tasks import Difficulty, get_task
+
+    out = tmp_path / "nocarry"
+    args = ["train", "trm", "--task", "sudoku4", "--steps", "6", "--batch-size", "8"]
+    args += ["--hidden", "16", "--heads", "2", "--n-sup", "3", "--train-size", "20", "--T", "1"]
+    args += ["--n", "1", "--eval-size", "8", "--checkpoint-every", "3", "--threads", "1"]
+    assert coral_agent([*args, "--quiet", "--no-carry", "--out", str(out)]) == 0
+    assert ckpt.read_config(out).model.carry is False
+    model, _ = ckpt.load_model(out)
+    assert model.config.carry is False
+    task = get_task("sudoku4")
+    puzzles, _ = heldout_set(task, Difficulty(givens_min=4, givens_max=8), 16)
+    one, _, halt_one = predict_grids(model, task, puzzles, steps=1)
+    every, _, halt_every = predict_grids(model, task, puzzles, steps=3)
+    assert np.array_equal(one, every) and np.allclose(halt_one, halt_every)
+    # Served: further steps would repeat the first answer, so it answers after one.
+    solver = TrmSolver.from_checkpoint(out, device="cpu")
+    served = solver.solve_batch([{"task": "sudoku4", "grid": p.tolist()} for p in puzzles])
+    for puzzle, first, response in zip(puzzles, one, served, strict=True):
+        assert np.array_equal(np.where(puzzle > 0, puzzle, first), response["solution"])
+        assert response["supervision_steps"] == 1
+    capsys.readouterr()
+    assert coral_agent(["eval", "trm", "--checkpoint", str(out), "--threads", "1"]) == 0
+    assert "exact accuracy on 8 held-out puzzles" in capsys.readouterr().out
+
+
 def test_time_limit_stops_with_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     out = tmp_path / "timed"
     model_config, config = small_configs(10_000)

@@ -14,7 +14,7 @@ from mcp.client.sse import sse_client
 from typer.testing import CliRunner
 
 from coral.cli.interop import mcp_app
-from tests.interop.conftest import admin_post, create_mcp_agent
+from tests.api.interop.conftest import admin_post, create_mcp_agent
 from tests.support.nodeproc import NodeProcess
 
 CORAL_TOOLS = {
@@ -171,7 +171,7 @@ async def test_bad_tool_arguments_and_refusals_are_tool_errors(interop_node: Nod
         assert unknown_agent["reason"] == "agent_not_registered"
         no_thread = await tool_error(e, "coral_send_message", threadId="missing", content="hi")
         assert no_thread["reason"] == "thread_not_found"
-        # An unknown tool is a protocol error (-32602): tests/interop/test_mcp_transport.py
+        # An unknown tool is a protocol error (-32602): tests/api/interop/test_mcp_transport.py
         created = await call(e, "coral_create_thread", threadName="big", participantNames=[])
         huge = await tool_error(
             e, "coral_send_message", threadId=created["thread"]["id"], content="x" * 300_000

@@ -21,8 +21,8 @@ from aiohttp import web
 
 from coral.api.a2a.outbound import CardSignatureInvalid, verify_card
 from coral_sdk import Agent, AgentManifest, Incoming, TaskUpdate, Updates
-from tests.interop.conftest import Echo, admin_post_async, run_agent
-from tests.interop.test_a2a_inbound import (
+from tests.api.interop.conftest import Echo, admin_post_async, run_agent
+from tests.api.interop.test_a2a_inbound import (
     BINDINGS,
     agent_card,
     client_for,

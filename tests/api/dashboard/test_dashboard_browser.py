@@ -19,7 +19,7 @@ from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
 from tests.support.requirements import missing_requirement
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
 def _find(*names: str) -> str | None:

@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
-from tests.interop.conftest import create_mcp_agent
+from tests.api.interop.conftest import create_mcp_agent
 from tests.support.nodeproc import NodeProcess
 
 MODERN = "2026-07-28"

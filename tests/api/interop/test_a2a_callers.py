@@ -12,8 +12,8 @@ from a2a.client import A2ACardResolver
 from a2a.types import a2a_pb2, a2a_pb2_grpc
 from a2a.utils.errors import TaskNotFoundError
 
-from tests.interop.conftest import Echo, run_agent
-from tests.interop.test_a2a_inbound import client_for, collect, user_message
+from tests.api.interop.conftest import Echo, run_agent
+from tests.api.interop.test_a2a_inbound import client_for, collect, user_message
 from tests.support.nodeproc import NodeProcess
 
 CONFIG = """

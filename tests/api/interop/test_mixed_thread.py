@@ -7,8 +7,8 @@ import time
 
 from mcp import Client
 
-from tests.interop.conftest import Echo, admin_post_async, create_mcp_agent
-from tests.interop.reference_a2a import reference_server
+from tests.api.interop.conftest import Echo, admin_post_async, create_mcp_agent
+from tests.api.interop.reference_a2a import reference_server
 from tests.support.nodeproc import NodeProcess
 
 

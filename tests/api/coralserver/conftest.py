@@ -19,7 +19,7 @@ from aiohttp import web
 
 from tests.support.nodeproc import NodeProcess
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "coral_server"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "coral_server"
 KEY = "app-key-1"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 

@@ -23,7 +23,10 @@ SECRET_TEXT = "the private plan"
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A loopback node (views open without a token) that also answers to dash.example.test."""
-    flags = ["--allowed-host", "dash.example.test"]  # the start flag; env is used in tests/interop
+    flags = [
+        "--allowed-host",
+        "dash.example.test",
+    ]  # the start flag; env is used in tests/api/interop
     proc = NodeProcess(tmp_path_factory.mktemp("dash-guard") / "node", extra_args=flags).start()
     yield proc
     proc.kill()

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.coralserver.conftest import DropIn, agent_request, session_request
+from tests.api.coralserver.conftest import DropIn, agent_request, session_request
 from tests.support.nodeproc import NodeProcess
 
 

@@ -24,7 +24,7 @@ import aiohttp
 import httpx
 
 from coral.sessions.events import verify_webhook
-from tests.coralserver.conftest import (
+from tests.api.coralserver.conftest import (
     EXAMPLES,
     KEY,
     WEBHOOK_SECRET,

@@ -16,7 +16,7 @@ from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNot
 from coral.coordination.model import ThreadEntry
 from coral.protocol.identity import Identity
 from coral_sdk import AgentManifest, CoralClient
-from tests.interop.conftest import Echo, Silent
+from tests.api.interop.conftest import Echo, Silent
 from tests.support.nodeproc import NodeProcess
 
 BINDINGS = ["JSONRPC", "HTTP+JSON", "GRPC"]
