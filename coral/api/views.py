@@ -5,35 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from coral.coordination.model import HistoryPage, InboxEntry, Thread, ThreadEntry, WaitResult
-from coral.protocol.message import to_wire
+from coral.coordination.views import entry_json, thread_json
 
 
 def thread_view(thread: Thread) -> dict[str, Any]:
-    return {
-        "id": thread.id,
-        "name": thread.name,
-        "creator": thread.creator,
-        "participants": list(thread.participants),
-        "strategy": thread.strategy,
-        "strategy_options": dict(thread.strategy_options),
-        "strategy_state": dict(thread.strategy_state),
-        "session_id": thread.session_id,
-        "state": thread.state,
-        "summary": thread.summary,
-        "created_at": thread.created_at,
-        "closed_at": thread.closed_at,
-        "last_seq": thread.last_seq,
-    }
+    return thread_json(thread)
 
 
 def entry_view(entry: ThreadEntry) -> dict[str, Any]:
-    return {
-        "thread_id": entry.thread_id,
-        "seq": entry.seq,
-        "system": entry.system,
-        "recorded_at": entry.recorded_at,
-        "message": to_wire(entry.message),
-    }
+    return entry_json(entry)
 
 
 def inbox_view(item: InboxEntry) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The JSON an owner node sends its mirrors: a thread and its entries.
 
-The same shape as the HTTP API's thread and entry views (a test pins them
-equal), kept here so the federation wire never depends on an adapter.
+The same JSON as the HTTP API's thread and entry views: both are built by
+``coral.coordination.views``, so the federation wire never depends on an adapter.
 """
 
 from __future__ import annotations
@@ -9,38 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from coral.coordination.model import Thread, ThreadEntry
-from coral.protocol.message import to_wire
+from coral.coordination.views import entry_json, thread_json
 
 
 def thread_to_wire(thread: Thread) -> dict[str, Any]:
     """A thread as the ``thread`` field of an ``entries`` envelope."""
-    return {
-        "id": thread.id,
-        "name": thread.name,
-        "creator": thread.creator,
-        "participants": list(thread.participants),
-        "strategy": thread.strategy,
-        "strategy_options": dict(thread.strategy_options),
-        "strategy_state": dict(thread.strategy_state),
-        "session_id": thread.session_id,
-        "state": thread.state,
-        "summary": thread.summary,
-        "created_at": thread.created_at,
-        "closed_at": thread.closed_at,
-        "last_seq": thread.last_seq,
-    }
+    return thread_json(thread)
 
 
 def entry_to_wire(entry: ThreadEntry, recipients: list[str]) -> dict[str, Any]:
     """A log entry with the receiver's agents whose inbox gets it."""
-    return {
-        "thread_id": entry.thread_id,
-        "seq": entry.seq,
-        "system": entry.system,
-        "recorded_at": entry.recorded_at,
-        "message": to_wire(entry.message),
-        "recipients": recipients,
-    }
+    return {**entry_json(entry), "recipients": recipients}
 
 
 def thread_from_wire(view: dict[str, Any]) -> Thread:
