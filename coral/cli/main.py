@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
-import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -20,8 +16,8 @@ from coral.agents.keyfile import load_or_create_identity
 from coral.cli.client import NodeClient, RunningNode, node_errors, tls_verify
 from coral.cli.interop import a2a_app, mcp_app
 from coral.cli.ledger import ledger_app
+from coral.cli.start import StartArgs, start_node
 from coral.config import Config, ConfigError, config_template, load_config
-from coral.node.eventloop import run as run_event_loop
 from coral.node.keys import load_or_create_token
 
 app = typer.Typer(
@@ -68,14 +64,6 @@ def main_options(
     ] = False,
 ) -> None:
     """Run and inspect a Coral Protocol node."""
-
-
-def _coral_server_overrides(args: list[str]) -> list[str] | None:
-    """coral-server style ``--section.key=value`` arguments; anything else is an error."""
-    for arg in args:
-        if not (arg.startswith("--") and "=" in arg and "." in arg.split("=", 1)[0]):
-            _fail(f"unknown argument {arg!r}", 2)
-    return list(args) or None
 
 
 def _config(config: Path | None, **flags: Any) -> Config:
@@ -150,77 +138,22 @@ def start(
     coral-server's ``--section.key=value`` arguments override keys of the
     coral-server config.toml named by CONFIG_FILE_PATH (see docs/interop.md).
     """
-    from coral.node.logs import configure_logging
-
-    cfg = _config(
-        config,
-        data_dir=data_dir,
-        host=host,
-        grpc_port=grpc_port,
-        http_port=http_port,
-        bootstrap_peers=bootstrap or None,
-        log_level=log_level,
-        log_json=log_json,
-        allowed_hosts=allowed_host or None,
-        coral_server_overrides=_coral_server_overrides(ctx.args),
+    # A plain start command line never gets here: the entry point (coral/cli/__init__.py)
+    # starts the node without importing typer; this serves --help and what it leaves.
+    start_node(
+        StartArgs(
+            data_dir=data_dir,
+            config=config,
+            host=host,
+            grpc_port=grpc_port,
+            http_port=http_port,
+            bootstrap=bootstrap,
+            log_level=log_level,
+            log_json=log_json,
+            allowed_host=allowed_host,
+            extra=list(ctx.args),
+        )
     )
-    configure_logging(cfg.log_level, cfg.log_json)
-    try:
-        run_event_loop(_run_node(cfg))
-    except ConfigError as exc:  # e.g. the coral-server config.toml, read at start
-        _fail(str(exc), 2)
-    except Exception as exc:
-        _fail(f"cannot start: {_start_failure(exc)}", 1)
-
-
-async def _run_node(cfg: Config) -> None:
-    """Start the node, print where it listens, run until a signal, stop.
-
-    Start sits inside the same ``finally`` as stop: a start that fails part way has
-    already rolled itself back, and the stop that follows closes nothing twice.
-    """
-    from coral.node import Node
-
-    say = functools.partial(out.print, soft_wrap=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    node = Node(cfg)
-    try:
-        ctx = await node.start()
-        say(f"[bold]Coral node[/bold] {__version__}")
-        say(
-            f"node id    {ctx.identity.did}" + ("  (new identity)" if node.created_identity else "")
-        )
-        say(f"data dir   {cfg.data_dir}", markup=False)
-        say(f"gRPC       {ctx.grpc_address}", markup=False)
-        say(f"HTTP       {ctx.http_address}", markup=False)
-        say(f"dashboard  {ctx.http_address}/", markup=False)
-        say("ready; press Ctrl-C to stop", style="green")
-        sys.stdout.flush()
-        await stop.wait()
-        say("stopping...")
-    finally:
-        await node.stop()
-    say("stopped cleanly")
-
-
-def _start_failure(exc: BaseException) -> str:
-    """One line naming why a start failed and what to do about it."""
-    from coral.node.preflight import StartError
-
-    if isinstance(exc, StartError):
-        return str(exc)
-    if isinstance(exc, ImportError):
-        missing = exc.name or str(exc)
-        return (
-            f"Python module {missing!r} is missing ({exc}); reinstall with `pip install -e .` "
-            "and run `coral-node doctor`"
-        )
-    logging.getLogger("coral.node").debug("start failed", exc_info=exc)
-    detail = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{detail}; run `coral-node doctor`, or start with --log-level debug for details"
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -480,6 +413,7 @@ def doctor(
 
 
 def main() -> None:
+    """Run the typer app on ``sys.argv`` (the entry point tries its start fast path first)."""
     app()
 
 
