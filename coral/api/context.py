@@ -9,6 +9,7 @@ missing subsystem into a typed error instead of an ``AttributeError``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,6 +46,13 @@ class SubsystemDisabled(CoralError):
     """The call needs a subsystem this node does not run."""
 
     reason = "subsystem_disabled"
+    category = "unavailable"
+
+
+class NodeNotReady(CoralError):
+    """The node failed to finish starting; what waited for it is refused."""
+
+    reason = "node_not_ready"
     category = "unavailable"
 
 
@@ -89,6 +97,19 @@ class NodeContext:
     a2a_proxies: A2AProxies | None = None
     sessions: SessionManager | None = None
     launcher: AgentLauncher | None = None
+    #: Pending while the node sets up its late subsystems (after the servers
+    #: listen; see ``coral.node.subsystems.base``); None once they are set up.
+    wiring: asyncio.Future[None] | None = None
+
+    async def wired(self) -> None:
+        """Wait until the late subsystems are set up (at once when they are).
+
+        Raises:
+            NodeNotReady: their set-up failed (the node's start fails too).
+        """
+        wiring = self.wiring
+        if wiring is not None:
+            await asyncio.shield(wiring)
 
     def enabled_subsystems(self) -> list[str]:
         """Names of the services this node runs (the dashboard lists them)."""

@@ -3,11 +3,14 @@
 aiohttp freezes its router and grpc.aio its service table when they start;
 these adapters are installed before that and forward to what is loaded later:
 
-- ``LazyRoutes``: one catch-all route, resolved against an inner aiohttp app
-  once it is loaded (requests that arrive earlier wait for it; paths that
-  match nothing there are 404 as before).
+- ``LazyRoutes``: one catch-all route (or routes for named paths), resolved
+  against an inner aiohttp app once it is loaded (requests that arrive earlier
+  wait for it; paths that match nothing there are 404 as before).
 - ``LazyGrpcServices``: a generic handler for named services; calls that
   arrive before the services load wait for them, then run the real handler.
+- ``LazyServicer``: stands in for a servicer of unary methods, registered with
+  its generated ``add_*Servicer_to_server`` (so interceptors see ordinary
+  handlers); each call waits for the real servicer, then runs its method.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class LazyRoutes:
     def __init__(self) -> None:
         self._inner: web.Application | None = None
         self._loaded: asyncio.Future[web.Application] | None = None
+        self._bound = False
 
     def _future(self) -> asyncio.Future[web.Application]:
         if self._loaded is None:
@@ -43,6 +47,18 @@ class LazyRoutes:
     def install(self, app: web.Application) -> None:
         """Add the catch-all route (last resort: every other route of ``app`` matches first)."""
         app.router.add_route("*", "/{coral_late_path:.*}", self._dispatch)
+
+    def install_paths(self, app: web.Application, paths: tuple[str, ...]) -> None:
+        """Route ``paths`` (and everything below each) to the inner app, nothing else.
+
+        More specific routes of ``app`` still match first (aiohttp tries the
+        longest path prefix first), and so do these before a catch-all.
+        """
+        self._bound = True
+        for path in paths:
+            base = path.rstrip("/")
+            app.router.add_route("*", base, self._dispatch)
+            app.router.add_route("*", base + "/{coral_late_path:.*}", self._dispatch)
 
     def load(self, inner: web.Application) -> None:
         """Serve ``inner``'s routes from now on; waiting requests proceed."""
@@ -64,7 +80,7 @@ class LazyRoutes:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         # Routes added to the app after this one (same index key, e.g. "/") come first:
         # the catch-all must not shadow them, nor make them wait for the late routes.
-        later = await _resolve_elsewhere(request, self._dispatch)
+        later = None if self._bound else await _resolve_elsewhere(request, self._dispatch)
         if later is not None:
             later.add_app(request.app)
             return await _call(request, later)
@@ -211,3 +227,33 @@ async def _run(
     else:
         method = real.stream_unary if real.request_streaming else real.unary_unary
         yield encode(await method(argument, context))
+
+
+class LazyServicer:
+    """A servicer whose unary methods wait for the real servicer, then call it.
+
+    Pass it to the generated ``add_*Servicer_to_server``: each method becomes an
+    ordinary unary handler (so interceptors, decoding and caller rules apply as
+    for any other service), and a call that arrives before ``load`` waits for it.
+    Only for services whose methods are all unary-unary.
+    """
+
+    def __init__(self, wait: Callable[[], Awaitable[None]]) -> None:
+        self._wait = wait
+        self._real: Any = None
+
+    def load(self, real: Any) -> None:
+        """Serve calls with ``real`` from now on."""
+        self._real = real
+
+    def __getattr__(self, name: str) -> Callable[[Any, Any], Awaitable[Any]]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def call(request: Any, context: Any) -> Any:
+            if self._real is None:
+                await self._wait()
+            return await getattr(self._real, name)(request, context)
+
+        call.__name__ = name
+        return call

@@ -7,6 +7,7 @@ written before every check has passed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -110,6 +111,9 @@ class MessageGateway:
         self.limiter = limiter
         #: Set by federation: forwards messages for threads another node owns.
         self.forwarder: Forwarder | None = None
+        #: Pending while the node still wires parts that decide how a message is
+        #: routed (the forwarder, admission checks); submits wait for it.
+        self.wiring: asyncio.Future[None] | None = None
 
     async def submit(self, message: Message) -> Thread | ThreadEntry | dict[str, Any]:
         """Verify ``message`` and apply it; returns the thread or the stored entry.
@@ -129,7 +133,8 @@ class MessageGateway:
             InvalidMessage: a malformed command (``invalid_command``).
             AgentNotRegistered: a command names an unknown agent.
             StorageUnavailable: the store could not be read or written.
-            CoralError: an admission check's refusal (team rules, award
+            CoralError: the node failed to finish starting (while ``wiring``
+                was pending), an admission check's refusal (team rules, award
                 settlement: ``NotAMember``, ``PendingNotFound``, ...), or any
                 refusal of the ``CoordinationService`` operation the message
                 maps to (``ThreadNotFound``, ``NotParticipant``, ``OutOfTurn``, ...).
@@ -142,6 +147,8 @@ class MessageGateway:
         carried team document stays applied, an award payment stays settled);
         for the coordination write see ``CoordinationService``.
         """
+        if self.wiring is not None:  # the node is still starting: wait, then route as usual
+            await asyncio.shield(self.wiring)
         if self.limiter is not None:
             self.limiter.take(message.sender)
         # Wire decoders check limits on the way in; messages built inside the

@@ -154,7 +154,7 @@ class FederationNode:
         local = await self.directory.search(local_only=True, include_deleted=True)
         self.state.merge(local, now)
         self.threads.add_write_hook(self._fanout_hook)
-        self.directory.listeners.append(self._on_local_record)
+        self.directory.listeners.append(self.on_local_record)
 
     def on_envelope(self, kind: str, handler: EnvelopeHandler) -> None:
         """Let ``handler`` apply envelopes of ``kind`` (returns True for a duplicate)."""
@@ -171,7 +171,8 @@ class FederationNode:
         record = issue_peer_record(self.identity, self.addresses, now, previous=self.handover)
         self.state.merge([record], self.clock())
 
-    def _on_local_record(self, record: AgentRecord) -> None:
+    def on_local_record(self, record: AgentRecord) -> None:
+        """Gossip a record of an agent homed here (the directory calls it on each store)."""
         if record.home_node != self.did:
             return  # replicated records arrive through gossip already
         self.state.merge([record], self.clock())

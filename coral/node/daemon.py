@@ -1,6 +1,7 @@
 """The composition root: builds every part from a Config and owns start/stop order.
 
 Start: data dir and keys -> database -> domain services -> gRPC -> HTTP ->
+late subsystems (see ``coral.node.subsystems.base``) -> background work ->
 health SERVING. Stop runs the reverse: health NOT_SERVING, stop accepting,
 drain in-flight requests (bounded by ``shutdown_grace_s``), close services,
 close the database.
@@ -12,6 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import gc
+import importlib
 import json
 import logging
 import os
@@ -23,9 +25,10 @@ import grpc
 from aiohttp import web
 
 from coral.agents.keyfile import load_or_create_identity
-from coral.api.context import NodeContext
+from coral.api.context import NodeContext, NodeNotReady
 from coral.api.grpc.server import ServiceInstaller, build_grpc_server, set_serving
-from coral.api.http.app import RouteInstaller, build_http_app
+from coral.api.http.app import CTX, RouteInstaller, build_http_app
+from coral.api.lazy import LazyRoutes
 from coral.config import Config
 from coral.metrics import NodeMetrics
 from coral.node import preflight
@@ -57,6 +60,8 @@ class Node:
         self._lease_task: asyncio.Task[None] | None = None
         #: Subsystems whose setup began: the ones stop (or a failed start) must close.
         self._set_up: list[Subsystem] = []
+        #: The routes of each late subsystem, served once it is set up.
+        self._late: dict[Subsystem, LazyRoutes] = {}
         self._runtime_written = False
 
     async def start(self) -> NodeContext:
@@ -98,10 +103,19 @@ class Node:
         grpc_installers: list[ServiceInstaller] = []
         http_installers: list[RouteInstaller] = []
         for subsystem in self.subsystems:
-            self._set_up.append(subsystem)
-            await subsystem.setup(self, ctx)
+            if subsystem.late:
+                subsystem.prepare(self, ctx)
+                routes = self._late[subsystem] = LazyRoutes()
+                http_installers.append(_late_paths(routes, subsystem.late_paths))
+            else:
+                self._set_up.append(subsystem)
+                await subsystem.setup(self, ctx)
+                http_installers.extend(subsystem.http_installers)
             grpc_installers.extend(subsystem.grpc_installers)
-            http_installers.extend(subsystem.http_installers)
+        if self._late:
+            ctx.wiring = asyncio.get_running_loop().create_future()
+            if ctx.gateway is not None:
+                ctx.gateway.wiring = ctx.wiring
 
         self._grpc, self._health, self._grpc_names = build_grpc_server(ctx, grpc_installers)
         bind = f"{cfg.host}:{cfg.grpc_port}"
@@ -148,11 +162,53 @@ class Node:
         scheme = "https" if ssl_context else "http"
         ctx.http_address = f"{scheme}://{advertise}:{http_port}"
 
+        await self._set_up_late(ctx)
         for subsystem in self.subsystems:
             await subsystem.started(self, ctx)
         set_serving(self._health, self._grpc_names, True)
         self._write_runtime_file(ctx)
         return ctx
+
+    async def _set_up_late(self, ctx: NodeContext) -> None:
+        """Set up the late subsystems (servers already listening), then serve their routes.
+
+        Their modules are imported in a worker thread, so the event loop keeps
+        answering meanwhile; requests to their paths and gateway submits wait
+        until all are set up (a failure refuses them, and fails the start).
+        """
+        late = list(self._late)
+        try:
+            modules = [name for subsystem in late for name in subsystem.late_modules]
+            await asyncio.to_thread(_import_all, modules)
+            for subsystem in late:
+                self._set_up.append(subsystem)
+                self._set_up.sort(key=self.subsystems.index)  # stop order as without late
+                await subsystem.setup(self, ctx)
+                inner = web.Application()
+                inner[CTX] = ctx
+                for install in subsystem.http_installers:
+                    install(inner, ctx)
+                self._late[subsystem].load(inner)
+        except BaseException as exc:
+            refusal = NodeNotReady(f"the node failed to start: {exc!r}")
+            for routes in self._late.values():
+                routes.fail(refusal)
+            self._wired(ctx, refusal)
+            raise
+        self._wired(ctx, None)
+
+    def _wired(self, ctx: NodeContext, error: BaseException | None) -> None:
+        """Release the submits and views waiting for the late subsystems."""
+        wiring, ctx.wiring = ctx.wiring, None
+        if ctx.gateway is not None:
+            ctx.gateway.wiring = None
+        if wiring is None or wiring.done():
+            return
+        if error is None:
+            wiring.set_result(None)
+        else:
+            wiring.set_exception(error)
+            wiring.exception()  # retrieved here; each waiter sees it too
 
     async def _rollback(self) -> None:
         """Close what a failed start opened, in reverse order, without draining.
@@ -237,6 +293,16 @@ class Node:
             await stop_event.wait()
         finally:
             await self.stop()
+
+
+def _late_paths(routes: LazyRoutes, paths: tuple[str, ...]) -> RouteInstaller:
+    """The installer routing ``paths`` to a late subsystem's routes."""
+    return lambda app, _ctx: routes.install_paths(app, paths)
+
+
+def _import_all(modules: list[str]) -> None:
+    for name in modules:
+        importlib.import_module(name)
 
 
 async def _quietly(step: Awaitable[object]) -> None:

@@ -9,12 +9,14 @@ node's admin launcher: registry agents started as supervised replicas.
 No HTTP here: ``coral.api.coralserver`` and ``coral.api.http.launcher`` adapt it.
 """
 
-from coral.sessions.registry import AgentRegistry
-from coral.sessions.service import (
-    SessionAgentKeys,
-    SessionManager,
-    SessionServerSettings,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coral.sessions.registry import AgentRegistry
+    from coral.sessions.service import SessionAgentKeys, SessionManager, SessionServerSettings
 
 __all__ = [
     "AgentRegistry",
@@ -22,3 +24,19 @@ __all__ = [
     "SessionManager",
     "SessionServerSettings",
 ]
+
+#: Where each name lives: imported on first use, so reading the coral-server
+#: config (``coral.sessions.config``) at node start does not load the sessions domain.
+_HOMES = {
+    "AgentRegistry": "coral.sessions.registry",
+    "SessionAgentKeys": "coral.sessions.service",
+    "SessionManager": "coral.sessions.service",
+    "SessionServerSettings": "coral.sessions.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -127,6 +127,7 @@ async def close_thread(request: web.Request) -> web.Response:
     if len(summary) > MAX_SUMMARY_CHARS:
         raise InvalidMessage("the summary is too long", reason="invalid_summary")
     thread_id = request.match_info["thread_id"]
+    await ctx.wired()  # the team check below and federation's replication need them
     thread = await engine.store.get_thread(thread_id)
     if thread is None:
         raise NotFound(f"no thread {thread_id}", reason="thread_not_found")

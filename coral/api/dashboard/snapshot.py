@@ -121,8 +121,15 @@ class SnapshotBuilder:
         }
 
     async def build(self) -> dict[str, Any]:
-        """The full snapshot; ``generated_at`` is the only field that changes by itself."""
+        """The full snapshot; ``generated_at`` is the only field that changes by itself.
+
+        Waits while the node sets up its late subsystems (their panels depend on them).
+
+        Raises:
+            NodeNotReady: their set-up failed.
+        """
         ctx = self.ctx
+        await ctx.wired()
         return {
             "node": self.node(),
             "actions": self.actions(),

@@ -4,6 +4,15 @@ A subsystem builds its services during ``setup`` (before servers start),
 contributes gRPC/HTTP route installers, starts background work once the
 servers listen, and closes in reverse order. ``build_subsystems`` is the
 single place that decides what a node runs.
+
+A *late* subsystem (``late = True``) is set up after the servers listen, so
+its modules are not imported before the node answers ``/healthz``. Before the
+servers start it only ``prepare``s: what must exist before any request does
+(a waiting admission check, a gRPC servicer that waits), and it names the HTTP
+paths its routes live under (``late_paths``). Requests to those paths, and
+submits through the message gateway, wait until every late subsystem is set
+up; ``started`` hooks, of early and late subsystems alike, run after that, in
+start order, as before.
 """
 
 from __future__ import annotations
@@ -31,6 +40,12 @@ class Subsystem:
     """Default no-op hooks; subclasses override what they need."""
 
     name = "subsystem"
+    #: Set up after the servers listen (see the module docstring).
+    late = False
+    #: A late subsystem's HTTP paths: every route it installs is one of these or below one.
+    late_paths: tuple[str, ...] = ()
+    #: Modules a late subsystem's setup imports: imported off the event loop first.
+    late_modules: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.grpc_installers: list[ServiceInstaller] = []
@@ -39,6 +54,13 @@ class Subsystem:
 
     async def setup(self, node: Node, ctx: NodeContext) -> None:
         """Build services and register route installers."""
+
+    def prepare(self, node: Node, ctx: NodeContext) -> None:
+        """A late subsystem, before the servers start: the wiring no request may miss.
+
+        Cheap and import-free; gRPC installers added here are installed with
+        the early subsystems' (HTTP routes come from ``setup``, under ``late_paths``).
+        """
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
         """Servers are listening; start background tasks."""

@@ -4,7 +4,9 @@ Built after the interop subsystem (it uses the node-held MCP agents and the
 MCP tools). It reads the coral-server ``config.toml`` (``coral_server_config``
 or ``$CONFIG_FILE_PATH``, plus ``coral_server_overrides``); with a
 ``[network] bindPort`` it also serves the node's HTTP app on that address, so
-coral-server clients keep their URL.
+coral-server clients keep their URL. A late subsystem
+(``coral.node.subsystems.base``): the config is read when the node is built,
+the rest is set up after the servers listen.
 """
 
 from __future__ import annotations
@@ -58,6 +60,16 @@ class SessionsSubsystem(Subsystem):
     """coral-server's sessions, registry and runtime on this node."""
 
     name = "sessions"
+    late = True
+    late_paths = ("/api/v1", "/ws/v1")
+    late_modules = (
+        "coral.api.coralserver.custom_tools",
+        "coral.api.coralserver.events",
+        "coral.api.coralserver.puppet",
+        "coral.api.coralserver.routes",
+        "coral.sessions.registry",
+        "coral.sessions.service",
+    )
 
     def __init__(self, config: Any) -> None:
         """Read the coral-server config now, so a bad one stops the node before it opens anything.
