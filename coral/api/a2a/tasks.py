@@ -6,8 +6,8 @@ plus, when the caller is authenticated, the caller. Reads, lists, cancels and
 subscriptions only ever see their own scope, so a task sent to ``echo``
 cannot be read through another agent's URL.
 
-``A2ATaskRecords`` is the port (SQLite implementation in
-``coral.store.a2a_sqlite``); ``ScopedTaskStore`` and ``ScopedPushConfigs``
+``A2ATaskRecords`` is the port (``coral.store.a2a_sqlite``, and
+``coral.store.a2a_postgres`` for replicas of one node sharing PostgreSQL); ``ScopedTaskStore`` and ``ScopedPushConfigs``
 adapt it to the a2a-sdk's ``TaskStore`` and ``PushNotificationConfigStore``.
 Finished tasks are evicted by ``RetentionPolicy``.
 """
@@ -115,7 +115,11 @@ class A2ATaskRecords(Protocol):
         """Drop finished tasks older than the cut-off, then the oldest past ``keep`` tasks."""
 
     async def unfinished(self) -> list[TaskRow]:
-        """Every task still SUBMITTED or WORKING (an executor was following it)."""
+        """Every task still SUBMITTED or WORKING whose executor is gone.
+
+        With one node process that is every such task (read at start); with
+        replicas, only those of replicas that died.
+        """
 
     async def bind_thread(self, scope: str, context_id: str, thread_id: str) -> None:
         """Remember the Coral thread that carries an A2A context."""
