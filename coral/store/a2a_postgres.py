@@ -12,6 +12,10 @@ long as it is open; PostgreSQL drops the lock when that process or
 connection dies. ``unfinished`` returns only running tasks whose runner's
 lock is free (its replica is gone), so a replica starting beside a live one
 never fails that one's running tasks.
+
+Every task write is announced on the ``a2a_tasks`` channel
+(``coral.store.a2a_watch_postgres``): a client subscribed to a task through
+one replica follows the writes of the replica that runs it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from coral.api.a2a.tasks import RUNNING_STATES, TERMINAL_STATES, TaskQuery, TaskRow
+from coral.store.a2a_watch_postgres import CHANNEL as WATCH_CHANNEL
 from coral.store.postgres import PostgresMigration, migrate
 
 COMPONENT = "a2a"
@@ -101,8 +106,11 @@ class PostgresA2ATaskRecords:
                 await self._pool.release(conn)
 
     async def save_task(self, row: TaskRow) -> None:
-        """Insert or replace a task (this replica becomes its runner)."""
-        async with self._pool.acquire() as conn:
+        """Insert or replace a task (this replica becomes its runner).
+
+        Watchers on every replica hear of it once it commits (``a2a_tasks`` NOTIFY).
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO a2a_tasks (scope, task_id, context_id, state, updated_ns, body,"
                 " runner) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, task_id)"
@@ -117,6 +125,7 @@ class PostgresA2ATaskRecords:
                 row.body,
                 self.runner,
             )
+            await conn.execute("SELECT pg_notify($1, $2)", WATCH_CHANNEL, row.task_id)
 
     async def get_task(self, scope: str, task_id: str) -> bytes | None:
         """One task of a scope, serialized."""

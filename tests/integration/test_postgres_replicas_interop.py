@@ -3,7 +3,8 @@
 Both run ``database_stores = "all"``, so A2A tasks, held agents (and their
 keys) and MCP wait cursors are shared: a task sent through one replica is read,
 and followed to its end, through the other; both replicas carry A2A tasks as
-the one ``a2a-gateway`` agent; an MCP agent made on one replica connects
+the one ``a2a-gateway`` agent, and a client subscribed through the replica
+that does not run a task streams it to its end; an MCP agent made on one replica connects
 through the other, and its waits resume where the last one ended, whichever
 replica served it. The real a2a-sdk and mcp clients talk to real processes.
 """
@@ -36,6 +37,7 @@ from tests.support.throwaway_postgres import ThrowawayPostgres
 pytestmark = pytest.mark.postgres
 
 S = a2a_pb2.TaskState
+HANG_GUARD_S = 60
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +96,24 @@ async def test_a2a_tasks_sent_through_one_replica_are_read_and_finished_through_
             assert len(agents_named(one, "a2a-gateway")) == 1
 
             # Replica one follows its task; the agent's replies reach it through
-            # replica two, and GetTask on replica two sees the end.
-            worker.gates["from one"].set()
+            # replica two, and a subscriber on replica two streams its writes to the end.
+            streaming_two = await client_for(
+                await agent_card(two, "worker", http), "GRPC", http, streaming=True
+            )
+            seen: list[a2a_pb2.StreamResponse] = []
+            request = a2a_pb2.SubscribeToTaskRequest(id=first.id)
+            async with asyncio.timeout(HANG_GUARD_S):  # only the end of the task ends it
+                async for event in streaming_two.subscribe(request):
+                    seen.append(event)
+                    if len(seen) == 1:
+                        worker.gates["from one"].set()  # subscribed: now let the agent finish
+            assert seen[0].task.status.state == S.TASK_STATE_WORKING
+            assert seen[-1].task.status.state == S.TASK_STATE_COMPLETED
+            assert "done: from one" in texts(seen[-1].task)
             worker.gates["from two"].set()
-            done = await until(S.TASK_STATE_COMPLETED, via_two, first.id)
-            assert "done: from one" in texts(done)
             done_two = await until(S.TASK_STATE_COMPLETED, via_one, second.id)
             assert "done: from two" in texts(done_two)
+            await streaming_two.close()
             for client in (via_one, via_two, router_two):
                 await client.close()
     finally:

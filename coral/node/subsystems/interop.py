@@ -96,6 +96,8 @@ class InteropSubsystem(Subsystem):
         super().__init__()
         self._pool: Any = None  # the asyncpg pool, on PostgreSQL
         self._pg_tasks: Any = None  # the PostgreSQL task store (holds a runner lock)
+        self._watch: Any = None  # PostgresTaskWatch: other replicas' task writes
+        self._watch_task: asyncio.Task[None] | None = None
 
     async def _open_stores(
         self, node: Node, ctx: NodeContext
@@ -123,9 +125,12 @@ class InteropSubsystem(Subsystem):
         """The A2A task store, migrated (a2a-sdk is imported by now)."""
         if self._pool is not None:
             from coral.store.a2a_postgres import PostgresA2ATaskRecords
+            from coral.store.a2a_watch_postgres import PostgresTaskWatch
 
             pg_tasks = self._pg_tasks = PostgresA2ATaskRecords(self._pool)
             await pg_tasks.open()
+            self._watch = PostgresTaskWatch(node.config.database_url)
+            self._watch_task = asyncio.create_task(self._watch.run(), name="a2a-task-watch")
             return pg_tasks
         from coral.store.a2a_sqlite import SqliteA2ATaskRecords
 
@@ -232,7 +237,7 @@ class InteropSubsystem(Subsystem):
             max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
             reply_timeout_s=a2a_config.reply_timeout_s,
         )
-        self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config)
+        self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config, watch=self._watch)
         cap = ctx.config.mcp_max_wait_ms
         self.mcp = McpFrontDoor(
             held,
@@ -278,10 +283,11 @@ class InteropSubsystem(Subsystem):
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
             await asyncio.gather(self._loading, return_exceptions=True)
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention_task
+        for task in (self._retention_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._built:
             await self.mcp.stop()
             await self.proxies.stop()
