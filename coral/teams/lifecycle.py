@@ -100,6 +100,16 @@ class TeamStore(Protocol):
         """
         ...
 
+    async def document_count(self, team_id: str) -> int:
+        """How many documents the team's record holds (cheaper than loading it).
+
+        Processes sharing one store compare it with what they cached.
+
+        Raises:
+            NotFound: no team has this id (reason ``team_not_found``).
+        """
+        ...
+
     async def append_document(
         self,
         team_id: str,
