@@ -80,7 +80,8 @@ class EscrowHold:
 class TeamStore(Protocol):
     """Persistence of team records, escrow holds and encrypted team posts.
 
-    Implemented by ``coral.store.teams_sqlite.SqliteTeamStore``; the in-memory
+    Implemented by ``coral.store.teams_sqlite.SqliteTeamStore`` and
+    ``coral.store.teams_postgres.PostgresTeamStore``; the in-memory
     twin is ``coral.teams.memory.MemoryTeamStore``.
     """
 
