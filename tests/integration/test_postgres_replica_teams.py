@@ -20,7 +20,8 @@ import pytest
 from coral.teams import Money, RoleSpec
 from coral_sdk import CoralApiError
 from coral_sdk.teams import TeamClient
-from tests.integration.test_teams_node import _waits_open, answering, registered
+from tests.integration.test_postgres_replicas import open_waits
+from tests.integration.test_teams_node import answering, registered
 from tests.support.postgres import fresh_database
 from tests.support.throwaway_postgres import ThrowawayPostgres
 
@@ -71,7 +72,7 @@ async def test_a_team_formed_through_one_replica_works_through_the_other(
             bob_team.view(team.team_id, after_revision=before.revision, wait_ms=60_000)
         )
         async with asyncio.timeout(HANG_GUARD_S):
-            while await asyncio.to_thread(_waits_open, two) != "coral_waits_open 1.0":
+            while await asyncio.to_thread(open_waits, two) != "coral_waits_open 1.0":
                 await asyncio.sleep(0.05)
         await alice_team.dissolve(team.team_id, goal_met=True)
         after = await asyncio.wait_for(waiter, HANG_GUARD_S)
