@@ -11,7 +11,9 @@ session-level advisory lock on its runner token on one connection for as
 long as it is open; PostgreSQL drops the lock when that process or
 connection dies. ``unfinished`` returns only running tasks whose runner's
 lock is free (its replica is gone), so a replica starting beside a live one
-never fails that one's running tasks.
+never fails that one's running tasks. A store whose lock connection broke
+(the database restarted) takes the lock again before its next task write
+(the connection is checked at most every ``runner_check_s`` seconds).
 
 Every task write is announced on the ``a2a_tasks`` channel
 (``coral.store.a2a_watch_postgres``): a client subscribed to a task through
@@ -20,7 +22,9 @@ one replica follows the writes of the replica that runs it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from typing import Any
 
 import asyncpg
@@ -73,11 +77,14 @@ _RUNNING = [int(s) for s in sorted(RUNNING_STATES)]
 class PostgresA2ATaskRecords:
     """The A2A task port on a shared PostgreSQL pool (see the module docstring)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, runner_check_s: float = 5.0) -> None:
         self._pool = pool
         #: This store's runner token (a bigint advisory-lock key), random per process.
         self.runner = secrets.randbits(62) + 1
+        self.runner_check_s = runner_check_s
         self._runner_conn: Any = None  # the pool connection that holds the runner lock
+        self._runner_lock = asyncio.Lock()
+        self._runner_checked = 0.0  # time.monotonic() of the last look at that connection
 
     async def open(self) -> None:
         """Create or upgrade the tables, then take this runner's lock.
@@ -86,30 +93,68 @@ class PostgresA2ATaskRecords:
             asyncpg.PostgresError, OSError: the database refused or is unreachable.
         """
         await migrate(self._pool, COMPONENT, MIGRATIONS)
-        conn = await self._pool.acquire()
+        await self.hold_runner_lock()
+
+    async def hold_runner_lock(self) -> None:
+        """Take this runner's lock, again if its connection broke (no-op while held).
+
+        Raises:
+            asyncpg.PostgresError, OSError: the database refused or is unreachable.
+        """
+        async with self._runner_lock:
+            old = self._runner_conn
+            if old is not None and await self._still_holding(old):
+                return
+            self._runner_conn = None
+            if old is not None:
+                await self._release(old)
+            conn = await self._pool.acquire()
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1::bigint)", self.runner)
+            except BaseException:
+                await self._release(conn)
+                raise
+            self._runner_conn = conn
+            self._runner_checked = time.monotonic()
+
+    async def _still_holding(self, conn: Any) -> bool:
+        """False when the lock's connection is gone (looked at every ``runner_check_s``)."""
+        try:  # a lost connection may already be detached from its proxy: InterfaceError
+            if conn.is_closed():
+                return False
+            if time.monotonic() - self._runner_checked < self.runner_check_s:
+                return True
+            await conn.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        self._runner_checked = time.monotonic()
+        return True
+
+    async def _release(self, conn: Any) -> None:
         try:
-            await conn.execute("SELECT pg_advisory_lock($1::bigint)", self.runner)
-        except BaseException:
             await self._pool.release(conn)
-            raise
-        self._runner_conn = conn
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pass  # a broken connection: the pool replaces it
 
     async def close(self) -> None:
         """Give the runner lock back (tasks still running here then count as interrupted)."""
-        conn, self._runner_conn = self._runner_conn, None
-        if conn is not None:
+        async with self._runner_lock:
+            conn, self._runner_conn = self._runner_conn, None
+            if conn is None:
+                return
             try:
                 await conn.execute("SELECT pg_advisory_unlock($1::bigint)", self.runner)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 pass  # a dead connection already dropped the lock
             finally:
-                await self._pool.release(conn)
+                await self._release(conn)
 
     async def save_task(self, row: TaskRow) -> None:
         """Insert or replace a task (this replica becomes its runner).
 
         Watchers on every replica hear of it once it commits (``a2a_tasks`` NOTIFY).
         """
+        await self.hold_runner_lock()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO a2a_tasks (scope, task_id, context_id, state, updated_ns, body,"

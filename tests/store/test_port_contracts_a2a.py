@@ -9,6 +9,7 @@ under CI=true). The last tests are PostgreSQL's own: replicas share one database
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -252,6 +253,34 @@ async def test_a_replica_never_fails_the_running_tasks_of_a_live_one(
         assert await fail_interrupted(two) == 1
         failed = await ScopedTaskStore(two).get("t1", ctx)
         assert failed is not None and failed.status.state == S.TASK_STATE_FAILED
+    finally:
+        await one.close()
+        await two.close()
+
+
+@pytest.mark.postgres
+async def test_a_replica_whose_lock_connection_broke_takes_it_again_before_writing(
+    postgres_pool: asyncpg.Pool,
+) -> None:
+    one = PostgresA2ATaskRecords(postgres_pool, runner_check_s=0)
+    two = PostgresA2ATaskRecords(postgres_pool)
+    await one.open()
+    await two.open()
+    try:
+        ctx = context(agent="echo")
+        await ScopedTaskStore(one).save(task("t1", S.TASK_STATE_WORKING, 1), ctx)
+        async with postgres_pool.acquire() as conn:  # as a database restart would
+            holder = await conn.fetchval(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND objid::text::bigint = $1::bigint % 4294967296",
+                one.runner,
+            )
+            await conn.execute("SELECT pg_terminate_backend($1)", holder)
+            while await conn.fetchval("SELECT 1 FROM pg_stat_activity WHERE pid = $1", holder):
+                await asyncio.sleep(0.01)  # until the backend is gone, its lock with it
+        assert len(await two.unfinished()) == 1  # for now, one looks dead
+        await ScopedTaskStore(one).save(task("t1", S.TASK_STATE_WORKING, 2), ctx)
+        assert await fail_interrupted(two) == 0
     finally:
         await one.close()
         await two.close()

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("coral.a2a")
 #: Seconds between two runs of the A2A task retention policy.
 RETENTION_EVERY_S = 60.0
+#: On PostgreSQL, seconds between two checks that this replica still holds its runner lock.
+RUNNER_CHECK_S = 5.0
 
 #: Modules the front doors need, imported off the event loop before they are built.
 HEAVY_MODULES = (
@@ -198,6 +200,10 @@ class InteropSubsystem(Subsystem):
             self._retention_task = asyncio.create_task(
                 self._retain(self._node), name="a2a-retention"
             )
+            if self._pg_tasks is not None:
+                # A lock lost with its connection (database restart) makes this
+                # replica's running tasks look abandoned: take it again soon.
+                self.every(RUNNER_CHECK_S, self._pg_tasks.hold_runner_lock)
             self._built = True
             self.routes.load(inner)
         except asyncio.CancelledError:
