@@ -7,6 +7,8 @@ one node sign as the same held agent instead of each making its own key. Each
 seed is sealed (ChaCha20-Poly1305) under a key derived from the node's own
 key, which every replica has (the same node key file) and the database does
 not: a copy of the database alone reveals no agent's key.
+``PostgresForwardClaims`` lets one replica forward each message an A2A proxy
+receives (``coral.api.a2a.outbound.ForwardClaims``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from coral.api.mcp.held_agents import HeldAgentRow
 from coral.protocol.errors import Conflict, CoralError
 from coral.protocol.identity import Identity
+from coral.protocol.message import now_ms
 from coral.store.postgres import PostgresMigration, migrate
 
 COMPONENT = "interop"
@@ -43,6 +46,13 @@ MIGRATIONS = [
             did TEXT NOT NULL,
             sealed BYTEA NOT NULL
         );
+        CREATE TABLE interop_forwarded (
+            agent TEXT NOT NULL,
+            cursor BIGINT NOT NULL,
+            claimed_at BIGINT NOT NULL,
+            PRIMARY KEY (agent, cursor)
+        );
+        CREATE INDEX interop_forwarded_age ON interop_forwarded (claimed_at);
         """,
     )
 ]
@@ -171,3 +181,33 @@ class PostgresHeldKeys:
         """Delete the key of ``name``."""
         async with self._pool.acquire() as conn:
             await conn.execute("DELETE FROM interop_keys WHERE name = $1", name)
+
+
+class PostgresForwardClaims:
+    """``ForwardClaims`` on a shared pool: one row per forwarded inbox entry.
+
+    Uses the ``interop`` component's tables: open ``PostgresHeldAgentRecords`` first.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def claim(self, agent: str, cursor: int) -> bool:
+        """True for the first caller to claim ``agent``'s entry ``cursor``."""
+        async with self._pool.acquire() as conn:
+            won = await conn.fetchval(
+                "INSERT INTO interop_forwarded (agent, cursor, claimed_at)"
+                " VALUES ($1, $2, $3) ON CONFLICT (agent, cursor) DO NOTHING RETURNING 1",
+                agent,
+                cursor,
+                now_ms(),
+            )
+        return won is not None
+
+    async def prune(self, before_ms: int) -> int:
+        """Forget claims made before ``before_ms`` (their entries were read long ago)."""
+        async with self._pool.acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM interop_forwarded WHERE claimed_at < $1", before_ms
+            )
+        return int(status.split()[-1])

@@ -27,6 +27,7 @@ from coral.protocol.errors import Conflict
 from coral.protocol.identity import Identity
 from coral.store.interop_postgres import (
     HeldKeyUnreadable,
+    PostgresForwardClaims,
     PostgresHeldAgentRecords,
     PostgresHeldKeys,
 )
@@ -210,3 +211,16 @@ async def test_a_wait_cursor_moved_on_one_replica_is_where_another_starts(
     assert await two.get("ann", "message") == 7
     await asyncio.gather(two.put("ann", "message", 9), one.put("ann", "message", 8))
     assert await one.get("ann", "message") == 9
+
+
+@pytest.mark.postgres
+async def test_one_replica_claims_each_proxy_message(postgres_pool: asyncpg.Pool) -> None:
+    await PostgresHeldAgentRecords(postgres_pool).open()
+    replicas = [PostgresForwardClaims(postgres_pool) for _ in range(3)]
+    won = await asyncio.gather(*(r.claim("did:key:proxy", 5) for r in replicas))
+    assert sorted(won) == [False, False, True]
+    assert await replicas[0].claim("did:key:proxy", 6)
+    assert await replicas[1].claim("did:key:other", 5)
+    assert await replicas[2].prune(0) == 0
+    assert await replicas[2].prune(2**62) == 3
+    assert await replicas[0].claim("did:key:proxy", 5)  # forgotten: claimable again

@@ -48,6 +48,10 @@ log = logging.getLogger("coral.a2a")
 RETENTION_EVERY_S = 60.0
 #: On PostgreSQL, seconds between two checks that this replica still holds its runner lock.
 RUNNER_CHECK_S = 5.0
+#: On PostgreSQL, seconds between two looks for A2A proxies other replicas made.
+PROXY_SYNC_S = 10.0
+#: On PostgreSQL, how long a claim to forward a proxy's message is kept (milliseconds).
+FORWARD_CLAIM_KEEP_MS = 24 * 3600 * 1000
 
 #: Modules the front doors need, imported off the event loop before they are built.
 HEAVY_MODULES = (
@@ -100,6 +104,7 @@ class InteropSubsystem(Subsystem):
         self._pg_tasks: Any = None  # the PostgreSQL task store (holds a runner lock)
         self._watch: Any = None  # PostgresTaskWatch: other replicas' task writes
         self._watch_task: asyncio.Task[None] | None = None
+        self._claims: Any = None  # PostgresForwardClaims: one replica forwards each message
 
     async def _open_stores(
         self, node: Node, ctx: NodeContext
@@ -204,6 +209,8 @@ class InteropSubsystem(Subsystem):
                 # A lock lost with its connection (database restart) makes this
                 # replica's running tasks look abandoned: take it again soon.
                 self.every(RUNNER_CHECK_S, self._pg_tasks.hold_runner_lock)
+                # Proxies made through another replica are followed here too.
+                self.every(PROXY_SYNC_S, self.proxies.sync)
             self._built = True
             self.routes.load(inner)
         except asyncio.CancelledError:
@@ -252,7 +259,12 @@ class InteropSubsystem(Subsystem):
             max_wait_ms=cap,
             sse_retry_ms=ctx.config.mcp_sse_retry_ms,
         )
-        self.proxies = A2AProxies(held, engine)
+        claims = None
+        if self._pool is not None:
+            from coral.store.interop_postgres import PostgresForwardClaims
+
+            claims = self._claims = PostgresForwardClaims(self._pool)
+        self.proxies = A2AProxies(held, engine, claims=claims)
         ctx.a2a_proxies = self.proxies
         inner = web.Application()
         inner[CTX] = ctx
@@ -264,6 +276,7 @@ class InteropSubsystem(Subsystem):
 
     async def _retain(self, node: Node) -> None:
         from coral.api.a2a.tasks import fail_interrupted
+        from coral.protocol.message import now_ms
 
         while True:
             await asyncio.sleep(RETENTION_EVERY_S)
@@ -276,6 +289,8 @@ class InteropSubsystem(Subsystem):
                     # Tasks a replica that died was following (on SQLite this process
                     # follows every running task; the ones it lost were failed at start).
                     interrupted = await fail_interrupted(self._pg_tasks)
+                if self._claims is not None:
+                    await self._claims.prune(now_ms() - FORWARD_CLAIM_KEEP_MS)
             except Exception as exc:  # a busy disk must not stop the loop
                 log.warning("A2A task retention failed: %s", exc)
                 continue
