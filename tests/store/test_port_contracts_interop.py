@@ -15,13 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from coral.api.mcp.held_agents import (
-    FileHeldKeys,
-    HeldAgentRecords,
-    HeldAgentRow,
-    HeldKeys,
-    MemoryHeldAgentRecords,
-)
+from coral.api.mcp.held_agents import HeldAgentRecords, HeldAgentRow, MemoryHeldAgentRecords
+from coral.api.mcp.held_keys import FileHeldKeys, HeldKeys
 from coral.api.mcp.tools import MemoryWaitCursors, WaitCursors
 from coral.protocol.errors import Conflict
 from coral.protocol.identity import Identity

@@ -6,10 +6,10 @@ key in a 0600 file and signs every record and message as that agent. Each
 message still passes the gateway like any other. The connection secret is
 stored only as a SHA-256 hash, mapped to the agent by a ``HeldAgentRecords``
 store (``coral.store.interop_sqlite`` in a node, ``MemoryHeldAgentRecords`` in
-tests). Where the keys live is a ``HeldKeys`` port: files under the node's keys
-folder (``FileHeldKeys``), or, for replicas of one node on PostgreSQL, one
-shared row per agent sealed with the node key (``coral.store.interop_postgres``),
-so every replica signs as the same held agent.
+tests). Where the keys live is a ``HeldKeys`` port (``coral.api.mcp.held_keys``):
+files under the node's keys folder (``FileHeldKeys``), or, for replicas of one
+node on PostgreSQL, one shared row per agent sealed with the node key
+(``coral.store.interop_postgres``), so every replica signs as the same held agent.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from coral.agents.directory import AgentDirectory
-from coral.agents.keyfile import load_or_create_identity
+from coral.api.mcp.held_keys import FileHeldKeys, HeldKeys
 from coral.coordination.gateway import MessageGateway
 from coral.coordination.model import Thread, ThreadEntry
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
@@ -103,54 +103,6 @@ class HeldAgentRecords(Protocol):
     async def did_for_secret(self, secret_sha256: str) -> str | None:
         """The did whose connection secret hashes to ``secret_sha256``, or None."""
         ...
-
-
-class HeldKeys(Protocol):
-    """Where held agents' private keys live, one key per held-agent name."""
-
-    async def get_or_create(self, name: str, kind: str) -> Identity:
-        """The key of ``name``, made now when it has none.
-
-        Where several processes share the keys, concurrent calls for one name
-        all get the same key (the first stored wins).
-        """
-        ...
-
-    async def get(self, name: str, kind: str) -> Identity | None:
-        """The key of ``name``, or None when it has none."""
-        ...
-
-    async def forget(self, name: str, kind: str) -> None:
-        """Delete the key of ``name`` (no-op when it has none)."""
-        ...
-
-
-class FileHeldKeys:
-    """``HeldKeys`` as 0600 files under the node's keys folder (one node process)."""
-
-    def __init__(self, keys_dir: Path) -> None:
-        self.keys_dir = keys_dir
-
-    def _path(self, name: str, kind: str) -> Path:
-        folder = "mcp" if kind == MCP_KIND else "a2a"
-        return self.keys_dir / folder / f"{name}.key"
-
-    async def get_or_create(self, name: str, kind: str) -> Identity:
-        """The key in ``keys/{mcp,a2a}/<name>.key``, created when absent."""
-        identity, _ = load_or_create_identity(self._path(name, kind))
-        return identity
-
-    async def get(self, name: str, kind: str) -> Identity | None:
-        """The key file's identity, or None when there is no file."""
-        path = self._path(name, kind)
-        if not path.exists():
-            return None
-        identity, _ = load_or_create_identity(path)
-        return identity
-
-    async def forget(self, name: str, kind: str) -> None:
-        """Delete the key file."""
-        self._path(name, kind).unlink(missing_ok=True)
 
 
 class MemoryHeldAgentRecords:

@@ -39,7 +39,8 @@ from coral.node.subsystems.coordination import on_postgres
 
 if TYPE_CHECKING:
     from coral.api.a2a.tasks import A2ATaskRecords
-    from coral.api.mcp.held_agents import HeldAgentRecords, HeldKeys
+    from coral.api.mcp.held_agents import HeldAgentRecords
+    from coral.api.mcp.held_keys import HeldKeys
     from coral.api.mcp.tools import WaitCursors
     from coral.node.daemon import Node
 
