@@ -9,9 +9,13 @@ node process, driven only through its public gRPC API: every receiver holds a
 after another. Latency runs from the start of a Submit to the receiver's
 stream delivering that message. The baseline is a bare grpc.aio echo server
 in its own process, driven the same way: P concurrent callers, unary calls,
-the same serialized SubmitRequest as payload. The two are measured in
-alternating blocks (node, echo, node, echo, ...) and the ratio is the median
-over rounds with its spread. CPU per message is the server process's own
+the same serialized SubmitRequest as payload. A third subject sends the same
+kind of messages over ``SubmitStream`` instead (one long-lived stream per
+sender, each message written once the previous one was answered, so one in
+flight per sender as with the unary calls). The three are measured in
+alternating blocks (unary, echo, stream, unary, echo, stream, ...) and each
+ratio is the median over rounds of node / echo with its spread; the unary
+figures are the headline, the issue's goals are checked against them. CPU per message is the server process's own
 user+system time over the block divided by the messages it handled; memory per
 waiting agent is the node's resident-memory growth when the P receivers open
 their streams, divided by P. The client (this process) signs every message
@@ -99,6 +103,7 @@ class Pairs:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     streams: list[Any] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    submit_streams: list[Any] = field(default_factory=list)
 
     async def subscribe(self) -> None:
         for r in self.receivers:
@@ -129,7 +134,8 @@ class Pairs:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 raise
 
-    async def block(self, per_pair: int, pid: int | None) -> Block:
+    async def block(self, per_pair: int, pid: int | None, streamed: bool = False) -> Block:
+        """One timed block: ``per_pair`` messages from every sender (``streamed``: on SubmitStream)."""
         msgs = [
             [
                 message_to_proto(
@@ -150,9 +156,24 @@ class Pairs:
                 self.sent_at[proto.id] = time.perf_counter()
                 await self.coord.Submit(coordination_pb2.SubmitRequest(message=proto))
 
+        async def stream(call: Any, batch: list[Any]) -> None:
+            for proto in batch:
+                self.sent_at[proto.id] = time.perf_counter()
+                await call.write(coordination_pb2.SubmitRequest(message=proto))
+                answer = await call.read()
+                if answer.WhichOneof("outcome") != "result":
+                    raise RuntimeError(f"SubmitStream refused a message: {answer.error}")
+
+        if streamed and not self.submit_streams:
+            self.submit_streams = [self.coord.SubmitStream() for _ in self.senders]
         cpu0 = cpu_seconds(pid) if pid else 0.0
         start = time.perf_counter()
-        await asyncio.gather(*(send(b) for b in msgs))
+        if streamed:
+            await asyncio.gather(
+                *(stream(c, b) for c, b in zip(self.submit_streams, msgs, strict=True))
+            )
+        else:
+            await asyncio.gather(*(send(b) for b in msgs))
         await asyncio.wait_for(self.done.wait(), 300)
         elapsed = time.perf_counter() - start
         total = len(self.senders) * per_pair
@@ -160,7 +181,9 @@ class Pairs:
         return Block(total / elapsed, cpu, self.latencies)
 
     async def close(self) -> None:
-        for stream in self.streams:
+        for call in self.submit_streams:
+            await call.done_writing()
+        for stream in [*self.streams, *self.submit_streams]:
             stream.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
@@ -283,17 +306,22 @@ async def level(
         await until_waiting(http, int(base_waits) + pairs)
         await asyncio.sleep(0.5)
         rss1 = rss_bytes(pid) if pid else 0
-        # Warm both up (first calls set up connections, caches, code paths), then alternate.
+        # Warm all up (first calls set up connections, streams, caches, code paths), then
+        # alternate.
         await group.block(1, pid)
         await echo_block(echo_channel, pairs, 1, payload, echo[1])
+        await group.block(1, pid, streamed=True)
         ours: list[Block] = []
         base: list[Block] = []
+        streamed: list[Block] = []
         for _ in range(rounds):
             ours.append(await group.block(per_pair, pid))
             base.append(await echo_block(echo_channel, pairs, per_pair, payload, echo[1]))
+            streamed.append(await group.block(per_pair, pid, streamed=True))
         await group.close()
     lat_ours = [x for b in ours for x in b.latencies]
     lat_base = [x for b in base for x in b.latencies]
+    lat_stream = [x for b in streamed for x in b.latencies]
     return {
         "pairs": pairs,
         "messages": pairs * per_pair * rounds,
@@ -305,6 +333,11 @@ async def level(
         "echo_p50": pct(lat_base, 0.5) * 1000,
         "echo_p99": pct(lat_base, 0.99) * 1000,
         "cpu": statistics.median(b.cpu_ms_per_msg for b in ours) if pid else None,
+        "stream": statistics.median(b.rate for b in streamed),
+        "stream_ratio": ratio([b.rate for b in streamed], [b.rate for b in base]),
+        "stream_p50": pct(lat_stream, 0.5) * 1000,
+        "stream_p99": pct(lat_stream, 0.99) * 1000,
+        "stream_cpu": statistics.median(b.cpu_ms_per_msg for b in streamed) if pid else None,
         "echo_cpu": statistics.median(b.cpu_ms_per_msg or 0 for b in base),
         # Resident-memory growth is in allocator-sized steps: below ~100 waits it is noise.
         "kib_per_wait": (rss1 - rss0) / 1024 / pairs if pid and pairs >= 100 else None,
@@ -329,6 +362,11 @@ def print_goals(results: dict[int, dict[str, Any]]) -> None:
                 f" (the bare echo server uses {r['echo_cpu']:.2f} ms per call),"
                 f" {verdict(r['cpu'] <= 0.35)}"
             )
+        cpu = f", node CPU {r['stream_cpu']:.2f} ms/msg" if r["stream_cpu"] is not None else ""
+        print(
+            f"beyond the goals, 100 pairs on SubmitStream: routed/echo {r['stream_ratio'].median:.2f}x,"
+            f" p99 {r['stream_p99']:.0f} ms{cpu}"
+        )
     big = max(results) if results else 0
     if big >= 1000 and results[big]["kib_per_wait"] is not None:
         kib = results[big]["kib_per_wait"]
@@ -379,6 +417,7 @@ async def main() -> None:
             f" {'echo/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | {'KiB/wait':>8} | routed/echo"
         )
         results: dict[int, dict[str, Any]] = {}
+        streams: dict[int, dict[str, Any]] = {}
         for i, pairs in enumerate(args.pairs):
             r = results[pairs] = await level(
                 address,
@@ -398,6 +437,18 @@ async def main() -> None:
                 f" {r['echo']:>7.0f} {r['echo_p50']:>7.2f} {r['echo_p99']:>7.2f} {r['echo_cpu']:>7.3f} |"
                 f" {kib:>8} | {r['ratio']}",
                 flush=True,
+            )
+            streams[pairs] = r
+        print("the same levels and rounds, messages sent on SubmitStream (one stream per sender):")
+        print(
+            f"{'pairs':>5} {'msgs':>6} {'routed/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/msg':>10} |"
+            " stream/echo"
+        )
+        for pairs, r in streams.items():
+            cpu = f"{r['stream_cpu']:.3f}" if r["stream_cpu"] is not None else "n/a"
+            print(
+                f"{pairs:>5} {r['messages']:>6} {r['stream']:>9.0f} {r['stream_p50']:>7.1f}"
+                f" {r['stream_p99']:>7.1f} {cpu:>10} | {r['stream_ratio']}"
             )
         print_goals(results)
         if node is not None:
