@@ -1,6 +1,7 @@
 """Signed messages routed per second, sender -> node (verified, persisted) -> subscribed receiver.
 
 Run: python benchmarks/bench_routing.py [--pairs 10 100 1000] [--messages 2000] [--rounds 5]
+     [--no-stream]   (unary and echo only: a node without SubmitStream)
      python benchmarks/bench_routing.py --address HOST:PORT [--pid PID]   (a node already running)
 
 For each level, P sender/receiver agent pairs each share a thread on one real
@@ -283,6 +284,7 @@ async def level(
     messages: int,
     rounds: int,
     tag: str,
+    with_stream: bool = True,
 ) -> dict[str, Any]:
     per_pair = max(1, messages // (pairs * rounds))
     sample = message_to_proto(
@@ -310,14 +312,16 @@ async def level(
         # alternate.
         await group.block(1, pid)
         await echo_block(echo_channel, pairs, 1, payload, echo[1])
-        await group.block(1, pid, streamed=True)
+        if with_stream:
+            await group.block(1, pid, streamed=True)
         ours: list[Block] = []
         base: list[Block] = []
         streamed: list[Block] = []
         for _ in range(rounds):
             ours.append(await group.block(per_pair, pid))
             base.append(await echo_block(echo_channel, pairs, per_pair, payload, echo[1]))
-            streamed.append(await group.block(per_pair, pid, streamed=True))
+            if with_stream:
+                streamed.append(await group.block(per_pair, pid, streamed=True))
         await group.close()
     lat_ours = [x for b in ours for x in b.latencies]
     lat_base = [x for b in base for x in b.latencies]
@@ -333,11 +337,15 @@ async def level(
         "echo_p50": pct(lat_base, 0.5) * 1000,
         "echo_p99": pct(lat_base, 0.99) * 1000,
         "cpu": statistics.median(b.cpu_ms_per_msg for b in ours) if pid else None,
-        "stream": statistics.median(b.rate for b in streamed),
-        "stream_ratio": ratio([b.rate for b in streamed], [b.rate for b in base]),
+        "stream": statistics.median(b.rate for b in streamed) if streamed else None,
+        "stream_ratio": ratio([b.rate for b in streamed], [b.rate for b in base])
+        if streamed
+        else None,
         "stream_p50": pct(lat_stream, 0.5) * 1000,
         "stream_p99": pct(lat_stream, 0.99) * 1000,
-        "stream_cpu": statistics.median(b.cpu_ms_per_msg for b in streamed) if pid else None,
+        "stream_cpu": statistics.median(b.cpu_ms_per_msg for b in streamed)
+        if pid and streamed
+        else None,
         "echo_cpu": statistics.median(b.cpu_ms_per_msg or 0 for b in base),
         # Resident-memory growth is in allocator-sized steps: below ~100 waits it is noise.
         "kib_per_wait": (rss1 - rss0) / 1024 / pairs if pid and pairs >= 100 else None,
@@ -362,11 +370,12 @@ def print_goals(results: dict[int, dict[str, Any]]) -> None:
                 f" (the bare echo server uses {r['echo_cpu']:.2f} ms per call),"
                 f" {verdict(r['cpu'] <= 0.35)}"
             )
-        cpu = f", node CPU {r['stream_cpu']:.2f} ms/msg" if r["stream_cpu"] is not None else ""
-        print(
-            f"beyond the goals, 100 pairs on SubmitStream: routed/echo {r['stream_ratio'].median:.2f}x,"
-            f" p99 {r['stream_p99']:.0f} ms{cpu}"
-        )
+        if r["stream"] is not None:
+            cpu = f", node CPU {r['stream_cpu']:.2f} ms/msg" if r["stream_cpu"] is not None else ""
+            print(
+                "beyond the goals, 100 pairs on SubmitStream:"
+                f" routed/echo {r['stream_ratio'].median:.2f}x, p99 {r['stream_p99']:.0f} ms{cpu}"
+            )
     big = max(results) if results else 0
     if big >= 1000 and results[big]["kib_per_wait"] is not None:
         kib = results[big]["kib_per_wait"]
@@ -400,6 +409,9 @@ async def main() -> None:
     parser.add_argument("--address", help="gRPC address of a running node (default: start one)")
     parser.add_argument("--http", help="HTTP base URL of that node (for its /metrics)")
     parser.add_argument("--pid", type=int, help="process id of that node (for CPU and memory)")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="leave out SubmitStream (a node without it)"
+    )
     args = parser.parse_args()
     echo_proc, echo_address = start_echo()
     try:
@@ -429,6 +441,7 @@ async def main() -> None:
                 args.messages,
                 args.rounds,
                 f"l{i}",
+                not args.no_stream,
             )
             cpu = f"{r['cpu']:.3f}" if r["cpu"] is not None else "n/a"
             kib = f"{r['kib_per_wait']:.1f}" if r["kib_per_wait"] is not None else "n/a"
@@ -438,12 +451,16 @@ async def main() -> None:
                 f" {kib:>8} | {r['ratio']}",
                 flush=True,
             )
-            streams[pairs] = r
-        print("the same levels and rounds, messages sent on SubmitStream (one stream per sender):")
-        print(
-            f"{'pairs':>5} {'msgs':>6} {'routed/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/msg':>10} |"
-            " stream/echo"
-        )
+            if r["stream"] is not None:
+                streams[pairs] = r
+        if streams:
+            print(
+                "the same levels and rounds, messages sent on SubmitStream (one stream per sender):"
+            )
+            print(
+                f"{'pairs':>5} {'msgs':>6} {'routed/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
+                f" {'cpu ms/msg':>10} | stream/echo"
+            )
         for pairs, r in streams.items():
             cpu = f"{r['stream_cpu']:.3f}" if r["stream_cpu"] is not None else "n/a"
             print(
