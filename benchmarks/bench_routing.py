@@ -16,7 +16,12 @@ sender, each message written once the previous one was answered, so one in
 flight per sender as with the unary calls). The three are measured in
 alternating blocks (unary, echo, stream, unary, echo, stream, ...) and each
 ratio is the median over rounds of node / echo with its spread; the unary
-figures are the headline, the issue's goals are checked against them. CPU per message is the server process's own
+figures are the headline, the issue's goals are checked against them. A
+fourth subject, the bare relay in the echo server's process (``Relay`` unary
+calls delivered to ``Listen`` streams: no verification, storage or Coral
+code), does the gRPC work the node's unary path does per message, one unary
+call plus one server-stream message; routed/relay is the share of that floor
+the node reaches, and the relay's CPU per message is the floor for the node's. CPU per message is the server process's own
 user+system time over the block divided by the messages it handled; memory per
 waiting agent is the node's resident-memory growth when the P receivers open
 their streams, divided by P. The client (this process) signs every message
@@ -254,6 +259,86 @@ async def echo_block(
     )
 
 
+@dataclass
+class RelayPairs:
+    """P senders and P listeners on the echo server's bare relay (no Coral at all)."""
+
+    channel: grpc.aio.Channel
+    pairs: int
+    sent_at: dict[bytes, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    remaining: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: list[Any] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @staticmethod
+    def key(pair: int, k: int) -> bytes:
+        """The first line of a relayed request: whom it is for and which one it is (24 bytes)."""
+        return f"r{pair:07d}\n{k:015d}".encode()
+
+    async def listen(self) -> None:
+        """Open the P listener streams; return once the relay reaches every one of them."""
+        listen = self.channel.unary_stream("/bench.Echo/Listen")
+        relay = self.channel.unary_unary("/bench.Echo/Relay")
+        for i in range(self.pairs):
+            stream = listen(f"r{i:07d}".encode())
+            self.streams.append(stream)
+            self.tasks.append(asyncio.create_task(self._receive(stream)))
+        pending = set(range(self.pairs))
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            self.remaining = -1  # probes are not counted
+            for i in pending:
+                self.sent_at[self.key(i, 0)] = -1.0
+            await asyncio.gather(*(relay(self.key(i, 0)) for i in pending))
+            await asyncio.sleep(0.05)
+            pending = {i for i in pending if self.key(i, 0) in self.sent_at}
+        if pending:
+            raise TimeoutError(f"{len(pending)} relay listeners never opened")
+
+    async def _receive(self, stream: Any) -> None:
+        try:
+            async for item in stream:
+                started = self.sent_at.pop(item[:24], None)
+                if started is not None and started >= 0:
+                    self.latencies.append(time.perf_counter() - started)
+                    self.remaining -= 1
+                    if self.remaining == 0:
+                        self.done.set()
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise
+
+    async def block(self, per_pair: int, payload: bytes, pid: int) -> Block:
+        """One timed block: ``per_pair`` relayed messages from every sender, one in flight each."""
+        relay = self.channel.unary_unary("/bench.Echo/Relay")
+        self.latencies = []
+        self.remaining = self.pairs * per_pair
+        self.done.clear()
+
+        async def send(i: int) -> None:
+            for k in range(1, per_pair + 1):
+                key = self.key(i, k)
+                self.sent_at[key] = time.perf_counter()
+                await relay(key + payload)
+
+        cpu0 = cpu_seconds(pid)
+        start = time.perf_counter()
+        await asyncio.gather(*(send(i) for i in range(self.pairs)))
+        await asyncio.wait_for(self.done.wait(), 300)
+        elapsed = time.perf_counter() - start
+        total = self.pairs * per_pair
+        return Block(total / elapsed, (cpu_seconds(pid) - cpu0) * 1000 / total, self.latencies)
+
+    async def close(self) -> None:
+        for stream in self.streams:
+            stream.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 def waits_open(http: str) -> float:
     with urllib.request.urlopen(f"{http}/metrics", timeout=10) as resp:
         for line in resp.read().decode().splitlines():
@@ -305,6 +390,8 @@ async def level(
         base_waits = await asyncio.to_thread(waits_open, http) if http else 0
         rss0 = rss_bytes(pid) if pid else 0
         await group.subscribe()
+        relays = RelayPairs(echo_channel, pairs)
+        await relays.listen()
         await until_waiting(http, int(base_waits) + pairs)
         await asyncio.sleep(0.5)
         rss1 = rss_bytes(pid) if pid else 0
@@ -314,6 +401,8 @@ async def level(
         await echo_block(echo_channel, pairs, 1, payload, echo[1])
         if with_stream:
             await group.block(1, pid, streamed=True)
+        await relays.block(1, payload, echo[1])
+        relayed: list[Block] = []
         ours: list[Block] = []
         base: list[Block] = []
         streamed: list[Block] = []
@@ -322,7 +411,9 @@ async def level(
             base.append(await echo_block(echo_channel, pairs, per_pair, payload, echo[1]))
             if with_stream:
                 streamed.append(await group.block(per_pair, pid, streamed=True))
+            relayed.append(await relays.block(per_pair, payload, echo[1]))
         await group.close()
+        await relays.close()
     lat_ours = [x for b in ours for x in b.latencies]
     lat_base = [x for b in base for x in b.latencies]
     lat_stream = [x for b in streamed for x in b.latencies]
@@ -337,6 +428,10 @@ async def level(
         "echo_p50": pct(lat_base, 0.5) * 1000,
         "echo_p99": pct(lat_base, 0.99) * 1000,
         "cpu": statistics.median(b.cpu_ms_per_msg for b in ours) if pid else None,
+        "relay": statistics.median(b.rate for b in relayed),
+        "relay_ratio": ratio([b.rate for b in ours], [b.rate for b in relayed]),
+        "relay_p99": pct([x for b in relayed for x in b.latencies], 0.99) * 1000,
+        "relay_cpu": statistics.median(b.cpu_ms_per_msg or 0 for b in relayed),
         "stream": statistics.median(b.rate for b in streamed) if streamed else None,
         "stream_ratio": ratio([b.rate for b in streamed], [b.rate for b in base])
         if streamed
@@ -466,6 +561,14 @@ async def main() -> None:
             print(
                 f"{pairs:>5} {r['messages']:>6} {r['stream']:>9.0f} {r['stream_p50']:>7.1f}"
                 f" {r['stream_p99']:>7.1f} {cpu:>10} | {r['stream_ratio']}"
+            )
+        print("the same levels and rounds, the bare relay (no Coral: one unary call and one stream")
+        print("message per message, in the echo server's process) against the node's unary path:")
+        print(f"{'pairs':>5} {'relay/s':>9} {'p99 ms':>7} {'cpu ms/msg':>10} | routed/relay")
+        for pairs, r in results.items():
+            print(
+                f"{pairs:>5} {r['relay']:>9.0f} {r['relay_p99']:>7.1f} {r['relay_cpu']:>10.3f} |"
+                f" {r['relay_ratio']}"
             )
         print_goals(results)
         if node is not None:
