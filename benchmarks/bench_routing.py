@@ -291,11 +291,17 @@ class RelayPairs:
             self.remaining = -1  # probes are not counted
             for i in pending:
                 self.sent_at[self.key(i, 0)] = -1.0
-            await asyncio.gather(*(relay(self.key(i, 0)) for i in pending))
+            await _bounded([self._probe(relay, i) for i in pending])
             await asyncio.sleep(0.05)
             pending = {i for i in pending if self.key(i, 0) in self.sent_at}
         if pending:
             raise TimeoutError(f"{len(pending)} relay listeners never opened")
+
+    async def _probe(self, relay: Any, i: int) -> None:
+        try:
+            await relay(self.key(i, 0))
+        except grpc.aio.AioRpcError:
+            pass  # tried again on the next pass
 
     async def _receive(self, stream: Any) -> None:
         try:

@@ -197,6 +197,8 @@ class CoralServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 status = "INTERNAL" if error is None else grpc_status(error).name
                 await self._abort(context, method, error)
             finally:
+                # A client that cancels between two requests ends the request stream as if
+                # it had finished writing: such a stream ends, and is counted, as OK.
                 requests.labels("grpc", label, status).inc()
 
         return bidi
