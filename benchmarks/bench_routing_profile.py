@@ -9,13 +9,17 @@ the load runs. Prints the share of samples per bucket, by the innermost frame
 the event loop, Coral's Python, signature checks, SQLite, and the rest
 (pydantic, protobuf, JSON...). Only samples of a thread holding the GIL are
 taken (``--gil``), so waiting is left out and shares are of busy time; with
-uvloop, time in its C code and cygrpc's shows as the loop's run call.
+uvloop, time in its C code and cygrpc's shows as the loop's run call. Since
+that leaves out work done without the GIL (SQLite statements, Ed25519, gRPC's
+own threads), it also prints each thread's share of the node's CPU over the
+same seconds, from /proc.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -76,6 +80,42 @@ def summarize(raw: Path) -> list[str]:
     return out
 
 
+def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
+    """Per thread of ``pid``: its name and the user+system clock ticks it has used."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue  # the thread ended
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[tid] = (name, int(fields[11]) + int(fields[12]))
+    return out
+
+
+def thread_shares(pid: int, before: dict[str, tuple[str, int]], seconds: float) -> list[str]:
+    """Each group of threads' share of the CPU the node used since ``before``."""
+    used: collections.Counter[str] = collections.Counter()
+    for tid, (name, ticks) in thread_ticks(pid).items():
+        if tid == str(pid):
+            group = "event loop thread (gRPC calls, Coral's Python)"
+        elif name == "event_engine":
+            group = "gRPC's own threads (event_engine)"
+        else:
+            group = "other threads (SQLite writer and reader, executors)"
+        used[group] += ticks - before.get(tid, (name, 0))[1]
+    total = sum(used.values())
+    if not total:
+        return []
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    out = [f"node CPU by thread: {total / ticks_per_s / seconds:.2f} cores in all"]
+    for group, ticks in used.most_common():
+        out.append(f"  {100 * ticks / total:5.1f}%  {group}")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100)
@@ -103,12 +143,14 @@ def main() -> int:
                 str(args.messages),
                 "--rounds",
                 "1",
+                "--no-stream",  # the unary path is profiled
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         time.sleep(6.0 + args.pairs / 50)  # registrations and subscriptions first
         raw = Path(tmp) / "profile.txt"
+        threads0, started = thread_ticks(node.proc.pid), time.monotonic()
         spy = subprocess.run(
             [
                 pyspy,
@@ -131,13 +173,14 @@ def main() -> int:
             check=False,
             timeout=args.seconds + 60,
         )
+        shares = thread_shares(node.proc.pid, threads0, time.monotonic() - started)
         if args.keep is not None and raw.exists():
             shutil.copy(raw, args.keep)
         load.terminate()
         load.wait(30)
         print(f"node routing {args.pairs} pairs (unary Submit, Subscribe streams), py-spy 200 Hz")
         failed = ["py-spy wrote no profile:", spy.stderr.decode(errors="replace")[-2000:]]
-        for line in summarize(raw) if raw.exists() else failed:
+        for line in [*(summarize(raw) if raw.exists() else failed), *shares]:
             print(line)
     return 0
 
