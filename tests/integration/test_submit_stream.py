@@ -244,3 +244,37 @@ async def test_an_undecodable_request_ends_the_stream_with_malformed_protobuf(no
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert dict(info.value.trailing_metadata() or ()).get(REASON) == "malformed_protobuf"
         assert await history_texts(alice, thread) == ["decodable"]
+
+
+async def test_a_rate_limited_sender_is_refused_per_message_and_the_stream_goes_on(
+    node_factory,
+) -> None:
+    node = node_factory("limited", CORAL_AGENT_MESSAGE_RATE="5")
+    async with grpc.aio.insecure_channel(node.grpc) as channel:
+        alice, bob, thread = await setup(channel, node.node_id)
+        flood = [signed(alice, thread=thread, text=f"f{i}") for i in range(30)]
+        call = alice.coord.SubmitStream()
+        for msg in flood:
+            await call.write(request(msg))
+        answers = [await call.read() for _ in flood]
+        # Another sender on the same stream is limited on its own account.
+        from_bob = signed(bob, thread=thread, text="bob is not limited by alice's flood")
+        await call.write(request(from_bob))
+        bobs = await call.read()
+        await call.done_writing()
+        assert await call.code() == grpc.StatusCode.OK
+
+        assert [a.message_id for a in answers] == [m.id for m in flood]
+        refused = [a for a in answers if a.HasField("error")]
+        assert refused and answers[0].HasField("result")
+        assert {(a.error.code, a.error.reason) for a in refused} == {
+            (grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], "rate_limited")
+        }
+        assert bobs.HasField("result")
+        accepted = [
+            a.result.entry.message.parts[0].text.text for a in answers if a.HasField("result")
+        ]
+        assert await history_texts(alice, thread) == [
+            *accepted,
+            "bob is not limited by alice's flood",
+        ]
