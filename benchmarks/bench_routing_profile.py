@@ -1,6 +1,7 @@
 """Where a node's time goes while it routes signed messages (py-spy over bench_routing's load).
 
 Run: python benchmarks/bench_routing_profile.py [--pairs 100] [--seconds 8]   (needs py-spy on PATH)
+     [--loop-thread]   (the event loop thread's own time, GIL held or not)
 
 Starts a node, drives it with ``bench_routing.py --address`` (P pairs, unary
 Submit, Subscribe streams) and samples the node with ``py-spy record`` while
@@ -12,7 +13,9 @@ taken (``--gil``), so waiting is left out and shares are of busy time; with
 uvloop, time in its C code and cygrpc's shows as the loop's run call. Since
 that leaves out work done without the GIL (SQLite statements, Ed25519, gRPC's
 own threads), it also prints each thread's share of the node's CPU over the
-same seconds, from /proc.
+same seconds, from /proc. With ``--loop-thread`` the samples are the event loop
+thread's alone, whether or not it holds the GIL: time it spends blocked in
+Ed25519 (GIL released) or waiting to take the GIL back shows there.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def bucket(leaf: str) -> str:
     return "other Python (pydantic, protobuf, json, ...)"
 
 
-def summarize(raw: Path) -> list[str]:
+def summarize(raw: Path, loop_thread: bool = False) -> list[str]:
     counts: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     busy = 0
@@ -60,6 +63,10 @@ def summarize(raw: Path) -> list[str]:
             continue
         stack, n_text = line.rsplit(" ", 1)
         frames = stack.split(";")
+        if loop_thread:  # py-spy --threads puts "thread (tid): name" first
+            if "MainThread" not in frames[0] or len(frames) < 2:
+                continue
+            frames = frames[1:]
         leaf = frames[-1]
         if any(mark in leaf for mark in IDLE):
             continue
@@ -71,7 +78,8 @@ def summarize(raw: Path) -> list[str]:
                 inclusive[name] += n
     if not busy:
         return ["no busy samples"]
-    out = [f"{busy} busy samples; share by innermost frame:"]
+    what = "event loop thread samples" if loop_thread else "busy samples"
+    out = [f"{busy} {what}; share by innermost frame:"]
     for name, n in counts.most_common():
         out.append(f"  {100 * n / busy:5.1f}%  {name}")
     out.append("inclusive (any frame on the stack):")
@@ -100,11 +108,11 @@ def thread_shares(pid: int, before: dict[str, tuple[str, int]], seconds: float) 
     used: collections.Counter[str] = collections.Counter()
     for tid, (name, ticks) in thread_ticks(pid).items():
         if tid == str(pid):
-            group = "event loop thread (gRPC calls, Coral's Python)"
+            group = "event loop thread (gRPC calls, Coral's Python, Ed25519)"
         elif name == "event_engine":
-            group = "gRPC's own threads (event_engine)"
+            group = "gRPC's event-engine threads"
         else:
-            group = "other threads (SQLite writer and reader, executors)"
+            group = "other threads (SQLite writer, gRPC's completion-queue poller, aiosqlite)"
         used[group] += ticks - before.get(tid, (name, 0))[1]
     total = sum(used.values())
     if not total:
@@ -122,6 +130,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--messages", type=int, default=6000)
     parser.add_argument("--keep", type=Path, help="also copy py-spy's raw stacks here")
+    parser.add_argument(
+        "--loop-thread",
+        action="store_true",
+        help="sample the event loop thread whether or not it holds the GIL",
+    )
     args = parser.parse_args()
     pyspy = shutil.which("py-spy")
     if pyspy is None:
@@ -166,7 +179,7 @@ def main() -> int:
                 "-o",
                 str(raw),
                 "--nonblocking",
-                "--gil",
+                "--threads" if args.loop_thread else "--gil",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -180,7 +193,8 @@ def main() -> int:
         load.wait(30)
         print(f"node routing {args.pairs} pairs (unary Submit, Subscribe streams), py-spy 200 Hz")
         failed = ["py-spy wrote no profile:", spy.stderr.decode(errors="replace")[-2000:]]
-        for line in [*(summarize(raw) if raw.exists() else failed), *shares]:
+        found = summarize(raw, args.loop_thread) if raw.exists() else failed
+        for line in [*found, *shares]:
             print(line)
     return 0
 
