@@ -3,12 +3,16 @@
 Third parties publish a strategy under the entry point group
 ``coral.strategies``. A broken plug-in is recorded in ``load_errors`` and
 skipped, so one bad package never takes every strategy down with it.
+``StrategyRegistry.default()`` reads the entry points on first use, not when
+it is built: finding them scans every installed distribution's metadata
+(tens of milliseconds at node start-up).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
+import threading
 from collections.abc import Iterable
 
 from coral.coordination.errors import UnknownStrategy
@@ -25,10 +29,32 @@ class StrategyRegistry:
 
     def __init__(self, strategies: Iterable[Strategy] = ()) -> None:
         self._strategies: dict[str, Strategy] = {}
-        #: Entry point name -> why it could not be loaded.
-        self.load_errors: dict[str, str] = {}
+        self._load_errors: dict[str, str] = {}
+        #: An entry point group still to load before the next lookup (see ``default``).
+        self._pending: str | None = None
+        self._loading = threading.Lock()
         for strategy in strategies:
             self.register(strategy)
+
+    @property
+    def load_errors(self) -> dict[str, str]:
+        """Entry point name -> why it could not be loaded."""
+        self.load_pending()
+        return self._load_errors
+
+    def load_pending(self) -> None:
+        """Load the entry points ``default`` left for first use; at once when none are left.
+
+        Safe from any thread (the node calls it from a worker thread once it
+        serves, so the first lookup usually finds them loaded).
+        """
+        if self._pending is None:
+            return
+        with self._loading:
+            group = self._pending
+            if group is not None:
+                self.load_entry_points(group)
+                self._pending = None
 
     def register(self, strategy: Strategy, name: str | None = None) -> None:
         """Make ``strategy`` available under ``name`` (default: its own name)."""
@@ -38,6 +64,8 @@ class StrategyRegistry:
 
     def get(self, name: str) -> Strategy:
         """The strategy called ``name``; UnknownStrategy when there is none."""
+        if self._pending is not None:
+            self.load_pending()
         try:
             return self._strategies[name]
         except KeyError:
@@ -46,6 +74,7 @@ class StrategyRegistry:
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
+        self.load_pending()
         return sorted(self._strategies)
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
@@ -56,14 +85,18 @@ class StrategyRegistry:
                 strategy = loaded() if isinstance(loaded, type) else loaded
                 self.register(strategy, entry_point.name)
             except Exception as exc:  # a plug-in may fail in any way; keep the rest
-                self.load_errors[entry_point.name] = f"{type(exc).__name__}: {exc}"
+                self._load_errors[entry_point.name] = f"{type(exc).__name__}: {exc}"
                 log.warning("strategy entry point %r failed to load: %s", entry_point.name, exc)
 
     @classmethod
     def default(cls) -> StrategyRegistry:
-        """The built-in strategies plus whatever the installed entry points add."""
+        """The built-in strategies plus whatever the installed entry points add.
+
+        The entry points are read at the first lookup (or ``load_pending``), and
+        registered over the built-ins as if read now.
+        """
         registry = cls(builtin_strategies())
-        registry.load_entry_points()
+        registry._pending = ENTRY_POINT_GROUP
         return registry
 
 

@@ -153,6 +153,9 @@ class CoordinationSubsystem(Subsystem):
 
         engine = ctx.coordination
         assert engine is not None
+        # Strategy plug-ins are found by scanning every installed package's metadata:
+        # done here, off the event loop, after the node serves (a lookup waits for it).
+        await asyncio.to_thread(engine.strategies.load_pending)
         if self._wake_writer is not None:
             # Other processes on the same database wake this one's waits.
             from coral.store.wakeups_postgres import PostgresWakeups
