@@ -29,8 +29,9 @@ from coral.ledger.access import (
     NotAccountOwner,
 )
 from coral.ledger.memory import MemoryLedgerStore
+from coral.ledger.relay import settlement_account_id
 from coral.ledger.service import LedgerService
-from coral.node.subsystems.ledger import open_node_accounts, settlement_account_id
+from coral.node.subsystems.ledger import open_node_accounts
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
 from coral.protocol.errors import CoralError, Forbidden
 from coral.protocol.identity import Identity

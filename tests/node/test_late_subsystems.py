@@ -1,4 +1,4 @@
-"""Federation, teams, sessions and the launcher are set up after the servers listen.
+"""The ledger, federation, teams, sessions and the launcher are set up after the servers listen.
 
 Requests that reach them, and submits through the gateway, before that wait
 and then get the answers the set-up node gives: never a 404, an
@@ -25,7 +25,7 @@ from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from tests.hardening.support import agent_record, coral_auth, record_body, signed_message
 
-LATE = ("federation", "teams", "sessions", "launcher")
+LATE = ("ledger", "federation", "teams", "sessions", "launcher")
 
 
 def subsystem(node: Node, name: str) -> Subsystem:
@@ -67,8 +67,8 @@ async def test_requests_sent_while_the_late_subsystems_load_get_their_real_answe
 ) -> None:
     node = Node(Config(data_dir=tmp_path / "node", grpc_port=0, http_port=0))
     assert [s.name for s in node.subsystems if s.late] == list(LATE)
-    # Federation is set up first of the late ones: parking it holds them all.
-    release = park_setup(subsystem(node, "federation"))
+    # The ledger is set up first of the late ones: parking it holds them all.
+    release = park_setup(subsystem(node, "ledger"))
     alice = Identity.generate()
     peer = Identity.generate()
     starting = asyncio.create_task(node.start())
@@ -100,8 +100,12 @@ async def test_requests_sent_while_the_late_subsystems_load_get_their_real_answe
             peers = asyncio.create_task(call("GET", "/v1/peers"))
             registry = asyncio.create_task(call("GET", "/api/v1/registry"))
             submit = asyncio.create_task(call("POST", "/v1/messages", message_to_json(create)))
+            account = f"/v1/ledger/accounts/{alice.did}"
+            balance = asyncio.create_task(
+                call("GET", account, auth=coral_auth(alice, "GET", account))
+            )
             hello = asyncio.create_task(say_hello(peer, node.ctx.grpc_address))
-            await parked_requests(node, 6)  # healthz, the registration and these four
+            await parked_requests(node, 7)  # healthz, the registration and these five
             assert not starting.done()
             release.set()
             await asyncio.wait_for(starting, 60)
@@ -115,6 +119,8 @@ async def test_requests_sent_while_the_late_subsystems_load_get_their_real_answe
             status, body = await submit
             assert status < 300, body
             assert body["thread"]["name"] == "early"
+            status, body = await balance
+            assert status == 200 and body["id"] == alice.did and body["balance"] == 0
             answer = json.loads(await asyncio.wait_for(hello, 60))
             assert answer["node"] == node.ctx.identity.did
             status, body = await call("GET", "/v1/peers")

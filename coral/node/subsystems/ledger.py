@@ -10,27 +10,32 @@ contract-net awards (``coral.ledger.awards``), expires overdue reservations
 every second and exports ``coral_ledger_transfers`` by outcome and the
 ``coral_ledger_escrow_held`` gauge. The teams subsystem finds the service in
 ``need(ctx.ledger, "ledger")`` and moves team budgets through it.
+
+A late subsystem (``coral.node.subsystems.base``): set up after the servers
+listen. Until then ledger calls (HTTP and gRPC) wait, and its award check
+holds its place in the gateway's order.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
+import grpc
 from prometheus_client import Gauge
 
 from coral.api.context import NodeContext, need
+from coral.api.lazy import LazyServicer
 from coral.config import Config
-from coral.ledger.access import LedgerAccess
-from coral.ledger.model import AccountKind
-from coral.ledger.ports import LedgerStore
-from coral.ledger.relay import settlement_account_id
-from coral.ledger.service import LedgerService, operator_account_id
 from coral.node.subsystems import Subsystem
-from coral.protocol.message import now_ms
+from coral.v1 import ledger_pb2, ledger_pb2_grpc
 
 if TYPE_CHECKING:
+    from coral.ledger.awards import AwardEscrow
+    from coral.ledger.ports import LedgerStore
+    from coral.ledger.service import LedgerService
     from coral.node.daemon import Node
+    from coral.protocol.message import Message
 
 #: How often overdue reservations are expired (their funds return to the payer).
 EXPIRY_SWEEP_S = 1.0
@@ -61,6 +66,10 @@ def ledger_db_path(config: Config) -> Path:
 
 async def open_node_accounts(service: LedgerService, node_did: str) -> None:
     """Open the operator (issuance) and node settlement accounts; no-op when they exist."""
+    from coral.ledger.model import AccountKind
+    from coral.ledger.relay import settlement_account_id
+    from coral.ledger.service import operator_account_id
+
     ledger = service.default_ledger
     await service.open_account(operator_account_id(ledger), kind=AccountKind.OPERATOR)
     await service.open_account(
@@ -72,17 +81,48 @@ class LedgerSubsystem(Subsystem):
     """Payments: ``need(ctx.ledger, "ledger")`` and ``["ledger_access"]``, routes, award escrow."""
 
     name = "ledger"
+    late = True
+    late_paths = ("/v1/ledger", "/v1/admin/ledger")
+    late_modules = (
+        "coral.api.grpc.ledger",
+        "coral.api.http.ledger",
+        "coral.coordination.strategies.contract_net",
+        "coral.ledger.access",
+        "coral.ledger.awards",
+        "coral.ledger.service",
+        "coral.store.ledger_sqlite",
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self._store: LedgerStore | None = None
         self._gauge: Gauge | None = None
+        self._awards: AwardEscrow | None = None
+
+    def prepare(self, node: Node, ctx: NodeContext) -> None:
+        """Serve ledger gRPC calls through a servicer that waits; hold the award check's place."""
+        self._ctx = ctx
+        self.servicer = LazyServicer(ctx.wired)
+        need(ctx.gateway, "gateway").checks.append(self._admit)
+        self.grpc_installers.append(self._install_grpc)
+
+    def _install_grpc(self, server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
+        ledger_pb2_grpc.add_LedgerServiceServicer_to_server(cast(Any, self.servicer), server)
+        return [ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name]
+
+    async def _admit(self, message: Message) -> None:
+        await self._ctx.wired()  # the gateway waits for it already; other callers too
+        assert self._awards is not None
+        await self._awards.admit(message)
 
     async def setup(self, node: Node, ctx: NodeContext) -> None:
-        from coral.api.grpc import ledger as grpc_ledger
+        from coral.api.grpc.ledger import LedgerServicer
         from coral.api.http import ledger as http_ledger
         from coral.coordination.strategies.contract_net import award_hook
+        from coral.ledger.access import LedgerAccess
         from coral.ledger.awards import AwardEscrow
+        from coral.ledger.service import LedgerService
+        from coral.protocol.message import now_ms
 
         store = self._store = await open_ledger_store(ctx.config)
         service = LedgerService(store, ctx.identity, now_ms)
@@ -96,16 +136,15 @@ class LedgerSubsystem(Subsystem):
         await open_node_accounts(service, ctx.identity.did)
         ctx.ledger = service
         ctx.ledger_access = access
-        awards = AwardEscrow(access, store)
+        awards = self._awards = AwardEscrow(access, store)
         need(ctx.coordination, "coordination").add_event_hook("award", award_hook(awards.on_award))
-        need(ctx.gateway, "gateway").checks.append(awards.admit)
         self._gauge = Gauge(
             "coral_ledger_escrow_held",
             "Funds reserved in pending transfers (escrow), in minor units",
             registry=ctx.metrics.registry,
         )
+        self.servicer.load(LedgerServicer(ctx))
         self.http_installers.append(http_ledger.install)
-        self.grpc_installers.append(grpc_ledger.install)
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
         service: LedgerService = need(ctx.ledger, "ledger")
