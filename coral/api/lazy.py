@@ -49,13 +49,16 @@ class LazyRoutes:
         app.router.add_route("*", "/{coral_late_path:.*}", self._dispatch)
 
     def install_paths(self, app: web.Application, paths: tuple[str, ...]) -> None:
-        """Route ``paths`` (and everything below each) to the inner app, nothing else.
+        """Route ``paths`` (and everything below each; ``/`` only itself) to the inner app.
 
         More specific routes of ``app`` still match first (aiohttp tries the
         longest path prefix first), and so do these before a catch-all.
         """
         self._bound = True
         for path in paths:
+            if path == "/":  # the root alone: a tail here would take every path
+                app.router.add_route("*", "/", self._dispatch)
+                continue
             base = path.rstrip("/")
             app.router.add_route("*", base, self._dispatch)
             app.router.add_route("*", base + "/{coral_late_path:.*}", self._dispatch)

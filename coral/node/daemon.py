@@ -105,6 +105,9 @@ class Node:
         for subsystem in self.subsystems:
             if subsystem.late:
                 subsystem.prepare(self, ctx)
+                # Installers added in prepare go on the node's app; setup's on the late one.
+                http_installers.extend(subsystem.http_installers)
+                subsystem.http_installers.clear()
                 routes = self._late[subsystem] = LazyRoutes()
                 http_installers.append(_late_paths(routes, subsystem.late_paths))
             else:

@@ -1,4 +1,4 @@
-"""The ledger, federation, teams, sessions and the launcher are set up after the servers listen.
+"""The ledger, federation, teams, sessions, dashboard and launcher are set up after the servers listen.
 
 Requests that reach them, and submits through the gateway, before that wait
 and then get the answers the set-up node gives: never a 404, an
@@ -25,7 +25,7 @@ from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from tests.hardening.support import agent_record, coral_auth, record_body, signed_message
 
-LATE = ("ledger", "federation", "teams", "sessions", "launcher")
+LATE = ("ledger", "federation", "teams", "sessions", "dashboard", "launcher")
 
 
 def subsystem(node: Node, name: str) -> Subsystem:
@@ -104,8 +104,9 @@ async def test_requests_sent_while_the_late_subsystems_load_get_their_real_answe
             balance = asyncio.create_task(
                 call("GET", account, auth=coral_auth(alice, "GET", account))
             )
+            snapshot = asyncio.create_task(call("GET", "/v1/dashboard/snapshot"))
             hello = asyncio.create_task(say_hello(peer, node.ctx.grpc_address))
-            await parked_requests(node, 7)  # healthz, the registration and these five
+            await parked_requests(node, 8)  # healthz, the registration and these six
             assert not starting.done()
             release.set()
             await asyncio.wait_for(starting, 60)
@@ -121,6 +122,8 @@ async def test_requests_sent_while_the_late_subsystems_load_get_their_real_answe
             assert body["thread"]["name"] == "early"
             status, body = await balance
             assert status == 200 and body["id"] == alice.did and body["balance"] == 0
+            status, body = await snapshot
+            assert status == 200 and body["teams"] is not None and body["peers"] is not None
             answer = json.loads(await asyncio.wait_for(hello, 60))
             assert answer["node"] == node.ctx.identity.did
             status, body = await call("GET", "/v1/peers")

@@ -58,8 +58,9 @@ class Subsystem:
     def prepare(self, node: Node, ctx: NodeContext) -> None:
         """A late subsystem, before the servers start: the wiring no request may miss.
 
-        Cheap and import-free; gRPC installers added here are installed with
-        the early subsystems' (HTTP routes come from ``setup``, under ``late_paths``).
+        Cheap and import-free; gRPC and HTTP installers added here are installed
+        with the early subsystems' (e.g. a middleware); those ``setup`` adds serve
+        the routes under ``late_paths``.
         """
 
     async def started(self, node: Node, ctx: NodeContext) -> None:

@@ -1,7 +1,9 @@
 """The dashboard as a node subsystem: routes, request ids, rate sampling, the feed.
 
 It runs last, after every other subsystem has put its services in the
-context, so each panel can tell whether its source exists.
+context, so each panel can tell whether its source exists. A late subsystem
+(``coral.node.subsystems.base``): only the request-id middleware is installed
+before the servers start; the dashboard itself is set up after they listen.
 """
 
 from __future__ import annotations
@@ -25,14 +27,28 @@ class DashboardSubsystem(Subsystem):
     """Serves the operator dashboard at ``/`` and tags HTTP requests with ids."""
 
     name = "dashboard"
+    late = True
+    late_paths = ("/", "/dashboard", "/v1/dashboard")
+    late_modules = (
+        "coral.api.dashboard.feed",
+        "coral.api.dashboard.rates",
+        "coral.api.dashboard.routes",
+        "coral.api.dashboard.snapshot",
+        "coral.store.dashboard_sqlite",
+    )
+
+    def prepare(self, node: Node, ctx: NodeContext) -> None:
+        """Tag every HTTP request with an id (a middleware: it must be there from the start)."""
+        from coral.api.http import request_ids
+
+        self.http_installers.append(request_ids.install)
 
     async def setup(self, node: Node, ctx: NodeContext) -> None:
-        """Build the snapshot builder and feed; register the routes and request ids."""
+        """Build the snapshot builder and feed; register the routes."""
         from coral.api.dashboard import routes
         from coral.api.dashboard.feed import SnapshotFeed
         from coral.api.dashboard.rates import RateSampler
         from coral.api.dashboard.snapshot import SnapshotBuilder
-        from coral.api.http import request_ids
         from coral.node.subsystems.ledger import ledger_db_path
         from coral.store.dashboard_sqlite import SqliteDashboardReads
 
@@ -41,10 +57,7 @@ class DashboardSubsystem(Subsystem):
         self.builder = SnapshotBuilder(ctx, self.reads, self.rates)
         self.feed = SnapshotFeed(self.builder.build)
         builder, feed = self.builder, self.feed
-        self.http_installers += [
-            request_ids.install,
-            lambda app, c: routes.install(app, c, builder, feed),
-        ]
+        self.http_installers.append(lambda app, c: routes.install(app, c, builder, feed))
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
         """Sample rates and refresh the feed in the background."""
