@@ -1,4 +1,4 @@
-"""The ledger, federation, teams, sessions, dashboard and launcher are set up after the servers listen.
+"""Every subsystem but coordination is set up after the servers listen (late subsystems).
 
 Requests that reach them, and submits through the gateway, before that wait
 and then get the answers the set-up node gives: never a 404, an
@@ -25,7 +25,7 @@ from coral.protocol.identity import Identity
 from coral.protocol.message import now_ms
 from tests.hardening.support import agent_record, coral_auth, record_body, signed_message
 
-LATE = ("ledger", "federation", "teams", "sessions", "dashboard", "launcher")
+LATE = ("ledger", "federation", "teams", "interop", "sessions", "dashboard", "launcher")
 
 
 def subsystem(node: Node, name: str) -> Subsystem:

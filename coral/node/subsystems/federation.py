@@ -90,6 +90,7 @@ class FederationSubsystem(Subsystem):
         from coral.api.http import federation as federation_routes
         from coral.api.http import ledger_relay as ledger_relay_routes
         from coral.federation.driver import FederationNode
+        from coral.federation.peer_record import PeerAddresses
         from coral.ledger.relay import PaymentRelay
         from coral.node.keys import load_node_handover
         from coral.store.federation_sqlite import FederationStore
@@ -118,6 +119,9 @@ class FederationSubsystem(Subsystem):
         directory.listeners.remove(self._keep_early)
         for record in early:
             self.driver.on_local_record(record)
+        # The servers already listen: publish our record now, so the first Hello
+        # a peer sends (it may be waiting already) finds it.
+        self.driver.publish_self(PeerAddresses(grpc=ctx.grpc_address, http=ctx.http_address))
         ctx.federation = self.driver
         gateway.forwarder = self.driver
         self.servicer.load(FederationServicer(ctx, self.driver))
@@ -132,9 +136,6 @@ class FederationSubsystem(Subsystem):
             self.http_installers.append(ledger_relay_routes.install)
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
-        from coral.federation.peer_record import PeerAddresses
-
-        self.driver.publish_self(PeerAddresses(grpc=ctx.grpc_address, http=ctx.http_address))
         self.background(self.driver.run_gossip(node.config.gossip_interval_s))
         self.background(self.driver.run_outbox())
 

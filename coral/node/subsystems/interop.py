@@ -10,7 +10,9 @@ together, and nothing needs them before the first A2A or MCP request. So the
 node starts serving without them: this subsystem installs one HTTP fallback
 route and one gRPC generic handler, loads the front doors in the background
 once the node is up, and until then holds any A2A/MCP request until they are
-ready (``coral.api.lazy``).
+ready (``coral.api.lazy``). It is also a late subsystem
+(``coral.node.subsystems.base``): those entry points are installed before the
+servers start, the held agents and MCP tools are set up after they listen.
 
 Held agents (records and keys), MCP wait cursors and A2A tasks live in the
 node's SQLite file, or, when the node's stores are on PostgreSQL
@@ -98,6 +100,13 @@ class InteropSubsystem(Subsystem):
     """A2A inbound/outbound and MCP inbound, wired to the coordination engine."""
 
     name = "interop"
+    late = True
+    late_modules = (
+        "coral.api.mcp.held_agents",
+        "coral.api.mcp.tools",
+        "coral.store.interop_sqlite",
+        "coral.store.wait_cursors_sqlite",
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,15 +155,26 @@ class InteropSubsystem(Subsystem):
         await tasks.open()
         return tasks
 
-    async def setup(self, node: Node, ctx: NodeContext) -> None:
-        """Open the held agents and MCP tools (others use them at setup); install the lazy
-        HTTP and gRPC entry points. Nothing from a2a-sdk or mcp is imported yet."""
-        from coral.api.mcp.held_agents import HeldAgents
-        from coral.api.mcp.tools import CoralTools
-
+    def prepare(self, node: Node, ctx: NodeContext) -> None:
+        """Install the lazy HTTP and gRPC entry points (a late subsystem: the rest is set
+        up after the servers listen). Checks the front doors' packages are installed."""
         check_installed()
         self._node = node
         self._ctx = ctx
+        self.routes = LazyRoutes()
+        self.services = LazyGrpcServices(A2A_GRPC_SERVICES, self.routes.ready)
+        self._loading: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
+        self._built = False
+        self.http_installers.append(lambda app, _ctx: self.routes.install(app))
+        self.grpc_installers.append(self._install_grpc)
+
+    async def setup(self, node: Node, ctx: NodeContext) -> None:
+        """Open the held agents and MCP tools (sessions use them at its setup).
+        Nothing from a2a-sdk or mcp is imported yet."""
+        from coral.api.mcp.held_agents import HeldAgents
+        from coral.api.mcp.tools import CoralTools
+
         directory = need(ctx.directory, "directory")
         engine = need(ctx.coordination, "coordination")
         records, keys, cursors = await self._open_stores(node, ctx)
@@ -173,13 +193,6 @@ class InteropSubsystem(Subsystem):
         )
         ctx.mcp_tools = self.tools
         ctx.held_agents = self.held
-        self.routes = LazyRoutes()
-        self.services = LazyGrpcServices(A2A_GRPC_SERVICES, self.routes.ready)
-        self._loading: asyncio.Task[None] | None = None
-        self._retention_task: asyncio.Task[None] | None = None
-        self._built = False
-        self.http_installers.append(lambda app, _ctx: self.routes.install(app))
-        self.grpc_installers.append(self._install_grpc)
 
     def _install_grpc(self, server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
         server.add_generic_rpc_handlers((self.services,))
