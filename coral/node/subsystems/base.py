@@ -105,7 +105,7 @@ def wait_budget(configured: int) -> int:
 def build_subsystems(config: Config) -> list[Subsystem]:
     """Fresh subsystem instances for one node, in start order.
 
-    With threads on PostgreSQL (``database_stores = "all"``) the node runs
+    With threads on PostgreSQL (a postgresql:// ``database_url``) the node runs
     without federation for now: federation replicates threads inside SQLite
     write transactions, and its PostgreSQL store is not written yet.
     """
