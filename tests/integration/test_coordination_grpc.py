@@ -1,4 +1,9 @@
-"""The coordination API over gRPC, and waiting that survives node restarts."""
+"""The coordination API over gRPC, and waiting that survives node restarts.
+
+Every test here runs twice: on a node with SQLite, then on one with
+``--database-url`` to a fresh PostgreSQL database (``node_backend``, see
+``tests/support/backends.py``).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,15 @@ from coral.protocol.request_auth import sign_request
 from coral.protocol.signing import sign_message
 from coral.v1 import agents_pb2, agents_pb2_grpc, coordination_pb2, coordination_pb2_grpc
 from coral_sdk import CoralClient
+from tests.support.nodeproc import NodeProcess
 
 SERVICE = "/coral.v1.CoordinationService/"
+
+
+@pytest.fixture
+def node(backend_node: NodeProcess) -> NodeProcess:
+    """The node under test, on each storage backend in turn."""
+    return backend_node
 
 
 class GrpcAgent:
