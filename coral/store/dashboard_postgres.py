@@ -21,14 +21,11 @@ from typing import TYPE_CHECKING, Any
 from coral.api.dashboard.ports import DashboardReads, EntryRow, ThreadRow
 from coral.store.dashboard_sqlite import (
     MAX_ROWS,
-    RowSource,
     account_view,
     entry_row,
     thread_row,
     transfer_view,
 )
-from coral.store.dashboard_sqlite import recent_team_ids as sqlite_team_ids
-from coral.store.dashboard_sqlite import table_exists as sqlite_table_exists
 
 if TYPE_CHECKING:  # asyncpg is the optional "postgres" extra
     import asyncpg
@@ -46,23 +43,14 @@ class PostgresDashboardReads:
 
     Give it a ``dsn`` (it opens a small pool of its own on first use and closes
     it in ``close``) or an open ``pool`` (the caller's, never closed here).
-    ``local`` is the node's SQLite database: teams are read from it while the
-    teams' tables are not in PostgreSQL.
     """
 
-    def __init__(
-        self,
-        dsn: str | None = None,
-        *,
-        pool: asyncpg.Pool | None = None,
-        local: RowSource | None = None,
-    ) -> None:
+    def __init__(self, dsn: str | None = None, *, pool: asyncpg.Pool | None = None) -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("give exactly one of dsn and pool")
         self._dsn = dsn
         self._pool = pool
         self._owns_pool = pool is None
-        self._local = local
 
     async def _conn_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -80,16 +68,6 @@ class PostgresDashboardReads:
         # to_regclass resolves through search_path, as the stores' own queries do.
         pool = await self._conn_pool()
         return bool(await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
-
-    async def _column_exists(self, table: str, column: str) -> bool:
-        pool = await self._conn_pool()
-        found = await pool.fetchval(
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
-            " AND table_name = $1 AND column_name = $2",
-            table,
-            column,
-        )
-        return found is not None
 
     async def recent_threads(self, limit: int) -> list[ThreadRow]:
         """The most recently active threads of every agent, newest activity first."""
@@ -141,22 +119,15 @@ class PostgresDashboardReads:
         }
 
     async def recent_team_ids(self, limit: int) -> list[str]:
-        """Ids of the most recently proposed teams (newest first).
+        """Ids of the most recently proposed teams: descending id order, as on SQLite.
 
-        From PostgreSQL when the teams' tables are there, else from ``local``.
-        Newest first needs an insertion-order column (``created_order``, as the
-        coordination tables have); without one the ids come in id order.
+        That is newest first for the ids the node makes ("team-" + a ULID, time first).
         """
         if not await self._table_exists("team_charters"):
-            if self._local is not None and await sqlite_table_exists(self._local, "team_charters"):
-                return await sqlite_team_ids(self._local, limit)
             return []
-        if await self._column_exists("team_charters", "created_order"):
-            order = "created_order DESC"
-        else:
-            order = 'team_id COLLATE "C" DESC'
         rows = await self._fetch(
-            f"SELECT team_id FROM team_charters ORDER BY {order} LIMIT $1", _limit(limit)
+            'SELECT team_id FROM team_charters ORDER BY team_id COLLATE "C" DESC LIMIT $1',
+            _limit(limit),
         )
         return [str(r["team_id"]) for r in rows]
 

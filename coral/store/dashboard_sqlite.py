@@ -173,11 +173,16 @@ async def coordination_totals(db: RowSource) -> dict[str, int]:
 
 
 async def recent_team_ids(db: RowSource, limit: int = 20) -> list[str]:
-    """Ids of the most recently proposed teams (newest first)."""
+    """Ids of the most recently proposed teams: descending id order.
+
+    That is newest first for the ids the node makes ("team-" + a ULID, time
+    first); it is not the insertion order (rowid), which PostgreSQL lacks, so
+    both backends list the same teams in the same order.
+    """
     if not await table_exists(db, "team_charters"):
         return []
     rows = await db.fetchall(
-        "SELECT team_id FROM team_charters ORDER BY rowid DESC LIMIT ?", (_limit(limit),)
+        "SELECT team_id FROM team_charters ORDER BY team_id DESC LIMIT ?", (_limit(limit),)
     )
     return [str(r["team_id"]) for r in rows]
 

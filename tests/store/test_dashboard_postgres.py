@@ -34,6 +34,8 @@ from coral.store.dashboard_sqlite import SqliteDashboardReads
 from coral.store.ledger_postgres import PostgresLedgerStore
 from coral.store.ledger_sqlite import SqliteLedgerStore
 from coral.store.sqlite import SqliteDatabase
+from coral.store.teams_postgres import PostgresTeamIndex, PostgresTeamStore
+from coral.store.teams_sqlite import SqliteTeamIndex, SqliteTeamStore
 from tests.support.postgres import fresh_database
 from tests.support.throwaway_postgres import ThrowawayPostgres
 
@@ -98,6 +100,7 @@ async def same_data(tmp_path: Path, postgres_server: ThrowawayPostgres) -> Async
     pg_reads = PostgresDashboardReads(dsn)
     try:
         await write_threads(cast(CoordinationStore, MirroredStore(sqlite_store, pg_store)))
+        await write_teams(db, pool)
         for store in ledgers:
             await write_ledger(LedgerService(store, NODE, Clock()))
         yield Backends(sqlite_reads, pg_reads)
@@ -134,6 +137,32 @@ async def write_threads(store: CoordinationStore) -> None:
         sender, to = (ALICE, BOB) if n % 2 == 0 else (BOB, ALICE)
         await engine.send_message(signed(sender, planning.id, f"step {n}", clock(), to))
     await engine.close_thread(CAROL.did, quiet.id, "nothing to say")
+
+
+TEAMS = ["team-01J0000000000000000000000B", "team-01J0000000000000000000000A", "custom-team"]
+
+
+async def write_teams(db: SqliteDatabase, pool: asyncpg.Pool) -> None:
+    """The same team rows on both backends; the planning thread belongs to the first team."""
+    for migrating in (SqliteTeamStore(db), SqliteTeamIndex(db)):
+        await migrating.migrate()
+    for migrating_pg in (PostgresTeamStore(pool), PostgresTeamIndex(pool)):
+        await migrating_pg.migrate()
+    planning = await pool.fetchval("SELECT id FROM coordination_threads WHERE name = 'planning'")
+    charters = [(team, ALICE.did, f"hash-{team}", NOW, "{}") for team in TEAMS]
+    insert = (
+        "INSERT INTO team_charters (team_id, initiator, charter_hash, deadline_ms, charter_json)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    bind = "INSERT INTO team_threads (thread_id, team_id) VALUES (?, ?)"
+
+    def on_sqlite(conn: sqlite3.Connection) -> None:
+        conn.executemany(insert, charters)
+        conn.execute(bind, (planning, TEAMS[0]))
+
+    await db.write(on_sqlite)
+    await pool.executemany(insert.replace("?, ?, ?, ?, ?", "$1, $2, $3, $4, $5"), charters)
+    await pool.execute(bind.replace("?, ?", "$1, $2"), planning, TEAMS[0])
 
 
 async def write_ledger(ledger: LedgerService) -> None:
@@ -175,6 +204,8 @@ async def test_both_backends_read_the_same_views_of_the_same_data(same_data: Bac
     assert on_sqlite["totals"] == {"threads_open": 2, "threads_closed": 1, "entries": 19}
     assert [a["balance"] for a in on_sqlite["accounts"]] == [-580, 370, 210, 0]
     assert [p["id"] for p in on_sqlite["pending"]] == ["hold-2", "hold-1"]
+    assert on_sqlite["teams"] == TEAMS  # made ids are ULIDs: newest first
+    assert [t.team_id for t in on_sqlite["threads"]] == [None, TEAMS[0], None]
     assert [t["id"] for t in on_sqlite["transfers"]][:2] == ["post-3", "hold-3"]
 
 
@@ -191,12 +222,10 @@ async def test_snapshot_panels_are_equal_on_both_backends(same_data: Backends) -
     assert [m["parts"][0]["text"] for m in planning["messages"]][-1] == "step 14"
 
 
-async def test_absent_tables_read_empty_and_teams_fall_back_to_the_node_file(
-    tmp_path: Path, postgres_pool: asyncpg.Pool
+async def test_absent_tables_read_empty_and_a_given_pool_stays_open(
+    postgres_pool: asyncpg.Pool,
 ) -> None:
-    local = SqliteDatabase(tmp_path / "coral.db")
-    await local.open()
-    reads = PostgresDashboardReads(pool=postgres_pool, local=local)
+    reads = PostgresDashboardReads(pool=postgres_pool)
     try:
         assert await reads.recent_threads(20) == []
         assert await reads.recent_entries("t", 5) == []
@@ -205,27 +234,10 @@ async def test_absent_tables_read_empty_and_teams_fall_back_to_the_node_file(
             "threads_closed": 0,
             "entries": 0,
         }
+        assert await reads.recent_team_ids(5) == []
         assert await reads.ledger_accounts(5) == []
         assert await reads.ledger_pending(5) == []
         assert await reads.ledger_recent_transfers(5) == []
-        assert await reads.recent_team_ids(5) == []
-
-        # Teams still in the node's SQLite file are read from there...
-        def add_teams(conn: sqlite3.Connection) -> None:
-            conn.execute("CREATE TABLE team_charters (team_id TEXT PRIMARY KEY)")
-            conn.execute("INSERT INTO team_charters (team_id) VALUES ('team-b'), ('team-a')")
-
-        await local.write(add_teams)
-        assert await reads.recent_team_ids(5) == ["team-a", "team-b"]
-        # ...until their table is in PostgreSQL, newest first by insertion order.
-        await postgres_pool.execute(
-            "CREATE TABLE team_charters (team_id TEXT PRIMARY KEY,"
-            " created_order BIGINT GENERATED ALWAYS AS IDENTITY)"
-        )
-        for team in ("pg-z", "pg-y"):
-            await postgres_pool.execute("INSERT INTO team_charters (team_id) VALUES ($1)", team)
-        assert await reads.recent_team_ids(5) == ["pg-y", "pg-z"]
     finally:
         await reads.close()
-        await local.close()
-    assert not postgres_pool.is_closing()  # a pool it was given stays the caller's
+    assert not postgres_pool.is_closing()  # the caller's pool is the caller's to close

@@ -38,7 +38,7 @@ def dashboard_reads(node: Node) -> DashboardReads:
     if on_postgres(config):
         from coral.store.dashboard_postgres import PostgresDashboardReads
 
-        return PostgresDashboardReads(config.database_url, local=node.db)
+        return PostgresDashboardReads(config.database_url)
     local = SqliteDashboardReads(node.db, ledger_db_path(config))
     if is_postgres_url(config.database_url):
         from coral.store.dashboard_postgres import PostgresDashboardReads, SplitDashboardReads
