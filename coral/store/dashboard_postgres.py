@@ -16,6 +16,7 @@ in the node's SQLite file but the ledger in PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from coral.api.dashboard.ports import DashboardReads, EntryRow, ThreadRow
@@ -43,6 +44,11 @@ class PostgresDashboardReads:
 
     Give it a ``dsn`` (it opens a small pool of its own on first use and closes
     it in ``close``) or an open ``pool`` (the caller's, never closed here).
+
+    Every read raises what the driver raises when the database cannot answer
+    (``OSError``, ``asyncpg.PostgresError``); the snapshot then shows that panel
+    as unavailable. Reads hold no state across an ``await``: a cancelled read
+    leaves nothing behind (a pool opened for it stays, for the next read).
     """
 
     def __init__(self, dsn: str | None = None, *, pool: asyncpg.Pool | None = None) -> None:
@@ -51,13 +57,16 @@ class PostgresDashboardReads:
         self._dsn = dsn
         self._pool = pool
         self._owns_pool = pool is None
+        self._opening = asyncio.Lock()  # one pool, however many snapshots ask at once
 
     async def _conn_pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            from coral.store.postgres import open_pool
+            async with self._opening:
+                if self._pool is None:
+                    from coral.store.postgres import open_pool
 
-            assert self._dsn is not None
-            self._pool = await open_pool(self._dsn, max_size=POOL_SIZE)
+                    assert self._dsn is not None
+                    self._pool = await open_pool(self._dsn, max_size=POOL_SIZE)
         return self._pool
 
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
