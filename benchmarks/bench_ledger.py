@@ -140,7 +140,7 @@ class RawPostgres:
     async def open(cls, dsn: str) -> RawPostgres:
         conn = await asyncpg.connect(dsn)
         create = (
-            PG_MIGRATIONS[0][1].split("CREATE INDEX")[0].split("CREATE TABLE ledger_transfers")[1]
+            PG_MIGRATIONS[0].sql.split("CREATE INDEX")[0].split("CREATE TABLE ledger_transfers")[1]
         )
         await conn.execute("DROP TABLE IF EXISTS raw_transfers")
         await conn.execute(

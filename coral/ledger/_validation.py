@@ -17,12 +17,16 @@ _PHASE_FLAGS = TransferFlags.PENDING | TransferFlags.POST_PENDING | TransferFlag
 _BOTH_LIMITS = (
     AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
 )
-_ALLOWED_PHASES = (
-    TransferFlags.NONE,
-    TransferFlags.PENDING,
-    TransferFlags.POST_PENDING,
-    TransferFlags.VOID_PENDING,
+_ALLOWED_PHASES = frozenset(
+    int(flag)
+    for flag in (
+        TransferFlags.NONE,
+        TransferFlags.PENDING,
+        TransferFlags.POST_PENDING,
+        TransferFlags.VOID_PENDING,
+    )
 )
+_RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
 
 
 def check_id(value: str, what: str) -> None:
@@ -73,13 +77,15 @@ def check_transfer_shape(transfer: Transfer) -> None:
         )
     if len(transfer.memo) > MAX_MEMO_LENGTH:
         raise errors.MemoTooLong(f"memo is longer than {MAX_MEMO_LENGTH} characters")
-    if transfer.amount < 0 or (transfer.amount == 0 and not (transfer.is_post or transfer.is_void)):
+    resolving = phases & _RESOLVING
+    amount = transfer.amount
+    if amount < 0 or (amount == 0 and not resolving):
         raise errors.AmountMustBePositive("amount must be a positive number of minor units")
-    if transfer.amount > AMOUNT_MAX:
+    if amount > AMOUNT_MAX:
         raise errors.AmountOverflow("amount exceeds 2**63 - 1")
     if transfer.timeout_ms < 0:
         raise errors.InvalidTimeout("timeout_ms must not be negative")
-    if transfer.is_post or transfer.is_void:
+    if resolving:
         _check_resolving_shape(transfer)
     else:
         _check_new_shape(transfer)

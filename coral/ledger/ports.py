@@ -97,6 +97,34 @@ class LedgerTransaction(Protocol):
         ...
 
 
+class SyncLedgerTransaction(Protocol):
+    """``LedgerTransaction`` for a database driven from its own thread (SQLite).
+
+    The whole group (loads, state machine, persist) runs in one call on that
+    thread, so a group costs one hand-off instead of one per statement.
+    """
+
+    def load_accounts(self, ids: Collection[str]) -> list[Account]:
+        """Accounts by id."""
+        ...
+
+    def load_transfers(self, ids: Collection[str]) -> list[Transfer]:
+        """Transfers by id; unknown ids are skipped."""
+        ...
+
+    def load_resolutions(self, pending_ids: Collection[str]) -> list[Resolution]:
+        """Resolutions of the given pending transfers."""
+        ...
+
+    def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
+        """Open pending transfers with a deadline at or before ``now_ms``."""
+        ...
+
+    def persist(self, changes: LedgerChanges) -> None:
+        """Write new accounts, balance changes, new transfers and resolutions."""
+        ...
+
+
 class TransactionFactory(Protocol):
     """Opens a write transaction that commits on clean exit and rolls back on error."""
 

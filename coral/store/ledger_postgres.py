@@ -26,7 +26,7 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
-from coral.store._ledger_writer import LedgerWriter
+from coral.store._ledger_writer import LedgerWriter, in_transaction
 from coral.store.group_commit import GroupCommitStats
 from coral.store.ledger_sqlite import (
     ACCOUNT_COLUMNS,
@@ -188,7 +188,7 @@ class PostgresLedgerStore:
 
     def __init__(self, pool: asyncpg.Pool, *, max_group: int = 512) -> None:
         self._pool = pool
-        self._writer = LedgerWriter(self._begin, max_group=max_group)
+        self._writer = LedgerWriter(in_transaction(self._begin), max_group=max_group)
 
     @classmethod
     async def open(
