@@ -9,7 +9,7 @@ defaults (``synchronous_commit=on``). Transfer rows are insert-only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -145,6 +145,8 @@ class _PostgresLedgerTransaction:
         return [transfer_from_row(r) for r in rows]
 
     async def persist(self, changes: LedgerChanges) -> None:
+        # Each kind of row goes in one statement over arrays (unnest): one execution
+        # on the server per group, not one per row.
         conn = self._conn
         if changes.accounts_created:
             await conn.executemany(
@@ -152,9 +154,8 @@ class _PostgresLedgerTransaction:
                 [account_values(a) for a in changes.accounts_created],
             )
         if changes.transfers_created:
-            await conn.executemany(
-                f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES ({_placeholders(14)})",
-                [transfer_values(t) for t in changes.transfers_created],
+            await conn.execute(
+                _INSERT_TRANSFERS, *_columns(transfer_values(t) for t in changes.transfers_created)
             )
             deadlines = [(t.id, t.expires_at) for t in changes.transfers_created if t.expires_at]
             if deadlines:
@@ -176,11 +177,33 @@ class _PostgresLedgerTransaction:
                 [r.pending_id for r in changes.resolutions_created],
             )
         if changes.accounts_updated:
-            await conn.executemany(
-                "UPDATE ledger_accounts SET debits_pending = $1, debits_posted = $2,"
-                " credits_pending = $3, credits_posted = $4 WHERE id = $5",
-                [balance_values(a) for a in changes.accounts_updated.values()],
+            # One row per account the group touched, with its final balances.
+            await conn.execute(
+                _UPDATE_BALANCES,
+                *_columns(balance_values(a) for a in changes.accounts_updated.values()),
             )
+
+
+#: Column types of TRANSFER_COLUMNS, in order, for the unnest insert.
+_TRANSFER_TYPES = (
+    "text text text bigint text integer text bigint text text text bigint bigint text".split()
+)
+_INSERT_TRANSFERS = (
+    f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_TRANSFER_TYPES, start=1))
+    + ")"
+)
+_UPDATE_BALANCES = (
+    "UPDATE ledger_accounts AS a SET debits_pending = u.dp, debits_posted = u.dpo,"
+    " credits_pending = u.cp, credits_posted = u.cpo"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])"
+    " AS u(dp, dpo, cp, cpo, id) WHERE a.id = u.id"
+)
+
+
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows turned into one list per column (the arrays an unnest statement takes)."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class PostgresLedgerStore:
