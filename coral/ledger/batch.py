@@ -63,15 +63,15 @@ async def apply_group(tx: LedgerTransaction, group: list[Submission]) -> list[Su
             caller's transaction then rolls back and nothing of the group is stored.
     """
     transfer_ids, account_ids = _requested_ids(group)
-    due: list[Transfer] = []
     for submission in group:
         if submission.kind == "expire":
-            due += await tx.load_due_pendings(submission.now_ms, EXPIRY_SWEEP_LIMIT)
-    transfers = await tx.load_transfers(transfer_ids) if transfer_ids else []
-    transfers, pending_ids = _with_due(transfers, due, transfer_ids, account_ids)
-    resolutions = await tx.load_resolutions(pending_ids) if pending_ids else []
-    accounts = await tx.load_accounts(account_ids) if account_ids else []
-    results, changes = _run(LedgerState(accounts, transfers, resolutions), group)
+            due = await tx.load_due_pendings(submission.now_ms, EXPIRY_SWEEP_LIMIT)
+            transfer_ids.update(t.id for t in due)
+    if transfer_ids or account_ids:
+        state = await tx.load_working_set(transfer_ids, account_ids)
+    else:
+        state = LedgerState()
+    results, changes = _run(state, group)
     if not changes.is_empty():
         await tx.persist(changes)
     return results

@@ -9,6 +9,7 @@ defaults (``synchronous_commit=on``). Transfer rows are insert-only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -112,27 +113,16 @@ class _PostgresLedgerTransaction:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def load_accounts(self, ids: Collection[str]) -> list[Account]:
-        rows = await self._conn.fetch(
-            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::text[])"
-            " ORDER BY id FOR UPDATE",
-            list(ids),
+    async def load_working_set(
+        self, transfer_ids: Collection[str], account_ids: Collection[str]
+    ) -> LedgerState:
+        row = await self._conn.fetchrow(_LOAD_WORKING_SET, list(transfer_ids), list(account_ids))
+        assert row is not None  # an aggregate query always returns its one row
+        return LedgerState(
+            [account_from_row(r) for r in json.loads(row["accounts"])],
+            [transfer_from_row(r) for r in json.loads(row["transfers"])],
+            [resolution_from_row(r) for r in json.loads(row["resolutions"])],
         )
-        return [account_from_row(r) for r in rows]
-
-    async def load_transfers(self, ids: Collection[str]) -> list[Transfer]:
-        rows = await self._conn.fetch(
-            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::text[])",
-            list(ids),
-        )
-        return [transfer_from_row(r) for r in rows]
-
-    async def load_resolutions(self, pending_ids: Collection[str]) -> list[Resolution]:
-        rows = await self._conn.fetch(
-            "SELECT * FROM ledger_resolutions WHERE pending_id = ANY($1::text[])",
-            list(pending_ids),
-        )
-        return [resolution_from_row(r) for r in rows]
 
     async def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
         rows = await self._conn.fetch(
@@ -153,10 +143,18 @@ class _PostgresLedgerTransaction:
                 f"INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES ({_placeholders(10)})",
                 [account_values(a) for a in changes.accounts_created],
             )
+        balances = changes.accounts_updated
         if changes.transfers_created:
-            await conn.execute(
-                _INSERT_TRANSFERS, *_columns(transfer_values(t) for t in changes.transfers_created)
-            )
+            transfers = _columns(transfer_values(t) for t in changes.transfers_created)
+            if balances:  # the common group: both in one statement, one round trip
+                await conn.execute(
+                    _INSERT_TRANSFERS_UPDATE_BALANCES,
+                    *transfers,
+                    *_columns(balance_values(a) for a in balances.values()),
+                )
+                balances = {}
+            else:
+                await conn.execute(_INSERT_TRANSFERS, *transfers)
             deadlines = [(t.id, t.expires_at) for t in changes.transfers_created if t.expires_at]
             if deadlines:
                 await conn.executemany(
@@ -176,11 +174,10 @@ class _PostgresLedgerTransaction:
                 "DELETE FROM ledger_open_deadlines WHERE pending_id = ANY($1::text[])",
                 [r.pending_id for r in changes.resolutions_created],
             )
-        if changes.accounts_updated:
+        if balances:
             # One row per account the group touched, with its final balances.
             await conn.execute(
-                _UPDATE_BALANCES,
-                *_columns(balance_values(a) for a in changes.accounts_updated.values()),
+                _UPDATE_BALANCES, *_columns(balance_values(a) for a in balances.values())
             )
 
 
@@ -193,12 +190,40 @@ _INSERT_TRANSFERS = (
     + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_TRANSFER_TYPES, start=1))
     + ")"
 )
-_UPDATE_BALANCES = (
-    "UPDATE ledger_accounts AS a SET debits_pending = u.dp, debits_posted = u.dpo,"
-    " credits_pending = u.cp, credits_posted = u.cpo"
-    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])"
-    " AS u(dp, dpo, cp, cpo, id) WHERE a.id = u.id"
+
+
+def _update_balances(first: int) -> str:
+    marks = [f"${i}" for i in range(first, first + 5)]
+    return (
+        "UPDATE ledger_accounts AS a SET debits_pending = u.dp, debits_posted = u.dpo,"
+        " credits_pending = u.cp, credits_posted = u.cpo"
+        f" FROM unnest({marks[0]}::bigint[], {marks[1]}::bigint[], {marks[2]}::bigint[],"
+        f" {marks[3]}::bigint[], {marks[4]}::text[])"
+        " AS u(dp, dpo, cp, cpo, id) WHERE a.id = u.id"
+    )
+
+
+_UPDATE_BALANCES = _update_balances(1)
+_INSERT_TRANSFERS_UPDATE_BALANCES = (
+    f"WITH inserted AS ({_INSERT_TRANSFERS}) {_update_balances(len(_TRANSFER_TYPES) + 1)}"
 )
+#: The group's transfers, their resolutions and every account they touch, locked in id
+#: order (so two writers cannot deadlock), as three JSON arrays in one row.
+_LOAD_WORKING_SET = f"""
+WITH t AS (
+    SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::text[])
+), a AS (
+    SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts
+    WHERE id = ANY($2::text[])
+        OR id IN (SELECT debit_account FROM t) OR id IN (SELECT credit_account FROM t)
+    ORDER BY id FOR UPDATE
+)
+SELECT
+    (SELECT COALESCE(json_agg(t), '[]') FROM t) AS transfers,
+    (SELECT COALESCE(json_agg(r), '[]') FROM ledger_resolutions AS r
+        WHERE r.pending_id IN (SELECT id FROM t)) AS resolutions,
+    (SELECT COALESCE(json_agg(a), '[]') FROM a) AS accounts
+"""
 
 
 def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
