@@ -214,14 +214,17 @@ WITH t AS (
     SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::text[])
 ), a AS (
     SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts
-    WHERE id = ANY($2::text[])
-        OR id IN (SELECT debit_account FROM t) OR id IN (SELECT credit_account FROM t)
+    WHERE id = ANY(ARRAY(
+        SELECT unnest($2::text[])
+        UNION SELECT debit_account FROM t
+        UNION SELECT credit_account FROM t
+    ))
     ORDER BY id FOR UPDATE
 )
 SELECT
     (SELECT COALESCE(json_agg(t), '[]') FROM t) AS transfers,
     (SELECT COALESCE(json_agg(r), '[]') FROM ledger_resolutions AS r
-        WHERE r.pending_id IN (SELECT id FROM t)) AS resolutions,
+        WHERE r.pending_id = ANY(ARRAY(SELECT id FROM t))) AS resolutions,
     (SELECT COALESCE(json_agg(a), '[]') FROM a) AS accounts
 """
 
