@@ -6,7 +6,7 @@ batches with TigerBeetle's semantics: per-event results, linked chains
 all-or-nothing, idempotent ids, two-phase transfers resolved at most once.
 Whatever it changed is collected for a store by ``take_changes()``.
 
-Balances being changed live in mutable ``_Live`` records and are written back
+Balances being changed live in mutable ``LiveBalances`` records and are written back
 into ``accounts`` (one new ``Account`` per changed account) when a batch ends,
 or, inside ``grouped()``, once when the whole group ends: a store's group of
 many one-transfer submissions builds each touched account once, not twice per
@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from coral.ledger import errors
+from coral.ledger._live import Balances, LiveBalances
 from coral.ledger._validation import check_account, check_transfer_shape, condition_met
 from coral.ledger.model import (
     AMOUNT_MAX,
@@ -41,70 +42,12 @@ _RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
 _DEBIT_LIMIT = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 _CREDIT_LIMIT = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
 
-_Balances = tuple[int, int, int, int]
-
-
-class _Live:
-    """An account whose balances are being changed: plain mutable integers."""
-
-    __slots__ = (
-        "account",
-        "credits_pending",
-        "credits_posted",
-        "debits_pending",
-        "debits_posted",
-        "flags",
-        "id",
-        "ledger",
-    )
-
-    def __init__(self, account: Account) -> None:
-        self.account = account
-        self.id = account.id
-        self.ledger = account.ledger
-        self.flags = int(account.flags)
-        self.debits_pending = account.debits_pending
-        self.debits_posted = account.debits_posted
-        self.credits_pending = account.credits_pending
-        self.credits_posted = account.credits_posted
-
-    def balances(self) -> _Balances:
-        return (self.debits_pending, self.debits_posted, self.credits_pending, self.credits_posted)
-
-    def restore(self, balances: _Balances) -> None:
-        (self.debits_pending, self.debits_posted, self.credits_pending, self.credits_posted) = (
-            balances
-        )
-
-    def settled(self) -> Account | None:
-        """The account with the new balances, or None when they ended where they began."""
-        a = self.account
-        if (
-            self.debits_pending == a.debits_pending
-            and self.debits_posted == a.debits_posted
-            and self.credits_pending == a.credits_pending
-            and self.credits_posted == a.credits_posted
-        ):
-            return None
-        return Account(
-            a.id,
-            a.ledger,
-            a.owner,
-            a.kind,
-            a.flags,
-            self.debits_pending,
-            self.debits_posted,
-            self.credits_pending,
-            self.credits_posted,
-            a.created_at,
-        )
-
 
 @dataclass(slots=True)
 class _Savepoint:
     """Enough to undo a linked chain: old balances and journal lengths."""
 
-    accounts: dict[str, _Balances]
+    accounts: dict[str, Balances]
     transfers_len: int
     resolutions_len: int
 
@@ -130,7 +73,7 @@ class LedgerState:
         self._changes = LedgerChanges()
         self._savepoint: _Savepoint | None = None
         # Accounts whose balances changed since they were last written to ``accounts``.
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, LiveBalances] = {}
         self._grouped = False
 
     @contextmanager
@@ -421,14 +364,14 @@ class LedgerState:
         self._changes.resolutions_created.append(resolution)
         return resolution
 
-    def _account(self, account_id: str) -> _Live:
+    def _account(self, account_id: str) -> LiveBalances:
         """The account's live balances (what a chain may change: noted in its savepoint)."""
         live = self._live.get(account_id)
         if live is None:
             account = self.accounts.get(account_id)
             if account is None:
                 raise errors.UnknownAccount(f"no account {account_id}")
-            live = self._live[account_id] = _Live(account)
+            live = self._live[account_id] = LiveBalances(account)
         savepoint = self._savepoint
         if savepoint is not None and account_id not in savepoint.accounts:
             savepoint.accounts[account_id] = live.balances()
@@ -444,7 +387,7 @@ def _check_room(balance: int, amount: int) -> None:
         raise errors.AmountOverflow("the resulting balance would exceed 2**63 - 1")
 
 
-def _check_limits(debit: _Live, credit: _Live, amount: int) -> None:
+def _check_limits(debit: LiveBalances, credit: LiveBalances, amount: int) -> None:
     # Pending amounts count against the limit, so a reservation can never be overdrawn.
     if debit.flags & _DEBIT_LIMIT:
         if debit.debits_posted + debit.debits_pending + amount > debit.credits_posted:
