@@ -14,6 +14,7 @@ from coral.ledger import (
     Account,
     AccountFlags,
     AccountKind,
+    LedgerState,
     LedgerStore,
     Transfer,
     TransferFlags,
@@ -126,3 +127,21 @@ async def test_history_keeps_the_order_transfers_were_applied_in(any_store: Ledg
     assert [entry.transfer.id for entry in history] == [t.id for t in batch]
     seqs = [entry.seq for entry in history]
     assert seqs == sorted(seqs)
+
+
+def test_a_grouped_state_writes_each_touched_account_once() -> None:
+    state = LedgerState(
+        [Account("op", "usd", kind=AccountKind.OPERATOR), Account("a", "usd"), Account("b", "usd")]
+    )
+    with state.grouped():
+        for i in range(10):
+            [result] = state.create_transfers(
+                [Transfer(f"g{i}", "op", "a" if i % 2 else "b", 3)], 1
+            )
+            assert result.ok
+    assert state.accounts["a"].credits_posted == 15 and state.accounts["b"].credits_posted == 15
+    assert state.accounts["op"].debits_posted == 30
+    changes = state.take_changes()
+    assert sorted(changes.accounts_updated) == ["a", "b", "op"]
+    assert [t.id for t in changes.transfers_created] == [f"g{i}" for i in range(10)]
+    assert find_violations(state) == []
