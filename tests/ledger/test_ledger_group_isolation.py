@@ -44,6 +44,8 @@ async def test_a_failing_transfer_does_not_fail_its_neighbours(any_store: Ledger
         [Transfer("too-much-now", "a", "b", 2)],  # 4 + 5 already taken: only 1 left
         [Transfer("ok1", "a", "b", 4)],  # an identical retry of the first
         [Transfer("ok3", "b", "a", 1)],
+        [Transfer("nul", "a", "b", 1, memo="x\x00y")],  # PostgreSQL cannot store it
+        [Transfer("surrogate", "b", "a", 1, memo="\udc00")],  # nor UTF-8 encode it
     ]
     outcomes = await asyncio.gather(*(any_store.create_transfers(r, 5) for r in requests))
     results = [result for [result] in outcomes]
@@ -55,6 +57,8 @@ async def test_a_failing_transfer_does_not_fail_its_neighbours(any_store: Ledger
         e.ExceedsCredits,
         None,
         None,
+        e.TextNotStorable,
+        e.TextNotStorable,
     ]
     assert results[5].duplicate and not results[0].duplicate
     a, b = await any_store.get_account("a"), await any_store.get_account("b")
