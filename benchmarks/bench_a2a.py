@@ -60,7 +60,7 @@ async def make_client(http: httpx.AsyncClient, base_url: str, binding: str) -> A
         streaming=False,
         httpx_client=http,
         supported_protocol_bindings=[binding],
-        grpc_channel_factory=lambda url: grpc.aio.insecure_channel(url),
+        grpc_channel_factory=lambda url: grpc.aio.insecure_channel(url.removeprefix("grpc://")),
     )
     client = await create_client(card, config)
     for _ in range(10):  # warm up connections and caches

@@ -15,6 +15,7 @@ Finished tasks are evicted by ``RetentionPolicy``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +33,8 @@ from a2a.utils.task import ListTasksCursor, decode_list_tasks_cursor, encode_lis
 AGENT_STATE_KEY = "coral.agent_name"
 #: State key for the node's default agent (requests that name no agent).
 DEFAULT_AGENT_STATE_KEY = "coral.default_agent"
+#: State key for a context id this node just made up (no thread can be bound to it yet).
+FRESH_CONTEXT_STATE_KEY = "coral.fresh_context"
 
 TERMINAL_STATES = frozenset(
     {
@@ -86,6 +89,15 @@ class TaskRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextBinding:
+    """The Coral thread that carries one A2A context of a scope."""
+
+    scope: str
+    context_id: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskQuery:
     """A ListTasks filter and page position (``after``: last seen ``(updated_ns, id)``)."""
 
@@ -101,6 +113,9 @@ class A2ATaskRecords(Protocol):
 
     async def save_task(self, row: TaskRow) -> None:
         """Insert or replace a task."""
+
+    async def save_batch(self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]) -> None:
+        """Insert or replace several tasks and context bindings in one transaction, in order."""
 
     async def get_task(self, scope: str, task_id: str) -> bytes | None:
         """One task of a scope, serialized; ``None`` when absent."""
@@ -144,6 +159,13 @@ class InMemoryTaskRecords:
     async def save_task(self, row: TaskRow) -> None:
         """Insert or replace a task."""
         self.tasks[(row.scope, row.task_id)] = row
+
+    async def save_batch(self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]) -> None:
+        """Insert or replace several tasks and context bindings."""
+        for row in tasks:
+            self.tasks[(row.scope, row.task_id)] = row
+        for binding in contexts:
+            self.threads[(binding.scope, binding.context_id)] = binding.thread_id
 
     async def get_task(self, scope: str, task_id: str) -> bytes | None:
         """One task of a scope, serialized."""

@@ -155,6 +155,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
         from coral.api.a2a.tasks import RetentionPolicy, fail_interrupted
+        from coral.api.a2a.write_behind import DeferredRunningWrites
         from coral.api.http.app import CTX
         from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
@@ -166,11 +167,12 @@ class InteropSubsystem(Subsystem):
         held = self.held
         self.gateway = LazyGateway(held, engine)
         a2a_config = ctx.config.a2a
-        self.task_records = SqliteA2ATaskRecords(node.db)
-        await self.task_records.open()
+        stored = SqliteA2ATaskRecords(node.db)
+        await stored.open()
         self.retention = RetentionPolicy(a2a_config.task_retention_s, a2a_config.max_tasks)
-        await self.retention.apply(self.task_records)
-        interrupted = await fail_interrupted(self.task_records)
+        await self.retention.apply(stored)
+        interrupted = await fail_interrupted(stored)
+        self.task_records = DeferredRunningWrites(stored)
         if interrupted:
             log.info("A2A: %d tasks were running when the node stopped; marked failed", interrupted)
         executor = CoralAgentExecutor(
@@ -224,5 +226,6 @@ class InteropSubsystem(Subsystem):
             await self.mcp.stop()
             await self.proxies.stop()
             await self.a2a.close()
+            await self.task_records.close()
             await self.gateway.stop()
         await super().stopping(node, ctx)
