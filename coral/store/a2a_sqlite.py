@@ -8,7 +8,6 @@ scoped (agent, plus caller when authenticated).
 from __future__ import annotations
 
 import sqlite3
-
 from collections.abc import Sequence
 
 from coral.api.a2a.tasks import (
@@ -87,7 +86,9 @@ class SqliteA2ATaskRecords:
 
         await self.db.write(write)
 
-    async def save_batch(self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]) -> None:
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
         """Insert or replace tasks and context bindings in one transaction, in order."""
 
         def write(conn: sqlite3.Connection) -> None:

@@ -34,6 +34,7 @@ from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
 from google.protobuf import json_format, struct_pb2
 
 from coral.agents.directory import AgentDirectory
+from coral.api.a2a.names import AgentNames
 from coral.api.a2a.replies import InboxFanout
 from coral.api.a2a.tasks import FRESH_CONTEXT_STATE_KEY, A2ATaskRecords, agent_of, scope_of
 from coral.api.mcp.held_agents import GATEWAY_KIND, HeldAgent, HeldAgents
@@ -200,6 +201,7 @@ class CoralAgentExecutor(AgentExecutor):
         self.held = held
         self.gateway = gateway
         self.directory = directory
+        self.names = AgentNames(directory)
         self.records = records
         self.max_content_bytes = max_content_bytes
         self.reply_timeout_s = reply_timeout_s
@@ -214,7 +216,7 @@ class CoralAgentExecutor(AgentExecutor):
                 message="name the agent: use its card, metadata.agent, or start with @name"
             )
         try:
-            record = await self.directory.resolve(name)
+            record = await self.names.resolve(name)
         except CoralError:
             raise InvalidParamsError(message=f"no agent named {name!r}") from None
         if GATEWAY_KIND in record.manifest.capabilities:

@@ -241,7 +241,7 @@ class A2AFrontDoor:
         # Through the name's binding, so a second key registering the name
         # cannot take over this URL.
         try:
-            record = await self.directory.resolve(name)
+            record = await self.executor.names.resolve(name)
         except AgentNotRegistered:
             record = None
         if record is None or GATEWAY_KIND in record.manifest.capabilities:

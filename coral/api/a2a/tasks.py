@@ -114,7 +114,9 @@ class A2ATaskRecords(Protocol):
     async def save_task(self, row: TaskRow) -> None:
         """Insert or replace a task."""
 
-    async def save_batch(self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]) -> None:
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
         """Insert or replace several tasks and context bindings in one transaction, in order."""
 
     async def get_task(self, scope: str, task_id: str) -> bytes | None:
@@ -160,7 +162,9 @@ class InMemoryTaskRecords:
         """Insert or replace a task."""
         self.tasks[(row.scope, row.task_id)] = row
 
-    async def save_batch(self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]) -> None:
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
         """Insert or replace several tasks and context bindings."""
         for row in tasks:
             self.tasks[(row.scope, row.task_id)] = row

@@ -100,7 +100,9 @@ class DeferredRunningWrites:
             return
         await self.flush((row,))
 
-    async def save_batch(self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]) -> None:
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
         """Write the pending rows and these now, in one transaction."""
         for binding in contexts:
             self._contexts[(binding.scope, binding.context_id)] = binding

@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,13 @@ HEAVY_MODULES = (
 )
 #: gRPC services the A2A front door adds (their names are needed before it loads).
 A2A_GRPC_SERVICES = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"]
+
+
+#: a2a-sdk wraps every request-handler and task-store call in an OpenTelemetry span,
+#: configured once, when it is imported. The node installs no tracer, so those spans
+#: cost a tenth of an A2A request's time and record nothing: they are off unless the
+#: operator's environment sets this variable (``true`` keeps them).
+A2A_SDK_TRACING_ENV = "OTEL_INSTRUMENTATION_A2A_SDK_ENABLED"
 
 
 #: Packages the front doors need, checked (not imported) at setup: a broken install
@@ -131,6 +139,7 @@ class InteropSubsystem(Subsystem):
 
     async def _load(self) -> None:
         try:
+            os.environ.setdefault(A2A_SDK_TRACING_ENV, "false")
             await asyncio.to_thread(_import_heavy)
             inner = await self._build(self._node, self._ctx)
             recorder = RecordingServer()
