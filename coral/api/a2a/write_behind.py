@@ -9,6 +9,9 @@ writes them with the next final or interrupted save, or after
 and a long one is on disk within ``delay_s``. What a client is answered with
 (a final or interrupted task) is written before the answer, as before.
 
+With ``delay_s = 0`` every save and binding is written at once (a store
+shared by replicas, whose other replicas watch each state, wants that).
+
 Order: rows go to the store in the order they were saved, because each write
 is queued with the store before the next one can start, and a final save
 takes the pending rows with it.
@@ -136,9 +139,12 @@ class DeferredRunningWrites:
         return await self.inner.unfinished()
 
     async def bind_thread(self, scope: str, context_id: str, thread_id: str) -> None:
-        """Remember a context's thread (written with the next final save)."""
+        """Remember a context's thread (written with the next final save; now with no delay)."""
         self._contexts[(scope, context_id)] = ContextBinding(scope, context_id, thread_id)
-        self._schedule()
+        if self.delay_s > 0:
+            self._schedule()
+        else:
+            await self.flush()
 
     async def thread_of(self, scope: str, context_id: str) -> str | None:
         """A context's thread (a pending binding when there is one)."""

@@ -188,3 +188,12 @@ async def test_agent_names_follow_registrations_and_expire(tmp_path: Path) -> No
         assert (await names.resolve("echo")).manifest.description == ""
     finally:
         await db.close()
+
+
+async def test_no_delay_writes_every_state_and_binding_at_once(stores: Stores) -> None:
+    records = DeferredRunningWrites(stores.stored, delay_s=0)
+    await records.save_task(row("t1", S.TASK_STATE_WORKING))
+    await records.bind_thread("echo", "c1", "thread-1")
+
+    assert state_of(await stores.stored.get_task("echo", "t1")) == S.TASK_STATE_WORKING
+    assert await stores.stored.thread_of("echo", "c1") == "thread-1"
