@@ -10,6 +10,7 @@ rows and restarts on both backends are in ``tests/store/test_coordination_stores
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -250,3 +251,11 @@ async def test_seen_ids_refuse_a_replay_until_pruned(seen: SeenIds) -> None:
     with pytest.raises(Replayed):
         await seen.remember("m-2", NOW + 50)
     assert await seen.prune(NOW + 100) == 2
+
+
+async def test_seen_ids_refuse_one_of_two_concurrent_remembers_of_an_id(seen: SeenIds) -> None:
+    outcomes = await asyncio.gather(
+        seen.remember("m-1", NOW), seen.remember("m-1", NOW), return_exceptions=True
+    )
+    assert sum(isinstance(o, Replayed) for o in outcomes) == 1
+    assert outcomes.count(None) == 1

@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,13 @@ HEAVY_MODULES = (
 )
 #: gRPC services the A2A front door adds (their names are needed before it loads).
 A2A_GRPC_SERVICES = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"]
+
+
+#: a2a-sdk wraps every request-handler and task-store call in an OpenTelemetry span,
+#: configured once, when it is imported. The node installs no tracer, so those spans
+#: cost a tenth of an A2A request's time and record nothing: they are off unless the
+#: operator's environment sets this variable (``true`` keeps them).
+A2A_SDK_TRACING_ENV = "OTEL_INSTRUMENTATION_A2A_SDK_ENABLED"
 
 
 #: Packages the front doors need, checked (not imported) at setup: a broken install
@@ -195,6 +203,7 @@ class InteropSubsystem(Subsystem):
 
     async def _load(self) -> None:
         try:
+            os.environ.setdefault(A2A_SDK_TRACING_ENV, "false")
             await asyncio.to_thread(_import_heavy)
             inner = await self._build(self._node, self._ctx)
             recorder = RecordingServer()
@@ -227,6 +236,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
         from coral.api.a2a.tasks import RetentionPolicy, fail_interrupted
+        from coral.api.a2a.write_behind import DEFAULT_DELAY_S, DeferredRunningWrites
         from coral.api.http.app import CTX
         from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
@@ -237,10 +247,13 @@ class InteropSubsystem(Subsystem):
         held = self.held
         self.gateway = LazyGateway(held, engine)
         a2a_config = ctx.config.a2a
-        self.task_records = await self._open_task_records(node)
+        stored = await self._open_task_records(node)
         self.retention = RetentionPolicy(a2a_config.task_retention_s, a2a_config.max_tasks)
-        await self.retention.apply(self.task_records)
-        interrupted = await fail_interrupted(self.task_records)
+        await self.retention.apply(stored)
+        interrupted = await fail_interrupted(stored)
+        # Replicas watch each other's task writes: there every state is written at once.
+        delay_s = 0.0 if self._pool is not None else DEFAULT_DELAY_S
+        self.task_records = DeferredRunningWrites(stored, delay_s=delay_s)
         if interrupted:
             log.info("A2A: %d tasks were running when the node stopped; marked failed", interrupted)
         executor = CoralAgentExecutor(
@@ -314,6 +327,7 @@ class InteropSubsystem(Subsystem):
             await self.mcp.stop()
             await self.proxies.stop()
             await self.a2a.close()
+            await self.task_records.close()
             await self.gateway.stop()
         await super().stopping(node, ctx)
 
