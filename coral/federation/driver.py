@@ -156,6 +156,26 @@ class FederationNode:
         self.threads.add_write_hook(self._fanout_hook)
         self.directory.listeners.append(self._on_local_record)
 
+    async def reload(self) -> None:
+        """Merge the persisted gossip view and thread owners into memory.
+
+        Other replicas of this node (sharing its database) write records and
+        owners this process has not seen; their notices call this, and so
+        does an inbound call naming a node, agent or thread unknown here.
+        Merging is idempotent: only newer records change anything.
+        """
+        now = self.clock()
+        self.state.merge(await self.store.load_records(), now)
+        self.owners.update(await self.store.thread_owners())
+
+    def learn_owner(self, thread_id: str, owner: str) -> None:
+        """Another replica recorded ``owner`` as the node owning ``thread_id``."""
+        self.owners.setdefault(thread_id, owner)
+
+    def wake_outbox(self) -> None:
+        """Something was queued (maybe by another replica): the outbox worker looks now."""
+        self._kick.set()
+
     def on_envelope(self, kind: str, handler: EnvelopeHandler) -> None:
         """Let ``handler`` apply envelopes of ``kind`` (returns True for a duplicate)."""
         self.handlers[kind] = handler
@@ -385,7 +405,9 @@ class FederationNode:
         """
         self._check_peer(caller)
         if caller not in self.state.peers:
-            raise Unauthenticated("unknown node; gossip first", reason="unknown_peer")
+            await self.reload()  # the caller may have said hello to another replica
+            if caller not in self.state.peers:
+                raise Unauthenticated("unknown node; gossip first", reason="unknown_peer")
         self.peer_limiter.take(caller)
         payload = parse_json(payload_json)
         if not isinstance(payload, dict):
@@ -401,7 +423,9 @@ class FederationNode:
 
     async def _deliver_submit(self, caller: str, message: Message) -> bool:
         if self.home_of(message.sender) != caller:
-            raise RetryLater(f"{message.sender} is not (yet) known as homed on {caller}")
+            await self.reload()  # another replica may have learnt of the sender
+            if self.home_of(message.sender) != caller:
+                raise RetryLater(f"{message.sender} is not (yet) known as homed on {caller}")
         verify_message_signature(message)
         gateway = self.gateway
         if message.kind in COMMAND_KINDS:
@@ -428,10 +452,12 @@ class FederationNode:
         owner = self.owners.get(thread.id)
         if owner is None:
             if self.home_of(thread.creator) != caller:
-                raise RetryLater("the sender is not (yet) known as the thread's owner")
-            await self.store.set_thread_owner(thread.id, caller)
-            self.owners[thread.id] = caller
-        elif owner != caller:
+                await self.reload()  # another replica may have learnt of the creator
+                if self.home_of(thread.creator) != caller:
+                    raise RetryLater("the sender is not (yet) known as the thread's owner")
+            # Replicas may race on a thread's first delivery: the first owner recorded wins.
+            owner = self.owners[thread.id] = await self.store.set_thread_owner(thread.id, caller)
+        if owner != caller:
             raise Forbidden("only the owner node sends a thread's entries", reason="not_owner")
         entries: list[tuple[ThreadEntry, list[str]]] = []
         for item in payload["entries"]:
@@ -457,6 +483,8 @@ class FederationNode:
             return fresh[0]
 
         grew = await self.threads.mirror(thread, entries, grants, first_time)
+        if grew is None:
+            return True
         self.coordination.signals.notify(grew)
         return not fresh[0]
 

@@ -1,9 +1,11 @@
 """The federation driver in one process: two nodes, each federation store implementation.
 
-Each node is real apart from the network: SQLite directory and coordination
+Each node is real apart from the network: SQLite directory and seen-id
 stores, the real gateway and coordination service, and the federation store
-under test (the in-memory twin, or SQLite sharing the node's database so the
-write hook joins the thread write's transaction). ``LoopbackTransport`` stands
+under test: the in-memory twin, SQLite sharing the node's database so the
+write hook joins the thread write's transaction, or PostgreSQL (threads and
+federation state in one schema per node) where the hook's outbox rows run in
+the thread write's PostgreSQL transaction. ``LoopbackTransport`` stands
 in for gRPC: a call runs the peer driver's handler with this node's did as the
 verified caller.
 """
@@ -39,10 +41,14 @@ from coral.protocol.message import DataPart, Message, new_message_id, now_ms
 from coral.protocol.signing import sign_message
 from coral.protocol.verify import MessageVerifier
 from coral.store.agents_sqlite import SqliteAgentStore
+from coral.store.coordination_postgres import PostgresCoordinationStore
 from coral.store.coordination_sqlite import SqliteCoordinationStore
+from coral.store.federation_postgres import PostgresFederationStore
 from coral.store.federation_sqlite import FederationStore as SqliteFederationStore
 from coral.store.seen_sqlite import SqliteSeenStore
 from coral.store.sqlite import SqliteDatabase
+from tests.support.postgres import fresh_schema, schema_pool
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 WAIT_S = 10.0
 
@@ -116,9 +122,10 @@ class Node:
     db: SqliteDatabase
     directory: AgentDirectory
     gateway: MessageGateway
-    threads: SqliteCoordinationStore
+    threads: SqliteCoordinationStore | PostgresCoordinationStore
     store: FederationStore
     driver: FederationNode
+    pool: Any = None
 
     async def outbox(self) -> list[OutboxItem]:
         return [item for queue in (await self.store.queues()).values() for item in queue]
@@ -135,7 +142,11 @@ class Node:
 
 
 async def start_node(
-    tmp_path: Path, name: str, peers: dict[str, FederationNode], kind: str
+    tmp_path: Path,
+    name: str,
+    peers: dict[str, FederationNode],
+    kind: str,
+    postgres: ThrowawayPostgres | None = None,
 ) -> Node:
     identity = Identity.generate()
     db = SqliteDatabase(tmp_path / f"{name}.db")
@@ -144,7 +155,14 @@ async def start_node(
     await agents.open()
     seen = SqliteSeenStore(db)
     await seen.open()
-    threads = SqliteCoordinationStore(db)
+    pool: Any = None
+    threads: SqliteCoordinationStore | PostgresCoordinationStore
+    if kind == "postgres":
+        assert postgres is not None
+        pool = await schema_pool(postgres, await fresh_schema(postgres))
+        threads = PostgresCoordinationStore(pool)
+    else:
+        threads = SqliteCoordinationStore(db)
     await threads.migrate()
     directory = AgentDirectory(agents, identity, now_ms)
     engine = CoordinationService(
@@ -156,6 +174,10 @@ async def start_node(
         sqlite_store = SqliteFederationStore(db)
         await sqlite_store.migrate()
         store = sqlite_store
+    elif kind == "postgres":
+        postgres_store = PostgresFederationStore(pool)
+        await postgres_store.migrate()
+        store = postgres_store
     else:
         store = InMemoryFederationStore()
     driver = FederationNode(
@@ -174,19 +196,22 @@ async def start_node(
     address = f"{name}.test:7443"
     driver.publish_self(PeerAddresses(grpc=address))
     peers[address] = driver
-    return Node(identity, address, db, directory, gateway, threads, store, driver)
+    return Node(identity, address, db, directory, gateway, threads, store, driver, pool)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def two_nodes(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Node, Node]]:
     peers: dict[str, FederationNode] = {}
-    a = await start_node(tmp_path, "a", peers, request.param)
-    b = await start_node(tmp_path, "b", peers, request.param)
+    server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    a = await start_node(tmp_path, "a", peers, request.param, server)
+    b = await start_node(tmp_path, "b", peers, request.param, server)
     yield a, b
-    await a.db.close()
-    await b.db.close()
+    for node in (a, b):
+        await node.db.close()
+        if node.pool is not None:
+            await node.pool.close()
 
 
 async def gossip_both_ways(a: Node, b: Node) -> None:
