@@ -182,9 +182,14 @@ class Config(BaseSettings):
     database_stores: Literal["ledger", "all"] = Field(
         default="ledger",
         description='With a postgresql:// database_url: "ledger" keeps only the ledger there;'
-        ' "all" also moves the agent directory, seen ids, threads and inboxes, so several'
-        " node processes can share them. Federation's store is not on PostgreSQL yet, so"
-        ' with "all" the node runs without federation.',
+        ' "all" also moves the agent directory, seen ids, threads, inboxes and federation'
+        " state, so several node processes can share them as replicas of one node.",
+    )
+    public_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='gRPC addresses ("host:port") other nodes reach this node at, listed in its'
+        " peer record: every replica's, or one load balancer's. Empty: this process's own"
+        " (advertise_host or host, and grpc_port). Comma separated in the environment.",
     )
     bootstrap_peers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -282,7 +287,7 @@ class Config(BaseSettings):
         """Arguments first, then what ``load_config`` layers under them (nothing otherwise)."""
         return (init_settings, *_LAYERS.get())
 
-    @field_validator("bootstrap_peers", "allowed_hosts", mode="before")
+    @field_validator("bootstrap_peers", "allowed_hosts", "public_addresses", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _comma_list(value)

@@ -41,11 +41,13 @@ from coral.federation.peer_record import (
     parse_peer_record,
 )
 from coral.federation.ports import (
+    BatchOutcome,
     FederationMetrics,
     FederationStore,
     OutboundEnvelope,
     OutboxItem,
     PeerTransport,
+    PeerUnreachable,
 )
 from coral.federation.threads import entry_to_wire, thread_from_wire, thread_to_wire
 from coral.federation.wire import (
@@ -122,9 +124,10 @@ class FederationNode:
         self.metrics = metrics
         self.handover = handover
         self.clock = clock
+        self.rng = rng or random.Random()
         self.state = GossipState(
             self.did,
-            rng=rng or random.Random(),
+            rng=self.rng,
             config=GossipConfig(peer_record_ttl_ms=peer_record_ttl_ms),
         )
         self.bootstrap = list(bootstrap)
@@ -202,6 +205,24 @@ class FederationNode:
         peer = self.state.peers.get(node)
         return peer.addresses.grpc if peer is not None else None
 
+    def addresses_of(self, node: str) -> list[str]:
+        """Every gRPC address ``node`` advertises (its replicas), from a random one on.
+
+        Starting anywhere spreads peers' calls over a node's replicas; the
+        rest are the fall-backs when one is unreachable.
+        """
+        peer = self.state.peers.get(node)
+        addresses = peer.addresses.grpc_all() if peer is not None else []
+        if len(addresses) < 2:
+            return addresses
+        start = self.rng.randrange(len(addresses))
+        return addresses[start:] + addresses[:start]
+
+    def _fresh_self(self) -> None:
+        # Every replica answers peers with its own record: keep it from expiring.
+        if self.state.refresh_due(self.clock()):
+            self.publish_self()
+
     async def close(self) -> None:
         """Close the connections to peers."""
         await self.transport.close()
@@ -235,13 +256,15 @@ class FederationNode:
             log.info("forgot %d peer(s) whose records expired: %s", len(expired), expired)
             await self.store.delete_peers(expired)
         for peer in self.state.choose_gossip_targets(self.clock()):
-            address = self.address_of(peer)
-            if address is None:
-                continue
-            try:
-                await self.exchange_with(peer, address)
-            except (CoralError, ValueError) as exc:
-                log.debug("gossip with %s failed: %s", peer, exc)
+            for address in self.addresses_of(peer):
+                try:
+                    await self.exchange_with(peer, address)
+                    break
+                except PeerUnreachable as exc:  # another replica of the peer may answer
+                    log.debug("gossip with %s at %s failed: %s", peer, address, exc)
+                except (CoralError, ValueError) as exc:
+                    log.debug("gossip with %s failed: %s", peer, exc)
+                    break
         self.metrics.gossip_round(max(0, len(self.state.peers) - 1))
 
     async def exchange_with(self, peer: str, address: str) -> None:
@@ -296,6 +319,7 @@ class FederationNode:
         if record.node != caller:
             self.state.scores.penalize(caller, 10.0, self.clock())
             raise Forbidden("a node may only introduce itself", reason="peer_impersonation")
+        self._fresh_self()
         await self._merge([record], source=caller)
         return _dumps(self.state.peers[self.did].model_dump(mode="json"))
 
@@ -306,6 +330,7 @@ class FederationNode:
     def on_gossip_hashes(self, caller: str, hashes: list[int]) -> str:
         """The digest of the buckets whose hash differs from ``hashes`` ("" when none)."""
         self._check_peer(caller)
+        self._fresh_self()
         buckets = self.state.differing_buckets(hashes)
         if not buckets:
             return ""
@@ -524,8 +549,12 @@ class FederationNode:
                 pass
 
     async def _deliver_queue(self, destination: str, queue: list[OutboxItem]) -> int:
-        """Send a destination's queue as one ordered batch; returns how many were applied."""
-        address = self.address_of(destination)
+        """Send a destination's queue as one ordered batch; returns how many were applied.
+
+        A destination with several replicas gets the batch from the first that
+        answers (an unreachable one applied nothing, so trying the next is safe).
+        """
+        addresses = self.addresses_of(destination)
         envelopes = [
             OutboundEnvelope(
                 id=item.envelope_id,
@@ -536,9 +565,9 @@ class FederationNode:
         ]
         applied, error = 0, ""
         try:
-            if address is None:
+            if not addresses:
                 raise RetryLater("no address for the destination yet")
-            outcome = await self.transport.deliver_batch(address, envelopes)
+            outcome = await self._deliver_to_any(addresses, envelopes)
             applied, error = outcome.applied, outcome.error
         except CoralError as exc:
             error = exc.detail
@@ -548,6 +577,16 @@ class FederationNode:
             head = queue[applied]
             await self.store.fail(head.envelope_id, destination, self.clock(), str(error))
         return applied
+
+    async def _deliver_to_any(
+        self, addresses: list[str], envelopes: list[OutboundEnvelope]
+    ) -> BatchOutcome:
+        for address in addresses[:-1]:
+            try:
+                return await self.transport.deliver_batch(address, envelopes)
+            except PeerUnreachable as exc:
+                log.debug("delivery to %s failed, trying another replica: %s", address, exc)
+        return await self.transport.deliver_batch(addresses[-1], envelopes)
 
     async def run_gossip(self, interval_s: float) -> None:
         """Say hello to bootstrap peers until they answer, and gossip every interval.
