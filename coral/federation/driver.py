@@ -72,6 +72,9 @@ RETRYABLE_REASONS = {"agent_not_registered", "thread_not_found"}
 #: How long a command id forwarded from another node is remembered (replay window).
 COMMAND_MEMORY_MS = 10 * 24 * 3600 * 1000
 
+#: Least time between two re-reads of a shared store prompted by unknown names (ms).
+RELOAD_ON_MISS_MS = 1000
+
 #: ``handler(caller_node, envelope_id, payload) -> duplicate``.
 EnvelopeHandler = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
 
@@ -112,6 +115,7 @@ class FederationNode:
         handover: KeyHandover | None = None,
         clock: Callable[[], int] = now_ms,
         rng: random.Random | None = None,
+        shared_store: bool = False,
     ) -> None:
         self.identity = identity
         self.did = identity.did
@@ -125,6 +129,9 @@ class FederationNode:
         self.handover = handover
         self.clock = clock
         self.rng = rng or random.Random()
+        #: Other processes (replicas of this node) write ``store`` too: re-read it on a miss.
+        self.shared_store = shared_store
+        self._last_reload_ms: int | None = None
         self.state = GossipState(
             self.did,
             rng=self.rng,
@@ -164,12 +171,25 @@ class FederationNode:
 
         Other replicas of this node (sharing its database) write records and
         owners this process has not seen; their notices call this, and so
-        does an inbound call naming a node, agent or thread unknown here.
-        Merging is idempotent: only newer records change anything.
+        does (with ``shared_store``) an inbound call naming a node, agent or
+        thread unknown here. Merging is idempotent: only newer records change
+        anything.
         """
         now = self.clock()
         self.state.merge(await self.store.load_records(), now)
         self.owners.update(await self.store.thread_owners())
+
+    async def _reload_on_miss(self) -> None:
+        # A peer named something unknown here: another replica may know it. At
+        # most one such re-read per RELOAD_ON_MISS_MS, so unknown callers cannot
+        # make every call re-read the whole view; a refused sender retries.
+        now = self.clock()
+        if not self.shared_store or (
+            self._last_reload_ms is not None and now - self._last_reload_ms < RELOAD_ON_MISS_MS
+        ):
+            return
+        self._last_reload_ms = now
+        await self.reload()
 
     def learn_owner(self, thread_id: str, owner: str) -> None:
         """Another replica recorded ``owner`` as the node owning ``thread_id``."""
@@ -430,7 +450,7 @@ class FederationNode:
         """
         self._check_peer(caller)
         if caller not in self.state.peers:
-            await self.reload()  # the caller may have said hello to another replica
+            await self._reload_on_miss()  # the caller may have said hello to another replica
             if caller not in self.state.peers:
                 raise Unauthenticated("unknown node; gossip first", reason="unknown_peer")
         self.peer_limiter.take(caller)
@@ -448,7 +468,7 @@ class FederationNode:
 
     async def _deliver_submit(self, caller: str, message: Message) -> bool:
         if self.home_of(message.sender) != caller:
-            await self.reload()  # another replica may have learnt of the sender
+            await self._reload_on_miss()  # another replica may know the sender
             if self.home_of(message.sender) != caller:
                 raise RetryLater(f"{message.sender} is not (yet) known as homed on {caller}")
         verify_message_signature(message)
@@ -477,7 +497,7 @@ class FederationNode:
         owner = self.owners.get(thread.id)
         if owner is None:
             if self.home_of(thread.creator) != caller:
-                await self.reload()  # another replica may have learnt of the creator
+                await self._reload_on_miss()  # another replica may know the creator
                 if self.home_of(thread.creator) != caller:
                     raise RetryLater("the sender is not (yet) known as the thread's owner")
             # Replicas may race on a thread's first delivery: the first owner recorded wins.

@@ -147,10 +147,15 @@ async def start_node(
     peers: dict[str, FederationNode],
     kind: str,
     postgres: ThrowawayPostgres | None = None,
+    replica_of: Node | None = None,
 ) -> Node:
-    identity = Identity.generate()
-    db = SqliteDatabase(tmp_path / f"{name}.db")
-    await db.open()
+    """A node; with ``replica_of``, another process of that node (its key, files and schema)."""
+    identity = replica_of.identity if replica_of is not None else Identity.generate()
+    if replica_of is not None:
+        db = replica_of.db
+    else:
+        db = SqliteDatabase(tmp_path / f"{name}.db")
+        await db.open()
     agents = SqliteAgentStore(db)
     await agents.open()
     seen = SqliteSeenStore(db)
@@ -158,8 +163,11 @@ async def start_node(
     pool: Any = None
     threads: SqliteCoordinationStore | PostgresCoordinationStore
     if kind == "postgres":
-        assert postgres is not None
-        pool = await schema_pool(postgres, await fresh_schema(postgres))
+        if replica_of is not None:
+            pool = replica_of.pool
+        else:
+            assert postgres is not None
+            pool = await schema_pool(postgres, await fresh_schema(postgres))
         threads = PostgresCoordinationStore(pool)
     else:
         threads = SqliteCoordinationStore(db)
@@ -190,6 +198,7 @@ async def start_node(
         gateway=gateway,
         metrics=CountingMetrics(),
         peer_record_ttl_ms=3_600_000,
+        shared_store=kind == "postgres",
     )
     await driver.open()
     gateway.forwarder = driver
@@ -373,3 +382,36 @@ async def test_a_failed_delivery_stays_queued_with_its_backoff_recorded(
     [item] = await a.outbox()
     assert item.next_attempt_at > item.enqueued_at
     assert "no address" in item.last_error
+
+
+@pytest.mark.postgres
+async def test_a_replica_that_missed_the_hello_reads_the_shared_view_and_applies_a_delivery(
+    tmp_path: Path, postgres_server: ThrowawayPostgres
+) -> None:
+    peers: dict[str, FederationNode] = {}
+    a = await start_node(tmp_path, "a", peers, "postgres", postgres_server)
+    b = await start_node(tmp_path, "b", peers, "postgres", postgres_server)
+    try:
+        alice, bob = Identity.generate(), Identity.generate()
+        await a.register(alice, "alice")
+        await b.register(bob, "bob")
+        b2 = await start_node(tmp_path, "b2", {}, "postgres", replica_of=b)  # b's 2nd process
+        await gossip_both_ways(a, b)  # b's first process learns of a and alice
+        peers[b.address] = b2.driver  # from now on b's address reaches the second process
+        assert a.identity.did not in b2.driver.state.peers
+        thread = await a.gateway.submit(
+            signed(alice, "thread.create", None, {"name": "t", "participants": [bob.did]})
+        )
+        assert isinstance(thread, Thread)
+
+        async def bob_has_the_thread() -> bool:
+            return bool(await b.threads.inbox(bob.did, 0, 10))
+
+        await with_outbox(a, lambda: until(bob_has_the_thread))
+        assert a.identity.did in b2.driver.state.peers, "re-read from the shared store"
+        assert b2.driver.owners[thread.id] == a.identity.did
+        assert (await b.store.thread_owners()) == {thread.id: a.identity.did}
+    finally:
+        for node in (a, b):
+            await node.db.close()
+            await node.pool.close()

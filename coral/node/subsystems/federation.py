@@ -66,6 +66,7 @@ class FederationSubsystem(Subsystem):
     def __init__(self) -> None:
         super().__init__()
         self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._writer = ""  # the PostgreSQL store's token in notices
         self._watch: Any = None  # the PostgresFederationWatch, on PostgreSQL
 
     async def _open_store(self, node: Node) -> FederationStore:
@@ -76,6 +77,7 @@ class FederationSubsystem(Subsystem):
             self._pool = await open_pool(node.config.database_url, max_size=4)
             postgres = PostgresFederationStore(self._pool)
             await postgres.migrate()
+            self._writer = postgres.writer
             return postgres
         from coral.store.federation_sqlite import FederationStore as SqliteFederationStore
 
@@ -98,6 +100,7 @@ class FederationSubsystem(Subsystem):
             peer_record_ttl_ms=int(ctx.config.peer_record_ttl_s * 1000),
             bootstrap=node.config.bootstrap_peers,
             handover=load_node_handover(ctx.config.keys_dir, ctx.identity),
+            shared_store=self._pool is not None,  # replicas write the PostgreSQL store too
         )
         await self.driver.open()
         if self._pool is not None:
@@ -105,7 +108,7 @@ class FederationSubsystem(Subsystem):
 
             self._watch = PostgresFederationWatch(
                 node.config.database_url,
-                own_writer=getattr(store, "writer", ""),
+                own_writer=self._writer,
                 on_outbox=self.driver.wake_outbox,
                 on_owner=self.driver.learn_owner,
                 on_records=self.driver.reload,
