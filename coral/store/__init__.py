@@ -2,7 +2,7 @@
 
 Each module implements the ports of one package (``agents_sqlite`` ->
 ``coral.agents.ports.AgentStore``, ``coordination_sqlite`` and ``seen_sqlite``
--> ``coral.coordination.ports``, ``teams_sqlite`` -> ``coral.teams.ports``,
+-> ``coral.coordination.ports``, ``teams_sqlite``/``teams_postgres`` -> ``coral.teams.ports``,
 ``ledger_sqlite``/``ledger_postgres`` -> ``coral.ledger.ports``, ``a2a_sqlite``,
 ``wait_cursors_sqlite``, ``interop_sqlite`` and ``dashboard_sqlite`` -> the
 ports their adapters in ``coral.api`` define, ``federation_sqlite`` ->

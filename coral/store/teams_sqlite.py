@@ -111,6 +111,17 @@ class SqliteTeamStore:
             charter=parse_charter(row["charter_json"]), documents=documents
         )
 
+    async def document_count(self, team_id: str) -> int:
+        """How many documents the team's record holds; NotFound if unknown."""
+        row = await self._db.fetchone(
+            "SELECT (SELECT COUNT(*) FROM team_documents d WHERE d.team_id = c.team_id) AS n"
+            " FROM team_charters c WHERE c.team_id = ?",
+            (team_id,),
+        )
+        if row is None:
+            raise NotFound(f"no team {team_id}", reason="team_not_found")
+        return int(row["n"])
+
     async def append_document(
         self,
         team_id: str,

@@ -40,7 +40,11 @@ def read_payload(payload: str) -> tuple[str, list[str] | None]:
 
 
 class PostgresWakeups:
-    """LISTEN for coordination notices and wake this process's waits (run until cancelled)."""
+    """LISTEN for notices on ``channel`` and wake this process's waits (run until cancelled).
+
+    The coordination channel names agents; other channels name what their
+    waits wait on (the ``teams`` channel names team ids), in the same payload.
+    """
 
     def __init__(
         self,
@@ -50,8 +54,10 @@ class PostgresWakeups:
         wake: Callable[[Iterable[str]], None],
         wake_all: Callable[[], None],
         retry_s: float = 1.0,
+        channel: str = CHANNEL,
     ) -> None:
         self._dsn = dsn
+        self._channel = channel
         self._own_writer = own_writer
         self._wake = wake
         self._wake_all = wake_all
@@ -81,7 +87,7 @@ class PostgresWakeups:
             try:
                 await self._listen_once()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("coordination LISTEN connection failed: %s; retrying", exc)
+                log.warning("%s LISTEN connection failed: %s; retrying", self._channel, exc)
             self.listening.clear()
             await asyncio.sleep(self._retry_s)
 
@@ -90,13 +96,13 @@ class PostgresWakeups:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
-            await conn.add_listener(CHANNEL, self._on_notice)
+            await conn.add_listener(self._channel, self._on_notice)
             self.connections += 1
             self.listening.set()
             # Whatever committed before LISTEN took effect was never announced to us.
             self._wake_all()
             await lost.wait()
-            log.warning("coordination LISTEN connection lost; reconnecting")
+            log.warning("%s LISTEN connection lost; reconnecting", self._channel)
         finally:
             if not conn.is_closed():
                 await asyncio.shield(conn.close())

@@ -10,7 +10,8 @@ and ``builders`` issues documents.
 
 Seams to the rest of the node (``lifecycle``):
 
-- ``TeamStore`` persists records (``coral.store.teams_sqlite.SqliteTeamStore``).
+- ``TeamStore`` persists records (``coral.store.teams_sqlite.SqliteTeamStore``,
+  ``coral.store.teams_postgres.PostgresTeamStore``).
 - ``TeamEscrow`` is the ledger: ``reserve_budget(team_id, payer_did, amount,
   currency, timeout_ms) -> hold_id`` when the first invitee accepts,
   ``pay_members(team_id, hold_id, shares)`` on a ``goal_met`` dissolution,

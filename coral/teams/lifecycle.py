@@ -80,7 +80,8 @@ class EscrowHold:
 class TeamStore(Protocol):
     """Persistence of team records, escrow holds and encrypted team posts.
 
-    Implemented by ``coral.store.teams_sqlite.SqliteTeamStore``; the in-memory
+    Implemented by ``coral.store.teams_sqlite.SqliteTeamStore`` and
+    ``coral.store.teams_postgres.PostgresTeamStore``; the in-memory
     twin is ``coral.teams.memory.MemoryTeamStore``.
     """
 
@@ -94,6 +95,16 @@ class TeamStore(Protocol):
 
     async def load_record(self, team_id: str) -> TeamRecord:
         """The team's charter and documents in acceptance order.
+
+        Raises:
+            NotFound: no team has this id (reason ``team_not_found``).
+        """
+        ...
+
+    async def document_count(self, team_id: str) -> int:
+        """How many documents the team's record holds (cheaper than loading it).
+
+        Processes sharing one store compare it with what they cached.
 
         Raises:
             NotFound: no team has this id (reason ``team_not_found``).

@@ -48,6 +48,10 @@ class MemoryTeamStore:
         team = self._team(team_id)
         return TeamRecord.model_construct(charter=team.charter, documents=tuple(team.documents))
 
+    async def document_count(self, team_id: str) -> int:
+        """How many documents the team's record holds; NotFound if unknown."""
+        return len(self._team(team_id).documents)
+
     async def append_document(
         self,
         team_id: str,

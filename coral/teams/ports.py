@@ -3,7 +3,8 @@
 ``TeamStore`` (team records, documents, escrow holds, encrypted thread posts)
 and ``TeamEscrow`` (budgets) are defined with the lifecycle that drives them;
 ``TeamIndex`` answers the lookups a record cannot answer fast. SQLite
-implements both in ``coral.store.teams_sqlite``; their in-memory twins are in
+implements both in ``coral.store.teams_sqlite``, PostgreSQL (shared by
+replicas) in ``coral.store.teams_postgres``; their in-memory twins are in
 ``coral.teams.memory`` (the escrow's real implementation is
 ``coral.ledger.team_escrow``).
 """

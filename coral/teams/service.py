@@ -28,7 +28,7 @@ only verifies, stores and delivers):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,8 @@ from coral.teams.state import TeamState
 TEAM_DOCUMENT_KIND = "team.document"
 #: Argument of ``thread.create`` that binds the new thread to a team.
 TEAM_THREAD_ARG = "team_id"
+#: How often ``submit`` applies a document when another process keeps appending first.
+SUBMIT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,13 @@ class TeamsService:
     method may also raise ``StorageUnavailable`` when the store cannot be
     read or written.
 
+    With ``shared=True`` other processes write the same store (replicas on
+    PostgreSQL): a cached state is used only while the stored document count
+    still matches it, a document that loses a race with another process is
+    applied again on the new record (``SUBMIT_ATTEMPTS`` in all), and the
+    owner of a listener for the other processes' commits calls ``changed``
+    and ``changed_all`` so that waits wake up.
+
     Cancellation: the writes of one ``propose`` or ``submit`` (the record,
     its escrow hold, the party index, the cached state) run as one step that
     finishes even if the caller is cancelled; the caller then sees its
@@ -98,8 +107,10 @@ class TeamsService:
         *,
         escrow: TeamEscrow | None = None,
         clock: Callable[[], int] = now_ms,
+        shared: bool = False,
     ) -> None:
         self._store = store
+        self._shared = shared
         self.lifecycle = TeamLifecycle(store, escrow)
         self.index = index
         self._directory = directory
@@ -185,7 +196,10 @@ class TeamsService:
                 or the payout a dissolution triggers.
 
         Any failure drops the cached state, so the next read replays the
-        store (a refused payout leaves the dissolution stored).
+        store (a refused payout leaves the dissolution stored). A
+        ``team_changed`` conflict is retried on the new record first (up to
+        ``SUBMIT_ATTEMPTS`` applications in all), so only a document that no
+        longer applies, or a team that keeps changing, reaches the caller.
 
         Cancellation: cancelled while waiting for the per-team lock, nothing
         is written. Once the document is being applied, the call first
@@ -197,6 +211,13 @@ class TeamsService:
             raise InvalidMessage("document belongs to another team", reason="wrong_team")
         lock = self._locks.setdefault(team_id, asyncio.Lock())
         async with lock:
+            for _ in range(SUBMIT_ATTEMPTS - 1):
+                try:
+                    return await run_to_completion(self._submit(team_id, document))
+                except Conflict as exc:
+                    # Another process appended first: apply the document on its record.
+                    if exc.reason != "team_changed":
+                        raise
             return await run_to_completion(self._submit(team_id, document))
 
     async def _submit(self, team_id: str, document: SignedTeamDocument) -> TeamState:
@@ -222,17 +243,36 @@ class TeamsService:
         if event is not None:
             event.set()
 
+    def changed(self, team_ids: Iterable[str]) -> None:
+        """Another process changed these teams: forget their cached state, wake their waits."""
+        for team_id in team_ids:
+            self._states.pop(team_id, None)
+            self._notify(team_id)
+
+    def changed_all(self) -> None:
+        """Any team may have changed (e.g. changes went unannounced): forget and wake all."""
+        self._states.clear()
+        for team_id in list(self._changed):
+            self._notify(team_id)
+
     async def state(self, team_id: str) -> TeamState:
         """The team's verified current state (from cache, else replayed from the store).
+
+        With a shared store the cache is used only while the stored document
+        count still matches it.
 
         Raises:
             NotFound: no team ``team_id`` (``team_not_found``).
         """
         cached = self._states.get(team_id)
-        if cached is not None:
+        if cached is not None and (
+            not self._shared or await self._store.document_count(team_id) == cached.applied_count
+        ):
             return cached
         state = await self.lifecycle.state(team_id, self._clock())
-        self._states.setdefault(team_id, state)
+        current = self._states.get(team_id)
+        if current is None or current.applied_count < state.applied_count:
+            self._states[team_id] = state
         return self._states[team_id]
 
     async def record(self, team_id: str, reader: str) -> TeamRecord:

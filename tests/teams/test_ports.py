@@ -1,7 +1,8 @@
-"""The teams ports: SQLite and the in-memory twins behave alike.
+"""The teams ports: SQLite, PostgreSQL and the in-memory twins behave alike.
 
-Every test runs once per implementation (the fixtures' params); a PostgreSQL
-store joins by adding a parameter.
+Every test runs once per implementation (the fixtures' params). The
+PostgreSQL cases use a fresh schema of the session's server; they skip with a
+reason when no server binaries are installed (and fail under CI=true).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from coral.protocol.errors import Conflict, NotFound, Replayed
@@ -16,6 +18,7 @@ from coral.protocol.identity import Identity
 from coral.protocol.message import Message, TextPart
 from coral.protocol.signing import sign_message
 from coral.store.sqlite import SqliteDatabase
+from coral.store.teams_postgres import PostgresTeamIndex, PostgresTeamStore
 from coral.store.teams_sqlite import SqliteTeamIndex, SqliteTeamStore
 from coral.teams import (
     Money,
@@ -48,22 +51,59 @@ async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
     await database.close()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, db: SqliteDatabase) -> TeamStore:
-    if request.param == "memory":
-        return MemoryTeamStore()
+IMPLEMENTATIONS = ["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+async def sqlite_store(db: SqliteDatabase) -> TeamStore:
     sqlite_store = SqliteTeamStore(db)
     await sqlite_store.migrate()
     return sqlite_store
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def index(request: pytest.FixtureRequest, db: SqliteDatabase) -> TeamIndex:
-    if request.param == "memory":
-        return MemoryTeamIndex()
+@pytest.fixture
+async def memory_store() -> TeamStore:
+    return MemoryTeamStore()
+
+
+@pytest.fixture
+async def postgres_store(postgres_pool: asyncpg.Pool) -> TeamStore:
+    postgres_store = PostgresTeamStore(postgres_pool)
+    await postgres_store.migrate()
+    return postgres_store
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def store(request: pytest.FixtureRequest) -> TeamStore:
+    """Each TeamStore in turn."""
+    chosen: TeamStore = request.getfixturevalue(f"{request.param}_store")
+    return chosen
+
+
+@pytest.fixture
+async def sqlite_index(db: SqliteDatabase) -> TeamIndex:
     sqlite_index = SqliteTeamIndex(db)
     await sqlite_index.migrate()
     return sqlite_index
+
+
+@pytest.fixture
+async def memory_index() -> TeamIndex:
+    return MemoryTeamIndex()
+
+
+@pytest.fixture
+async def postgres_index(postgres_pool: asyncpg.Pool) -> TeamIndex:
+    postgres_index = PostgresTeamIndex(postgres_pool)
+    await postgres_index.migrate()
+    return postgres_index
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def index(request: pytest.FixtureRequest) -> TeamIndex:
+    """Each TeamIndex in turn."""
+    chosen: TeamIndex = request.getfixturevalue(f"{request.param}_index")
+    return chosen
 
 
 async def formed(store: TeamStore) -> tuple[TeamState, Identity, Identity]:
@@ -103,6 +143,16 @@ async def test_record_round_trips_and_verifies(store: TeamStore) -> None:
     latest = await store.latest_key_epoch(state.team_id)
     assert latest is not None and open_key_epoch(latest, member).epoch == 1
     assert await store.latest_key_epoch("team-missing") is None
+
+
+async def test_document_count_follows_the_record(store: TeamStore) -> None:
+    state, _, _ = await formed(store)
+    assert await store.document_count(state.team_id) == 4
+    record = await store.load_record(state.team_id)
+    await store.append_document(state.team_id, 4, record.documents[0])
+    assert await store.document_count(state.team_id) == 5
+    with pytest.raises(NotFound):
+        await store.document_count("team-missing")
 
 
 async def test_duplicate_and_unknown_teams_are_typed_errors(store: TeamStore) -> None:

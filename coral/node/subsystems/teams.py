@@ -1,20 +1,32 @@
 """Wires team formation into the node: the teams service, its admission check, escrow, routes.
 
-How team traffic flows is described in ``coral.teams.service``.
+How team traffic flows is described in ``coral.teams.service``. The team
+records and the team index live in the node's SQLite file, or, when the node
+keeps every store in PostgreSQL (``database_stores = "all"``), in PostgreSQL
+on a connection pool this subsystem opens and closes. There several replicas
+share them: the service checks its cached team states against the stored
+document count, and a LISTEN task on the ``teams`` channel wakes this
+process's team long-polls for changes other replicas commit.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from coral.api.context import NodeContext, need
 from coral.ledger.team_escrow import LedgerTeamEscrow
 from coral.node.subsystems import Subsystem
-from coral.store.teams_sqlite import SqliteTeamIndex, SqliteTeamStore
+from coral.node.subsystems.coordination import on_postgres
+from coral.teams.ports import TeamIndex, TeamStore
 from coral.teams.service import TeamsService
 
 if TYPE_CHECKING:
     from coral.node.daemon import Node
+
+#: How often team budgets past their deadline are released (on one replica at a time).
+SETTLE_S = 30.0
+#: Connections of the teams pool (team traffic is light next to messages).
+POOL_SIZE = 4
 
 
 class TeamsSubsystem(Subsystem):
@@ -22,23 +34,74 @@ class TeamsSubsystem(Subsystem):
 
     name = "teams"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._writer: str | None = None  # this process's token in ``teams`` notices
+
     async def setup(self, node: Node, ctx: NodeContext) -> None:
         from coral.api.http import teams as http_teams
 
-        store = SqliteTeamStore(node.db)
-        await store.migrate()
-        index = SqliteTeamIndex(node.db)
-        await index.migrate()
+        store, index = await self._open_stores(node, ctx)
         service = TeamsService(
-            store, index, need(ctx.directory, "directory"), need(ctx.coordination, "coordination")
+            store,
+            index,
+            need(ctx.directory, "directory"),
+            need(ctx.coordination, "coordination"),
+            shared=self._writer is not None,
         )
         self.service = service
         ctx.teams = service
         need(ctx.gateway, "gateway").checks.append(service.admit)
         self.http_installers.append(http_teams.install)
 
+    async def _open_stores(self, node: Node, ctx: NodeContext) -> tuple[TeamStore, TeamIndex]:
+        """The team store and index, migrated: PostgreSQL with every store there, else SQLite."""
+        if on_postgres(node.config):
+            from coral.store.postgres import open_pool
+            from coral.store.teams_postgres import PostgresTeamIndex, PostgresTeamStore
+
+            threads = need(ctx.coordination, "coordination").store
+
+            async def thread_exists(thread_id: str) -> bool:
+                return await threads.get_thread(thread_id) is not None
+
+            pool = self._pool = await open_pool(node.config.database_url, max_size=POOL_SIZE)
+            pg_store = PostgresTeamStore(pool)
+            self._writer = pg_store.writer
+            pg_index = PostgresTeamIndex(pool, writer=pg_store.writer, thread_exists=thread_exists)
+            await pg_store.migrate()
+            await pg_index.migrate()
+            return pg_store, pg_index
+        from coral.store.teams_sqlite import SqliteTeamIndex, SqliteTeamStore
+
+        sqlite_store = SqliteTeamStore(node.db)
+        await sqlite_store.migrate()
+        sqlite_index = SqliteTeamIndex(node.db)
+        await sqlite_index.migrate()
+        return sqlite_store, sqlite_index
+
     async def started(self, node: Node, ctx: NodeContext) -> None:
+        if self._writer is not None:
+            # Other replicas' team changes wake this one's long-polls.
+            from coral.store.teams_postgres import CHANNEL
+            from coral.store.wakeups_postgres import PostgresWakeups
+
+            wakeups = PostgresWakeups(
+                node.config.database_url,
+                own_writer=self._writer,
+                wake=self.service.changed,
+                wake_all=self.service.changed_all,
+                channel=CHANNEL,
+            )
+            self.background(wakeups.run())
         # Looked up now, not in setup, so the ledger subsystem may come in any order.
         if ctx.ledger is not None:
             self.service.attach_escrow(LedgerTeamEscrow(ctx.ledger))
-            self.every(30.0, self.service.settle_due)
+            self.every(SETTLE_S, self.service.settle_due, lease=node.lease)
+
+    async def close(self, node: Node, ctx: NodeContext) -> None:
+        """Close the PostgreSQL pool, if this subsystem opened one."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
