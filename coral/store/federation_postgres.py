@@ -92,10 +92,12 @@ CHANNEL = "federation"
 #: Notice kinds: the outbox grew; gossip records changed; a thread's owner was recorded.
 OUTBOX, RECORDS, OWNER = "outbox", "records", "owner"
 
+#: Queue one envelope and, when it was new, announce it: one round trip, one row back.
 _ENQUEUE_SQL = (
-    "INSERT INTO federation_outbox"
+    "WITH queued AS (INSERT INTO federation_outbox"
     " (envelope_id, destination, payload, enqueued_at, next_attempt_at)"
-    " VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING RETURNING 1"
+    " VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING RETURNING 1)"
+    " SELECT 1 FROM (SELECT pg_notify($5, $6) FROM queued) AS announced"
 )
 _INBOUND_SQL = (
     "INSERT INTO federation_inbox (message_id, origin, received_at) VALUES ($1, $2, $3)"
@@ -152,10 +154,16 @@ class PostgresFederationStore:
         self, envelope_id: str, destination: str, payload: bytes, now_ms: int
     ) -> bool:
         """Queue an envelope for a node, due now; False if that pair is already queued."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            queued = await conn.fetchval(_ENQUEUE_SQL, envelope_id, destination, payload, now_ms)
-            if queued is not None:
-                await conn.execute(_NOTIFY_SQL, CHANNEL, self._notice(OUTBOX))
+        async with self._pool.acquire() as conn:
+            queued = await conn.fetchval(
+                _ENQUEUE_SQL,
+                envelope_id,
+                destination,
+                payload,
+                now_ms,
+                CHANNEL,
+                self._notice(OUTBOX),
+            )
         return queued is not None
 
     def enqueue_in(
@@ -169,9 +177,9 @@ class PostgresFederationStore:
         Raises:
             TypeError: ``transaction`` is not a PostgreSQL write's statement collector.
         """
-        statements = joined(transaction)
-        statements.add(_ENQUEUE_SQL, envelope_id, destination, payload, now_ms)
-        statements.add(_NOTIFY_SQL, CHANNEL, self._notice(OUTBOX))  # one per commit
+        joined(transaction).add(
+            _ENQUEUE_SQL, envelope_id, destination, payload, now_ms, CHANNEL, self._notice(OUTBOX)
+        )
         return True
 
     async def claim_due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
