@@ -12,6 +12,11 @@ its signed message forwarded to the owner as a ``submit`` envelope. The
 outbox retries with jittered, persisted backoff until the receiver
 acknowledges; receivers drop duplicates by message id, so agents see every
 message exactly once.
+
+A node run as replicas (one database, one key) runs one driver per process:
+each answers peers from its own copy of the shared view, which the
+composition root keeps current (``reload``, ``merge_replicated``,
+``learn_owner``, ``wake_outbox``), and only the lease holder runs the loops.
 """
 
 from __future__ import annotations
@@ -190,6 +195,10 @@ class FederationNode:
             return
         self._last_reload_ms = now
         await self.reload()
+
+    def merge_replicated(self, records: list[Any]) -> None:
+        """Merge records another replica of this node accepted and stored (no new checks)."""
+        self.state.merge(records, self.clock())
 
     def learn_owner(self, thread_id: str, owner: str) -> None:
         """Another replica recorded ``owner`` as the node owning ``thread_id``."""

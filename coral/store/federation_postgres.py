@@ -10,8 +10,8 @@ Replicas share these rows, and each keeps a copy of the gossip view and the
 thread owners in memory, so every change here is announced: a ``federation``
 NOTIFY, sent inside the writing transaction (PostgreSQL delivers it only if
 that commits), names what changed, and ``PostgresFederationWatch`` on every
-other replica reloads it or wakes its outbox worker. Notices are hints:
-after any (re)connect the watch asks for a full reload.
+other replica reads it back or wakes its outbox worker. Notices are hints:
+after any (re)connect the watch re-reads everything.
 
 ``enqueue_in`` and ``record_inbound_in`` join a coordination write's
 transaction through ``coral.store.postgres.DeferredStatements``: they add
@@ -91,6 +91,10 @@ MIGRATIONS = [
 CHANNEL = "federation"
 #: Notice kinds: the outbox grew; gossip records changed; a thread's owner was recorded.
 OUTBOX, RECORDS, OWNER = "outbox", "records", "owner"
+#: PostgreSQL refuses payloads of 8000 bytes or more; past this a notice names no records.
+_MAX_PAYLOAD = 7900
+#: Prefixes of record keys in a ``records`` notice: a peer's node id, an agent's id.
+_PEER, _AGENT = "p:", "a:"
 
 #: Queue one envelope and, when it was new, announce it: one round trip, one row back.
 _ENQUEUE_SQL = (
@@ -369,7 +373,11 @@ class PostgresFederationStore:
                     " WHERE federation_agents.version <= excluded.version",
                     agents,
                 )
-            await conn.execute(_NOTIFY_SQL, CHANNEL, self._notice(RECORDS))
+            keys = [_PEER + p[0] for p in peers] + [_AGENT + a[0] for a in agents]
+            notice = self._notice(RECORDS, *keys)
+            if len(notice.encode()) > _MAX_PAYLOAD:
+                notice = self._notice(RECORDS)  # too many to name: "reload everything"
+            await conn.execute(_NOTIFY_SQL, CHANNEL, notice)
 
     async def delete_peers(self, nodes: Iterable[str]) -> None:
         """Drop peer records (expired or retired)."""
@@ -393,6 +401,21 @@ class PostgresFederationStore:
             )
             agents = await conn.fetch(
                 'SELECT record FROM federation_agents ORDER BY agent COLLATE "C"'
+            )
+        records: list[GossipRecord] = [parse_peer_record(json.loads(r[0])) for r in peers]
+        return records + [parse_record(json.loads(r[0])) for r in agents]
+
+    async def load_named(self, keys: Iterable[str]) -> list[GossipRecord]:
+        """The persisted records a ``records`` notice named (``p:<node>``, ``a:<agent>``)."""
+        named = list(keys)
+        nodes = [k[len(_PEER) :] for k in named if k.startswith(_PEER)]
+        agent_ids = [k[len(_AGENT) :] for k in named if k.startswith(_AGENT)]
+        async with self._pool.acquire() as conn:
+            peers = await conn.fetch(
+                "SELECT record FROM federation_peers WHERE node = ANY($1::text[])", nodes
+            )
+            agents = await conn.fetch(
+                "SELECT record FROM federation_agents WHERE agent = ANY($1::text[])", agent_ids
             )
         records: list[GossipRecord] = [parse_peer_record(json.loads(r[0])) for r in peers]
         return records + [parse_record(json.loads(r[0])) for r in agents]
@@ -428,49 +451,59 @@ class PostgresFederationWatch:
 
     ``on_outbox`` runs when another replica queued envelopes (the leader's
     outbox worker wakes), ``on_owner(thread, owner)`` when one recorded a
-    thread's owner, and ``on_records`` (awaited, one at a time; notices that
-    arrive meanwhile fold into one more call) when gossip records changed and
-    after every (re)connect, so a notice missed while disconnected loses nothing.
+    thread's owner, and ``on_records(records)`` with the records a notice
+    named, read back from ``store``. ``on_reload`` (re-read everything) runs
+    after every (re)connect, so a notice missed while disconnected loses
+    nothing, and for a notice too large to name its records. Reads run one at
+    a time; notices that arrive meanwhile fold into the next read.
     """
 
     def __init__(
         self,
         dsn: str,
+        store: PostgresFederationStore,
         *,
-        own_writer: str,
         on_outbox: Callable[[], None],
         on_owner: Callable[[str, str], None],
-        on_records: Callable[[], Awaitable[None]],
+        on_records: Callable[[list[GossipRecord]], None],
+        on_reload: Callable[[], Awaitable[None]],
         retry_s: float = 1.0,
     ) -> None:
         self._dsn = dsn
-        self._own_writer = own_writer
+        self._store = store
         self._on_outbox = on_outbox
         self._on_owner = on_owner
         self._on_records = on_records
+        self._on_reload = on_reload
         self._retry_s = retry_s
-        self._reload = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._named: set[str] = set()
+        self._everything = False
         #: Set while a LISTEN connection is up (tests wait on it).
         self.listening = asyncio.Event()
 
     def _on_notice(self, conn: object, pid: int, channel: str, payload: str) -> None:
         writer, kind, *fields = payload.split("\n")
-        if writer == self._own_writer:
+        if writer == self._store.writer:
             return  # this replica applied its own change already
         if kind == OUTBOX:
             self._on_outbox()
         elif kind == OWNER and len(fields) == 2:
             self._on_owner(fields[0], fields[1])
         elif kind == RECORDS:
-            self._reload.set()
+            if fields:
+                self._named.update(fields)
+            else:
+                self._everything = True
+            self._changed.set()
 
     async def run(self) -> None:
-        """Listen and reload until cancelled, reconnecting after a lost connection.
+        """Listen and apply changes until cancelled, reconnecting after a lost connection.
 
         Cancellation closes the connection and propagates; connection and
-        reload failures are logged and retried every ``retry_s`` seconds.
+        read failures are logged and retried every ``retry_s`` seconds.
         """
-        reloader = asyncio.ensure_future(self._reloads())
+        reader = asyncio.ensure_future(self._reads())
         try:
             while True:
                 try:
@@ -480,19 +513,25 @@ class PostgresFederationWatch:
                 self.listening.clear()
                 await asyncio.sleep(self._retry_s)
         finally:
-            reloader.cancel()
-            await asyncio.gather(reloader, return_exceptions=True)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
-    async def _reloads(self) -> None:
+    async def _reads(self) -> None:
         while True:
-            await self._reload.wait()
-            self._reload.clear()
+            await self._changed.wait()
+            self._changed.clear()
+            everything, named = self._everything, self._named
+            self._everything, self._named = False, set()
             try:
-                await self._on_records()
+                if everything:
+                    await self._on_reload()
+                elif named:
+                    self._on_records(await self._store.load_named(named))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("federation reload failed: %s; retrying", exc)
+                log.warning("federation re-read failed: %s; retrying", exc)
+                self._everything = True
                 await asyncio.sleep(self._retry_s)
-                self._reload.set()
+                self._changed.set()
 
     async def _listen_once(self) -> None:
         conn = await asyncpg.connect(self._dsn)
@@ -502,7 +541,8 @@ class PostgresFederationWatch:
             await conn.add_listener(CHANNEL, self._on_notice)
             self.listening.set()
             # Whatever committed before LISTEN took effect was never announced to us.
-            self._reload.set()
+            self._everything = True
+            self._changed.set()
             self._on_outbox()
             await lost.wait()
             log.warning("federation LISTEN connection lost; reconnecting")

@@ -287,28 +287,30 @@ async def test_replicas_hear_of_each_others_changes(
     mine, theirs = PostgresFederationStore(pool), PostgresFederationStore(pool)
     await mine.migrate()
     heard: list[str] = []
-    reloads = asyncio.Queue[str]()
+    reads = asyncio.Queue[list[Any]]()
 
     async def reload() -> None:
-        await reloads.put("records")
+        await reads.put(["everything"])
 
     watch = PostgresFederationWatch(
         dsn,
-        own_writer=mine.writer,
+        mine,
         on_outbox=lambda: heard.append("outbox"),
         on_owner=lambda thread, owner: heard.append(f"{thread}={owner}"),
-        on_records=reload,
+        on_records=reads.put_nowait,
+        on_reload=reload,
     )
     task = asyncio.ensure_future(watch.run())
     try:
         async with asyncio.timeout(30):
-            assert await reloads.get() == "records", "a (re)connect reloads everything"
+            assert await reads.get() == ["everything"], "a (re)connect re-reads everything"
             heard.clear()
             await mine.set_thread_owner("t-mine", NODE_B)  # our own change: no notice
             await theirs.enqueue("env-1", NODE_B, b"x", T0)
             await theirs.set_thread_owner("t-1", NODE_C)
-            await theirs.save_records([make_peer(Identity.generate())])
-            assert await reloads.get() == "records"
+            peer = make_peer(Identity.generate())
+            await theirs.save_records([peer])
+            assert await reads.get() == [peer], "the records a notice names, read back"
         assert heard == ["outbox", f"t-1={NODE_C}"]
     finally:
         task.cancel()

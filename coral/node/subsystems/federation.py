@@ -66,7 +66,7 @@ class FederationSubsystem(Subsystem):
     def __init__(self) -> None:
         super().__init__()
         self._pool: Any = None  # the asyncpg pool, on PostgreSQL
-        self._writer = ""  # the PostgreSQL store's token in notices
+        self._postgres: Any = None  # the PostgresFederationStore, on PostgreSQL
         self._watch: Any = None  # the PostgresFederationWatch, on PostgreSQL
 
     async def _open_store(self, node: Node) -> FederationStore:
@@ -77,7 +77,7 @@ class FederationSubsystem(Subsystem):
             self._pool = await open_pool(node.config.database_url, max_size=4)
             postgres = PostgresFederationStore(self._pool)
             await postgres.migrate()
-            self._writer = postgres.writer
+            self._postgres = postgres
             return postgres
         from coral.store.federation_sqlite import FederationStore as SqliteFederationStore
 
@@ -108,10 +108,11 @@ class FederationSubsystem(Subsystem):
 
             self._watch = PostgresFederationWatch(
                 node.config.database_url,
-                own_writer=self._writer,
+                self._postgres,
                 on_outbox=self.driver.wake_outbox,
                 on_owner=self.driver.learn_owner,
-                on_records=self.driver.reload,
+                on_records=self.driver.merge_replicated,
+                on_reload=self.driver.reload,
             )
         ctx.federation = self.driver
         gateway.forwarder = self.driver
