@@ -415,3 +415,35 @@ async def test_a_replica_that_missed_the_hello_reads_the_shared_view_and_applies
         for node in (a, b):
             await node.db.close()
             await node.pool.close()
+
+
+async def test_a_peer_listing_several_addresses_is_reached_at_one_that_answers(
+    tmp_path: Path,
+) -> None:
+    peers: dict[str, FederationNode] = {}
+    a = await start_node(tmp_path, "a", peers, "memory")
+    b = await start_node(tmp_path, "b", peers, "memory")
+    try:
+        # b runs as two replicas; the one at the first address is down.
+        b.driver.publish_self(PeerAddresses(grpc="down.test:1", grpc_replicas=(b.address,)))
+        await b.driver.hello(a.address)
+        assert sorted(a.driver.addresses_of(b.identity.did)) == sorted(["down.test:1", b.address])
+        received: list[int] = []
+
+        async def on_ping(origin: str, envelope_id: str, payload: dict[str, Any]) -> bool:
+            received.append(payload["n"])
+            return False
+
+        b.driver.on_envelope("ping", on_ping)
+        for n in range(4):  # each batch starts at a random address
+            await a.driver.send_envelope("ping", f"k{n}", b.identity.did, {"n": n})
+
+            async def arrived(count: int = n + 1) -> bool:
+                return len(received) >= count
+
+            await with_outbox(a, lambda: until(arrived))
+        assert received == [0, 1, 2, 3]
+        assert not await a.outbox(), "no batch waited for a retry"
+    finally:
+        await a.db.close()
+        await b.db.close()
