@@ -1,6 +1,7 @@
 """Signed messages routed per second, sender -> node (verified, persisted) -> subscribed receiver.
 
 Run: python benchmarks/bench_routing.py [--pairs 10 100 1000] [--messages 2000] [--rounds 5]
+     [--no-stream]   (unary and echo only: a node without SubmitStream)
      python benchmarks/bench_routing.py --address HOST:PORT [--pid PID]   (a node already running)
 
 For each level, P sender/receiver agent pairs each share a thread on one real
@@ -9,9 +10,18 @@ node process, driven only through its public gRPC API: every receiver holds a
 after another. Latency runs from the start of a Submit to the receiver's
 stream delivering that message. The baseline is a bare grpc.aio echo server
 in its own process, driven the same way: P concurrent callers, unary calls,
-the same serialized SubmitRequest as payload. The two are measured in
-alternating blocks (node, echo, node, echo, ...) and the ratio is the median
-over rounds with its spread. CPU per message is the server process's own
+the same serialized SubmitRequest as payload. A third subject sends the same
+kind of messages over ``SubmitStream`` instead (one long-lived stream per
+sender, each message written once the previous one was answered, so one in
+flight per sender as with the unary calls). The three are measured in
+alternating blocks (unary, echo, stream, unary, echo, stream, ...) and each
+ratio is the median over rounds of node / echo with its spread; the unary
+figures are the headline, the issue's goals are checked against them. A
+fourth subject, the bare relay in the echo server's process (``Relay`` unary
+calls delivered to ``Listen`` streams: no verification, storage or Coral
+code), does the gRPC work the node's unary path does per message, one unary
+call plus one server-stream message; routed/relay is the share of that floor
+the node reaches, and the relay's CPU per message is the floor for the node's. CPU per message is the server process's own
 user+system time over the block divided by the messages it handled; memory per
 waiting agent is the node's resident-memory growth when the P receivers open
 their streams, divided by P. The client (this process) signs every message
@@ -99,6 +109,7 @@ class Pairs:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     streams: list[Any] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    submit_streams: list[Any] = field(default_factory=list)
 
     async def subscribe(self) -> None:
         for r in self.receivers:
@@ -129,7 +140,8 @@ class Pairs:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 raise
 
-    async def block(self, per_pair: int, pid: int | None) -> Block:
+    async def block(self, per_pair: int, pid: int | None, streamed: bool = False) -> Block:
+        """One timed block: ``per_pair`` messages from every sender (``streamed``: on SubmitStream)."""
         msgs = [
             [
                 message_to_proto(
@@ -150,9 +162,24 @@ class Pairs:
                 self.sent_at[proto.id] = time.perf_counter()
                 await self.coord.Submit(coordination_pb2.SubmitRequest(message=proto))
 
+        async def stream(call: Any, batch: list[Any]) -> None:
+            for proto in batch:
+                self.sent_at[proto.id] = time.perf_counter()
+                await call.write(coordination_pb2.SubmitRequest(message=proto))
+                answer = await call.read()
+                if answer.WhichOneof("outcome") != "result":
+                    raise RuntimeError(f"SubmitStream refused a message: {answer.error}")
+
+        if streamed and not self.submit_streams:
+            self.submit_streams = [self.coord.SubmitStream() for _ in self.senders]
         cpu0 = cpu_seconds(pid) if pid else 0.0
         start = time.perf_counter()
-        await asyncio.gather(*(send(b) for b in msgs))
+        if streamed:
+            await asyncio.gather(
+                *(stream(c, b) for c, b in zip(self.submit_streams, msgs, strict=True))
+            )
+        else:
+            await asyncio.gather(*(send(b) for b in msgs))
         await asyncio.wait_for(self.done.wait(), 300)
         elapsed = time.perf_counter() - start
         total = len(self.senders) * per_pair
@@ -160,7 +187,9 @@ class Pairs:
         return Block(total / elapsed, cpu, self.latencies)
 
     async def close(self) -> None:
-        for stream in self.streams:
+        for call in self.submit_streams:
+            await call.done_writing()
+        for stream in [*self.streams, *self.submit_streams]:
             stream.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
@@ -230,6 +259,92 @@ async def echo_block(
     )
 
 
+@dataclass
+class RelayPairs:
+    """P senders and P listeners on the echo server's bare relay (no Coral at all)."""
+
+    channel: grpc.aio.Channel
+    pairs: int
+    sent_at: dict[bytes, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    remaining: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: list[Any] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @staticmethod
+    def key(pair: int, k: int) -> bytes:
+        """The first line of a relayed request: whom it is for and which one it is (24 bytes)."""
+        return f"r{pair:07d}\n{k:015d}".encode()
+
+    async def listen(self) -> None:
+        """Open the P listener streams; return once the relay reaches every one of them."""
+        listen = self.channel.unary_stream("/bench.Echo/Listen")
+        relay = self.channel.unary_unary("/bench.Echo/Relay")
+        for i in range(self.pairs):
+            stream = listen(f"r{i:07d}".encode())
+            self.streams.append(stream)
+            self.tasks.append(asyncio.create_task(self._receive(stream)))
+        pending = set(range(self.pairs))
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            self.remaining = -1  # probes are not counted
+            for i in pending:
+                self.sent_at[self.key(i, 0)] = -1.0
+            await _bounded([self._probe(relay, i) for i in pending])
+            await asyncio.sleep(0.05)
+            pending = {i for i in pending if self.key(i, 0) in self.sent_at}
+        if pending:
+            raise TimeoutError(f"{len(pending)} relay listeners never opened")
+
+    async def _probe(self, relay: Any, i: int) -> None:
+        try:
+            await relay(self.key(i, 0))
+        except grpc.aio.AioRpcError:
+            pass  # tried again on the next pass
+
+    async def _receive(self, stream: Any) -> None:
+        try:
+            async for item in stream:
+                started = self.sent_at.pop(item[:24], None)
+                if started is not None and started >= 0:
+                    self.latencies.append(time.perf_counter() - started)
+                    self.remaining -= 1
+                    if self.remaining == 0:
+                        self.done.set()
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise
+
+    async def block(self, per_pair: int, payload: bytes, pid: int) -> Block:
+        """One timed block: ``per_pair`` relayed messages from every sender, one in flight each."""
+        relay = self.channel.unary_unary("/bench.Echo/Relay")
+        self.latencies = []
+        self.remaining = self.pairs * per_pair
+        self.done.clear()
+
+        async def send(i: int) -> None:
+            for k in range(1, per_pair + 1):
+                key = self.key(i, k)
+                self.sent_at[key] = time.perf_counter()
+                await relay(key + payload)
+
+        cpu0 = cpu_seconds(pid)
+        start = time.perf_counter()
+        await asyncio.gather(*(send(i) for i in range(self.pairs)))
+        await asyncio.wait_for(self.done.wait(), 300)
+        elapsed = time.perf_counter() - start
+        total = self.pairs * per_pair
+        return Block(total / elapsed, (cpu_seconds(pid) - cpu0) * 1000 / total, self.latencies)
+
+    async def close(self) -> None:
+        for stream in self.streams:
+            stream.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 def waits_open(http: str) -> float:
     with urllib.request.urlopen(f"{http}/metrics", timeout=10) as resp:
         for line in resp.read().decode().splitlines():
@@ -260,6 +375,7 @@ async def level(
     messages: int,
     rounds: int,
     tag: str,
+    with_stream: bool = True,
 ) -> dict[str, Any]:
     per_pair = max(1, messages // (pairs * rounds))
     sample = message_to_proto(
@@ -280,20 +396,33 @@ async def level(
         base_waits = await asyncio.to_thread(waits_open, http) if http else 0
         rss0 = rss_bytes(pid) if pid else 0
         await group.subscribe()
+        relays = RelayPairs(echo_channel, pairs)
+        await relays.listen()
         await until_waiting(http, int(base_waits) + pairs)
         await asyncio.sleep(0.5)
         rss1 = rss_bytes(pid) if pid else 0
-        # Warm both up (first calls set up connections, caches, code paths), then alternate.
+        # Warm all up (first calls set up connections, streams, caches, code paths), then
+        # alternate.
         await group.block(1, pid)
         await echo_block(echo_channel, pairs, 1, payload, echo[1])
+        if with_stream:
+            await group.block(1, pid, streamed=True)
+        await relays.block(1, payload, echo[1])
+        relayed: list[Block] = []
         ours: list[Block] = []
         base: list[Block] = []
+        streamed: list[Block] = []
         for _ in range(rounds):
             ours.append(await group.block(per_pair, pid))
             base.append(await echo_block(echo_channel, pairs, per_pair, payload, echo[1]))
+            if with_stream:
+                streamed.append(await group.block(per_pair, pid, streamed=True))
+            relayed.append(await relays.block(per_pair, payload, echo[1]))
         await group.close()
+        await relays.close()
     lat_ours = [x for b in ours for x in b.latencies]
     lat_base = [x for b in base for x in b.latencies]
+    lat_stream = [x for b in streamed for x in b.latencies]
     return {
         "pairs": pairs,
         "messages": pairs * per_pair * rounds,
@@ -305,6 +434,19 @@ async def level(
         "echo_p50": pct(lat_base, 0.5) * 1000,
         "echo_p99": pct(lat_base, 0.99) * 1000,
         "cpu": statistics.median(b.cpu_ms_per_msg for b in ours) if pid else None,
+        "relay": statistics.median(b.rate for b in relayed),
+        "relay_ratio": ratio([b.rate for b in ours], [b.rate for b in relayed]),
+        "relay_p99": pct([x for b in relayed for x in b.latencies], 0.99) * 1000,
+        "relay_cpu": statistics.median(b.cpu_ms_per_msg or 0 for b in relayed),
+        "stream": statistics.median(b.rate for b in streamed) if streamed else None,
+        "stream_ratio": ratio([b.rate for b in streamed], [b.rate for b in base])
+        if streamed
+        else None,
+        "stream_p50": pct(lat_stream, 0.5) * 1000,
+        "stream_p99": pct(lat_stream, 0.99) * 1000,
+        "stream_cpu": statistics.median(b.cpu_ms_per_msg for b in streamed)
+        if pid and streamed
+        else None,
         "echo_cpu": statistics.median(b.cpu_ms_per_msg or 0 for b in base),
         # Resident-memory growth is in allocator-sized steps: below ~100 waits it is noise.
         "kib_per_wait": (rss1 - rss0) / 1024 / pairs if pid and pairs >= 100 else None,
@@ -328,6 +470,12 @@ def print_goals(results: dict[int, dict[str, Any]]) -> None:
                 f"goal, 100 pairs: node CPU <= 0.35 ms per routed message: {r['cpu']:.2f} ms"
                 f" (the bare echo server uses {r['echo_cpu']:.2f} ms per call),"
                 f" {verdict(r['cpu'] <= 0.35)}"
+            )
+        if r["stream"] is not None:
+            cpu = f", node CPU {r['stream_cpu']:.2f} ms/msg" if r["stream_cpu"] is not None else ""
+            print(
+                "beyond the goals, 100 pairs on SubmitStream:"
+                f" routed/echo {r['stream_ratio'].median:.2f}x, p99 {r['stream_p99']:.0f} ms{cpu}"
             )
     big = max(results) if results else 0
     if big >= 1000 and results[big]["kib_per_wait"] is not None:
@@ -362,6 +510,9 @@ async def main() -> None:
     parser.add_argument("--address", help="gRPC address of a running node (default: start one)")
     parser.add_argument("--http", help="HTTP base URL of that node (for its /metrics)")
     parser.add_argument("--pid", type=int, help="process id of that node (for CPU and memory)")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="leave out SubmitStream (a node without it)"
+    )
     args = parser.parse_args()
     echo_proc, echo_address = start_echo()
     try:
@@ -379,6 +530,7 @@ async def main() -> None:
             f" {'echo/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7} | {'KiB/wait':>8} | routed/echo"
         )
         results: dict[int, dict[str, Any]] = {}
+        streams: dict[int, dict[str, Any]] = {}
         for i, pairs in enumerate(args.pairs):
             r = results[pairs] = await level(
                 address,
@@ -390,6 +542,7 @@ async def main() -> None:
                 args.messages,
                 args.rounds,
                 f"l{i}",
+                not args.no_stream,
             )
             cpu = f"{r['cpu']:.3f}" if r["cpu"] is not None else "n/a"
             kib = f"{r['kib_per_wait']:.1f}" if r["kib_per_wait"] is not None else "n/a"
@@ -398,6 +551,30 @@ async def main() -> None:
                 f" {r['echo']:>7.0f} {r['echo_p50']:>7.2f} {r['echo_p99']:>7.2f} {r['echo_cpu']:>7.3f} |"
                 f" {kib:>8} | {r['ratio']}",
                 flush=True,
+            )
+            if r["stream"] is not None:
+                streams[pairs] = r
+        if streams:
+            print(
+                "the same levels and rounds, messages sent on SubmitStream (one stream per sender):"
+            )
+            print(
+                f"{'pairs':>5} {'msgs':>6} {'routed/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
+                f" {'cpu ms/msg':>10} | stream/echo"
+            )
+        for pairs, r in streams.items():
+            cpu = f"{r['stream_cpu']:.3f}" if r["stream_cpu"] is not None else "n/a"
+            print(
+                f"{pairs:>5} {r['messages']:>6} {r['stream']:>9.0f} {r['stream_p50']:>7.1f}"
+                f" {r['stream_p99']:>7.1f} {cpu:>10} | {r['stream_ratio']}"
+            )
+        print("the same levels and rounds, the bare relay (no Coral: one unary call and one stream")
+        print("message per message, in the echo server's process) against the node's unary path:")
+        print(f"{'pairs':>5} {'relay/s':>9} {'p99 ms':>7} {'cpu ms/msg':>10} | routed/relay")
+        for pairs, r in results.items():
+            print(
+                f"{pairs:>5} {r['relay']:>9.0f} {r['relay_p99']:>7.1f} {r['relay_cpu']:>10.3f} |"
+                f" {r['relay_ratio']}"
             )
         print_goals(results)
         if node is not None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
 
 from coral.coordination.errors import TooManyWaits, WaitBudgetExhausted
 from coral.coordination.model import InboxEntry
@@ -189,22 +189,46 @@ class KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the lock for ``key`` for the duration of the block.
+    def hold(self, key: str) -> _Held:
+        """Hold the lock for ``key`` for the duration of an ``async with`` block.
 
         Cancellation: cancelled while waiting for the lock, or inside the
         block, the lock is released (or never taken) and the key's entry is
         dropped once nobody holds or awaits it.
         """
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+        return _Held(self, key)
+
+    def _leave(self, key: str) -> None:
+        lock, users = self._locks[key]
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+
+class _Held:
+    """One ``KeyedLocks.hold`` block (a plain class: this is on every write's path)."""
+
+    __slots__ = ("_key", "_lock", "_owner")
+
+    def __init__(self, owner: KeyedLocks, key: str) -> None:
+        self._owner = owner
+        self._key = key
+        self._lock: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        locks = self._owner._locks
+        lock, users = locks.get(self._key) or (asyncio.Lock(), 0)
+        locks[self._key] = (lock, users + 1)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            await lock.acquire()
+        except BaseException:
+            self._owner._leave(self._key)
+            raise
+        self._lock = lock
+
+    async def __aexit__(self, *exc: object) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+            self._owner._leave(self._key)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from coral.v1 import message_pb2 as coral_dot_v1_dot_message__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63oral/v1/coordination.proto\x12\x08\x63oral.v1\x1a\x16\x63oral/v1/message.proto\"\x96\x02\n\x06Thread\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63reator\x18\x03 \x01(\t\x12\x14\n\x0cparticipants\x18\x04 \x03(\t\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x17\n\nsession_id\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05state\x18\x08 \x01(\t\x12\x14\n\x07summary\x18\t \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12\x1d\n\x15strategy_options_json\x18\x0b \x01(\t\x12\x1b\n\x13strategy_state_json\x18\x0c \x01(\tB\r\n\x0b_session_idB\n\n\x08_summary\"v\n\x0bThreadEntry\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\"\n\x07message\x18\x03 \x01(\x0b\x32\x11.coral.v1.Message\x12\x13\n\x0brecorded_at\x18\x04 \x01(\x03\x12\x0e\n\x06system\x18\x05 \x01(\x08\"U\n\nInboxEntry\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x11\n\tmentioned\x18\x02 \x01(\x08\x12$\n\x05\x65ntry\x18\x03 \x01(\x0b\x32\x15.coral.v1.ThreadEntry\"3\n\rSubmitRequest\x12\"\n\x07message\x18\x01 \x01(\x0b\x32\x11.coral.v1.Message\"~\n\x0eSubmitResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x10.coral.v1.ThreadH\x00\x12&\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x15.coral.v1.ThreadEntryH\x00\x12\x16\n\x0c\x66orwarded_to\x18\x03 \x01(\tH\x00\x42\x08\n\x06result\"%\n\x10GetThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"<\n\x12ListThreadsRequest\x12\x17\n\nsession_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_session_id\"8\n\x13ListThreadsResponse\x12!\n\x07threads\x18\x01 \x03(\x0b\x32\x10.coral.v1.Thread\"E\n\x0eHistoryRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"i\n\x0fHistoryResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.coral.v1.ThreadEntry\x12\x1b\n\x0enext_after_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_next_after_seq\"u\n\x0bWaitRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x17\n\nfrom_agent\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\x03\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x05\x12\r\n\x05limit\x18\x05 \x01(\x05\x42\r\n\x0b_from_agent\"X\n\x0cWaitResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.coral.v1.InboxEntry\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\x11\n\ttimed_out\x18\x03 \x01(\x08\x32\x8c\x03\n\x13\x43oordinationService\x12;\n\x06Submit\x12\x17.coral.v1.SubmitRequest\x1a\x18.coral.v1.SubmitResponse\x12\x39\n\tGetThread\x12\x1a.coral.v1.GetThreadRequest\x1a\x10.coral.v1.Thread\x12J\n\x0bListThreads\x12\x1c.coral.v1.ListThreadsRequest\x1a\x1d.coral.v1.ListThreadsResponse\x12>\n\x07History\x12\x18.coral.v1.HistoryRequest\x1a\x19.coral.v1.HistoryResponse\x12\x35\n\x04Wait\x12\x15.coral.v1.WaitRequest\x1a\x16.coral.v1.WaitResponse\x12:\n\tSubscribe\x12\x15.coral.v1.WaitRequest\x1a\x14.coral.v1.InboxEntry0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63oral/v1/coordination.proto\x12\x08\x63oral.v1\x1a\x16\x63oral/v1/message.proto\"\x96\x02\n\x06Thread\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63reator\x18\x03 \x01(\t\x12\x14\n\x0cparticipants\x18\x04 \x03(\t\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x17\n\nsession_id\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05state\x18\x08 \x01(\t\x12\x14\n\x07summary\x18\t \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12\x1d\n\x15strategy_options_json\x18\x0b \x01(\t\x12\x1b\n\x13strategy_state_json\x18\x0c \x01(\tB\r\n\x0b_session_idB\n\n\x08_summary\"v\n\x0bThreadEntry\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\"\n\x07message\x18\x03 \x01(\x0b\x32\x11.coral.v1.Message\x12\x13\n\x0brecorded_at\x18\x04 \x01(\x03\x12\x0e\n\x06system\x18\x05 \x01(\x08\"U\n\nInboxEntry\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x11\n\tmentioned\x18\x02 \x01(\x08\x12$\n\x05\x65ntry\x18\x03 \x01(\x0b\x32\x15.coral.v1.ThreadEntry\"3\n\rSubmitRequest\x12\"\n\x07message\x18\x01 \x01(\x0b\x32\x11.coral.v1.Message\"~\n\x0eSubmitResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x10.coral.v1.ThreadH\x00\x12&\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x15.coral.v1.ThreadEntryH\x00\x12\x16\n\x0c\x66orwarded_to\x18\x03 \x01(\tH\x00\x42\x08\n\x06result\"\x89\x01\n\x14SubmitStreamResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.coral.v1.SubmitResponseH\x00\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x15.coral.v1.SubmitErrorH\x00\x42\t\n\x07outcome\";\n\x0bSubmitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"%\n\x10GetThreadRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"<\n\x12ListThreadsRequest\x12\x17\n\nsession_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_session_id\"8\n\x13ListThreadsResponse\x12!\n\x07threads\x18\x01 \x03(\x0b\x32\x10.coral.v1.Thread\"E\n\x0eHistoryRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"i\n\x0fHistoryResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.coral.v1.ThreadEntry\x12\x1b\n\x0enext_after_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_next_after_seq\"u\n\x0bWaitRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x17\n\nfrom_agent\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\x03\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x05\x12\r\n\x05limit\x18\x05 \x01(\x05\x42\r\n\x0b_from_agent\"X\n\x0cWaitResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.coral.v1.InboxEntry\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\x11\n\ttimed_out\x18\x03 \x01(\x08\x32\xd9\x03\n\x13\x43oordinationService\x12;\n\x06Submit\x12\x17.coral.v1.SubmitRequest\x1a\x18.coral.v1.SubmitResponse\x12K\n\x0cSubmitStream\x12\x17.coral.v1.SubmitRequest\x1a\x1e.coral.v1.SubmitStreamResponse(\x01\x30\x01\x12\x39\n\tGetThread\x12\x1a.coral.v1.GetThreadRequest\x1a\x10.coral.v1.Thread\x12J\n\x0bListThreads\x12\x1c.coral.v1.ListThreadsRequest\x1a\x1d.coral.v1.ListThreadsResponse\x12>\n\x07History\x12\x18.coral.v1.HistoryRequest\x1a\x19.coral.v1.HistoryResponse\x12\x35\n\x04Wait\x12\x15.coral.v1.WaitRequest\x1a\x16.coral.v1.WaitResponse\x12:\n\tSubscribe\x12\x15.coral.v1.WaitRequest\x1a\x14.coral.v1.InboxEntry0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,20 +42,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST']._serialized_end=604
   _globals['_SUBMITRESPONSE']._serialized_start=606
   _globals['_SUBMITRESPONSE']._serialized_end=732
-  _globals['_GETTHREADREQUEST']._serialized_start=734
-  _globals['_GETTHREADREQUEST']._serialized_end=771
-  _globals['_LISTTHREADSREQUEST']._serialized_start=773
-  _globals['_LISTTHREADSREQUEST']._serialized_end=833
-  _globals['_LISTTHREADSRESPONSE']._serialized_start=835
-  _globals['_LISTTHREADSRESPONSE']._serialized_end=891
-  _globals['_HISTORYREQUEST']._serialized_start=893
-  _globals['_HISTORYREQUEST']._serialized_end=962
-  _globals['_HISTORYRESPONSE']._serialized_start=964
-  _globals['_HISTORYRESPONSE']._serialized_end=1069
-  _globals['_WAITREQUEST']._serialized_start=1071
-  _globals['_WAITREQUEST']._serialized_end=1188
-  _globals['_WAITRESPONSE']._serialized_start=1190
-  _globals['_WAITRESPONSE']._serialized_end=1278
-  _globals['_COORDINATIONSERVICE']._serialized_start=1281
-  _globals['_COORDINATIONSERVICE']._serialized_end=1677
+  _globals['_SUBMITSTREAMRESPONSE']._serialized_start=735
+  _globals['_SUBMITSTREAMRESPONSE']._serialized_end=872
+  _globals['_SUBMITERROR']._serialized_start=874
+  _globals['_SUBMITERROR']._serialized_end=933
+  _globals['_GETTHREADREQUEST']._serialized_start=935
+  _globals['_GETTHREADREQUEST']._serialized_end=972
+  _globals['_LISTTHREADSREQUEST']._serialized_start=974
+  _globals['_LISTTHREADSREQUEST']._serialized_end=1034
+  _globals['_LISTTHREADSRESPONSE']._serialized_start=1036
+  _globals['_LISTTHREADSRESPONSE']._serialized_end=1092
+  _globals['_HISTORYREQUEST']._serialized_start=1094
+  _globals['_HISTORYREQUEST']._serialized_end=1163
+  _globals['_HISTORYRESPONSE']._serialized_start=1165
+  _globals['_HISTORYRESPONSE']._serialized_end=1270
+  _globals['_WAITREQUEST']._serialized_start=1272
+  _globals['_WAITREQUEST']._serialized_end=1389
+  _globals['_WAITRESPONSE']._serialized_start=1391
+  _globals['_WAITRESPONSE']._serialized_end=1479
+  _globals['_COORDINATIONSERVICE']._serialized_start=1482
+  _globals['_COORDINATIONSERVICE']._serialized_end=1955
 # @@protoc_insertion_point(module_scope)

@@ -194,6 +194,71 @@ class SubmitResponse(_message.Message):
 Global___SubmitResponse: _TypeAlias = SubmitResponse  # noqa: Y015
 
 @_typing.final
+class SubmitStreamResponse(_message.Message):
+    """One answer on a SubmitStream, sent in the order the requests came."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    """The id of the message this answers ("" when the request carried none)."""
+    @_builtins.property
+    def result(self) -> Global___SubmitResponse:
+        """What Submit would have returned."""
+
+    @_builtins.property
+    def error(self) -> Global___SubmitError:
+        """Why Submit would have refused the message; the stream goes on."""
+
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        result: Global___SubmitResponse | None = ...,
+        error: Global___SubmitError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "message_id", b"message_id", "outcome", b"outcome", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["result", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___SubmitStreamResponse: _TypeAlias = SubmitStreamResponse  # noqa: Y015
+
+@_typing.final
+class SubmitError(_message.Message):
+    """A refusal of one message on a SubmitStream: what Submit reports in its status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code Submit would have ended with (3 INVALID_ARGUMENT, 7 PERMISSION_DENIED, ...)."""
+    reason: _builtins.str
+    """Machine-readable reason, as Submit sends in the coral-reason trailing metadata."""
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "detail", b"detail", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitError: _TypeAlias = SubmitError  # noqa: Y015
+
+@_typing.final
 class GetThreadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -39,6 +39,11 @@ class CoordinationServiceStub:
                 request_serializer=coral_dot_v1_dot_coordination__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=coral_dot_v1_dot_coordination__pb2.SubmitResponse.FromString,
                 _registered_method=True)
+        self.SubmitStream = channel.stream_stream(
+                '/coral.v1.CoordinationService/SubmitStream',
+                request_serializer=coral_dot_v1_dot_coordination__pb2.SubmitRequest.SerializeToString,
+                response_deserializer=coral_dot_v1_dot_coordination__pb2.SubmitStreamResponse.FromString,
+                _registered_method=True)
         self.GetThread = channel.unary_unary(
                 '/coral.v1.CoordinationService/GetThread',
                 request_serializer=coral_dot_v1_dot_coordination__pb2.GetThreadRequest.SerializeToString,
@@ -71,6 +76,17 @@ class CoordinationServiceServicer:
 
     def Submit(self, request, context):
         """Apply a signed message: a thread operation or a post to a thread.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitStream(self, request_iterator, context):
+        """Many Submits on one long-lived stream: the messages are applied one after
+        another in the order sent, and each is answered, in that order, once it is
+        durable, with what Submit would have returned or the error it would have
+        raised (a refused message does not end the stream). An undecodable request
+        ends the stream with INVALID_ARGUMENT malformed_protobuf.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +131,11 @@ def add_CoordinationServiceServicer_to_server(servicer, server):
                     servicer.Submit,
                     request_deserializer=coral_dot_v1_dot_coordination__pb2.SubmitRequest.FromString,
                     response_serializer=coral_dot_v1_dot_coordination__pb2.SubmitResponse.SerializeToString,
+            ),
+            'SubmitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitStream,
+                    request_deserializer=coral_dot_v1_dot_coordination__pb2.SubmitRequest.FromString,
+                    response_serializer=coral_dot_v1_dot_coordination__pb2.SubmitStreamResponse.SerializeToString,
             ),
             'GetThread': grpc.unary_unary_rpc_method_handler(
                     servicer.GetThread,
@@ -169,6 +190,33 @@ class CoordinationService:
             '/coral.v1.CoordinationService/Submit',
             coral_dot_v1_dot_coordination__pb2.SubmitRequest.SerializeToString,
             coral_dot_v1_dot_coordination__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/coral.v1.CoordinationService/SubmitStream',
+            coral_dot_v1_dot_coordination__pb2.SubmitRequest.SerializeToString,
+            coral_dot_v1_dot_coordination__pb2.SubmitStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

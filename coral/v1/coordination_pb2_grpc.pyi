@@ -38,6 +38,13 @@ class CoordinationServiceStub:
     def __new__(cls, channel: _aio.Channel) -> CoordinationServiceAsyncStub: ...
     Submit: _grpc.UnaryUnaryMultiCallable[_coordination_pb2.SubmitRequest, _coordination_pb2.SubmitResponse]
     """Apply a signed message: a thread operation or a post to a thread."""
+    SubmitStream: _grpc.StreamStreamMultiCallable[_coordination_pb2.SubmitRequest, _coordination_pb2.SubmitStreamResponse]
+    """Many Submits on one long-lived stream: the messages are applied one after
+    another in the order sent, and each is answered, in that order, once it is
+    durable, with what Submit would have returned or the error it would have
+    raised (a refused message does not end the stream). An undecodable request
+    ends the stream with INVALID_ARGUMENT malformed_protobuf.
+    """
     GetThread: _grpc.UnaryUnaryMultiCallable[_coordination_pb2.GetThreadRequest, _coordination_pb2.Thread]
     ListThreads: _grpc.UnaryUnaryMultiCallable[_coordination_pb2.ListThreadsRequest, _coordination_pb2.ListThreadsResponse]
     History: _grpc.UnaryUnaryMultiCallable[_coordination_pb2.HistoryRequest, _coordination_pb2.HistoryResponse]
@@ -51,6 +58,13 @@ class CoordinationServiceAsyncStub(CoordinationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Submit: _aio.UnaryUnaryMultiCallable[_coordination_pb2.SubmitRequest, _coordination_pb2.SubmitResponse]  # type: ignore[assignment]
     """Apply a signed message: a thread operation or a post to a thread."""
+    SubmitStream: _aio.StreamStreamMultiCallable[_coordination_pb2.SubmitRequest, _coordination_pb2.SubmitStreamResponse]  # type: ignore[assignment]
+    """Many Submits on one long-lived stream: the messages are applied one after
+    another in the order sent, and each is answered, in that order, once it is
+    durable, with what Submit would have returned or the error it would have
+    raised (a refused message does not end the stream). An undecodable request
+    ends the stream with INVALID_ARGUMENT malformed_protobuf.
+    """
     GetThread: _aio.UnaryUnaryMultiCallable[_coordination_pb2.GetThreadRequest, _coordination_pb2.Thread]  # type: ignore[assignment]
     ListThreads: _aio.UnaryUnaryMultiCallable[_coordination_pb2.ListThreadsRequest, _coordination_pb2.ListThreadsResponse]  # type: ignore[assignment]
     History: _aio.UnaryUnaryMultiCallable[_coordination_pb2.HistoryRequest, _coordination_pb2.HistoryResponse]  # type: ignore[assignment]
@@ -67,6 +81,19 @@ class CoordinationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordination_pb2.SubmitResponse, _abc.Awaitable[_coordination_pb2.SubmitResponse]]:
         """Apply a signed message: a thread operation or a post to a thread."""
+
+    @_abc_1.abstractmethod
+    def SubmitStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_coordination_pb2.SubmitRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_coordination_pb2.SubmitStreamResponse], _abc.AsyncIterator[_coordination_pb2.SubmitStreamResponse]]:
+        """Many Submits on one long-lived stream: the messages are applied one after
+        another in the order sent, and each is answered, in that order, once it is
+        durable, with what Submit would have returned or the error it would have
+        raised (a refused message does not end the stream). An undecodable request
+        ends the stream with INVALID_ARGUMENT malformed_protobuf.
+        """
 
     @_abc_1.abstractmethod
     def GetThread(

@@ -18,7 +18,7 @@ import pytest
 from coral.api.context import NodeContext
 from coral.api.grpc import auth
 from coral.api.grpc.auth import Caller, current_caller
-from coral.api.grpc.interceptors import CoralServerInterceptor
+from coral.api.grpc.interceptors import CANCELLED, CoralServerInterceptor
 from coral.api.grpc.server import build_grpc_server
 from coral.config import Config
 from coral.metrics import NodeMetrics
@@ -275,3 +275,96 @@ async def test_a_stream_failing_after_items_ends_with_the_mapped_status(tmp_path
     assert (
         count(ctx, "coral_requests_total", api="grpc", method="Subscribe", status="NOT_FOUND") == 1
     )
+
+
+SUBMIT_STREAM = f"/{COORDINATION}/SubmitStream"
+
+
+def bidi(fn: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    return grpc.stream_stream_rpc_method_handler(
+        fn,
+        request_deserializer=coordination_pb2.SubmitRequest.FromString,
+        response_serializer=coordination_pb2.SubmitStreamResponse.SerializeToString,
+    )
+
+
+def submit_stream(served: Served) -> Any:
+    return served.channel.stream_stream(
+        SUBMIT_STREAM,
+        request_serializer=lambda raw: raw,
+        response_deserializer=coordination_pb2.SubmitStreamResponse.FromString,
+    )
+
+
+async def test_a_request_stream_gets_decoded_requests_and_is_counted_once(
+    tmp_path: Path,
+) -> None:
+    ctx = make_ctx(tmp_path)
+    closed = asyncio.Event()
+
+    async def handle(
+        requests: AsyncIterator[coordination_pb2.SubmitRequest], context: Any
+    ) -> AsyncIterator[coordination_pb2.SubmitStreamResponse]:
+        try:
+            async for request in requests:
+                yield coordination_pb2.SubmitStreamResponse(message_id=request.message.id)
+        finally:
+            closed.set()
+
+    frames = [
+        coordination_pb2.SubmitRequest(message={"id": f"m{i}"}).SerializeToString()
+        for i in range(3)
+    ]
+    async with Served(ctx, {"SubmitStream": bidi(handle)}) as served:
+        call = submit_stream(served)(timeout=30)
+        answers = []
+        for frame in frames:
+            await call.write(frame)
+            answers.append((await call.read()).message_id)
+        await call.done_writing()
+        assert await call.code() == grpc.StatusCode.OK
+        await asyncio.wait_for(closed.wait(), 30)
+    assert answers == ["m0", "m1", "m2"]
+    ok = count(ctx, "coral_requests_total", api="grpc", method="SubmitStream", status="OK")
+    assert ok == 1
+
+
+async def test_an_undecodable_frame_ends_a_request_stream_and_a_cancel_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = make_ctx(tmp_path)
+    closed = asyncio.Event()
+
+    async def handle(
+        requests: AsyncIterator[coordination_pb2.SubmitRequest], context: Any
+    ) -> AsyncIterator[coordination_pb2.SubmitStreamResponse]:
+        try:
+            async for request in requests:
+                yield coordination_pb2.SubmitStreamResponse(message_id=request.message.id)
+        finally:
+            closed.set()
+
+    good = coordination_pb2.SubmitRequest(message={"id": "m0"}).SerializeToString()
+    async with Served(ctx, {"SubmitStream": bidi(handle)}) as served:
+        call = submit_stream(served)(timeout=30)
+        await call.write(good)
+        assert (await call.read()).message_id == "m0"
+        await call.write(b"\xff\xff\xff not a protobuf")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call.read()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        await asyncio.wait_for(closed.wait(), 30)
+
+        closed.clear()
+        cancelled = submit_stream(served)(timeout=30)
+        await cancelled.write(good)
+        assert (await cancelled.read()).message_id == "m0"
+        cancelled.cancel()
+        await asyncio.wait_for(closed.wait(), 30)
+    labels = {"api": "grpc", "method": "SubmitStream"}
+    assert count(ctx, "coral_requests_total", **labels, status="INVALID_ARGUMENT") == 1
+    # A cancel between two requests reads, on the server, as the end of the requests.
+    ended = [count(ctx, "coral_requests_total", **labels, status=s) for s in ("OK", CANCELLED)]
+    assert sum(ended) == 1
+    assert count(ctx, "coral_rejections_total", api="grpc", reason="malformed_protobuf") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

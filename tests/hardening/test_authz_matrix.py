@@ -240,6 +240,7 @@ GRPC_MATRIX: dict[str, str] = {
     "coral.v1.AgentService/GetAgent": PUBLIC,
     "coral.v1.AgentService/ListAgents": PUBLIC,
     "coral.v1.CoordinationService/Submit": SIGNED_BODY,
+    "coral.v1.CoordinationService/SubmitStream": SIGNED_BODY,
     "coral.v1.CoordinationService/GetThread": AGENT,
     "coral.v1.CoordinationService/ListThreads": AGENT,
     "coral.v1.CoordinationService/History": AGENT,
@@ -636,7 +637,7 @@ def _grpc_request(world: World, name: str, method: Any, variant: str) -> Any:
             ).model_copy(update={"sender": alice.did}),
             "unauthorized": signed_message(mallory, thread=names["thread"], text="in"),
         }[variant]
-        if name.endswith("Submit"):
+        if name.endswith("Submit") or name.endswith("SubmitStream"):
             return coordination_pb2.SubmitRequest(message=message_to_proto(bad_msg))
         return node_pb2.VerifyMessageRequest(message=message_to_proto(bad_msg))
     request = request_class(**owner_fields.get(name, {}))
@@ -655,6 +656,21 @@ async def _grpc_call(
 ) -> grpc.StatusCode:
     path = "/" + name
     try:
+        if method.client_streaming:
+            # SubmitStream: each message is answered with its own status; the call goes on.
+            bidi = channel.stream_stream(
+                path,
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=coordination_pb2.SubmitStreamResponse.FromString,
+            )
+            call = bidi(metadata=metadata, timeout=10)
+            await call.write(request)
+            answer = await call.read()
+            call.cancel()
+            assert answer.message_id == request.message.id
+            if answer.HasField("error"):
+                return next(c for c in grpc.StatusCode if c.value[0] == answer.error.code)
+            return grpc.StatusCode.OK
         if method.server_streaming:
             stream = channel.unary_stream(
                 path,
@@ -718,7 +734,7 @@ async def test_grpc_method_refuses_the_wrong_callers(world: World, name: str) ->
                 request = _grpc_request(world, name, method, variant)
                 code = await _grpc_call(channel, name, method, request, ())
                 assert code == grpc.StatusCode.UNAUTHENTICATED, (name, variant, code)
-            if name.endswith("/Submit"):
+            if name.endswith("/Submit") or name.endswith("/SubmitStream"):
                 request = _grpc_request(world, name, method, "unauthorized")
                 code = await _grpc_call(channel, name, method, request, ())
                 assert code in REFUSED_OWNER, (name, "unauthorized", code)

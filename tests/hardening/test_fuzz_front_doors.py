@@ -231,6 +231,8 @@ def _refused_cleanly(method: str, exc: grpc.RpcError) -> None:
     method=st.sampled_from(
         [
             "/coral.v1.CoordinationService/Submit",
+            # A request stream called with one request: each frame is decoded as it comes.
+            "/coral.v1.CoordinationService/SubmitStream",
             "/coral.v1.NodeService/VerifyMessage",
             "/coral.v1.AgentService/RegisterAgent",
         ]

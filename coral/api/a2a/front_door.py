@@ -56,6 +56,7 @@ from coral.api.a2a.tasks import (
     A2ATaskRecords,
     ScopedPushConfigs,
     ScopedTaskStore,
+    TaskWatch,
     agent_of,
 )
 from coral.api.a2a.wire import (
@@ -183,7 +184,10 @@ class A2AFrontDoor:
         executor: CoralAgentExecutor,
         records: A2ATaskRecords,
         config: A2AConfig,
+        *,
+        watch: TaskWatch | None = None,
     ) -> None:
+        """``watch``: with replicas, how SubscribeToTask follows tasks other replicas run."""
         self.ctx = ctx
         self.executor = executor
         self.config = config
@@ -210,6 +214,7 @@ class A2AFrontDoor:
                 else None
             ),
             extended_card_modifier=self._extended_card if self.extended else None,
+            watch=watch,
         )
         builder = AgentFromUrl(config.default_agent, self.callers)
         self.jsonrpc_app = Starlette(

@@ -5,6 +5,10 @@ Registering a card URL creates a proxy agent (node-held key, capability
 thread that mention the proxy are sent to the external agent with the
 a2a-sdk client (one A2A context per Coral thread); its answer is posted back
 into the thread, signed by the proxy and mentioning the asker.
+
+Replicas of one node (shared held-agent records) each follow every proxy;
+``ForwardClaims`` makes exactly one of them forward each message, and
+``sync`` picks up proxies another replica made.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import base64
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -159,12 +163,28 @@ async def fetch_card(card_url: str) -> a2a_pb2.AgentCard:
     return card
 
 
+class ForwardClaims(Protocol):
+    """Which replica forwards a proxy's inbox entry: the first to claim it."""
+
+    async def claim(self, agent: str, cursor: int) -> bool:
+        """True for the one caller that claims ``agent``'s inbox entry ``cursor`` first."""
+        ...
+
+
 class A2AProxies:
     """The node's proxy agents for external A2A agents."""
 
-    def __init__(self, held: HeldAgents, engine: CoordinationService) -> None:
+    def __init__(
+        self,
+        held: HeldAgents,
+        engine: CoordinationService,
+        *,
+        claims: ForwardClaims | None = None,
+    ) -> None:
+        """``claims``: with replicas, so that one of them forwards each message."""
         self.held = held
         self.engine = engine
+        self.claims = claims
         self._fanouts: dict[str, InboxFanout] = {}
         self._cards: dict[str, a2a_pb2.AgentCard] = {}
 
@@ -172,6 +192,11 @@ class A2AProxies:
         """Resume forwarding for every proxy created earlier."""
         for agent in self.held.of_kind(PROXY_KIND):
             await self._follow(agent)
+
+    async def sync(self) -> None:
+        """Follow the proxies another replica made since (shared held-agent records)."""
+        await self.held.refresh()
+        await self.start()
 
     async def stop(self) -> None:
         """Stop forwarding."""
@@ -194,6 +219,9 @@ class A2AProxies:
         return agent
 
     async def _follow(self, agent: HeldAgent) -> None:
+        if agent.did in self._fanouts:
+            return
+
         async def forward(item: InboxEntry) -> None:
             await self._forward(agent, item)
 
@@ -206,6 +234,8 @@ class A2AProxies:
         message = entry.message
         if entry.system or message.sender == agent.did or agent.did not in message.mentions:
             return
+        if self.claims is not None and not await self.claims.claim(agent.did, item.cursor):
+            return  # another replica forwards this one
         try:
             answer = await asyncio.wait_for(
                 self.ask(agent, entry.thread_id, message.text()), _TIMEOUT_S

@@ -6,15 +6,19 @@ plus, when the caller is authenticated, the caller. Reads, lists, cancels and
 subscriptions only ever see their own scope, so a task sent to ``echo``
 cannot be read through another agent's URL.
 
-``A2ATaskRecords`` is the port (SQLite implementation in
-``coral.store.a2a_sqlite``); ``ScopedTaskStore`` and ``ScopedPushConfigs``
-adapt it to the a2a-sdk's ``TaskStore`` and ``PushNotificationConfigStore``.
+``A2ATaskRecords`` is the port (``coral.store.a2a_sqlite``, and
+``coral.store.a2a_postgres`` for replicas of one node sharing PostgreSQL);
+``ScopedTaskStore`` and ``ScopedPushConfigs`` adapt it to the a2a-sdk's
+``TaskStore`` and ``PushNotificationConfigStore``. ``TaskWatch`` tells a
+replica that a task another replica runs was written.
 Finished tasks are evicted by ``RetentionPolicy``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -115,7 +119,11 @@ class A2ATaskRecords(Protocol):
         """Drop finished tasks older than the cut-off, then the oldest past ``keep`` tasks."""
 
     async def unfinished(self) -> list[TaskRow]:
-        """Every task still SUBMITTED or WORKING (an executor was following it)."""
+        """Every task still SUBMITTED or WORKING whose executor is gone.
+
+        With one node process that is every such task (read at start); with
+        replicas, only those of replicas that died.
+        """
 
     async def bind_thread(self, scope: str, context_id: str, thread_id: str) -> None:
         """Remember the Coral thread that carries an A2A context."""
@@ -131,6 +139,17 @@ class A2ATaskRecords(Protocol):
 
     async def delete_push(self, scope: str, task_id: str, config_id: str | None) -> None:
         """Delete one push config (or all of a task's when ``config_id`` is None)."""
+
+
+class TaskWatch(Protocol):
+    """Tells a replica that a task another replica runs may have changed."""
+
+    def watch(self, task_id: str) -> AbstractAsyncContextManager[asyncio.Event]:
+        """An event set whenever ``task_id`` may have changed, while the block runs.
+
+        Enter it before reading the task, so no change after the read is missed.
+        """
+        ...
 
 
 @dataclass

@@ -64,6 +64,7 @@ METHOD_RULES: dict[str, Rule] = {
     "/coral.v1.AgentService/GetAgent": Rule.PUBLIC,
     "/coral.v1.AgentService/ListAgents": Rule.PUBLIC,
     _COORDINATION + "Submit": Rule.PUBLIC,  # the message is signed by its sender
+    _COORDINATION + "SubmitStream": Rule.PUBLIC,  # every message is signed by its sender
     _COORDINATION + "GetThread": Rule.AGENT,
     _COORDINATION + "ListThreads": Rule.AGENT,
     _COORDINATION + "History": Rule.AGENT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -10,6 +11,7 @@ from typing import Any, TypeAlias, cast
 import grpc
 
 from coral.api.context import NodeContext, need
+from coral.api.errors import as_coral_error, grpc_status
 from coral.api.grpc import convert
 from coral.api.grpc.auth import current_caller
 from coral.coordination.model import Thread, ThreadEntry, WaitKind
@@ -24,6 +26,8 @@ from coral.v1 import (
 )
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+log = logging.getLogger("coral.grpc")
 
 
 class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
@@ -97,6 +101,48 @@ class CoordinationServicer(coordination_pb2_grpc.CoordinationServiceServicer):
 
     async def Submit(
         self, request: coordination_pb2.SubmitRequest, context: Context
+    ) -> coordination_pb2.SubmitResponse:
+        return await self._submit(request)
+
+    async def SubmitStream(
+        self, requests: AsyncIterator[coordination_pb2.SubmitRequest], context: Context
+    ) -> AsyncIterator[coordination_pb2.SubmitStreamResponse]:
+        """Apply each message of the stream in order; answer each, in order, once durable.
+
+        A message the node refuses is answered with its error (the status code,
+        reason and detail ``Submit`` would have ended with) and the stream goes
+        on. Cancellation (the client goes, or the call's deadline passes) stops
+        the message being applied as ``Submit``'s cancellation would, and the
+        ones not yet read are never applied.
+        """
+        async for request in requests:
+            message_id = request.message.id
+            try:
+                result = await self._submit(request)
+            except Exception as exc:
+                yield coordination_pb2.SubmitStreamResponse(
+                    message_id=message_id, error=self._refusal(exc)
+                )
+            else:
+                yield coordination_pb2.SubmitStreamResponse(message_id=message_id, result=result)
+
+    def _refusal(self, exc: Exception) -> coordination_pb2.SubmitError:
+        """What ``Submit``'s status would have said about ``exc``, counted as it would be."""
+        error = as_coral_error(exc)
+        if error is None:
+            log.exception("unhandled error in SubmitStream")
+            return coordination_pb2.SubmitError(
+                code=grpc.StatusCode.INTERNAL.value[0], reason="internal", detail="internal error"
+            )
+        if error.category == "unavailable":
+            log.warning("SubmitStream: %s", error.detail)
+        self.ctx.metrics.rejections.labels("grpc", error.reason).inc()
+        return coordination_pb2.SubmitError(
+            code=grpc_status(error).value[0], reason=error.reason, detail=error.detail
+        )
+
+    async def _submit(
+        self, request: coordination_pb2.SubmitRequest
     ) -> coordination_pb2.SubmitResponse:
         if not request.HasField("message"):
             raise InvalidMessage("no message given")

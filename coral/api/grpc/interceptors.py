@@ -1,12 +1,14 @@
 """The server interceptor applied once to every gRPC method, ours and third parties'.
 
-For each asynchronous unary-unary and unary-stream method it:
+For each asynchronous unary-unary and unary-stream method, and each coral.v1
+bidirectional-streaming one (``SubmitStream``), it:
 
 - decodes the request itself, so bytes that are not the method's protobuf are
   a client error (INVALID_ARGUMENT ``malformed_protobuf``, logged at info
   without a traceback) instead of grpc's UNKNOWN with a logged stack trace;
+  on a request stream, each request as it is read (a bad one ends the stream);
 - checks the caller rule of coral.v1 methods (``coral.api.grpc.auth``) before
-  the handler runs;
+  the handler runs (a request stream's signature covers an empty body);
 - maps what a handler lets escape: typed errors to their status with the
   reason in ``coral-reason`` trailing metadata, storage failures to
   UNAVAILABLE ``storage_unavailable``; anything else is a bare INTERNAL with
@@ -18,7 +20,7 @@ For each asynchronous unary-unary and unary-stream method it:
 A cancelled call (client gone, deadline, shutdown) is counted with status
 ``CANCELLED``, is neither a rejection nor logged, and the cancellation keeps
 propagating. Synchronous handlers (the health servicer's, run on grpc's thread
-pool) and request-streaming ones (reflection) pass through untouched.
+pool) and the other request-streaming ones (reflection) pass through untouched.
 """
 
 from __future__ import annotations
@@ -67,9 +69,11 @@ class CoralServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         """The wrapped handler of the called method (grpc's own when we leave it alone)."""
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
+        if handler is None:
             return handler
         method = str(handler_call_details.method)
+        if handler.request_streaming and method not in METHOD_RULES:
+            return handler
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -92,6 +96,11 @@ class CoralServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 self._streaming(handler.unary_stream, deserialize, method, rule),
                 response_serializer=handler.response_serializer,
             )
+        if inspect.isasyncgenfunction(handler.stream_stream):
+            return grpc.stream_stream_rpc_method_handler(
+                self._bidi(handler.stream_stream, deserialize, method, rule),
+                response_serializer=handler.response_serializer,
+            )
         return handler
 
     def _unary(
@@ -100,6 +109,7 @@ class CoralServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         label = method.rsplit("/", 1)[-1]
         requests = self.metrics.requests
         seconds = self.metrics.request_seconds.labels("grpc")
+        ok = requests.labels("grpc", label, "OK")  # looked up once: most calls end OK
 
         async def unary(raw: bytes, context: Context) -> Any:
             started = time.perf_counter()
@@ -118,7 +128,7 @@ class CoralServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 status = "INTERNAL" if error is None else grpc_status(error).name
                 await self._abort(context, method, error)
             finally:
-                requests.labels("grpc", label, status).inc()
+                (ok if status == "OK" else requests.labels("grpc", label, status)).inc()
                 if status != CANCELLED:
                     seconds.observe(time.perf_counter() - started)
 
@@ -158,21 +168,64 @@ class CoralServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return streaming
 
+    def _bidi(
+        self, inner: Callable[..., Any], deserialize: Deserializer, method: str, rule: Rule
+    ) -> Callable[[AsyncIterator[bytes], Context], AsyncIterator[Any]]:
+        label = method.rsplit("/", 1)[-1]
+        requests = self.metrics.requests
+
+        async def decoded(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+            async for frame in raw:
+                yield self._decode(frame, deserialize, context, method)
+
+        async def bidi(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+            status = "OK"
+            try:
+                self._authenticate(context, method, rule, b"")
+                # aclosing: the handler's cleanup runs when the call ends, not at GC.
+                async with aclosing(inner(decoded(raw, context), context)) as result:
+                    async for item in result:
+                        yield item
+            except (asyncio.CancelledError, GeneratorExit):
+                status = CANCELLED
+                raise
+            except grpc.aio.AbortError:
+                status = ABORTED_BY_HANDLER
+                raise
+            except Exception as exc:
+                error = as_coral_error(exc)
+                status = "INTERNAL" if error is None else grpc_status(error).name
+                await self._abort(context, method, error)
+            finally:
+                # A client that cancels between two requests ends the request stream as if
+                # it had finished writing: such a stream ends, and is counted, as OK.
+                requests.labels("grpc", label, status).inc()
+
+        return bidi
+
     def _admit(
         self, raw: bytes, deserialize: Deserializer, context: Context, method: str, rule: Rule
     ) -> Any:
         """The decoded request once its caller passed the method's rule."""
-        request = raw
-        if deserialize is not None:
-            try:
-                request = deserialize(raw)
-            except (DecodeError, RuntimeError, ValueError) as exc:
-                log.info("undecodable request to %s from %s: %s", method, context.peer(), exc)
-                raise MalformedProtobuf(f"cannot parse the request: {exc}") from None
+        request = self._decode(raw, deserialize, context, method)
+        self._authenticate(context, method, rule, raw)
+        return request
+
+    @staticmethod
+    def _decode(raw: bytes, deserialize: Deserializer, context: Context, method: str) -> Any:
+        """The method's protobuf from ``raw``; MalformedProtobuf when it is not one."""
+        if deserialize is None:
+            return raw
+        try:
+            return deserialize(raw)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            log.info("undecodable request to %s from %s: %s", method, context.peer(), exc)
+            raise MalformedProtobuf(f"cannot parse the request: {exc}") from None
+
+    def _authenticate(self, context: Context, method: str, rule: Rule, body: bytes) -> None:
         if rule is not Rule.PUBLIC:
             metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
-            authenticate_call(self.ctx, rule, metadata, method, raw)
-        return request
+            authenticate_call(self.ctx, rule, metadata, method, body)
 
     async def _abort(self, context: Context, method: str, error: CoralError | None) -> NoReturn:
         """Abort the call for what its handler let escape (``None``: a server bug)."""

@@ -6,11 +6,15 @@ key in a 0600 file and signs every record and message as that agent. Each
 message still passes the gateway like any other. The connection secret is
 stored only as a SHA-256 hash, mapped to the agent by a ``HeldAgentRecords``
 store (``coral.store.interop_sqlite`` in a node, ``MemoryHeldAgentRecords`` in
-tests).
+tests). Where the keys live is a ``HeldKeys`` port (``coral.api.mcp.held_keys``):
+files under the node's keys folder (``FileHeldKeys``), or, for replicas of one
+node on PostgreSQL, one shared row per agent sealed with the node key
+(``coral.store.interop_postgres``), so every replica signs as the same held agent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from coral.agents.directory import AgentDirectory
-from coral.agents.keyfile import load_or_create_identity
+from coral.api.mcp.held_keys import FileHeldKeys, HeldKeys
 from coral.coordination.gateway import MessageGateway
 from coral.coordination.model import Thread, ThreadEntry
 from coral.protocol.agent import AgentManifest, AgentRecord, sign_record_as_agent
@@ -146,9 +150,12 @@ class HeldAgents:
         node: Identity,
         directory: AgentDirectory,
         gateway: MessageGateway,
+        keys: HeldKeys | None = None,
     ) -> None:
         self.records = records
         self.keys_dir = keys_dir
+        #: The private keys: files under ``keys_dir`` unless a shared store is given.
+        self.keys: HeldKeys = keys if keys is not None else FileHeldKeys(keys_dir)
         self.node = node
         self.directory = directory
         self.gateway = gateway
@@ -159,18 +166,31 @@ class HeldAgents:
 
     async def open(self) -> None:
         """Load every held agent's key."""
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Load the keys of held agents recorded since (by another replica, on a shared store)."""
         for row in await self.records.all():
-            self._remember(row.name, row.kind, row.card_url)
+            if row.did not in self._by_did:
+                await self._remember(row.name, row.kind, row.card_url)
 
-    def _key_path(self, name: str, kind: str) -> Path:
-        folder = "mcp" if kind == MCP_KIND else "a2a"
-        return self.keys_dir / folder / f"{name}.key"
-
-    def _remember(self, name: str, kind: str, card_url: str | None) -> HeldAgent:
-        identity, _ = load_or_create_identity(self._key_path(name, kind))
+    async def _remember(self, name: str, kind: str, card_url: str | None) -> HeldAgent:
+        identity = await self.keys.get_or_create(name, kind)
         agent = HeldAgent(identity, name, kind, card_url)
         self._by_did[agent.did] = agent
         return agent
+
+    async def _recorded(self, did: str) -> HeldAgent | None:
+        """A held agent another replica recorded after this one loaded (shared stores)."""
+        for row in await self.records.all():
+            if row.did == did:
+                identity = await self.keys.get(row.name, row.kind)
+                if identity is None or identity.did != did:
+                    return None
+                agent = HeldAgent(identity, row.name, row.kind, row.card_url)
+                self._by_did[did] = agent
+                return agent
+        return None
 
     async def create(
         self,
@@ -186,7 +206,7 @@ class HeldAgents:
         """
         if await self.directory.search(name=manifest.name):
             raise AgentNameTaken(f"an agent named {manifest.name!r} already exists")
-        agent = self._remember(manifest.name, kind, card_url)
+        agent = await self._remember(manifest.name, kind, card_url)
         await self.register(agent, manifest)
         secret = secrets.token_urlsafe(24) if with_secret else None
         await self.records.add(
@@ -197,11 +217,41 @@ class HeldAgents:
         return agent, secret
 
     async def ensure(self, manifest: AgentManifest, kind: str) -> HeldAgent:
-        """The held agent with this name, created (without a secret) when absent."""
+        """The held agent with this name, created (without a secret) when absent.
+
+        Replicas sharing the stores may call this at once for one name: they all
+        get the one key the shared ``HeldKeys`` keeps for it, so the agent the
+        other replica registered first is adopted, never replaced.
+
+        Raises:
+            AgentNameTaken: an agent that is not this held agent has the name.
+        """
         for agent in self._by_did.values():
             if agent.name == manifest.name and agent.kind == kind:
                 return agent
-        agent, _ = await self.create(manifest, kind)
+        await self.refresh()  # another replica may have made it
+        for agent in self._by_did.values():
+            if agent.name == manifest.name and agent.kind == kind:
+                return agent
+        try:
+            agent, _ = await self.create(manifest, kind)
+        except (AgentNameTaken, Conflict):
+            adopted = await self._adopt(manifest.name, kind)
+            if adopted is None:
+                raise
+            return adopted
+        return agent
+
+    async def _adopt(self, name: str, kind: str) -> HeldAgent | None:
+        """The held agent another replica is creating under ``name``, if the key is ours too."""
+        identity = await self.keys.get(name, kind)
+        holders = await self.directory.search(name=name)
+        if identity is None or [r.agent for r in holders] != [identity.did]:
+            return None
+        agent = HeldAgent(identity, name, kind)
+        self._by_did[agent.did] = agent
+        with contextlib.suppress(Conflict):  # the other replica recorded it first
+            await self.records.add(HeldAgentRow(agent.did, name, kind), None, now_ms())
         return agent
 
     async def register(self, agent: HeldAgent, manifest: AgentManifest) -> AgentRecord:
@@ -225,7 +275,7 @@ class HeldAgents:
         Its past messages stay verifiable: the public key is in its did. Used for
         session agents when their session ends.
         """
-        agent = self._by_did.get(did)
+        agent = self._by_did.get(did) or await self._recorded(did)
         if agent is None:
             return
         if await self.directory.is_registered(did):
@@ -242,12 +292,14 @@ class HeldAgents:
             await self.directory.register(sign_record_as_agent(record, agent.identity))
         await self.records.remove(did)
         self._by_did.pop(did, None)
-        self._key_path(agent.name, agent.kind).unlink(missing_ok=True)
+        await self.keys.forget(agent.name, agent.kind)
 
     async def by_secret(self, secret: str) -> HeldAgent:
         """The agent this connection secret belongs to; WrongSecret otherwise."""
         did = await self.records.did_for_secret(secret_hash(secret))
-        agent = self._by_did.get(did) if did is not None else None
+        agent = None
+        if did is not None:
+            agent = self._by_did.get(did) or await self._recorded(did)
         if agent is None:
             raise WrongSecret("unknown agent secret")
         for listener in self.connection_listeners:

@@ -92,7 +92,7 @@ class Scopes(Protocol):
 
 
 class WaitCursors(Protocol):
-    """Durable wait cursors (``coral.store.wait_cursors_sqlite``)."""
+    """Durable wait cursors (``coral.store.wait_cursors_sqlite``, ``wait_cursors_postgres``)."""
 
     async def get(self, agent: str, key: str) -> int:
         """The stored cursor (0 when none)."""

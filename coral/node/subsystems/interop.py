@@ -11,6 +11,12 @@ node starts serving without them: this subsystem installs one HTTP fallback
 route and one gRPC generic handler, loads the front doors in the background
 once the node is up, and until then holds any A2A/MCP request until they are
 ready (``coral.api.lazy``).
+
+Held agents (records and keys), MCP wait cursors and A2A tasks live in the
+node's SQLite file, or, when the node's stores are on PostgreSQL
+(``on_postgres``), in PostgreSQL on a small pool this subsystem opens and
+closes: replicas of one node then hold the same agents with the same keys,
+read each other's tasks, and resume each other's waits.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import importlib
 import importlib.util
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
@@ -29,13 +35,24 @@ from aiohttp import web
 from coral.api.context import NodeContext, need
 from coral.api.lazy import LazyGrpcServices, LazyRoutes, RecordingServer
 from coral.node.subsystems import Subsystem
+from coral.node.subsystems.coordination import on_postgres
 
 if TYPE_CHECKING:
+    from coral.api.a2a.tasks import A2ATaskRecords
+    from coral.api.mcp.held_agents import HeldAgentRecords
+    from coral.api.mcp.held_keys import HeldKeys
+    from coral.api.mcp.tools import WaitCursors
     from coral.node.daemon import Node
 
 log = logging.getLogger("coral.a2a")
 #: Seconds between two runs of the A2A task retention policy.
 RETENTION_EVERY_S = 60.0
+#: On PostgreSQL, seconds between two checks that this replica still holds its runner lock.
+RUNNER_CHECK_S = 5.0
+#: On PostgreSQL, seconds between two looks for A2A proxies other replicas made.
+PROXY_SYNC_S = 10.0
+#: On PostgreSQL, how long a claim to forward a proxy's message is kept (milliseconds).
+FORWARD_CLAIM_KEEP_MS = 24 * 3600 * 1000
 
 #: Modules the front doors need, imported off the event loop before they are built.
 HEAVY_MODULES = (
@@ -82,27 +99,74 @@ class InteropSubsystem(Subsystem):
 
     name = "interop"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._pg_tasks: Any = None  # the PostgreSQL task store (holds a runner lock)
+        self._watch: Any = None  # PostgresTaskWatch: other replicas' task writes
+        self._watch_task: asyncio.Task[None] | None = None
+        self._claims: Any = None  # PostgresForwardClaims: one replica forwards each message
+
+    async def _open_stores(
+        self, node: Node, ctx: NodeContext
+    ) -> tuple[HeldAgentRecords, HeldKeys | None, WaitCursors]:
+        """Held-agent records, held keys (None: files) and wait cursors, migrated."""
+        if on_postgres(node.config):
+            from coral.store.interop_postgres import PostgresHeldAgentRecords, PostgresHeldKeys
+            from coral.store.postgres import open_pool
+            from coral.store.wait_cursors_postgres import PostgresWaitCursors
+
+            pool = self._pool = await open_pool(node.config.database_url, max_size=4)
+            pg_records, pg_cursors = PostgresHeldAgentRecords(pool), PostgresWaitCursors(pool)
+            await pg_records.open()
+            await pg_cursors.open()
+            return pg_records, PostgresHeldKeys(pool, ctx.identity), pg_cursors
+        from coral.store.interop_sqlite import SqliteHeldAgentRecords
+        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
+
+        records, cursors = SqliteHeldAgentRecords(node.db), SqliteWaitCursors(node.db)
+        await records.open()
+        await cursors.open()
+        return records, None, cursors
+
+    async def _open_task_records(self, node: Node) -> A2ATaskRecords:
+        """The A2A task store, migrated (a2a-sdk is imported by now)."""
+        if self._pool is not None:
+            from coral.store.a2a_postgres import PostgresA2ATaskRecords
+            from coral.store.a2a_watch_postgres import PostgresTaskWatch
+
+            pg_tasks = self._pg_tasks = PostgresA2ATaskRecords(self._pool)
+            await pg_tasks.open()
+            self._watch = PostgresTaskWatch(node.config.database_url)
+            self._watch_task = asyncio.create_task(self._watch.run(), name="a2a-task-watch")
+            return pg_tasks
+        from coral.store.a2a_sqlite import SqliteA2ATaskRecords
+
+        tasks = SqliteA2ATaskRecords(node.db)
+        await tasks.open()
+        return tasks
+
     async def setup(self, node: Node, ctx: NodeContext) -> None:
         """Open the held agents and MCP tools (others use them at setup); install the lazy
         HTTP and gRPC entry points. Nothing from a2a-sdk or mcp is imported yet."""
         from coral.api.mcp.held_agents import HeldAgents
         from coral.api.mcp.tools import CoralTools
-        from coral.store.interop_sqlite import SqliteHeldAgentRecords
-        from coral.store.wait_cursors_sqlite import SqliteWaitCursors
 
         check_installed()
         self._node = node
         self._ctx = ctx
         directory = need(ctx.directory, "directory")
         engine = need(ctx.coordination, "coordination")
-        records = SqliteHeldAgentRecords(node.db)
-        await records.open()
+        records, keys, cursors = await self._open_stores(node, ctx)
         self.held = HeldAgents(
-            records, ctx.config.keys_dir, ctx.identity, directory, need(ctx.gateway, "gateway")
+            records,
+            ctx.config.keys_dir,
+            ctx.identity,
+            directory,
+            need(ctx.gateway, "gateway"),
+            keys=keys,
         )
         await self.held.open()
-        cursors = SqliteWaitCursors(node.db)
-        await cursors.open()
         cap = ctx.config.mcp_max_wait_ms
         self.tools = CoralTools(
             self.held, directory, engine, cursors=cursors, max_wait_ms=cap, default_wait_ms=cap
@@ -139,7 +203,15 @@ class InteropSubsystem(Subsystem):
             self.services.load(recorder)
             await self.mcp.start()
             await self.proxies.start()
-            self._retention_task = asyncio.create_task(self._retain(), name="a2a-retention")
+            self._retention_task = asyncio.create_task(
+                self._retain(self._node), name="a2a-retention"
+            )
+            if self._pg_tasks is not None:
+                # A lock lost with its connection (database restart) makes this
+                # replica's running tasks look abandoned: take it again soon.
+                self.every(RUNNER_CHECK_S, self._pg_tasks.hold_runner_lock)
+                # Proxies made through another replica are followed here too.
+                self.every(PROXY_SYNC_S, self.proxies.sync)
             self._built = True
             self.routes.load(inner)
         except asyncio.CancelledError:
@@ -159,15 +231,13 @@ class InteropSubsystem(Subsystem):
         from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
         from coral.api.mcp.server import McpFrontDoor
-        from coral.store.a2a_sqlite import SqliteA2ATaskRecords
 
         directory = need(ctx.directory, "directory")
         engine = need(ctx.coordination, "coordination")
         held = self.held
         self.gateway = LazyGateway(held, engine)
         a2a_config = ctx.config.a2a
-        self.task_records = SqliteA2ATaskRecords(node.db)
-        await self.task_records.open()
+        self.task_records = await self._open_task_records(node)
         self.retention = RetentionPolicy(a2a_config.task_retention_s, a2a_config.max_tasks)
         await self.retention.apply(self.task_records)
         interrupted = await fail_interrupted(self.task_records)
@@ -181,7 +251,7 @@ class InteropSubsystem(Subsystem):
             max_content_bytes=ctx.verifier.limits.max_message_bytes // 2,
             reply_timeout_s=a2a_config.reply_timeout_s,
         )
-        self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config)
+        self.a2a = A2AFrontDoor(ctx, executor, self.task_records, a2a_config, watch=self._watch)
         cap = ctx.config.mcp_max_wait_ms
         self.mcp = McpFrontDoor(
             held,
@@ -190,7 +260,12 @@ class InteropSubsystem(Subsystem):
             max_wait_ms=cap,
             sse_retry_ms=ctx.config.mcp_sse_retry_ms,
         )
-        self.proxies = A2AProxies(held, engine)
+        claims = None
+        if self._pool is not None:
+            from coral.store.interop_postgres import PostgresForwardClaims
+
+            claims = self._claims = PostgresForwardClaims(self._pool)
+        self.proxies = A2AProxies(held, engine, claims=claims)
         ctx.a2a_proxies = self.proxies
         inner = web.Application()
         inner[CTX] = ctx
@@ -200,29 +275,53 @@ class InteropSubsystem(Subsystem):
         self._grpc_parts = [self.a2a.install_grpc]
         return inner
 
-    async def _retain(self) -> None:
+    async def _retain(self, node: Node) -> None:
+        from coral.api.a2a.tasks import fail_interrupted
+        from coral.protocol.message import now_ms
+
         while True:
             await asyncio.sleep(RETENTION_EVERY_S)
+            if not node.lease.held:
+                continue  # replicas: the leading one evicts for all
             try:
                 gone = await self.retention.apply(self.task_records)
+                interrupted = 0
+                if self._pg_tasks is not None:
+                    # Tasks a replica that died was following (on SQLite this process
+                    # follows every running task; the ones it lost were failed at start).
+                    interrupted = await fail_interrupted(self._pg_tasks)
+                if self._claims is not None:
+                    await self._claims.prune(now_ms() - FORWARD_CLAIM_KEEP_MS)
             except Exception as exc:  # a busy disk must not stop the loop
                 log.warning("A2A task retention failed: %s", exc)
                 continue
             if gone:
                 log.info("A2A task retention evicted %d tasks", gone)
+            if interrupted:
+                log.info("A2A: %d tasks lost their replica; marked failed", interrupted)
 
     async def stopping(self, node: Node, ctx: NodeContext) -> None:
         """Stop background readers before the servers stop."""
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
             await asyncio.gather(self._loading, return_exceptions=True)
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention_task
+        for task in (self._retention_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._built:
             await self.mcp.stop()
             await self.proxies.stop()
             await self.a2a.close()
             await self.gateway.stop()
         await super().stopping(node, ctx)
+
+    async def close(self, node: Node, ctx: NodeContext) -> None:
+        """Release the task store's runner lock and close the PostgreSQL pool, if opened."""
+        if self._pg_tasks is not None:
+            await self._pg_tasks.close()
+            self._pg_tasks = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

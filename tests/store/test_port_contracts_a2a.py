@@ -1,11 +1,19 @@
-"""The A2A task port: SQLite and the in-memory twin behave alike (scope, filters, pages,
-retention), and the a2a-sdk adapter scopes by agent and authenticated caller."""
+"""The A2A task port: SQLite, PostgreSQL and the in-memory twin behave alike (scope,
+filters, pages, retention, interrupted tasks), and the a2a-sdk adapter scopes by agent
+and authenticated caller.
+
+Every test runs once per implementation (the ``records`` fixture's params); the
+PostgreSQL cases skip with a reason when no server binaries are installed (and fail
+under CI=true). The last tests are PostgreSQL's own: replicas share one database.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 from a2a.auth.user import User
 from a2a.server.context import ServerCallContext
@@ -25,23 +33,76 @@ from coral.api.a2a.tasks import (
     fail_interrupted,
     scope_of,
 )
+from coral.store.a2a_postgres import PostgresA2ATaskRecords
 from coral.store.a2a_sqlite import SqliteA2ATaskRecords
 from coral.store.sqlite import SqliteDatabase
 
 S = a2a_pb2.TaskState
 
+#: Gives the test the store as the node has it after a restart (the same store
+#: where nothing but the process is lost; a new runner on PostgreSQL).
+Restart = Callable[[], Awaitable[A2ATaskRecords]]
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def records(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A2ATaskRecords]:
-    if request.param == "memory":
-        yield InMemoryTaskRecords()
-        return
+
+class Stores:
+    """The store under test and how to restart it."""
+
+    def __init__(self) -> None:
+        self.records: A2ATaskRecords = InMemoryTaskRecords()
+        self.restart: Restart = self._same
+        self.opened: list[PostgresA2ATaskRecords] = []
+
+    async def _same(self) -> A2ATaskRecords:
+        return self.records
+
+
+@pytest.fixture
+async def memory_stores() -> Stores:
+    return Stores()
+
+
+@pytest.fixture
+async def sqlite_stores(tmp_path: Path) -> AsyncIterator[Stores]:
+    stores = Stores()
     db = SqliteDatabase(tmp_path / "a2a.db")
     await db.open()
-    store = SqliteA2ATaskRecords(db)
-    await store.open()
-    yield store
+    stores.records = sqlite = SqliteA2ATaskRecords(db)
+    await sqlite.open()
+    yield stores
     await db.close()
+
+
+@pytest.fixture
+async def postgres_stores(postgres_pool: asyncpg.Pool) -> AsyncIterator[Stores]:
+    stores = Stores()
+
+    async def replica() -> PostgresA2ATaskRecords:
+        store = PostgresA2ATaskRecords(postgres_pool)
+        await store.open()
+        stores.opened.append(store)
+        return store
+
+    async def restart() -> A2ATaskRecords:
+        await stores.opened[0].close()  # the old process is gone: its runner lock is free
+        return await replica()
+
+    stores.records = await replica()
+    stores.restart = restart
+    yield stores
+    for store in stores.opened:
+        await store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stores(request: pytest.FixtureRequest) -> Stores:
+    """Each A2ATaskRecords in turn (PostgreSQL on a fresh schema of the session's server)."""
+    chosen: Stores = request.getfixturevalue(f"{request.param}_stores")
+    return chosen
+
+
+@pytest.fixture
+def records(stores: Stores) -> A2ATaskRecords:
+    return stores.records
 
 
 class Caller(User):
@@ -155,13 +216,15 @@ async def test_push_configs_are_scoped_and_dispatch_sees_every_owner(
 
 
 async def test_tasks_running_when_the_node_stopped_are_failed_with_a_reason(
-    records: A2ATaskRecords,
+    stores: Stores,
 ) -> None:
-    store = ScopedTaskStore(records)
+    store = ScopedTaskStore(stores.records)
     ctx = context(agent="echo")
     await store.save(task("running", S.TASK_STATE_WORKING, 1), ctx)
     await store.save(task("asking", S.TASK_STATE_INPUT_REQUIRED, 1), ctx)
     await store.save(task("done", S.TASK_STATE_COMPLETED, 1), ctx)
+    records = await stores.restart()
+    store = ScopedTaskStore(records)
     assert await fail_interrupted(records, now_ns=5 * 10**9) == 1
     failed = await store.get("running", ctx)
     assert failed is not None and failed.status.state == S.TASK_STATE_FAILED
@@ -169,3 +232,55 @@ async def test_tasks_running_when_the_node_stopped_are_failed_with_a_reason(
     asking = await store.get("asking", ctx)
     assert asking is not None and asking.status.state == S.TASK_STATE_INPUT_REQUIRED
     assert await fail_interrupted(records) == 0
+
+
+@pytest.mark.postgres
+async def test_a_replica_never_fails_the_running_tasks_of_a_live_one(
+    postgres_pool: asyncpg.Pool,
+) -> None:
+    one, two = PostgresA2ATaskRecords(postgres_pool), PostgresA2ATaskRecords(postgres_pool)
+    await one.open()
+    await two.open()
+    try:
+        ctx = context(agent="echo", caller="alice")
+        await ScopedTaskStore(one).save(task("t1", S.TASK_STATE_WORKING, 1), ctx)
+        # Replica two starts (or runs its periodic check) while one still follows t1.
+        assert await fail_interrupted(two) == 0
+        seen_from_two = await ScopedTaskStore(two).get("t1", ctx)
+        assert seen_from_two is not None and seen_from_two.status.state == S.TASK_STATE_WORKING
+        assert await ScopedTaskStore(two).get("t1", context(agent="echo", caller="bob")) is None
+        await one.close()  # replica one dies: now t1 is interrupted
+        assert await fail_interrupted(two) == 1
+        failed = await ScopedTaskStore(two).get("t1", ctx)
+        assert failed is not None and failed.status.state == S.TASK_STATE_FAILED
+    finally:
+        await one.close()
+        await two.close()
+
+
+@pytest.mark.postgres
+async def test_a_replica_whose_lock_connection_broke_takes_it_again_before_writing(
+    postgres_pool: asyncpg.Pool,
+) -> None:
+    one = PostgresA2ATaskRecords(postgres_pool, runner_check_s=0)
+    two = PostgresA2ATaskRecords(postgres_pool)
+    await one.open()
+    await two.open()
+    try:
+        ctx = context(agent="echo")
+        await ScopedTaskStore(one).save(task("t1", S.TASK_STATE_WORKING, 1), ctx)
+        async with postgres_pool.acquire() as conn:  # as a database restart would
+            holder = await conn.fetchval(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND objid::text::bigint = $1::bigint % 4294967296",
+                one.runner,
+            )
+            await conn.execute("SELECT pg_terminate_backend($1)", holder)
+            while await conn.fetchval("SELECT 1 FROM pg_stat_activity WHERE pid = $1", holder):
+                await asyncio.sleep(0.01)  # until the backend is gone, its lock with it
+        assert len(await two.unfinished()) == 1  # for now, one looks dead
+        await ScopedTaskStore(one).save(task("t1", S.TASK_STATE_WORKING, 2), ctx)
+        assert await fail_interrupted(two) == 0
+    finally:
+        await one.close()
+        await two.close()

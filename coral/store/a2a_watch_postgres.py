@@ -1,0 +1,91 @@
+"""Wake-ups for A2A task changes across replicas (LISTEN/NOTIFY on PostgreSQL).
+
+``PostgresA2ATaskRecords.save_task`` sends, inside its transaction, a notice
+on the ``a2a_tasks`` channel naming the task (PostgreSQL delivers it only
+once the write commits). Each replica runs one ``PostgresTaskWatch`` that
+LISTENs on a dedicated connection and sets the events of local watchers of
+that task; a watcher then re-reads the task. Notices are hints, never data:
+after any (re)connect every watcher is woken to re-read, so a notice lost
+while the connection was down loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+#: The NOTIFY channel of A2A task writes (payload: the task id).
+CHANNEL = "a2a_tasks"
+
+
+class PostgresTaskWatch:
+    """``coral.api.a2a.tasks.TaskWatch`` over LISTEN/NOTIFY (``run`` until cancelled)."""
+
+    def __init__(self, dsn: str, *, retry_s: float = 1.0) -> None:
+        self._dsn = dsn
+        self._retry_s = retry_s
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        #: Set while a LISTEN connection is up (tests and start-up wait on it).
+        self.listening = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def watch(self, task_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever ``task_id`` may have changed, for the duration of the block.
+
+        Watch first, then read the task: a change committed after the read
+        sets the event. The caller clears it before each re-read.
+        """
+        changed = asyncio.Event()
+        self._watchers.setdefault(task_id, set()).add(changed)
+        try:
+            yield changed
+        finally:
+            watchers = self._watchers.get(task_id)
+            if watchers is not None:
+                watchers.discard(changed)
+                if not watchers:
+                    del self._watchers[task_id]
+
+    def _wake_all(self) -> None:
+        for watchers in self._watchers.values():
+            for changed in watchers:
+                changed.set()
+
+    def _on_notice(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        for changed in self._watchers.get(payload, ()):
+            changed.set()
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting after a lost connection.
+
+        Cancellation closes the connection and propagates. Connection
+        failures are logged and retried every ``retry_s`` seconds; each
+        (re)connect wakes every watcher to re-read.
+        """
+        while True:
+            try:
+                await self._listen_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("A2A task LISTEN connection failed: %s; retrying", exc)
+            self.listening.clear()
+            await asyncio.sleep(self._retry_s)
+
+    async def _listen_once(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            await conn.add_listener(CHANNEL, self._on_notice)
+            self.listening.set()
+            self._wake_all()  # what committed before LISTEN took effect was never announced
+            await lost.wait()
+            log.warning("A2A task LISTEN connection lost; reconnecting")
+        finally:
+            if not conn.is_closed():
+                await asyncio.shield(conn.close())
