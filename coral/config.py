@@ -28,7 +28,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -176,14 +175,16 @@ class Config(BaseSettings):
     )
     database_url: str = Field(
         default="sqlite",
-        description='"sqlite" keeps everything in data_dir/coral.db; a postgresql:// URL'
-        " moves the ledger there (and more, see database_stores).",
+        description='"sqlite" keeps everything in data_dir (coral.db, ledger.db); a'
+        " postgresql:// URL puts every store in that database (see database_stores), so"
+        " several node processes with the same node key can serve one logical node.",
+        examples=["postgresql://coral@db.example.org/coral"],
     )
     database_stores: Literal["ledger", "all"] = Field(
-        default="ledger",
-        description='With a postgresql:// database_url: "ledger" keeps only the ledger there;'
-        ' "all" also moves the agent directory, seen ids, threads, inboxes and federation'
-        " state, so several node processes can share them as replicas of one node.",
+        default="all",
+        description='With a postgresql:// database_url: "all" (the default) puts every store'
+        ' there; "ledger" is an opt-out that keeps only the ledger there and the rest in'
+        ' data_dir/coral.db (one process only: replicas need "all"). Ignored with "sqlite".',
     )
     public_addresses: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -304,13 +305,16 @@ class Config(BaseSettings):
             raise ValueError("log_level is one of debug, info, warning, error")
         return value.lower()
 
-    @model_validator(mode="after")
-    def _stores_need_postgres(self) -> Config:
-        if self.database_stores == "all" and not self.database_url.startswith(
-            ("postgresql://", "postgres://")
-        ):
-            raise ValueError('database_stores = "all" needs a postgresql:// database_url')
-        return self
+    @property
+    def stores_on_postgres(self) -> bool:
+        """True when the stores live in PostgreSQL: a postgresql:// ``database_url``.
+
+        ``database_stores = "ledger"`` opts out; then only the ledger is there.
+        """
+        return (
+            self.database_url.startswith(("postgresql://", "postgres://"))
+            and self.database_stores == "all"
+        )
 
     @property
     def tls_enabled(self) -> bool:

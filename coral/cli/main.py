@@ -150,6 +150,13 @@ def start(
             help="Another name browsers may use for the dashboard and MCP (repeatable).",
         ),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help='"sqlite" or postgresql://... (every store there; prefer CORAL_DATABASE_URL'
+            " for URLs with a password)."
+        ),
+    ] = None,
 ) -> None:
     """Start the node and run until Ctrl-C or SIGTERM.
 
@@ -171,6 +178,7 @@ def start(
         log_level=log_level,
         log_json=log_json,
         allowed_hosts=allowed_host or None,
+        database_url=database_url,
         coral_server_overrides=_coral_server_overrides(ctx.args),
     )
     configure_logging(cfg.log_level, cfg.log_json)

@@ -1,10 +1,10 @@
 """Agent directory, coordination engine and the message gateway.
 
 Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
-file, or, when ``database_url`` is a ``postgresql://`` URL and
-``database_stores = "all"``, in PostgreSQL on one connection pool this
-subsystem opens and closes; there a LISTEN task wakes local waits for
-messages other node processes commit.
+file, or, when ``database_url`` is a ``postgresql://`` URL (and the operator
+did not opt out with ``database_stores = "ledger"``), in PostgreSQL on one
+connection pool this subsystem opens and closes; there a LISTEN task wakes
+local waits for messages other node processes commit.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ TIMER_POLL_MS = 1000
 
 
 def on_postgres(config: Config) -> bool:
-    """True when the directory, seen ids and threads live in PostgreSQL (``database_stores``)."""
-    from coral.store.postgres import is_postgres_url
+    """True when the stores live in PostgreSQL: a postgresql:// ``database_url``.
 
-    return is_postgres_url(config.database_url) and config.database_stores == "all"
+    ``database_stores = "ledger"`` opts out: then only the ledger is there.
+    """
+    return config.stores_on_postgres
 
 
 class CoordinationSubsystem(Subsystem):
