@@ -220,7 +220,12 @@ class FederationNode:
         if addresses is not None:
             self.addresses = addresses
         now = self.clock()
-        record = issue_peer_record(self.identity, self.addresses, now, previous=self.handover)
+        # Newer than the record we hold, even when re-issued within the same millisecond.
+        held = self.state.peers.get(self.did)
+        seq = now if held is None else max(now, held.seq + 1)
+        record = issue_peer_record(
+            self.identity, self.addresses, now, seq=seq, previous=self.handover
+        )
         self.state.merge([record], self.clock())
 
     def _on_local_record(self, record: AgentRecord) -> None:
