@@ -186,6 +186,12 @@ class Config(BaseSettings):
         ' there; "ledger" is an opt-out that keeps only the ledger there and the rest in'
         ' data_dir/coral.db (one process only: replicas need "all"). Ignored with "sqlite".',
     )
+    public_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='gRPC addresses ("host:port") other nodes reach this node at, listed in its'
+        " peer record: every replica's, or one load balancer's. Empty: this process's own"
+        " (advertise_host or host, and grpc_port). Comma separated in the environment.",
+    )
     bootstrap_peers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description='Other nodes to contact at start, as "host:grpc_port" (comma separated'
@@ -282,7 +288,7 @@ class Config(BaseSettings):
         """Arguments first, then what ``load_config`` layers under them (nothing otherwise)."""
         return (init_settings, *_LAYERS.get())
 
-    @field_validator("bootstrap_peers", "allowed_hosts", mode="before")
+    @field_validator("bootstrap_peers", "allowed_hosts", "public_addresses", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _comma_list(value)

@@ -133,6 +133,14 @@ def start(
     bootstrap: Annotated[
         list[str] | None, typer.Option("--bootstrap", "-b", help="Bootstrap peer host:grpc_port.")
     ] = None,
+    public_address: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-address",
+            help="A gRPC host:port other nodes reach this node at: each replica's, or one"
+            " load balancer's (repeatable).",
+        ),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json")] = None,
     allowed_host: Annotated[
@@ -166,6 +174,7 @@ def start(
         grpc_port=grpc_port,
         http_port=http_port,
         bootstrap_peers=bootstrap or None,
+        public_addresses=public_address or None,
         log_level=log_level,
         log_json=log_json,
         allowed_hosts=allowed_host or None,

@@ -7,8 +7,8 @@ Each module implements the ports of one package (``agents_sqlite`` ->
 ``a2a_sqlite``/``a2a_postgres`` (and ``a2a_watch_postgres``),
 ``wait_cursors_sqlite``/``wait_cursors_postgres``, ``interop_sqlite``/
 ``interop_postgres`` and ``dashboard_sqlite``/``dashboard_postgres`` -> the
-ports their adapters in ``coral.api`` define, ``federation_sqlite`` ->
-``coral.federation``). ``sqlite`` is the shared connection with group commit;
+ports their adapters in ``coral.api`` define, ``federation_sqlite``/``federation_postgres``
+-> ``coral.federation.ports``). ``sqlite`` is the shared connection with group commit;
 ``health`` keeps the CLI off the drivers.
 The table of ports, adapters and in-memory twins is in ``docs/storage.md``.
 """

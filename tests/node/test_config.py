@@ -24,6 +24,18 @@ def test_bootstrap_peers_from_environment_are_split(tmp_path):
     assert cfg.bootstrap_peers == ["a:1", "b:2"]
 
 
+def test_public_addresses_come_from_the_environment_and_fill_the_peer_record(tmp_path):
+    from coral.node.subsystems.federation import advertised
+
+    env = {"CORAL_PUBLIC_ADDRESSES": "r1:7420, r2:7420"}
+    cfg = load_config(env=env, overrides={"data_dir": tmp_path})
+    assert cfg.public_addresses == ["r1:7420", "r2:7420"]
+    addresses = advertised(cfg, "127.0.0.1:1", "http://127.0.0.1:2")
+    assert (addresses.grpc, addresses.grpc_replicas) == ("r1:7420", ("r2:7420",))
+    own = advertised(load_config(env={}, overrides={"data_dir": tmp_path}), "h:1", "http://h:2")
+    assert (own.grpc, own.grpc_replicas, own.http) == ("h:1", (), "http://h:2")
+
+
 def test_unknown_key_is_refused(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("grpc_prot = 1\n")

@@ -130,6 +130,7 @@ class CoordinationSubsystem(Subsystem):
             await pg_agents.open()
             await pg_seen.open()
             await pg_store.migrate()
+            ctx.coordination_store = pg_store  # federation replicates threads through it
             return pg_agents, pg_seen, pg_store
         from coral.store.agents_sqlite import SqliteAgentStore
         from coral.store.coordination_sqlite import SqliteCoordinationStore

@@ -1,29 +1,38 @@
 """The federation subsystem: builds the federation driver over its adapters and runs its loops.
 
-Wiring only: the driver (``coral.federation.driver``) gets the SQLite
-federation store, the gRPC peer transport, the coordination services and the
-node's key hand-over; the routes live in ``coral.api.http.federation`` and
-``coral.api.http.ledger_relay``, the node-to-node servicer in
-``coral.api.grpc.federation``. Cross-node payments (``coral.ledger.relay``)
-ride the same outbox when the ledger runs.
+Wiring only: the driver (``coral.federation.driver``) gets the federation
+store (SQLite in the node's file, or PostgreSQL shared by the node's replicas
+when the threads live there), the gRPC peer transport, the coordination
+services and the node's key hand-over; the routes live in
+``coral.api.http.federation`` and ``coral.api.http.ledger_relay``, the
+node-to-node servicer in ``coral.api.grpc.federation``. Cross-node payments
+(``coral.ledger.relay``) ride the same outbox when the ledger runs.
+
+On PostgreSQL every replica answers peers (hello, gossip, deliveries) from
+its copy of the shared gossip view, which a ``PostgresFederationWatch``
+keeps current; gossip rounds and outbox delivery run only on the replica
+holding the background lease (both are safe to run twice: receivers drop
+repeats by envelope id).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from coral.api.context import NodeContext, need
 from coral.api.grpc.federation import installer
 from coral.api.grpc.federation_client import GrpcPeerTransport
 from coral.api.http import federation as federation_routes
 from coral.api.http import ledger_relay as ledger_relay_routes
+from coral.config import Config
 from coral.federation.driver import FederationNode
 from coral.federation.peer_record import PeerAddresses
+from coral.federation.ports import FederationStore
 from coral.ledger.relay import PaymentRelay
 from coral.metrics import NodeMetrics
 from coral.node.keys import load_node_handover
 from coral.node.subsystems import Subsystem
-from coral.store.federation_sqlite import FederationStore
+from coral.node.subsystems.coordination import on_postgres
 
 if TYPE_CHECKING:
     from coral.node.daemon import Node
@@ -54,9 +63,30 @@ class FederationSubsystem(Subsystem):
 
     name = "federation"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._postgres: Any = None  # the PostgresFederationStore, on PostgreSQL
+        self._watch: Any = None  # the PostgresFederationWatch, on PostgreSQL
+
+    async def _open_store(self, node: Node) -> FederationStore:
+        if on_postgres(node.config):
+            from coral.store.federation_postgres import PostgresFederationStore
+            from coral.store.postgres import open_pool
+
+            self._pool = await open_pool(node.config.database_url, max_size=4)
+            postgres = PostgresFederationStore(self._pool)
+            await postgres.migrate()
+            self._postgres = postgres
+            return postgres
+        from coral.store.federation_sqlite import FederationStore as SqliteFederationStore
+
+        sqlite = SqliteFederationStore(node.db)
+        await sqlite.migrate()
+        return sqlite
+
     async def setup(self, node: Node, ctx: NodeContext) -> None:
-        store = FederationStore(node.db)
-        await store.migrate()
+        store = await self._open_store(node)
         gateway = need(ctx.gateway, "gateway")
         self.driver = FederationNode(
             ctx.identity,
@@ -70,8 +100,20 @@ class FederationSubsystem(Subsystem):
             peer_record_ttl_ms=int(ctx.config.peer_record_ttl_s * 1000),
             bootstrap=node.config.bootstrap_peers,
             handover=load_node_handover(ctx.config.keys_dir, ctx.identity),
+            shared_store=self._pool is not None,  # replicas write the PostgreSQL store too
         )
         await self.driver.open()
+        if self._pool is not None:
+            from coral.store.federation_postgres import PostgresFederationWatch
+
+            self._watch = PostgresFederationWatch(
+                node.config.database_url,
+                self._postgres,
+                on_outbox=self.driver.wake_outbox,
+                on_owner=self.driver.learn_owner,
+                on_records=self.driver.merge_replicated,
+                on_reload=self.driver.reload,
+            )
         ctx.federation = self.driver
         gateway.forwarder = self.driver
         self.grpc_installers.append(installer(self.driver))
@@ -86,9 +128,29 @@ class FederationSubsystem(Subsystem):
             self.http_installers.append(ledger_relay_routes.install)
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
-        self.driver.publish_self(PeerAddresses(grpc=ctx.grpc_address, http=ctx.http_address))
-        self.background(self.driver.run_gossip(node.config.gossip_interval_s))
-        self.background(self.driver.run_outbox())
+        self.driver.publish_self(advertised(node.config, ctx.grpc_address, ctx.http_address))
+        interval = node.config.gossip_interval_s
+        if self._watch is None:  # SQLite: this process is the whole node
+            self.background(self.driver.run_gossip(interval))
+            self.background(self.driver.run_outbox())
+            return
+        self.background(self._watch.run())
+        self.leading(node.lease, lambda: self.driver.run_gossip(interval))
+        self.leading(node.lease, self.driver.run_outbox)
 
     async def close(self, node: Node, ctx: NodeContext) -> None:
         await self.driver.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def advertised(config: Config, grpc_address: str, http_address: str) -> PeerAddresses:
+    """The addresses in this node's peer record: ``public_addresses``, else this process's own.
+
+    The first public address is the record's ``grpc``, the rest its
+    ``grpc_replicas``: a node run as replicas (or behind one balancer) is one
+    peer to the network, reachable at any of them.
+    """
+    public = list(dict.fromkeys(config.public_addresses)) or [grpc_address]
+    return PeerAddresses(grpc=public[0], grpc_replicas=tuple(public[1:]), http=http_address)
