@@ -186,6 +186,14 @@ class Config(BaseSettings):
         ' there; "ledger" is an opt-out that keeps only the ledger there and the rest in'
         ' data_dir/coral.db (one process only: replicas need "all"). Ignored with "sqlite".',
     )
+    database_pool_size: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="Connections in the one PostgreSQL pool every store of this process"
+        " shares (with a postgresql:// database_url); the process also keeps one LISTEN"
+        " connection per change channel and one lease connection outside it.",
+    )
     public_addresses: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description='gRPC addresses ("host:port") other nodes reach this node at, listed in its'

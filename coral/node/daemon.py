@@ -4,6 +4,11 @@ Start: data dir and keys -> database -> domain services -> gRPC -> HTTP ->
 health SERVING. Stop runs the reverse: health NOT_SERVING, stop accepting,
 drain in-flight requests (bounded by ``shutdown_grace_s``), close services,
 close the database.
+
+With a postgresql:// ``database_url`` the node opens one asyncpg pool
+(``database_pool_size`` connections) the first time a subsystem asks for it
+(``Node.postgres_pool``) and hands it to every PostgreSQL store; it closes it
+once, after every subsystem has closed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import os
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
@@ -35,6 +40,9 @@ from coral.node.subsystems import Subsystem, build_subsystems
 from coral.protocol.message import now_ms
 from coral.protocol.verify import MessageVerifier
 from coral.store.sqlite import SqliteDatabase
+
+if TYPE_CHECKING:  # asyncpg is the optional "postgres" extra
+    import asyncpg
 
 log = logging.getLogger("coral.node")
 
@@ -58,6 +66,34 @@ class Node:
         #: Subsystems whose setup began: the ones stop (or a failed start) must close.
         self._set_up: list[Subsystem] = []
         self._runtime_written = False
+        self._pg_pool: asyncpg.Pool | None = None
+        self._pg_opening = asyncio.Lock()
+
+    async def postgres_pool(self) -> asyncpg.Pool:
+        """The node's one PostgreSQL pool, opened on first call; the node closes it at stop.
+
+        Every PostgreSQL store of this process shares it (``database_pool_size``
+        connections); stores never close it. Only meaningful with a
+        postgresql:// ``database_url``.
+
+        Raises:
+            OSError, asyncpg.PostgresError: the server is unreachable or refused us.
+        """
+        if self._pg_pool is None:
+            async with self._pg_opening:
+                if self._pg_pool is None:
+                    from coral.store.postgres import open_pool
+
+                    self._pg_pool = await open_pool(
+                        self.config.database_url, max_size=self.config.database_pool_size
+                    )
+        return self._pg_pool
+
+    async def _close_postgres_pool(self) -> None:
+        """Close the shared pool, if opened (after every subsystem closed)."""
+        pool, self._pg_pool = self._pg_pool, None
+        if pool is not None:
+            await pool.close()
 
     async def start(self) -> NodeContext:
         """Start everything; returns the context with the bound addresses filled in.
@@ -176,6 +212,7 @@ class Node:
             for subsystem in reversed(self._set_up):
                 await _quietly(subsystem.close(self, ctx))
         self._set_up.clear()
+        await _quietly(self._close_postgres_pool())
         await _quietly(self.db.close())
 
     async def _stop_lease(self) -> None:
@@ -219,6 +256,7 @@ class Node:
             for subsystem in reversed(self._set_up):
                 await subsystem.close(self, ctx)
         self._set_up.clear()
+        await self._close_postgres_pool()
         await self.db.close()
         if self._runtime_written:  # never another node's file (same data dir, failed start)
             self._runtime_written = False

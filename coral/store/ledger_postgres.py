@@ -235,10 +235,18 @@ def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
 
 
 class PostgresLedgerStore:
-    """LedgerStore on PostgreSQL with group commit; reads see committed state only."""
+    """LedgerStore on PostgreSQL with group commit; reads see committed state only.
 
-    def __init__(self, pool: asyncpg.Pool, *, max_group: int = 512) -> None:
+    Built on a caller's ``pool`` (the node's shared one) the store never closes
+    it; ``open`` connects a pool of its own, which ``close`` closes. Either way
+    each group commits on one connection taken from the pool for that group only.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, max_group: int = 512, owns_pool: bool = False
+    ) -> None:
         self._pool = pool
+        self._owns_pool = owns_pool
         self._writer = LedgerWriter(in_transaction(self._begin), max_group=max_group)
 
     @classmethod
@@ -247,7 +255,7 @@ class PostgresLedgerStore:
     ) -> PostgresLedgerStore:
         """Connect a pool to ``dsn``, migrate the ledger schema, return a started store."""
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
-        store = cls(pool, max_group=max_group)
+        store = cls(pool, max_group=max_group, owns_pool=True)
         try:
             await store.start()
         except BaseException:
@@ -260,9 +268,10 @@ class PostgresLedgerStore:
         await migrate(self._pool, COMPONENT, MIGRATIONS)
 
     async def close(self) -> None:
-        """Commit queued writes, then close the pool."""
+        """Commit queued writes, then close the pool if this store opened it."""
         await self._writer.close()
-        await self._pool.close()
+        if self._owns_pool:
+            await self._pool.close()
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[LedgerTransaction]:

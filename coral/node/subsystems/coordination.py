@@ -2,8 +2,8 @@
 
 Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
 file, or, when ``database_url`` is a ``postgresql://`` URL (and the operator
-did not opt out with ``database_stores = "ledger"``), in PostgreSQL on one
-connection pool this subsystem opens and closes; there a LISTEN task wakes
+did not opt out with ``database_stores = "ledger"``), in PostgreSQL on the node's
+shared connection pool (``Node.postgres_pool``); there a LISTEN task wakes
 local waits for messages other node processes commit.
 """
 
@@ -46,7 +46,6 @@ class CoordinationSubsystem(Subsystem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
         self._wake_writer: str | None = None  # the PostgreSQL store's token in NOTIFYs
 
     async def setup(self, node: Node, ctx: NodeContext) -> None:
@@ -120,10 +119,9 @@ class CoordinationSubsystem(Subsystem):
         if on_postgres(node.config):
             from coral.store.agents_postgres import PostgresAgentStore
             from coral.store.coordination_postgres import PostgresCoordinationStore
-            from coral.store.postgres import open_pool
             from coral.store.seen_postgres import PostgresSeenStore
 
-            pool = self._pool = await open_pool(node.config.database_url)
+            pool = await node.postgres_pool()
             pg_agents, pg_seen = PostgresAgentStore(pool), PostgresSeenStore(pool)
             pg_store = PostgresCoordinationStore(pool)
             self._wake_writer = pg_store.writer
@@ -143,12 +141,6 @@ class CoordinationSubsystem(Subsystem):
         await sqlite_store.migrate()
         ctx.coordination_store = sqlite_store  # federation replicates threads through it
         return sqlite_agents, sqlite_seen, sqlite_store
-
-    async def close(self, node: Node, ctx: NodeContext) -> None:
-        """Close the PostgreSQL pool, if this subsystem opened one."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
         from coral.protocol.message import now_ms

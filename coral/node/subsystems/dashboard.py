@@ -22,12 +22,16 @@ RATE_INTERVAL_S = 1.0
 FEED_INTERVAL_S = 0.5
 
 
-def dashboard_reads(node: Node) -> DashboardReads:
+async def dashboard_reads(node: Node) -> DashboardReads:
     """Where the dashboard reads: the database that holds each component's tables.
 
     With every store on PostgreSQL, the shared database (so all replicas of one
     node show the same); with ``database_stores = "ledger"``, threads and teams
     from the SQLite file and the ledger from PostgreSQL; else the SQLite files.
+    PostgreSQL reads go through the node's shared pool (``Node.postgres_pool``).
+
+    Raises:
+        OSError, asyncpg.PostgresError: the node's PostgreSQL pool could not open.
     """
     from coral.node.subsystems.coordination import on_postgres
     from coral.node.subsystems.ledger import ledger_db_path
@@ -38,12 +42,12 @@ def dashboard_reads(node: Node) -> DashboardReads:
     if on_postgres(config):
         from coral.store.dashboard_postgres import PostgresDashboardReads
 
-        return PostgresDashboardReads(config.database_url)
+        return PostgresDashboardReads(pool=await node.postgres_pool())
     local = SqliteDashboardReads(node.db, ledger_db_path(config))
     if is_postgres_url(config.database_url):
         from coral.store.dashboard_postgres import PostgresDashboardReads, SplitDashboardReads
 
-        return SplitDashboardReads(local, PostgresDashboardReads(config.database_url))
+        return SplitDashboardReads(local, PostgresDashboardReads(pool=await node.postgres_pool()))
     return local
 
 
@@ -61,7 +65,7 @@ class DashboardSubsystem(Subsystem):
         from coral.api.http import request_ids
 
         self.rates = RateSampler(ctx.metrics.registry, time.monotonic)
-        self.reads = dashboard_reads(node)
+        self.reads = await dashboard_reads(node)
         self.builder = SnapshotBuilder(ctx, self.reads, self.rates)
         self.feed = SnapshotFeed(self.builder.build)
         builder, feed = self.builder, self.feed

@@ -65,16 +65,15 @@ class FederationSubsystem(Subsystem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._pool: Any = None  # the node's asyncpg pool, on PostgreSQL (the node closes it)
         self._postgres: Any = None  # the PostgresFederationStore, on PostgreSQL
         self._watch: Any = None  # the PostgresFederationWatch, on PostgreSQL
 
     async def _open_store(self, node: Node) -> FederationStore:
         if on_postgres(node.config):
             from coral.store.federation_postgres import PostgresFederationStore
-            from coral.store.postgres import open_pool
 
-            self._pool = await open_pool(node.config.database_url, max_size=4)
+            self._pool = await node.postgres_pool()
             postgres = PostgresFederationStore(self._pool)
             await postgres.migrate()
             self._postgres = postgres
@@ -140,9 +139,7 @@ class FederationSubsystem(Subsystem):
 
     async def close(self, node: Node, ctx: NodeContext) -> None:
         await self.driver.close()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        self._pool = None
 
 
 def advertised(config: Config, grpc_address: str, http_address: str) -> PeerAddresses:

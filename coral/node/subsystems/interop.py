@@ -14,8 +14,8 @@ ready (``coral.api.lazy``).
 
 Held agents (records and keys), MCP wait cursors and A2A tasks live in the
 node's SQLite file, or, when the node's stores are on PostgreSQL
-(``on_postgres``), in PostgreSQL on a small pool this subsystem opens and
-closes: replicas of one node then hold the same agents with the same keys,
+(``on_postgres``), in PostgreSQL on the node's shared pool
+(``Node.postgres_pool``): replicas of one node then hold the same agents with the same keys,
 read each other's tasks, and resume each other's waits.
 """
 
@@ -109,7 +109,7 @@ class InteropSubsystem(Subsystem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._pool: Any = None  # the node's asyncpg pool, on PostgreSQL (the node closes it)
         self._pg_tasks: Any = None  # the PostgreSQL task store (holds a runner lock)
         self._watch: Any = None  # PostgresTaskWatch: other replicas' task writes
         self._watch_task: asyncio.Task[None] | None = None
@@ -121,10 +121,9 @@ class InteropSubsystem(Subsystem):
         """Held-agent records, held keys (None: files) and wait cursors, migrated."""
         if on_postgres(node.config):
             from coral.store.interop_postgres import PostgresHeldAgentRecords, PostgresHeldKeys
-            from coral.store.postgres import open_pool
             from coral.store.wait_cursors_postgres import PostgresWaitCursors
 
-            pool = self._pool = await open_pool(node.config.database_url, max_size=4)
+            pool = self._pool = await node.postgres_pool()
             pg_records, pg_cursors = PostgresHeldAgentRecords(pool), PostgresWaitCursors(pool)
             await pg_records.open()
             await pg_cursors.open()
@@ -332,10 +331,8 @@ class InteropSubsystem(Subsystem):
         await super().stopping(node, ctx)
 
     async def close(self, node: Node, ctx: NodeContext) -> None:
-        """Release the task store's runner lock and close the PostgreSQL pool, if opened."""
+        """Release the task store's runner lock (its connection goes back to the node's pool)."""
         if self._pg_tasks is not None:
             await self._pg_tasks.close()
             self._pg_tasks = None
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        self._pool = None
