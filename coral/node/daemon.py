@@ -8,7 +8,9 @@ close the database.
 With a postgresql:// ``database_url`` the node opens one asyncpg pool
 (``database_pool_size`` connections) the first time a subsystem asks for it
 (``Node.postgres_pool``) and hands it to every PostgreSQL store; it closes it
-once, after every subsystem has closed.
+once, after every subsystem has closed. Likewise one LISTEN connection
+(``Node.postgres_listener``) carries every channel's notices; it stops once
+every subsystem has stopped its background work.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from coral.store.sqlite import SqliteDatabase
 if TYPE_CHECKING:  # asyncpg is the optional "postgres" extra
     import asyncpg
 
+    from coral.store.listen_postgres import PostgresListener
+
 log = logging.getLogger("coral.node")
 
 
@@ -68,6 +72,8 @@ class Node:
         self._runtime_written = False
         self._pg_pool: asyncpg.Pool | None = None
         self._pg_opening = asyncio.Lock()
+        self._pg_listener: PostgresListener | None = None
+        self._pg_listener_task: asyncio.Task[None] | None = None
 
     async def postgres_pool(self) -> asyncpg.Pool:
         """The node's one PostgreSQL pool, opened on first call; the node closes it at stop.
@@ -88,6 +94,31 @@ class Node:
                         self.config.database_url, max_size=self.config.database_pool_size
                     )
         return self._pg_pool
+
+    def postgres_listener(self) -> PostgresListener:
+        """The node's one LISTEN connection, started on first call; the node stops it at stop.
+
+        Consumers (coordination and teams wake-ups, the A2A task watch, the
+        federation watch) subscribe their channel to it instead of holding a
+        connection each. Only meaningful with a postgresql:// ``database_url``.
+        """
+        if self._pg_listener is None:
+            from coral.store.listen_postgres import PostgresListener
+
+            self._pg_listener = PostgresListener(self.config.database_url)
+            self._pg_listener_task = asyncio.create_task(
+                self._pg_listener.run(), name="node-postgres-listener"
+            )
+        return self._pg_listener
+
+    async def _stop_postgres_listener(self) -> None:
+        """Stop the shared LISTEN connection, if started (after the subsystems stopped)."""
+        task, self._pg_listener_task = self._pg_listener_task, None
+        self._pg_listener = None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _close_postgres_pool(self) -> None:
         """Close the shared pool, if opened (after every subsystem closed)."""
@@ -201,6 +232,7 @@ class Node:
         if ctx is not None:
             for subsystem in reversed(self._set_up):
                 await _quietly(subsystem.stopping(self, ctx))
+        await self._stop_postgres_listener()
         await self._stop_lease()
         if self._grpc is not None:
             await _quietly(self._grpc.stop(0))
@@ -245,6 +277,7 @@ class Node:
         if ctx is not None:
             for subsystem in reversed(self._set_up):
                 await subsystem.stopping(self, ctx)
+        await self._stop_postgres_listener()
         await self._stop_lease()
         if self._grpc is not None:
             await self._grpc.stop(grace)

@@ -36,6 +36,7 @@ from coral.federation.ports import OutboxItem, RetryPolicy
 from coral.federation.records import GossipRecord
 from coral.federation.retry import next_retry_ms
 from coral.protocol.agent import parse_record
+from coral.store.listen_postgres import PostgresListener, Subscription
 from coral.store.postgres import PostgresMigration, joined, migrate
 
 log = logging.getLogger(__name__)
@@ -455,12 +456,14 @@ class PostgresFederationWatch:
     named, read back from ``store``. ``on_reload`` (re-read everything) runs
     after every (re)connect, so a notice missed while disconnected loses
     nothing, and for a notice too large to name its records. Reads run one at
-    a time; notices that arrive meanwhile fold into the next read.
+    a time; notices that arrive meanwhile fold into the next read. It LISTENs
+    on a connection of its own (``dsn``) or on the process's shared
+    ``listener`` (pass ``None`` as ``dsn``).
     """
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | None,
         store: PostgresFederationStore,
         *,
         on_outbox: Callable[[], None],
@@ -468,8 +471,12 @@ class PostgresFederationWatch:
         on_records: Callable[[list[GossipRecord]], None],
         on_reload: Callable[[], Awaitable[None]],
         retry_s: float = 1.0,
+        listener: PostgresListener | None = None,
     ) -> None:
+        if (dsn is None) == (listener is None):
+            raise ValueError("give exactly one of dsn and listener")
         self._dsn = dsn
+        self._listener = listener
         self._store = store
         self._on_outbox = on_outbox
         self._on_owner = on_owner
@@ -481,6 +488,13 @@ class PostgresFederationWatch:
         self._everything = False
         #: Set while a LISTEN connection is up (tests wait on it).
         self.listening = asyncio.Event()
+
+    def _connected(self) -> None:
+        self.listening.set()
+        # Whatever committed before LISTEN took effect was never announced to us.
+        self._everything = True
+        self._changed.set()
+        self._on_outbox()
 
     def _on_notice(self, conn: object, pid: int, channel: str, payload: str) -> None:
         writer, kind, *fields = payload.split("\n")
@@ -500,11 +514,20 @@ class PostgresFederationWatch:
     async def run(self) -> None:
         """Listen and apply changes until cancelled, reconnecting after a lost connection.
 
-        Cancellation closes the connection and propagates; connection and
-        read failures are logged and retried every ``retry_s`` seconds.
+        Cancellation closes the connection (or leaves the shared listener) and
+        propagates; connection and read failures are logged and retried every
+        ``retry_s`` seconds.
         """
         reader = asyncio.ensure_future(self._reads())
         try:
+            if self._listener is not None:
+                sub = Subscription(CHANNEL, self._on_notice, self._connected, self.listening.clear)
+                try:
+                    await self._listener.subscribe(sub)
+                    await asyncio.Future()  # until cancelled
+                finally:
+                    self._listener.unsubscribe(sub)
+                    self.listening.clear()
             while True:
                 try:
                     await self._listen_once()
@@ -539,11 +562,7 @@ class PostgresFederationWatch:
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.add_listener(CHANNEL, self._on_notice)
-            self.listening.set()
-            # Whatever committed before LISTEN took effect was never announced to us.
-            self._everything = True
-            self._changed.set()
-            self._on_outbox()
+            self._connected()
             await lost.wait()
             log.warning("federation LISTEN connection lost; reconnecting")
         finally:

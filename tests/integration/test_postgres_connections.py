@@ -1,7 +1,7 @@
 """How many PostgreSQL connections one node process holds.
 
 Every store of a node process shares one pool of ``database_pool_size``
-connections; outside it the process keeps only its LISTEN connections and its
+connections; outside it the process keeps only its one LISTEN connection and its
 background-lease connection (``docs/operations.md``, replicas). The test runs
 a node with a small pool, drives every kind of traffic that touches the
 database (registrations, threads, messages, long-polls, the dashboard, the A2A
@@ -25,9 +25,9 @@ from tests.support.throwaway_postgres import ThrowawayPostgres
 pytestmark = pytest.mark.postgres
 
 POOL_SIZE = 3
-#: Outside the pool: a LISTEN connection per channel (coordination, teams, a2a, federation)
-#: and one lease connection.
-OUTSIDE_POOL = 5
+#: Outside the pool: one LISTEN connection for every channel (coordination, teams, a2a,
+#: federation) and one lease connection.
+OUTSIDE_POOL = 2
 
 
 async def node_sessions(conn: asyncpg.Connection, database: str) -> int:

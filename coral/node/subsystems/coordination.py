@@ -152,7 +152,7 @@ class CoordinationSubsystem(Subsystem):
             from coral.store.wakeups_postgres import PostgresWakeups
 
             wakeups = PostgresWakeups(
-                node.config.database_url,
+                listener=node.postgres_listener(),
                 own_writer=self._wake_writer,
                 wake=engine.signals.notify,
                 wake_all=engine.signals.notify_all,

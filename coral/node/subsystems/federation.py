@@ -106,8 +106,9 @@ class FederationSubsystem(Subsystem):
             from coral.store.federation_postgres import PostgresFederationWatch
 
             self._watch = PostgresFederationWatch(
-                node.config.database_url,
+                None,
                 self._postgres,
+                listener=node.postgres_listener(),
                 on_outbox=self.driver.wake_outbox,
                 on_owner=self.driver.learn_owner,
                 on_records=self.driver.merge_replicated,

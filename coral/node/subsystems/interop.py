@@ -144,7 +144,7 @@ class InteropSubsystem(Subsystem):
 
             pg_tasks = self._pg_tasks = PostgresA2ATaskRecords(self._pool)
             await pg_tasks.open()
-            self._watch = PostgresTaskWatch(node.config.database_url)
+            self._watch = PostgresTaskWatch(listener=node.postgres_listener())
             self._watch_task = asyncio.create_task(self._watch.run(), name="a2a-task-watch")
             return pg_tasks
         from coral.store.a2a_sqlite import SqliteA2ATaskRecords

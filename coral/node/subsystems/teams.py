@@ -84,7 +84,7 @@ class TeamsSubsystem(Subsystem):
             from coral.store.wakeups_postgres import PostgresWakeups
 
             wakeups = PostgresWakeups(
-                node.config.database_url,
+                listener=node.postgres_listener(),
                 own_writer=self._writer,
                 wake=self.service.changed,
                 wake_all=self.service.changed_all,
