@@ -7,7 +7,10 @@ message -> SDK echo agent in its own process -> reply -> task completed).
 Baseline: the same client -> the a2a-sdk reference server (DefaultRequestHandler,
 InMemoryTaskStore, a trivial executor that answers at once) in its own process.
 Both over JSON-RPC and gRPC, in alternating blocks (reference, node, ...): prints
-requests/s, p50, p99 and the median per-round ratio with its spread.
+requests/s, p50, p99 and the median per-round ratio with its spread, and the CPU
+each server process spent per request (from /proc: the reference process; the
+node process and the echo agent process), which a busy shared machine disturbs
+less than the rates.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -60,12 +64,24 @@ async def make_client(http: httpx.AsyncClient, base_url: str, binding: str) -> A
         streaming=False,
         httpx_client=http,
         supported_protocol_bindings=[binding],
-        grpc_channel_factory=lambda url: grpc.aio.insecure_channel(url),
+        grpc_channel_factory=lambda url: grpc.aio.insecure_channel(url.removeprefix("grpc://")),
     )
     client = await create_client(card, config)
     for _ in range(10):  # warm up connections and caches
         [e async for e in client.send_message(request("warm"))]
     return client
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User+system CPU seconds the processes have used so far (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def block(client: Any, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -89,9 +105,16 @@ async def block(client: Any, n: int, concurrency: int) -> tuple[float, list[floa
 
 
 async def compare(
-    ref_url: str, node_url: str, binding: str, n: int, concurrency: int, rounds: int
+    ref_url: str,
+    node_url: str,
+    binding: str,
+    n: int,
+    concurrency: int,
+    rounds: int,
+    pids: dict[str, list[int]],
 ) -> dict[str, Any]:
-    """Alternate blocks against the reference server and the node; median ratio."""
+    """Alternate blocks against the reference server and the node; median ratio and the
+    median CPU ms per request of each subject's processes (``pids``)."""
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         ref = await make_client(http, ref_url, binding)
@@ -99,11 +122,15 @@ async def compare(
         per = max(concurrency, n // rounds)
         rates: dict[str, list[float]] = {"ref": [], "ours": []}
         lat: dict[str, list[float]] = {"ref": [], "ours": []}
+        cpu: dict[str, list[list[float]]] = {"ref": [], "ours": []}
         for _ in range(rounds):
             for name, client in (("ref", ref), ("ours", ours)):
+                before = [cpu_s([pid]) for pid in pids[name]]
                 rate, latencies = await block(client, per, concurrency)
+                after = [cpu_s([pid]) for pid in pids[name]]
                 rates[name].append(rate)
                 lat[name] += latencies
+                cpu[name].append([1000 * (a - b) / per for a, b in zip(after, before, strict=True)])
         await ref.close()
         await ours.close()
     return {
@@ -112,12 +139,17 @@ async def compare(
         "ratio": ratio(rates["ours"], rates["ref"]),
         "ref_lat": (pct(lat["ref"], 0.5) * 1000, pct(lat["ref"], 0.99) * 1000),
         "ours_lat": (pct(lat["ours"], 0.5) * 1000, pct(lat["ours"], 0.99) * 1000),
+        "ref_cpu": [statistics.median(c) for c in zip(*cpu["ref"], strict=True)],
+        "ours_cpu": [statistics.median(c) for c in zip(*cpu["ours"], strict=True)],
     }
 
 
-async def agent_hop(grpc_address: str, n: int, concurrency: int) -> dict[str, float]:
+async def agent_hop(
+    grpc_address: str, n: int, concurrency: int, pids: list[int]
+) -> dict[str, float]:
     """The hop through the agent process alone: a Coral agent mentions ``echo`` over gRPC
-    and waits on its Subscribe stream for the reply (no A2A); ``concurrency`` threads."""
+    and waits on its Subscribe stream for the reply (no A2A); ``concurrency`` threads.
+    Also the CPU ms per round trip of the node and of the echo agent (``pids``)."""
     from bench_routing import node_id_of, register, signed_msg
 
     from coral.protocol.codec import message_to_proto
@@ -162,16 +194,23 @@ async def agent_hop(grpc_address: str, n: int, concurrency: int) -> dict[str, fl
 
         await worker(threads[0], 5)  # warm up
         latencies.clear()
+        before = [cpu_s([pid]) for pid in pids]
         started = time.perf_counter()
         await asyncio.gather(*(worker(t, max(1, n // concurrency)) for t in threads))
         elapsed = time.perf_counter() - started
+        after = [cpu_s([pid]) for pid in pids]
         stream.cancel()
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
+    node_cpu, echo_cpu = (
+        1000 * (a - b) / len(latencies) for a, b in zip(after, before, strict=True)
+    )
     return {
         "rps": len(latencies) / elapsed,
         "p50": pct(latencies, 0.5) * 1000,
         "p99": pct(latencies, 0.99) * 1000,
+        "node_cpu": node_cpu,
+        "echo_cpu": echo_cpu,
     }
 
 
@@ -212,13 +251,17 @@ async def main() -> None:
                         break
                     await asyncio.sleep(0.05)
             rows = []
+            assert node.proc is not None
+            pids = {"ref": [reference.pid], "ours": [node.proc.pid, echo.pid]}
             for binding in ("JSONRPC", "GRPC"):
                 result = await compare(
                     ref["http"], f"{http}/a2a/echo", binding, args.requests, args.concurrency,
-                    args.rounds,
+                    args.rounds, pids,
                 )  # fmt: skip
                 rows.append((binding, result))
-            hop = await agent_hop(node.info["grpc_address"], args.requests, args.concurrency)
+            hop = await agent_hop(
+                node.info["grpc_address"], args.requests, args.concurrency, pids["ours"]
+            )
         finally:
             echo.terminate()
             echo.wait(10)
@@ -237,10 +280,18 @@ async def main() -> None:
             f" {r['ref_lat'][0]:.1f} / {r['ref_lat'][1]:.1f} |"
             f" {r['ours_lat'][0]:.1f} / {r['ours_lat'][1]:.1f} |"
         )
+    print("CPU ms per request, median of the rounds (user+system of each server process):")
+    for binding, r in rows:
+        node_cpu, echo_cpu = r["ours_cpu"]
+        print(
+            f"  {binding}: reference {r['ref_cpu'][0]:.2f}; node {node_cpu:.2f}"
+            f" + echo agent {echo_cpu:.2f}"
+        )
     print(
         f"agent-process hop alone (Coral message to the echo agent over gRPC, reply on a"
         f" Subscribe stream, no A2A): {hop['rps']:.0f} round trips/s,"
-        f" p50 {hop['p50']:.1f} ms, p99 {hop['p99']:.1f} ms"
+        f" p50 {hop['p50']:.1f} ms, p99 {hop['p99']:.1f} ms; CPU ms per round trip:"
+        f" node {hop['node_cpu']:.2f}, echo agent {hop['echo_cpu']:.2f}"
     )
     for binding, r in rows:
         goal = "met" if r["ratio"].median >= 1.0 else "MISSED"

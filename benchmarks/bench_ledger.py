@@ -9,7 +9,11 @@ PostgreSQL server with fsync on, each round runs four small blocks back to back:
   * ledger transfers from many concurrent submitters (group commit),
   * raw INSERTs committed in groups of the mean size the ledger block just
     achieved, so both sides of the grouped ratio pay the same number of
-    commits (each a WAL sync; the counts are printed).
+    commits (each a WAL sync; the counts are printed),
+  * the same raw grouped INSERTs into a copy that also has the ledger table's
+    two history indexes (by debit and by credit account): not the goal's
+    baseline, it shows how much of the gap is index upkeep rather than the
+    ledger's own work (validation, balances).
 Rounds interleave, so a disk whose sync speed drifts hits both sides alike;
 ratios are the median over rounds with their spread.
 """
@@ -101,14 +105,19 @@ def _chunks(rows: list[Any], count: int) -> list[list[Any]]:
 
 
 class RawSqlite:
-    """Plain INSERTs of the same transfer rows into the same table, same WAL + FULL sync."""
+    """Plain INSERTs of the same transfer rows into the same table, same WAL + FULL sync.
 
-    def __init__(self, path: Path) -> None:
+    No foreign keys and, unless ``indexed``, none of the table's secondary indexes.
+    """
+
+    def __init__(self, path: Path, *, indexed: bool = False) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         for statement in SQLITE_MIGRATIONS[0].sql.split(";"):
-            if statement.strip() and "ledger_transfers" in statement and "INDEX" not in statement:
+            if not statement.strip() or "ledger_transfers" not in statement:
+                continue
+            if "INDEX" not in statement or indexed:
                 self.conn.execute(statement.replace("REFERENCES ledger_accounts(id)", ""))
         self.sql = (
             f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES ({', '.join('?' * 14)})"
@@ -137,16 +146,23 @@ class RawPostgres:
         self.sql = f"INSERT INTO raw_transfers ({TRANSFER_COLUMNS}) VALUES ({marks})"
 
     @classmethod
-    async def open(cls, dsn: str) -> RawPostgres:
+    async def open(cls, dsn: str, *, indexed: bool = False) -> RawPostgres:
+        """A fresh copy of the transfers table (no foreign keys; indexes only if ``indexed``)."""
         conn = await asyncpg.connect(dsn)
         create = (
-            PG_MIGRATIONS[0][1].split("CREATE INDEX")[0].split("CREATE TABLE ledger_transfers")[1]
+            PG_MIGRATIONS[0].sql.split("CREATE INDEX")[0].split("CREATE TABLE ledger_transfers")[1]
         )
-        await conn.execute("DROP TABLE IF EXISTS raw_transfers")
+        table = "raw_transfers_indexed" if indexed else "raw_transfers"
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.execute(
-            "CREATE TABLE raw_transfers" + create.replace("REFERENCES ledger_accounts(id)", "")
+            f"CREATE TABLE {table}" + create.replace("REFERENCES ledger_accounts(id)", "")
         )
-        return cls(conn)
+        if indexed:
+            await conn.execute(f"CREATE INDEX ON {table} (debit_account, seq)")
+            await conn.execute(f"CREATE INDEX ON {table} (credit_account, seq)")
+        raw = cls(conn)
+        raw.sql = raw.sql.replace("raw_transfers", table)
+        return raw
 
     async def insert(self, transfers: list[Transfer], commits: int) -> tuple[float, int]:
         """Seconds to insert the rows in ``commits`` transactions of near-equal size."""
@@ -165,6 +181,7 @@ async def measure(
     name: str,
     store: SqliteLedgerStore | PostgresLedgerStore,
     raw: RawSqlite | RawPostgres,
+    raw_indexed: RawSqlite | RawPostgres,
     n: int,
     workers: int,
     rounds: int,
@@ -172,7 +189,7 @@ async def measure(
     """Alternate small blocks: ledger single, raw single, ledger grouped, raw grouped (same commits)."""
     await prepare(store)
     stats = store.group_commit_stats
-    single_l, single_r, group_l, group_r = [], [], [], []
+    single_l, single_r, group_l, group_r, group_ri = [], [], [], [], []
     commits_l = commits_r = sizes = 0
     for r in range(rounds):
         mine = make_transfers(f"s{r}-", n)
@@ -188,6 +205,9 @@ async def measure(
         raw_batch = make_transfers(f"rg{r}-", n * 4)
         seconds, commits = await raw.insert(raw_batch, groups)
         group_r.append(len(raw_batch) / seconds)
+        indexed_batch = make_transfers(f"ri{r}-", n * 4)
+        seconds, _ = await raw_indexed.insert(indexed_batch, groups)
+        group_ri.append(len(indexed_batch) / seconds)
         commits_l += groups
         commits_r += commits
         sizes += group_size
@@ -209,6 +229,14 @@ async def measure(
         f"| {name}: commits (= WAL syncs) ledger vs raw, grouped blocks | {commits_l} vs {commits_r} |"
     )
     print(f"| {name}: group commit speed-up (grouped / single) | {ratio(group_l, single_l)} |")
+    print(
+        f"| {name}: raw INSERT, same commits, into a copy with the ledger's history indexes |"
+        f" {statistics.median(group_ri):,.0f} /s |"
+    )
+    print(
+        f"| {name}: ledger grouped / raw grouped with those indexes (attribution, not the goal)"
+        f" | {ratio(group_l, group_ri)} |"
+    )
 
 
 async def run(n: int, workers: int, rounds: int, with_postgres: bool) -> None:
@@ -218,11 +246,13 @@ async def run(n: int, workers: int, rounds: int, with_postgres: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = await SqliteLedgerStore.open(Path(tmp) / "ledger.db")
         raw = RawSqlite(Path(tmp) / "raw.db")
+        raw_indexed = RawSqlite(Path(tmp) / "raw_indexed.db", indexed=True)
         try:
-            await measure("SQLite", store, raw, n, workers, rounds)
+            await measure("SQLite", store, raw, raw_indexed, n, workers, rounds)
         finally:
             await store.close()
             await raw.close()
+            await raw_indexed.close()
     helper = load_throwaway_postgres()
     if with_postgres and helper.find_postgres_bin() is not None:
         server = helper.ThrowawayPostgres(durable=True)
@@ -230,11 +260,13 @@ async def run(n: int, workers: int, rounds: int, with_postgres: bool) -> None:
         try:
             pg_store = await PostgresLedgerStore.open(server.dsn, pool_size=4)
             pg_raw = await RawPostgres.open(server.dsn)
+            pg_raw_indexed = await RawPostgres.open(server.dsn, indexed=True)
             try:
-                await measure("PostgreSQL", pg_store, pg_raw, n, workers, rounds)
+                await measure("PostgreSQL", pg_store, pg_raw, pg_raw_indexed, n, workers, rounds)
             finally:
                 await pg_store.close()
                 await pg_raw.close()
+                await pg_raw_indexed.close()
         finally:
             server.stop()
     elif with_postgres:

@@ -47,6 +47,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_models": ["--requests", "128", "--concurrency", "16"],
     "bench_opentslm": ["--throughput", "--requests", "8"],
     "bench_a2a": ["--requests", "90", "--rounds", "3"],
+    "bench_a2a_profile": ["--requests", "600"],
     "bench_federation": ["--pairs", "2", "--messages", "100"],
     "bench_dashboard": ["--repeats", "5"],
     "bench_load": ["--agents", "1000", "--messages", "100"],
@@ -60,6 +61,7 @@ QUICK_SET = [
     "bench_startup",
     "bench_ledger",
     "bench_a2a",
+    "bench_a2a_profile",
 ]
 #: Benchmarks that take ``--device``.
 MODEL_BENCHMARKS = {"bench_models", "bench_opentslm"}

@@ -28,7 +28,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -176,15 +175,30 @@ class Config(BaseSettings):
     )
     database_url: str = Field(
         default="sqlite",
-        description='"sqlite" keeps everything in data_dir/coral.db; a postgresql:// URL'
-        " moves the ledger there (and more, see database_stores).",
+        description='"sqlite" keeps everything in data_dir (coral.db, ledger.db); a'
+        " postgresql:// URL puts every store in that database (see database_stores), so"
+        " several node processes with the same node key can serve one logical node.",
+        examples=["postgresql://coral@db.example.org/coral"],
     )
     database_stores: Literal["ledger", "all"] = Field(
-        default="ledger",
-        description='With a postgresql:// database_url: "ledger" keeps only the ledger there;'
-        ' "all" also moves the agent directory, seen ids, threads and inboxes, so several'
-        " node processes can share them. Federation's store is not on PostgreSQL yet, so"
-        ' with "all" the node runs without federation.',
+        default="all",
+        description='With a postgresql:// database_url: "all" (the default) puts every store'
+        ' there; "ledger" is an opt-out that keeps only the ledger there and the rest in'
+        ' data_dir/coral.db (one process only: replicas need "all"). Ignored with "sqlite".',
+    )
+    database_pool_size: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="Connections in the one PostgreSQL pool every store of this process"
+        " shares (with a postgresql:// database_url); the process also keeps one LISTEN"
+        " connection per change channel and one lease connection outside it.",
+    )
+    public_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='gRPC addresses ("host:port") other nodes reach this node at, listed in its'
+        " peer record: every replica's, or one load balancer's. Empty: this process's own"
+        " (advertise_host or host, and grpc_port). Comma separated in the environment.",
     )
     bootstrap_peers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -282,7 +296,7 @@ class Config(BaseSettings):
         """Arguments first, then what ``load_config`` layers under them (nothing otherwise)."""
         return (init_settings, *_LAYERS.get())
 
-    @field_validator("bootstrap_peers", "allowed_hosts", mode="before")
+    @field_validator("bootstrap_peers", "allowed_hosts", "public_addresses", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return _comma_list(value)
@@ -299,13 +313,16 @@ class Config(BaseSettings):
             raise ValueError("log_level is one of debug, info, warning, error")
         return value.lower()
 
-    @model_validator(mode="after")
-    def _stores_need_postgres(self) -> Config:
-        if self.database_stores == "all" and not self.database_url.startswith(
-            ("postgresql://", "postgres://")
-        ):
-            raise ValueError('database_stores = "all" needs a postgresql:// database_url')
-        return self
+    @property
+    def stores_on_postgres(self) -> bool:
+        """True when the stores live in PostgreSQL: a postgresql:// ``database_url``.
+
+        ``database_stores = "ledger"`` opts out; then only the ledger is there.
+        """
+        return (
+            self.database_url.startswith(("postgresql://", "postgres://"))
+            and self.database_stores == "all"
+        )
 
     @property
     def tls_enabled(self) -> bool:

@@ -39,11 +39,18 @@ MIN_PYTHON = (3, 11)
 OPTIONAL_DEPENDENCIES = {
     "torch": ("model agents (TRM, AgentFlow, OpenTSLM)", "pip install 'coral-node[models]'"),
     "ray": ("Ray Serve replicas for model agents", "pip install 'coral-node[ray]'"),
-    "asyncpg": ("the PostgreSQL ledger store", "pip install 'coral-node[postgres]'"),
+    "asyncpg": ("the PostgreSQL stores", "pip install 'coral-node[postgres]'"),
 }
 
 #: Modules a subsystem imports only when its configuration asks for them.
 CONFIG_OPTIONAL_MODULES = {"asyncpg", "coral.store.ledger_postgres"}
+
+
+def config_optional(module: str) -> bool:
+    """True for modules only a PostgreSQL ``database_url`` imports (asyncpg, the PG stores)."""
+    return module in CONFIG_OPTIONAL_MODULES or (
+        module.startswith("coral.store.") and module.endswith("_postgres")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +234,9 @@ def check_optional_dependencies() -> list[Check]:
 
 
 def check_postgres(database_url: str, timeout_s: float = 5.0) -> Check:
-    """When the ledger is configured for PostgreSQL, the server answers."""
+    """When ``database_url`` names PostgreSQL (the stores, or only the ledger), it answers."""
     if not database_url.startswith(("postgres://", "postgresql://")):
-        return Check("postgresql", "ok", "not configured (ledger in SQLite)")
+        return Check("postgresql", "ok", "not configured (every store in SQLite)")
     if importlib.util.find_spec("asyncpg") is None:
         return Check(
             "postgresql",
@@ -294,7 +301,7 @@ def check_subsystem_imports(cfg: Config | None = None) -> list[Check]:
 
     A module that fails to import means the node cannot start: the check fails
     naming the module. Modules only a configuration asks for (the PostgreSQL
-    ledger store) fail only when that configuration is set.
+    stores) fail only when that configuration is set.
     """
     needs_postgres = cfg is not None and cfg.database_url.startswith(
         ("postgres://", "postgresql://")
@@ -321,7 +328,7 @@ def check_subsystem_imports(cfg: Config | None = None) -> list[Check]:
             continue
         failure = None
         for module in modules:
-            if module in CONFIG_OPTIONAL_MODULES and not needs_postgres:
+            if config_optional(module) and not needs_postgres:
                 continue
             try:
                 importlib.import_module(module)

@@ -121,6 +121,14 @@ def start(
     bootstrap: Annotated[
         list[str] | None, typer.Option("--bootstrap", "-b", help="Bootstrap peer host:grpc_port.")
     ] = None,
+    public_address: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-address",
+            help="A gRPC host:port other nodes reach this node at: each replica's, or one"
+            " load balancer's (repeatable).",
+        ),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json")] = None,
     allowed_host: Annotated[
@@ -128,6 +136,13 @@ def start(
         typer.Option(
             "--allowed-host",
             help="Another name browsers may use for the dashboard and MCP (repeatable).",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help='"sqlite" or postgresql://... (every store there; prefer CORAL_DATABASE_URL'
+            " for URLs with a password)."
         ),
     ] = None,
 ) -> None:
@@ -148,9 +163,11 @@ def start(
             grpc_port=grpc_port,
             http_port=http_port,
             bootstrap=bootstrap,
+            public_address=public_address,
             log_level=log_level,
             log_json=log_json,
             allowed_host=allowed_host,
+            database_url=database_url,
             extra=list(ctx.args),
         )
     )

@@ -38,17 +38,24 @@ class StartArgs:
     grpc_port: int | None = None
     http_port: int | None = None
     bootstrap: list[str] | None = None
+    public_address: list[str] | None = None
     log_level: str | None = None
     log_json: bool | None = None
     allowed_host: list[str] | None = None
+    database_url: str | None = None
     #: coral-server style ``--section.key=value`` arguments, in order.
     extra: list[str] = field(default_factory=list)
 
 
 _PATHS = {"--data-dir": "data_dir", "-d": "data_dir", "--config": "config", "-c": "config"}
-_STRINGS = {"--host": "host", "--log-level": "log_level"}
+_STRINGS = {"--host": "host", "--log-level": "log_level", "--database-url": "database_url"}
 _INTS = {"--grpc-port": "grpc_port", "--http-port": "http_port"}
-_LISTS = {"--bootstrap": "bootstrap", "-b": "bootstrap", "--allowed-host": "allowed_host"}
+_LISTS = {
+    "--bootstrap": "bootstrap",
+    "-b": "bootstrap",
+    "--public-address": "public_address",
+    "--allowed-host": "allowed_host",
+}
 _FLAGS = {"--log-json": True, "--no-log-json": False}
 _TAKES_VALUE = {**_PATHS, **_STRINGS, **_INTS, **_LISTS}
 
@@ -137,9 +144,11 @@ def start_node(args: StartArgs) -> None:
                 "grpc_port": args.grpc_port,
                 "http_port": args.http_port,
                 "bootstrap_peers": args.bootstrap or None,
+                "public_addresses": args.public_address or None,
                 "log_level": args.log_level,
                 "log_json": args.log_json,
                 "allowed_hosts": args.allowed_host or None,
+                "database_url": args.database_url,
                 "coral_server_overrides": coral_server_overrides(args.extra),
             },
         )

@@ -127,7 +127,9 @@ class WriteScope(Protocol):
 
     Another package's store on the same database joins the transaction through
     ``transaction`` (an opaque handle only stores understand), so its rows commit
-    with the thread write or not at all.
+    with the thread write or not at all: on SQLite the open connection, on
+    PostgreSQL a collector of statements the write runs before it commits
+    (``coral.store.postgres.DeferredStatements``).
     """
 
     @property
@@ -136,7 +138,11 @@ class WriteScope(Protocol):
         ...
 
     def entries_through(self, thread_id: str, through_seq: int) -> list[ThreadEntry]:
-        """Entries with seq <= ``through_seq``, in order, read inside the transaction."""
+        """Entries with seq <= ``through_seq``, in order, read inside the transaction.
+
+        Hooks ask only for the written thread, through at most its largest
+        history grant (PostgreSQL reads exactly that ahead of the hooks).
+        """
         ...
 
 
@@ -158,13 +164,15 @@ class ReplicatedThreads(Protocol):
         entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
         grants: Sequence[HistoryGrant] = (),
         first_time: Callable[[WriteScope], bool] | None = None,
-    ) -> list[str]:
+    ) -> list[str] | None:
         """Store entries of a thread another node owns, for this node's participants.
 
         Each entry comes with the local agents whose inbox receives it; grants
         deliver the history to a local agent who just joined. ``first_time``
         runs in the same transaction and returns False for a delivery seen
-        before, which then changes nothing. Returns the agents whose inbox grew.
+        before (or, on PostgreSQL, adds a guard statement to the scope's
+        transaction that finds it), which then changes nothing and makes this
+        return None. Otherwise returns the agents whose inbox grew.
         """
         ...
 

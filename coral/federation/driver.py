@@ -12,6 +12,11 @@ its signed message forwarded to the owner as a ``submit`` envelope. The
 outbox retries with jittered, persisted backoff until the receiver
 acknowledges; receivers drop duplicates by message id, so agents see every
 message exactly once.
+
+A node run as replicas (one database, one key) runs one driver per process:
+each answers peers from its own copy of the shared view, which the
+composition root keeps current (``reload``, ``merge_replicated``,
+``learn_owner``, ``wake_outbox``), and only the lease holder runs the loops.
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ from coral.federation.peer_record import (
     parse_peer_record,
 )
 from coral.federation.ports import (
+    BatchOutcome,
     FederationMetrics,
     FederationStore,
     OutboundEnvelope,
     OutboxItem,
     PeerTransport,
+    PeerUnreachable,
 )
 from coral.federation.threads import entry_to_wire, thread_from_wire, thread_to_wire
 from coral.federation.wire import (
@@ -69,6 +76,9 @@ log = logging.getLogger("coral.federation")
 RETRYABLE_REASONS = {"agent_not_registered", "thread_not_found"}
 #: How long a command id forwarded from another node is remembered (replay window).
 COMMAND_MEMORY_MS = 10 * 24 * 3600 * 1000
+
+#: Least time between two re-reads of a shared store prompted by unknown names (ms).
+RELOAD_ON_MISS_MS = 1000
 
 #: ``handler(caller_node, envelope_id, payload) -> duplicate``.
 EnvelopeHandler = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
@@ -110,6 +120,7 @@ class FederationNode:
         handover: KeyHandover | None = None,
         clock: Callable[[], int] = now_ms,
         rng: random.Random | None = None,
+        shared_store: bool = False,
     ) -> None:
         self.identity = identity
         self.did = identity.did
@@ -122,9 +133,13 @@ class FederationNode:
         self.metrics = metrics
         self.handover = handover
         self.clock = clock
+        self.rng = rng or random.Random()
+        #: Other processes (replicas of this node) write ``store`` too: re-read it on a miss.
+        self.shared_store = shared_store
+        self._last_reload_ms: int | None = None
         self.state = GossipState(
             self.did,
-            rng=rng or random.Random(),
+            rng=self.rng,
             config=GossipConfig(peer_record_ttl_ms=peer_record_ttl_ms),
         )
         self.bootstrap = list(bootstrap)
@@ -156,6 +171,43 @@ class FederationNode:
         self.threads.add_write_hook(self._fanout_hook)
         self.directory.listeners.append(self.on_local_record)
 
+    async def reload(self) -> None:
+        """Merge the persisted gossip view and thread owners into memory.
+
+        Other replicas of this node (sharing its database) write records and
+        owners this process has not seen; their notices call this, and so
+        does (with ``shared_store``) an inbound call naming a node, agent or
+        thread unknown here. Merging is idempotent: only newer records change
+        anything.
+        """
+        now = self.clock()
+        self.state.merge(await self.store.load_records(), now)
+        self.owners.update(await self.store.thread_owners())
+
+    async def _reload_on_miss(self) -> None:
+        # A peer named something unknown here: another replica may know it. At
+        # most one such re-read per RELOAD_ON_MISS_MS, so unknown callers cannot
+        # make every call re-read the whole view; a refused sender retries.
+        now = self.clock()
+        if not self.shared_store or (
+            self._last_reload_ms is not None and now - self._last_reload_ms < RELOAD_ON_MISS_MS
+        ):
+            return
+        self._last_reload_ms = now
+        await self.reload()
+
+    def merge_replicated(self, records: list[Any]) -> None:
+        """Merge records another replica of this node accepted and stored (no new checks)."""
+        self.state.merge(records, self.clock())
+
+    def learn_owner(self, thread_id: str, owner: str) -> None:
+        """Another replica recorded ``owner`` as the node owning ``thread_id``."""
+        self.owners.setdefault(thread_id, owner)
+
+    def wake_outbox(self) -> None:
+        """Something was queued (maybe by another replica): the outbox worker looks now."""
+        self._kick.set()
+
     def on_envelope(self, kind: str, handler: EnvelopeHandler) -> None:
         """Let ``handler`` apply envelopes of ``kind`` (returns True for a duplicate)."""
         self.handlers[kind] = handler
@@ -168,7 +220,12 @@ class FederationNode:
         if addresses is not None:
             self.addresses = addresses
         now = self.clock()
-        record = issue_peer_record(self.identity, self.addresses, now, previous=self.handover)
+        # Newer than the record we hold, even when re-issued within the same millisecond.
+        held = self.state.peers.get(self.did)
+        seq = now if held is None else max(now, held.seq + 1)
+        record = issue_peer_record(
+            self.identity, self.addresses, now, seq=seq, previous=self.handover
+        )
         self.state.merge([record], self.clock())
 
     def on_local_record(self, record: AgentRecord) -> None:
@@ -182,6 +239,24 @@ class FederationNode:
         """The gRPC address ``node`` advertises, or None when it is unknown."""
         peer = self.state.peers.get(node)
         return peer.addresses.grpc if peer is not None else None
+
+    def addresses_of(self, node: str) -> list[str]:
+        """Every gRPC address ``node`` advertises (its replicas), from a random one on.
+
+        Starting anywhere spreads peers' calls over a node's replicas; the
+        rest are the fall-backs when one is unreachable.
+        """
+        peer = self.state.peers.get(node)
+        addresses = peer.addresses.grpc_all() if peer is not None else []
+        if len(addresses) < 2:
+            return addresses
+        start = self.rng.randrange(len(addresses))
+        return addresses[start:] + addresses[:start]
+
+    def _fresh_self(self) -> None:
+        # Every replica answers peers with its own record: keep it from expiring.
+        if self.state.refresh_due(self.clock()):
+            self.publish_self()
 
     async def close(self) -> None:
         """Close the connections to peers."""
@@ -216,13 +291,15 @@ class FederationNode:
             log.info("forgot %d peer(s) whose records expired: %s", len(expired), expired)
             await self.store.delete_peers(expired)
         for peer in self.state.choose_gossip_targets(self.clock()):
-            address = self.address_of(peer)
-            if address is None:
-                continue
-            try:
-                await self.exchange_with(peer, address)
-            except (CoralError, ValueError) as exc:
-                log.debug("gossip with %s failed: %s", peer, exc)
+            for address in self.addresses_of(peer):
+                try:
+                    await self.exchange_with(peer, address)
+                    break
+                except PeerUnreachable as exc:  # another replica of the peer may answer
+                    log.debug("gossip with %s at %s failed: %s", peer, address, exc)
+                except (CoralError, ValueError) as exc:
+                    log.debug("gossip with %s failed: %s", peer, exc)
+                    break
         self.metrics.gossip_round(max(0, len(self.state.peers) - 1))
 
     async def exchange_with(self, peer: str, address: str) -> None:
@@ -277,6 +354,7 @@ class FederationNode:
         if record.node != caller:
             self.state.scores.penalize(caller, 10.0, self.clock())
             raise Forbidden("a node may only introduce itself", reason="peer_impersonation")
+        self._fresh_self()
         await self._merge([record], source=caller)
         return _dumps(self.state.peers[self.did].model_dump(mode="json"))
 
@@ -287,6 +365,7 @@ class FederationNode:
     def on_gossip_hashes(self, caller: str, hashes: list[int]) -> str:
         """The digest of the buckets whose hash differs from ``hashes`` ("" when none)."""
         self._check_peer(caller)
+        self._fresh_self()
         buckets = self.state.differing_buckets(hashes)
         if not buckets:
             return ""
@@ -386,7 +465,9 @@ class FederationNode:
         """
         self._check_peer(caller)
         if caller not in self.state.peers:
-            raise Unauthenticated("unknown node; gossip first", reason="unknown_peer")
+            await self._reload_on_miss()  # the caller may have said hello to another replica
+            if caller not in self.state.peers:
+                raise Unauthenticated("unknown node; gossip first", reason="unknown_peer")
         self.peer_limiter.take(caller)
         payload = parse_json(payload_json)
         if not isinstance(payload, dict):
@@ -402,7 +483,9 @@ class FederationNode:
 
     async def _deliver_submit(self, caller: str, message: Message) -> bool:
         if self.home_of(message.sender) != caller:
-            raise RetryLater(f"{message.sender} is not (yet) known as homed on {caller}")
+            await self._reload_on_miss()  # another replica may know the sender
+            if self.home_of(message.sender) != caller:
+                raise RetryLater(f"{message.sender} is not (yet) known as homed on {caller}")
         verify_message_signature(message)
         gateway = self.gateway
         if message.kind in COMMAND_KINDS:
@@ -429,10 +512,12 @@ class FederationNode:
         owner = self.owners.get(thread.id)
         if owner is None:
             if self.home_of(thread.creator) != caller:
-                raise RetryLater("the sender is not (yet) known as the thread's owner")
-            await self.store.set_thread_owner(thread.id, caller)
-            self.owners[thread.id] = caller
-        elif owner != caller:
+                await self._reload_on_miss()  # another replica may know the creator
+                if self.home_of(thread.creator) != caller:
+                    raise RetryLater("the sender is not (yet) known as the thread's owner")
+            # Replicas may race on a thread's first delivery: the first owner recorded wins.
+            owner = self.owners[thread.id] = await self.store.set_thread_owner(thread.id, caller)
+        if owner != caller:
             raise Forbidden("only the owner node sends a thread's entries", reason="not_owner")
         entries: list[tuple[ThreadEntry, list[str]]] = []
         for item in payload["entries"]:
@@ -458,6 +543,8 @@ class FederationNode:
             return fresh[0]
 
         grew = await self.threads.mirror(thread, entries, grants, first_time)
+        if grew is None:
+            return True
         self.coordination.signals.notify(grew)
         return not fresh[0]
 
@@ -497,8 +584,12 @@ class FederationNode:
                 pass
 
     async def _deliver_queue(self, destination: str, queue: list[OutboxItem]) -> int:
-        """Send a destination's queue as one ordered batch; returns how many were applied."""
-        address = self.address_of(destination)
+        """Send a destination's queue as one ordered batch; returns how many were applied.
+
+        A destination with several replicas gets the batch from the first that
+        answers (an unreachable one applied nothing, so trying the next is safe).
+        """
+        addresses = self.addresses_of(destination)
         envelopes = [
             OutboundEnvelope(
                 id=item.envelope_id,
@@ -509,9 +600,9 @@ class FederationNode:
         ]
         applied, error = 0, ""
         try:
-            if address is None:
+            if not addresses:
                 raise RetryLater("no address for the destination yet")
-            outcome = await self.transport.deliver_batch(address, envelopes)
+            outcome = await self._deliver_to_any(addresses, envelopes)
             applied, error = outcome.applied, outcome.error
         except CoralError as exc:
             error = exc.detail
@@ -521,6 +612,16 @@ class FederationNode:
             head = queue[applied]
             await self.store.fail(head.envelope_id, destination, self.clock(), str(error))
         return applied
+
+    async def _deliver_to_any(
+        self, addresses: list[str], envelopes: list[OutboundEnvelope]
+    ) -> BatchOutcome:
+        for address in addresses[:-1]:
+            try:
+                return await self.transport.deliver_batch(address, envelopes)
+            except PeerUnreachable as exc:
+                log.debug("delivery to %s failed, trying another replica: %s", address, exc)
+        return await self.transport.deliver_batch(addresses[-1], envelopes)
 
     async def run_gossip(self, interval_s: float) -> None:
         """Say hello to bootstrap peers until they answer, and gossip every interval.

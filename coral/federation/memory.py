@@ -110,6 +110,6 @@ class InMemoryFederationStore:
         """Which node owns each mirrored thread."""
         return dict(self.owners)
 
-    async def set_thread_owner(self, thread_id: str, owner: str) -> None:
-        """Record the owner; the first one recorded wins."""
-        self.owners.setdefault(thread_id, owner)
+    async def set_thread_owner(self, thread_id: str, owner: str) -> str:
+        """Record the owner unless one is; returns the owner recorded (the first wins)."""
+        return self.owners.setdefault(thread_id, owner)

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from coral.agents.keyrotation import KeyHandover, RotationRefused, verify_handover
 from coral.federation.errors import RecordFromFuture, UnsignedRecord
@@ -33,12 +40,35 @@ _STRICT = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on 
 Address = Annotated[str, Field(min_length=1, max_length=255)]
 
 
+#: Most further gRPC addresses (replicas) one peer record may list.
+MAX_REPLICA_ADDRESSES = 16
+
+
 class PeerAddresses(BaseModel):
-    """Where a node listens: its gRPC endpoint (node-to-node) and HTTP endpoint."""
+    """Where a node listens: its gRPC endpoint (node-to-node) and HTTP endpoint.
+
+    A node run as several replicas (one key, one database) lists the other
+    replicas' gRPC endpoints in ``grpc_replicas``; a peer may call any of
+    them. Left empty, the field is not serialized at all, so records (and
+    their signatures) read exactly as before it existed.
+    """
 
     model_config = _STRICT
     grpc: Address | None = None
     http: Address | None = None
+    grpc_replicas: Annotated[tuple[Address, ...], Field(max_length=MAX_REPLICA_ADDRESSES)] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_no_replicas(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if not self.grpc_replicas and isinstance(data, dict):
+            data.pop("grpc_replicas", None)
+        return data
+
+    def grpc_all(self) -> list[str]:
+        """Every gRPC address of the node, ``grpc`` first, each once."""
+        listed = [self.grpc] if self.grpc else []
+        return list(dict.fromkeys([*listed, *self.grpc_replicas]))
 
 
 class PeerRecord(BaseModel):

@@ -2,7 +2,8 @@
 
 ``FederationStore`` keeps the outbox, the inbox dedupe, the persisted gossip
 view and which node owns each mirrored thread (``coral.store.federation_sqlite``
-on SQLite; ``coral.federation.memory`` in memory for tests). ``PeerTransport``
+on SQLite, ``coral.store.federation_postgres`` on PostgreSQL, shared by a
+node's replicas; ``coral.federation.memory`` in memory for tests). ``PeerTransport``
 carries the node-to-node calls (``coral.api.grpc.federation_client`` over
 gRPC). Payloads cross both as opaque JSON text; the driver owns their meaning.
 """
@@ -46,7 +47,12 @@ class FederationStore(Protocol):
 
     The ``*_in`` methods join a transaction another store opened on the same
     database (``WriteScope.transaction`` of a coordination write), so their rows
-    commit with that write or not at all; they run synchronously inside it.
+    commit with that write or not at all; they are called synchronously inside
+    it. SQLite runs the statement there and then; PostgreSQL (where a hook
+    cannot await) queues it on the write's ``DeferredStatements``, which the
+    write runs before it commits, so there the answer is known only to the
+    write: ``enqueue_in`` returns True, and ``record_inbound_in`` guards the
+    write (``ReplicatedThreads.mirror`` reports a repeat).
     """
 
     async def enqueue(
@@ -97,8 +103,11 @@ class FederationStore(Protocol):
         """Which node owns each mirrored thread (thread id -> node did)."""
         ...
 
-    async def set_thread_owner(self, thread_id: str, owner: str) -> None:
-        """Record ``owner`` as the node owning ``thread_id`` (the first one recorded wins)."""
+    async def set_thread_owner(self, thread_id: str, owner: str) -> str:
+        """Record ``owner`` as the node owning ``thread_id`` unless one is; returns the owner.
+
+        The first owner recorded wins, also between replicas racing on one database.
+        """
         ...
 
 

@@ -17,12 +17,16 @@ _PHASE_FLAGS = TransferFlags.PENDING | TransferFlags.POST_PENDING | TransferFlag
 _BOTH_LIMITS = (
     AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
 )
-_ALLOWED_PHASES = (
-    TransferFlags.NONE,
-    TransferFlags.PENDING,
-    TransferFlags.POST_PENDING,
-    TransferFlags.VOID_PENDING,
+_ALLOWED_PHASES = frozenset(
+    int(flag)
+    for flag in (
+        TransferFlags.NONE,
+        TransferFlags.PENDING,
+        TransferFlags.POST_PENDING,
+        TransferFlags.VOID_PENDING,
+    )
 )
+_RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
 
 
 def check_id(value: str, what: str) -> None:
@@ -33,9 +37,25 @@ def check_id(value: str, what: str) -> None:
         raise errors.IdTooLong(f"{what} id is longer than {MAX_ID_LENGTH} characters")
 
 
+def check_storable(text: str) -> None:
+    """Refuse text a database cannot store: NUL (PostgreSQL) or a lone surrogate (UTF-8).
+
+    Checked per request, so such a request fails alone instead of failing the
+    commit of every request grouped with it.
+    """
+    if "\x00" in text:
+        raise errors.TextNotStorable("text fields must not contain NUL characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.TextNotStorable("a lone surrogate is not valid Unicode") from None
+
+
 def check_account(account: Account) -> None:
     """Raise the first error that makes ``account`` unacceptable as a new account."""
     check_id(account.id, "account")
+    check_storable(account.id + account.ledger + account.owner)
     if not account.ledger:
         raise errors.InvalidAccount("an account needs a ledger (currency)")
     if (account.flags & _BOTH_LIMITS) == _BOTH_LIMITS:
@@ -66,6 +86,11 @@ def condition_met(condition: str, fulfillment: str) -> bool:
 def check_transfer_shape(transfer: Transfer) -> None:
     """Raise the first structural error of a transfer request (no state consulted)."""
     check_id(transfer.id, "transfer")
+    t = transfer
+    check_storable(
+        t.id + t.debit_account + t.credit_account + t.ledger + t.pending_id
+        + t.condition + t.fulfillment + t.memo
+    )  # fmt: skip
     phases = int.__and__(transfer.flags, _PHASE_FLAGS)
     if phases not in _ALLOWED_PHASES:
         raise errors.FlagsAreMutuallyExclusive(
@@ -73,13 +98,15 @@ def check_transfer_shape(transfer: Transfer) -> None:
         )
     if len(transfer.memo) > MAX_MEMO_LENGTH:
         raise errors.MemoTooLong(f"memo is longer than {MAX_MEMO_LENGTH} characters")
-    if transfer.amount < 0 or (transfer.amount == 0 and not (transfer.is_post or transfer.is_void)):
+    resolving = phases & _RESOLVING
+    amount = transfer.amount
+    if amount < 0 or (amount == 0 and not resolving):
         raise errors.AmountMustBePositive("amount must be a positive number of minor units")
-    if transfer.amount > AMOUNT_MAX:
+    if amount > AMOUNT_MAX:
         raise errors.AmountOverflow("amount exceeds 2**63 - 1")
     if transfer.timeout_ms < 0:
         raise errors.InvalidTimeout("timeout_ms must not be negative")
-    if transfer.is_post or transfer.is_void:
+    if resolving:
         _check_resolving_shape(transfer)
     else:
         _check_new_shape(transfer)

@@ -107,6 +107,12 @@ class MemoTooLong(LedgerError, InvalidMessage):
     reason = "memo_too_long"
 
 
+class TextNotStorable(LedgerError, InvalidMessage):
+    """A text field holds a NUL character or a lone surrogate, which no database stores."""
+
+    reason = "text_not_storable"
+
+
 class InvalidAccount(LedgerError, InvalidMessage):
     """An account definition is malformed (empty ledger, both limit flags, nonzero balances)."""
 

@@ -165,21 +165,22 @@ class Transfer:
 
     def digest(self) -> str:
         """SHA-256 over the client-supplied fields: equal digests mean a true retry."""
-        fields = (
+        # Each field length-prefixed ("<len>:<value>", in this order), so no choice of
+        # memo or id can make two requests collide. One f-string: this runs once per
+        # transfer on the ledger's hot path, and stored digests must never change.
+        i, d, c, le, p = (
             self.id,
             self.debit_account,
             self.credit_account,
-            str(self.amount),
             self.ledger,
-            str(int(self.flags)),
             self.pending_id,
-            str(self.timeout_ms),
-            self.condition,
-            self.fulfillment,
-            self.memo,
         )
-        # Length-prefixed, so no choice of memo or id can make two requests collide.
-        encoded = "".join(f"{len(value)}:{value}" for value in fields)
+        cd, fu, me = self.condition, self.fulfillment, self.memo
+        a, f, t = str(self.amount), str(int(self.flags)), str(self.timeout_ms)
+        encoded = (
+            f"{len(i)}:{i}{len(d)}:{d}{len(c)}:{c}{len(a)}:{a}{len(le)}:{le}{len(f)}:{f}"
+            f"{len(p)}:{p}{len(t)}:{t}{len(cd)}:{cd}{len(fu)}:{fu}{len(me)}:{me}"
+        )
         return hashlib.sha256(encoded.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,14 +5,22 @@ them, or just the working set a store loaded for one batch) and applies
 batches with TigerBeetle's semantics: per-event results, linked chains
 all-or-nothing, idempotent ids, two-phase transfers resolved at most once.
 Whatever it changed is collected for a store by ``take_changes()``.
+
+Balances being changed live in mutable ``LiveBalances`` records and are written back
+into ``accounts`` (one new ``Account`` per changed account) when a batch ends,
+or, inside ``grouped()``, once when the whole group ends: a store's group of
+many one-transfer submissions builds each touched account once, not twice per
+transfer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from coral.ledger import errors
+from coral.ledger._live import Balances, LiveBalances
 from coral.ledger._validation import check_account, check_transfer_shape, condition_met
 from coral.ledger.model import (
     AMOUNT_MAX,
@@ -28,12 +36,18 @@ from coral.ledger.model import (
     has_flag,
 )
 
+_LINKED = int(TransferFlags.LINKED)
+_PENDING = int(TransferFlags.PENDING)
+_RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
+_DEBIT_LIMIT = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CREDIT_LIMIT = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+
 
 @dataclass(slots=True)
 class _Savepoint:
-    """Enough to undo a linked chain: old account values and journal lengths."""
+    """Enough to undo a linked chain: old balances and journal lengths."""
 
-    accounts: dict[str, Account]
+    accounts: dict[str, Balances]
     transfers_len: int
     resolutions_len: int
 
@@ -58,11 +72,29 @@ class LedgerState:
         }
         self._changes = LedgerChanges()
         self._savepoint: _Savepoint | None = None
+        # Accounts whose balances changed since they were last written to ``accounts``.
+        self._live: dict[str, LiveBalances] = {}
+        self._grouped = False
+
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Run several batches as one group: balances are written back once, at the end.
+
+        Inside, ``accounts`` may lag behind the balances the batches see; it is
+        exact again when the block ends (also on error) or at ``take_changes()``.
+        """
+        self._grouped = True
+        try:
+            yield
+        finally:
+            self._grouped = False
+            self._settle()
 
     # --- accounts ---------------------------------------------------------------------
 
     def create_accounts(self, batch: Sequence[Account], now_ms: int) -> list[AccountResult]:
         """Create each account unless it is malformed; an identical retry is a duplicate."""
+        self._settle()
         results = []
         for request in batch:
             try:
@@ -86,7 +118,12 @@ class LedgerState:
 
     def create_transfers(self, batch: Sequence[Transfer], now_ms: int) -> list[TransferResult]:
         """Apply a batch in order; a linked chain applies entirely or not at all."""
-        results: list[TransferResult] = []
+        if len(batch) == 1 and not int.__and__(batch[0].flags, _LINKED):
+            results = [self._apply_single(batch[0], now_ms)]
+            if not self._grouped:
+                self._settle()
+            return results
+        results = []
         start = 0
         while start < len(batch):
             end = start
@@ -100,6 +137,8 @@ class LedgerState:
             else:
                 results.extend(self._apply_chain(chain, now_ms))
             start = end + 1
+        if not self._grouped:
+            self._settle()
         return results
 
     def expire_pending(self, now_ms: int) -> list[Resolution]:
@@ -112,12 +151,27 @@ class LedgerState:
             pending = self.transfers[pending_id]
             self._release(pending)
             expired.append(self._resolve(pending_id, PendingStatus.EXPIRED, now_ms, ""))
+        if not self._grouped:
+            self._settle()
         return expired
 
     def take_changes(self) -> LedgerChanges:
         """Return and forget everything created or modified since the last call."""
+        self._settle()
         changes, self._changes = self._changes, LedgerChanges()
         return changes
+
+    def _settle(self) -> None:
+        """Write changed balances back into ``accounts`` (and the changes to persist)."""
+        if not self._live:
+            return
+        updated = self._changes.accounts_updated
+        for account_id, live in self._live.items():
+            account = live.settled()
+            if account is not None:
+                self.accounts[account_id] = account
+                updated[account_id] = account
+        self._live.clear()
 
     def open_pending_ids(self) -> list[str]:
         """Ids of pending transfers that are neither posted, voided nor expired."""
@@ -178,9 +232,8 @@ class LedgerState:
             self._deadlines.pop(transfer.id, None)
         del self._changes.transfers_created[savepoint.transfers_len :]
         del self._changes.resolutions_created[savepoint.resolutions_len :]
-        for account_id, original in savepoint.accounts.items():
-            self.accounts[account_id] = original
-            self._changes.accounts_updated[account_id] = original
+        for account_id, balances in savepoint.accounts.items():
+            self._live[account_id].restore(balances)
 
     # --- internals: one event ----------------------------------------------------------
 
@@ -192,7 +245,7 @@ class LedgerState:
             if existing.request_digest != digest:
                 raise errors.ExistsWithDifferentFields(f"transfer {request.id} exists")
             return TransferResult(request.id, existing, duplicate=True)
-        if request.is_post or request.is_void:
+        if int.__and__(request.flags, _RESOLVING):
             stored = self._resolve_pending(request, digest, now_ms)
         else:
             stored = self._create_new(request, digest, now_ms)
@@ -207,19 +260,20 @@ class LedgerState:
         if not (debit.ledger == credit.ledger == ledger):
             raise errors.LedgerMismatch("both accounts and the transfer must share a ledger")
         amount = request.amount
-        if request.is_pending:
+        pending = int.__and__(request.flags, _PENDING)
+        if pending:
             _check_room(debit.debits_pending, amount)
             _check_room(credit.credits_pending, amount)
         else:
             _check_room(debit.debits_posted, amount)
             _check_room(credit.credits_posted, amount)
         _check_limits(debit, credit, amount)
-        if request.is_pending:
-            self._put(debit.with_changes(debits_pending=debit.debits_pending + amount))
-            self._put(credit.with_changes(credits_pending=credit.credits_pending + amount))
+        if pending:
+            debit.debits_pending += amount
+            credit.credits_pending += amount
         else:
-            self._put(debit.with_changes(debits_posted=debit.debits_posted + amount))
-            self._put(credit.with_changes(credits_posted=credit.credits_posted + amount))
+            debit.debits_posted += amount
+            credit.credits_posted += amount
         expires_at = now_ms + request.timeout_ms if request.timeout_ms else 0
         # Direct construction: dataclasses.replace is slow on the hot path.
         stored = Transfer(
@@ -274,10 +328,8 @@ class LedgerState:
             _check_room(credit.credits_posted, amount)
         self._release(pending)
         if request.is_post:
-            debit = self.accounts[pending.debit_account]
-            credit = self.accounts[pending.credit_account]
-            self._put(debit.with_changes(debits_posted=debit.debits_posted + amount))
-            self._put(credit.with_changes(credits_posted=credit.credits_posted + amount))
+            debit.debits_posted += amount
+            credit.credits_posted += amount
         status = PendingStatus.POSTED if request.is_post else PendingStatus.VOIDED
         self._resolve(pending.id, status, now_ms, request.id)
         return replace(
@@ -302,8 +354,8 @@ class LedgerState:
     def _release(self, pending: Transfer) -> None:
         debit = self._account(pending.debit_account)
         credit = self._account(pending.credit_account)
-        self._put(debit.with_changes(debits_pending=debit.debits_pending - pending.amount))
-        self._put(credit.with_changes(credits_pending=credit.credits_pending - pending.amount))
+        debit.debits_pending -= pending.amount
+        credit.credits_pending -= pending.amount
 
     def _resolve(self, pending_id: str, status: PendingStatus, now_ms: int, by: str) -> Resolution:
         resolution = Resolution(pending_id, status, now_ms, by)
@@ -312,17 +364,18 @@ class LedgerState:
         self._changes.resolutions_created.append(resolution)
         return resolution
 
-    def _account(self, account_id: str) -> Account:
-        account = self.accounts.get(account_id)
-        if account is None:
-            raise errors.UnknownAccount(f"no account {account_id}")
-        return account
-
-    def _put(self, account: Account) -> None:
-        if self._savepoint is not None and account.id not in self._savepoint.accounts:
-            self._savepoint.accounts[account.id] = self.accounts[account.id]
-        self.accounts[account.id] = account
-        self._changes.accounts_updated[account.id] = account
+    def _account(self, account_id: str) -> LiveBalances:
+        """The account's live balances (what a chain may change: noted in its savepoint)."""
+        live = self._live.get(account_id)
+        if live is None:
+            account = self.accounts.get(account_id)
+            if account is None:
+                raise errors.UnknownAccount(f"no account {account_id}")
+            live = self._live[account_id] = LiveBalances(account)
+        savepoint = self._savepoint
+        if savepoint is not None and account_id not in savepoint.accounts:
+            savepoint.accounts[account_id] = live.balances()
+        return live
 
 
 def _chain_failed(transfer_id: str) -> errors.LinkedEventFailed:
@@ -334,11 +387,11 @@ def _check_room(balance: int, amount: int) -> None:
         raise errors.AmountOverflow("the resulting balance would exceed 2**63 - 1")
 
 
-def _check_limits(debit: Account, credit: Account, amount: int) -> None:
+def _check_limits(debit: LiveBalances, credit: LiveBalances, amount: int) -> None:
     # Pending amounts count against the limit, so a reservation can never be overdrawn.
-    if has_flag(debit.flags, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS):
+    if debit.flags & _DEBIT_LIMIT:
         if debit.debits_posted + debit.debits_pending + amount > debit.credits_posted:
             raise errors.ExceedsCredits(f"account {debit.id} has insufficient funds")
-    if has_flag(credit.flags, AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS):
+    if credit.flags & _CREDIT_LIMIT:
         if credit.credits_posted + credit.credits_pending + amount > credit.debits_posted:
             raise errors.ExceedsDebits(f"account {credit.id} would exceed its debits")

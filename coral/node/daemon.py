@@ -5,6 +5,13 @@ late subsystems (see ``coral.node.subsystems.base``) -> background work ->
 health SERVING. Stop runs the reverse: health NOT_SERVING, stop accepting,
 drain in-flight requests (bounded by ``shutdown_grace_s``), close services,
 close the database.
+
+With a postgresql:// ``database_url`` the node opens one asyncpg pool
+(``database_pool_size`` connections) the first time a subsystem asks for it
+(``Node.postgres_pool``) and hands it to every PostgreSQL store; it closes it
+once, after every subsystem has closed. Likewise one LISTEN connection
+(``Node.postgres_listener``) carries every channel's notices; it stops once
+every subsystem has stopped its background work.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import logging
 import os
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
@@ -38,6 +45,11 @@ from coral.node.subsystems import Subsystem, build_subsystems
 from coral.protocol.message import now_ms
 from coral.protocol.verify import MessageVerifier
 from coral.store.sqlite import SqliteDatabase
+
+if TYPE_CHECKING:  # asyncpg is the optional "postgres" extra
+    import asyncpg
+
+    from coral.store.listen_postgres import PostgresListener
 
 log = logging.getLogger("coral.node")
 
@@ -63,6 +75,61 @@ class Node:
         #: The routes of each late subsystem, served once it is set up.
         self._late: dict[Subsystem, LazyRoutes] = {}
         self._runtime_written = False
+        self._pg_pool: asyncpg.Pool | None = None
+        self._pg_opening = asyncio.Lock()
+        self._pg_listener: PostgresListener | None = None
+        self._pg_listener_task: asyncio.Task[None] | None = None
+
+    async def postgres_pool(self) -> asyncpg.Pool:
+        """The node's one PostgreSQL pool, opened on first call; the node closes it at stop.
+
+        Every PostgreSQL store of this process shares it (``database_pool_size``
+        connections); stores never close it. Only meaningful with a
+        postgresql:// ``database_url``.
+
+        Raises:
+            OSError, asyncpg.PostgresError: the server is unreachable or refused us.
+        """
+        if self._pg_pool is None:
+            async with self._pg_opening:
+                if self._pg_pool is None:
+                    from coral.store.postgres import open_pool
+
+                    self._pg_pool = await open_pool(
+                        self.config.database_url, max_size=self.config.database_pool_size
+                    )
+        return self._pg_pool
+
+    def postgres_listener(self) -> PostgresListener:
+        """The node's one LISTEN connection, started on first call; the node stops it at stop.
+
+        Consumers (coordination and teams wake-ups, the A2A task watch, the
+        federation watch) subscribe their channel to it instead of holding a
+        connection each. Only meaningful with a postgresql:// ``database_url``.
+        """
+        if self._pg_listener is None:
+            from coral.store.listen_postgres import PostgresListener
+
+            self._pg_listener = PostgresListener(self.config.database_url)
+            self._pg_listener_task = asyncio.create_task(
+                self._pg_listener.run(), name="node-postgres-listener"
+            )
+        return self._pg_listener
+
+    async def _stop_postgres_listener(self) -> None:
+        """Stop the shared LISTEN connection, if started (after the subsystems stopped)."""
+        task, self._pg_listener_task = self._pg_listener_task, None
+        self._pg_listener = None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _close_postgres_pool(self) -> None:
+        """Close the shared pool, if opened (after every subsystem closed)."""
+        pool, self._pg_pool = self._pg_pool, None
+        if pool is not None:
+            await pool.close()
 
     async def start(self) -> NodeContext:
         """Start everything; returns the context with the bound addresses filled in.
@@ -224,6 +291,7 @@ class Node:
         if ctx is not None:
             for subsystem in reversed(self._set_up):
                 await _quietly(subsystem.stopping(self, ctx))
+        await self._stop_postgres_listener()
         await self._stop_lease()
         if self._grpc is not None:
             await _quietly(self._grpc.stop(0))
@@ -235,6 +303,7 @@ class Node:
             for subsystem in reversed(self._set_up):
                 await _quietly(subsystem.close(self, ctx))
         self._set_up.clear()
+        await _quietly(self._close_postgres_pool())
         await _quietly(self.db.close())
 
     async def _stop_lease(self) -> None:
@@ -267,6 +336,7 @@ class Node:
         if ctx is not None:
             for subsystem in reversed(self._set_up):
                 await subsystem.stopping(self, ctx)
+        await self._stop_postgres_listener()
         await self._stop_lease()
         if self._grpc is not None:
             await self._grpc.stop(grace)
@@ -278,6 +348,7 @@ class Node:
             for subsystem in reversed(self._set_up):
                 await subsystem.close(self, ctx)
         self._set_up.clear()
+        await self._close_postgres_pool()
         await self.db.close()
         if self._runtime_written:  # never another node's file (same data dir, failed start)
             self._runtime_written = False

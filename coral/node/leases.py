@@ -77,10 +77,8 @@ class LocalLease:
 
 
 def background_lease(config: Config) -> Lease:
-    """The lease for ``config``: on PostgreSQL (``database_stores = "all"``) an advisory lock."""
-    from coral.store.postgres import is_postgres_url
-
-    if is_postgres_url(config.database_url) and config.database_stores == "all":
+    """The lease for ``config``: with the stores on PostgreSQL, an advisory lock there."""
+    if config.stores_on_postgres:
         from coral.store.lease_postgres import PostgresLease
 
         return PostgresLease(config.database_url, BACKGROUND_LEASE, retry_s=LEASE_RETRY_S)

@@ -8,6 +8,7 @@ method). Agents and nodes are both identified this way.
 from __future__ import annotations
 
 import base64
+import binascii
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -41,14 +42,24 @@ def b58decode(text: str) -> bytes:
         raise InvalidIdentity(f"invalid base58: {exc}"[:200]) from None
 
 
+# What base64.urlsafe_b64encode/-decode do, without their per-call wrapper layers
+# (every signed message is encoded once and decoded at least once).
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def b64u_encode(data: bytes) -> str:
     """Unpadded URL-safe base64, the encoding of every signature on the wire."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    encoded = binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE)
+    return encoded.rstrip(b"=").decode("ascii")
 
 
 def b64u_decode(text: str) -> bytes:
     """Decode unpadded URL-safe base64; raises SignatureError when malformed."""
     try:
+        if type(text) is str:
+            padded = text.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4)
+            return binascii.a2b_base64(padded)
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (ValueError, TypeError) as exc:
         raise SignatureError(f"signature is not base64url: {exc}") from None

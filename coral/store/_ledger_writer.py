@@ -2,19 +2,34 @@
 
 Both ledger adapters (SQLite and PostgreSQL) write through one ``LedgerWriter``:
 the queue, flush and cancellation come from ``GroupCommitter``; each group is
-one transaction from the adapter's ``TransactionFactory``, applied with the
-ledger's own unit of work (``coral.ledger.batch.apply_group``).
+one transaction, applied by the adapter's ``commit`` with the ledger's own unit
+of work (``coral.ledger.batch.apply_group``, or ``apply_group_sync`` when the
+whole group runs on the database's thread). ``in_transaction`` makes such a
+``commit`` from a ``TransactionFactory``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from coral.ledger.batch import Submission, SubmissionResult, apply_group, as_typed_error
 from coral.ledger.model import Account, AccountResult, Resolution, Transfer, TransferResult
 from coral.ledger.ports import TransactionFactory
 from coral.store.group_commit import GroupCommitStats, GroupCommitter
+
+#: Applies one group of submissions in one transaction; raises if nothing was stored.
+GroupCommit = Callable[[list[Submission]], Awaitable[list[SubmissionResult]]]
+
+
+def in_transaction(begin: TransactionFactory) -> GroupCommit:
+    """A ``GroupCommit`` that applies each group inside one transaction from ``begin``."""
+
+    async def commit(group: list[Submission]) -> list[SubmissionResult]:
+        async with begin() as tx:
+            return await apply_group(tx, group)
+
+    return commit
 
 
 class LedgerWriter:
@@ -25,10 +40,9 @@ class LedgerWriter:
     stored.
     """
 
-    def __init__(self, begin: TransactionFactory, *, max_group: int = 512) -> None:
-        self._begin = begin
+    def __init__(self, commit: GroupCommit, *, max_group: int = 512) -> None:
         self._committer: GroupCommitter[Submission, SubmissionResult] = GroupCommitter(
-            self._commit, max_group=max_group, error=as_typed_error, name="ledger-group-commit"
+            commit, max_group=max_group, error=as_typed_error, name="ledger-group-commit"
         )
 
     @property
@@ -81,7 +95,3 @@ class LedgerWriter:
         Cancellation: the group in flight and the queue keep committing.
         """
         await self._committer.close()
-
-    async def _commit(self, group: list[Submission]) -> list[SubmissionResult]:
-        async with self._begin() as tx:
-            return await apply_group(tx, group)

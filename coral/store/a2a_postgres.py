@@ -25,11 +25,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from coral.api.a2a.tasks import RUNNING_STATES, TERMINAL_STATES, TaskQuery, TaskRow
+from coral.api.a2a.tasks import (
+    RUNNING_STATES,
+    TERMINAL_STATES,
+    ContextBinding,
+    TaskQuery,
+    TaskRow,
+)
 from coral.store.a2a_watch_postgres import CHANNEL as WATCH_CHANNEL
 from coral.store.postgres import PostgresMigration, migrate
 
@@ -171,6 +178,16 @@ class PostgresA2ATaskRecords:
                 self.runner,
             )
             await conn.execute("SELECT pg_notify($1, $2)", WATCH_CHANNEL, row.task_id)
+
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
+        """Insert or replace tasks, then context bindings, in order (each as ``save_task`` and
+        ``bind_thread`` would: replicas watch every task write)."""
+        for row in tasks:
+            await self.save_task(row)
+        for binding in contexts:
+            await self.bind_thread(binding.scope, binding.context_id, binding.thread_id)
 
     async def get_task(self, scope: str, task_id: str) -> bytes | None:
         """One task of a scope, serialized."""

@@ -8,8 +8,15 @@ scoped (agent, plus caller when authenticated).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
-from coral.api.a2a.tasks import RUNNING_STATES, TERMINAL_STATES, TaskQuery, TaskRow
+from coral.api.a2a.tasks import (
+    RUNNING_STATES,
+    TERMINAL_STATES,
+    ContextBinding,
+    TaskQuery,
+    TaskRow,
+)
 from coral.store.sqlite import Migration, SqliteDatabase
 
 MIGRATIONS = [
@@ -50,14 +57,23 @@ _RUNNING = ",".join(str(int(s)) for s in sorted(RUNNING_STATES))
 
 
 class SqliteA2ATaskRecords:
-    """The A2A task port on SQLite."""
+    """The A2A task port on SQLite.
+
+    This process is the only writer of these tables, so it remembers which
+    tasks have push configs (a superset: deletes do not shrink it) and answers
+    "none" for the others without a query; most tasks have none, and the
+    push sender asks once per task event.
+    """
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
+        self._push_tasks: set[str] = set()
 
     async def open(self) -> None:
         """Create or migrate the tables."""
         await self.db.migrate("a2a", MIGRATIONS)
+        rows = await self.db.fetchall("SELECT DISTINCT task_id FROM a2a_push_configs", ())
+        self._push_tasks = {str(r[0]) for r in rows}
 
     async def save_task(self, row: TaskRow) -> None:
         """Insert or replace a task."""
@@ -66,6 +82,23 @@ class SqliteA2ATaskRecords:
             conn.execute(
                 "INSERT OR REPLACE INTO a2a_tasks VALUES (?, ?, ?, ?, ?, ?)",
                 (row.scope, row.task_id, row.context_id, row.state, row.updated_ns, row.body),
+            )
+
+        await self.db.write(write)
+
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
+        """Insert or replace tasks and context bindings in one transaction, in order."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO a2a_tasks VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.scope, r.task_id, r.context_id, r.state, r.updated_ns, r.body) for r in tasks],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO a2a_contexts VALUES (?, ?, ?)",
+                [(b.scope, b.context_id, b.thread_id) for b in contexts],
             )
 
         await self.db.write(write)
@@ -175,6 +208,7 @@ class SqliteA2ATaskRecords:
 
     async def save_push(self, scope: str, task_id: str, config_id: str, body: bytes) -> None:
         """Insert or replace a push config."""
+        self._push_tasks.add(task_id)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -186,6 +220,8 @@ class SqliteA2ATaskRecords:
 
     async def push_configs(self, scope: str | None, task_id: str) -> list[bytes]:
         """A task's push configs (every owner's when ``scope`` is None)."""
+        if task_id not in self._push_tasks:
+            return []
         if scope is None:
             rows = await self.db.fetchall(
                 "SELECT body FROM a2a_push_configs WHERE task_id = ? ORDER BY config_id",

@@ -3,7 +3,8 @@
 ``PostgresA2ATaskRecords.save_task`` sends, inside its transaction, a notice
 on the ``a2a_tasks`` channel naming the task (PostgreSQL delivers it only
 once the write commits). Each replica runs one ``PostgresTaskWatch`` that
-LISTENs on a dedicated connection and sets the events of local watchers of
+LISTENs (on a connection of its own, or on the process's shared
+``PostgresListener``) and sets the events of local watchers of
 that task; a watcher then re-reads the task. Notices are hints, never data:
 after any (re)connect every watcher is woken to re-read, so a notice lost
 while the connection was down loses nothing.
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from coral.store.listen_postgres import PostgresListener, Subscription
+
 log = logging.getLogger(__name__)
 
 #: The NOTIFY channel of A2A task writes (payload: the task id).
@@ -27,8 +30,17 @@ CHANNEL = "a2a_tasks"
 class PostgresTaskWatch:
     """``coral.api.a2a.tasks.TaskWatch`` over LISTEN/NOTIFY (``run`` until cancelled)."""
 
-    def __init__(self, dsn: str, *, retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        retry_s: float = 1.0,
+        listener: PostgresListener | None = None,
+    ) -> None:
+        if (dsn is None) == (listener is None):
+            raise ValueError("give exactly one of dsn and listener")
         self._dsn = dsn
+        self._listener = listener
         self._retry_s = retry_s
         self._watchers: dict[str, set[asyncio.Event]] = {}
         #: Set while a LISTEN connection is up (tests and start-up wait on it).
@@ -57,6 +69,10 @@ class PostgresTaskWatch:
             for changed in watchers:
                 changed.set()
 
+    def _connected(self) -> None:
+        self.listening.set()
+        self._wake_all()  # what committed before LISTEN took effect was never announced
+
     def _on_notice(self, conn: object, pid: int, channel: str, payload: str) -> None:
         for changed in self._watchers.get(payload, ()):
             changed.set()
@@ -66,8 +82,17 @@ class PostgresTaskWatch:
 
         Cancellation closes the connection and propagates. Connection
         failures are logged and retried every ``retry_s`` seconds; each
-        (re)connect wakes every watcher to re-read.
+        (re)connect wakes every watcher to re-read. With the shared listener,
+        it reconnects and cancellation leaves it.
         """
+        if self._listener is not None:
+            sub = Subscription(CHANNEL, self._on_notice, self._connected, self.listening.clear)
+            try:
+                await self._listener.subscribe(sub)
+                await asyncio.Future()  # until cancelled
+            finally:
+                self._listener.unsubscribe(sub)
+                self.listening.clear()
         while True:
             try:
                 await self._listen_once()
@@ -82,8 +107,7 @@ class PostgresTaskWatch:
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.add_listener(CHANNEL, self._on_notice)
-            self.listening.set()
-            self._wake_all()  # what committed before LISTEN took effect was never announced
+            self._connected()
             await lost.wait()
             log.warning("A2A task LISTEN connection lost; reconnecting")
         finally:

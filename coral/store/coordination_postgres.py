@@ -17,22 +17,30 @@ transaction, and the database decides the order, not a process's memory:
 
 Each write that grows inboxes also sends a ``coordination`` NOTIFY naming
 the agents, so other processes wake their waits (``wakeups_postgres``).
+
+Federation replicates threads through this store (``ReplicatedThreads``):
+write hooks run synchronously inside each write's transaction, after its
+rows, and add their own statements (the outbox rows) to a
+``DeferredStatements`` collector the write then runs on its connection
+before committing; ``mirror`` stores another node's thread entries, guarded
+by the inbound dedupe row the same way.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
 
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
 from coral.coordination.model import InboxEntry, Thread, ThreadEntry, WaitKind
-from coral.coordination.ports import ThreadWrite
+from coral.coordination.ports import HistoryGrant, ThreadWrite, WriteHook, WriteScope
 from coral.protocol.message import from_wire
 from coral.protocol.signing import canonical_wire
-from coral.store.postgres import PostgresMigration, migrate
+from coral.store.postgres import DeferredStatements, PostgresMigration, migrate
 from coral.store.wakeups_postgres import CHANNEL, wake_payload
 
 COMPONENT = "coordination"
@@ -110,6 +118,16 @@ class PostgresCoordinationStore:
         self._notify = notify
         #: This store's token in wake-up notices (``coral.store.wakeups_postgres``).
         self.writer = secrets.token_hex(8)
+        # Called inside every write's transaction, after its rows (federation's fan-out).
+        self._write_hooks: list[WriteHook] = []
+
+    def add_write_hook(self, hook: WriteHook) -> None:
+        """Run ``hook`` inside every later write's transaction, after the write's rows.
+
+        The hook is synchronous: what it adds to ``scope.transaction`` (a
+        ``DeferredStatements``) runs on the write's connection before commit.
+        """
+        self._write_hooks.append(hook)
 
     async def migrate(self) -> int:
         """Create or upgrade the coordination tables; return the schema version."""
@@ -128,12 +146,58 @@ class PostgresCoordinationStore:
         """
         async with self._pool.acquire() as conn, conn.transaction():
             delivered = await _apply(conn, write)
+            if self._write_hooks:
+                await self._run_hooks(conn, write)
             woken = {e.agent for e in delivered} | {g.agent for g in write.grants}
             if self._notify and woken:  # sent by PostgreSQL only if this commits
                 await conn.execute(
                     "SELECT pg_notify($1, $2)", CHANNEL, wake_payload(self.writer, sorted(woken))
                 )
             return delivered
+
+    async def _run_hooks(self, conn: asyncpg.Connection, write: ThreadWrite) -> None:
+        history: list[ThreadEntry] = []
+        through = max((g.through_seq for g in write.grants), default=0)
+        if through:  # hooks send a joiner the history: read it now, as they cannot await
+            history = await _entries_through(conn, write.thread.id, through)
+        scope = _Scope(DeferredStatements(), write.thread.id, history, through)
+        for hook in self._write_hooks:
+            hook(write, scope)
+        await scope.statements.run(conn)
+
+    async def mirror(
+        self,
+        thread: Thread,
+        entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
+        grants: Sequence[HistoryGrant] = (),
+        first_time: Callable[[WriteScope], bool] | None = None,
+    ) -> list[str] | None:
+        """Store entries of a thread another node owns, for this node's participants.
+
+        Each entry comes with the local agents whose inbox receives it; grants
+        deliver the history to a local agent who just joined. The owner's
+        sequence numbers are kept, and an entry already stored (by message id
+        or seq) is skipped. ``first_time`` runs first, in the same transaction:
+        when it returns False, or a guard statement it added finds the delivery
+        recorded before, nothing changes and this returns None. Otherwise returns
+        the agents whose inbox grew (and wakes their waits on every replica).
+
+        Raises:
+            ThreadExists: another writer created the thread at the same moment (retry).
+
+        Cancelled while in flight, the transaction rolls back: nothing is written.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            if first_time is not None:
+                scope = _Scope(DeferredStatements(), thread.id, [])
+                if not first_time(scope) or not await scope.statements.run(conn):
+                    return None
+            grew = await _mirror(conn, thread, entries, grants)
+            if self._notify and grew:
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", CHANNEL, wake_payload(self.writer, grew)
+                )
+            return grew
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         """The thread, or None when no thread has that id."""
@@ -241,6 +305,45 @@ class PostgresCoordinationStore:
         return int(wake) if wake is not None else None
 
 
+class _Scope:
+    """A PostgreSQL write as its hooks see it (``WriteScope``): deferred statements, history."""
+
+    __slots__ = ("_history", "_thread_id", "_through", "statements")
+
+    def __init__(
+        self,
+        statements: DeferredStatements,
+        thread_id: str,
+        history: list[ThreadEntry],
+        through: int = 0,
+    ) -> None:
+        self.statements = statements
+        self._thread_id = thread_id
+        self._history = history
+        self._through = through
+
+    @property
+    def transaction(self) -> DeferredStatements:
+        return self.statements
+
+    def entries_through(self, thread_id: str, through_seq: int) -> list[ThreadEntry]:
+        if thread_id != self._thread_id or through_seq > self._through:
+            raise ValueError("a hook reads only the written thread's granted history")
+        return [e for e in self._history if e.seq <= through_seq]
+
+
+async def _entries_through(
+    conn: asyncpg.Connection, thread_id: str, through_seq: int
+) -> list[ThreadEntry]:
+    rows = await conn.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM coordination_entries e"
+        " WHERE e.thread_id = $1 AND e.seq <= $2 ORDER BY e.seq",
+        thread_id,
+        through_seq,
+    )
+    return [_entry(row) for row in rows]
+
+
 def _inbox_query(
     agent: str, after: int, limit: int, kind: WaitKind, from_agent: str | None
 ) -> tuple[str, list[object]]:
@@ -336,32 +439,11 @@ async def _apply(conn: asyncpg.Connection, write: ThreadWrite) -> list[InboxEntr
     start = dict(heads)
     inbox: list[tuple[str, int, int, str, bool]] = []
     for grant in write.grants:
-        history = await conn.fetch(
-            "SELECT seq, sender, mentions FROM coordination_entries"
-            " WHERE thread_id = $1 AND seq <= $2 ORDER BY seq",
-            thread_id,
-            grant.through_seq,
-        )
-        for row in history:
-            heads[grant.agent] += 1
-            mentioned = grant.agent in json.loads(row["mentions"])
-            inbox.append((grant.agent, heads[grant.agent], row["seq"], row["sender"], mentioned))
+        inbox += await _grant_rows(conn, thread_id, grant, heads)
     if write.entries:
         entries = [pending.entry for pending in write.entries]
         try:
-            await conn.execute(
-                "INSERT INTO coordination_entries (thread_id, seq, message_id, sender, mentions,"
-                " system, recorded_at, wire) SELECT $1, * FROM unnest($2::bigint[], $3::text[],"
-                " $4::text[], $5::text[], $6::boolean[], $7::bigint[], $8::text[])",
-                thread_id,
-                [e.seq for e in entries],
-                [e.message.id for e in entries],
-                [e.message.sender for e in entries],
-                [_json(list(e.message.mentions)) for e in entries],
-                [e.system for e in entries],
-                [e.recorded_at for e in entries],
-                [canonical_wire(e.message).decode() for e in entries],
-            )
+            await _insert_entries(conn, thread_id, entries, skip_stored=False)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "coordination_entries_message_id":
                 raise DuplicateMessage("a message with this id is already stored") from None
@@ -373,23 +455,125 @@ async def _apply(conn: asyncpg.Connection, write: ThreadWrite) -> list[InboxEntr
             heads[agent] += 1
             delivered.append(InboxEntry(agent, heads[agent], entry))
             inbox.append((agent, heads[agent], entry.seq, entry.sender, agent in mentions))
-    if inbox:
-        await conn.execute(
-            "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender, mentioned)"
-            " SELECT agent, seq, $1, entry_seq, sender, mentioned FROM unnest($2::text[],"
-            " $3::bigint[], $4::bigint[], $5::text[], $6::boolean[])"
-            " AS r(agent, seq, entry_seq, sender, mentioned)",
-            thread_id,
-            *(list(column) for column in zip(*inbox, strict=True)),
-        )
-        moved = [agent for agent in sorted(heads) if heads[agent] != start[agent]]
-        await conn.execute(
-            "UPDATE coordination_inbox_heads h SET head = r.head"
-            " FROM unnest($1::text[], $2::bigint[]) AS r(agent, head) WHERE h.agent = r.agent",
-            moved,
-            [heads[agent] for agent in moved],
-        )
+    await _write_inbox(conn, thread_id, inbox, heads, start)
     return delivered
+
+
+async def _grant_rows(
+    conn: asyncpg.Connection, thread_id: str, grant: HistoryGrant, heads: dict[str, int]
+) -> list[tuple[str, int, int, str, bool]]:
+    """Inbox rows delivering entries 1..through_seq to a joining agent (advances its head)."""
+    history = await conn.fetch(
+        "SELECT seq, sender, mentions FROM coordination_entries"
+        " WHERE thread_id = $1 AND seq <= $2 ORDER BY seq",
+        thread_id,
+        grant.through_seq,
+    )
+    rows: list[tuple[str, int, int, str, bool]] = []
+    for row in history:
+        heads[grant.agent] += 1
+        mentioned = grant.agent in json.loads(row["mentions"])
+        rows.append((grant.agent, heads[grant.agent], row["seq"], row["sender"], mentioned))
+    return rows
+
+
+async def _write_inbox(
+    conn: asyncpg.Connection,
+    thread_id: str,
+    inbox: list[tuple[str, int, int, str, bool]],
+    heads: dict[str, int],
+    start: dict[str, int],
+) -> None:
+    """Insert inbox rows (agent, cursor, entry seq, sender, mentioned) and move the heads."""
+    if not inbox:
+        return
+    await conn.execute(
+        "INSERT INTO coordination_inbox (agent, seq, thread_id, entry_seq, sender, mentioned)"
+        " SELECT agent, seq, $1, entry_seq, sender, mentioned FROM unnest($2::text[],"
+        " $3::bigint[], $4::bigint[], $5::text[], $6::boolean[])"
+        " AS r(agent, seq, entry_seq, sender, mentioned)",
+        thread_id,
+        *(list(column) for column in zip(*inbox, strict=True)),
+    )
+    moved = [agent for agent in sorted(heads) if heads[agent] != start[agent]]
+    await conn.execute(
+        "UPDATE coordination_inbox_heads h SET head = r.head"
+        " FROM unnest($1::text[], $2::bigint[]) AS r(agent, head) WHERE h.agent = r.agent",
+        moved,
+        [heads[agent] for agent in moved],
+    )
+
+
+async def _insert_entries(
+    conn: asyncpg.Connection, thread_id: str, entries: Sequence[ThreadEntry], *, skip_stored: bool
+) -> set[int]:
+    """Insert log entries; returns the seqs inserted (with ``skip_stored``, conflicts are skipped).
+
+    Raises:
+        asyncpg.UniqueViolationError: without ``skip_stored``, a message id or seq is taken.
+    """
+    rows = await conn.fetch(
+        "INSERT INTO coordination_entries (thread_id, seq, message_id, sender, mentions,"
+        " system, recorded_at, wire) SELECT $1, * FROM unnest($2::bigint[], $3::text[],"
+        " $4::text[], $5::text[], $6::boolean[], $7::bigint[], $8::text[])"
+        + (" ON CONFLICT DO NOTHING" if skip_stored else "")
+        + " RETURNING seq",
+        thread_id,
+        [e.seq for e in entries],
+        [e.message.id for e in entries],
+        [e.message.sender for e in entries],
+        [_json(list(e.message.mentions)) for e in entries],
+        [e.system for e in entries],
+        [e.recorded_at for e in entries],
+        [canonical_wire(e.message).decode() for e in entries],
+    )
+    return {int(row["seq"]) for row in rows}
+
+
+async def _mirror(
+    conn: asyncpg.Connection,
+    thread: Thread,
+    entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
+    grants: Sequence[HistoryGrant],
+) -> list[str]:
+    # The mirrored thread row follows the owner's snapshot whenever it is newer.
+    current = await conn.fetchval(
+        "SELECT last_seq FROM coordination_threads WHERE id = $1 FOR UPDATE", thread.id
+    )
+    if current is None:
+        await _write_thread(conn, ThreadWrite(thread, None))
+    elif int(current) <= thread.last_seq:
+        await _write_thread(conn, ThreadWrite(thread, int(current), membership_changed=True))
+    stored: set[int] = set()
+    if entries:
+        stored = await _insert_entries(conn, thread.id, [e for e, _ in entries], skip_stored=True)
+    # An entry already mirrored was already delivered: only fresh ones reach inboxes.
+    fresh = [
+        (entry, [a for a in recipients if a != entry.sender])
+        for entry, recipients in entries
+        if entry.seq in stored
+    ]
+    heads = await _lock_heads(
+        conn, {g.agent for g in grants} | {a for _, targets in fresh for a in targets}
+    )
+    start = dict(heads)
+    # Same order as a local write: the history a joiner is granted, then the new
+    # entries' inbox rows, so a joiner's inbox reads history first.
+    inbox: list[tuple[str, int, int, str, bool]] = []
+    grew: set[str] = set()
+    for grant in grants:
+        history = await _grant_rows(conn, thread.id, grant, heads)
+        inbox += history
+        if history:
+            grew.add(grant.agent)
+    for entry, targets in fresh:
+        mentions = entry.message.mentions
+        for agent in targets:
+            heads[agent] += 1
+            inbox.append((agent, heads[agent], entry.seq, entry.sender, agent in mentions))
+        grew.update(targets)
+    await _write_inbox(conn, thread.id, inbox, heads, start)
+    return sorted(grew)
 
 
 def _thread(row: Any) -> Thread:

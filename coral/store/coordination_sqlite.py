@@ -153,21 +153,21 @@ class SqliteCoordinationStore:
         entries: Sequence[tuple[ThreadEntry, Sequence[str]]],
         grants: Sequence[HistoryGrant] = (),
         first_time: Callable[[WriteScope], bool] | None = None,
-    ) -> list[str]:
+    ) -> list[str] | None:
         """Store entries of a thread another node owns, for this node's participants.
 
         Each entry comes with the local agents whose inbox receives it; grants
         deliver the history to a local agent who just joined. The owner's
         sequence numbers are kept, and an entry already stored (by message id)
         is skipped. ``first_time`` runs in the same transaction and returns
-        False for a delivery seen before, which then changes nothing. Returns
-        the agents whose inbox grew.
+        False for a delivery seen before, which then changes nothing and
+        returns None. Otherwise returns the agents whose inbox grew.
         """
         rows = [(_entry_row(e), e, tuple(r)) for e, r in entries]
 
-        def run(conn: sqlite3.Connection) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str] | None:
             if first_time is not None and not first_time(_Scope(conn)):
-                return []
+                return None
             return _mirror(conn, thread, rows, grants)
 
         try:

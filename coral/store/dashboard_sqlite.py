@@ -73,6 +73,47 @@ def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_ROWS))
 
 
+def thread_row(r: Any) -> ThreadRow:
+    """One ``coordination_threads`` row (with ``team_id``) as the dashboard sees it."""
+    return ThreadRow(
+        id=r["id"],
+        name=r["name"],
+        creator=r["creator"],
+        participants=list(json.loads(r["participants"])),
+        state=r["state"],
+        summary=r["summary"],
+        strategy=r["strategy"],
+        created_at=int(r["created_at"]),
+        closed_at=None if r["closed_at"] is None else int(r["closed_at"]),
+        last_seq=int(r["last_seq"]),
+        team_id=r["team_id"],
+    )
+
+
+def entry_row(r: Any) -> EntryRow:
+    """One ``coordination_entries`` row with its stored wire message decoded."""
+    return EntryRow(
+        thread_id=r["thread_id"],
+        seq=int(r["seq"]),
+        system=bool(r["system"]),
+        recorded_at=int(r["recorded_at"]),
+        message=json.loads(r["wire"]),
+    )
+
+
+def account_view(r: Any) -> dict[str, Any]:
+    """One ``ledger_accounts`` row as the ledger panel shows it."""
+    return {
+        "id": r["id"],
+        "ledger": r["ledger"],
+        "owner": r["owner"],
+        "kind": r["kind"],
+        "balance": int(r["credits_posted"]) - int(r["debits_posted"]),
+        "pending_in": int(r["credits_pending"]),
+        "pending_out": int(r["debits_pending"]),
+    }
+
+
 async def table_exists(db: RowSource, table: str) -> bool:
     """True when ``table`` exists in the node's database."""
     row = await db.fetchone(
@@ -98,22 +139,7 @@ async def recent_threads(db: RowSource, limit: int = 20) -> list[ThreadRow]:
         " ORDER BY active_at DESC, t.id DESC LIMIT ?",
         (_limit(limit),),
     )
-    return [
-        ThreadRow(
-            id=r["id"],
-            name=r["name"],
-            creator=r["creator"],
-            participants=list(json.loads(r["participants"])),
-            state=r["state"],
-            summary=r["summary"],
-            strategy=r["strategy"],
-            created_at=int(r["created_at"]),
-            closed_at=None if r["closed_at"] is None else int(r["closed_at"]),
-            last_seq=int(r["last_seq"]),
-            team_id=r["team_id"],
-        )
-        for r in rows
-    ]
+    return [thread_row(r) for r in rows]
 
 
 async def recent_entries(db: RowSource, thread_id: str, limit: int = 10) -> list[EntryRow]:
@@ -125,16 +151,7 @@ async def recent_entries(db: RowSource, thread_id: str, limit: int = 10) -> list
         " WHERE thread_id = ? ORDER BY seq DESC LIMIT ?",
         (thread_id, _limit(limit)),
     )
-    return [
-        EntryRow(
-            thread_id=r["thread_id"],
-            seq=int(r["seq"]),
-            system=bool(r["system"]),
-            recorded_at=int(r["recorded_at"]),
-            message=json.loads(r["wire"]),
-        )
-        for r in reversed(rows)
-    ]
+    return [entry_row(r) for r in reversed(rows)]
 
 
 async def coordination_totals(db: RowSource) -> dict[str, int]:
@@ -156,11 +173,16 @@ async def coordination_totals(db: RowSource) -> dict[str, int]:
 
 
 async def recent_team_ids(db: RowSource, limit: int = 20) -> list[str]:
-    """Ids of the most recently proposed teams (newest first)."""
+    """Ids of the most recently proposed teams: descending id order.
+
+    That is newest first for the ids the node makes ("team-" + a ULID, time
+    first); it is not the insertion order (rowid), which PostgreSQL lacks, so
+    both backends list the same teams in the same order.
+    """
     if not await table_exists(db, "team_charters"):
         return []
     rows = await db.fetchall(
-        "SELECT team_id FROM team_charters ORDER BY rowid DESC LIMIT ?", (_limit(limit),)
+        "SELECT team_id FROM team_charters ORDER BY team_id DESC LIMIT ?", (_limit(limit),)
     )
     return [str(r["team_id"]) for r in rows]
 
@@ -175,18 +197,7 @@ async def ledger_accounts(db: RowSource, limit: int = 50) -> list[dict[str, Any]
         " ORDER BY ABS(credits_posted - debits_posted) DESC, id LIMIT ?",
         (_limit(limit),),
     )
-    return [
-        {
-            "id": r["id"],
-            "ledger": r["ledger"],
-            "owner": r["owner"],
-            "kind": r["kind"],
-            "balance": int(r["credits_posted"]) - int(r["debits_posted"]),
-            "pending_in": int(r["credits_pending"]),
-            "pending_out": int(r["debits_pending"]),
-        }
-        for r in rows
-    ]
+    return [account_view(r) for r in rows]
 
 
 async def ledger_pending(db: RowSource, limit: int = 50) -> list[dict[str, Any]]:
@@ -202,7 +213,7 @@ async def ledger_pending(db: RowSource, limit: int = 50) -> list[dict[str, Any]]
         " ORDER BY t.expires_at, t.seq LIMIT ?",
         (_limit(limit),),
     )
-    return [dict(_transfer(r), expires_at=int(r["expires_at"])) for r in rows]
+    return [dict(transfer_view(r), expires_at=int(r["expires_at"])) for r in rows]
 
 
 async def ledger_recent_transfers(db: RowSource, limit: int = 20) -> list[dict[str, Any]]:
@@ -214,10 +225,11 @@ async def ledger_recent_transfers(db: RowSource, limit: int = 20) -> list[dict[s
         " FROM ledger_transfers ORDER BY seq DESC LIMIT ?",
         (_limit(limit),),
     )
-    return [_transfer(r) for r in rows]
+    return [transfer_view(r) for r in rows]
 
 
-def _transfer(row: Any) -> dict[str, Any]:
+def transfer_view(row: Any) -> dict[str, Any]:
+    """One transfer row as the ledger panel shows it."""
     return {
         "id": row["id"],
         "from": row["debit_account"],

@@ -342,10 +342,16 @@ class FederationStore:
         rows = await self.db.fetchall("SELECT thread_id, owner FROM federation_thread_owners")
         return {str(r[0]): str(r[1]) for r in rows}
 
-    async def set_thread_owner(self, thread_id: str, owner: str) -> None:
-        """Record ``owner`` as the node owning ``thread_id`` (the first one recorded wins)."""
-        await self.db.write(
-            lambda c: c.execute(
+    async def set_thread_owner(self, thread_id: str, owner: str) -> str:
+        """Record ``owner`` for ``thread_id`` unless one is; returns the owner recorded."""
+
+        def record(conn: sqlite3.Connection) -> str:
+            conn.execute(
                 "INSERT OR IGNORE INTO federation_thread_owners VALUES (?, ?)", (thread_id, owner)
             )
-        )
+            row = conn.execute(
+                "SELECT owner FROM federation_thread_owners WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
+            return str(row[0])
+
+        return await self.db.write(record)

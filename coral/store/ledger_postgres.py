@@ -9,7 +9,8 @@ defaults (``synchronous_commit=on``). Transfer rows are insert-only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+import json
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,7 +27,7 @@ from coral.ledger.model import (
 )
 from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
-from coral.store._ledger_writer import LedgerWriter
+from coral.store._ledger_writer import LedgerWriter, in_transaction
 from coral.store.group_commit import GroupCommitStats
 from coral.store.ledger_sqlite import (
     ACCOUNT_COLUMNS,
@@ -112,27 +113,16 @@ class _PostgresLedgerTransaction:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def load_accounts(self, ids: Collection[str]) -> list[Account]:
-        rows = await self._conn.fetch(
-            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::text[])"
-            " ORDER BY id FOR UPDATE",
-            list(ids),
+    async def load_working_set(
+        self, transfer_ids: Collection[str], account_ids: Collection[str]
+    ) -> LedgerState:
+        row = await self._conn.fetchrow(_LOAD_WORKING_SET, list(transfer_ids), list(account_ids))
+        assert row is not None  # an aggregate query always returns its one row
+        return LedgerState(
+            [account_from_row(r) for r in json.loads(row["accounts"])],
+            [transfer_from_row(r) for r in json.loads(row["transfers"])],
+            [resolution_from_row(r) for r in json.loads(row["resolutions"])],
         )
-        return [account_from_row(r) for r in rows]
-
-    async def load_transfers(self, ids: Collection[str]) -> list[Transfer]:
-        rows = await self._conn.fetch(
-            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::text[])",
-            list(ids),
-        )
-        return [transfer_from_row(r) for r in rows]
-
-    async def load_resolutions(self, pending_ids: Collection[str]) -> list[Resolution]:
-        rows = await self._conn.fetch(
-            "SELECT * FROM ledger_resolutions WHERE pending_id = ANY($1::text[])",
-            list(pending_ids),
-        )
-        return [resolution_from_row(r) for r in rows]
 
     async def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
         rows = await self._conn.fetch(
@@ -145,17 +135,26 @@ class _PostgresLedgerTransaction:
         return [transfer_from_row(r) for r in rows]
 
     async def persist(self, changes: LedgerChanges) -> None:
+        # Each kind of row goes in one statement over arrays (unnest): one execution
+        # on the server per group, not one per row.
         conn = self._conn
         if changes.accounts_created:
             await conn.executemany(
                 f"INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES ({_placeholders(10)})",
                 [account_values(a) for a in changes.accounts_created],
             )
+        balances = changes.accounts_updated
         if changes.transfers_created:
-            await conn.executemany(
-                f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES ({_placeholders(14)})",
-                [transfer_values(t) for t in changes.transfers_created],
-            )
+            transfers = _columns(transfer_values(t) for t in changes.transfers_created)
+            if balances:  # the common group: both in one statement, one round trip
+                await conn.execute(
+                    _INSERT_TRANSFERS_UPDATE_BALANCES,
+                    *transfers,
+                    *_columns(balance_values(a) for a in balances.values()),
+                )
+                balances = {}
+            else:
+                await conn.execute(_INSERT_TRANSFERS, *transfers)
             deadlines = [(t.id, t.expires_at) for t in changes.transfers_created if t.expires_at]
             if deadlines:
                 await conn.executemany(
@@ -175,20 +174,80 @@ class _PostgresLedgerTransaction:
                 "DELETE FROM ledger_open_deadlines WHERE pending_id = ANY($1::text[])",
                 [r.pending_id for r in changes.resolutions_created],
             )
-        if changes.accounts_updated:
-            await conn.executemany(
-                "UPDATE ledger_accounts SET debits_pending = $1, debits_posted = $2,"
-                " credits_pending = $3, credits_posted = $4 WHERE id = $5",
-                [balance_values(a) for a in changes.accounts_updated.values()],
+        if balances:
+            # One row per account the group touched, with its final balances.
+            await conn.execute(
+                _UPDATE_BALANCES, *_columns(balance_values(a) for a in balances.values())
             )
 
 
-class PostgresLedgerStore:
-    """LedgerStore on PostgreSQL with group commit; reads see committed state only."""
+#: Column types of TRANSFER_COLUMNS, in order, for the unnest insert.
+_TRANSFER_TYPES = (
+    "text text text bigint text integer text bigint text text text bigint bigint text".split()
+)
+_INSERT_TRANSFERS = (
+    f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_TRANSFER_TYPES, start=1))
+    + ")"
+)
 
-    def __init__(self, pool: asyncpg.Pool, *, max_group: int = 512) -> None:
+
+def _update_balances(first: int) -> str:
+    marks = [f"${i}" for i in range(first, first + 5)]
+    return (
+        "UPDATE ledger_accounts AS a SET debits_pending = u.dp, debits_posted = u.dpo,"
+        " credits_pending = u.cp, credits_posted = u.cpo"
+        f" FROM unnest({marks[0]}::bigint[], {marks[1]}::bigint[], {marks[2]}::bigint[],"
+        f" {marks[3]}::bigint[], {marks[4]}::text[])"
+        " AS u(dp, dpo, cp, cpo, id) WHERE a.id = u.id"
+    )
+
+
+_UPDATE_BALANCES = _update_balances(1)
+_INSERT_TRANSFERS_UPDATE_BALANCES = (
+    f"WITH inserted AS ({_INSERT_TRANSFERS}) {_update_balances(len(_TRANSFER_TYPES) + 1)}"
+)
+#: The group's transfers, their resolutions and every account they touch, locked in id
+#: order (so two writers cannot deadlock), as three JSON arrays in one row.
+_LOAD_WORKING_SET = f"""
+WITH t AS (
+    SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::text[])
+), a AS (
+    SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts
+    WHERE id = ANY(ARRAY(
+        SELECT unnest($2::text[])
+        UNION SELECT debit_account FROM t
+        UNION SELECT credit_account FROM t
+    ))
+    ORDER BY id FOR UPDATE
+)
+SELECT
+    (SELECT COALESCE(json_agg(t), '[]') FROM t) AS transfers,
+    (SELECT COALESCE(json_agg(r), '[]') FROM ledger_resolutions AS r
+        WHERE r.pending_id = ANY(ARRAY(SELECT id FROM t))) AS resolutions,
+    (SELECT COALESCE(json_agg(a), '[]') FROM a) AS accounts
+"""
+
+
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows turned into one list per column (the arrays an unnest statement takes)."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+class PostgresLedgerStore:
+    """LedgerStore on PostgreSQL with group commit; reads see committed state only.
+
+    Built on a caller's ``pool`` (the node's shared one) the store never closes
+    it; ``open`` connects a pool of its own, which ``close`` closes. Either way
+    each group commits on one connection taken from the pool for that group only.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, max_group: int = 512, owns_pool: bool = False
+    ) -> None:
         self._pool = pool
-        self._writer = LedgerWriter(self._begin, max_group=max_group)
+        self._owns_pool = owns_pool
+        self._writer = LedgerWriter(in_transaction(self._begin), max_group=max_group)
 
     @classmethod
     async def open(
@@ -196,7 +255,7 @@ class PostgresLedgerStore:
     ) -> PostgresLedgerStore:
         """Connect a pool to ``dsn``, migrate the ledger schema, return a started store."""
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
-        store = cls(pool, max_group=max_group)
+        store = cls(pool, max_group=max_group, owns_pool=True)
         try:
             await store.start()
         except BaseException:
@@ -209,9 +268,10 @@ class PostgresLedgerStore:
         await migrate(self._pool, COMPONENT, MIGRATIONS)
 
     async def close(self) -> None:
-        """Commit queued writes, then close the pool."""
+        """Commit queued writes, then close the pool if this store opened it."""
         await self._writer.close()
-        await self._pool.close()
+        if self._owns_pool:
+            await self._pool.close()
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[LedgerTransaction]:

@@ -1,7 +1,9 @@
 """SQLite adapter for the ledger: durable group commit on an embedded file.
 
 Writes go through one ``LedgerWriter`` (so concurrent submitters share a
-fsync), each group inside one ``SqliteDatabase.transaction()``; the ledger insists on
+fsync); each group runs whole (loads, state machine, inserts, one UPDATE per
+touched account) in one ``SqliteDatabase.transact()`` call on the database
+thread, one hand-off per group. The ledger insists on
 ``PRAGMA synchronous=FULL`` so an acknowledged transfer survives power loss.
 Transfer rows are insert-only (triggers refuse UPDATE and DELETE); balances
 change in the same transaction. Reads use a second connection, which sees
@@ -11,13 +13,13 @@ only committed state.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
 
+from coral.ledger.batch import Submission, SubmissionResult, apply_group_sync
 from coral.ledger.model import (
     Account,
     AccountFlags,
@@ -31,7 +33,6 @@ from coral.ledger.model import (
     TransferFlags,
     TransferResult,
 )
-from coral.ledger.ports import LedgerTransaction
 from coral.ledger.state import LedgerState
 from coral.store._ledger_writer import LedgerWriter
 from coral.store.group_commit import GroupCommitStats
@@ -209,57 +210,59 @@ def chunks(ids: Collection[str]) -> Iterator[list[str]]:
 
 
 class _SqliteLedgerTransaction:
-    """LedgerTransaction over an open ``BEGIN IMMEDIATE`` on the writer connection."""
+    """SyncLedgerTransaction over an open ``BEGIN IMMEDIATE`` on the database thread."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    async def _select(self, sql: str, ids: Collection[str]) -> list[aiosqlite.Row]:
-        rows: list[aiosqlite.Row] = []
+    def _select(self, sql: str, ids: Collection[str]) -> list[sqlite3.Row]:
+        rows: list[sqlite3.Row] = []
         for part in chunks(ids):
             marks = ",".join("?" * len(part))
-            rows.extend(await self._conn.execute_fetchall(sql.format(marks=marks), part))
+            rows.extend(self._conn.execute(sql.format(marks=marks), part).fetchall())
         return rows
 
-    async def load_accounts(self, ids: Collection[str]) -> list[Account]:
+    def load_accounts(self, ids: Collection[str]) -> list[Account]:
         sql = f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id IN ({{marks}})"
-        return [account_from_row(r) for r in await self._select(sql, ids)]
+        return [account_from_row(r) for r in self._select(sql, ids)]
 
-    async def load_transfers(self, ids: Collection[str]) -> list[Transfer]:
+    def load_transfers(self, ids: Collection[str]) -> list[Transfer]:
         sql = f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ({{marks}})"
-        return [transfer_from_row(r) for r in await self._select(sql, ids)]
+        return [transfer_from_row(r) for r in self._select(sql, ids)]
 
-    async def load_resolutions(self, pending_ids: Collection[str]) -> list[Resolution]:
+    def load_resolutions(self, pending_ids: Collection[str]) -> list[Resolution]:
         sql = "SELECT * FROM ledger_resolutions WHERE pending_id IN ({marks})"
-        return [resolution_from_row(r) for r in await self._select(sql, pending_ids)]
+        return [resolution_from_row(r) for r in self._select(sql, pending_ids)]
 
-    async def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
-        rows = await self._conn.execute_fetchall(
+    def load_due_pendings(self, now_ms: int, limit: int) -> list[Transfer]:
+        rows = self._conn.execute(
             f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ("
             " SELECT pending_id FROM ledger_open_deadlines WHERE expires_at <= ?"
             " ORDER BY expires_at LIMIT ?)",
             (now_ms, limit),
-        )
+        ).fetchall()
         return [transfer_from_row(r) for r in rows]
 
-    async def persist(self, changes: LedgerChanges) -> None:
+    def persist(self, changes: LedgerChanges) -> None:
         conn = self._conn
         if changes.accounts_created:
-            await conn.executemany(
+            conn.executemany(
                 f"INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES ({_marks(10)})",
                 [account_values(a) for a in changes.accounts_created],
             )
         if changes.transfers_created:
-            await conn.executemany(
+            conn.executemany(
                 f"INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES ({_marks(14)})",
                 [transfer_values(t) for t in changes.transfers_created],
             )
-            await conn.executemany(
-                "INSERT INTO ledger_open_deadlines (pending_id, expires_at) VALUES (?, ?)",
-                [(t.id, t.expires_at) for t in changes.transfers_created if t.expires_at],
-            )
+            deadlines = [(t.id, t.expires_at) for t in changes.transfers_created if t.expires_at]
+            if deadlines:
+                conn.executemany(
+                    "INSERT INTO ledger_open_deadlines (pending_id, expires_at) VALUES (?, ?)",
+                    deadlines,
+                )
         if changes.resolutions_created:
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO ledger_resolutions (pending_id, status, resolved_at, by_transfer)"
                 " VALUES (?, ?, ?, ?)",
                 [
@@ -267,12 +270,13 @@ class _SqliteLedgerTransaction:
                     for r in changes.resolutions_created
                 ],
             )
-            await conn.executemany(
+            conn.executemany(
                 "DELETE FROM ledger_open_deadlines WHERE pending_id = ?",
                 [(r.pending_id,) for r in changes.resolutions_created],
             )
         if changes.accounts_updated:
-            await conn.executemany(
+            # One row per account the group touched, with its final balances.
+            conn.executemany(
                 "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?,"
                 " credits_pending = ?, credits_posted = ? WHERE id = ?",
                 [balance_values(a) for a in changes.accounts_updated.values()],
@@ -288,7 +292,7 @@ class SqliteLedgerStore:
 
     def __init__(self, db: SqliteDatabase, *, max_group: int = 512) -> None:
         self._db = db
-        self._writer = LedgerWriter(self._begin, max_group=max_group)
+        self._writer = LedgerWriter(self._commit, max_group=max_group)
         self._reader: aiosqlite.Connection | None = None
 
     @classmethod
@@ -306,6 +310,7 @@ class SqliteLedgerStore:
             raise ValueError("the ledger needs a database file, not :memory:")
         # Per-connection setting: an acknowledged transfer must survive power loss.
         await self._db.conn.execute("PRAGMA synchronous=FULL")
+        await self._db.run(lambda conn: conn.execute("PRAGMA synchronous=FULL"))
         await self._db.migrate(COMPONENT, MIGRATIONS)
         await self._db.conn.executescript(_IMMUTABILITY_TRIGGERS)
         self._reader = await aiosqlite.connect(self._db.path, isolation_level=None)
@@ -320,10 +325,10 @@ class SqliteLedgerStore:
             self._reader = None
         await self._db.close()
 
-    @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[LedgerTransaction]:
-        async with self._db.transaction() as conn:
-            yield _SqliteLedgerTransaction(conn)
+    async def _commit(self, group: list[Submission]) -> list[SubmissionResult]:
+        return await self._db.transact(
+            lambda conn: apply_group_sync(_SqliteLedgerTransaction(conn), group)
+        )
 
     @property
     def group_commit_stats(self) -> GroupCommitStats:

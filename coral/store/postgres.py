@@ -91,3 +91,56 @@ async def migrate(
                     )
             version = step.version
         return version
+
+
+class DeferredStatements:
+    """Statements a synchronous write hook adds to a PostgreSQL write's open transaction.
+
+    A hook cannot await, so on PostgreSQL a coordination write hands its hooks
+    this collector as ``WriteScope.transaction``; another store on the same
+    database adds its statements here, and the write runs them on its own
+    connection right after the hooks return, before it commits: they commit
+    with the write or not at all. A *guard* statement must return a row (an
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING 1``); when one returns none
+    the write is a repeat and the rest is skipped.
+    """
+
+    __slots__ = ("_statements",)
+
+    def __init__(self) -> None:
+        self._statements: list[tuple[str, tuple[object, ...], bool]] = []
+
+    def add(self, sql: str, *args: object, guard: bool = False) -> None:
+        """Queue ``sql`` with ``args`` (``$1``... placeholders) to run in the transaction."""
+        self._statements.append((sql, args, guard))
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+    async def run(self, conn: asyncpg.Connection) -> bool:
+        """Run the queued statements in order on ``conn``; False when a guard returned no row.
+
+        The queue is emptied either way, so hooks may add more and run again.
+
+        Raises:
+            asyncpg.PostgresError: a statement failed (the caller's transaction rolls back).
+        """
+        statements, self._statements = self._statements, []
+        for sql, args, guard in statements:
+            if guard:
+                if await conn.fetchval(sql, *args) is None:
+                    return False
+            else:
+                await conn.execute(sql, *args)
+        return True
+
+
+def joined(transaction: object) -> DeferredStatements:
+    """The ``DeferredStatements`` of a PostgreSQL write another store opened.
+
+    Raises:
+        TypeError: ``transaction`` is not a PostgreSQL write's statement collector.
+    """
+    if not isinstance(transaction, DeferredStatements):
+        raise TypeError(f"not a PostgreSQL transaction: {type(transaction).__name__}")
+    return transaction

@@ -32,15 +32,20 @@ class SqliteSeenStore:
         await self.db.migrate("seen", MIGRATIONS)
 
     async def remember(self, message_id: str, forget_at: int) -> None:
-        """Record the id; raise Replayed when it is already recorded."""
-        try:
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    "INSERT INTO seen_messages(id, forget_at) VALUES (?, ?)",
-                    (message_id, forget_at),
-                )
-        except sqlite3.IntegrityError:
-            raise Replayed(f"message id {message_id} was already accepted") from None
+        """Record the id; raise Replayed when it is already recorded.
+
+        One group-committed write (shared with concurrent writers), not a
+        transaction of its own.
+        """
+
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "INSERT OR IGNORE INTO seen_messages(id, forget_at) VALUES (?, ?)",
+                (message_id, forget_at),
+            ).rowcount
+
+        if not await self.db.write(write):
+            raise Replayed(f"message id {message_id} was already accepted")
 
     async def prune(self, now_ms: int) -> int:
         """Forget ids whose window has passed; returns how many."""

@@ -356,6 +356,29 @@ class SqliteDatabase:
         except sqlite3.OperationalError as exc:
             raise storage_error(exc) from exc
 
+    async def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in its own write transaction on the database thread, in one hop.
+
+        ``BEGIN IMMEDIATE``, ``fn``, ``COMMIT`` all run in one call on the
+        thread, serialized with every other writer; if ``fn`` raises, the
+        transaction is rolled back and nothing of it is stored. For a caller
+        that does its own grouping (the ledger's group commit) and wants the
+        whole group to cost one hand-off.
+
+        Raises:
+            StorageUnavailable: SQLite cannot write now (full or read-only disk,
+                I/O error, lock timeout).
+            Exception: whatever ``fn`` raised, after the rollback.
+
+        Cancellation: once started, the transaction commits or rolls back on the
+        thread before the cancellation goes on (the caller does not learn which).
+        """
+        async with self._write_lock:
+            try:
+                return await self._writer.call(lambda raw: _in_transaction(raw, fn))
+            except sqlite3.OperationalError as exc:
+                raise storage_error(exc) from exc
+
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside a write transaction, with group commit.
 
@@ -416,6 +439,19 @@ def _commit_error(exc: Exception) -> Exception:
 def _no_transaction(error: BaseException) -> bool:
     # SQLite already rolled back (a failed COMMIT), or the BEGIN never ran.
     return isinstance(error, sqlite3.OperationalError) and "no transaction" in str(error)
+
+
+def _in_transaction(raw: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    # Runs on the database thread: one transaction around one function.
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        value = fn(raw)
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:  # a failed COMMIT may already have rolled back
+            raw.execute("ROLLBACK")
+        raise
+    return value
 
 
 def _run_group(raw: sqlite3.Connection, batch: list[WriteFn]) -> list[Any]:

@@ -3,9 +3,10 @@
 Every coordination write that grows inboxes sends, inside its transaction, a
 notice on the ``coordination`` channel naming those agents and the process
 that wrote (PostgreSQL delivers it only once the write commits). Each
-process runs one ``PostgresWakeups`` task that LISTENs on a dedicated
-connection and wakes its local waits for the named agents; they then read
-their inbox from their cursor. Notices are hints, never data: after any
+process runs one ``PostgresWakeups`` task that LISTENs (on a connection of
+its own, or on the process's shared ``PostgresListener``) and wakes its
+local waits for the named agents; they then read their inbox from their
+cursor. Notices are hints, never data: after any
 (re)connect every local wait is woken to catch up by cursor, so a notice lost
 while the connection was down loses nothing.
 """
@@ -17,6 +18,8 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
+
+from coral.store.listen_postgres import PostgresListener, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +51,19 @@ class PostgresWakeups:
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | None = None,
         *,
         own_writer: str,
         wake: Callable[[Iterable[str]], None],
         wake_all: Callable[[], None],
         retry_s: float = 1.0,
         channel: str = CHANNEL,
+        listener: PostgresListener | None = None,
     ) -> None:
+        if (dsn is None) == (listener is None):
+            raise ValueError("give exactly one of dsn and listener")
         self._dsn = dsn
+        self._listener = listener
         self._channel = channel
         self._own_writer = own_writer
         self._wake = wake
@@ -76,13 +83,30 @@ class PostgresWakeups:
         else:
             self._wake(agents)
 
+    def _connected(self) -> None:
+        self.connections += 1
+        self.listening.set()
+        # Whatever committed before LISTEN took effect was never announced to us.
+        self._wake_all()
+
     async def run(self) -> None:
         """Listen until cancelled, reconnecting after a lost connection.
 
-        Cancellation closes the connection and propagates. Connection
-        failures are logged and retried every ``retry_s`` seconds; each
+        Cancellation closes the connection (or leaves the shared listener) and
+        propagates. Connection failures are logged and retried every
+        ``retry_s`` seconds (by the shared listener, when given); each
         successful (re)connect wakes every local wait to catch up by cursor.
         """
+        if self._listener is not None:
+            sub = Subscription(
+                self._channel, self._on_notice, self._connected, self.listening.clear
+            )
+            try:
+                await self._listener.subscribe(sub)
+                await asyncio.Future()  # until cancelled
+            finally:
+                self._listener.unsubscribe(sub)
+                self.listening.clear()
         while True:
             try:
                 await self._listen_once()
@@ -97,10 +121,7 @@ class PostgresWakeups:
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.add_listener(self._channel, self._on_notice)
-            self.connections += 1
-            self.listening.set()
-            # Whatever committed before LISTEN took effect was never announced to us.
-            self._wake_all()
+            self._connected()
             await lost.wait()
             log.warning("%s LISTEN connection lost; reconnecting", self._channel)
         finally:

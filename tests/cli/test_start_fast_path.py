@@ -20,6 +20,8 @@ READ_BY_THE_FAST_PATH = [
     ["--log-json", "--no-log-json", "--grpc-port", "1", "--grpc-port", "2"],
     ["-b", "a:1", "--bootstrap", "b:2", "--bootstrap=c:3"],
     ["--allowed-host", "coral.example", "--allowed-host=other.example"],
+    ["--public-address", "lb.example:7420", "--public-address=r2.example:7420"],
+    ["--database-url", "sqlite", "--database-url=postgresql://coral@db/coral"],
     ["--network.bindPort=5555", "-d", "n", '--auth.keys=["k"]'],
 ]
 

@@ -1,19 +1,18 @@
 """The coordination ports: SQLite, PostgreSQL and the in-memory twins behave alike.
 
-Every test runs once per implementation (the fixtures' params); the
+Every test runs once per implementation: the in-memory twin and both
+storage backends (``open_backend``, see ``tests/support/backends.py``); the
 PostgreSQL cases skip with a reason when no server binaries are installed
 (and fail under CI=true). What only a database shared by several processes
-must prove is in ``tests/store/test_coordination_postgres.py``. SQLite-only behaviour (rows on disk,
-reopening the file) stays in ``tests/store/test_coordination_sqlite.py``.
+must prove is in ``tests/store/test_coordination_postgres.py``; the stores'
+rows and restarts on both backends are in ``tests/store/test_coordination_stores.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import asyncpg
 import pytest
 
 from coral.coordination import rules
@@ -30,72 +29,38 @@ from coral.store.coordination_postgres import PostgresCoordinationStore
 from coral.store.coordination_sqlite import SqliteCoordinationStore
 from coral.store.seen_postgres import PostgresSeenStore
 from coral.store.seen_sqlite import SqliteSeenStore
-from coral.store.sqlite import SqliteDatabase
+from tests.support.backends import BACKENDS, OpenBackend
 
 NOW = 1_770_000_000_000
 ALICE, BOB, CAROL = (Identity.from_seed(bytes([210 + i]) * 32) for i in range(3))
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
-    database = SqliteDatabase(tmp_path / "node.db")
-    await database.open()
-    yield database
-    await database.close()
-
-
-IMPLEMENTATIONS = ["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture
-async def sqlite_store(db: SqliteDatabase) -> CoordinationStore:
-    sqlite_store = SqliteCoordinationStore(db)
-    await sqlite_store.migrate()
-    return sqlite_store
-
-
-@pytest.fixture
-async def memory_store() -> CoordinationStore:
-    return MemoryCoordinationStore()
-
-
-@pytest.fixture
-async def postgres_store(postgres_pool: asyncpg.Pool) -> CoordinationStore:
-    postgres_store = PostgresCoordinationStore(postgres_pool)
-    await postgres_store.migrate()
-    return postgres_store
-
-
-@pytest.fixture
-async def sqlite_seen(db: SqliteDatabase) -> SeenIds:
-    sqlite_seen = SqliteSeenStore(db)
-    await sqlite_seen.open()
-    return sqlite_seen
-
-
-@pytest.fixture
-async def memory_seen() -> SeenIds:
-    return MemorySeenIds()
-
-
-@pytest.fixture
-async def postgres_seen(postgres_pool: asyncpg.Pool) -> SeenIds:
-    postgres_seen = PostgresSeenStore(postgres_pool)
-    await postgres_seen.open()
-    return postgres_seen
+IMPLEMENTATIONS = ["memory", *BACKENDS]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def store(request: pytest.FixtureRequest) -> CoordinationStore:
+async def store(request: pytest.FixtureRequest, open_backend: OpenBackend) -> CoordinationStore:
     """Each CoordinationStore in turn (PostgreSQL on a fresh schema of the session's server)."""
-    chosen: CoordinationStore = request.getfixturevalue(f"{request.param}_store")
+    if request.param == "memory":
+        return MemoryCoordinationStore()
+    backend = await open_backend(request.param)
+    chosen: CoordinationStore = backend.pick(
+        sqlite=SqliteCoordinationStore, postgresql=PostgresCoordinationStore
+    )
+    await chosen.migrate()
     return chosen
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def seen(request: pytest.FixtureRequest) -> SeenIds:
+async def seen(request: pytest.FixtureRequest, open_backend: OpenBackend) -> SeenIds:
     """Each SeenIds in turn."""
-    chosen: SeenIds = request.getfixturevalue(f"{request.param}_seen")
+    if request.param == "memory":
+        return MemorySeenIds()
+    backend = await open_backend(request.param)
+    chosen: SqliteSeenStore | PostgresSeenStore = backend.pick(
+        sqlite=SqliteSeenStore, postgresql=PostgresSeenStore
+    )
+    await chosen.open()
     return chosen
 
 
@@ -286,3 +251,11 @@ async def test_seen_ids_refuse_a_replay_until_pruned(seen: SeenIds) -> None:
     with pytest.raises(Replayed):
         await seen.remember("m-2", NOW + 50)
     assert await seen.prune(NOW + 100) == 2
+
+
+async def test_seen_ids_refuse_one_of_two_concurrent_remembers_of_an_id(seen: SeenIds) -> None:
+    outcomes = await asyncio.gather(
+        seen.remember("m-1", NOW), seen.remember("m-1", NOW), return_exceptions=True
+    )
+    assert sum(isinstance(o, Replayed) for o in outcomes) == 1
+    assert outcomes.count(None) == 1

@@ -82,6 +82,8 @@ def test_compose_runs_three_nodes_on_postgres_bootstrapping_from_a():
         env = {**node["environment"], "CORAL_DATA_DIR": "/var/lib/coral", "CORAL_HOST": "0.0.0.0"}
         cfg = load_config(None, env=env)  # the node accepts every variable compose sets
         assert cfg.database_url.startswith("postgresql://") and cfg.advertise_host == name
+        # Every store, federation's included, lives in the node's own database.
+        assert cfg.database_stores == "all" and cfg.stores_on_postgres
         databases.add(cfg.database_url.rsplit("/", 1)[1])
         for port in node["ports"]:
             assert port.startswith("127.0.0.1:"), "published ports stay on the host's loopback"

@@ -1,9 +1,11 @@
 """The federation driver in one process: two nodes, each federation store implementation.
 
-Each node is real apart from the network: SQLite directory and coordination
+Each node is real apart from the network: SQLite directory and seen-id
 stores, the real gateway and coordination service, and the federation store
-under test (the in-memory twin, or SQLite sharing the node's database so the
-write hook joins the thread write's transaction). ``LoopbackTransport`` stands
+under test: the in-memory twin, SQLite sharing the node's database so the
+write hook joins the thread write's transaction, or PostgreSQL (threads and
+federation state in one schema per node) where the hook's outbox rows run in
+the thread write's PostgreSQL transaction. ``LoopbackTransport`` stands
 in for gRPC: a call runs the peer driver's handler with this node's did as the
 verified caller.
 """
@@ -39,10 +41,14 @@ from coral.protocol.message import DataPart, Message, new_message_id, now_ms
 from coral.protocol.signing import sign_message
 from coral.protocol.verify import MessageVerifier
 from coral.store.agents_sqlite import SqliteAgentStore
+from coral.store.coordination_postgres import PostgresCoordinationStore
 from coral.store.coordination_sqlite import SqliteCoordinationStore
+from coral.store.federation_postgres import PostgresFederationStore
 from coral.store.federation_sqlite import FederationStore as SqliteFederationStore
 from coral.store.seen_sqlite import SqliteSeenStore
 from coral.store.sqlite import SqliteDatabase
+from tests.support.postgres import fresh_schema, schema_pool
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 WAIT_S = 10.0
 
@@ -116,9 +122,10 @@ class Node:
     db: SqliteDatabase
     directory: AgentDirectory
     gateway: MessageGateway
-    threads: SqliteCoordinationStore
+    threads: SqliteCoordinationStore | PostgresCoordinationStore
     store: FederationStore
     driver: FederationNode
+    pool: Any = None
 
     async def outbox(self) -> list[OutboxItem]:
         return [item for queue in (await self.store.queues()).values() for item in queue]
@@ -135,16 +142,35 @@ class Node:
 
 
 async def start_node(
-    tmp_path: Path, name: str, peers: dict[str, FederationNode], kind: str
+    tmp_path: Path,
+    name: str,
+    peers: dict[str, FederationNode],
+    kind: str,
+    postgres: ThrowawayPostgres | None = None,
+    replica_of: Node | None = None,
 ) -> Node:
-    identity = Identity.generate()
-    db = SqliteDatabase(tmp_path / f"{name}.db")
-    await db.open()
+    """A node; with ``replica_of``, another process of that node (its key, files and schema)."""
+    identity = replica_of.identity if replica_of is not None else Identity.generate()
+    if replica_of is not None:
+        db = replica_of.db
+    else:
+        db = SqliteDatabase(tmp_path / f"{name}.db")
+        await db.open()
     agents = SqliteAgentStore(db)
     await agents.open()
     seen = SqliteSeenStore(db)
     await seen.open()
-    threads = SqliteCoordinationStore(db)
+    pool: Any = None
+    threads: SqliteCoordinationStore | PostgresCoordinationStore
+    if kind == "postgres":
+        if replica_of is not None:
+            pool = replica_of.pool
+        else:
+            assert postgres is not None
+            pool = await schema_pool(postgres, await fresh_schema(postgres))
+        threads = PostgresCoordinationStore(pool)
+    else:
+        threads = SqliteCoordinationStore(db)
     await threads.migrate()
     directory = AgentDirectory(agents, identity, now_ms)
     engine = CoordinationService(
@@ -156,6 +182,10 @@ async def start_node(
         sqlite_store = SqliteFederationStore(db)
         await sqlite_store.migrate()
         store = sqlite_store
+    elif kind == "postgres":
+        postgres_store = PostgresFederationStore(pool)
+        await postgres_store.migrate()
+        store = postgres_store
     else:
         store = InMemoryFederationStore()
     driver = FederationNode(
@@ -168,25 +198,29 @@ async def start_node(
         gateway=gateway,
         metrics=CountingMetrics(),
         peer_record_ttl_ms=3_600_000,
+        shared_store=kind == "postgres",
     )
     await driver.open()
     gateway.forwarder = driver
     address = f"{name}.test:7443"
     driver.publish_self(PeerAddresses(grpc=address))
     peers[address] = driver
-    return Node(identity, address, db, directory, gateway, threads, store, driver)
+    return Node(identity, address, db, directory, gateway, threads, store, driver, pool)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def two_nodes(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Node, Node]]:
     peers: dict[str, FederationNode] = {}
-    a = await start_node(tmp_path, "a", peers, request.param)
-    b = await start_node(tmp_path, "b", peers, request.param)
+    server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    a = await start_node(tmp_path, "a", peers, request.param, server)
+    b = await start_node(tmp_path, "b", peers, request.param, server)
     yield a, b
-    await a.db.close()
-    await b.db.close()
+    for node in (a, b):
+        await node.db.close()
+        if node.pool is not None:
+            await node.pool.close()
 
 
 async def gossip_both_ways(a: Node, b: Node) -> None:
@@ -348,3 +382,68 @@ async def test_a_failed_delivery_stays_queued_with_its_backoff_recorded(
     [item] = await a.outbox()
     assert item.next_attempt_at > item.enqueued_at
     assert "no address" in item.last_error
+
+
+@pytest.mark.postgres
+async def test_a_replica_that_missed_the_hello_reads_the_shared_view_and_applies_a_delivery(
+    tmp_path: Path, postgres_server: ThrowawayPostgres
+) -> None:
+    peers: dict[str, FederationNode] = {}
+    a = await start_node(tmp_path, "a", peers, "postgres", postgres_server)
+    b = await start_node(tmp_path, "b", peers, "postgres", postgres_server)
+    try:
+        alice, bob = Identity.generate(), Identity.generate()
+        await a.register(alice, "alice")
+        await b.register(bob, "bob")
+        b2 = await start_node(tmp_path, "b2", {}, "postgres", replica_of=b)  # b's 2nd process
+        await gossip_both_ways(a, b)  # b's first process learns of a and alice
+        peers[b.address] = b2.driver  # from now on b's address reaches the second process
+        assert a.identity.did not in b2.driver.state.peers
+        thread = await a.gateway.submit(
+            signed(alice, "thread.create", None, {"name": "t", "participants": [bob.did]})
+        )
+        assert isinstance(thread, Thread)
+
+        async def bob_has_the_thread() -> bool:
+            return bool(await b.threads.inbox(bob.did, 0, 10))
+
+        await with_outbox(a, lambda: until(bob_has_the_thread))
+        assert a.identity.did in b2.driver.state.peers, "re-read from the shared store"
+        assert b2.driver.owners[thread.id] == a.identity.did
+        assert (await b.store.thread_owners()) == {thread.id: a.identity.did}
+    finally:
+        for node in (a, b):
+            await node.db.close()
+            await node.pool.close()
+
+
+async def test_a_peer_listing_several_addresses_is_reached_at_one_that_answers(
+    tmp_path: Path,
+) -> None:
+    peers: dict[str, FederationNode] = {}
+    a = await start_node(tmp_path, "a", peers, "memory")
+    b = await start_node(tmp_path, "b", peers, "memory")
+    try:
+        # b runs as two replicas; the one at the first address is down.
+        b.driver.publish_self(PeerAddresses(grpc="down.test:1", grpc_replicas=(b.address,)))
+        await b.driver.hello(a.address)
+        assert sorted(a.driver.addresses_of(b.identity.did)) == sorted(["down.test:1", b.address])
+        received: list[int] = []
+
+        async def on_ping(origin: str, envelope_id: str, payload: dict[str, Any]) -> bool:
+            received.append(payload["n"])
+            return False
+
+        b.driver.on_envelope("ping", on_ping)
+        for n in range(4):  # each batch starts at a random address
+            await a.driver.send_envelope("ping", f"k{n}", b.identity.did, {"n": n})
+
+            async def arrived(count: int = n + 1) -> bool:
+                return len(received) >= count
+
+            await with_outbox(a, lambda: until(arrived))
+        assert received == [0, 1, 2, 3]
+        assert not await a.outbox(), "no batch waited for a retry"
+    finally:
+        await a.db.close()
+        await b.db.close()

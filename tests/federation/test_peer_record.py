@@ -89,3 +89,27 @@ def test_wire_round_trip_keeps_the_signature_valid(make_peer: PeerFactory) -> No
     decoded = record_from_wire(record_to_wire(record))
     assert decoded == record
     verify_peer_record(decoded, NOW_MS)
+
+
+def test_replica_addresses_are_signed_and_absent_from_records_without_them() -> None:
+    node = Identity.generate()
+    plain = sign_peer_record(
+        PeerRecord(
+            node=node.did, addresses=PeerAddresses(grpc="a:1"), seq=NOW_MS, issued_at=NOW_MS
+        ),
+        node,
+    )
+    assert "grpc_replicas" not in record_to_wire(plain)["peer"]["addresses"]
+    assert "grpc_replicas" not in plain.body()["addresses"]  # signatures read as before
+
+    replicas = PeerAddresses(grpc="a:1", grpc_replicas=("b:1", "a:1"))
+    record = sign_peer_record(plain.model_copy(update={"addresses": replicas}), node)
+    restored = record_from_wire(record_to_wire(record))
+    assert isinstance(restored, PeerRecord)
+    verify_peer_record(restored, NOW_MS)
+    assert restored.addresses.grpc_all() == ["a:1", "b:1"]
+    moved = record.model_copy(
+        update={"addresses": PeerAddresses(grpc="a:1", grpc_replicas=("evil:1",))}
+    )
+    with pytest.raises(SignatureError):
+        verify_peer_record(moved, NOW_MS)

@@ -1,4 +1,8 @@
-"""SDK agents against a real node process over HTTP: registration, threads, waiting."""
+"""SDK agents against a real node process over HTTP: registration, threads, waiting.
+
+Tests taking ``backend_node`` run twice: on SQLite, then with every store on a
+fresh PostgreSQL database (``node_backend``, see ``tests/support/backends.py``).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ async def registered(node, name: str, *caps: str) -> CoralClient:
     return client
 
 
-async def test_register_is_countersigned_and_searchable(node):
+async def test_register_is_countersigned_and_searchable(backend_node):
+    node = backend_node  # SQLite, then PostgreSQL
     from coral.protocol.agent import verify_record
 
     alice = await registered(node, "alice", "chat", "math")
@@ -65,7 +70,8 @@ async def test_echo_agent_answers_a_mention(node, tmp_path):
     assert (tmp_path / "echo.key").exists()
 
 
-async def test_every_thread_operation_and_its_refusals(node):
+async def test_every_thread_operation_and_its_refusals(backend_node):
+    node = backend_node  # SQLite, then PostgreSQL
     alice = await registered(node, "alice")
     bob = await registered(node, "bob")
     carol = await registered(node, "carol")
@@ -124,7 +130,8 @@ async def test_unregistered_sender_and_unknown_agent_are_refused(node):
         await alice.close()
 
 
-async def test_wait_from_agent_and_absurd_timeouts(node):
+async def test_wait_from_agent_and_absurd_timeouts(backend_node):
+    node = backend_node  # SQLite, then PostgreSQL
     alice = await registered(node, "alice")
     bob = await registered(node, "bob")
     try:
@@ -220,7 +227,8 @@ async def test_message_flood_from_one_agent_is_rate_limited(node_factory):
         await bob.close()
 
 
-async def test_registered_agents_gauge_follows_registrations(node):
+async def test_registered_agents_gauge_follows_registrations(backend_node):
+    node = backend_node  # SQLite, then PostgreSQL
     import urllib.request
 
     def gauge() -> float:

@@ -1,4 +1,12 @@
-"""The coordination API over gRPC, and waiting that survives node restarts."""
+"""The coordination API over gRPC, and waiting that survives node restarts.
+
+The gRPC tour runs twice: on a node with SQLite, then on one with
+``--database-url`` to a fresh PostgreSQL database (``backend_node``, see
+``tests/support/backends.py``). The restart test stays on SQLite: on
+PostgreSQL, resuming by cursor after a restart is in
+``test_postgres_node.py`` and after a SIGKILL in ``test_postgres_replica_kill.py``
+(three more node starts here would only repeat them).
+"""
 
 from __future__ import annotations
 
@@ -73,7 +81,8 @@ class GrpcAgent:
         return await self.coord.Wait(req, metadata=self.auth("Wait", req))
 
 
-async def test_grpc_register_submit_wait_history_and_stream(node):
+async def test_grpc_register_submit_wait_history_and_stream(backend_node):
+    node = backend_node  # SQLite, then PostgreSQL
     async with grpc.aio.insecure_channel(node.grpc) as channel:
         alice, bob = GrpcAgent(channel, "alice"), GrpcAgent(channel, "bob")
         record = await alice.register(node.node_id)

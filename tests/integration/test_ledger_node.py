@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -443,7 +444,8 @@ async def test_ledger_api_on_postgresql_survives_restart(node_factory, postgres_
     from tests.support.postgres import fresh_database
 
     dsn = await fresh_database(postgres_server, "ledger_node")
-    node = node_factory("pg", CORAL_DATABASE_URL=dsn)
+    # The opt-out: only the ledger in PostgreSQL, every other store in data_dir/coral.db.
+    node = node_factory("pg", CORAL_DATABASE_URL=dsn, CORAL_DATABASE_STORES="ledger")
     alice, bob = await agents(node, "alice", "bob")
     la = LedgerClient(alice)
     await issue(alice, node, alice.did, 300)
@@ -462,6 +464,13 @@ async def test_ledger_api_on_postgresql_survives_restart(node_factory, postgres_
         assert (await LedgerClient(alice).receipt("pg-1")) == paid.receipt
     finally:
         await alice.close()
+    # The dashboard reads threads from the SQLite file and the ledger from PostgreSQL.
+    with sqlite3.connect(node.data_dir / "coral.db") as local:
+        assert local.execute("SELECT COUNT(*) FROM agents").fetchone() == (2,)
+    ledger = node.get_json("/v1/dashboard/snapshot")["ledger"]
+    balances = {a["id"]: a["balance"] for a in ledger["accounts"]}
+    assert balances[alice.did] == 180 and balances[bob.did] == 120
+    assert ledger["recent"][0]["id"] == "pg-1"
 
 
 def cli(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:

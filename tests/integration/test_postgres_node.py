@@ -1,7 +1,7 @@
 """A real node on PostgreSQL: directory, threads and inboxes live in the database.
 
-The node runs with ``CORAL_DATABASE_URL`` pointing at a fresh database on the
-session's throwaway server and ``CORAL_DATABASE_STORES=all``; the test talks
+The node runs with only ``CORAL_DATABASE_URL`` pointing at a fresh database on
+the session's throwaway server (every store there is the default); the test talks
 HTTP to it as agents do, then restarts it and reads everything back.
 """
 
@@ -55,7 +55,7 @@ async def test_a_node_on_postgresql_routes_wakes_waiters_and_keeps_history_acros
     node_factory: Any, postgres_server: ThrowawayPostgres
 ) -> None:
     dsn = await fresh_database(postgres_server, "node")
-    node = node_factory("pg", CORAL_DATABASE_URL=dsn, CORAL_DATABASE_STORES="all")
+    node = node_factory("pg", CORAL_DATABASE_URL=dsn)
     alice_key, bob_key = Identity.generate(), Identity.generate()
     alice = await registered(node, alice_key, "alice")
     bob = await registered(node, bob_key, "bob")

@@ -1,7 +1,7 @@
 """SIGKILL one of two replicas mid-burst: nothing acknowledged is lost or duplicated.
 
 Two node processes share one node key and one PostgreSQL database
-(``database_stores = "all"``). Alice talks to replica one, Bob to replica two;
+(``--database-url``; every store there by default). Alice talks to replica one, Bob to replica two;
 each sends a burst mentioning the other while each long-polls its inbox, so a
 wait on one replica is woken by a post through the other. Once Alice has some
 acknowledged sends, replica one is SIGKILLed; Alice's sender and her inbox
@@ -149,7 +149,7 @@ async def test_sigkill_of_a_replica_mid_burst_loses_nothing_acknowledged(
     node_factory: Any, postgres_server: ThrowawayPostgres, tmp_path: Path
 ) -> None:
     dsn = await fresh_database(postgres_server, "replica_kill")
-    env = {"CORAL_DATABASE_URL": dsn, "CORAL_DATABASE_STORES": "all"}
+    env = {"CORAL_DATABASE_URL": dsn}
     one: NodeProcess = node_factory("one", **env)
     shutil.copytree(one.data_dir / "keys", tmp_path / "two" / "keys")  # the same node key
     two: NodeProcess = node_factory("two", **env)

@@ -1,7 +1,8 @@
 """Two node processes (replicas) with one node key on one PostgreSQL database.
 
-Both run ``database_stores = "all"``: the agent directory, seen ids, threads
-and inboxes are shared. Agents registered on different replicas find each
+Both get only ``--database-url`` (every store on PostgreSQL is the default):
+the agent directory, seen ids, threads and inboxes are shared, and both
+dashboards show the same logical node. Agents registered on different replicas find each
 other, and a stream open on one replica is woken by a message posted through
 the other (the ``coordination`` NOTIFY). A stream never times out on its own,
 so only the wake-up can end each await; a hang guard bounds it.
@@ -70,10 +71,9 @@ async def test_two_replicas_share_agents_and_threads_and_wake_each_other(
     node_factory: Any, postgres_server: ThrowawayPostgres, tmp_path: Path
 ) -> None:
     dsn = await fresh_database(postgres_server, "replicas")
-    env = {"CORAL_DATABASE_URL": dsn, "CORAL_DATABASE_STORES": "all"}
-    one = node_factory("one", **env)
+    one = node_factory("one", ["--database-url", dsn])
     shutil.copytree(one.data_dir / "keys", tmp_path / "two" / "keys")  # the same node key
-    two = node_factory("two", **env)
+    two = node_factory("two", ["--database-url", dsn])
     assert one.get_json("/v1/node")["node_id"] == two.get_json("/v1/node")["node_id"]
 
     alice = CoralClient(one.http, Identity.generate())
@@ -103,3 +103,15 @@ async def test_two_replicas_share_agents_and_threads_and_wake_each_other(
     finally:
         await alice.close()
         await bob.close()
+
+    # Either replica's dashboard shows the same agents, threads, messages and ledger.
+    first, second = [
+        await asyncio.to_thread(n.get_json, "/v1/dashboard/snapshot") for n in (one, two)
+    ]
+    for panel in ("agents", "threads", "ledger"):
+        assert first[panel] == second[panel], panel
+    assert {a["name"] for a in first["agents"]["local"]} == {"alice", "bob"}
+    [shown] = first["threads"]["recent"]
+    assert [m["parts"][0]["text"] for m in shown["messages"]][-6:] == texts[-6:]
+    assert first["threads"]["totals"]["entries"] == len(seen_from_two)
+    assert "unavailable" not in first["ledger"]

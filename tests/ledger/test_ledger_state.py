@@ -232,6 +232,8 @@ BAD_TRANSFERS = [
     (Transfer("n", "alice", "bob", 1, timeout_ms=5), e.TimeoutRequiresPending, InvalidMessage),
     (Transfer("n", "alice", "bob", 1, flags=PENDING, timeout_ms=-1), e.InvalidTimeout, None),
     (Transfer("n", "alice", "bob", 1, memo="m" * 513), e.MemoTooLong, InvalidMessage),
+    (Transfer("n", "alice", "bob", 1, memo="a\x00b"), e.TextNotStorable, InvalidMessage),
+    (Transfer("n", "alice", "bob", 1, memo="lone \ud800"), e.TextNotStorable, InvalidMessage),
     (Transfer("n", "alice", "bob", 1, pending_id="held"), e.PendingIdMustBeEmpty, None),
     (Transfer("n", "alice", "bob", 61), e.ExceedsCredits, Conflict),
     (Transfer("fund", "op", "alice", 101), e.ExistsWithDifferentFields, Conflict),

@@ -28,11 +28,13 @@ async def test_bad_transfers_are_refused_by_the_store_without_side_effects(
 
 async def test_store_refuses_bad_accounts_and_keeps_existing_ones(any_store: LedgerStore) -> None:
     await any_store.create_accounts(SEED_ACCOUNTS, 1)
-    [clash, empty] = await any_store.create_accounts(
-        [Account("alice", "eur"), Account("", "usd")], 2
+    [clash, empty, nul] = await any_store.create_accounts(
+        [Account("alice", "eur"), Account("", "usd"), Account("carol", "usd", owner="c\x00")], 2
     )
     assert isinstance(clash.error, e.ExistsWithDifferentFields)
     assert isinstance(empty.error, e.IdMustNotBeEmpty)
+    assert isinstance(nul.error, e.TextNotStorable)
+    assert await any_store.get_account("carol") is None
     alice = await any_store.get_account("alice")
     assert alice is not None and alice.ledger == "usd"
 

@@ -24,6 +24,18 @@ def test_bootstrap_peers_from_environment_are_split(tmp_path):
     assert cfg.bootstrap_peers == ["a:1", "b:2"]
 
 
+def test_public_addresses_come_from_the_environment_and_fill_the_peer_record(tmp_path):
+    from coral.node.subsystems.federation import advertised
+
+    env = {"CORAL_PUBLIC_ADDRESSES": "r1:7420, r2:7420"}
+    cfg = load_config(env=env, overrides={"data_dir": tmp_path})
+    assert cfg.public_addresses == ["r1:7420", "r2:7420"]
+    addresses = advertised(cfg, "127.0.0.1:1", "http://127.0.0.1:2")
+    assert (addresses.grpc, addresses.grpc_replicas) == ("r1:7420", ("r2:7420",))
+    own = advertised(load_config(env={}, overrides={"data_dir": tmp_path}), "h:1", "http://h:2")
+    assert (own.grpc, own.grpc_replicas, own.http) == ("h:1", (), "http://h:2")
+
+
 def test_unknown_key_is_refused(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("grpc_prot = 1\n")
@@ -54,13 +66,18 @@ def test_bad_nested_environment_value_names_the_key(tmp_path):
         load_config(env={"CORAL_LIMITS": "not json"}, overrides={"data_dir": tmp_path})
 
 
-def test_all_stores_on_postgresql_need_a_postgresql_url(tmp_path):
+def test_a_postgresql_url_puts_every_store_there_unless_the_ledger_alone_is_asked(tmp_path):
+    def load(**env: str) -> Config:
+        return load_config(env=env, overrides={"data_dir": tmp_path})
+
+    assert not load().stores_on_postgres  # SQLite: database_stores does not matter
+    assert not load(CORAL_DATABASE_STORES="all").stores_on_postgres
+    on_pg = load(CORAL_DATABASE_URL="postgresql://db/coral")
+    assert on_pg.database_stores == "all" and on_pg.stores_on_postgres
+    ledger_only = load(CORAL_DATABASE_URL="postgres://db/coral", CORAL_DATABASE_STORES="ledger")
+    assert ledger_only.database_stores == "ledger" and not ledger_only.stores_on_postgres
     with pytest.raises(ConfigError, match="database_stores"):
-        load_config(env={"CORAL_DATABASE_STORES": "all"}, overrides={"data_dir": tmp_path})
-    env = {"CORAL_DATABASE_STORES": "all", "CORAL_DATABASE_URL": "postgresql://db/coral"}
-    assert load_config(env=env, overrides={"data_dir": tmp_path}).database_stores == "all"
-    with pytest.raises(ConfigError, match="database_stores"):
-        load_config(env={"CORAL_DATABASE_STORES": "most"}, overrides={"data_dir": tmp_path})
+        load(CORAL_DATABASE_STORES="most")
 
 
 def test_config_file_named_by_environment_must_exist(tmp_path):

@@ -123,3 +123,16 @@ def test_numbers_in_data_survive_protobuf_exactly():
     back = message_from_protobuf_bytes(message_to_proto(msg).SerializeToString())
     assert back.data() == [{"big": 2**53 - 1, "f": 0.1, "neg": -7}]
     assert isinstance(back.data()[0]["big"], int)
+
+
+@settings(max_examples=50)
+@given(messages)
+def test_the_signed_copy_is_the_message_with_only_its_signature_set(message):
+    signer = IDENTITIES[DIDS.index(message.sender)]
+    unsigned = message.model_copy(update={"signature": None})
+    signed = sign_message(unsigned, signer)
+    reference = unsigned.model_copy(update={"signature": signed.signature})
+    assert signed == reference
+    assert signed.model_fields_set == reference.model_fields_set
+    assert unsigned.signature is None  # the original is untouched
+    verify_message_signature(signed)

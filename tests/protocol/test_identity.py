@@ -1,5 +1,7 @@
 """did:key encoding, Ed25519 identities."""
 
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +12,8 @@ from coral.protocol.identity import (
     PublicIdentity,
     b58decode,
     b58encode,
+    b64u_decode,
+    b64u_encode,
     did_from_public_key,
     public_key_from_did,
 )
@@ -102,3 +106,27 @@ def test_signature_by_another_key_does_not_verify():
 def test_repr_never_shows_the_seed():
     identity = Identity.generate()
     assert identity.seed.hex() not in repr(identity)
+
+
+def _reference_b64u_decode(text: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        return None
+
+
+@given(st.binary(max_size=96))
+def test_b64u_matches_the_standard_library_and_round_trips(data):
+    text = b64u_encode(data)
+    assert text == base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    assert b64u_decode(text) == data
+
+
+@given(st.text(alphabet="AZaz09-_+/=!\u00e9 \n", max_size=24))
+def test_b64u_decode_accepts_and_refuses_what_the_standard_library_does(text):
+    expected = _reference_b64u_decode(text)
+    if expected is None:
+        with pytest.raises(SignatureError):
+            b64u_decode(text)
+    else:
+        assert b64u_decode(text) == expected

@@ -26,10 +26,12 @@ from coral.api.a2a.tasks import (
     DEFAULT_AGENT_STATE_KEY,
     INTERRUPTED_TEXT,
     A2ATaskRecords,
+    ContextBinding,
     InMemoryTaskRecords,
     RetentionPolicy,
     ScopedPushConfigs,
     ScopedTaskStore,
+    TaskRow,
     fail_interrupted,
     scope_of,
 )
@@ -284,3 +286,28 @@ async def test_a_replica_whose_lock_connection_broke_takes_it_again_before_writi
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_batch_writes_its_tasks_in_order_and_its_context_bindings(
+    records: A2ATaskRecords,
+) -> None:
+    def row(task_id: str, state: int, seconds: int) -> TaskRow:
+        body = task(task_id, state, seconds).SerializeToString()
+        return TaskRow("echo", task_id, "c1", state, seconds * 1_000_000_000, body)
+
+    await records.save_batch(
+        [
+            row("t1", S.TASK_STATE_SUBMITTED, 1),
+            row("t2", S.TASK_STATE_WORKING, 2),
+            row("t1", S.TASK_STATE_COMPLETED, 3),
+        ],
+        [ContextBinding("echo", "c1", "thread-1"), ContextBinding("echo", "c2", "thread-2")],
+    )
+
+    t1 = a2a_pb2.Task()
+    t1.ParseFromString(await records.get_task("echo", "t1") or b"")
+    assert t1.status.state == S.TASK_STATE_COMPLETED
+    assert await records.get_task("echo", "t2") is not None
+    assert await records.thread_of("echo", "c1") == "thread-1"
+    assert await records.thread_of("echo", "c2") == "thread-2"
+    await records.save_batch([], [])

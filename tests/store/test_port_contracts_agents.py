@@ -1,16 +1,13 @@
 """The agent directory's storage port: SQLite, PostgreSQL and the in-memory twin alike.
 
-Every test runs once per implementation (the ``store`` fixture's params); the
-PostgreSQL cases skip with a reason when no server binaries are installed
-(and fail under CI=true).
+Every test runs once per implementation (the ``store`` fixture's params: the
+twin, then both backends through ``open_backend``, see
+``tests/support/backends.py``); the PostgreSQL cases skip with a reason when
+no server binaries are installed (and fail under CI=true).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import asyncpg
 import pytest
 
 from coral.agents.memory import MemoryAgentStore
@@ -19,39 +16,23 @@ from coral.protocol.agent import AgentManifest, AgentRecord
 from coral.protocol.identity import Identity
 from coral.store.agents_postgres import PostgresAgentStore
 from coral.store.agents_sqlite import SqliteAgentStore
-from coral.store.sqlite import SqliteDatabase
+from tests.support.backends import BACKENDS, OpenBackend
 
 NODE = Identity.from_seed(b"\x90" * 32).did
 OTHER_NODE = Identity.from_seed(b"\x91" * 32).did
 DIDS = [Identity.from_seed(bytes([i + 1]) * 32).did for i in range(4)]
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[AgentStore]:
-    db = SqliteDatabase(tmp_path / "node.db")
-    await db.open()
-    sqlite_store = SqliteAgentStore(db)
-    await sqlite_store.open()
-    yield sqlite_store
-    await db.close()
-
-
-@pytest.fixture
-async def memory_store() -> AgentStore:
-    return MemoryAgentStore()
-
-
-@pytest.fixture
-async def postgres_store(postgres_pool: asyncpg.Pool) -> AgentStore:
-    postgres_store = PostgresAgentStore(postgres_pool)
-    await postgres_store.open()
-    return postgres_store
-
-
-@pytest.fixture(params=["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest) -> AgentStore:
+@pytest.fixture(params=["memory", *BACKENDS])
+async def store(request: pytest.FixtureRequest, open_backend: OpenBackend) -> AgentStore:
     """Each AgentStore in turn (PostgreSQL on a fresh schema of the session's server)."""
-    chosen: AgentStore = request.getfixturevalue(f"{request.param}_store")
+    if request.param == "memory":
+        return MemoryAgentStore()
+    backend = await open_backend(request.param)
+    chosen: SqliteAgentStore | PostgresAgentStore = backend.pick(
+        sqlite=SqliteAgentStore, postgresql=PostgresAgentStore
+    )
+    await chosen.open()
     return chosen
 
 

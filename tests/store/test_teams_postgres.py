@@ -56,7 +56,7 @@ pytestmark = pytest.mark.postgres
 
 NODE = Identity.from_seed(b"\x70" * 32)
 ALICE, BOB, CAROL = (Identity.from_seed(bytes([0x71 + i]) * 32) for i in range(3))
-SECRET = "the vault opens with 8812-unique-plaintext"
+SECRET = "the vault opens with quokka-unique-plaintext"
 #: Bounds every await: a broken wake-up fails here instead of hanging the suite.
 HANG_GUARD_S = 60
 
@@ -318,4 +318,4 @@ async def test_team_posts_are_stored_as_ciphertext_only(two: list[Process], dsn:
     finally:
         await conn.close()
     assert "team-secret" in stored and "team.message" in stored
-    assert SECRET not in stored and "8812" not in stored
+    assert SECRET not in stored and "quokka-unique" not in stored

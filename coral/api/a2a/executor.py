@@ -34,8 +34,9 @@ from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
 from google.protobuf import json_format, struct_pb2
 
 from coral.agents.directory import AgentDirectory
+from coral.api.a2a.names import AgentNames
 from coral.api.a2a.replies import InboxFanout
-from coral.api.a2a.tasks import A2ATaskRecords, agent_of, scope_of
+from coral.api.a2a.tasks import FRESH_CONTEXT_STATE_KEY, A2ATaskRecords, agent_of, scope_of
 from coral.api.mcp.held_agents import GATEWAY_KIND, HeldAgent, HeldAgents
 from coral.coordination import events as ev
 from coral.coordination.model import InboxEntry
@@ -200,6 +201,7 @@ class CoralAgentExecutor(AgentExecutor):
         self.held = held
         self.gateway = gateway
         self.directory = directory
+        self.names = AgentNames(directory)
         self.records = records
         self.max_content_bytes = max_content_bytes
         self.reply_timeout_s = reply_timeout_s
@@ -214,7 +216,7 @@ class CoralAgentExecutor(AgentExecutor):
                 message="name the agent: use its card, metadata.agent, or start with @name"
             )
         try:
-            record = await self.directory.resolve(name)
+            record = await self.names.resolve(name)
         except CoralError:
             raise InvalidParamsError(message=f"no agent named {name!r}") from None
         if GATEWAY_KIND in record.manifest.capabilities:
@@ -248,7 +250,8 @@ class CoralAgentExecutor(AgentExecutor):
             await event_queue.enqueue_event(task)
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         scope = scope_of(context.call_context)
-        thread_id = await self._thread_for(agent, scope, context.context_id, record)
+        fresh = context.call_context.state.get(FRESH_CONTEXT_STATE_KEY) == context.context_id
+        thread_id = await self._thread_for(agent, scope, context.context_id, record, fresh=fresh)
         with fanout.listen(thread_id) as replies:
             message = self.held.sign(agent, thread=thread_id, parts=parts, mentions=[record.agent])
             await self.held.submit_message(message)
@@ -263,9 +266,9 @@ class CoralAgentExecutor(AgentExecutor):
             await self._follow(replies, record, updater, mine)
 
     async def _thread_for(
-        self, agent: HeldAgent, scope: str, context_id: str, record: AgentRecord
+        self, agent: HeldAgent, scope: str, context_id: str, record: AgentRecord, *, fresh: bool
     ) -> str:
-        known = await self.records.thread_of(scope, context_id)
+        known = None if fresh else await self.records.thread_of(scope, context_id)
         if known is not None:
             try:
                 thread = await self.held.gateway.engine.get_thread(agent.did, known)

@@ -18,6 +18,7 @@ apps served through the aiohttp<->ASGI bridge on the node's one HTTP port; its
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import grpc
@@ -53,6 +54,7 @@ from coral.api.a2a.push import RetryingPushSender, WebhookPolicy
 from coral.api.a2a.tasks import (
     AGENT_STATE_KEY,
     DEFAULT_AGENT_STATE_KEY,
+    FRESH_CONTEXT_STATE_KEY,
     A2ATaskRecords,
     ScopedPushConfigs,
     ScopedTaskStore,
@@ -151,7 +153,9 @@ class TaskContextBuilder(RequestContextBuilder):
     """Builds the executor's request context; a follow-up naming only its task keeps its context.
 
     A message with ``taskId`` and no ``contextId`` continues the task's own
-    context (and so its Coral thread) instead of starting a new one.
+    context (and so its Coral thread) instead of starting a new one. A
+    context id made up here is marked in the call state, so the executor
+    knows it has no thread yet without asking the store.
     """
 
     def __init__(self, store: TaskStore) -> None:
@@ -170,6 +174,9 @@ class TaskContextBuilder(RequestContextBuilder):
             stored = task or await self.store.get(task_id, context)
             if stored is not None:
                 context_id = stored.context_id
+        if not context_id and params is not None:
+            context_id = str(uuid.uuid4())
+            context.state[FRESH_CONTEXT_STATE_KEY] = context_id
         return RequestContext(
             call_context=context, request=params, task_id=task_id, context_id=context_id, task=task
         )
@@ -239,7 +246,7 @@ class A2AFrontDoor:
         # Through the name's binding, so a second key registering the name
         # cannot take over this URL.
         try:
-            record = await self.directory.resolve(name)
+            record = await self.executor.names.resolve(name)
         except AgentNotRegistered:
             record = None
         if record is None or GATEWAY_KIND in record.manifest.capabilities:

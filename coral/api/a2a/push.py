@@ -123,6 +123,8 @@ class RetryingPushSender(PushNotificationSender):
                 event = queue.get_nowait()
                 try:
                     configs = await self.configs.get_info_for_dispatch(task_id)
+                    if not configs:
+                        continue  # most tasks have no webhook: skip building the body
                     body = MessageToDict(to_stream_response(event))
                     for config in configs:
                         await self._deliver(config, body)

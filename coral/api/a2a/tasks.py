@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +37,8 @@ from a2a.utils.task import ListTasksCursor, decode_list_tasks_cursor, encode_lis
 AGENT_STATE_KEY = "coral.agent_name"
 #: State key for the node's default agent (requests that name no agent).
 DEFAULT_AGENT_STATE_KEY = "coral.default_agent"
+#: State key for a context id this node just made up (no thread can be bound to it yet).
+FRESH_CONTEXT_STATE_KEY = "coral.fresh_context"
 
 TERMINAL_STATES = frozenset(
     {
@@ -90,6 +93,15 @@ class TaskRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextBinding:
+    """The Coral thread that carries one A2A context of a scope."""
+
+    scope: str
+    context_id: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskQuery:
     """A ListTasks filter and page position (``after``: last seen ``(updated_ns, id)``)."""
 
@@ -105,6 +117,11 @@ class A2ATaskRecords(Protocol):
 
     async def save_task(self, row: TaskRow) -> None:
         """Insert or replace a task."""
+
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
+        """Insert or replace several tasks and context bindings in one transaction, in order."""
 
     async def get_task(self, scope: str, task_id: str) -> bytes | None:
         """One task of a scope, serialized; ``None`` when absent."""
@@ -163,6 +180,15 @@ class InMemoryTaskRecords:
     async def save_task(self, row: TaskRow) -> None:
         """Insert or replace a task."""
         self.tasks[(row.scope, row.task_id)] = row
+
+    async def save_batch(
+        self, tasks: Sequence[TaskRow], contexts: Sequence[ContextBinding]
+    ) -> None:
+        """Insert or replace several tasks and context bindings."""
+        for row in tasks:
+            self.tasks[(row.scope, row.task_id)] = row
+        for binding in contexts:
+            self.threads[(binding.scope, binding.context_id)] = binding.thread_id
 
     async def get_task(self, scope: str, task_id: str) -> bytes | None:
         """One task of a scope, serialized."""

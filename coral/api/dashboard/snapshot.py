@@ -217,9 +217,7 @@ class SnapshotBuilder:
         return teams
 
     async def ledger(self) -> dict[str, Any]:
-        """Balances, open escrow holds and the newest transfers, from the ledger's own file."""
-        if self.ctx.config.database_url.startswith(("postgres://", "postgresql://")):
-            return {"unavailable": "the ledger is in PostgreSQL; use the ledger API or /metrics"}
+        """Balances, open escrow holds and the newest transfers (SQLite file or PostgreSQL)."""
         reads = self.reads
         return {
             "accounts": await reads.ledger_accounts(LEDGER_ACCOUNTS_SHOWN),

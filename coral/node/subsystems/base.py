@@ -126,13 +126,8 @@ def wait_budget(configured: int) -> int:
 
 
 def build_subsystems(config: Config) -> list[Subsystem]:
-    """Fresh subsystem instances for one node, in start order.
-
-    With threads on PostgreSQL (``database_stores = "all"``) the node runs
-    without federation for now: federation replicates threads inside SQLite
-    write transactions, and its PostgreSQL store is not written yet.
-    """
-    from coral.node.subsystems.coordination import CoordinationSubsystem, on_postgres
+    """Fresh subsystem instances for one node, in start order."""
+    from coral.node.subsystems.coordination import CoordinationSubsystem
     from coral.node.subsystems.dashboard import DashboardSubsystem
     from coral.node.subsystems.federation import FederationSubsystem
     from coral.node.subsystems.interop import InteropSubsystem
@@ -141,13 +136,10 @@ def build_subsystems(config: Config) -> list[Subsystem]:
     from coral.node.subsystems.sessions import SessionsSubsystem
     from coral.node.subsystems.teams import TeamsSubsystem
 
-    federation: list[Subsystem] = []
-    if not on_postgres(config):
-        federation.append(FederationSubsystem())
     return [
         CoordinationSubsystem(),
         LedgerSubsystem(),
-        *federation,
+        FederationSubsystem(),
         TeamsSubsystem(),
         InteropSubsystem(),
         SessionsSubsystem(config),

@@ -1,10 +1,10 @@
 """Agent directory, coordination engine and the message gateway.
 
 Their stores (agents, seen ids, threads and inboxes) live in the node's SQLite
-file, or, when ``database_url`` is a ``postgresql://`` URL and
-``database_stores = "all"``, in PostgreSQL on one connection pool this
-subsystem opens and closes; there a LISTEN task wakes local waits for
-messages other node processes commit.
+file, or, when ``database_url`` is a ``postgresql://`` URL (and the operator
+did not opt out with ``database_stores = "ledger"``), in PostgreSQL on the node's
+shared connection pool (``Node.postgres_pool``); there a LISTEN task wakes
+local waits for messages other node processes commit.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ TIMER_POLL_MS = 1000
 
 
 def on_postgres(config: Config) -> bool:
-    """True when the directory, seen ids and threads live in PostgreSQL (``database_stores``)."""
-    from coral.store.postgres import is_postgres_url
+    """True when the stores live in PostgreSQL: a postgresql:// ``database_url``.
 
-    return is_postgres_url(config.database_url) and config.database_stores == "all"
+    ``database_stores = "ledger"`` opts out: then only the ledger is there.
+    """
+    return config.stores_on_postgres
 
 
 class CoordinationSubsystem(Subsystem):
@@ -45,7 +46,6 @@ class CoordinationSubsystem(Subsystem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
         self._wake_writer: str | None = None  # the PostgreSQL store's token in NOTIFYs
 
     async def setup(self, node: Node, ctx: NodeContext) -> None:
@@ -119,16 +119,16 @@ class CoordinationSubsystem(Subsystem):
         if on_postgres(node.config):
             from coral.store.agents_postgres import PostgresAgentStore
             from coral.store.coordination_postgres import PostgresCoordinationStore
-            from coral.store.postgres import open_pool
             from coral.store.seen_postgres import PostgresSeenStore
 
-            pool = self._pool = await open_pool(node.config.database_url)
+            pool = await node.postgres_pool()
             pg_agents, pg_seen = PostgresAgentStore(pool), PostgresSeenStore(pool)
             pg_store = PostgresCoordinationStore(pool)
             self._wake_writer = pg_store.writer
             await pg_agents.open()
             await pg_seen.open()
             await pg_store.migrate()
+            ctx.coordination_store = pg_store  # federation replicates threads through it
             return pg_agents, pg_seen, pg_store
         from coral.store.agents_sqlite import SqliteAgentStore
         from coral.store.coordination_sqlite import SqliteCoordinationStore
@@ -141,12 +141,6 @@ class CoordinationSubsystem(Subsystem):
         await sqlite_store.migrate()
         ctx.coordination_store = sqlite_store  # federation replicates threads through it
         return sqlite_agents, sqlite_seen, sqlite_store
-
-    async def close(self, node: Node, ctx: NodeContext) -> None:
-        """Close the PostgreSQL pool, if this subsystem opened one."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
         from coral.protocol.message import now_ms
@@ -161,7 +155,7 @@ class CoordinationSubsystem(Subsystem):
             from coral.store.wakeups_postgres import PostgresWakeups
 
             wakeups = PostgresWakeups(
-                node.config.database_url,
+                listener=node.postgres_listener(),
                 own_writer=self._wake_writer,
                 wake=engine.signals.notify,
                 wake_all=engine.signals.notify_all,

@@ -15,12 +15,42 @@ from coral.api.context import NodeContext
 from coral.node.subsystems import Subsystem
 
 if TYPE_CHECKING:
+    from coral.api.dashboard.ports import DashboardReads
     from coral.node.daemon import Node
 
 #: Seconds between rate samples (each adds one point to every chart).
 RATE_INTERVAL_S = 1.0
 #: Seconds between snapshot rebuilds while a browser watches: at most two pushes a second.
 FEED_INTERVAL_S = 0.5
+
+
+async def dashboard_reads(node: Node) -> DashboardReads:
+    """Where the dashboard reads: the database that holds each component's tables.
+
+    With every store on PostgreSQL, the shared database (so all replicas of one
+    node show the same); with ``database_stores = "ledger"``, threads and teams
+    from the SQLite file and the ledger from PostgreSQL; else the SQLite files.
+    PostgreSQL reads go through the node's shared pool (``Node.postgres_pool``).
+
+    Raises:
+        OSError, asyncpg.PostgresError: the node's PostgreSQL pool could not open.
+    """
+    from coral.node.subsystems.coordination import on_postgres
+    from coral.node.subsystems.ledger import ledger_db_path
+    from coral.store.dashboard_sqlite import SqliteDashboardReads
+    from coral.store.postgres import is_postgres_url
+
+    config = node.config
+    if on_postgres(config):
+        from coral.store.dashboard_postgres import PostgresDashboardReads
+
+        return PostgresDashboardReads(pool=await node.postgres_pool())
+    local = SqliteDashboardReads(node.db, ledger_db_path(config))
+    if is_postgres_url(config.database_url):
+        from coral.store.dashboard_postgres import PostgresDashboardReads, SplitDashboardReads
+
+        return SplitDashboardReads(local, PostgresDashboardReads(pool=await node.postgres_pool()))
+    return local
 
 
 class DashboardSubsystem(Subsystem):
@@ -49,11 +79,9 @@ class DashboardSubsystem(Subsystem):
         from coral.api.dashboard.feed import SnapshotFeed
         from coral.api.dashboard.rates import RateSampler
         from coral.api.dashboard.snapshot import SnapshotBuilder
-        from coral.node.subsystems.ledger import ledger_db_path
-        from coral.store.dashboard_sqlite import SqliteDashboardReads
 
         self.rates = RateSampler(ctx.metrics.registry, time.monotonic)
-        self.reads = SqliteDashboardReads(node.db, ledger_db_path(ctx.config))
+        self.reads = await dashboard_reads(node)
         self.builder = SnapshotBuilder(ctx, self.reads, self.rates)
         self.feed = SnapshotFeed(self.builder.build)
         builder, feed = self.builder, self.feed
@@ -71,5 +99,5 @@ class DashboardSubsystem(Subsystem):
         await super().stopping(node, ctx)
 
     async def close(self, node: Node, ctx: NodeContext) -> None:
-        """Close the dashboard's read-only ledger connection."""
+        """Close the dashboard's read-only connections."""
         await self.reads.close()

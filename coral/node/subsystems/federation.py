@@ -1,11 +1,18 @@
 """The federation subsystem: builds the federation driver over its adapters and runs its loops.
 
-Wiring only: the driver (``coral.federation.driver``) gets the SQLite
-federation store, the gRPC peer transport, the coordination services and the
-node's key hand-over; the routes live in ``coral.api.http.federation`` and
-``coral.api.http.ledger_relay``, the node-to-node servicer in
-``coral.api.grpc.federation``. Cross-node payments (``coral.ledger.relay``)
-ride the same outbox when the ledger runs.
+Wiring only: the driver (``coral.federation.driver``) gets the federation
+store (SQLite in the node's file, or PostgreSQL shared by the node's replicas
+when the threads live there), the gRPC peer transport, the coordination
+services and the node's key hand-over; the routes live in
+``coral.api.http.federation`` and ``coral.api.http.ledger_relay``, the
+node-to-node servicer in ``coral.api.grpc.federation``. Cross-node payments
+(``coral.ledger.relay``) ride the same outbox when the ledger runs.
+
+On PostgreSQL every replica answers peers (hello, gossip, deliveries) from
+its copy of the shared gossip view, which a ``PostgresFederationWatch``
+keeps current; gossip rounds and outbox delivery run only on the replica
+holding the background lease (both are safe to run twice: receivers drop
+repeats by envelope id).
 
 A late subsystem (``coral.node.subsystems.base``): set up after the servers
 listen. Until then peers' calls wait in a stand-in servicer, submits wait at
@@ -22,11 +29,15 @@ import grpc
 
 from coral.api.context import NodeContext, need
 from coral.api.lazy import LazyServicer
+from coral.config import Config
 from coral.metrics import NodeMetrics
 from coral.node.subsystems import Subsystem
+from coral.node.subsystems.coordination import on_postgres
 from coral.v1 import federation_pb2, federation_pb2_grpc
 
 if TYPE_CHECKING:
+    from coral.federation.peer_record import PeerAddresses
+    from coral.federation.ports import FederationStore
     from coral.node.daemon import Node
 
 
@@ -67,6 +78,27 @@ class FederationSubsystem(Subsystem):
         "coral.store.federation_sqlite",
     )
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool: Any = None  # the node's asyncpg pool, on PostgreSQL (the node closes it)
+        self._postgres: Any = None  # the PostgresFederationStore, on PostgreSQL
+        self._watch: Any = None  # the PostgresFederationWatch, on PostgreSQL
+
+    async def _open_store(self, node: Node) -> FederationStore:
+        if on_postgres(node.config):
+            from coral.store.federation_postgres import PostgresFederationStore
+
+            self._pool = await node.postgres_pool()
+            postgres = PostgresFederationStore(self._pool)
+            await postgres.migrate()
+            self._postgres = postgres
+            return postgres
+        from coral.store.federation_sqlite import FederationStore as SqliteFederationStore
+
+        sqlite = SqliteFederationStore(node.db)
+        await sqlite.migrate()
+        return sqlite
+
     def prepare(self, node: Node, ctx: NodeContext) -> None:
         """Serve peers' calls through a servicer that waits; keep early local records."""
         self.servicer = LazyServicer(ctx.wired)
@@ -90,13 +122,10 @@ class FederationSubsystem(Subsystem):
         from coral.api.http import federation as federation_routes
         from coral.api.http import ledger_relay as ledger_relay_routes
         from coral.federation.driver import FederationNode
-        from coral.federation.peer_record import PeerAddresses
         from coral.ledger.relay import PaymentRelay
         from coral.node.keys import load_node_handover
-        from coral.store.federation_sqlite import FederationStore
 
-        store = FederationStore(node.db)
-        await store.migrate()
+        store = await self._open_store(node)
         gateway = need(ctx.gateway, "gateway")
         directory = need(ctx.directory, "directory")
         self.driver = FederationNode(
@@ -111,8 +140,21 @@ class FederationSubsystem(Subsystem):
             peer_record_ttl_ms=int(ctx.config.peer_record_ttl_s * 1000),
             bootstrap=node.config.bootstrap_peers,
             handover=load_node_handover(ctx.config.keys_dir, ctx.identity),
+            shared_store=self._pool is not None,  # replicas write the PostgreSQL store too
         )
         await self.driver.open()
+        if self._pool is not None:
+            from coral.store.federation_postgres import PostgresFederationWatch
+
+            self._watch = PostgresFederationWatch(
+                None,
+                self._postgres,
+                listener=node.postgres_listener(),
+                on_outbox=self.driver.wake_outbox,
+                on_owner=self.driver.learn_owner,
+                on_records=self.driver.merge_replicated,
+                on_reload=self.driver.reload,
+            )
         # Records stored before the driver listened to the directory (open() read the
         # directory too; merging one twice changes nothing).
         early, self._early_records = self._early_records or [], None
@@ -121,7 +163,7 @@ class FederationSubsystem(Subsystem):
             self.driver.on_local_record(record)
         # The servers already listen: publish our record now, so the first Hello
         # a peer sends (it may be waiting already) finds it.
-        self.driver.publish_self(PeerAddresses(grpc=ctx.grpc_address, http=ctx.http_address))
+        self.driver.publish_self(advertised(node.config, ctx.grpc_address, ctx.http_address))
         ctx.federation = self.driver
         gateway.forwarder = self.driver
         self.servicer.load(FederationServicer(ctx, self.driver))
@@ -136,8 +178,28 @@ class FederationSubsystem(Subsystem):
             self.http_installers.append(ledger_relay_routes.install)
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
-        self.background(self.driver.run_gossip(node.config.gossip_interval_s))
-        self.background(self.driver.run_outbox())
+        interval = node.config.gossip_interval_s
+        if self._watch is None:  # SQLite: this process is the whole node
+            self.background(self.driver.run_gossip(interval))
+            self.background(self.driver.run_outbox())
+            return
+        self.background(self._watch.run())
+        self.leading(node.lease, lambda: self.driver.run_gossip(interval))
+        self.leading(node.lease, self.driver.run_outbox)
 
     async def close(self, node: Node, ctx: NodeContext) -> None:
         await self.driver.close()
+        self._pool = None
+
+
+def advertised(config: Config, grpc_address: str, http_address: str) -> PeerAddresses:
+    """The addresses in this node's peer record: ``public_addresses``, else this process's own.
+
+    The first public address is the record's ``grpc``, the rest its
+    ``grpc_replicas``: a node run as replicas (or behind one balancer) is one
+    peer to the network, reachable at any of them.
+    """
+    from coral.federation.peer_record import PeerAddresses
+
+    public = list(dict.fromkeys(config.public_addresses)) or [grpc_address]
+    return PeerAddresses(grpc=public[0], grpc_replicas=tuple(public[1:]), http=http_address)

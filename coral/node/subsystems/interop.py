@@ -16,8 +16,8 @@ servers start, the held agents and MCP tools are set up after they listen.
 
 Held agents (records and keys), MCP wait cursors and A2A tasks live in the
 node's SQLite file, or, when the node's stores are on PostgreSQL
-(``on_postgres``), in PostgreSQL on a small pool this subsystem opens and
-closes: replicas of one node then hold the same agents with the same keys,
+(``on_postgres``), in PostgreSQL on the node's shared pool
+(``Node.postgres_pool``): replicas of one node then hold the same agents with the same keys,
 read each other's tasks, and resume each other's waits.
 """
 
@@ -28,6 +28,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,13 @@ HEAVY_MODULES = (
 A2A_GRPC_SERVICES = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"]
 
 
+#: a2a-sdk wraps every request-handler and task-store call in an OpenTelemetry span,
+#: configured once, when it is imported. The node installs no tracer, so those spans
+#: cost a tenth of an A2A request's time and record nothing: they are off unless the
+#: operator's environment sets this variable (``true`` keeps them).
+A2A_SDK_TRACING_ENV = "OTEL_INSTRUMENTATION_A2A_SDK_ENABLED"
+
+
 #: Packages the front doors need, checked (not imported) at setup: a broken install
 #: fails the start with one clear line instead of failing later in the background.
 REQUIRED_PACKAGES = ("a2a", "mcp", "mcp_types", "httpx", "starlette")
@@ -110,7 +118,7 @@ class InteropSubsystem(Subsystem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
+        self._pool: Any = None  # the node's asyncpg pool, on PostgreSQL (the node closes it)
         self._pg_tasks: Any = None  # the PostgreSQL task store (holds a runner lock)
         self._watch: Any = None  # PostgresTaskWatch: other replicas' task writes
         self._watch_task: asyncio.Task[None] | None = None
@@ -122,10 +130,9 @@ class InteropSubsystem(Subsystem):
         """Held-agent records, held keys (None: files) and wait cursors, migrated."""
         if on_postgres(node.config):
             from coral.store.interop_postgres import PostgresHeldAgentRecords, PostgresHeldKeys
-            from coral.store.postgres import open_pool
             from coral.store.wait_cursors_postgres import PostgresWaitCursors
 
-            pool = self._pool = await open_pool(node.config.database_url, max_size=4)
+            pool = self._pool = await node.postgres_pool()
             pg_records, pg_cursors = PostgresHeldAgentRecords(pool), PostgresWaitCursors(pool)
             await pg_records.open()
             await pg_cursors.open()
@@ -146,7 +153,7 @@ class InteropSubsystem(Subsystem):
 
             pg_tasks = self._pg_tasks = PostgresA2ATaskRecords(self._pool)
             await pg_tasks.open()
-            self._watch = PostgresTaskWatch(node.config.database_url)
+            self._watch = PostgresTaskWatch(listener=node.postgres_listener())
             self._watch_task = asyncio.create_task(self._watch.run(), name="a2a-task-watch")
             return pg_tasks
         from coral.store.a2a_sqlite import SqliteA2ATaskRecords
@@ -208,6 +215,7 @@ class InteropSubsystem(Subsystem):
 
     async def _load(self) -> None:
         try:
+            os.environ.setdefault(A2A_SDK_TRACING_ENV, "false")
             await asyncio.to_thread(_import_heavy)
             inner = await self._build(self._node, self._ctx)
             recorder = RecordingServer()
@@ -240,6 +248,7 @@ class InteropSubsystem(Subsystem):
         from coral.api.a2a.front_door import A2AFrontDoor
         from coral.api.a2a.outbound import A2AProxies
         from coral.api.a2a.tasks import RetentionPolicy, fail_interrupted
+        from coral.api.a2a.write_behind import DEFAULT_DELAY_S, DeferredRunningWrites
         from coral.api.http.app import CTX
         from coral.api.http.host_guard import HostPolicy
         from coral.api.mcp import admin
@@ -250,10 +259,13 @@ class InteropSubsystem(Subsystem):
         held = self.held
         self.gateway = LazyGateway(held, engine)
         a2a_config = ctx.config.a2a
-        self.task_records = await self._open_task_records(node)
+        stored = await self._open_task_records(node)
         self.retention = RetentionPolicy(a2a_config.task_retention_s, a2a_config.max_tasks)
-        await self.retention.apply(self.task_records)
-        interrupted = await fail_interrupted(self.task_records)
+        await self.retention.apply(stored)
+        interrupted = await fail_interrupted(stored)
+        # Replicas watch each other's task writes: there every state is written at once.
+        delay_s = 0.0 if self._pool is not None else DEFAULT_DELAY_S
+        self.task_records = DeferredRunningWrites(stored, delay_s=delay_s)
         if interrupted:
             log.info("A2A: %d tasks were running when the node stopped; marked failed", interrupted)
         executor = CoralAgentExecutor(
@@ -327,14 +339,13 @@ class InteropSubsystem(Subsystem):
             await self.mcp.stop()
             await self.proxies.stop()
             await self.a2a.close()
+            await self.task_records.close()
             await self.gateway.stop()
         await super().stopping(node, ctx)
 
     async def close(self, node: Node, ctx: NodeContext) -> None:
-        """Release the task store's runner lock and close the PostgreSQL pool, if opened."""
+        """Release the task store's runner lock (its connection goes back to the node's pool)."""
         if self._pg_tasks is not None:
             await self._pg_tasks.close()
             self._pg_tasks = None
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        self._pool = None

@@ -1,8 +1,8 @@
 """The payment ledger in the running node: store, services, awards, metrics.
 
 ``LedgerSubsystem`` opens the ledger's own database (``<data_dir>/ledger.db``
-with ``synchronous=FULL`` and group commit, or PostgreSQL when
-``database_url`` is a ``postgresql://`` URL), opens the operator (issuance)
+with ``synchronous=FULL`` and group commit, or PostgreSQL, on the node's
+shared pool, when ``database_url`` is a ``postgresql://`` URL), opens the operator (issuance)
 and node settlement accounts, builds a ``LedgerService`` signed by the node
 key (``need(ctx.ledger, "ledger")``) and the ``LedgerAccess`` rules both APIs
 call (``need(ctx.ledger_access, "ledger_access")``, see ``coral.ledger.access``), wires
@@ -31,6 +31,8 @@ from coral.node.subsystems import Subsystem
 from coral.v1 import ledger_pb2, ledger_pb2_grpc
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from coral.ledger.awards import AwardEscrow
     from coral.ledger.ports import LedgerStore
     from coral.ledger.service import LedgerService
@@ -43,12 +45,23 @@ EXPIRY_SWEEP_S = 1.0
 ESCROW_GAUGE_S = 10.0
 
 
-async def open_ledger_store(config: Config) -> LedgerStore:
-    """The configured ledger store, started: PostgreSQL for a URL, else ``ledger.db``."""
+async def open_ledger_store(config: Config, pool: asyncpg.Pool | None = None) -> LedgerStore:
+    """The configured ledger store, started: PostgreSQL for a URL, else ``ledger.db``.
+
+    On PostgreSQL it uses ``pool`` (the node's shared pool, which it never
+    closes) when given, else a pool of its own.
+
+    Raises:
+        OSError, asyncpg.PostgresError, sqlite3.Error: the database could not open or migrate.
+    """
     if is_postgres_url(config.database_url):
         from coral.store.ledger_postgres import PostgresLedgerStore
 
-        return await PostgresLedgerStore.open(config.database_url)
+        if pool is None:
+            return await PostgresLedgerStore.open(config.database_url)
+        store = PostgresLedgerStore(pool)
+        await store.start()
+        return store
     from coral.store.ledger_sqlite import SqliteLedgerStore
 
     return await SqliteLedgerStore.open(ledger_db_path(config))
@@ -124,7 +137,8 @@ class LedgerSubsystem(Subsystem):
         from coral.ledger.service import LedgerService
         from coral.protocol.message import now_ms
 
-        store = self._store = await open_ledger_store(ctx.config)
+        pool = await node.postgres_pool() if is_postgres_url(ctx.config.database_url) else None
+        store = self._store = await open_ledger_store(ctx.config, pool)
         service = LedgerService(store, ctx.identity, now_ms)
         access = LedgerAccess(
             service,

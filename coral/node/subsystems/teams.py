@@ -3,7 +3,7 @@
 How team traffic flows is described in ``coral.teams.service``. The team
 records and the team index live in the node's SQLite file, or, when the node
 keeps every store in PostgreSQL (``database_stores = "all"``), in PostgreSQL
-on a connection pool this subsystem opens and closes. There several replicas
+on the node's shared connection pool (``Node.postgres_pool``). There several replicas
 share them: the service checks its cached team states against the stored
 document count, and a LISTEN task on the ``teams`` channel wakes this
 process's team long-polls for changes other replicas commit.
@@ -14,7 +14,7 @@ listen; its admission check holds its place in the gateway from the start.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from coral.api.context import NodeContext, need
 from coral.node.subsystems import Subsystem
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 #: How often team budgets past their deadline are released (on one replica at a time).
 SETTLE_S = 30.0
-#: Connections of the teams pool (team traffic is light next to messages).
-POOL_SIZE = 4
 
 
 class TeamsSubsystem(Subsystem):
@@ -47,7 +45,6 @@ class TeamsSubsystem(Subsystem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pool: Any = None  # the asyncpg pool, on PostgreSQL
         self._writer: str | None = None  # this process's token in ``teams`` notices
         self.service: TeamsService | None = None
 
@@ -80,7 +77,6 @@ class TeamsSubsystem(Subsystem):
     async def _open_stores(self, node: Node, ctx: NodeContext) -> tuple[TeamStore, TeamIndex]:
         """The team store and index, migrated: PostgreSQL with every store there, else SQLite."""
         if on_postgres(node.config):
-            from coral.store.postgres import open_pool
             from coral.store.teams_postgres import PostgresTeamIndex, PostgresTeamStore
 
             threads = need(ctx.coordination, "coordination").store
@@ -88,7 +84,7 @@ class TeamsSubsystem(Subsystem):
             async def thread_exists(thread_id: str) -> bool:
                 return await threads.get_thread(thread_id) is not None
 
-            pool = self._pool = await open_pool(node.config.database_url, max_size=POOL_SIZE)
+            pool = await node.postgres_pool()
             pg_store = PostgresTeamStore(pool)
             self._writer = pg_store.writer
             pg_index = PostgresTeamIndex(pool, writer=pg_store.writer, thread_exists=thread_exists)
@@ -114,7 +110,7 @@ class TeamsSubsystem(Subsystem):
             from coral.store.wakeups_postgres import PostgresWakeups
 
             wakeups = PostgresWakeups(
-                node.config.database_url,
+                listener=node.postgres_listener(),
                 own_writer=self._writer,
                 wake=service.changed,
                 wake_all=service.changed_all,
@@ -125,9 +121,3 @@ class TeamsSubsystem(Subsystem):
         if ctx.ledger is not None:
             service.attach_escrow(LedgerTeamEscrow(ctx.ledger))
             self.every(SETTLE_S, service.settle_due, lease=node.lease)
-
-    async def close(self, node: Node, ctx: NodeContext) -> None:
-        """Close the PostgreSQL pool, if this subsystem opened one."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None

@@ -1,37 +1,44 @@
-"""The SQLite coordination store: atomic writes, conflicts, and surviving restarts."""
+"""The coordination store's rows on SQLite and PostgreSQL: atomic writes, conflicts, restarts.
+
+Every test runs on both backends (the shared ``store_backend`` fixture, see
+``tests/support/backends.py``). Behaviour through the port alone, with the
+in-memory twin too, is in ``tests/coordination/test_ports.py``; what only a
+database shared by several processes must prove is in
+``tests/store/test_coordination_postgres.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from coral.coordination import rules
 from coral.coordination.errors import ConcurrentUpdate, DuplicateMessage, ThreadExists
 from coral.coordination.model import Thread, ThreadEntry
-from coral.coordination.ports import HistoryGrant, PendingEntry, ThreadWrite
+from coral.coordination.ports import CoordinationStore, HistoryGrant, PendingEntry, ThreadWrite
 from coral.protocol.canonical import canonical_json
 from coral.protocol.identity import Identity
 from coral.protocol.message import Message, TextPart, new_message_id, to_wire
 from coral.protocol.signing import sign_message, verify_message_signature
+from coral.store.coordination_postgres import PostgresCoordinationStore
 from coral.store.coordination_sqlite import SqliteCoordinationStore
-from coral.store.sqlite import SqliteDatabase
+from tests.support.backends import StoreBackend
 
 NOW = 1_770_000_000_000
 ALICE, BOB, CAROL = (Identity.from_seed(bytes([200 + i]) * 32) for i in range(3))
 
 
+def coordination_store(backend: StoreBackend) -> CoordinationStore:
+    return backend.pick(sqlite=SqliteCoordinationStore, postgresql=PostgresCoordinationStore)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteCoordinationStore]:
-    db = SqliteDatabase(tmp_path / "coord.db")
-    await db.open()
-    coordination = SqliteCoordinationStore(db)
+async def store(store_backend: StoreBackend) -> CoordinationStore:
+    coordination = coordination_store(store_backend)
     await coordination.migrate()
-    yield coordination
-    await db.close()
+    return coordination
 
 
 def new_thread(thread_id: str = "t1") -> Thread:
@@ -63,23 +70,19 @@ def pending(thread: Thread, seq: int, message: Message, *to: Identity) -> Pendin
     return PendingEntry(ThreadEntry(thread.id, seq, message, NOW), tuple(a.did for a in to))
 
 
-async def count(store: SqliteCoordinationStore, table: str) -> int:
-    row = await store.db.fetchone(f"SELECT COUNT(*) FROM {table}")
-    assert row is not None
-    return int(row[0])
-
-
-async def all_counts(store: SqliteCoordinationStore) -> list[int]:
+async def all_counts(backend: StoreBackend) -> list[int]:
     tables = ("threads", "participants", "entries", "inbox")
-    return [await count(store, f"coordination_{t}") for t in tables]
+    return [await backend.count(f"coordination_{t}") for t in tables]
 
 
-async def test_migrate_is_idempotent(store: SqliteCoordinationStore) -> None:
+async def test_migrate_is_idempotent(store: CoordinationStore) -> None:
     assert await store.migrate() == 1
     assert await store.migrate() == 1
 
 
-async def test_a_failing_write_leaves_no_rows(store: SqliteCoordinationStore) -> None:
+async def test_a_failing_write_leaves_no_rows(
+    store: CoordinationStore, store_backend: StoreBackend
+) -> None:
     thread = new_thread()
     message = signed(ALICE, thread.id, "hi", BOB)
     write = ThreadWrite(
@@ -89,30 +92,29 @@ async def test_a_failing_write_leaves_no_rows(store: SqliteCoordinationStore) ->
     )
     with pytest.raises(DuplicateMessage):
         await store.apply(write)
-    assert await all_counts(store) == [0, 0, 0, 0]
+    assert await all_counts(store_backend) == [0, 0, 0, 0]
     assert await store.get_thread(thread.id) is None
 
 
-async def test_stale_writes_and_reused_ids_conflict(store: SqliteCoordinationStore) -> None:
+async def test_stale_writes_and_reused_ids_conflict(
+    store: CoordinationStore, store_backend: StoreBackend
+) -> None:
     thread = dataclasses.replace(new_thread(), last_seq=1)
     first = signed(ALICE, thread.id, "one", BOB)
     await store.apply(ThreadWrite(thread, None, (pending(thread, 1, first, BOB),)))
-    before = await all_counts(store)
+    before = await all_counts(store_backend)
     with pytest.raises(ThreadExists):
         await store.apply(ThreadWrite(thread, None))
     stale = dataclasses.replace(thread, last_seq=2, participants=(ALICE.did,))
     second = signed(BOB, thread.id, "two")
     with pytest.raises(ConcurrentUpdate):
         await store.apply(ThreadWrite(stale, 0, (pending(stale, 2, second, ALICE),)))
-    assert await all_counts(store) == before
+    assert await all_counts(store_backend) == before
     assert await store.get_thread(thread.id) == thread
 
 
-async def test_everything_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "restart.db"
-    db = SqliteDatabase(path)
-    await db.open()
-    store = SqliteCoordinationStore(db)
+async def test_everything_survives_reopening(store_backend: StoreBackend) -> None:
+    store = coordination_store(store_backend)
     await store.migrate()
     thread = dataclasses.replace(
         new_thread(), last_seq=2, strategy_state={"round": 3, "spoken": [ALICE.did]}, wake_at=NOW
@@ -121,34 +123,30 @@ async def test_everything_survives_reopening(tmp_path: Path) -> None:
     reply = signed(BOB, thread.id, "hi alice")
     entries = (pending(thread, 1, hello, BOB), pending(thread, 2, reply, ALICE))
     await store.apply(ThreadWrite(thread, None, entries))
-    await db.close()
 
-    db = SqliteDatabase(path)
-    await db.open()
-    store = SqliteCoordinationStore(db)
-    try:
-        assert await store.migrate() == 1
-        assert await store.get_thread(thread.id) == thread
-        history = await store.history(thread.id, 0, 10)
-        assert [e.message for e in history] == [hello, reply]
-        for entry in history:
-            verify_message_signature(entry.message)
-        row = await db.fetchone(
-            "SELECT wire FROM coordination_entries WHERE message_id = ?", (hello.id,)
-        )
-        assert row is not None
-        assert row["wire"].encode() == canonical_json(to_wire(hello))
-        mentions = await store.inbox(BOB.did, 0, 10, "mention")
-        assert [(e.cursor, e.entry.message.id) for e in mentions] == [(1, hello.id)]
-        assert await store.inbox_cursor(ALICE.did) == 1
-        assert await store.due_threads(NOW) == [thread.id]
-        assert await store.due_threads(NOW - 1) == []
-        assert [t.id for t in await store.list_threads(BOB.did, "s1")] == [thread.id]
-    finally:
-        await db.close()
+    await store_backend.reopen()  # a restart: new connections, the same data
+    store = coordination_store(store_backend)
+    assert await store.migrate() == 1
+    assert await store.get_thread(thread.id) == thread
+    history = await store.history(thread.id, 0, 10)
+    assert [e.message for e in history] == [hello, reply]
+    for entry in history:
+        verify_message_signature(entry.message)
+    wire = await store_backend.fetchval(
+        "SELECT wire FROM coordination_entries WHERE message_id = ?", hello.id
+    )
+    assert wire.encode() == canonical_json(to_wire(hello))
+    mentions = await store.inbox(BOB.did, 0, 10, "mention")
+    assert [(e.cursor, e.entry.message.id) for e in mentions] == [(1, hello.id)]
+    assert await store.inbox_cursor(ALICE.did) == 1
+    assert await store.due_threads(NOW) == [thread.id]
+    assert await store.due_threads(NOW - 1) == []
+    assert [t.id for t in await store.list_threads(BOB.did, "s1")] == [thread.id]
 
 
-async def test_history_grants_come_before_new_entries(store: SqliteCoordinationStore) -> None:
+async def test_history_grants_come_before_new_entries(
+    store: CoordinationStore, store_backend: StoreBackend
+) -> None:
     thread = dataclasses.replace(new_thread(), last_seq=2)
     one, two = signed(ALICE, thread.id, "1"), signed(BOB, thread.id, "2", ALICE)
     entries = (pending(thread, 1, one, BOB), pending(thread, 2, two, ALICE))
@@ -168,9 +166,9 @@ async def test_history_grants_come_before_new_entries(store: SqliteCoordinationS
     assert [e.mentioned for e in inbox] == [False, False, True]
     from_bob = await store.inbox(CAROL.did, 0, 10, "agent", BOB.did)
     assert [e.entry.seq for e in from_bob] == [2]
-    participants = await store.db.fetchall(
-        "SELECT agent FROM coordination_participants WHERE thread_id = ?", (thread.id,)
+    participants = await store_backend.fetchall(
+        "SELECT agent FROM coordination_participants WHERE thread_id = ?", thread.id
     )
     assert {r["agent"] for r in participants} == {ALICE.did, BOB.did, CAROL.did}
-    row = await store.db.fetchone("SELECT strategy_options FROM coordination_threads")
-    assert row is not None and json.loads(row[0]) == {"k": [1, 2]}
+    options = await store_backend.fetchval("SELECT strategy_options FROM coordination_threads")
+    assert json.loads(options) == {"k": [1, 2]}
