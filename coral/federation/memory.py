@@ -54,6 +54,13 @@ class InMemoryFederationStore:
         self.inbox[message_id] = (origin, now_ms)
         return True
 
+    async def prune_inbox(self, received_before_ms: int) -> int:
+        """Forget received envelope ids recorded before ``received_before_ms``; returns how many."""
+        old = [k for k, (_, at) in self.inbox.items() if at < received_before_ms]
+        for key in old:
+            del self.inbox[key]
+        return len(old)
+
     async def queues(self, per_destination: int = 100) -> dict[str, list[OutboxItem]]:
         """Live items per destination, oldest first."""
         queues: dict[str, list[OutboxItem]] = {}

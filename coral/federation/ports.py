@@ -73,6 +73,10 @@ class FederationStore(Protocol):
         """Remember a received envelope id inside ``transaction``; True only the first time."""
         ...
 
+    async def prune_inbox(self, received_before_ms: int) -> int:
+        """Forget received envelope ids recorded before ``received_before_ms``; returns how many."""
+        ...
+
     async def queues(self, per_destination: int = 100) -> dict[str, list[OutboxItem]]:
         """Live (not dead-lettered) items per destination, oldest first."""
         ...

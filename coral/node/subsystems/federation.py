@@ -35,6 +35,13 @@ from coral.node.subsystems import Subsystem
 from coral.node.subsystems.coordination import on_postgres
 from coral.v1 import federation_pb2, federation_pb2_grpc
 
+#: How long a received envelope id is remembered (inbound dedupe). A sender gives
+#: up on an envelope after ``RetryPolicy.max_attempts`` tries (a few hours with the
+#: default backoff), so a week leaves a wide margin.
+INBOX_KEEP_MS = 7 * 24 * 3600 * 1000
+#: How often ids past ``INBOX_KEEP_MS`` are deleted (on the lease holder).
+INBOX_PRUNE_S = 3600.0
+
 if TYPE_CHECKING:
     from coral.federation.peer_record import PeerAddresses
     from coral.federation.ports import FederationStore
@@ -178,7 +185,13 @@ class FederationSubsystem(Subsystem):
             self.http_installers.append(ledger_relay_routes.install)
 
     async def started(self, node: Node, ctx: NodeContext) -> None:
+        from coral.protocol.message import now_ms
+
         interval = node.config.gossip_interval_s
+        store = self.driver.store
+        self.every(
+            INBOX_PRUNE_S, lambda: store.prune_inbox(now_ms() - INBOX_KEEP_MS), lease=node.lease
+        )
         if self._watch is None:  # SQLite: this process is the whole node
             self.background(self.driver.run_gossip(interval))
             self.background(self.driver.run_outbox())
