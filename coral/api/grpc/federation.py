@@ -88,15 +88,3 @@ class FederationServicer(federation_pb2_grpc.FederationServiceServicer):
                 )
             applied += 1
         return federation_pb2.DeliverBatchResponse(applied=applied)
-
-
-def installer(driver: FederationNode) -> Any:
-    """A grpc installer adding the federation service for ``driver``."""
-
-    def install(server: grpc.aio.Server, ctx: NodeContext) -> list[str]:
-        federation_pb2_grpc.add_FederationServiceServicer_to_server(
-            FederationServicer(ctx, driver), server
-        )
-        return [federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name]
-
-    return install
