@@ -14,14 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
-
-from coral.store.listen_postgres import PostgresListener, Subscription
-
-log = logging.getLogger(__name__)
+from coral.store.listen_postgres import PostgresListener, Subscription, follow
 
 #: The NOTIFY channel of A2A task writes (payload: the task id).
 CHANNEL = "a2a_tasks"
@@ -85,31 +80,5 @@ class PostgresTaskWatch:
         (re)connect wakes every watcher to re-read. With the shared listener,
         it reconnects and cancellation leaves it.
         """
-        if self._listener is not None:
-            sub = Subscription(CHANNEL, self._on_notice, self._connected, self.listening.clear)
-            try:
-                await self._listener.subscribe(sub)
-                await asyncio.Future()  # until cancelled
-            finally:
-                self._listener.unsubscribe(sub)
-                self.listening.clear()
-        while True:
-            try:
-                await self._listen_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("A2A task LISTEN connection failed: %s; retrying", exc)
-            self.listening.clear()
-            await asyncio.sleep(self._retry_s)
-
-    async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: lost.set())
-        try:
-            await conn.add_listener(CHANNEL, self._on_notice)
-            self._connected()
-            await lost.wait()
-            log.warning("A2A task LISTEN connection lost; reconnecting")
-        finally:
-            if not conn.is_closed():
-                await asyncio.shield(conn.close())
+        sub = Subscription(CHANNEL, self._on_notice, self._connected, self.listening.clear)
+        await follow(sub, self._listener, self._dsn, self._retry_s)

@@ -36,7 +36,7 @@ from coral.federation.ports import OutboxItem, RetryPolicy
 from coral.federation.records import GossipRecord
 from coral.federation.retry import next_retry_ms
 from coral.protocol.agent import parse_record
-from coral.store.listen_postgres import PostgresListener, Subscription
+from coral.store.listen_postgres import PostgresListener, Subscription, follow
 from coral.store.postgres import PostgresMigration, joined, migrate
 
 log = logging.getLogger(__name__)
@@ -520,21 +520,8 @@ class PostgresFederationWatch:
         """
         reader = asyncio.ensure_future(self._reads())
         try:
-            if self._listener is not None:
-                sub = Subscription(CHANNEL, self._on_notice, self._connected, self.listening.clear)
-                try:
-                    await self._listener.subscribe(sub)
-                    await asyncio.Future()  # until cancelled
-                finally:
-                    self._listener.unsubscribe(sub)
-                    self.listening.clear()
-            while True:
-                try:
-                    await self._listen_once()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("federation LISTEN connection failed: %s; retrying", exc)
-                self.listening.clear()
-                await asyncio.sleep(self._retry_s)
+            sub = Subscription(CHANNEL, self._on_notice, self._connected, self.listening.clear)
+            await follow(sub, self._listener, self._dsn, self._retry_s)
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -555,16 +542,3 @@ class PostgresFederationWatch:
                 self._everything = True
                 await asyncio.sleep(self._retry_s)
                 self._changed.set()
-
-    async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: lost.set())
-        try:
-            await conn.add_listener(CHANNEL, self._on_notice)
-            self._connected()
-            await lost.wait()
-            log.warning("federation LISTEN connection lost; reconnecting")
-        finally:
-            if not conn.is_closed():
-                await asyncio.shield(conn.close())

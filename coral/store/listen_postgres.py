@@ -127,3 +127,30 @@ class PostgresListener:
                     sub.disconnected()
             if not conn.is_closed():
                 await asyncio.shield(conn.close())
+
+
+async def follow(
+    sub: Subscription, listener: PostgresListener | None, dsn: str | None, retry_s: float
+) -> None:
+    """Deliver ``sub``'s channel until cancelled, on ``listener`` or a private one for ``dsn``.
+
+    A consumer given the process's shared listener subscribes to it; one given
+    only a DSN (standalone use, tests) runs a listener of its own with the same
+    reconnect and catch-up rules. Cancellation unsubscribes, closes a private
+    listener's connection, calls ``sub.disconnected`` and propagates.
+    """
+    own: asyncio.Future[None] | None = None
+    if listener is None:
+        if dsn is None:
+            raise ValueError("give a listener or a dsn")
+        listener = PostgresListener(dsn, retry_s=retry_s)
+        own = asyncio.ensure_future(listener.run())
+    try:
+        await listener.subscribe(sub)
+        await (own if own is not None else asyncio.Future())  # until cancelled
+    finally:
+        listener.unsubscribe(sub)
+        if own is not None:
+            own.cancel()
+            await asyncio.gather(own, return_exceptions=True)
+        sub.disconnected()

@@ -14,14 +14,9 @@ while the connection was down loses nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterable, Sequence
 
-import asyncpg
-
-from coral.store.listen_postgres import PostgresListener, Subscription
-
-log = logging.getLogger(__name__)
+from coral.store.listen_postgres import PostgresListener, Subscription, follow
 
 #: The NOTIFY channel of coordination writes.
 CHANNEL = "coordination"
@@ -97,33 +92,5 @@ class PostgresWakeups:
         ``retry_s`` seconds (by the shared listener, when given); each
         successful (re)connect wakes every local wait to catch up by cursor.
         """
-        if self._listener is not None:
-            sub = Subscription(
-                self._channel, self._on_notice, self._connected, self.listening.clear
-            )
-            try:
-                await self._listener.subscribe(sub)
-                await asyncio.Future()  # until cancelled
-            finally:
-                self._listener.unsubscribe(sub)
-                self.listening.clear()
-        while True:
-            try:
-                await self._listen_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("%s LISTEN connection failed: %s; retrying", self._channel, exc)
-            self.listening.clear()
-            await asyncio.sleep(self._retry_s)
-
-    async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: lost.set())
-        try:
-            await conn.add_listener(self._channel, self._on_notice)
-            self._connected()
-            await lost.wait()
-            log.warning("%s LISTEN connection lost; reconnecting", self._channel)
-        finally:
-            if not conn.is_closed():
-                await asyncio.shield(conn.close())
+        sub = Subscription(self._channel, self._on_notice, self._connected, self.listening.clear)
+        await follow(sub, self._listener, self._dsn, self._retry_s)
