@@ -286,10 +286,11 @@ async def test_a_thread_spanning_two_nodes_reaches_the_remote_member_exactly_onc
     assert [item.envelope_id.split(":")[0] for item in queued] == ["entries"]
     envelope = queued[0]
 
-    async def bob_has_the_thread() -> bool:
-        return bool(await b.threads.inbox(bob.did, 0, 10))
+    async def bob_has_the_thread_and_a_its_ack() -> bool:
+        # The receiver applies a batch before the sender records its acknowledgement.
+        return bool(await b.threads.inbox(bob.did, 0, 10)) and not await a.outbox()
 
-    await with_outbox(a, lambda: until(bob_has_the_thread))
+    await with_outbox(a, lambda: until(bob_has_the_thread_and_a_its_ack))
     inbox = await b.threads.inbox(bob.did, 0, 10)
     assert {item.entry.thread_id for item in inbox} == {thread.id}
     assert b.driver.owners[thread.id] == a.identity.did
@@ -360,10 +361,10 @@ async def test_envelopes_of_a_registered_kind_arrive_in_the_order_queued(
         await a.driver.send_envelope("ping", f"k{n}", b.identity.did, {"n": n})
     await a.driver.send_envelope("ping", "k0", b.identity.did, {"n": 99})  # same key: ignored
 
-    async def all_arrived() -> bool:
-        return len(received) >= 3
+    async def all_arrived_and_acknowledged() -> bool:
+        return len(received) >= 3 and not await a.outbox()
 
-    await with_outbox(a, lambda: until(all_arrived))
+    await with_outbox(a, lambda: until(all_arrived_and_acknowledged))
     assert received == [0, 1, 2]
     assert not await a.outbox()
 
@@ -439,7 +440,7 @@ async def test_a_peer_listing_several_addresses_is_reached_at_one_that_answers(
             await a.driver.send_envelope("ping", f"k{n}", b.identity.did, {"n": n})
 
             async def arrived(count: int = n + 1) -> bool:
-                return len(received) >= count
+                return len(received) >= count and not await a.outbox()
 
             await with_outbox(a, lambda: until(arrived))
         assert received == [0, 1, 2, 3]
